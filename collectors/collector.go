@@ -1,0 +1,218 @@
+// Package collectors defines what a collector is, the Observation it returns
+// and the explicit Registry the agent runs them from.
+//
+// A collector reads one signal (disk encryption, patch level, firewall, ...)
+// through a platform.Host and returns a typed payload plus the evidence that
+// decided it: which source it read, the command or file, its exit code and a
+// bounded raw excerpt. The agent never scores; the server does.
+package collectors
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/evident-dev/evident/platform"
+)
+
+// Status of one collection.
+type Status string
+
+const (
+	StatusOK          Status = "ok"
+	StatusError       Status = "error"
+	StatusUnsupported Status = "unsupported"
+)
+
+// ErrNotApplicable is returned (wrapped) by a collector whose signal does not
+// exist on this host (e.g. no UEFI firmware for Secure Boot). It is a
+// sentinel, not a failure: the Observation's status is ok and its payload
+// says why.
+var ErrNotApplicable = errors.New("not applicable on this host")
+
+// Collector reads one signal.
+type Collector interface {
+	// Name is stable and unique: it keys evidence on the server.
+	Name() string
+	// Collect reads the signal. A returned error wrapping
+	// errors.ErrUnsupported marks the OS as unsupported; any other error
+	// marks this collection as failed. Partial results may be returned
+	// alongside an error.
+	Collect(ctx context.Context, host platform.Host) (Result, error)
+}
+
+// Result is what a collector returns.
+type Result struct {
+	// Payload is the collector's typed result; it is marshalled to JSON.
+	Payload any
+	// Sources is the evidence the collector read, in order.
+	Sources []Source
+}
+
+// Source records one read that contributed to a result, so an auditor can see
+// why a control passed or failed.
+type Source struct {
+	Kind     string `json:"kind"`                // "file", "command", "wmi", "api"
+	Ref      string `json:"ref"`                 // path, argv joined by spaces, or query
+	ExitCode *int   `json:"exit_code,omitempty"` // commands only
+	Excerpt  string `json:"excerpt,omitempty"`   // bounded raw text that decided it
+	Error    string `json:"error,omitempty"`
+}
+
+// MaxExcerpt bounds a Source excerpt so observations stay small.
+const MaxExcerpt = 2048
+
+// Excerpt returns b cut to MaxExcerpt bytes on a UTF-8 boundary-safe cut.
+func Excerpt(b []byte) string {
+	if len(b) <= MaxExcerpt {
+		return string(b)
+	}
+	cut := MaxExcerpt
+	for cut > 0 && b[cut]&0xC0 == 0x80 {
+		cut--
+	}
+	return string(b[:cut]) + "\n…[truncated]"
+}
+
+// CommandSource builds the Source of a command result.
+func CommandSource(r platform.Result, excerpt []byte) Source {
+	code := r.ExitCode
+	ref := ""
+	for i, a := range r.Argv {
+		if i > 0 {
+			ref += " "
+		}
+		ref += a
+	}
+	return Source{Kind: "command", Ref: ref, ExitCode: &code, Excerpt: Excerpt(excerpt)}
+}
+
+// FileSource builds the Source of a file read.
+func FileSource(path string, excerpt []byte, err error) Source {
+	s := Source{Kind: "file", Ref: path, Excerpt: Excerpt(excerpt)}
+	if err != nil {
+		s.Error = err.Error()
+	}
+	return s
+}
+
+// Observation is one collector's result at one time, before the outbox gives
+// it a sequence number.
+type Observation struct {
+	Collector     string          `json:"collector"`
+	CollectedAt   time.Time       `json:"collected_at"`
+	Status        Status          `json:"status"`
+	Error         string          `json:"error,omitempty"`
+	ParserVersion int             `json:"parser_version"`
+	Payload       json.RawMessage `json:"payload,omitempty"`
+	Sources       []Source        `json:"sources,omitempty"`
+	DurationMS    int64           `json:"duration_ms"`
+}
+
+// Versioned is implemented by collectors whose parser output may change
+// shape; the version travels with each observation.
+type Versioned interface{ ParserVersion() int }
+
+// Registry is the explicit list of collectors the agent runs.
+type Registry struct {
+	byName map[string]Collector
+}
+
+// NewRegistry returns a registry holding cs. Duplicate names are an error.
+func NewRegistry(cs ...Collector) (*Registry, error) {
+	r := &Registry{byName: map[string]Collector{}}
+	for _, c := range cs {
+		if _, dup := r.byName[c.Name()]; dup {
+			return nil, fmt.Errorf("collector %q registered twice", c.Name())
+		}
+		r.byName[c.Name()] = c
+	}
+	return r, nil
+}
+
+// Names lists the registered collectors, sorted.
+func (r *Registry) Names() []string {
+	out := make([]string, 0, len(r.byName))
+	for n := range r.byName {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Get returns the named collector.
+func (r *Registry) Get(name string) (Collector, bool) { c, ok := r.byName[name]; return c, ok }
+
+// Select returns a registry restricted to names; unknown names are an error.
+func (r *Registry) Select(names []string) (*Registry, error) {
+	var cs []Collector
+	for _, n := range names {
+		c, ok := r.byName[n]
+		if !ok {
+			return nil, fmt.Errorf("unknown collector %q (known: %v)", n, r.Names())
+		}
+		cs = append(cs, c)
+	}
+	return NewRegistry(cs...)
+}
+
+// Run runs one collector with its own timeout and turns whatever happens,
+// including a panic, into an Observation. It never fails the caller.
+func Run(ctx context.Context, c Collector, host platform.Host, timeout time.Duration, now func() time.Time) (obs Observation) {
+	start := now()
+	obs = Observation{Collector: c.Name(), CollectedAt: start.UTC()}
+	if v, ok := c.(Versioned); ok {
+		obs.ParserVersion = v.ParserVersion()
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			obs.Status = StatusError
+			obs.Error = fmt.Sprintf("collector panicked: %v", p)
+		}
+		obs.DurationMS = now().Sub(start).Milliseconds()
+	}()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	res, err := c.Collect(ctx, host)
+	obs.Sources = res.Sources
+	if res.Payload != nil {
+		b, merr := json.Marshal(res.Payload)
+		if merr != nil {
+			obs.Status, obs.Error = StatusError, "marshal payload: "+merr.Error()
+			return obs
+		}
+		obs.Payload = b
+	}
+	switch {
+	case err == nil:
+		obs.Status = StatusOK
+	case errors.Is(err, errors.ErrUnsupported):
+		obs.Status = StatusUnsupported
+		obs.Error = err.Error()
+	default:
+		obs.Status = StatusError
+		obs.Error = err.Error()
+	}
+	return obs
+}
+
+// RunAll runs every collector of r concurrently (each bounded by timeout)
+// and returns their observations in name order.
+func (r *Registry) RunAll(ctx context.Context, host platform.Host, timeout time.Duration, now func() time.Time) []Observation {
+	names := r.Names()
+	out := make([]Observation, len(names))
+	done := make(chan struct{}, len(names))
+	for i, n := range names {
+		go func() {
+			out[i] = Run(ctx, r.byName[n], host, timeout, now)
+			done <- struct{}{}
+		}()
+	}
+	for range names {
+		<-done
+	}
+	return out
+}

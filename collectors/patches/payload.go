@@ -1,0 +1,54 @@
+// Package patches reports the patch level of the host: pending updates and
+// pending security updates from the package manager, when the last update
+// succeeded, whether a reboot is required, whether automatic updates are
+// configured, and the OS release with its end-of-life date where known.
+package patches
+
+import "time"
+
+// Name is the collector name.
+const Name = "patches"
+
+// Payload is the collector's result.
+type Payload struct {
+	Manager                string    `json:"manager"` // "apt", "dnf", "yum", ""
+	OS                     OSRelease `json:"os"`
+	PendingUpdates         int       `json:"pending_updates"`
+	PendingSecurityUpdates int       `json:"pending_security_updates"`
+	// PendingSecurity lists at most 50 pending security packages.
+	PendingSecurity []Package `json:"pending_security,omitempty"`
+	// LastSuccessfulUpdate is when the package index or packages were last
+	// updated successfully, when the manager records it.
+	LastSuccessfulUpdate *time.Time `json:"last_successful_update,omitempty"`
+	RebootRequired       bool       `json:"reboot_required"`
+	// RebootReason names the packages or file that say so.
+	RebootReason string       `json:"reboot_reason,omitempty"`
+	AutoUpdates  *AutoUpdates `json:"auto_updates,omitempty"`
+}
+
+// Package is one pending update.
+type Package struct {
+	Name     string `json:"name"`
+	Version  string `json:"version,omitempty"` // candidate version
+	Origin   string `json:"origin,omitempty"`  // repository/suite, or advisory id
+	Advisory string `json:"advisory,omitempty"`
+	Severity string `json:"severity,omitempty"`
+}
+
+// OSRelease is the parsed /etc/os-release plus what Evident knows of its
+// support window.
+type OSRelease struct {
+	ID         string `json:"id"`
+	VersionID  string `json:"version_id,omitempty"`
+	PrettyName string `json:"pretty_name,omitempty"`
+	Codename   string `json:"codename,omitempty"`
+	// EndOfLife is the end of security support, when known.
+	EndOfLife *time.Time `json:"end_of_life,omitempty"`
+}
+
+// AutoUpdates says whether the host installs updates by itself.
+type AutoUpdates struct {
+	Enabled   bool   `json:"enabled"`
+	Mechanism string `json:"mechanism"` // "unattended-upgrades", "dnf-automatic", ...
+	Detail    string `json:"detail,omitempty"`
+}

@@ -1,0 +1,18 @@
+// Package secureboot reports whether the host booted with UEFI Secure Boot
+// enforcing (Linux: efivars SecureBoot and SetupMode variables).
+package secureboot
+
+// Name is the collector name.
+const Name = "secureboot"
+
+// Payload is the collector's result.
+type Payload struct {
+	// UEFI is false on legacy BIOS boots and most VMs without OVMF; Secure
+	// Boot is then not applicable rather than failed.
+	UEFI bool `json:"uefi"`
+	// Enabled is the SecureBoot variable (nil when unreadable).
+	Enabled *bool `json:"enabled,omitempty"`
+	// SetupMode is the SetupMode variable: in setup mode keys are not
+	// enforced even if SecureBoot reads 1.
+	SetupMode *bool `json:"setup_mode,omitempty"`
+}

@@ -1,0 +1,3 @@
+module github.com/evident-dev/evident
+
+go 1.26.8

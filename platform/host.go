@@ -1,0 +1,66 @@
+// Package platform is the agent's only door to the machine: files, globbing and
+// commands run by absolute, allow-listed path with a timeout and an output bound.
+//
+// Collectors never touch os or os/exec directly. They receive a Host, which is
+// either the live machine (NewLive) or, later, a recorded host snapshot that
+// replays on any OS. Keeping every read behind this interface is what lets
+// parsers be tested on recorded real outputs and lets a snapshot double as a
+// support bundle.
+package platform
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"time"
+)
+
+// Host is the door to one machine.
+type Host interface {
+	// GOOS is the operating system of the host being read (not necessarily
+	// the one running the agent, when a snapshot is replayed).
+	GOOS() string
+	// ReadFile reads an absolute path, at most limit bytes (0 means the
+	// default bound). A missing file returns an error matching fs.ErrNotExist.
+	ReadFile(path string, limit int64) ([]byte, error)
+	// Glob returns the absolute paths matching pattern (filepath.Match syntax).
+	Glob(pattern string) ([]string, error)
+	// ReadDir lists the names in an absolute directory path.
+	ReadDir(path string) ([]fs.DirEntry, error)
+	// Run runs one allow-listed command without a shell. argv[0] is a
+	// command name from the allow-list (e.g. "lsblk"); the Host resolves it
+	// to an absolute path. A command that is not installed returns an error
+	// matching ErrCommandNotFound. A non-zero exit is not an error: it is
+	// reported in Result.ExitCode.
+	Run(ctx context.Context, argv ...string) (Result, error)
+}
+
+// Result is what one command printed.
+type Result struct {
+	Argv     []string      `json:"argv"`
+	Path     string        `json:"path"` // absolute path actually run
+	Stdout   []byte        `json:"-"`
+	Stderr   []byte        `json:"-"`
+	ExitCode int           `json:"exit_code"`
+	Duration time.Duration `json:"duration"`
+	// Truncated is set when the output bound cut stdout or stderr.
+	Truncated bool `json:"truncated,omitempty"`
+}
+
+var (
+	// ErrCommandNotFound means none of the allow-listed paths of a command
+	// exist on this host.
+	ErrCommandNotFound = errors.New("command not found on this host")
+	// ErrNotAllowed means the command is not on the allow-list.
+	ErrNotAllowed = errors.New("command not on the allow-list")
+)
+
+// Default bounds. A collector that needs more asks for it explicitly.
+const (
+	DefaultFileLimit   = 4 << 20 // 4 MiB
+	DefaultOutputLimit = 8 << 20 // 8 MiB per stream
+	DefaultTimeout     = 30 * time.Second
+)
+
+// IsNotExist reports whether err means "this host has no such file".
+func IsNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }
