@@ -1,0 +1,295 @@
+// Package pki is the server's certificate authority: it creates (on first
+// start) and loads the CA and the server's TLS certificate from the data
+// directory, signs device certificates from enrollment CSRs, and formats the
+// enrollment token that carries the CA pin.
+package pki
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// File names inside the server data directory.
+const (
+	caCertFile     = "ca.crt"
+	caKeyFile      = "ca.key"
+	serverCertFile = "server.crt"
+	serverKeyFile  = "server.key"
+)
+
+// DeviceURIPrefix is the URI SAN prefix that carries the device id in device
+// certificates, e.g. evident://device/dev_3f2a...
+const DeviceURIPrefix = "evident://device/"
+
+// CA holds the server's certificate authority.
+type CA struct {
+	Cert *x509.Certificate
+	key  crypto.Signer
+	// DeviceCertTTL is the lifetime of issued device certificates.
+	DeviceCertTTL time.Duration
+	now           func() time.Time
+}
+
+// LoadOrCreate loads the CA from dir, creating it (and dir, 0700) on first
+// start.
+func LoadOrCreate(dir string) (*CA, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	certPath, keyPath := filepath.Join(dir, caCertFile), filepath.Join(dir, caKeyFile)
+	if _, err := os.Stat(certPath); errors.Is(err, os.ErrNotExist) {
+		if err := createCA(certPath, keyPath); err != nil {
+			return nil, fmt.Errorf("create CA: %w", err)
+		}
+	}
+	cert, key, err := loadPair(certPath, keyPath)
+	if err != nil {
+		return nil, fmt.Errorf("load CA: %w", err)
+	}
+	if !cert.IsCA {
+		return nil, fmt.Errorf("load CA: %s is not a CA certificate", certPath)
+	}
+	return &CA{Cert: cert, key: key, DeviceCertTTL: 90 * 24 * time.Hour, now: time.Now}, nil
+}
+
+func createCA(certPath, keyPath string) error {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber:          randSerial(),
+		Subject:               pkix.Name{CommonName: "Evident device CA", Organization: []string{"Evident"}},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.AddDate(10, 0, 0),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLenZero:        true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return err
+	}
+	return writePair(certPath, keyPath, der, key)
+}
+
+// Fingerprint is the SHA-256 of the CA certificate (DER), hex encoded: the
+// pin agents check on first contact.
+func (ca *CA) Fingerprint() string { return Fingerprint(ca.Cert.Raw) }
+
+// Fingerprint returns the hex SHA-256 of a DER certificate.
+func Fingerprint(der []byte) string {
+	sum := sha256.Sum256(der)
+	return hex.EncodeToString(sum[:])
+}
+
+// PEM returns the CA certificate in PEM form (the agent's trust bundle).
+func (ca *CA) PEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Cert.Raw})
+}
+
+// Pool returns a pool holding only this CA.
+func (ca *CA) Pool() *x509.CertPool {
+	p := x509.NewCertPool()
+	p.AddCert(ca.Cert)
+	return p
+}
+
+// ServerCertificate loads the server certificate from dir, issuing a new one
+// when it is missing, expires within 30 days, or lacks one of the requested
+// names (hosts are DNS names or IP addresses).
+func (ca *CA) ServerCertificate(dir string, hosts []string) (tls.Certificate, error) {
+	certPath, keyPath := filepath.Join(dir, serverCertFile), filepath.Join(dir, serverKeyFile)
+	if cert, key, err := loadPair(certPath, keyPath); err == nil && covers(cert, hosts) &&
+		cert.NotAfter.After(ca.now().Add(30*24*time.Hour)) && cert.CheckSignatureFrom(ca.Cert) == nil {
+		return tls.Certificate{Certificate: [][]byte{cert.Raw, ca.Cert.Raw}, PrivateKey: key, Leaf: cert}, nil
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	now := ca.now()
+	tmpl := &x509.Certificate{
+		SerialNumber: randSerial(),
+		Subject:      pkix.Name{CommonName: "evident-server", Organization: []string{"Evident"}},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.AddDate(1, 0, 0),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else if h != "" {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	if err := writePair(certPath, keyPath, der, key); err != nil {
+		return tls.Certificate{}, err
+	}
+	leaf, _ := x509.ParseCertificate(der)
+	return tls.Certificate{Certificate: [][]byte{der, ca.Cert.Raw}, PrivateKey: key, Leaf: leaf}, nil
+}
+
+func covers(cert *x509.Certificate, hosts []string) bool {
+	for _, h := range hosts {
+		if cert.VerifyHostname(h) != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// SignDevice issues a client certificate for deviceID from a DER CSR. The
+// CSR's signature is checked; only its public key is used.
+func (ca *CA) SignDevice(csrDER []byte, deviceID string) ([]byte, error) {
+	csr, err := x509.ParseCertificateRequest(csrDER)
+	if err != nil {
+		return nil, fmt.Errorf("parse CSR: %w", err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, fmt.Errorf("CSR signature: %w", err)
+	}
+	switch pub := csr.PublicKey.(type) {
+	case *ecdsa.PublicKey:
+		if pub.Curve.Params().BitSize < 256 {
+			return nil, errors.New("CSR key: ECDSA keys must be at least P-256")
+		}
+	default:
+		return nil, fmt.Errorf("CSR key: unsupported key type %T (use ECDSA P-256)", csr.PublicKey)
+	}
+	now := ca.now()
+	uri, err := parseURI(DeviceURIPrefix + deviceID)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: randSerial(),
+		Subject:      pkix.Name{CommonName: deviceID, Organization: []string{"Evident device"}},
+		NotBefore:    now.Add(-5 * time.Minute),
+		NotAfter:     now.Add(ca.DeviceCertTTL),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		URIs:         uri,
+	}
+	return x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, csr.PublicKey, ca.key)
+}
+
+// DeviceID returns the device id carried by a verified device certificate.
+func DeviceID(cert *x509.Certificate) (string, error) {
+	for _, u := range cert.URIs {
+		if s := u.String(); strings.HasPrefix(s, DeviceURIPrefix) {
+			id := strings.TrimPrefix(s, DeviceURIPrefix)
+			if ValidDeviceID(id) {
+				return id, nil
+			}
+		}
+	}
+	return "", errors.New("certificate carries no Evident device id")
+}
+
+// ValidDeviceID reports whether id has the shape the server issues.
+func ValidDeviceID(id string) bool {
+	if !strings.HasPrefix(id, "dev_") || len(id) != 4+32 {
+		return false
+	}
+	_, err := hex.DecodeString(id[4:])
+	return err == nil
+}
+
+// NewDeviceID returns a fresh random device id.
+func NewDeviceID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return "dev_" + hex.EncodeToString(b)
+}
+
+func randSerial() *big.Int {
+	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	return n
+}
+
+func loadPair(certPath, keyPath string) (*x509.Certificate, crypto.Signer, error) {
+	cb, err := os.ReadFile(certPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	kb, err := os.ReadFile(keyPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	cblk, _ := pem.Decode(cb)
+	kblk, _ := pem.Decode(kb)
+	if cblk == nil || kblk == nil {
+		return nil, nil, fmt.Errorf("%s or %s is not PEM", certPath, keyPath)
+	}
+	cert, err := x509.ParseCertificate(cblk.Bytes)
+	if err != nil {
+		return nil, nil, err
+	}
+	key, err := x509.ParseECPrivateKey(kblk.Bytes)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cert, key, nil
+}
+
+func writePair(certPath, keyPath string, der []byte, key *ecdsa.PrivateKey) error {
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return err
+	}
+	if err := WriteFileAtomic(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		return err
+	}
+	return WriteFileAtomic(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+}
+
+// WriteFileAtomic writes data to path via a temporary file, fsync and rename,
+// so a crash never leaves a half-written key or certificate.
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}

@@ -1,0 +1,446 @@
+// Package sqlite is the default store: one embedded SQLite file
+// (modernc.org/sqlite, pure Go, no cgo) under the server's data directory.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/evident-dev/evident/server/store"
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Store is the SQLite store.
+type Store struct {
+	db *sql.DB
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens (creating and migrating) the database at path. readOnly opens
+// it for reports alongside a running server; a read-only open never
+// migrates.
+func Open(path string, readOnly bool) (*Store, error) {
+	q := "?_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate"
+	if readOnly {
+		q = "?mode=ro&_pragma=busy_timeout(10000)"
+	}
+	db, err := sql.Open("sqlite", "file:"+path+q)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{db: db}
+	if readOnly {
+		db.SetMaxOpenConns(4)
+		if err := s.checkVersion(context.Background()); err != nil {
+			db.Close()
+			return nil, err
+		}
+		return s, nil
+	}
+	// One writer: SQLite serialises writes anyway, and a single connection
+	// avoids SQLITE_BUSY between our own goroutines.
+	db.SetMaxOpenConns(1)
+	if err := s.migrate(context.Background()); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close implements store.Store.
+func (s *Store) Close() error { return s.db.Close() }
+
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+func loadMigrations() ([]migration, error) {
+	ents, err := fs.ReadDir(migrations, "migrations")
+	if err != nil {
+		return nil, err
+	}
+	var out []migration
+	for _, e := range ents {
+		v, err := strconv.Atoi(strings.SplitN(e.Name(), "_", 2)[0])
+		if err != nil {
+			return nil, fmt.Errorf("migration %s: name must start with a number", e.Name())
+		}
+		b, err := migrations.ReadFile("migrations/" + e.Name())
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, migration{v, e.Name(), string(b)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
+	return out, nil
+}
+
+// SchemaVersion is the newest migration this binary knows.
+func SchemaVersion() int {
+	ms, _ := loadMigrations()
+	if len(ms) == 0 {
+		return 0
+	}
+	return ms[len(ms)-1].version
+}
+
+func (s *Store) checkVersion(ctx context.Context) error {
+	var v int
+	if err := s.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if v > SchemaVersion() {
+		return fmt.Errorf("database schema version %d is newer than this binary understands (%d): upgrade evident-server", v, SchemaVersion())
+	}
+	if v == 0 {
+		return errors.New("database is empty: start evident-server once to create it")
+	}
+	return nil
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	ms, err := loadMigrations()
+	if err != nil {
+		return err
+	}
+	var v int
+	if err := s.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if v > SchemaVersion() {
+		return fmt.Errorf("database schema version %d is newer than this binary understands (%d): upgrade evident-server", v, SchemaVersion())
+	}
+	for _, m := range ms {
+		if m.version <= v {
+			continue
+		}
+		tx, err := s.db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %s: %w", m.name, err)
+		}
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", m.version)); err != nil {
+			tx.Rollback()
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("migration %s: %w", m.name, err)
+		}
+	}
+	return nil
+}
+
+func nanos(t time.Time) int64 { return t.UTC().UnixNano() }
+
+func fromNanos(n int64) time.Time { return time.Unix(0, n).UTC() }
+
+func nullNanos(t *time.Time) any {
+	if t == nil {
+		return nil
+	}
+	return nanos(*t)
+}
+
+func timePtr(n sql.NullInt64) *time.Time {
+	if !n.Valid {
+		return nil
+	}
+	t := fromNanos(n.Int64)
+	return &t
+}
+
+// CreateEnrollSecret implements store.Enrollment.
+func (s *Store) CreateEnrollSecret(ctx context.Context, e store.EnrollSecret) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO enroll_secrets (id, hash, label, created_at, expires_at, single_use)
+		VALUES (?, ?, ?, ?, ?, ?)`, e.ID, e.Hash, e.Label, nanos(e.CreatedAt), nullNanos(e.ExpiresAt), e.SingleUse)
+	return err
+}
+
+// UseEnrollSecret implements store.Enrollment.
+func (s *Store) UseEnrollSecret(ctx context.Context, hash []byte, now time.Time) (store.EnrollSecret, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return store.EnrollSecret{}, err
+	}
+	defer tx.Rollback()
+	var e store.EnrollSecret
+	var exp, rev sql.NullInt64
+	var created int64
+	err = tx.QueryRowContext(ctx, `SELECT id, hash, label, created_at, expires_at, single_use, uses, revoked_at
+		FROM enroll_secrets WHERE hash = ?`, hash).Scan(&e.ID, &e.Hash, &e.Label, &created, &exp, &e.SingleUse, &e.Uses, &rev)
+	if errors.Is(err, sql.ErrNoRows) {
+		return e, store.ErrNotFound
+	}
+	if err != nil {
+		return e, err
+	}
+	e.CreatedAt, e.ExpiresAt, e.RevokedAt = fromNanos(created), timePtr(exp), timePtr(rev)
+	if e.RevokedAt != nil || (e.ExpiresAt != nil && !now.Before(*e.ExpiresAt)) || (e.SingleUse && e.Uses > 0) {
+		return e, store.ErrNotFound
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE enroll_secrets SET uses = uses + 1 WHERE id = ?`, e.ID); err != nil {
+		return e, err
+	}
+	e.Uses++
+	return e, tx.Commit()
+}
+
+// EnrollDevice implements store.Enrollment.
+func (s *Store) EnrollDevice(ctx context.Context, d store.Device) (store.Device, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return d, err
+	}
+	defer tx.Rollback()
+	if d.MachineID != "" {
+		var id string
+		var re int
+		err := tx.QueryRowContext(ctx, `SELECT id, reenrolled FROM devices WHERE machine_id = ? ORDER BY enrolled_at LIMIT 1`, d.MachineID).Scan(&id, &re)
+		if err == nil {
+			d.ID, d.Reenrolled = id, re+1
+			_, err = tx.ExecContext(ctx, `UPDATE devices SET hostname=?, goos=?, goarch=?, os_version=?, serial_number=?,
+				agent_version=?, secret_id=?, reenrolled=? WHERE id=?`,
+				d.Hostname, d.GOOS, d.GOARCH, d.OSVersion, d.SerialNumber, d.AgentVersion, d.SecretID, d.Reenrolled, d.ID)
+			if err != nil {
+				return d, err
+			}
+			return d, tx.Commit()
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return d, err
+		}
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO devices (id, hostname, goos, goarch, os_version, machine_id, serial_number,
+		agent_version, secret_id, enrolled_at) VALUES (?,?,?,?,?,?,?,?,?,?)`,
+		d.ID, d.Hostname, d.GOOS, d.GOARCH, d.OSVersion, d.MachineID, d.SerialNumber, d.AgentVersion, d.SecretID, nanos(d.EnrolledAt))
+	if err != nil {
+		return d, err
+	}
+	return d, tx.Commit()
+}
+
+const deviceCols = `id, hostname, goos, goarch, os_version, machine_id, serial_number, agent_version, secret_id, enrolled_at, last_seen_at, reenrolled`
+
+func scanDevice(sc interface{ Scan(...any) error }) (store.Device, error) {
+	var d store.Device
+	var enrolled int64
+	var seen sql.NullInt64
+	err := sc.Scan(&d.ID, &d.Hostname, &d.GOOS, &d.GOARCH, &d.OSVersion, &d.MachineID, &d.SerialNumber,
+		&d.AgentVersion, &d.SecretID, &enrolled, &seen, &d.Reenrolled)
+	d.EnrolledAt, d.LastSeenAt = fromNanos(enrolled), timePtr(seen)
+	return d, err
+}
+
+// Device implements store.Enrollment.
+func (s *Store) Device(ctx context.Context, id string) (store.Device, error) {
+	d, err := scanDevice(s.db.QueryRowContext(ctx, `SELECT `+deviceCols+` FROM devices WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return d, store.ErrNotFound
+	}
+	return d, err
+}
+
+// Devices implements store.Enrollment.
+func (s *Store) Devices(ctx context.Context) ([]store.Device, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+deviceCols+` FROM devices ORDER BY hostname, id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.Device
+	for rows.Next() {
+		d, err := scanDevice(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// Ingest implements store.Evidence.
+func (s *Store) Ingest(ctx context.Context, deviceID string, obs []store.Observation, receivedAt time.Time) (int, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO observations (device_id, seq, collector, collected_at, received_at,
+		clock_skew, status, error, parser_version, payload, sources, duration_ms)
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (device_id, seq) DO NOTHING`)
+	if err != nil {
+		return 0, err
+	}
+	defer stmt.Close()
+	n := 0
+	for _, o := range obs {
+		r, err := stmt.ExecContext(ctx, deviceID, int64(o.Seq), o.Collector, nanos(o.CollectedAt), nanos(receivedAt),
+			o.ClockSkew, o.Status, o.Error, o.ParserVersion, []byte(o.Payload), []byte(o.Sources), o.DurationMS)
+		if err != nil {
+			return 0, fmt.Errorf("store seq %d: %w", o.Seq, err)
+		}
+		k, _ := r.RowsAffected()
+		n += int(k)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE devices SET last_seen_at = ? WHERE id = ?`, nanos(receivedAt), deviceID); err != nil {
+		return 0, err
+	}
+	return n, tx.Commit()
+}
+
+const obsCols = `seq, collector, collected_at, received_at, clock_skew, status, error, parser_version, payload, sources, duration_ms`
+
+func scanObs(sc interface{ Scan(...any) error }) (store.Observation, error) {
+	var o store.Observation
+	var seq, col, rec int64
+	var payload, sources []byte
+	err := sc.Scan(&seq, &o.Collector, &col, &rec, &o.ClockSkew, &o.Status, &o.Error, &o.ParserVersion, &payload, &sources, &o.DurationMS)
+	o.Seq, o.CollectedAt, o.ReceivedAt, o.Payload, o.Sources = uint64(seq), fromNanos(col), fromNanos(rec), payload, sources
+	return o, err
+}
+
+// Latest implements store.Evidence.
+func (s *Store) Latest(ctx context.Context, deviceID string) (map[string]store.Observation, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+obsCols+` FROM observations o
+		WHERE device_id = ? AND seq = (SELECT MAX(seq) FROM observations WHERE device_id = o.device_id AND collector = o.collector)`, deviceID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]store.Observation{}
+	for rows.Next() {
+		o, err := scanObs(rows)
+		if err != nil {
+			return nil, err
+		}
+		out[o.Collector] = o
+	}
+	return out, rows.Err()
+}
+
+// History implements store.Evidence.
+func (s *Store) History(ctx context.Context, deviceID, collector string, limit int) ([]store.Observation, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+obsCols+` FROM observations WHERE device_id = ? AND collector = ?
+		ORDER BY seq DESC LIMIT ?`, deviceID, collector, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.Observation
+	for rows.Next() {
+		o, err := scanObs(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, o)
+	}
+	return out, rows.Err()
+}
+
+// Counts implements store.Evidence.
+func (s *Store) Counts(ctx context.Context, deviceID string) (store.ObservationCounts, error) {
+	var c store.ObservationCounts
+	var minSeq, maxSeq, first, last sql.NullInt64
+	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*), MIN(seq), MAX(seq), MIN(collected_at), MAX(collected_at)
+		FROM observations WHERE device_id = ?`, deviceID).Scan(&c.Total, &minSeq, &maxSeq, &first, &last)
+	if err != nil {
+		return c, err
+	}
+	c.MinSeq, c.MaxSeq = uint64(minSeq.Int64), uint64(maxSeq.Int64)
+	if first.Valid {
+		c.First, c.Last = fromNanos(first.Int64), fromNanos(last.Int64)
+	}
+	return c, nil
+}
+
+// ApplyStates implements store.Scores.
+func (s *Store) ApplyStates(ctx context.Context, deviceID string, states []store.ControlState, at time.Time) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	for _, st := range states {
+		var id int64
+		var status string
+		var since int64
+		err := tx.QueryRowContext(ctx, `SELECT id, status, since_at FROM control_states
+			WHERE device_id = ? AND control_id = ? AND until_at IS NULL`, deviceID, st.ControlID).Scan(&id, &status, &since)
+		switch {
+		case err == nil && status == st.Status:
+			_, err = tx.ExecContext(ctx, `UPDATE control_states SET reason = ?, evidence_seq = ?, evidence = ?,
+				evaluated_at = MAX(evaluated_at, ?), evaluations = evaluations + 1 WHERE id = ?`,
+				st.Reason, int64(st.EvidenceSeq), []byte(st.Evidence), nanos(at), id)
+			if err != nil {
+				return err
+			}
+			continue
+		case err == nil:
+			// Intervals never run backwards: a late evaluation closes at
+			// the later of its own time and the open interval's start.
+			until := max(nanos(at), since)
+			if _, err := tx.ExecContext(ctx, `UPDATE control_states SET until_at = ? WHERE id = ?`, until, id); err != nil {
+				return err
+			}
+		case !errors.Is(err, sql.ErrNoRows):
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO control_states (device_id, control_id, status, reason, evidence_seq,
+			evidence, since_at, evaluated_at) VALUES (?,?,?,?,?,?,?,?)`,
+			deviceID, st.ControlID, st.Status, st.Reason, int64(st.EvidenceSeq), []byte(st.Evidence), max(nanos(at), since), nanos(at))
+		if err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+const stateCols = `control_id, status, reason, evidence_seq, evidence, since_at, until_at, evaluated_at, evaluations`
+
+func (s *Store) states(ctx context.Context, q string, args ...any) ([]store.ControlState, error) {
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.ControlState
+	for rows.Next() {
+		var st store.ControlState
+		var seq, since, eval int64
+		var until sql.NullInt64
+		var ev []byte
+		if err := rows.Scan(&st.ControlID, &st.Status, &st.Reason, &seq, &ev, &since, &until, &eval, &st.Evaluations); err != nil {
+			return nil, err
+		}
+		st.EvidenceSeq, st.Evidence, st.Since, st.Until, st.EvaluatedAt = uint64(seq), ev, fromNanos(since), timePtr(until), fromNanos(eval)
+		out = append(out, st)
+	}
+	return out, rows.Err()
+}
+
+// CurrentStates implements store.Scores.
+func (s *Store) CurrentStates(ctx context.Context, deviceID string) ([]store.ControlState, error) {
+	return s.states(ctx, `SELECT `+stateCols+` FROM control_states WHERE device_id = ? AND until_at IS NULL ORDER BY control_id`, deviceID)
+}
+
+// StateHistory implements store.Scores.
+func (s *Store) StateHistory(ctx context.Context, deviceID string) ([]store.ControlState, error) {
+	return s.states(ctx, `SELECT `+stateCols+` FROM control_states WHERE device_id = ? ORDER BY control_id, since_at, id`, deviceID)
+}
