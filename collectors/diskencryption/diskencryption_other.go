@@ -4,8 +4,8 @@ package diskencryption
 
 import (
 	"context"
-	"fmt"
 	"errors"
+	"fmt"
 
 	"github.com/evident-dev/evident/collectors"
 	"github.com/evident-dev/evident/platform"

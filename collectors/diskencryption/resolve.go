@@ -154,6 +154,19 @@ func collectLinux(ctx context.Context, host platform.Host) (collectors.Result, e
 	return collectors.Result{Payload: p, Sources: r.sources}, nil
 }
 
+// isBootOnly reports whether every mountpoint is a boot or EFI system
+// partition mountpoint.
+func isBootOnly(mps []string) bool {
+	for _, m := range mps {
+		switch m {
+		case "/boot", "/boot/efi", "/efi":
+		default:
+			return false
+		}
+	}
+	return len(mps) > 0
+}
+
 func roleRank(role string) int {
 	switch role {
 	case "system":
@@ -185,6 +198,8 @@ func (r *linuxReader) evaluate(v *Volume, kname, fstype string) {
 		v.Exempt, v.ExemptReason = true, "read-only device"
 	case w.ram:
 		v.Exempt, v.ExemptReason = true, "RAM-backed device (zram/ram): nothing at rest"
+	case v.Role != "system" && isBootOnly(v.Mountpoints):
+		v.Exempt, v.ExemptReason = true, "boot partition: bootloader and kernel only, unencrypted by design in standard LUKS installs"
 	}
 }
 
@@ -400,7 +415,7 @@ func blockMountLines(mi []byte) []byte {
 	var b strings.Builder
 	for _, line := range strings.Split(string(mi), "\n") {
 		f := strings.Fields(line)
-		if len(f) > 4 && (!strings.HasPrefix(f[2], "0:") || f[4] == "/") {
+		if len(f) > 4 && (!strings.HasPrefix(f[2], "0:") || f[4] == "/" || strings.Contains(line, " /dev/")) {
 			b.WriteString(line)
 			b.WriteByte('\n')
 		}

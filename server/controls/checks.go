@@ -1,0 +1,229 @@
+package controls
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/evident-dev/evident/collectors/diskencryption"
+	"github.com/evident-dev/evident/collectors/firewall"
+	"github.com/evident-dev/evident/collectors/patches"
+	"github.com/evident-dev/evident/collectors/secureboot"
+	"github.com/evident-dev/evident/collectors/tpm"
+	"github.com/evident-dev/evident/server/store"
+)
+
+func checkDiskEncryption(in Input) Result {
+	p, o, r, ok := observed[diskencryption.Payload](in, diskencryption.Name)
+	if !ok {
+		return r
+	}
+	var enc, plain, exempt []string
+	for _, v := range p.Volumes {
+		label := v.Device
+		if len(v.Mountpoints) > 0 {
+			label = strings.Join(v.Mountpoints, ",") + " on " + v.Device
+		} else if v.Role == "swap" {
+			label = "swap on " + v.Device
+		}
+		switch {
+		case v.Exempt:
+			exempt = append(exempt, label+" ("+v.ExemptReason+")")
+		case v.Encrypted:
+			enc = append(enc, label+" ("+v.Method+")")
+		default:
+			plain = append(plain, label)
+		}
+	}
+	facts := map[string]any{"encrypted": enc, "unencrypted": plain, "exempt": exempt}
+	switch {
+	case len(plain) > 0:
+		return decided(o, store.Fail, fmt.Sprintf("%d of %d fixed volumes not encrypted: %s",
+			len(plain), len(plain)+len(enc), strings.Join(plain, "; ")), facts)
+	case len(enc) == 0:
+		return decided(o, store.Unknown, "no fixed volume found to judge", facts)
+	default:
+		return decided(o, store.Pass, fmt.Sprintf("all %d fixed volumes encrypted: %s", len(enc), strings.Join(enc, "; ")), facts)
+	}
+}
+
+type securityPatchParams struct {
+	MaxDays int `json:"max_days"`
+}
+
+// historyScan bounds how far back security_patches looks for the start of
+// the current pending period.
+const historyScan = 2000
+
+func newSecurityPatches(raw json.RawMessage) (evaluator, error) {
+	p := securityPatchParams{MaxDays: 14}
+	if err := strictParams(raw, &p); err != nil {
+		return nil, err
+	}
+	if p.MaxDays < 0 {
+		return nil, fmt.Errorf("max_days must not be negative")
+	}
+	grace := time.Duration(p.MaxDays) * 24 * time.Hour
+	return func(in Input) Result {
+		pl, o, r, ok := observed[patches.Payload](in, patches.Name)
+		if !ok {
+			return r
+		}
+		osName := pl.OS.PrettyName
+		if osName == "" {
+			osName = strings.TrimSpace(pl.OS.ID + " " + pl.OS.VersionID)
+		}
+		facts := map[string]any{"manager": pl.Manager, "os": osName,
+			"pending_security_updates": pl.PendingSecurityUpdates, "pending_updates": pl.PendingUpdates}
+		if pl.OS.EndOfLife != nil {
+			facts["end_of_life"] = pl.OS.EndOfLife.Format(time.DateOnly)
+			if !o.CollectedAt.Before(*pl.OS.EndOfLife) {
+				return decided(o, store.Fail, fmt.Sprintf("%s reached end of security support on %s", osName,
+					pl.OS.EndOfLife.Format(time.DateOnly)), facts)
+			}
+		}
+		if pl.Manager == "" {
+			return decided(o, store.Unknown, "no supported package manager found", facts)
+		}
+		if pl.PendingSecurityUpdates == 0 {
+			return decided(o, store.Pass, fmt.Sprintf("no pending security updates (%s, %s)", pl.Manager, osName), facts)
+		}
+		// How long have security updates been pending? The server knows
+		// from the history: the oldest observation of the current unbroken
+		// run with pending security updates.
+		since := o.CollectedAt
+		if in.History != nil {
+			if hist, err := in.History(patches.Name, historyScan); err == nil {
+				for _, h := range hist {
+					var hp patches.Payload
+					if h.Status != "ok" || json.Unmarshal(h.Payload, &hp) != nil || hp.PendingSecurityUpdates == 0 {
+						break
+					}
+					since = h.CollectedAt
+				}
+			}
+		}
+		pending := o.CollectedAt.Sub(since)
+		facts["pending_since"] = since.Format(time.RFC3339)
+		names := make([]string, 0, 5)
+		for i, pk := range pl.PendingSecurity {
+			if i == 5 {
+				names = append(names, "…")
+				break
+			}
+			names = append(names, pk.Name)
+		}
+		what := fmt.Sprintf("%d security updates pending (%s) for %s", pl.PendingSecurityUpdates, strings.Join(names, ", "), humanDays(pending))
+		if pending > grace {
+			return decided(o, store.Fail, what+fmt.Sprintf(", longer than the %d-day window", p.MaxDays), facts)
+		}
+		return decided(o, store.Pass, what+fmt.Sprintf(", within the %d-day window", p.MaxDays), facts)
+	}, nil
+}
+
+func humanDays(d time.Duration) string {
+	if d < 24*time.Hour {
+		return "less than a day as seen by the server"
+	}
+	return fmt.Sprintf("%d days as seen by the server", int(d/(24*time.Hour)))
+}
+
+func checkAutoUpdates(in Input) Result {
+	p, o, r, ok := observed[patches.Payload](in, patches.Name)
+	if !ok {
+		return r
+	}
+	if p.AutoUpdates == nil {
+		return decided(o, store.Unknown, "automatic update configuration not found", nil)
+	}
+	a := p.AutoUpdates
+	if a.Enabled {
+		return decided(o, store.Pass, "automatic updates enabled ("+a.Mechanism+")", a)
+	}
+	why := "automatic updates not enabled"
+	if a.Mechanism != "" {
+		why += " (" + a.Mechanism + ")"
+	}
+	if a.Detail != "" {
+		why += ": " + a.Detail
+	}
+	return decided(o, store.Fail, why, a)
+}
+
+func checkFirewall(in Input) Result {
+	p, o, r, ok := observed[firewall.Payload](in, firewall.Name)
+	if !ok {
+		return r
+	}
+	facts := p.Backends
+	detail := ""
+	for _, b := range p.Backends {
+		if b.Name == p.DecidedBy && b.Detail != "" {
+			detail = ": " + b.Detail
+		}
+	}
+	switch {
+	case p.Enabled && p.InboundDefaultDeny:
+		return decided(o, store.Pass, "inbound default deny in force ("+p.DecidedBy+detail+")", facts)
+	case p.Enabled:
+		return decided(o, store.Fail, "firewall active but inbound traffic is accepted by default ("+p.DecidedBy+detail+")", facts)
+	default:
+		return decided(o, store.Fail, "no active host firewall found", facts)
+	}
+}
+
+func checkSecureBoot(in Input) Result {
+	p, o, r, ok := observed[secureboot.Payload](in, secureboot.Name)
+	if !ok {
+		return r
+	}
+	switch {
+	case !p.UEFI:
+		return decided(o, store.NotApplicable, "booted without UEFI firmware: Secure Boot does not exist on this machine", p)
+	case p.Enabled == nil:
+		return decided(o, store.Unknown, "UEFI present but the SecureBoot variable could not be read", p)
+	case !*p.Enabled:
+		return decided(o, store.Fail, "Secure Boot is disabled", p)
+	case p.SetupMode != nil && *p.SetupMode:
+		return decided(o, store.Fail, "Secure Boot firmware is in setup mode: keys are not enforced", p)
+	default:
+		return decided(o, store.Pass, "Secure Boot enabled and enforcing", p)
+	}
+}
+
+type tpmParams struct {
+	RequireAttestation bool `json:"require_attestation"`
+}
+
+func newTPM(raw json.RawMessage) (evaluator, error) {
+	var p tpmParams
+	if err := strictParams(raw, &p); err != nil {
+		return nil, err
+	}
+	return func(in Input) Result {
+		t, o, r, ok := observed[tpm.Payload](in, tpm.Name)
+		if !ok {
+			return r
+		}
+		switch {
+		case !t.Present:
+			return decided(o, store.Fail, "no TPM found", t)
+		case t.Version != "2.0":
+			return decided(o, store.Fail, "TPM "+t.Version+" found; TPM 2.0 is required", t)
+		case p.RequireAttestation:
+			return decided(o, store.Unknown, "TPM 2.0 present; no verified attestation yet (this server does not verify quotes yet)", t)
+		default:
+			return decided(o, store.Pass, "TPM 2.0 present", t)
+		}
+	}, nil
+}
+
+func checkAgentFresh(in Input) Result {
+	if in.LastSeen == nil {
+		return Result{Status: store.Unknown, Reason: "the agent has never reported"}
+	}
+	// Policy.Evaluate fails it when LastSeen is older than the control's
+	// max_age.
+	return Result{Status: store.Pass, Reason: "last report received " + in.LastSeen.UTC().Format(time.RFC3339), EvidenceAt: *in.LastSeen}
+}

@@ -1,0 +1,304 @@
+// Package ingest is the server's gRPC face: enrollment (secret + CSR in,
+// device certificate out) and the evidence stream (observations in,
+// cumulative acks out), with device authentication as interceptors. The
+// device id of every stored observation comes from the verified client
+// certificate, never from the payload.
+package ingest
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+	"unicode/utf8"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	"github.com/evident-dev/evident/collectors"
+	evidentv1 "github.com/evident-dev/evident/proto/evident/v1"
+	"github.com/evident-dev/evident/server/controls"
+	"github.com/evident-dev/evident/server/pki"
+	"github.com/evident-dev/evident/server/store"
+)
+
+// Limits on what a caller may send. gRPC's own message limit is set to
+// MaxMessageBytes explicitly.
+const (
+	MaxMessageBytes     = 4 << 20
+	MaxBatch            = 1000
+	MaxPayloadBytes     = 512 << 10
+	MaxSourcesBytes     = 64 << 10
+	maxCollectorName    = 64
+	maxErrorBytes       = 4096
+	maxCSRBytes         = 8 << 10
+	maxSecretBytes      = 256
+	maxHostFieldBytes   = 256
+	clockSkewAhead      = 2 * time.Minute
+	clockSkewBehind     = 5 * time.Minute
+	maxConcurrentStream = 10000
+)
+
+// Server implements the Enrollment and Evidence services.
+type Server struct {
+	evidentv1.UnimplementedEnrollmentServer
+	evidentv1.UnimplementedEvidenceServer
+
+	Store  store.Store
+	CA     *pki.CA
+	Policy *controls.Policy
+	Log    *slog.Logger
+	Now    func() time.Time
+}
+
+// GRPCServer builds the gRPC server: mTLS with client certificates
+// verified against the device CA when given (enrollment has none yet),
+// explicit size limits, keepalive, auth interceptors, health and
+// reflection.
+func (s *Server) GRPCServer(serverCert tls.Certificate) *grpc.Server {
+	tlsConf := &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		Certificates: []tls.Certificate{serverCert},
+		ClientCAs:    s.CA.Pool(),
+		ClientAuth:   tls.VerifyClientCertIfGiven,
+	}
+	g := grpc.NewServer(
+		grpc.Creds(credentials.NewTLS(tlsConf)),
+		grpc.MaxRecvMsgSize(MaxMessageBytes),
+		grpc.MaxSendMsgSize(MaxMessageBytes),
+		grpc.MaxConcurrentStreams(maxConcurrentStream),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 20 * time.Second, PermitWithoutStream: true}),
+		grpc.ChainUnaryInterceptor(UnaryAuth(s.Store)),
+		grpc.ChainStreamInterceptor(StreamAuth(s.Store)),
+	)
+	evidentv1.RegisterEnrollmentServer(g, s)
+	evidentv1.RegisterEvidenceServer(g, s)
+	hs := health.NewServer()
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	healthpb.RegisterHealthServer(g, hs)
+	reflection.Register(g)
+	return g
+}
+
+func (s *Server) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+// Enroll implements evidentv1.EnrollmentServer.
+func (s *Server) Enroll(ctx context.Context, req *evidentv1.EnrollRequest) (*evidentv1.EnrollResponse, error) {
+	if len(req.GetEnrollSecret()) == 0 || len(req.GetEnrollSecret()) > maxSecretBytes {
+		return nil, status.Error(codes.InvalidArgument, "enroll_secret is missing or too long")
+	}
+	if len(req.GetCsr()) == 0 || len(req.GetCsr()) > maxCSRBytes {
+		return nil, status.Error(codes.InvalidArgument, "csr is missing or larger than 8 KiB")
+	}
+	h := req.GetHost()
+	for _, f := range []string{h.GetHostname(), h.GetGoos(), h.GetGoarch(), h.GetOsVersion(), h.GetMachineId(), h.GetSerialNumber(), h.GetAgentVersion()} {
+		if len(f) > maxHostFieldBytes || !utf8.ValidString(f) {
+			return nil, status.Error(codes.InvalidArgument, "a host field is longer than 256 bytes or not UTF-8")
+		}
+	}
+	secret, err := s.Store.UseEnrollSecret(ctx, pki.HashSecret(req.GetEnrollSecret()), s.now())
+	if errors.Is(err, store.ErrNotFound) {
+		s.Log.Warn("enrollment refused: bad secret", "hostname", h.GetHostname())
+		return nil, status.Error(codes.PermissionDenied, "enrollment secret is not valid: unknown, expired, revoked or already used (create one with `evident-server secret create`)")
+	}
+	if err != nil {
+		s.Log.Error("enrollment: secret lookup", "err", err)
+		return nil, status.Error(codes.Unavailable, "enrollment temporarily unavailable")
+	}
+	dev, err := s.Store.EnrollDevice(ctx, store.Device{
+		ID: pki.NewDeviceID(), Hostname: h.GetHostname(), GOOS: h.GetGoos(), GOARCH: h.GetGoarch(),
+		OSVersion: h.GetOsVersion(), MachineID: h.GetMachineId(), SerialNumber: h.GetSerialNumber(),
+		AgentVersion: h.GetAgentVersion(), SecretID: secret.ID, EnrolledAt: s.now(),
+	})
+	if err != nil {
+		s.Log.Error("enrollment: store device", "err", err)
+		return nil, status.Error(codes.Unavailable, "enrollment temporarily unavailable")
+	}
+	der, err := s.CA.SignDevice(req.GetCsr(), dev.ID)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "csr: %v", err)
+	}
+	s.Log.Info("device enrolled", "device", dev.ID, "hostname", dev.Hostname, "reenrolled", dev.Reenrolled, "secret", secret.ID)
+	return &evidentv1.EnrollResponse{DeviceId: dev.ID, Certificate: der, CaBundle: s.CA.PEM()}, nil
+}
+
+// Stream implements evidentv1.EvidenceServer.
+func (s *Server) Stream(stream grpc.BidiStreamingServer[evidentv1.AgentMessage, evidentv1.ServerMessage]) error {
+	ctx := stream.Context()
+	deviceID, ok := DeviceFromContext(ctx)
+	if !ok {
+		return status.Error(codes.Unauthenticated, "no device identity")
+	}
+	log := s.Log.With("device", deviceID)
+	var lastCollected time.Time
+	if latest, err := s.Store.Latest(ctx, deviceID); err == nil {
+		for _, o := range latest {
+			if o.CollectedAt.After(lastCollected) {
+				lastCollected = o.CollectedAt
+			}
+		}
+	}
+	for {
+		msg, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			if status.Code(err) != codes.Canceled {
+				log.Debug("stream ended", "err", err)
+			}
+			return err
+		}
+		switch m := msg.Msg.(type) {
+		case *evidentv1.AgentMessage_Hello:
+			log.Info("agent connected", "agent_version", m.Hello.GetAgentVersion(), "last_acked_seq", m.Hello.GetLastAckedSeq())
+		case *evidentv1.AgentMessage_Heartbeat:
+		case *evidentv1.AgentMessage_Report:
+			upTo, err := s.ingest(ctx, deviceID, m.Report.GetObservations(), &lastCollected)
+			if err != nil {
+				log.Error("ingest failed", "err", err)
+				return err
+			}
+			if err := stream.Send(&evidentv1.ServerMessage{Msg: &evidentv1.ServerMessage_Ack{Ack: &evidentv1.Ack{UpToSeq: upTo}}}); err != nil {
+				return err
+			}
+		default:
+			return status.Error(codes.InvalidArgument, "unknown message")
+		}
+	}
+}
+
+// ingest validates, stores and scores one report, and returns the seq to ack.
+// Nothing is acked unless the whole batch is durably stored.
+func (s *Server) ingest(ctx context.Context, deviceID string, in []*evidentv1.Observation, lastCollected *time.Time) (uint64, error) {
+	if len(in) == 0 {
+		return 0, status.Error(codes.InvalidArgument, "empty report")
+	}
+	if len(in) > MaxBatch {
+		return 0, status.Errorf(codes.InvalidArgument, "report holds %d observations; at most %d", len(in), MaxBatch)
+	}
+	received := s.now().UTC()
+	out := make([]store.Observation, 0, len(in))
+	var upTo uint64
+	var prevSeq uint64
+	for _, o := range in {
+		so, err := convert(o, received, lastCollected)
+		if err != nil {
+			return 0, status.Errorf(codes.InvalidArgument, "observation seq %d: %v", o.GetSeq(), err)
+		}
+		if so.Seq <= prevSeq {
+			return 0, status.Errorf(codes.InvalidArgument, "observation seqs must increase within a report (%d after %d)", so.Seq, prevSeq)
+		}
+		prevSeq, upTo = so.Seq, so.Seq
+		out = append(out, so)
+	}
+	n, err := s.Store.Ingest(ctx, deviceID, out, received)
+	if err != nil {
+		return 0, status.Error(codes.Unavailable, "store unavailable")
+	}
+	s.Log.Debug("report stored", "device", deviceID, "observations", len(out), "new", n, "up_to_seq", upTo)
+	if n > 0 {
+		if err := s.Score(ctx, deviceID, *lastCollected); err != nil {
+			// Evidence is stored; scores can be recomputed from it.
+			s.Log.Error("scoring failed", "device", deviceID, "err", err)
+		}
+	}
+	return upTo, nil
+}
+
+// Score evaluates the policy on a device's latest evidence as of at and
+// records the resulting control states.
+func (s *Server) Score(ctx context.Context, deviceID string, at time.Time) error {
+	latest, err := s.Store.Latest(ctx, deviceID)
+	if err != nil {
+		return err
+	}
+	dev, err := s.Store.Device(ctx, deviceID)
+	if err != nil {
+		return err
+	}
+	evals := s.Policy.Evaluate(controls.Input{
+		Now: at, Latest: latest, LastSeen: &at,
+		History: func(c string, limit int) ([]store.Observation, error) {
+			return s.Store.History(ctx, dev.ID, c, limit)
+		},
+	})
+	states := make([]store.ControlState, len(evals))
+	for i, e := range evals {
+		states[i] = e.State()
+	}
+	return s.Store.ApplyStates(ctx, deviceID, states, at)
+}
+
+func convert(o *evidentv1.Observation, received time.Time, lastCollected *time.Time) (store.Observation, error) {
+	switch {
+	case o.GetSeq() == 0:
+		return store.Observation{}, errors.New("seq must be > 0")
+	case o.GetCollector() == "" || len(o.GetCollector()) > maxCollectorName:
+		return store.Observation{}, errors.New("collector name missing or too long")
+	case len(o.GetPayloadJson()) > MaxPayloadBytes:
+		return store.Observation{}, fmt.Errorf("payload larger than %d bytes", MaxPayloadBytes)
+	case len(o.GetPayloadJson()) > 0 && !json.Valid(o.GetPayloadJson()):
+		return store.Observation{}, errors.New("payload is not valid JSON")
+	case len(o.GetSources()) > 64:
+		return store.Observation{}, errors.New("more than 64 sources")
+	}
+	st, ok := map[evidentv1.Observation_Status]collectors.Status{
+		evidentv1.Observation_STATUS_OK:          collectors.StatusOK,
+		evidentv1.Observation_STATUS_ERROR:       collectors.StatusError,
+		evidentv1.Observation_STATUS_UNSUPPORTED: collectors.StatusUnsupported,
+	}[o.GetStatus()]
+	if !ok {
+		return store.Observation{}, errors.New("status unspecified")
+	}
+	srcs := make([]collectors.Source, 0, len(o.GetSources()))
+	for _, s := range o.GetSources() {
+		cs := collectors.Source{Kind: s.GetKind(), Ref: s.GetRef(), Excerpt: s.GetExcerpt(), Error: s.GetError()}
+		if s.ExitCode != nil {
+			c := int(s.GetExitCode())
+			cs.ExitCode = &c
+		}
+		srcs = append(srcs, cs)
+	}
+	sources, _ := json.Marshal(srcs)
+	if len(sources) > MaxSourcesBytes {
+		return store.Observation{}, fmt.Errorf("sources larger than %d bytes", MaxSourcesBytes)
+	}
+	errText := o.GetError()
+	if len(errText) > maxErrorBytes {
+		errText = errText[:maxErrorBytes]
+	}
+	// Clock skew is itself evidence: a collected_at in the future, or well
+	// before the device's previous one, is clamped and flagged.
+	collected, skew := o.GetCollectedAt().AsTime().UTC(), false
+	if !o.GetCollectedAt().IsValid() || collected.After(received.Add(clockSkewAhead)) {
+		collected, skew = received, true
+	}
+	if collected.Before(lastCollected.Add(-clockSkewBehind)) {
+		collected, skew = *lastCollected, true
+	}
+	if collected.After(*lastCollected) {
+		*lastCollected = collected
+	}
+	return store.Observation{
+		Seq: o.GetSeq(), Collector: o.GetCollector(), CollectedAt: collected, ReceivedAt: received, ClockSkew: skew,
+		Status: string(st), Error: errText, ParserVersion: int(o.GetParserVersion()),
+		Payload: o.GetPayloadJson(), Sources: sources, DurationMS: int(o.GetDurationMs()),
+	}, nil
+}
