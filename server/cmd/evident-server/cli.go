@@ -1,0 +1,255 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/evident-dev/evident/internal/version"
+	"github.com/evident-dev/evident/server/controls"
+	"github.com/evident-dev/evident/server/ingest"
+	"github.com/evident-dev/evident/server/pki"
+	"github.com/evident-dev/evident/server/report"
+	"github.com/evident-dev/evident/server/store"
+	"github.com/evident-dev/evident/server/store/sqlite"
+)
+
+const usage = `evident-server: enrolls devices, stores their evidence, scores SOC 2 device controls.
+
+Usage:
+  evident-server run            serve enrollment and evidence (gRPC over mTLS)
+  evident-server secret create  create an enrollment secret; prints the token agents enroll with
+  evident-server report         print the fleet posture report (--json for machines)
+  evident-server version        print the version
+
+Every command takes --data-dir (env EVIDENT_DATA_DIR, default /var/lib/evident-server).
+Run "evident-server COMMAND -h" for a command's flags.
+`
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "run":
+		err = cmdRun(args[1:], stderr)
+	case "secret":
+		if len(args) < 2 || args[1] != "create" {
+			fmt.Fprintln(stderr, "usage: evident-server secret create [--label L] [--single-use] [--expires 720h]")
+			return 2
+		}
+		err = cmdSecretCreate(args[2:], stdout, stderr)
+	case "report":
+		err = cmdReport(args[1:], stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, "evident-server", version.Version)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		return 2
+	default:
+		fmt.Fprintln(stderr, "evident-server:", err)
+		return 1
+	}
+}
+
+var errUsage = errors.New("usage")
+
+func defaultDataDir() string {
+	if d := os.Getenv("EVIDENT_DATA_DIR"); d != "" {
+		return d
+	}
+	return "/var/lib/evident-server"
+}
+
+func newFlags(name string, stderr io.Writer, help string) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "%s\n\nFlags:\n", help)
+		fs.PrintDefaults()
+	}
+	dir := fs.String("data-dir", defaultDataDir(), "server data directory: CA, certificates and the SQLite database (env EVIDENT_DATA_DIR)")
+	return fs, dir
+}
+
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(fs.Output(), "unexpected argument %q\n", fs.Arg(0))
+		return errUsage
+	}
+	return nil
+}
+
+func dbPath(dir string) string { return filepath.Join(dir, "evident.db") }
+
+func loadPolicy(path string) (*controls.Policy, error) {
+	if path == "" {
+		return controls.Default(), nil
+	}
+	return controls.Load(path)
+}
+
+func cmdRun(args []string, stderr io.Writer) error {
+	fs, dir := newFlags("run", stderr, "evident-server run: serve enrollment and evidence over gRPC with mutual TLS.")
+	listen := fs.String("listen", ":8443", "address to listen on (host:port; port 0 picks a free port, written to DATA_DIR/listen.addr)")
+	sans := fs.String("san", "", "extra comma-separated DNS names or IPs agents use to reach this server (localhost, 127.0.0.1, ::1 and the hostname are always included)")
+	policyPath := fs.String("policy", "", "control pack JSON file (default: the built-in SOC 2 device pack)")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+	policy, err := loadPolicy(*policyPath)
+	if err != nil {
+		return err
+	}
+	ca, err := pki.LoadOrCreate(filepath.Join(*dir, "pki"))
+	if err != nil {
+		return err
+	}
+	hosts := []string{"localhost", "127.0.0.1", "::1"}
+	if h, err := os.Hostname(); err == nil {
+		hosts = append(hosts, h)
+	}
+	for _, s := range strings.Split(*sans, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			hosts = append(hosts, s)
+		}
+	}
+	cert, err := ca.ServerCertificate(filepath.Join(*dir, "pki"), hosts)
+	if err != nil {
+		return fmt.Errorf("server certificate: %w", err)
+	}
+	st, err := sqlite.Open(dbPath(*dir), false)
+	if err != nil {
+		return fmt.Errorf("open database %s: %w", dbPath(*dir), err)
+	}
+	defer st.Close()
+	srv := &ingest.Server{Store: st, CA: ca, Policy: policy, Log: log}
+	g := srv.GRPCServer(cert)
+	lis, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
+	if err := pki.WriteFileAtomic(filepath.Join(*dir, "listen.addr"), []byte(lis.Addr().String()+"\n"), 0o644); err != nil {
+		return err
+	}
+	log.Info("evident-server listening", "addr", lis.Addr().String(), "version", version.Version,
+		"data_dir", *dir, "ca_sha256", ca.Fingerprint(), "names", strings.Join(hosts, ","), "controls", len(policy.Controls))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() { errc <- g.Serve(lis) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: waiting for streams to finish")
+	done := make(chan struct{})
+	go func() { g.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		g.Stop() // agents resend anything unacknowledged
+	}
+	log.Info("stopped")
+	return nil
+}
+
+func cmdSecretCreate(args []string, stdout, stderr io.Writer) error {
+	fs, dir := newFlags("secret create", stderr, "evident-server secret create: make an enrollment secret and print the token\n(evt1.<secret>.<CA SHA-256>) that agents pass to `evident-agent enroll --token`.\nOnly its hash is stored: the token is shown once.")
+	label := fs.String("label", "", "a note to recognise this secret by (e.g. \"jamf-2026\")")
+	single := fs.Bool("single-use", false, "the secret enrolls one device only")
+	expires := fs.Duration("expires", 0, "the secret stops working after this long (e.g. 720h; 0 = never)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *expires < 0 {
+		return errors.New("--expires must not be negative")
+	}
+	ca, err := pki.LoadOrCreate(filepath.Join(*dir, "pki"))
+	if err != nil {
+		return err
+	}
+	st, err := sqlite.Open(dbPath(*dir), false)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	now := time.Now().UTC()
+	secret := pki.NewSecret()
+	rec := store.EnrollSecret{ID: "sec_" + pki.NewDeviceID()[4:16], Hash: pki.HashSecret(secret), Label: *label, CreatedAt: now, SingleUse: *single}
+	if *expires > 0 {
+		t := now.Add(*expires)
+		rec.ExpiresAt = &t
+	}
+	if err := st.CreateEnrollSecret(context.Background(), rec); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, pki.Token{Secret: secret, CAPin: ca.Fingerprint()}.String())
+	fmt.Fprintf(stderr, "created enrollment secret %s; the token above is shown once\n", rec.ID)
+	return nil
+}
+
+func cmdReport(args []string, stdout, stderr io.Writer) error {
+	fs, dir := newFlags("report", stderr, "evident-server report: print each device's posture against the control pack, with the\nevidence that decided each control and its SOC 2 criteria. Reads the database read-only,\nso it is safe while the server runs.")
+	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	device := fs.String("device", "", "only this device (id or hostname)")
+	policyPath := fs.String("policy", "", "control pack JSON file (default: the built-in pack)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	policy, err := loadPolicy(*policyPath)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(dbPath(*dir)); err != nil {
+		return fmt.Errorf("no database at %s: start `evident-server run --data-dir %s` first", dbPath(*dir), *dir)
+	}
+	st, err := sqlite.Open(dbPath(*dir), true)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	f, err := report.Build(context.Background(), st, policy, report.Options{Device: *device, Now: time.Now()})
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return report.WriteJSON(stdout, f)
+	}
+	return report.WriteText(stdout, f)
+}
