@@ -85,11 +85,14 @@ type Options struct {
 	Now func() time.Time
 }
 
-// Gap describes entries dropped to stay under MaxBytes. It covers the
-// contiguous seq range FirstSeq..LastSeq; Count and Bytes are the observations
-// lost in it. If an older, still unacknowledged gap record is itself dropped,
-// its range and counts are folded into the new Gap, so LastSeq-FirstSeq+1 can
-// exceed Count by the number of gap records folded in.
+// Gap describes the observations dropped by one Append to stay under MaxBytes.
+// Count observations (Bytes of data) were dropped, all with seqs in
+// FirstSeq..LastSeq; the other seqs in that span are earlier gap records, which
+// are kept (see makeRoom), so every issued seq is either delivered, still
+// stored, or inside some gap's span, and the spans of gap records do not
+// overlap. The exception, documented at makeRoom, is an outbox holding nothing
+// but gap records: the oldest are then folded into the new gap, which adds
+// their counts and widens its span over theirs.
 type Gap struct {
 	FirstSeq, LastSeq uint64
 	Count             int
@@ -245,8 +248,8 @@ func (o *Outbox) view(fn func(*bolt.Tx) error) error {
 // record (Options.Gap) is stored with seq last+1: after the batch, so the
 // caller's items always occupy the contiguous range first..last, and a reader
 // sees the loss reported with the batch that caused it. The gap record counts
-// toward MaxBytes like any entry; if it is itself dropped later, before being
-// acked, its range is folded into the next gap (see Gap).
+// toward MaxBytes like any entry but is dropped only after every observation
+// (see Gap). Without Options.Gap the loss is recorded in meta only.
 func (o *Outbox) Append(data ...[]byte) (first, last uint64, err error) {
 	if len(data) == 0 {
 		return 0, 0, nil
@@ -267,10 +270,10 @@ func (o *Outbox) Append(data ...[]byte) (first, last uint64, err error) {
 
 		// Make room. The gap record's size depends on what was dropped, so
 		// re-encode after each round until batch + gap record fit.
-		var gap Gap
+		gap := Gap{At: o.opts.Now()}
 		var rec []byte
 		for c.bytes > o.opts.MaxBytes-batch-int64(len(rec)) {
-			if err := dropOldest(q, gaps, &c, &gap, o.opts.MaxBytes-batch-int64(len(rec))); err != nil {
+			if err := makeRoom(q, gaps, &c, &gap, o.opts.MaxBytes-batch-int64(len(rec))); err != nil {
 				return err
 			}
 			if o.opts.Gap != nil {
@@ -290,7 +293,6 @@ func (o *Outbox) Append(data ...[]byte) (first, last uint64, err error) {
 		}
 
 		if gap.LastSeq != 0 {
-			gap.At = o.opts.Now()
 			js, err := json.Marshal(gap)
 			if err != nil {
 				return err
@@ -330,46 +332,65 @@ func put(q *bolt.Bucket, c *counters, d []byte) (uint64, error) {
 	return seq, nil
 }
 
-// dropOldest deletes entries from the front of the queue until c.bytes <= limit,
-// accumulating what it drops into gap. Dropped gap records are folded in.
-func dropOldest(q, gaps *bolt.Bucket, c *counters, gap *Gap, limit int64) error {
+// makeRoom deletes entries until c.bytes <= limit, accumulating what it deletes
+// into gap. Observations go first, oldest first. Gap records are skipped: they
+// are small, and keeping them means the span of every gap record only ever
+// holds dropped observations and earlier, still stored, gap records, so spans
+// never overlap. Only when no observation is left (the outbox holds nothing but
+// gap records, after roughly MaxBytes/100 overflowing Appends with no ack) are
+// the oldest gap records folded into gap, whose span then covers theirs.
+func makeRoom(q, gaps *bolt.Bucket, c *counters, gap *Gap, limit int64) error {
 	cur := q.Cursor()
-	for c.bytes > limit {
-		// First again after each Delete: a bbolt cursor's Next after Delete
-		// skips an element.
-		k, v := cur.First()
-		if k == nil {
-			return fmt.Errorf("%w: gap record does not fit in MaxBytes", ErrTooLarge)
+	for k, v := cur.First(); k != nil && c.bytes > limit; {
+		if gaps.Get(k) != nil {
+			k, v = cur.Next()
+			continue
 		}
 		seq := binary.BigEndian.Uint64(k)
-		from := seq
-		if js := gaps.Get(k); js != nil {
-			var old Gap
-			if err := json.Unmarshal(js, &old); err != nil {
-				return fmt.Errorf("outbox: gap record %d: %w", seq, err)
-			}
-			from = old.FirstSeq
-			gap.Count += old.Count
-			gap.Bytes += old.Bytes
-			if err := gaps.Delete(k); err != nil {
-				return err
-			}
-		} else {
-			gap.Count++
-			gap.Bytes += int64(len(v))
-			c.dropped++
-		}
-		if gap.FirstSeq == 0 || from < gap.FirstSeq {
-			gap.FirstSeq = from
-		}
-		gap.LastSeq = seq
+		gap.extend(seq, seq)
+		gap.Count++
+		gap.Bytes += int64(len(v))
+		c.dropped++
 		c.bytes -= int64(len(v))
 		c.count--
 		if err := cur.Delete(); err != nil {
 			return err
 		}
+		// Seek rather than Next: a bbolt cursor's Next after Delete can skip
+		// an element.
+		k, v = cur.Seek(seqKey(seq + 1))
+	}
+	for c.bytes > limit {
+		k, v := cur.First()
+		if k == nil {
+			return fmt.Errorf("%w: gap record does not fit in MaxBytes", ErrTooLarge)
+		}
+		seq := binary.BigEndian.Uint64(k)
+		var old Gap
+		if err := json.Unmarshal(gaps.Get(k), &old); err != nil {
+			return fmt.Errorf("outbox: gap record %d: %w", seq, err)
+		}
+		gap.extend(old.FirstSeq, seq)
+		gap.Count += old.Count
+		gap.Bytes += old.Bytes
+		c.bytes -= int64(len(v))
+		c.count--
+		if err := gaps.Delete(k); err != nil {
+			return err
+		}
+		if err := cur.Delete(); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// extend widens g's span to include first..last.
+func (g *Gap) extend(first, last uint64) {
+	if g.FirstSeq == 0 || first < g.FirstSeq {
+		g.FirstSeq = first
+	}
+	g.LastSeq = max(g.LastSeq, last)
 }
 
 // Pending returns copies of the entries with seq > after, in seq order, up to

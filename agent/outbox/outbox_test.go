@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -107,7 +108,7 @@ func TestOpenCreatesPrivateFile(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Windows has no Unix permission bits; only check where they exist.
-		if perm := fi.Mode().Perm(); perm != want && os.PathSeparator == '/' {
+		if perm := fi.Mode().Perm(); perm != want && runtime.GOOS != "windows" {
 			t.Errorf("%s mode = %o, want %o", p, perm, want)
 		}
 	}
@@ -282,53 +283,88 @@ func TestSizeBound(t *testing.T) {
 	}
 }
 
-// TestGapNeverLost appends far past the bound with nothing acked, so gap
-// records themselves get dropped, and checks after every Append that each seq
-// ever issued is either stored or inside a stored gap record's range, and that
-// the gap counts add up to Stats.Dropped.
+// TestGapNeverLost appends far past the bound with nothing acked and checks
+// after every Append that each seq ever issued is either stored or inside a
+// stored gap record's span, and that the gap counts add up to Stats.Dropped.
+// In the first case gap records accumulate but fit; in the second the outbox
+// fills with gap records until the oldest must be folded into new ones.
 func TestGapNeverLost(t *testing.T) {
-	const maxBytes = 2000
-	o := open(t, tempPath(t), Options{MaxBytes: maxBytes, Gap: encodeGap, NoSync: true})
-	for i := 1; i <= 300; i++ {
-		batch := [][]byte{item(i, 37*(i%5)+50)}
-		if i%7 == 0 {
-			batch = append(batch, item(i, 400), item(i, 10))
-		}
-		if _, _, err := o.Append(batch...); err != nil {
-			t.Fatalf("Append %d: %v", i, err)
-		}
-		st := mustStats(t, o)
-		if st.Bytes > maxBytes {
-			t.Fatalf("after %d appends Bytes = %d > %d", i, st.Bytes, maxBytes)
-		}
-		covered := map[uint64]bool{}
-		var gapCount uint64
-		var total int64
-		es := mustPending(t, o, 0)
-		for _, e := range es {
-			covered[e.Seq] = true
-			total += int64(len(e.Data))
-			if g, ok := decodeGap(t, e.Data); ok {
-				gapCount += uint64(g.Count)
-				for s := g.FirstSeq; s <= g.LastSeq; s++ {
-					if covered[s] {
-						t.Fatalf("gap %+v covers stored seq %d", g, s)
-					}
-					covered[s] = true
+	tests := []struct {
+		name     string
+		maxBytes int64
+		appends  int
+		folds    bool // spans may then overlap
+	}{
+		{"gap records kept", 40000, 300, false},
+		{"gap records folded", 2000, 300, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := open(t, tempPath(t), Options{MaxBytes: tt.maxBytes, Gap: encodeGap, NoSync: true})
+			for i := 1; i <= tt.appends; i++ {
+				batch := [][]byte{item(i, 37*(i%5)+50)}
+				if i%7 == 0 {
+					batch = append(batch, item(i, 400), item(i, 10))
+				}
+				if _, _, err := o.Append(batch...); err != nil {
+					t.Fatalf("Append %d: %v", i, err)
+				}
+				checkGaps(t, o, tt.maxBytes, tt.folds)
+			}
+			es := mustPending(t, o, 0)
+			var obs int
+			for _, e := range es {
+				if _, ok := decodeGap(t, e.Data); !ok {
+					obs++
 				}
 			}
-		}
-		for s := uint64(1); s < st.NextSeq; s++ {
-			if !covered[s] {
-				t.Fatalf("after %d appends seq %d is neither stored nor in a gap", i, s)
+			t.Logf("%+v: %d observations, %d gap records", mustStats(t, o), obs, len(es)-obs)
+			if mustStats(t, o).Dropped == 0 || obs == 0 {
+				t.Fatal("expected both drops and kept observations")
 			}
-		}
-		if gapCount != st.Dropped || total != st.Bytes || len(es) != st.Depth {
-			t.Fatalf("gaps count %d, bytes %d, depth %d; Stats = %+v", gapCount, total, len(es), st)
+		})
+	}
+}
+
+func checkGaps(t *testing.T, o *Outbox, maxBytes int64, overlapOK bool) {
+	t.Helper()
+	st := mustStats(t, o)
+	if st.Bytes > maxBytes {
+		t.Fatalf("Bytes = %d > %d", st.Bytes, maxBytes)
+	}
+	es := mustPending(t, o, 0)
+	stored := map[uint64]bool{} // seq -> is an observation
+	var gapList []Gap
+	var gapCount uint64
+	var total int64
+	for _, e := range es {
+		total += int64(len(e.Data))
+		g, isGap := decodeGap(t, e.Data)
+		stored[e.Seq] = !isGap
+		if isGap {
+			gapList = append(gapList, g)
+			gapCount += uint64(g.Count)
 		}
 	}
-	if st := mustStats(t, o); st.Dropped == 0 {
-		t.Fatal("test never dropped anything")
+	inSpan := map[uint64]bool{}
+	for _, g := range gapList {
+		for s := g.FirstSeq; s <= g.LastSeq; s++ {
+			if stored[s] {
+				t.Fatalf("gap %+v spans stored observation %d", g, s)
+			}
+			if inSpan[s] && !overlapOK {
+				t.Fatalf("gap %+v overlaps another gap at %d", g, s)
+			}
+			inSpan[s] = true
+		}
+	}
+	for s := uint64(1); s < st.NextSeq; s++ {
+		if _, ok := stored[s]; !ok && !inSpan[s] {
+			t.Fatalf("seq %d is neither stored nor in a gap", s)
+		}
+	}
+	if gapCount != st.Dropped || total != st.Bytes || len(es) != st.Depth {
+		t.Fatalf("gaps count %d, bytes %d, depth %d; Stats = %+v", gapCount, total, len(es), st)
 	}
 }
 
@@ -681,6 +717,9 @@ func TestCrash(t *testing.T) {
 	if st := mustStats(t, o); st.NextSeq <= last {
 		t.Errorf("NextSeq %d after crash, but seq %d was issued", st.NextSeq, last)
 	}
+	if _, _, err := o.Append([]byte("after crash")); err != nil {
+		t.Errorf("Append after crash: %v", err)
+	}
 	t.Logf("child reported %d cycles (up to seq %d) before being killed; %d entries stored", len(reported), last, len(stored))
 }
 
@@ -717,7 +756,7 @@ func TestHelperProcess(t *testing.T) {
 	os.Exit(0)
 }
 
-// seqKeyForTest documents the on-disk key format the uplink and tools rely on.
+// TestSeqKeyBigEndian pins the on-disk key format tools rely on.
 func TestSeqKeyBigEndian(t *testing.T) {
 	if got := seqKey(0x0102030405060708); !bytes.Equal(got, []byte{1, 2, 3, 4, 5, 6, 7, 8}) {
 		t.Errorf("seqKey = %x", got)

@@ -1,5 +1,5 @@
 package outbox
 
-// syncDir is a no-op on Windows: directories cannot be opened for fsync there,
-// and NTFS journals the rename (MoveFileEx) itself.
+// syncDir does nothing on Windows: a directory cannot be opened for fsync
+// there, so the rename's durability rests on NTFS's metadata journal.
 func syncDir(string) error { return nil }

@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/evident-dev/evident/collectors"
+	"github.com/evident-dev/evident/internal/enrolltoken"
 	evidentv1 "github.com/evident-dev/evident/proto/evident/v1"
 	"github.com/evident-dev/evident/server/controls"
 	"github.com/evident-dev/evident/server/pki"
@@ -112,7 +113,7 @@ func (s *Server) Enroll(ctx context.Context, req *evidentv1.EnrollRequest) (*evi
 			return nil, status.Error(codes.InvalidArgument, "a host field is longer than 256 bytes or not UTF-8")
 		}
 	}
-	secret, err := s.Store.UseEnrollSecret(ctx, pki.HashSecret(req.GetEnrollSecret()), s.now())
+	secret, err := s.Store.UseEnrollSecret(ctx, enrolltoken.HashSecret(req.GetEnrollSecret()), s.now())
 	if errors.Is(err, store.ErrNotFound) {
 		s.Log.Warn("enrollment refused: bad secret", "hostname", h.GetHostname())
 		return nil, status.Error(codes.PermissionDenied, "enrollment secret is not valid: unknown, expired, revoked or already used (create one with `evident-server secret create`)")

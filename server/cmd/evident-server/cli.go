@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/evident-dev/evident/internal/atomicfile"
+	"github.com/evident-dev/evident/internal/enrolltoken"
 	"github.com/evident-dev/evident/internal/version"
 	"github.com/evident-dev/evident/server/controls"
 	"github.com/evident-dev/evident/server/ingest"
@@ -163,7 +165,7 @@ func cmdRun(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := pki.WriteFileAtomic(filepath.Join(*dir, "listen.addr"), []byte(lis.Addr().String()+"\n"), 0o644); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(*dir, "listen.addr"), []byte(lis.Addr().String()+"\n"), 0o644); err != nil {
 		return err
 	}
 	log.Info("evident-server listening", "addr", lis.Addr().String(), "version", version.Version,
@@ -210,8 +212,8 @@ func cmdSecretCreate(args []string, stdout, stderr io.Writer) error {
 	}
 	defer st.Close()
 	now := time.Now().UTC()
-	secret := pki.NewSecret()
-	rec := store.EnrollSecret{ID: "sec_" + pki.NewDeviceID()[4:16], Hash: pki.HashSecret(secret), Label: *label, CreatedAt: now, SingleUse: *single}
+	secret := enrolltoken.NewSecret()
+	rec := store.EnrollSecret{ID: "sec_" + pki.NewDeviceID()[4:16], Hash: enrolltoken.HashSecret(secret), Label: *label, CreatedAt: now, SingleUse: *single}
 	if *expires > 0 {
 		t := now.Add(*expires)
 		rec.ExpiresAt = &t
@@ -219,7 +221,7 @@ func cmdSecretCreate(args []string, stdout, stderr io.Writer) error {
 	if err := st.CreateEnrollSecret(context.Background(), rec); err != nil {
 		return err
 	}
-	fmt.Fprintln(stdout, pki.Token{Secret: secret, CAPin: ca.Fingerprint()}.String())
+	fmt.Fprintln(stdout, enrolltoken.Token{Secret: secret, CAPin: ca.Fingerprint()}.String())
 	fmt.Fprintf(stderr, "created enrollment secret %s; the token above is shown once\n", rec.ID)
 	return nil
 }

@@ -9,13 +9,15 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/evident-dev/evident/server/store"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/evident-dev/evident/server/store"
 )
 
 //go:embed migrations/*.sql
@@ -35,6 +37,9 @@ func Open(path string, readOnly bool) (*Store, error) {
 	q := "?_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate"
 	if readOnly {
 		q = "?mode=ro&_pragma=busy_timeout(10000)"
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("database %s does not exist: start evident-server once to create it", path)
+		}
 	}
 	db, err := sql.Open("sqlite", "file:"+path+q)
 	if err != nil {
@@ -168,8 +173,8 @@ func timePtr(n sql.NullInt64) *time.Time {
 
 // CreateEnrollSecret implements store.Enrollment.
 func (s *Store) CreateEnrollSecret(ctx context.Context, e store.EnrollSecret) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO enroll_secrets (id, hash, label, created_at, expires_at, single_use)
-		VALUES (?, ?, ?, ?, ?, ?)`, e.ID, e.Hash, e.Label, nanos(e.CreatedAt), nullNanos(e.ExpiresAt), e.SingleUse)
+	_, err := s.db.ExecContext(ctx, `INSERT INTO enroll_secrets (id, hash, label, created_at, expires_at, single_use, uses, revoked_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, e.ID, e.Hash, e.Label, nanos(e.CreatedAt), nullNanos(e.ExpiresAt), e.SingleUse, e.Uses, nullNanos(e.RevokedAt))
 	return err
 }
 
@@ -219,6 +224,10 @@ func (s *Store) EnrollDevice(ctx context.Context, d store.Device) (store.Device,
 				agent_version=?, secret_id=?, reenrolled=? WHERE id=?`,
 				d.Hostname, d.GOOS, d.GOARCH, d.OSVersion, d.SerialNumber, d.AgentVersion, d.SecretID, d.Reenrolled, d.ID)
 			if err != nil {
+				return d, err
+			}
+			// Return the device as stored (original enrolled_at, last seen).
+			if d, err = scanDevice(tx.QueryRowContext(ctx, `SELECT `+deviceCols+` FROM devices WHERE id = ?`, id)); err != nil {
 				return d, err
 			}
 			return d, tx.Commit()
@@ -299,7 +308,7 @@ func (s *Store) Ingest(ctx context.Context, deviceID string, obs []store.Observa
 		k, _ := r.RowsAffected()
 		n += int(k)
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE devices SET last_seen_at = ? WHERE id = ?`, nanos(receivedAt), deviceID); err != nil {
+	if _, err := tx.ExecContext(ctx, `UPDATE devices SET last_seen_at = MAX(COALESCE(last_seen_at, 0), ?) WHERE id = ?`, nanos(receivedAt), deviceID); err != nil {
 		return 0, err
 	}
 	return n, tx.Commit()

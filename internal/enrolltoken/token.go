@@ -1,4 +1,8 @@
-package pki
+// Package enrolltoken is the enrollment token format shared by the server,
+// which prints it, and the agent, which parses it: the enrollment secret and
+// the SHA-256 pin of the server CA in one string, so one value pasted into an
+// MDM profile gives both (after kubeadm's discovery-token-ca-cert-hash).
+package enrolltoken
 
 import (
 	"crypto/rand"
@@ -6,18 +10,13 @@ import (
 	"encoding/base32"
 	"encoding/hex"
 	"errors"
-	"fmt"
-	"net/url"
 	"strings"
 )
 
 // tokenPrefix versions the enrollment token format.
 const tokenPrefix = "evt1"
 
-// Token is what an administrator pastes into an MDM profile: the enrollment
-// secret and the pin of the server CA in one string
-// (evt1.<secret>.<ca-sha256-hex>), after kubeadm's
-// discovery-token-ca-cert-hash.
+// Token is evt1.<secret>.<ca-sha256-hex>.
 type Token struct {
 	Secret string
 	CAPin  string // hex SHA-256 of the CA certificate DER
@@ -38,9 +37,9 @@ func HashSecret(secret string) []byte {
 	return h[:]
 }
 
-// ParseToken parses an enrollment token. It never echoes the secret in an
+// Parse parses an enrollment token. It never echoes the secret in an
 // error.
-func ParseToken(s string) (Token, error) {
+func Parse(s string) (Token, error) {
 	parts := strings.Split(strings.TrimSpace(s), ".")
 	if len(parts) != 3 || parts[0] != tokenPrefix {
 		return Token{}, errors.New("enrollment token: want evt1.<secret>.<ca-sha256>, as printed by `evident-server secret create`")
@@ -52,12 +51,4 @@ func ParseToken(s string) (Token, error) {
 		return Token{}, errors.New("enrollment token: CA pin must be 64 hex characters (SHA-256)")
 	}
 	return Token{Secret: parts[1], CAPin: strings.ToLower(parts[2])}, nil
-}
-
-func parseURI(s string) ([]*url.URL, error) {
-	u, err := url.Parse(s)
-	if err != nil {
-		return nil, fmt.Errorf("device URI: %w", err)
-	}
-	return []*url.URL{u}, nil
 }

@@ -1,0 +1,293 @@
+// Package agent wires the Evident agent together: the scheduler that runs
+// collectors, the bbolt outbox that keeps their observations durably, the
+// uplink that streams them to the server, and the local status endpoint.
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/evident-dev/evident/agent/identity"
+	"github.com/evident-dev/evident/agent/outbox"
+	"github.com/evident-dev/evident/agent/statusapi"
+	"github.com/evident-dev/evident/agent/uplink"
+	"github.com/evident-dev/evident/collectors"
+	"github.com/evident-dev/evident/platform"
+	evidentv1 "github.com/evident-dev/evident/proto/evident/v1"
+)
+
+// Config is the agent's configuration after flags and environment.
+type Config struct {
+	DataDir string
+	// Server overrides the server address recorded at enrollment (a server
+	// that moved); empty keeps it.
+	Server           string
+	Interval         time.Duration // between collection cycles; jittered ±10%
+	CollectorTimeout time.Duration // per collector
+	OutboxMaxBytes   int64
+	Version          string
+	Log              *slog.Logger
+	Host             platform.Host
+	Registry         *collectors.Registry
+}
+
+// Defaults.
+const (
+	DefaultInterval         = time.Hour
+	DefaultCollectorTimeout = time.Minute
+	DefaultOutboxMaxBytes   = 64 << 20
+)
+
+func (c *Config) fill() {
+	if c.Interval <= 0 {
+		c.Interval = DefaultInterval
+	}
+	if c.CollectorTimeout <= 0 {
+		c.CollectorTimeout = DefaultCollectorTimeout
+	}
+	if c.OutboxMaxBytes <= 0 {
+		c.OutboxMaxBytes = DefaultOutboxMaxBytes
+	}
+	if c.Log == nil {
+		c.Log = slog.Default()
+	}
+	if c.Host == nil {
+		c.Host = platform.NewLive()
+	}
+}
+
+// OutboxPath is the outbox file under a data directory.
+func OutboxPath(dataDir string) string { return filepath.Join(dataDir, "outbox.db") }
+
+// Collect runs every collector once and returns the observations, without a
+// server: what `evident-agent collect` prints.
+func Collect(ctx context.Context, cfg Config) []collectors.Observation {
+	cfg.fill()
+	return cfg.Registry.RunAll(ctx, cfg.Host, cfg.CollectorTimeout, time.Now)
+}
+
+// Agent is a running daemon.
+type Agent struct {
+	cfg    Config
+	id     *identity.Identity
+	outbox *outbox.Outbox
+	up     *uplink.Uplink
+
+	mu          sync.Mutex
+	startedAt   time.Time
+	lastCycle   time.Time
+	lastResults map[string]string
+	cycles      int
+}
+
+// EncodeObservation turns a collector observation into an outbox entry: the
+// protobuf Observation without its seq (the outbox key is the seq).
+func EncodeObservation(o collectors.Observation) ([]byte, error) {
+	st := map[collectors.Status]evidentv1.Observation_Status{
+		collectors.StatusOK:          evidentv1.Observation_STATUS_OK,
+		collectors.StatusError:       evidentv1.Observation_STATUS_ERROR,
+		collectors.StatusUnsupported: evidentv1.Observation_STATUS_UNSUPPORTED,
+	}[o.Status]
+	p := &evidentv1.Observation{
+		Collector: o.Collector, CollectedAt: timestamppb.New(o.CollectedAt), Status: st, Error: o.Error,
+		ParserVersion: uint32(o.ParserVersion), PayloadJson: o.Payload, DurationMs: uint32(max(o.DurationMS, 0)),
+	}
+	for _, s := range o.Sources {
+		ps := &evidentv1.Source{Kind: s.Kind, Ref: s.Ref, Excerpt: s.Excerpt, Error: s.Error}
+		if s.ExitCode != nil {
+			c := int32(*s.ExitCode)
+			ps.ExitCode = &c
+		}
+		p.Sources = append(p.Sources, ps)
+	}
+	return proto.Marshal(p)
+}
+
+// gapCollector names the evidence an outbox drop leaves behind.
+const gapCollector = "agent.outbox"
+
+func encodeGap(g outbox.Gap) []byte {
+	payload, _ := json.Marshal(map[string]any{
+		"event": "dropped", "first_seq": g.FirstSeq, "last_seq": g.LastSeq, "count": g.Count, "bytes": g.Bytes,
+		"reason": "outbox full: oldest unacknowledged observations dropped to stay within the size bound",
+	})
+	b, _ := EncodeObservation(collectors.Observation{Collector: gapCollector, CollectedAt: g.At, Status: collectors.StatusOK, Payload: payload})
+	return b
+}
+
+// Open loads the identity and opens the outbox of cfg.DataDir.
+func Open(cfg Config) (*Agent, error) {
+	cfg.fill()
+	id, err := identity.Load(identity.Dir(cfg.DataDir))
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Server != "" {
+		id.Server = cfg.Server
+	}
+	ob, err := outbox.Open(OutboxPath(cfg.DataDir), outbox.Options{MaxBytes: cfg.OutboxMaxBytes, Gap: encodeGap})
+	if err != nil {
+		return nil, err
+	}
+	a := &Agent{cfg: cfg, id: id, outbox: ob, startedAt: time.Now()}
+	a.up = &uplink.Uplink{Outbox: ob, Server: id.Server, TLS: id.TLSConfig, AgentVersion: cfg.Version, Log: cfg.Log}
+	return a, nil
+}
+
+// Close closes the outbox.
+func (a *Agent) Close() error { return a.outbox.Close() }
+
+// cycle runs the collectors once and appends their observations in one
+// transaction.
+func (a *Agent) cycle(ctx context.Context, only []string) error {
+	reg := a.cfg.Registry
+	if len(only) > 0 {
+		if r, err := reg.Select(only); err == nil {
+			reg = r
+		} else {
+			a.cfg.Log.Warn("server asked for unknown collectors", "err", err)
+		}
+	}
+	start := time.Now()
+	obs := reg.RunAll(ctx, a.cfg.Host, a.cfg.CollectorTimeout, time.Now)
+	entries := make([][]byte, 0, len(obs))
+	results := map[string]string{}
+	for _, o := range obs {
+		b, err := EncodeObservation(o)
+		if err != nil {
+			return err
+		}
+		entries = append(entries, b)
+		results[o.Collector] = string(o.Status)
+		if o.Status == collectors.StatusError {
+			a.cfg.Log.Warn("collector failed", "collector", o.Collector, "err", o.Error)
+		}
+	}
+	first, last, err := a.outbox.Append(entries...)
+	if err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	a.mu.Lock()
+	a.lastCycle, a.lastResults = start, results
+	a.cycles++
+	a.mu.Unlock()
+	a.cfg.Log.Info("collected", "observations", len(entries), "first_seq", first, "last_seq", last, "took", time.Since(start).Round(time.Millisecond))
+	a.up.Wake()
+	return nil
+}
+
+// Status is what `evident-agent status` shows.
+type Status struct {
+	Version     string            `json:"version"`
+	DeviceID    string            `json:"device_id"`
+	Server      string            `json:"server"`
+	StartedAt   time.Time         `json:"started_at"`
+	Interval    string            `json:"interval"`
+	Cycles      int               `json:"collection_cycles"`
+	LastCycleAt time.Time         `json:"last_collection_at,omitzero"`
+	LastResults map[string]string `json:"last_results,omitempty"`
+	Outbox      outbox.Stats      `json:"outbox"`
+	Uplink      uplink.State      `json:"uplink"`
+	CertExpires time.Time         `json:"device_certificate_expires"`
+}
+
+// Status returns the agent's current status.
+func (a *Agent) Status() Status {
+	st, _ := a.outbox.Stats()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return Status{
+		Version: a.cfg.Version, DeviceID: a.id.DeviceID, Server: a.id.Server, StartedAt: a.startedAt,
+		Interval: a.cfg.Interval.String(), Cycles: a.cycles, LastCycleAt: a.lastCycle, LastResults: a.lastResults,
+		Outbox: st, Uplink: a.up.State(), CertExpires: a.id.CertExpiry(),
+	}
+}
+
+// ErrNotDelivered is returned by Run in once mode when the server did not
+// acknowledge everything in time.
+var ErrNotDelivered = errors.New("not everything was acknowledged by the server")
+
+// Run runs the daemon until ctx ends. With once, it collects once, waits
+// until the server has acknowledged the whole outbox (or onceTimeout
+// passes), and returns.
+func (a *Agent) Run(ctx context.Context, once bool, onceTimeout time.Duration) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	collectNow := make(chan []string, 1)
+	a.up.CollectNow = collectNow
+	acked := a.up.AckNotify()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		_ = a.up.Run(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		if err := statusapi.Serve(ctx, statusapi.SocketPath(a.cfg.DataDir), func() any { return a.Status() }); err != nil {
+			a.cfg.Log.Warn("status endpoint unavailable", "err", err)
+		}
+	}()
+	a.cfg.Log.Info("evident-agent started", "device", a.id.DeviceID, "server", a.id.Server, "interval", a.cfg.Interval,
+		"collectors", a.cfg.Registry.Names(), "once", once)
+	if err := a.cycle(ctx, nil); err != nil {
+		return err
+	}
+	if once {
+		return a.waitDelivered(ctx, acked, onceTimeout)
+	}
+	for {
+		// ±10% jitter so a fleet started together does not report in step.
+		d := a.cfg.Interval - a.cfg.Interval/10 + rand.N(a.cfg.Interval/5+1)
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			a.cfg.Log.Info("evident-agent stopping")
+			return nil
+		case only := <-collectNow:
+			t.Stop()
+			a.cfg.Log.Info("server asked to collect now", "collectors", only)
+			if err := a.cycle(ctx, only); err != nil {
+				a.cfg.Log.Error("collection failed", "err", err)
+			}
+		case <-t.C:
+			if err := a.cycle(ctx, nil); err != nil {
+				a.cfg.Log.Error("collection failed", "err", err)
+			}
+		}
+	}
+}
+
+func (a *Agent) waitDelivered(ctx context.Context, acked <-chan struct{}, timeout time.Duration) error {
+	deadline := time.After(timeout)
+	for {
+		st, err := a.outbox.Stats()
+		if err != nil {
+			return err
+		}
+		if st.Depth == 0 {
+			a.cfg.Log.Info("everything delivered and acknowledged", "last_acked_seq", st.LastAcked)
+			return nil
+		}
+		select {
+		case <-acked:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline:
+			us := a.up.State()
+			return fmt.Errorf("%w: %d observations still pending after %s (last error: %s)", ErrNotDelivered, st.Depth, timeout, us.LastError)
+		}
+	}
+}

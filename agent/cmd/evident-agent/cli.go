@@ -1,0 +1,282 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/shirou/gopsutil/v4/host"
+
+	"github.com/evident-dev/evident/agent"
+	"github.com/evident-dev/evident/agent/identity"
+	"github.com/evident-dev/evident/agent/statusapi"
+	"github.com/evident-dev/evident/collectors"
+	"github.com/evident-dev/evident/collectors/all"
+	"github.com/evident-dev/evident/internal/version"
+	"github.com/evident-dev/evident/platform"
+)
+
+const usage = `evident-agent: collects device-compliance evidence and streams it to evident-server.
+
+Usage:
+  evident-agent collect [--json]        run every collector once and print what it found (no server needed)
+  evident-agent enroll --server HOST:PORT --token TOKEN
+                                        enroll this device (the token comes from "evident-server secret create")
+  evident-agent run [--once]            run the daemon; --once collects, delivers, and exits 0 when the
+                                        server has acknowledged everything (for MDM scripts)
+  evident-agent status [--json]         ask the running agent for its state
+  evident-agent version
+
+Settings come from flags, then the environment: EVIDENT_DATA_DIR, EVIDENT_SERVER, EVIDENT_ENROLL_TOKEN.
+Run "evident-agent COMMAND -h" for a command's flags.
+`
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "collect":
+		err = cmdCollect(args[1:], stdout, stderr)
+	case "enroll":
+		err = cmdEnroll(args[1:], stdout, stderr)
+	case "run":
+		err = cmdRun(args[1:], stderr)
+	case "status":
+		err = cmdStatus(args[1:], stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, "evident-agent", version.Version, runtime.GOOS+"/"+runtime.GOARCH)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		return 2
+	default:
+		fmt.Fprintln(stderr, "evident-agent:", err)
+		return 1
+	}
+}
+
+var errUsage = errors.New("usage")
+
+func env(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func newFlags(name string, stderr io.Writer, help string) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "%s\n\nFlags:\n", help)
+		fs.PrintDefaults()
+	}
+	dir := fs.String("data-dir", env("EVIDENT_DATA_DIR", platform.DefaultAgentDataDir()), "agent data directory: identity, outbox, status socket (env EVIDENT_DATA_DIR)")
+	return fs, dir
+}
+
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(fs.Output(), "unexpected argument %q\n", fs.Arg(0))
+		return errUsage
+	}
+	return nil
+}
+
+func registry(only string) (*collectors.Registry, error) {
+	reg, err := collectors.NewRegistry(all.Default()...)
+	if err != nil {
+		return nil, err
+	}
+	if only == "" {
+		return reg, nil
+	}
+	return reg.Select(strings.Split(only, ","))
+}
+
+func collectorsFlag(fs *flag.FlagSet) *string {
+	return fs.String("collectors", "", "comma-separated collectors to run (default: all)")
+}
+
+func logger(w io.Writer, level string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lvl})), nil
+}
+
+func cmdCollect(args []string, stdout, stderr io.Writer) error {
+	fs, _ := newFlags("collect", stderr, "evident-agent collect: run every collector once on this machine and print the results.\nNothing is stored or sent.")
+	asJSON := fs.Bool("json", false, "print the observations as JSON")
+	only := collectorsFlag(fs)
+	timeout := fs.Duration("timeout", agent.DefaultCollectorTimeout, "per-collector timeout")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	reg, err := registry(*only)
+	if err != nil {
+		return err
+	}
+	obs := agent.Collect(context.Background(), agent.Config{Registry: reg, CollectorTimeout: *timeout})
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(obs)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "COLLECTOR\tSTATUS\tTOOK\tRESULT")
+	for _, o := range obs {
+		res := string(o.Payload)
+		if o.Error != "" {
+			res = o.Error
+		}
+		if len(res) > 120 {
+			res = res[:119] + "…"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%dms\t%s\n", o.Collector, o.Status, o.DurationMS, res)
+	}
+	return tw.Flush()
+}
+
+func hostFacts() *identity.HostFacts {
+	f := &identity.HostFacts{Goos: runtime.GOOS, Goarch: runtime.GOARCH, AgentVersion: version.Version}
+	f.Hostname, _ = os.Hostname()
+	if info, err := host.Info(); err == nil {
+		f.OsVersion = strings.TrimSpace(info.Platform + " " + info.PlatformVersion)
+		f.MachineId = info.HostID
+	}
+	return f
+}
+
+func cmdEnroll(args []string, stdout, stderr io.Writer) error {
+	fs, dir := newFlags("enroll", stderr, "evident-agent enroll: enroll this device with evident-server. The token (from\n`evident-server secret create`) carries the enrollment secret and the server CA's pin,\nso the first connection is verified too.")
+	server := fs.String("server", os.Getenv("EVIDENT_SERVER"), "server address HOST:PORT (env EVIDENT_SERVER)")
+	token := fs.String("token", "", "enrollment token evt1.… (env EVIDENT_ENROLL_TOKEN; prefer the environment: flags show in ps)")
+	force := fs.Bool("force", false, "enroll again even if this data directory is already enrolled")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *token == "" {
+		*token = os.Getenv("EVIDENT_ENROLL_TOKEN")
+	}
+	if *server == "" || *token == "" {
+		fmt.Fprintln(stderr, "enroll needs --server and --token (or EVIDENT_SERVER and EVIDENT_ENROLL_TOKEN)")
+		return errUsage
+	}
+	idDir := identity.Dir(*dir)
+	if id, err := identity.Load(idDir); err == nil && !*force {
+		fmt.Fprintf(stdout, "already enrolled as %s with %s (use --force to enroll again)\n", id.DeviceID, id.Server)
+		return nil
+	}
+	id, err := identity.Enroll(context.Background(), idDir, *server, *token, hostFacts())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "enrolled as %s with %s\n", id.DeviceID, id.Server)
+	return nil
+}
+
+func cmdRun(args []string, stderr io.Writer) error {
+	fs, dir := newFlags("run", stderr, "evident-agent run: collect on a schedule, keep observations in the outbox, and stream them\nto the server. Stops cleanly on SIGINT/SIGTERM; anything unacknowledged is resent on the next start.")
+	server := fs.String("server", os.Getenv("EVIDENT_SERVER"), "server address HOST:PORT, overriding the one recorded at enrollment (env EVIDENT_SERVER)")
+	once := fs.Bool("once", false, "collect once, deliver, exit 0 when the server has acknowledged everything")
+	onceTimeout := fs.Duration("once-timeout", 2*time.Minute, "with --once: give up (exit 1) after this long")
+	interval := fs.Duration("interval", agent.DefaultInterval, "time between collection cycles (±10% jitter)")
+	only := collectorsFlag(fs)
+	timeout := fs.Duration("collector-timeout", agent.DefaultCollectorTimeout, "per-collector timeout")
+	maxBytes := fs.Int64("outbox-max-bytes", agent.DefaultOutboxMaxBytes, "outbox size bound; when full the oldest unsent observations are dropped and the drop is reported")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *interval <= 0 || *onceTimeout <= 0 || *timeout <= 0 {
+		return errors.New("--interval, --once-timeout and --collector-timeout must be positive")
+	}
+	log, err := logger(stderr, *logLevel)
+	if err != nil {
+		return err
+	}
+	reg, err := registry(*only)
+	if err != nil {
+		return err
+	}
+	a, err := agent.Open(agent.Config{DataDir: *dir, Server: *server, Interval: *interval, CollectorTimeout: *timeout,
+		OutboxMaxBytes: *maxBytes, Version: version.Version, Log: log, Registry: reg})
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return a.Run(ctx, *once, *onceTimeout)
+}
+
+func cmdStatus(args []string, stdout, stderr io.Writer) error {
+	fs, dir := newFlags("status", stderr, "evident-agent status: ask the running agent (over its local socket) for its state:\nlast collection, outbox depth, last ack, connection errors.")
+	asJSON := fs.Bool("json", false, "print the raw JSON")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	b, err := statusapi.Get(context.Background(), statusapi.SocketPath(*dir))
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		_, err := stdout.Write(b)
+		return err
+	}
+	var st agent.Status
+	if err := json.Unmarshal(b, &st); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	conn := "disconnected"
+	if st.Uplink.Connected {
+		conn = "connected"
+	}
+	rows := [][2]string{
+		{"device", st.DeviceID},
+		{"server", st.Server + " (" + conn + ")"},
+		{"version", st.Version},
+		{"running since", st.StartedAt.Format(time.RFC3339)},
+		{"last collection", fmt.Sprintf("%s (%d cycles, every %s)", st.LastCycleAt.Format(time.RFC3339), st.Cycles, st.Interval)},
+		{"outbox", fmt.Sprintf("%d pending (%d bytes), next seq %d, dropped %d", st.Outbox.Depth, st.Outbox.Bytes, st.Outbox.NextSeq, st.Outbox.Dropped)},
+		{"last ack", fmt.Sprintf("seq %d at %s", st.Uplink.LastAckSeq, st.Uplink.LastAckAt.Format(time.RFC3339))},
+		{"certificate expires", st.CertExpires.Format(time.RFC3339)},
+	}
+	if st.Uplink.LastError != "" {
+		rows = append(rows, [2]string{"last error", st.Uplink.LastError + " at " + st.Uplink.LastErrorAt.Format(time.RFC3339)})
+	}
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s:\t%s\n", r[0], r[1])
+	}
+	return tw.Flush()
+}

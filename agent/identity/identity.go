@@ -1,0 +1,223 @@
+// Package identity is the agent's device identity: it enrolls with the
+// server (pinning the server CA from the enrollment token on first contact),
+// and keeps the device key, certificate and trusted CA bundle in the data
+// directory, from which it builds the mTLS client configuration.
+package identity
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/evident-dev/evident/internal/atomicfile"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+
+	"github.com/evident-dev/evident/internal/enrolltoken"
+	evidentv1 "github.com/evident-dev/evident/proto/evident/v1"
+)
+
+// Files in the identity directory.
+const (
+	keyFile   = "device.key"
+	certFile  = "device.crt"
+	caFile    = "ca.pem"
+	stateFile = "enrollment.json"
+)
+
+// ErrNotEnrolled means the data directory holds no identity yet.
+var ErrNotEnrolled = errors.New("this agent is not enrolled: run `evident-agent enroll --server HOST:PORT --token TOKEN`")
+
+// Identity is an enrolled device.
+type Identity struct {
+	DeviceID   string    `json:"device_id"`
+	Server     string    `json:"server"`
+	EnrolledAt time.Time `json:"enrolled_at"`
+	CAPin      string    `json:"ca_sha256"`
+
+	dir  string
+	cert tls.Certificate
+	ca   *x509.CertPool
+}
+
+// Dir returns the identity directory under an agent data directory.
+func Dir(dataDir string) string { return filepath.Join(dataDir, "identity") }
+
+// Load reads the identity from dir.
+func Load(dir string) (*Identity, error) {
+	b, err := os.ReadFile(filepath.Join(dir, stateFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, ErrNotEnrolled
+	}
+	if err != nil {
+		return nil, err
+	}
+	var id Identity
+	if err := json.Unmarshal(b, &id); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, stateFile), err)
+	}
+	id.dir = dir
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, certFile), filepath.Join(dir, keyFile))
+	if err != nil {
+		return nil, fmt.Errorf("load device certificate: %w", err)
+	}
+	id.cert = cert
+	caPEM, err := os.ReadFile(filepath.Join(dir, caFile))
+	if err != nil {
+		return nil, err
+	}
+	id.ca = x509.NewCertPool()
+	if !id.ca.AppendCertsFromPEM(caPEM) {
+		return nil, fmt.Errorf("%s holds no certificate", filepath.Join(dir, caFile))
+	}
+	return &id, nil
+}
+
+// CertExpiry returns when the device certificate expires.
+func (id *Identity) CertExpiry() time.Time {
+	if leaf, err := x509.ParseCertificate(id.cert.Certificate[0]); err == nil {
+		return leaf.NotAfter
+	}
+	return time.Time{}
+}
+
+// TLSConfig is the mTLS client configuration for the evidence stream. The
+// certificate comes through a callback so a renewal takes effect without a
+// restart.
+func (id *Identity) TLSConfig() (*tls.Config, error) {
+	host, _, err := net.SplitHostPort(id.Server)
+	if err != nil {
+		return nil, fmt.Errorf("server address %q: %w", id.Server, err)
+	}
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		RootCAs:    id.ca,
+		ServerName: host,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return &id.cert, nil
+		},
+	}, nil
+}
+
+// HostFacts describe the enrolling machine.
+type HostFacts = evidentv1.HostFacts
+
+// Enroll enrolls this device with the server at addr using token, and writes
+// the identity into dir. The server is trusted only if it presents a chain
+// containing the CA pinned in the token and a certificate valid for addr's
+// host.
+func Enroll(ctx context.Context, dir, addr, token string, facts *HostFacts) (*Identity, error) {
+	tok, err := enrolltoken.Parse(token)
+	if err != nil {
+		return nil, err
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("server address %q: want HOST:PORT", addr)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject: pkix.Name{CommonName: facts.GetHostname()},
+	}, key)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(PinnedTLS(host, tok.CAPin))))
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	resp, err := evidentv1.NewEnrollmentClient(conn).Enroll(ctx, &evidentv1.EnrollRequest{
+		EnrollSecret: tok.Secret, Csr: csr, Host: facts,
+	}, grpc.WaitForReady(false))
+	if err != nil {
+		if s, ok := status.FromError(err); ok {
+			return nil, fmt.Errorf("enrollment refused by %s: %s (%s)", addr, s.Message(), s.Code())
+		}
+		return nil, fmt.Errorf("enroll with %s: %w", addr, err)
+	}
+	leaf, err := x509.ParseCertificate(resp.GetCertificate())
+	if err != nil {
+		return nil, fmt.Errorf("server returned an unreadable certificate: %w", err)
+	}
+	if !leaf.PublicKey.(*ecdsa.PublicKey).Equal(&key.PublicKey) {
+		return nil, errors.New("server returned a certificate for a different key")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	id := &Identity{DeviceID: resp.GetDeviceId(), Server: addr, EnrolledAt: time.Now().UTC(), CAPin: tok.CAPin}
+	state, _ := json.MarshalIndent(id, "", "  ")
+	for _, f := range []struct {
+		name string
+		data []byte
+		perm os.FileMode
+	}{
+		{keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600},
+		{certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: resp.GetCertificate()}), 0o644},
+		{caFile, resp.GetCaBundle(), 0o644},
+		{stateFile, append(state, '\n'), 0o644}, // last: its presence means "enrolled"
+	} {
+		if err := atomicfile.WriteFile(filepath.Join(dir, f.name), f.data, f.perm); err != nil {
+			return nil, err
+		}
+	}
+	return Load(dir)
+}
+
+// PinnedTLS trusts a server only through the CA whose certificate's SHA-256
+// is pin: the chain the server presents must contain that CA, and the leaf
+// must verify against it for host.
+func PinnedTLS(host, pin string) *tls.Config {
+	return &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		InsecureSkipVerify: true, // replaced by VerifyConnection below
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			var ca *x509.Certificate
+			for _, c := range cs.PeerCertificates {
+				sum := sha256.Sum256(c.Raw)
+				if hex.EncodeToString(sum[:]) == pin {
+					ca = c
+				}
+			}
+			if ca == nil {
+				return errors.New("the server's certificate chain does not contain the CA pinned in the enrollment token: wrong server, or a token from another server")
+			}
+			pool := x509.NewCertPool()
+			pool.AddCert(ca)
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("server presented no certificate")
+			}
+			_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{DNSName: host, Roots: pool})
+			if err != nil {
+				return fmt.Errorf("server certificate does not verify against the pinned CA for %q: %w (start the server with --san %s)", host, err, host)
+			}
+			return nil
+		},
+	}
+}

@@ -1,0 +1,278 @@
+// Package uplink streams the outbox to the server over one bidirectional
+// gRPC stream (mTLS) and applies the server's cumulative acks: Ack{N} means
+// everything up to seq N is stored, so the outbox deletes it. After any
+// reconnect it resends from the last ack + 1; the server stores by
+// (device_id, seq) idempotently, so a resend never duplicates evidence.
+package uplink
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/evident-dev/evident/agent/outbox"
+	evidentv1 "github.com/evident-dev/evident/proto/evident/v1"
+)
+
+// Batch bounds keep every Report far below gRPC's 4 MiB default limit.
+const (
+	MaxBatchBytes = 1 << 20
+	MaxBatchCount = 500
+	// window is how many batches may be in flight unacknowledged.
+	window = 4
+)
+
+// Uplink sends the outbox to the server.
+type Uplink struct {
+	Outbox       *outbox.Outbox
+	Server       string
+	TLS          func() (*tls.Config, error)
+	AgentVersion string
+	Log          *slog.Logger
+	// CollectNow receives the server's requests to collect immediately.
+	CollectNow chan<- []string
+
+	wake chan struct{}
+	once sync.Once
+
+	mu    sync.Mutex
+	state State
+	subs  []chan struct{}
+}
+
+// State is what status reports about the uplink.
+type State struct {
+	Connected   bool      `json:"connected"`
+	LastAckSeq  uint64    `json:"last_ack_seq"`
+	LastAckAt   time.Time `json:"last_ack_at,omitzero"`
+	LastError   string    `json:"last_error,omitempty"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+	Reconnects  int       `json:"reconnects"`
+	SentBatches uint64    `json:"sent_batches"`
+	ConnectedAt time.Time `json:"connected_at,omitzero"`
+	NextRetryIn string    `json:"next_retry_in,omitempty"`
+}
+
+// State returns a copy of the uplink's state.
+func (u *Uplink) State() State {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.state
+}
+
+func (u *Uplink) setState(f func(*State)) {
+	u.mu.Lock()
+	f(&u.state)
+	u.mu.Unlock()
+}
+
+func (u *Uplink) init() { u.once.Do(func() { u.wake = make(chan struct{}, 1) }) }
+
+// Wake tells the uplink new entries are in the outbox.
+func (u *Uplink) Wake() {
+	u.init()
+	select {
+	case u.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run connects and streams until ctx ends, reconnecting with exponential
+// backoff and jitter (1 s to 1 min). It returns ctx's error.
+func (u *Uplink) Run(ctx context.Context) error {
+	u.init()
+	tlsConf, err := u.TLS()
+	if err != nil {
+		return err
+	}
+	conn, err := grpc.NewClient(u.Server,
+		grpc.WithTransportCredentials(credentials.NewTLS(tlsConf)),
+		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(4<<20), grpc.MaxCallRecvMsgSize(4<<20)),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 20 * time.Second}),
+	)
+	if err != nil {
+		return fmt.Errorf("server address %q: %w", u.Server, err)
+	}
+	defer conn.Close()
+	client := evidentv1.NewEvidenceClient(conn)
+	backoff := time.Second
+	for {
+		acked, err := u.session(ctx, client)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if acked {
+			backoff = time.Second
+		}
+		// Full jitter: spread a fleet's reconnects after a server restart.
+		wait := backoff/2 + rand.N(backoff/2+1)
+		u.setState(func(s *State) {
+			s.Connected = false
+			s.Reconnects++
+			s.LastError, s.LastErrorAt = describe(err), time.Now()
+			s.NextRetryIn = wait.Round(time.Millisecond).String()
+		})
+		u.Log.Warn("evidence stream interrupted; will retry", "server", u.Server, "err", describe(err), "retry_in", wait.Round(time.Millisecond))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		backoff = min(backoff*2, time.Minute)
+	}
+}
+
+func describe(err error) string {
+	if err == nil {
+		return "stream closed by server"
+	}
+	if s, ok := status.FromError(err); ok {
+		return fmt.Sprintf("%s: %s", s.Code(), s.Message())
+	}
+	return err.Error()
+}
+
+// session runs one stream. It reports whether the server acked anything.
+func (u *Uplink) session(ctx context.Context, client evidentv1.EvidenceClient) (bool, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := client.Stream(ctx)
+	if err != nil {
+		return false, err
+	}
+	st, err := u.Outbox.Stats()
+	if err != nil {
+		return false, err
+	}
+	if err := stream.Send(&evidentv1.AgentMessage{Msg: &evidentv1.AgentMessage_Hello{Hello: &evidentv1.Hello{
+		AgentVersion: u.AgentVersion, LastAckedSeq: st.LastAcked,
+	}}}); err != nil {
+		return false, err
+	}
+	u.setState(func(s *State) { s.Connected, s.ConnectedAt, s.NextRetryIn = true, time.Now(), "" })
+	u.Log.Info("evidence stream connected", "server", u.Server, "last_acked_seq", st.LastAcked, "pending", st.Depth)
+
+	acks := make(chan uint64, window*2)
+	recvErr := make(chan error, 1)
+	go func() {
+		for {
+			m, err := stream.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			switch msg := m.Msg.(type) {
+			case *evidentv1.ServerMessage_Ack:
+				select {
+				case acks <- msg.Ack.GetUpToSeq():
+				case <-ctx.Done():
+					return
+				}
+			case *evidentv1.ServerMessage_CollectNow:
+				if u.CollectNow != nil {
+					select {
+					case u.CollectNow <- msg.CollectNow.GetCollectors():
+					default:
+					}
+				}
+			}
+		}
+	}()
+
+	sent, acked := st.LastAcked, st.LastAcked
+	gotAck := false
+	var inflight []uint64 // last seq of each batch in flight
+	heartbeat := time.NewTicker(time.Minute)
+	defer heartbeat.Stop()
+	for {
+		// Fill the window.
+		for len(inflight) < window {
+			entries, err := u.Outbox.Pending(sent, MaxBatchBytes, MaxBatchCount)
+			if err != nil {
+				return gotAck, err
+			}
+			if len(entries) == 0 {
+				break
+			}
+			rep := &evidentv1.Report{Observations: make([]*evidentv1.Observation, 0, len(entries))}
+			for _, e := range entries {
+				var o evidentv1.Observation
+				if err := proto.Unmarshal(e.Data, &o); err != nil {
+					// A corrupt entry cannot be sent; say so instead of
+					// blocking the queue forever.
+					o = evidentv1.Observation{Collector: "agent.outbox", Status: evidentv1.Observation_STATUS_ERROR,
+						Error: "outbox entry unreadable: " + err.Error()}
+				}
+				o.Seq = e.Seq
+				rep.Observations = append(rep.Observations, &o)
+			}
+			if err := stream.Send(&evidentv1.AgentMessage{Msg: &evidentv1.AgentMessage_Report{Report: rep}}); err != nil {
+				return gotAck, err
+			}
+			sent = entries[len(entries)-1].Seq
+			inflight = append(inflight, sent)
+			u.setState(func(s *State) { s.SentBatches++ })
+		}
+		select {
+		case <-ctx.Done():
+			return gotAck, ctx.Err()
+		case err := <-recvErr:
+			return gotAck, err
+		case <-u.wake:
+		case <-heartbeat.C:
+			if err := stream.Send(&evidentv1.AgentMessage{Msg: &evidentv1.AgentMessage_Heartbeat{Heartbeat: &evidentv1.Heartbeat{}}}); err != nil {
+				return gotAck, err
+			}
+		case n := <-acks:
+			if n < acked {
+				continue
+			}
+			if n > sent {
+				return gotAck, status.Errorf(codes.Internal, "server acked seq %d beyond what was sent (%d)", n, sent)
+			}
+			if err := u.Outbox.Ack(n); err != nil && !errors.Is(err, context.Canceled) {
+				return gotAck, err
+			}
+			acked, gotAck = n, true
+			for len(inflight) > 0 && inflight[0] <= n {
+				inflight = inflight[1:]
+			}
+			u.setState(func(s *State) { s.LastAckSeq, s.LastAckAt = n, time.Now() })
+			u.notifyAck(n)
+		}
+	}
+}
+
+// AckNotify returns a channel that receives a value (coalesced) after each
+// ack the uplink applies: `run --once` waits on it for an empty outbox.
+func (u *Uplink) AckNotify() <-chan struct{} {
+	c := make(chan struct{}, 1)
+	u.mu.Lock()
+	u.subs = append(u.subs, c)
+	u.mu.Unlock()
+	return c
+}
+
+func (u *Uplink) notifyAck(uint64) {
+	u.mu.Lock()
+	subs := u.subs
+	u.mu.Unlock()
+	for _, c := range subs {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
+	}
+}

@@ -1,0 +1,6 @@
+//go:build !linux && !darwin && !windows
+
+package platform
+
+// DefaultAgentDataDir is where the agent keeps its identity and outbox.
+func DefaultAgentDataDir() string { return "/var/lib/evident-agent" }

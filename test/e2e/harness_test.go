@@ -1,0 +1,189 @@
+// Package e2e runs the real evident-server and evident-agent binaries over
+// loopback mTLS: crash and restart faults, exactly-once delivery, and the
+// security boundaries of enrollment and the evidence stream.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/evident-dev/evident/server/store"
+	"github.com/evident-dev/evident/server/store/sqlite"
+)
+
+var agentBin, serverBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "evident-e2e-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	agentBin, serverBin = filepath.Join(dir, "evident-agent"), filepath.Join(dir, "evident-server")
+	for bin, pkg := range map[string]string{agentBin: "../../agent/cmd/evident-agent", serverBin: "../../server/cmd/evident-server"} {
+		out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", pkg, err, out)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// proc is a running binary whose output goes to a log file kept for failures.
+type proc struct {
+	cmd *exec.Cmd
+	log string
+}
+
+func start(t *testing.T, logName string, bin string, args ...string) *proc {
+	t.Helper()
+	logPath := filepath.Join(t.TempDir(), logName)
+	f, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	p := &proc{cmd: cmd, log: logPath}
+	t.Cleanup(func() {
+		p.kill()
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("--- %s ---\n%s", logName, tail(b, 40))
+		}
+	})
+	return p
+}
+
+func tail(b []byte, n int) string {
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func (p *proc) kill() {
+	if p.cmd.ProcessState == nil {
+		_ = p.cmd.Process.Signal(syscall.SIGKILL)
+		_ = p.cmd.Wait()
+	}
+}
+
+func (p *proc) stop(t *testing.T) {
+	t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- p.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("%s did not stop cleanly: %v", filepath.Base(p.cmd.Path), err)
+		}
+	case <-time.After(15 * time.Second):
+		p.kill()
+		t.Errorf("%s did not stop within 15s of SIGTERM", filepath.Base(p.cmd.Path))
+	}
+}
+
+// server is an evident-server process with its data directory.
+type server struct {
+	dir  string
+	addr string
+	p    *proc
+}
+
+func startServer(t *testing.T, dir, listen string) *server {
+	t.Helper()
+	addrFile := filepath.Join(dir, "listen.addr")
+	os.Remove(addrFile)
+	p := start(t, "server.log", serverBin, "run", "--data-dir", dir, "--listen", listen, "--log-level", "debug")
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if b, err := os.ReadFile(addrFile); err == nil && len(bytes.TrimSpace(b)) > 0 {
+			return &server{dir: dir, addr: string(bytes.TrimSpace(b)), p: p}
+		}
+		if p.cmd.ProcessState != nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("server did not write %s", addrFile)
+	return nil
+}
+
+func run(t *testing.T, env []string, bin string, args ...string) (string, string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	return stdout.String(), stderr.String(), err
+}
+
+func (s *server) token(t *testing.T, extra ...string) string {
+	t.Helper()
+	out, errOut, err := run(t, nil, serverBin, append([]string{"secret", "create", "--data-dir", s.dir}, extra...)...)
+	if err != nil {
+		t.Fatalf("secret create: %v\n%s", err, errOut)
+	}
+	return strings.TrimSpace(out)
+}
+
+func enroll(t *testing.T, s *server, agentDir, token string) string {
+	t.Helper()
+	out, errOut, err := run(t, []string{"EVIDENT_ENROLL_TOKEN=" + token}, agentBin, "enroll", "--data-dir", agentDir, "--server", s.addr)
+	if err != nil {
+		t.Fatalf("enroll: %v\n%s%s", err, out, errOut)
+	}
+	f := strings.Fields(out)
+	if len(f) < 3 || f[0] != "enrolled" {
+		t.Fatalf("enroll printed %q", out)
+	}
+	return f[2]
+}
+
+// counts reads the server's database read-only, as reports do.
+func counts(t *testing.T, dir, device string) store.ObservationCounts {
+	t.Helper()
+	st, err := sqlite.Open(filepath.Join(dir, "evident.db"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	c, err := st.Counts(context.Background(), device)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("timed out after %s waiting for %s", timeout, what)
+}
