@@ -222,12 +222,14 @@ var ErrNotDelivered = errors.New("not everything was acknowledged by the server"
 // passes), and returns.
 func (a *Agent) Run(ctx context.Context, once bool, onceTimeout time.Duration) error {
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	var wg sync.WaitGroup
+	defer func() {
+		cancel() // stop the uplink and status endpoint, then wait for them
+		wg.Wait()
+	}()
 	collectNow := make(chan []string, 1)
 	a.up.CollectNow = collectNow
 	acked := a.up.AckNotify()
-	var wg sync.WaitGroup
-	defer wg.Wait()
 	wg.Add(2)
 	go func() {
 		defer wg.Done()

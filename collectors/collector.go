@@ -189,6 +189,9 @@ func Run(ctx context.Context, c Collector, host platform.Host, timeout time.Dura
 	switch {
 	case err == nil:
 		obs.Status = StatusOK
+	case errors.Is(err, ErrNotApplicable):
+		// Not a failure: the payload says what the host lacks.
+		obs.Status = StatusOK
 	case errors.Is(err, errors.ErrUnsupported):
 		obs.Status = StatusUnsupported
 		obs.Error = err.Error()

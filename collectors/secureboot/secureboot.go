@@ -1,0 +1,15 @@
+package secureboot
+
+import "github.com/evident-dev/evident/collectors"
+
+// collector reads the Secure Boot state. Its Collect is defined per OS.
+type collector struct{}
+
+// New returns the Secure Boot collector.
+func New() collectors.Collector { return collector{} }
+
+// Name implements collectors.Collector.
+func (collector) Name() string { return Name }
+
+// ParserVersion implements collectors.Versioned.
+func (collector) ParserVersion() int { return 1 }
