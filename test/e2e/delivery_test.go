@@ -10,17 +10,19 @@ import (
 )
 
 // TestExactlyOnceAcrossCrashes kills the agent with SIGKILL while reports are
-// in flight and restarts the server mid-stream (twice each), then checks that
-// every observation the agent persisted is stored on the server exactly once.
+// in flight, partitions the network so sent reports never arrive, and kills
+// and restarts the server mid-stream (twice each), then checks that every
+// observation the agent persisted is stored on the server exactly once.
 func TestExactlyOnceAcrossCrashes(t *testing.T) {
 	root := t.TempDir()
 	srvDir, agentDir := filepath.Join(root, "server"), filepath.Join(root, "agent")
 	srv := startServer(t, srvDir, "127.0.0.1:0")
 	addr := srv.addr
 	device := enroll(t, srv, agentDir, srv.token(t))
+	proxy := newFaultProxy(t, addr)
 
 	// Cheap collectors on a short interval keep reports flowing constantly.
-	agentArgs := []string{"run", "--data-dir", agentDir, "--interval", "20ms",
+	agentArgs := []string{"run", "--data-dir", agentDir, "--server", proxy.addr(), "--interval", "20ms",
 		"--collectors", "osinfo,secureboot,tpm", "--log-level", "debug"}
 	stored := func() int { return counts(t, srvDir, device).Total }
 
@@ -34,6 +36,14 @@ func TestExactlyOnceAcrossCrashes(t *testing.T) {
 		ag = start(t, "agent-restart.log", agentBin, agentArgs...)
 		waitFor(t, "delivery after agent SIGKILL", time.Minute, func() bool { return stored() > before+20 })
 
+		// Partition: reports leave the agent but never reach the server.
+		swallowedBefore := proxy.swallowed.Load()
+		proxy.blackhole.Store(true)
+		waitFor(t, "reports swallowed by the partition", time.Minute, func() bool { return proxy.swallowed.Load() > swallowedBefore+1<<10 })
+		proxy.cut()
+		before = stored()
+		waitFor(t, "delivery after the partition", 2*time.Minute, func() bool { return stored() > before+20 })
+
 		// Kill the server mid-stream and restart it on the same address;
 		// the agent reconnects (backoff) and resends from its last ack.
 		srv.p.kill()
@@ -45,7 +55,7 @@ func TestExactlyOnceAcrossCrashes(t *testing.T) {
 	ag.kill()
 
 	// Deliver whatever is left: --once exits 0 only when everything is acked.
-	if out, errOut, err := run(t, nil, agentBin, "run", "--once", "--data-dir", agentDir,
+	if out, errOut, err := run(t, nil, agentBin, "run", "--once", "--data-dir", agentDir, "--server", addr,
 		"--collectors", "osinfo,secureboot,tpm", "--once-timeout", "2m"); err != nil {
 		t.Fatalf("run --once: %v\n%s%s", err, out, errOut)
 	}
@@ -70,5 +80,6 @@ func TestExactlyOnceAcrossCrashes(t *testing.T) {
 	if c.Total != int(persisted) || c.MinSeq != 1 || c.MaxSeq != persisted {
 		t.Fatalf("server stored %d observations (seq %d..%d); agent persisted seqs 1..%d", c.Total, c.MinSeq, c.MaxSeq, persisted)
 	}
-	t.Logf("%d observations persisted by the agent, each stored exactly once across 2 agent SIGKILLs and 2 server kills", persisted)
+	t.Logf("%d observations persisted by the agent, each stored exactly once across 2 agent SIGKILLs, 2 partitions (%d bytes swallowed) and 2 server kills",
+		persisted, proxy.swallowed.Load())
 }

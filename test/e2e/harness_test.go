@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/evident-dev/evident/server/pki"
 	"github.com/evident-dev/evident/server/store"
 	"github.com/evident-dev/evident/server/store/sqlite"
 )
@@ -148,9 +149,12 @@ func (s *server) token(t *testing.T, extra ...string) string {
 	return strings.TrimSpace(out)
 }
 
+// enroll enrolls a new agent data directory; each gets its own machine id,
+// as distinct devices would.
 func enroll(t *testing.T, s *server, agentDir, token string) string {
 	t.Helper()
-	out, errOut, err := run(t, []string{"EVIDENT_ENROLL_TOKEN=" + token}, agentBin, "enroll", "--data-dir", agentDir, "--server", s.addr)
+	out, errOut, err := run(t, []string{"EVIDENT_ENROLL_TOKEN=" + token, "EVIDENT_MACHINE_ID=" + filepath.Base(agentDir) + "-" + pki.NewDeviceID()},
+		agentBin, "enroll", "--data-dir", agentDir, "--server", s.addr)
 	if err != nil {
 		t.Fatalf("enroll: %v\n%s%s", err, out, errOut)
 	}
@@ -178,9 +182,11 @@ func counts(t *testing.T, dir, device string) store.ObservationCounts {
 
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
+	start := time.Now()
+	deadline := start.Add(timeout)
 	for time.Now().Before(deadline) {
 		if cond() {
+			t.Logf("%s: after %s", what, time.Since(start).Round(time.Millisecond))
 			return
 		}
 		time.Sleep(50 * time.Millisecond)

@@ -59,7 +59,8 @@ func streamOnce(t *testing.T, addr string, tlsConf *tls.Config, seqs ...uint64) 
 	return m.GetAck().GetUpToSeq(), nil
 }
 
-// serverPool trusts the server's CA, as an enrolled agent does.
+// serverTLS trusts the server's CA, as an enrolled agent does, and presents
+// cert as the client certificate.
 func serverTLS(t *testing.T, srvDir string, cert *tls.Certificate) *tls.Config {
 	t.Helper()
 	ca, err := pki.LoadOrCreate(filepath.Join(srvDir, "pki"))
@@ -68,7 +69,10 @@ func serverTLS(t *testing.T, srvDir string, cert *tls.Certificate) *tls.Config {
 	}
 	c := &tls.Config{RootCAs: ca.Pool(), ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
 	if cert != nil {
-		c.Certificates = []tls.Certificate{*cert}
+		// Always present the certificate, even when the server's list of
+		// acceptable CAs does not name its issuer (Go's client would
+		// otherwise quietly send none).
+		c.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
 	}
 	return c
 }
