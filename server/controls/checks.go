@@ -89,23 +89,9 @@ func newSecurityPatches(raw json.RawMessage) (evaluator, error) {
 		if pl.PendingSecurityUpdates == 0 {
 			return decided(o, store.Pass, fmt.Sprintf("no pending security updates (%s, %s)", pl.Manager, osName), facts)
 		}
-		// How long have security updates been pending? The server knows
-		// from the history: the oldest observation of the current unbroken
-		// run with pending security updates.
-		since := o.CollectedAt
-		if in.History != nil {
-			if hist, err := in.History(patches.Name, historyScan); err == nil {
-				for _, h := range hist {
-					var hp patches.Payload
-					if h.Status != "ok" || json.Unmarshal(h.Payload, &hp) != nil || hp.PendingSecurityUpdates == 0 {
-						break
-					}
-					since = h.CollectedAt
-				}
-			}
-		}
+		since := pendingSince(in, o)
 		pending := o.CollectedAt.Sub(since)
-		facts["pending_since"] = since.Format(time.RFC3339)
+		facts["pending_since"] = since.UTC().Format(time.RFC3339Nano)
 		names := make([]string, 0, 5)
 		for i, pk := range pl.PendingSecurity {
 			if i == 5 {
@@ -120,6 +106,47 @@ func newSecurityPatches(raw json.RawMessage) (evaluator, error) {
 		}
 		return decided(o, store.Pass, what+fmt.Sprintf(", within the %d-day window", p.MaxDays), facts)
 	}, nil
+}
+
+// pendingSince says since when security updates have been pending without a
+// break, as seen by the server. The open interval of the control carries it
+// forward from one evaluation to the next; only without one (the first
+// evaluation, or a policy change) is the history scanned, newest first, back
+// to the last observation with none pending.
+func pendingSince(in Input, o store.Observation) time.Time {
+	if in.prev != nil && len(in.prev.Evidence) > 0 {
+		var ev struct {
+			Seq   uint64 `json:"seq"`
+			Facts struct {
+				Pending *int      `json:"pending_security_updates"`
+				Since   time.Time `json:"pending_since"`
+			} `json:"facts"`
+		}
+		if json.Unmarshal(in.prev.Evidence, &ev) == nil && ev.Facts.Pending != nil && ev.Seq <= o.Seq {
+			if *ev.Facts.Pending == 0 {
+				return o.CollectedAt
+			}
+			if !ev.Facts.Since.IsZero() && !ev.Facts.Since.After(o.CollectedAt) {
+				return ev.Facts.Since
+			}
+		}
+	}
+	since := o.CollectedAt
+	if in.History == nil {
+		return since
+	}
+	hist, err := in.History(patches.Name, historyScan)
+	if err != nil {
+		return since
+	}
+	for _, h := range hist {
+		var hp patches.Payload
+		if h.Status != "ok" || json.Unmarshal(h.Payload, &hp) != nil || hp.PendingSecurityUpdates == 0 {
+			break
+		}
+		since = h.CollectedAt
+	}
+	return since
 }
 
 func humanDays(d time.Duration) string {

@@ -20,6 +20,13 @@ type Input struct {
 	// History returns up to limit observations of a collector, newest
 	// first. It may be nil (then checks use Latest only).
 	History func(collector string, limit int) ([]store.Observation, error)
+	// Current holds the open state interval of each control (by id), when
+	// known: checks that track a duration carry it forward from there
+	// instead of rescanning history.
+	Current map[string]store.ControlState
+
+	// prev is Current[id] of the control being evaluated.
+	prev *store.ControlState
 }
 
 // Result is one control's evaluation.
@@ -67,7 +74,11 @@ func (p *Policy) Evaluate(in Input) []Evaluation {
 		if err != nil {
 			r = Result{Status: store.Unknown, Reason: "invalid policy params: " + err.Error()}
 		} else {
-			r = eval(in)
+			ci := in
+			if prev, ok := in.Current[c.ID]; ok {
+				ci.prev = &prev
+			}
+			r = eval(ci)
 		}
 		if c.Check == "agent_fresh" && r.Status == store.Pass {
 			if age := in.Now.Sub(r.EvidenceAt); age > c.MaxAge.Duration {

@@ -234,8 +234,16 @@ func (s *Server) Score(ctx context.Context, deviceID string, at time.Time) error
 	if err != nil {
 		return err
 	}
+	open, err := s.Store.CurrentStates(ctx, deviceID)
+	if err != nil {
+		return err
+	}
+	current := make(map[string]store.ControlState, len(open))
+	for _, st := range open {
+		current[st.ControlID] = st
+	}
 	evals := s.Policy.Evaluate(controls.Input{
-		Now: at, Latest: latest, LastSeen: &at,
+		Now: at, Latest: latest, LastSeen: &at, Current: current,
 		History: func(c string, limit int) ([]store.Observation, error) {
 			return s.Store.History(ctx, dev.ID, c, limit)
 		},

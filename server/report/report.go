@@ -121,7 +121,7 @@ func buildDevice(ctx context.Context, st store.Store, p *controls.Policy, d stor
 			Since: counts.First, Until: counts.Last, Intervals: len(hist)},
 	}
 	evals := p.Evaluate(controls.Input{
-		Now: now, Latest: latest, LastSeen: d.LastSeenAt,
+		Now: now, Latest: latest, LastSeen: d.LastSeenAt, Current: open,
 		History: func(c string, limit int) ([]store.Observation, error) { return st.History(ctx, d.ID, c, limit) },
 	})
 	for _, e := range evals {

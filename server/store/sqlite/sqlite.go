@@ -299,6 +299,7 @@ func (s *Store) Ingest(ctx context.Context, deviceID string, obs []store.Observa
 	}
 	defer stmt.Close()
 	n := 0
+	newest := map[string]uint64{}
 	for _, o := range obs {
 		r, err := stmt.ExecContext(ctx, deviceID, int64(o.Seq), o.Collector, nanos(o.CollectedAt), nanos(receivedAt),
 			o.ClockSkew, o.Status, o.Error, o.ParserVersion, []byte(o.Payload), []byte(o.Sources), o.DurationMS)
@@ -307,6 +308,15 @@ func (s *Store) Ingest(ctx context.Context, deviceID string, obs []store.Observa
 		}
 		k, _ := r.RowsAffected()
 		n += int(k)
+		if k > 0 && o.Seq > newest[o.Collector] {
+			newest[o.Collector] = o.Seq
+		}
+	}
+	for c, seq := range newest {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO latest_observations (device_id, collector, seq) VALUES (?, ?, ?)
+			ON CONFLICT (device_id, collector) DO UPDATE SET seq = MAX(seq, excluded.seq)`, deviceID, c, int64(seq)); err != nil {
+			return 0, err
+		}
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE devices SET last_seen_at = MAX(COALESCE(last_seen_at, 0), ?) WHERE id = ?`, nanos(receivedAt), deviceID); err != nil {
 		return 0, err
@@ -327,8 +337,8 @@ func scanObs(sc interface{ Scan(...any) error }) (store.Observation, error) {
 
 // Latest implements store.Evidence.
 func (s *Store) Latest(ctx context.Context, deviceID string) (map[string]store.Observation, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+obsCols+` FROM observations o
-		WHERE device_id = ? AND seq = (SELECT MAX(seq) FROM observations WHERE device_id = o.device_id AND collector = o.collector)`, deviceID)
+	rows, err := s.db.QueryContext(ctx, `SELECT `+prefixed("o.", obsCols)+` FROM latest_observations l
+		JOIN observations o ON o.device_id = l.device_id AND o.seq = l.seq WHERE l.device_id = ?`, deviceID)
 	if err != nil {
 		return nil, err
 	}
@@ -342,6 +352,14 @@ func (s *Store) Latest(ctx context.Context, deviceID string) (map[string]store.O
 		out[o.Collector] = o
 	}
 	return out, rows.Err()
+}
+
+func prefixed(p, cols string) string {
+	parts := strings.Split(cols, ", ")
+	for i := range parts {
+		parts[i] = p + parts[i]
+	}
+	return strings.Join(parts, ", ")
 }
 
 // History implements store.Evidence.

@@ -43,6 +43,15 @@ CREATE TABLE observations (
 ) WITHOUT ROWID;
 CREATE INDEX observations_collector ON observations (device_id, collector, seq);
 
+-- Newest seq per collector of each device, maintained by ingest, so scoring
+-- reads the latest evidence without scanning the device's history.
+CREATE TABLE latest_observations (
+    device_id TEXT NOT NULL REFERENCES devices (id),
+    collector TEXT NOT NULL,
+    seq       INTEGER NOT NULL,
+    PRIMARY KEY (device_id, collector)
+) WITHOUT ROWID;
+
 -- Control states as intervals; until_at NULL while open.
 CREATE TABLE control_states (
     id           INTEGER PRIMARY KEY,
