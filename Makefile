@@ -51,7 +51,8 @@ fuzz: ## Run every fuzz target for FUZZTIME (default 10s) each
 	  done; done
 
 .PHONY: bench
-bench: build ## Print performance figures: collection cycle, agent RSS, outbox vs raw bbolt, SQLite ingest
+bench: build ## Print performance figures: collection cycle, agent RSS/CPU, outbox vs raw bbolt, ingest vs raw SQLite and gRPC
+	$(GO) test -run '^$$' -bench . -benchtime 1s ./agent/outbox ./server/store/sqlite
 	$(GO) run ./test/bench
 
 .PHONY: proto-tools
