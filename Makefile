@@ -35,9 +35,17 @@ run: build ## Start a server on SQLite under ./var, enroll this machine's agent,
 	./test/run-local.sh
 
 .PHONY: test
-test: proto-check ## Run every test (unit, conformance, end-to-end over loopback mTLS)
+test: proto-check cross-check ## Run every test (unit, conformance, end-to-end over loopback mTLS)
 	$(GO) vet ./...
 	$(GO) test -count=1 ./...
+
+.PHONY: cross-check
+cross-check: ## Check the agent, collectors and platform build with CGO_ENABLED=0 for darwin and windows
+	@set -e; for t in windows/amd64 windows/arm64 darwin/amd64 darwin/arm64 linux/arm64; do \
+	  echo "cross-check $$t"; \
+	  CGO_ENABLED=0 GOOS=$${t%/*} GOARCH=$${t#*/} $(GO) build -o /dev/null ./agent/cmd/evident-agent; \
+	  CGO_ENABLED=0 GOOS=$${t%/*} GOARCH=$${t#*/} $(GO) vet ./agent/... ./collectors/... ./platform/...; \
+	done
 
 .PHONY: test-race
 test-race: ## Run the tests with the race detector

@@ -1,0 +1,63 @@
+package e2e
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/evident-dev/evident/agent"
+	"github.com/evident-dev/evident/collectors"
+)
+
+func TestCollectJSONWithoutServer(t *testing.T) {
+	out, errOut, err := run(t, nil, agentBin, "collect", "--json", "--collectors", "osinfo,tpm,secureboot")
+	if err != nil {
+		t.Fatalf("collect: %v\n%s", err, errOut)
+	}
+	var obs []collectors.Observation
+	if err := json.Unmarshal([]byte(out), &obs); err != nil {
+		t.Fatalf("collect --json is not JSON: %v\n%s", err, out)
+	}
+	if len(obs) != 3 {
+		t.Fatalf("got %d observations, want 3", len(obs))
+	}
+	for i, want := range []string{"osinfo", "secureboot", "tpm"} {
+		if obs[i].Collector != want || obs[i].Status != collectors.StatusOK || !json.Valid(obs[i].Payload) {
+			t.Errorf("observation %d: %s %s %s; want %s ok with a JSON payload", i, obs[i].Collector, obs[i].Status, obs[i].Error, want)
+		}
+	}
+	if _, errOut, err := run(t, nil, agentBin, "collect", "--collectors", "nosuch"); err == nil || !strings.Contains(errOut, `unknown collector "nosuch"`) {
+		t.Errorf("unknown collector: err %v, stderr %q", err, errOut)
+	}
+}
+
+func TestStatusOfRunningAgent(t *testing.T) {
+	root := t.TempDir()
+	srvDir, agentDir := filepath.Join(root, "s"), filepath.Join(root, "a")
+	srv := startServer(t, srvDir, "127.0.0.1:0")
+	device := enroll(t, srv, agentDir, srv.token(t))
+
+	if _, errOut, err := run(t, nil, agentBin, "status", "--data-dir", agentDir); err == nil || !strings.Contains(errOut, "no running agent") {
+		t.Fatalf("status without a daemon: err %v, stderr %q; want a clear 'no running agent'", err, errOut)
+	}
+	ag := start(t, "agent.log", agentBin, "run", "--data-dir", agentDir, "--collectors", "osinfo,tpm", "--interval", "1h")
+	var st agent.Status
+	waitFor(t, "status to report the first ack", time.Minute, func() bool {
+		out, _, err := run(t, nil, agentBin, "status", "--json", "--data-dir", agentDir)
+		return err == nil && json.Unmarshal([]byte(out), &st) == nil && st.Uplink.LastAckSeq >= 2
+	})
+	if st.DeviceID != device || st.Server != srv.addr || st.Cycles != 1 || st.Outbox.Depth != 0 || !st.Uplink.Connected {
+		t.Fatalf("status = %+v; want device %s, server %s, 1 cycle, empty outbox, connected", st, device, srv.addr)
+	}
+	out, _, err := run(t, nil, agentBin, "status", "--data-dir", agentDir)
+	if err != nil || !strings.Contains(out, device) || !strings.Contains(out, "connected") {
+		t.Fatalf("status text: err %v\n%s", err, out)
+	}
+	// While the daemon holds the outbox, a second daemon must refuse clearly.
+	if _, errOut, err := run(t, nil, agentBin, "run", "--once", "--data-dir", agentDir); err == nil || !strings.Contains(errOut, "locked") {
+		t.Fatalf("second agent on the same data dir: err %v, stderr %q", err, errOut)
+	}
+	ag.stop(t) // SIGTERM: exits 0
+}
