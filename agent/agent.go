@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -90,20 +91,50 @@ type Agent struct {
 	cycles      int
 }
 
+// MaxObservationBytes bounds one encoded observation (the server refuses
+// payloads over 512 KiB; batches are 1 MiB), so one runaway collector can
+// never produce a report the server must refuse.
+const MaxObservationBytes = 256 << 10
+
 // EncodeObservation turns a collector observation into an outbox entry: the
-// protobuf Observation without its seq (the outbox key is the seq).
+// protobuf Observation without its seq (the outbox key is the seq). An
+// observation over MaxObservationBytes is replaced by an error observation
+// that says so, keeping the source references but not the excerpts.
 func EncodeObservation(o collectors.Observation) ([]byte, error) {
+	b, err := encodeObservation(o)
+	if err != nil || len(b) <= MaxObservationBytes {
+		return b, err
+	}
+	small := o
+	small.Status = collectors.StatusError
+	small.Error = fmt.Sprintf("observation of %d bytes exceeds the %d byte bound; payload dropped", len(b), MaxObservationBytes)
+	small.Payload = nil
+	small.Sources = make([]collectors.Source, 0, len(o.Sources))
+	for _, s := range o.Sources {
+		s.Excerpt = ""
+		if len(s.Ref) > 1024 {
+			s.Ref = s.Ref[:1024]
+		}
+		small.Sources = append(small.Sources, s)
+	}
+	if len(small.Sources) > 64 {
+		small.Sources = small.Sources[:64]
+	}
+	return encodeObservation(small)
+}
+
+func encodeObservation(o collectors.Observation) ([]byte, error) {
 	st := map[collectors.Status]evidentv1.Observation_Status{
 		collectors.StatusOK:          evidentv1.Observation_STATUS_OK,
 		collectors.StatusError:       evidentv1.Observation_STATUS_ERROR,
 		collectors.StatusUnsupported: evidentv1.Observation_STATUS_UNSUPPORTED,
 	}[o.Status]
 	p := &evidentv1.Observation{
-		Collector: o.Collector, CollectedAt: timestamppb.New(o.CollectedAt), Status: st, Error: o.Error,
+		Collector: utf8Safe(o.Collector), CollectedAt: timestamppb.New(o.CollectedAt), Status: st, Error: utf8Safe(o.Error),
 		ParserVersion: uint32(o.ParserVersion), PayloadJson: o.Payload, DurationMs: uint32(max(o.DurationMS, 0)),
 	}
 	for _, s := range o.Sources {
-		ps := &evidentv1.Source{Kind: s.Kind, Ref: s.Ref, Excerpt: s.Excerpt, Error: s.Error}
+		ps := &evidentv1.Source{Kind: utf8Safe(s.Kind), Ref: utf8Safe(s.Ref), Excerpt: utf8Safe(s.Excerpt), Error: utf8Safe(s.Error)}
 		if s.ExitCode != nil {
 			c := int32(*s.ExitCode)
 			ps.ExitCode = &c
@@ -112,6 +143,11 @@ func EncodeObservation(o collectors.Observation) ([]byte, error) {
 	}
 	return proto.Marshal(p)
 }
+
+// utf8Safe replaces invalid UTF-8 (a command printing Latin-1 or binary
+// bytes) with U+FFFD: proto3 refuses to marshal such strings, and one bad
+// excerpt must not fail a whole collection cycle.
+func utf8Safe(s string) string { return strings.ToValidUTF8(s, "\uFFFD") }
 
 // gapCollector names the evidence an outbox drop leaves behind.
 const gapCollector = "agent.outbox"

@@ -199,9 +199,16 @@ func (s *Server) ingest(ctx context.Context, deviceID string, in []*evidentv1.Ob
 	var upTo uint64
 	var prevSeq uint64
 	for _, o := range in {
+		if o.GetSeq() <= prevSeq {
+			return 0, status.Errorf(codes.InvalidArgument, "observation seqs must increase within a report (%d after %d)", o.GetSeq(), prevSeq)
+		}
 		so, err := convert(o, received, lastCollected)
 		if err != nil {
-			return 0, status.Errorf(codes.InvalidArgument, "observation seq %d: %v", o.GetSeq(), err)
+			// Refusing the batch would make the agent resend it forever.
+			// Store what was wrong in its place instead: the seq is
+			// accounted for and the problem is visible as evidence.
+			s.Log.Warn("observation rejected", "device", deviceID, "seq", o.GetSeq(), "err", err)
+			so = rejected(o, received, err)
 		}
 		if so.Seq <= prevSeq {
 			return 0, status.Errorf(codes.InvalidArgument, "observation seqs must increase within a report (%d after %d)", so.Seq, prevSeq)
@@ -255,6 +262,19 @@ func (s *Server) Score(ctx context.Context, deviceID string, at time.Time) error
 	return s.Store.ApplyStates(ctx, deviceID, states, at)
 }
 
+// rejectedCollector holds observations the server could not accept.
+const rejectedCollector = "server.rejected"
+
+func rejected(o *evidentv1.Observation, received time.Time, err error) store.Observation {
+	name := o.GetCollector()
+	if len(name) > maxCollectorName || !utf8.ValidString(name) {
+		name = name[:0]
+	}
+	payload, _ := json.Marshal(map[string]string{"collector": name})
+	return store.Observation{Seq: o.GetSeq(), Collector: rejectedCollector, CollectedAt: received, ReceivedAt: received,
+		Status: string(collectors.StatusError), Error: "rejected by server: " + err.Error(), Payload: payload, Sources: []byte("[]")}
+}
+
 func convert(o *evidentv1.Observation, received time.Time, lastCollected *time.Time) (store.Observation, error) {
 	switch {
 	case o.GetSeq() == 0:
@@ -291,7 +311,12 @@ func convert(o *evidentv1.Observation, received time.Time, lastCollected *time.T
 	}
 	errText := o.GetError()
 	if len(errText) > maxErrorBytes {
-		errText = errText[:maxErrorBytes]
+		// Cut on a rune boundary: the stored text must stay valid UTF-8.
+		cut := maxErrorBytes
+		for cut > 0 && !utf8.RuneStart(errText[cut]) {
+			cut--
+		}
+		errText = errText[:cut]
 	}
 	// Clock skew is itself evidence: a collected_at in the future, or well
 	// before the device's previous one, is clamped and flagged.

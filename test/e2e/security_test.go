@@ -26,6 +26,7 @@ import (
 	"github.com/evident-dev/evident/agent/identity"
 	evidentv1 "github.com/evident-dev/evident/proto/evident/v1"
 	"github.com/evident-dev/evident/server/pki"
+	"github.com/evident-dev/evident/server/store/sqlite"
 )
 
 // streamOnce opens an evidence stream with tlsConf, sends one report of
@@ -209,6 +210,47 @@ func TestSecurityBoundaries(t *testing.T) {
 					t.Fatalf("stderr leaks the secret: %q", errOut)
 				}
 			})
+		}
+	})
+
+	// An observation the server cannot accept is stored as a visible
+	// rejection and acked: refusing the whole report would make the agent
+	// resend it forever.
+	t.Run("invalid observation is recorded, not a poison pill", func(t *testing.T) {
+		conn, err := grpc.NewClient(srv.addr, grpc.WithTransportCredentials(credentials.NewTLS(confA)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		stream, err := evidentv1.NewEvidenceClient(conn).Stream(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep := &evidentv1.Report{Observations: []*evidentv1.Observation{
+			{Seq: 10, Collector: "osinfo", CollectedAt: timestamppb.Now(), Status: evidentv1.Observation_STATUS_OK, PayloadJson: []byte(`{"a":1}`)},
+			{Seq: 11, Collector: "osinfo", CollectedAt: timestamppb.Now(), Status: evidentv1.Observation_STATUS_OK, PayloadJson: []byte(`not json`)},
+		}}
+		if err := stream.Send(&evidentv1.AgentMessage{Msg: &evidentv1.AgentMessage_Report{Report: rep}}); err != nil {
+			t.Fatal(err)
+		}
+		m, err := stream.Recv()
+		if err != nil || m.GetAck().GetUpToSeq() != 11 {
+			t.Fatalf("ack %v, err %v; want ack 11", m, err)
+		}
+		st, err := sqlite.Open(filepath.Join(srvDir, "evident.db"), true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		latest, err := st.Latest(context.Background(), devA)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, ok := latest["server.rejected"]
+		if !ok || r.Seq != 11 || !strings.Contains(r.Error, "not valid JSON") {
+			t.Fatalf("rejected observation stored as %+v (found %v)", r, ok)
 		}
 	})
 
