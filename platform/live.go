@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"runtime"
 	"time"
@@ -36,7 +37,9 @@ func (l *Live) path(p string) string {
 	if l.Root == "" {
 		return p
 	}
-	return filepath.Join(l.Root, p)
+	// Clean as if rooted at "/" first: "/.." is "/" on a real host, so a
+	// path must not climb out of Root.
+	return filepath.Join(l.Root, filepath.FromSlash(path.Clean("/"+filepath.ToSlash(p))))
 }
 
 // ReadFile implements Host.
@@ -154,23 +157,28 @@ func (l *Live) Run(ctx context.Context, argv ...string) (Result, error) {
 }
 
 // boundedBuffer keeps the first limit bytes written and discards the rest,
-// so a runaway command cannot exhaust the agent's memory.
+// so a runaway command cannot exhaust the agent's memory. The buffer is a
+// named field, not embedded: an embedded bytes.Buffer would promote
+// ReadFrom, which io.Copy (and so os/exec) prefers to Write, bypassing the
+// bound.
 type boundedBuffer struct {
-	bytes.Buffer
+	buf       bytes.Buffer
 	limit     int64
 	truncated bool
 }
 
+func (b *boundedBuffer) Bytes() []byte { return b.buf.Bytes() }
+
 func (b *boundedBuffer) Write(p []byte) (int, error) {
-	room := b.limit - int64(b.Len())
+	room := b.limit - int64(b.buf.Len())
 	if room <= 0 {
 		b.truncated = b.truncated || len(p) > 0
 		return len(p), nil
 	}
 	if int64(len(p)) > room {
-		b.Buffer.Write(p[:room])
+		b.buf.Write(p[:room])
 		b.truncated = true
 		return len(p), nil
 	}
-	return b.Buffer.Write(p)
+	return b.buf.Write(p)
 }

@@ -11,34 +11,18 @@ import (
 	"testing"
 
 	"github.com/evident-dev/evident/platform"
+	"github.com/evident-dev/evident/platform/platformtest"
 )
 
-// replayHost reads files from a recorded tree and answers commands from
-// recorded outputs; any other command is "not installed". Tests never run
-// real commands.
-type replayHost struct {
-	*platform.Live
-	cmds map[string]platform.Result // argv[0] -> result
-}
-
-func (h replayHost) Run(_ context.Context, argv ...string) (platform.Result, error) {
-	r, ok := h.cmds[argv[0]]
-	if !ok {
-		return platform.Result{Argv: argv}, platform.ErrCommandNotFound
-	}
-	r.Argv = argv
-	return r, nil
-}
-
-func tree(t *testing.T, name string, lsblkFile string) replayHost {
+func tree(t *testing.T, name string, lsblkFile string) platformtest.Replay {
 	t.Helper()
-	h := replayHost{Live: &platform.Live{Root: filepath.Join("testdata", name)}, cmds: map[string]platform.Result{}}
+	h := platformtest.Replay{Live: &platform.Live{Root: filepath.Join("testdata", name)}, Commands: map[string]platform.Result{}}
 	if lsblkFile != "" {
 		b, err := os.ReadFile(filepath.Join("testdata", lsblkFile))
 		if err != nil {
 			t.Fatal(err)
 		}
-		h.cmds["lsblk"] = platform.Result{Stdout: b}
+		h.Commands["lsblk"] = platform.Result{Stdout: b}
 	}
 	return h
 }
@@ -250,7 +234,7 @@ func TestCollectTrees(t *testing.T) {
 
 func TestCollectFailures(t *testing.T) {
 	t.Run("no mountinfo", func(t *testing.T) {
-		h := replayHost{Live: &platform.Live{Root: t.TempDir()}}
+		h := platformtest.Replay{Live: &platform.Live{Root: t.TempDir()}}
 		res, err := collectLinux(context.Background(), h)
 		if err == nil || !errors.Is(err, os.ErrNotExist) {
 			t.Fatalf("err = %v, want not exist", err)
@@ -265,7 +249,7 @@ func TestCollectFailures(t *testing.T) {
 			{ExitCode: 1, Stderr: []byte("lsblk: unknown column: MOUNTPOINTS")},
 		} {
 			h := tree(t, "vm", "")
-			h.cmds["lsblk"] = r
+			h.Commands["lsblk"] = r
 			res, err := collectLinux(context.Background(), h)
 			if err != nil {
 				t.Fatal(err)

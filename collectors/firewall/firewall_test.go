@@ -4,31 +4,11 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/evident-dev/evident/platform"
+	"github.com/evident-dev/evident/platform/platformtest"
 )
-
-// replayHost reads files from a tree and answers commands from recorded
-// outputs keyed by the argv joined by spaces, or by argv[0]; other commands
-// are "not installed".
-type replayHost struct {
-	*platform.Live
-	cmds map[string]platform.Result
-}
-
-func (h replayHost) Run(_ context.Context, argv ...string) (platform.Result, error) {
-	r, ok := h.cmds[strings.Join(argv, " ")]
-	if !ok {
-		r, ok = h.cmds[argv[0]]
-	}
-	if !ok {
-		return platform.Result{Argv: argv}, platform.ErrCommandNotFound
-	}
-	r.Argv = argv
-	return r, nil
-}
 
 func read(t testing.TB, name string) []byte {
 	t.Helper()
@@ -152,7 +132,7 @@ func TestCollect(t *testing.T) {
 			if root == "" {
 				root = "testdata/ipv6-host"
 			}
-			h := replayHost{Live: &platform.Live{Root: root}, cmds: tt.cmds}
+			h := platformtest.Replay{Live: &platform.Live{Root: root}, Commands: tt.cmds}
 			r, err := collectLinux(context.Background(), h)
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("err = %v", err)

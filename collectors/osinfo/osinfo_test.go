@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/evident-dev/evident/platform"
+	"github.com/evident-dev/evident/platform/platformtest"
 )
 
 func TestCollectTree(t *testing.T) {
@@ -25,12 +26,8 @@ func TestCollectTree(t *testing.T) {
 	}
 }
 
-// replayHost is not a *platform.Live: osinfo must read it through the
-// Host only.
-type replayHost struct{ *platform.Live }
-
 func TestCollectNonLiveHost(t *testing.T) {
-	res, err := New().Collect(context.Background(), replayHost{&platform.Live{Root: "testdata/vm"}})
+	res, err := New().Collect(context.Background(), platformtest.Replay{Live: &platform.Live{Root: "testdata/vm"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +38,7 @@ func TestCollectNonLiveHost(t *testing.T) {
 }
 
 func TestCollectEmptyTree(t *testing.T) {
-	res, _ := New().Collect(context.Background(), replayHost{&platform.Live{Root: t.TempDir()}})
+	res, _ := New().Collect(context.Background(), platformtest.Replay{Live: &platform.Live{Root: t.TempDir()}})
 	if p := res.Payload.(Payload); p.Hostname != "" || p.MachineID != "" {
 		t.Errorf("payload = %+v", p)
 	}

@@ -5,33 +5,13 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/evident-dev/evident/collectors"
 	"github.com/evident-dev/evident/platform"
+	"github.com/evident-dev/evident/platform/platformtest"
 )
-
-// replayHost reads files from a recorded tree and answers commands from
-// recorded outputs keyed by the whole argv joined by spaces, or by argv[0];
-// other commands are "not installed".
-type replayHost struct {
-	*platform.Live
-	cmds map[string]platform.Result
-}
-
-func (h replayHost) Run(_ context.Context, argv ...string) (platform.Result, error) {
-	r, ok := h.cmds[strings.Join(argv, " ")]
-	if !ok {
-		r, ok = h.cmds[argv[0]]
-	}
-	if !ok {
-		return platform.Result{Argv: argv}, platform.ErrCommandNotFound
-	}
-	r.Argv = argv
-	return r, nil
-}
 
 func read(t testing.TB, name string) []byte {
 	t.Helper()
@@ -142,7 +122,7 @@ func TestParseUnattended(t *testing.T) {
 }
 
 func TestCollectDebian(t *testing.T) {
-	h := replayHost{Live: &platform.Live{Root: "testdata/debian12"}, cmds: map[string]platform.Result{
+	h := platformtest.Replay{Live: &platform.Live{Root: "testdata/debian12"}, Commands: map[string]platform.Result{
 		"apt-get":    {Stdout: read(t, "apt-dist-upgrade-debian12.txt")},
 		"apt-config": {Stdout: read(t, "apt-config-dump-unattended.txt")},
 	}}
@@ -166,7 +146,7 @@ func TestCollectDebian(t *testing.T) {
 
 	// apt-config missing: fall back to apt.conf.d; apt-get failing: error
 	// with what could be read.
-	h.cmds = map[string]platform.Result{"apt-get": {ExitCode: 100, Stderr: []byte("E: Unable to lock directory /var/lib/apt/lists/")}}
+	h.Commands = map[string]platform.Result{"apt-get": {ExitCode: 100, Stderr: []byte("E: Unable to lock directory /var/lib/apt/lists/")}}
 	res, err = collectLinux(context.Background(), h)
 	p = res.Payload.(Payload)
 	if err == nil || p.Manager != "apt" || p.AutoUpdates == nil || !p.AutoUpdates.Enabled {
@@ -175,7 +155,7 @@ func TestCollectDebian(t *testing.T) {
 }
 
 func TestCollectNoManager(t *testing.T) {
-	h := replayHost{Live: &platform.Live{Root: t.TempDir()}}
+	h := platformtest.Replay{Live: &platform.Live{Root: t.TempDir()}}
 	res, err := collectLinux(context.Background(), h)
 	if !errors.Is(err, collectors.ErrNotApplicable) {
 		t.Errorf("err = %v", err)
@@ -213,7 +193,7 @@ func TestParseDnf(t *testing.T) {
 }
 
 func TestCollectDnf(t *testing.T) {
-	h := replayHost{Live: &platform.Live{Root: t.TempDir()}, cmds: map[string]platform.Result{
+	h := platformtest.Replay{Live: &platform.Live{Root: t.TempDir()}, Commands: map[string]platform.Result{
 		"dnf -q check-update":               {ExitCode: 100, Stdout: []byte("bash.x86_64  5.2.26-1.fc39  updates\n")},
 		"dnf -q updateinfo list --security": {Stdout: []byte("FEDORA-2024-0011223344 Low/Sec. bash-5.2.26-1.fc39.x86_64\n")},
 		"needs-restarting":                  {ExitCode: 1, Stdout: []byte("Core libraries or services have been updated since boot-up:\n  * kernel\n")},

@@ -1,0 +1,2 @@
+// Package pkgdoc only holds the test that every package has a doc comment.
+package pkgdoc

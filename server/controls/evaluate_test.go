@@ -1,0 +1,370 @@
+package controls_test
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/evident-dev/evident/collectors"
+	"github.com/evident-dev/evident/collectors/diskencryption"
+	"github.com/evident-dev/evident/collectors/firewall"
+	"github.com/evident-dev/evident/collectors/patches"
+	"github.com/evident-dev/evident/collectors/secureboot"
+	"github.com/evident-dev/evident/collectors/tpm"
+	"github.com/evident-dev/evident/server/controls"
+	"github.com/evident-dev/evident/server/store"
+)
+
+var (
+	now       = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	collected = now.Add(-time.Hour)
+)
+
+const day = 24 * time.Hour
+
+// only returns the default policy restricted to one control.
+func only(t *testing.T, id string) *controls.Policy {
+	t.Helper()
+	p := controls.Default()
+	for _, c := range p.Controls {
+		if c.ID == id {
+			p.Controls = []controls.Control{c}
+			return p
+		}
+	}
+	t.Fatalf("default policy has no control %s", id)
+	return nil
+}
+
+// okObs is an "ok" observation of collector carrying payload as JSON.
+func okObs(t *testing.T, collector string, seq uint64, at time.Time, payload any) store.Observation {
+	t.Helper()
+	b, err := json.Marshal(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store.Observation{Seq: seq, Collector: collector, CollectedAt: at, ReceivedAt: at, Status: "ok", Payload: b}
+}
+
+func latest(obs ...store.Observation) map[string]store.Observation {
+	m := map[string]store.Observation{}
+	for _, o := range obs {
+		m[o.Collector] = o
+	}
+	return m
+}
+
+type evalCase struct {
+	name       string
+	in         controls.Input // Now defaults to now
+	wantStatus string
+	wantReason string // substring
+	wantSeq    uint64 // evidence seq expected on the result (0: none)
+}
+
+func runEval(t *testing.T, p *controls.Policy, tests []evalCase) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := tt.in
+			if in.Now.IsZero() {
+				in.Now = now
+			}
+			evals := p.Evaluate(in)
+			if len(evals) != 1 {
+				t.Fatalf("Evaluate returned %d evaluations, want 1", len(evals))
+			}
+			e := evals[0]
+			if e.Status != tt.wantStatus || !strings.Contains(e.Reason, tt.wantReason) {
+				t.Errorf("%s = %s (%q), want %s with reason containing %q", e.Control.ID, e.Status, e.Reason, tt.wantStatus, tt.wantReason)
+			}
+			if e.EvidenceSeq != tt.wantSeq {
+				t.Errorf("evidence seq = %d, want %d", e.EvidenceSeq, tt.wantSeq)
+			}
+			if tt.wantSeq != 0 && (e.Evidence == nil || e.Evidence.Seq != tt.wantSeq) {
+				t.Errorf("evidence = %+v, want seq %d", e.Evidence, tt.wantSeq)
+			}
+		})
+	}
+}
+
+func TestDiskEncryption(t *testing.T) {
+	root := diskencryption.Volume{Device: "/dev/nvme0n1p3", Mountpoints: []string{"/"}, Role: "system", Encrypted: true, Method: "LUKS2"}
+	home := diskencryption.Volume{Device: "/dev/sda1", Mountpoints: []string{"/home"}, Role: "data", Encrypted: true, Method: "LUKS1"}
+	plainData := diskencryption.Volume{Device: "/dev/sdb1", Mountpoints: []string{"/srv"}, Role: "data"}
+	plainSwap := diskencryption.Volume{Device: "/dev/sda2", Role: "swap"}
+	usb := diskencryption.Volume{Device: "/dev/sdc1", Mountpoints: []string{"/media/usb"}, Exempt: true, ExemptReason: "removable"}
+	disk := func(vs ...diskencryption.Volume) store.Observation {
+		return okObs(t, diskencryption.Name, 7, collected, diskencryption.Payload{Volumes: vs})
+	}
+	failed := store.Observation{Seq: 8, Collector: diskencryption.Name, CollectedAt: collected, Status: "error", Error: "lsblk: exit status 1"}
+	unsupported := store.Observation{Seq: 9, Collector: diskencryption.Name, CollectedAt: collected, Status: "unsupported", Error: "not implemented on plan9"}
+	garbled := store.Observation{Seq: 10, Collector: diskencryption.Name, CollectedAt: collected, Status: "ok", ParserVersion: 3, Payload: json.RawMessage(`{"volumes": "many"}`)}
+
+	runEval(t, only(t, "DC-ENC-01"), []evalCase{
+		{name: "all encrypted", in: controls.Input{Latest: latest(disk(root, home, usb))}, wantStatus: store.Pass, wantReason: "all 2 fixed volumes encrypted: / on /dev/nvme0n1p3 (LUKS2)", wantSeq: 7},
+		{name: "one plain", in: controls.Input{Latest: latest(disk(root, plainData))}, wantStatus: store.Fail, wantReason: "1 of 2 fixed volumes not encrypted: /srv on /dev/sdb1", wantSeq: 7},
+		{name: "plain swap", in: controls.Input{Latest: latest(disk(root, plainSwap))}, wantStatus: store.Fail, wantReason: "swap on /dev/sda2", wantSeq: 7},
+		{name: "exempt only", in: controls.Input{Latest: latest(disk(usb))}, wantStatus: store.Unknown, wantReason: "no fixed volume found", wantSeq: 7},
+		{name: "no volumes", in: controls.Input{Latest: latest(disk())}, wantStatus: store.Unknown, wantReason: "no fixed volume found", wantSeq: 7},
+		{name: "no observation", in: controls.Input{Latest: latest()}, wantStatus: store.Unknown, wantReason: "no diskencryption evidence received yet"},
+		{name: "nil latest", in: controls.Input{}, wantStatus: store.Unknown, wantReason: "no diskencryption evidence received yet"},
+		{name: "other collectors only", in: controls.Input{Latest: latest(okObs(t, firewall.Name, 3, collected, firewall.Payload{}))}, wantStatus: store.Unknown, wantReason: "no diskencryption evidence"},
+		{name: "collection error", in: controls.Input{Latest: latest(failed)}, wantStatus: store.Unknown, wantReason: "diskencryption collection failed: lsblk: exit status 1", wantSeq: 8},
+		{name: "unsupported", in: controls.Input{Latest: latest(unsupported)}, wantStatus: store.Unknown, wantReason: "not supported on this OS yet: not implemented on plan9", wantSeq: 9},
+		{name: "undecodable payload", in: controls.Input{Latest: latest(garbled)}, wantStatus: store.Unknown, wantReason: "payload (parser v3) not understood", wantSeq: 10},
+	})
+}
+
+// history serves a fixed run of patches observations, newest first, and
+// records the limit it was asked for.
+func history(obs ...store.Observation) func(string, int) ([]store.Observation, error) {
+	return func(collector string, limit int) ([]store.Observation, error) {
+		if collector != patches.Name {
+			return nil, errors.New("unexpected collector " + collector)
+		}
+		if len(obs) > limit {
+			obs = obs[:limit]
+		}
+		return obs, nil
+	}
+}
+
+func TestSecurityPatches(t *testing.T) {
+	osRel := patches.OSRelease{ID: "debian", VersionID: "12", PrettyName: "Debian GNU/Linux 12 (bookworm)"}
+	eolPast := time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)
+	eolFuture := time.Date(2028, 6, 30, 0, 0, 0, 0, time.UTC)
+	pl := func(pending int, mod ...func(*patches.Payload)) patches.Payload {
+		p := patches.Payload{Manager: "apt", OS: osRel, PendingUpdates: pending + 2, PendingSecurityUpdates: pending}
+		for i := range pending {
+			p.PendingSecurity = append(p.PendingSecurity, patches.Package{Name: "pkg" + string(rune('a'+i))})
+		}
+		for _, m := range mod {
+			m(&p)
+		}
+		return p
+	}
+	at := func(seq uint64, when time.Time, p patches.Payload) store.Observation {
+		return okObs(t, patches.Name, seq, when, p)
+	}
+	newest := at(50, collected, pl(3))
+
+	runEval(t, only(t, "DC-PATCH-01"), []evalCase{
+		{name: "nothing pending", in: controls.Input{Latest: latest(at(50, collected, pl(0)))}, wantStatus: store.Pass, wantReason: "no pending security updates (apt, Debian GNU/Linux 12 (bookworm))", wantSeq: 50},
+		{name: "os name from id and version", in: controls.Input{Latest: latest(at(50, collected, pl(0, func(p *patches.Payload) { p.OS.PrettyName = "" })))}, wantStatus: store.Pass, wantReason: "(apt, debian 12)", wantSeq: 50},
+		{name: "end of life passed", in: controls.Input{Latest: latest(at(50, collected, pl(0, func(p *patches.Payload) { p.OS.EndOfLife = &eolPast })))}, wantStatus: store.Fail, wantReason: "reached end of security support on 2026-02-01", wantSeq: 50},
+		{name: "end of life today", in: controls.Input{Latest: latest(at(50, collected, pl(0, func(p *patches.Payload) { e := collected; p.OS.EndOfLife = &e })))}, wantStatus: store.Fail, wantReason: "reached end of security support", wantSeq: 50},
+		{name: "end of life ahead", in: controls.Input{Latest: latest(at(50, collected, pl(0, func(p *patches.Payload) { p.OS.EndOfLife = &eolFuture })))}, wantStatus: store.Pass, wantReason: "no pending security updates", wantSeq: 50},
+		{name: "end of life passed beats no manager", in: controls.Input{Latest: latest(at(50, collected, pl(0, func(p *patches.Payload) { p.Manager = ""; p.OS.EndOfLife = &eolPast })))}, wantStatus: store.Fail, wantReason: "end of security support", wantSeq: 50},
+		{name: "no manager", in: controls.Input{Latest: latest(at(50, collected, pl(0, func(p *patches.Payload) { p.Manager = "" })))}, wantStatus: store.Unknown, wantReason: "no supported package manager found", wantSeq: 50},
+		{name: "pending, no history", in: controls.Input{Latest: latest(newest)}, wantStatus: store.Pass, wantReason: "3 security updates pending (pkga, pkgb, pkgc) for less than a day as seen by the server, within the 14-day window", wantSeq: 50},
+		{name: "pending within window", in: controls.Input{Latest: latest(newest), History: history(newest, at(49, now.Add(-5*day), pl(2)), at(48, now.Add(-10*day), pl(1)))},
+			wantStatus: store.Pass, wantReason: "for 9 days as seen by the server, within the 14-day window", wantSeq: 50},
+		{name: "pending longer than window", in: controls.Input{Latest: latest(newest), History: history(newest, at(49, now.Add(-5*day), pl(2)), at(48, now.Add(-20*day), pl(1)))},
+			wantStatus: store.Fail, wantReason: "for 19 days as seen by the server, longer than the 14-day window", wantSeq: 50},
+		{name: "zero in between resets the start", in: controls.Input{Latest: latest(newest), History: history(newest, at(49, now.Add(-5*day), pl(2)), at(48, now.Add(-10*day), pl(0)), at(47, now.Add(-20*day), pl(4)))},
+			wantStatus: store.Pass, wantReason: "for 4 days as seen by the server, within", wantSeq: 50},
+		{name: "failed collection in between resets the start", in: controls.Input{Latest: latest(newest), History: history(newest, at(49, now.Add(-5*day), pl(2)),
+			store.Observation{Seq: 48, Collector: patches.Name, CollectedAt: now.Add(-10 * day), Status: "error"}, at(47, now.Add(-20*day), pl(4)))},
+			wantStatus: store.Pass, wantReason: "for 4 days", wantSeq: 50},
+		{name: "history error ignored", in: controls.Input{Latest: latest(newest), History: func(string, int) ([]store.Observation, error) { return nil, errors.New("db down") }},
+			wantStatus: store.Pass, wantReason: "less than a day", wantSeq: 50},
+		{name: "many pending names are cut at five", in: controls.Input{Latest: latest(at(50, collected, pl(7)))}, wantStatus: store.Pass, wantReason: "7 security updates pending (pkga, pkgb, pkgc, pkgd, pkge, …)", wantSeq: 50},
+		{name: "no observation", in: controls.Input{}, wantStatus: store.Unknown, wantReason: "no patches evidence received yet"},
+	})
+}
+
+func TestSecurityPatchesMaxDaysParam(t *testing.T) {
+	p, err := controls.Parse([]byte(policy(`{"id": "P", "check": "security_patches", "params": {"max_days": 3}}`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	newest := okObs(t, patches.Name, 2, collected, patches.Payload{Manager: "dnf", PendingSecurityUpdates: 1})
+	older := okObs(t, patches.Name, 1, now.Add(-5*day), patches.Payload{Manager: "dnf", PendingSecurityUpdates: 1})
+	runEval(t, p, []evalCase{
+		{name: "5 days > 3", in: controls.Input{Latest: latest(newest), History: history(newest, older)}, wantStatus: store.Fail, wantReason: "longer than the 3-day window", wantSeq: 2},
+	})
+}
+
+func TestAutoUpdates(t *testing.T) {
+	obs := func(a *patches.AutoUpdates) store.Observation {
+		return okObs(t, patches.Name, 11, collected, patches.Payload{Manager: "apt", AutoUpdates: a})
+	}
+	runEval(t, only(t, "DC-PATCH-02"), []evalCase{
+		{name: "not found", in: controls.Input{Latest: latest(obs(nil))}, wantStatus: store.Unknown, wantReason: "automatic update configuration not found", wantSeq: 11},
+		{name: "enabled", in: controls.Input{Latest: latest(obs(&patches.AutoUpdates{Enabled: true, Mechanism: "unattended-upgrades"}))}, wantStatus: store.Pass, wantReason: "automatic updates enabled (unattended-upgrades)", wantSeq: 11},
+		{name: "disabled", in: controls.Input{Latest: latest(obs(&patches.AutoUpdates{Mechanism: "dnf-automatic", Detail: "timer inactive"}))}, wantStatus: store.Fail, wantReason: "automatic updates not enabled (dnf-automatic): timer inactive", wantSeq: 11},
+		{name: "disabled, nothing known", in: controls.Input{Latest: latest(obs(&patches.AutoUpdates{}))}, wantStatus: store.Fail, wantReason: "automatic updates not enabled", wantSeq: 11},
+		{name: "no observation", in: controls.Input{}, wantStatus: store.Unknown, wantReason: "no patches evidence"},
+	})
+}
+
+func TestFirewall(t *testing.T) {
+	nft := firewall.Backend{Name: "nftables", Active: true, InboundDefaultDeny: true, Detail: "table inet filter chain input: hook input policy drop"}
+	obs := func(p firewall.Payload) store.Observation { return okObs(t, firewall.Name, 21, collected, p) }
+	runEval(t, only(t, "DC-FW-01"), []evalCase{
+		{name: "enabled and deny", in: controls.Input{Latest: latest(obs(firewall.Payload{Enabled: true, InboundDefaultDeny: true, DecidedBy: "nftables", Backends: []firewall.Backend{nft}}))},
+			wantStatus: store.Pass, wantReason: "inbound default deny in force (nftables: table inet filter chain input: hook input policy drop)", wantSeq: 21},
+		{name: "enabled, accepts by default", in: controls.Input{Latest: latest(obs(firewall.Payload{Enabled: true, DecidedBy: "ufw", Backends: []firewall.Backend{{Name: "ufw", Active: true}}}))},
+			wantStatus: store.Fail, wantReason: "firewall active but inbound traffic is accepted by default (ufw)", wantSeq: 21},
+		{name: "disabled", in: controls.Input{Latest: latest(obs(firewall.Payload{}))}, wantStatus: store.Fail, wantReason: "no active host firewall found", wantSeq: 21},
+		{name: "deny without enabled is not a pass", in: controls.Input{Latest: latest(obs(firewall.Payload{InboundDefaultDeny: true}))}, wantStatus: store.Fail, wantReason: "no active host firewall", wantSeq: 21},
+		{name: "no observation", in: controls.Input{}, wantStatus: store.Unknown, wantReason: "no firewall evidence"},
+	})
+}
+
+func TestSecureBoot(t *testing.T) {
+	yes, no := true, false
+	obs := func(p secureboot.Payload) store.Observation { return okObs(t, secureboot.Name, 31, collected, p) }
+	runEval(t, only(t, "DC-BOOT-01"), []evalCase{
+		{name: "no UEFI", in: controls.Input{Latest: latest(obs(secureboot.Payload{}))}, wantStatus: store.NotApplicable, wantReason: "booted without UEFI firmware", wantSeq: 31},
+		{name: "enabled", in: controls.Input{Latest: latest(obs(secureboot.Payload{UEFI: true, Enabled: &yes, SetupMode: &no}))}, wantStatus: store.Pass, wantReason: "Secure Boot enabled and enforcing", wantSeq: 31},
+		{name: "enabled, setup mode unknown", in: controls.Input{Latest: latest(obs(secureboot.Payload{UEFI: true, Enabled: &yes}))}, wantStatus: store.Pass, wantReason: "enforcing", wantSeq: 31},
+		{name: "disabled", in: controls.Input{Latest: latest(obs(secureboot.Payload{UEFI: true, Enabled: &no}))}, wantStatus: store.Fail, wantReason: "Secure Boot is disabled", wantSeq: 31},
+		{name: "setup mode", in: controls.Input{Latest: latest(obs(secureboot.Payload{UEFI: true, Enabled: &yes, SetupMode: &yes}))}, wantStatus: store.Fail, wantReason: "setup mode: keys are not enforced", wantSeq: 31},
+		{name: "unreadable", in: controls.Input{Latest: latest(obs(secureboot.Payload{UEFI: true}))}, wantStatus: store.Unknown, wantReason: "SecureBoot variable could not be read", wantSeq: 31},
+		{name: "no observation", in: controls.Input{}, wantStatus: store.Unknown, wantReason: "no secureboot evidence"},
+	})
+}
+
+func TestTPM(t *testing.T) {
+	obs := func(p tpm.Payload) store.Observation { return okObs(t, tpm.Name, 41, collected, p) }
+	tpm20 := tpm.Payload{Present: true, Version: "2.0", Devices: []tpm.Device{{Name: "tpm0", Version: "2.0"}}}
+	cases := []evalCase{
+		{name: "absent", in: controls.Input{Latest: latest(obs(tpm.Payload{}))}, wantStatus: store.Fail, wantReason: "no TPM found", wantSeq: 41},
+		{name: "1.2", in: controls.Input{Latest: latest(obs(tpm.Payload{Present: true, Version: "1.2"}))}, wantStatus: store.Fail, wantReason: "TPM 1.2 found; TPM 2.0 is required", wantSeq: 41},
+		{name: "2.0, attestation required", in: controls.Input{Latest: latest(obs(tpm20))}, wantStatus: store.Unknown, wantReason: "no verified attestation yet", wantSeq: 41},
+		{name: "no observation", in: controls.Input{}, wantStatus: store.Unknown, wantReason: "no tpm evidence"},
+	}
+	runEval(t, only(t, "DC-TPM-01"), cases) // the default requires attestation
+
+	noAttest, err := controls.Parse([]byte(policy(`{"id": "T", "check": "tpm", "params": {"require_attestation": false}}`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases[2] = evalCase{name: "2.0, attestation not required", in: controls.Input{Latest: latest(obs(tpm20))}, wantStatus: store.Pass, wantReason: "TPM 2.0 present", wantSeq: 41}
+	runEval(t, noAttest, cases)
+}
+
+func TestAgentFresh(t *testing.T) {
+	at := func(d time.Duration) *time.Time { v := now.Add(-d); return &v }
+	runEval(t, only(t, "DC-AGENT-01"), []evalCase{
+		{name: "never reported", in: controls.Input{}, wantStatus: store.Unknown, wantReason: "the agent has never reported"},
+		{name: "just now", in: controls.Input{LastSeen: at(0)}, wantStatus: store.Pass, wantReason: "last report received 2026-03-01T12:00:00Z"},
+		{name: "within 24h", in: controls.Input{LastSeen: at(23 * time.Hour)}, wantStatus: store.Pass, wantReason: "last report received 2026-02-28T13:00:00Z"},
+		{name: "exactly 24h", in: controls.Input{LastSeen: at(24 * time.Hour)}, wantStatus: store.Pass, wantReason: "last report received"},
+		{name: "older than 24h", in: controls.Input{LastSeen: at(25 * time.Hour)}, wantStatus: store.Fail, wantReason: "no report for 25h0m0s (window 24h0m0s); last report 2026-02-28T11:00:00Z"},
+		{name: "days old", in: controls.Input{LastSeen: at(3*day + 90*time.Second)}, wantStatus: store.Fail, wantReason: "no report for 72h2m0s"},
+	})
+}
+
+// TestStaleness: whatever a check decided, evidence older than the control's
+// max_age is not counted.
+func TestStaleness(t *testing.T) {
+	enc := diskencryption.Payload{Volumes: []diskencryption.Volume{{Device: "/dev/sda1", Mountpoints: []string{"/"}, Encrypted: true, Method: "LUKS2"}}}
+	plain := diskencryption.Payload{Volumes: []diskencryption.Volume{{Device: "/dev/sda1", Mountpoints: []string{"/"}}}}
+	runEval(t, only(t, "DC-ENC-01"), []evalCase{
+		{name: "47h old pass holds", in: controls.Input{Latest: latest(okObs(t, diskencryption.Name, 5, now.Add(-47*time.Hour), enc))}, wantStatus: store.Pass, wantReason: "all 1 fixed volumes encrypted", wantSeq: 5},
+		{name: "exactly 48h holds", in: controls.Input{Latest: latest(okObs(t, diskencryption.Name, 5, now.Add(-48*time.Hour), enc))}, wantStatus: store.Pass, wantReason: "encrypted", wantSeq: 5},
+		{name: "49h old pass is unknown", in: controls.Input{Latest: latest(okObs(t, diskencryption.Name, 5, now.Add(-49*time.Hour), enc))}, wantStatus: store.Unknown,
+			wantReason: "no fresh evidence: newest is 49h0m0s old (window 48h0m0s); it said: all 1 fixed volumes encrypted", wantSeq: 5},
+		{name: "stale fail is unknown too", in: controls.Input{Latest: latest(okObs(t, diskencryption.Name, 5, now.Add(-10*day), plain))}, wantStatus: store.Unknown, wantReason: "no fresh evidence", wantSeq: 5},
+		{name: "stale error is unknown with the same words", in: controls.Input{Latest: latest(store.Observation{Seq: 5, Collector: diskencryption.Name, CollectedAt: now.Add(-3 * day), Status: "error", Error: "boom"})},
+			wantStatus: store.Unknown, wantReason: "no fresh evidence: newest is 72h0m0s old (window 48h0m0s); it said: diskencryption collection failed: boom", wantSeq: 5},
+	})
+
+	short, err := controls.Parse([]byte(policy(`{"id": "S", "check": "firewall", "max_age": "30m"}`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fw := firewall.Payload{Enabled: true, InboundDefaultDeny: true, DecidedBy: "nftables"}
+	runEval(t, short, []evalCase{
+		{name: "custom max_age 30m, 20m old", in: controls.Input{Latest: latest(okObs(t, firewall.Name, 6, now.Add(-20*time.Minute), fw))}, wantStatus: store.Pass, wantReason: "inbound default deny", wantSeq: 6},
+		{name: "custom max_age 30m, 1h old", in: controls.Input{Latest: latest(okObs(t, firewall.Name, 6, now.Add(-time.Hour), fw))}, wantStatus: store.Unknown, wantReason: "no fresh evidence: newest is 1h0m0s old (window 30m0s)", wantSeq: 6},
+	})
+}
+
+// TestEvaluateAll runs the whole default pack on one device's evidence: one
+// evaluation per control, in policy order.
+func TestEvaluateAll(t *testing.T) {
+	yes := true
+	seen := now.Add(-10 * time.Minute)
+	in := controls.Input{Now: now, LastSeen: &seen, Latest: latest(
+		okObs(t, diskencryption.Name, 1, collected, diskencryption.Payload{Volumes: []diskencryption.Volume{{Device: "/dev/sda1", Mountpoints: []string{"/"}, Encrypted: true, Method: "LUKS2"}}}),
+		okObs(t, patches.Name, 2, collected, patches.Payload{Manager: "apt", AutoUpdates: &patches.AutoUpdates{Enabled: true, Mechanism: "unattended-upgrades"}}),
+		okObs(t, firewall.Name, 3, collected, firewall.Payload{Enabled: false}),
+		okObs(t, secureboot.Name, 4, collected, secureboot.Payload{UEFI: true, Enabled: &yes}),
+		okObs(t, tpm.Name, 5, collected, tpm.Payload{Present: true, Version: "2.0"}),
+	)}
+	want := map[string]struct {
+		status string
+		seq    uint64
+	}{
+		"DC-ENC-01": {store.Pass, 1}, "DC-PATCH-01": {store.Pass, 2}, "DC-PATCH-02": {store.Pass, 2}, "DC-FW-01": {store.Fail, 3},
+		"DC-BOOT-01": {store.Pass, 4}, "DC-TPM-01": {store.Unknown, 5}, "DC-AGENT-01": {store.Pass, 0},
+	}
+	p := controls.Default()
+	evals := p.Evaluate(in)
+	if len(evals) != len(p.Controls) {
+		t.Fatalf("%d evaluations for %d controls", len(evals), len(p.Controls))
+	}
+	for i, e := range evals {
+		if e.Control.ID != p.Controls[i].ID {
+			t.Errorf("evaluation %d is %s, want %s", i, e.Control.ID, p.Controls[i].ID)
+		}
+		w := want[e.Control.ID]
+		if e.Status != w.status || e.EvidenceSeq != w.seq {
+			t.Errorf("%s = %s seq %d (%s), want %s seq %d", e.Control.ID, e.Status, e.EvidenceSeq, e.Reason, w.status, w.seq)
+		}
+	}
+}
+
+func TestEvaluateInvalidParams(t *testing.T) {
+	// A policy built in code bypasses Parse; Evaluate must still not panic.
+	p := &controls.Policy{Version: 1, Controls: []controls.Control{{ID: "X", Check: "security_patches",
+		MaxAge: controls.Duration{Duration: time.Hour}, Params: json.RawMessage(`{"max_days": -3}`)}}}
+	runEval(t, p, []evalCase{{name: "negative max_days", in: controls.Input{}, wantStatus: store.Unknown, wantReason: "invalid policy params: max_days must not be negative"}})
+}
+
+func TestEvaluationState(t *testing.T) {
+	exit := 0
+	srcs, err := json.Marshal([]collectors.Source{{Kind: "command", Ref: "/usr/sbin/nft -j list ruleset", ExitCode: &exit}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := okObs(t, firewall.Name, 42, collected, firewall.Payload{Enabled: true, InboundDefaultDeny: true, DecidedBy: "nftables",
+		Backends: []firewall.Backend{{Name: "nftables", Active: true, InboundDefaultDeny: true}}})
+	o.Sources = srcs
+	e := only(t, "DC-FW-01").Evaluate(controls.Input{Now: now, Latest: latest(o)})[0]
+	st := e.State()
+	if st.ControlID != "DC-FW-01" || st.Status != store.Pass || st.EvidenceSeq != 42 || st.Reason != e.Reason {
+		t.Errorf("State() = %+v", st)
+	}
+	var ev struct {
+		Collector   string              `json:"collector"`
+		Seq         uint64              `json:"seq"`
+		CollectedAt time.Time           `json:"collected_at"`
+		Facts       []firewall.Backend  `json:"facts"`
+		Sources     []collectors.Source `json:"sources"`
+	}
+	if err := json.Unmarshal(st.Evidence, &ev); err != nil {
+		t.Fatalf("evidence %s: %v", st.Evidence, err)
+	}
+	if ev.Collector != firewall.Name || ev.Seq != 42 || !ev.CollectedAt.Equal(collected) {
+		t.Errorf("evidence = %s", st.Evidence)
+	}
+	if len(ev.Facts) != 1 || ev.Facts[0].Name != "nftables" {
+		t.Errorf("evidence facts = %+v", ev.Facts)
+	}
+	if len(ev.Sources) != 1 || ev.Sources[0].Ref != "/usr/sbin/nft -j list ruleset" || ev.Sources[0].ExitCode == nil || *ev.Sources[0].ExitCode != 0 {
+		t.Errorf("evidence sources = %+v", ev.Sources)
+	}
+
+	// No evidence (the agent never reported): no evidence JSON, seq 0.
+	e = only(t, "DC-AGENT-01").Evaluate(controls.Input{Now: now})[0]
+	if st := e.State(); st.Evidence != nil || st.EvidenceSeq != 0 || st.Status != store.Unknown {
+		t.Errorf("State() without evidence = %+v", st)
+	}
+}
