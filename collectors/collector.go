@@ -70,8 +70,10 @@ func Excerpt(b []byte) string {
 	if len(b) <= MaxExcerpt {
 		return string(b)
 	}
+	// Step back over at most 3 continuation bytes to a rune start; binary
+	// data is cut where it is.
 	cut := MaxExcerpt
-	for cut > 0 && b[cut]&0xC0 == 0x80 {
+	for i := 0; i < 3 && cut > 0 && b[cut]&0xC0 == 0x80; i++ {
 		cut--
 	}
 	return string(b[:cut]) + "\n…[truncated]"
@@ -176,7 +178,7 @@ func Run(ctx context.Context, c Collector, host platform.Host, timeout time.Dura
 	}()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	res, err := c.Collect(ctx, host)
+	res, err := collectWithin(ctx, c, host)
 	obs.Sources = res.Sources
 	if res.Payload != nil {
 		b, merr := json.Marshal(res.Payload)
@@ -200,6 +202,36 @@ func Run(ctx context.Context, c Collector, host platform.Host, timeout time.Dura
 		obs.Error = err.Error()
 	}
 	return obs
+}
+
+// collectWithin returns when Collect does or when ctx ends, whichever is
+// first: a collector stuck in a read that ignores its context (a hung NFS or
+// /sys file) must not hold up the cycle. Its goroutine is abandoned and its
+// late result discarded.
+func collectWithin(ctx context.Context, c Collector, host platform.Host) (Result, error) {
+	type outcome struct {
+		res   Result
+		err   error
+		panic any
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		var o outcome
+		defer func() {
+			o.panic = recover()
+			done <- o
+		}()
+		o.res, o.err = c.Collect(ctx, host)
+	}()
+	select {
+	case o := <-done:
+		if o.panic != nil {
+			panic(o.panic) // re-raised in Run's goroutine, where Run recovers it
+		}
+		return o.res, o.err
+	case <-ctx.Done():
+		return Result{}, fmt.Errorf("collector did not finish: %w", ctx.Err())
+	}
 }
 
 // RunAll runs every collector of r concurrently (each bounded by timeout)

@@ -51,6 +51,9 @@ func (c *clock) now() time.Time {
 	return t
 }
 
+// stuck is never closed: collectors waiting on it never return.
+var stuck = make(chan struct{})
+
 func blockUntilDone(ctx context.Context, _ platform.Host) (collectors.Result, error) {
 	<-ctx.Done()
 	return collectors.Result{}, ctx.Err()
@@ -193,6 +196,16 @@ func TestRun(t *testing.T) {
 			c:          fake{name: "x", collect: blockUntilDone},
 			timeout:    50 * time.Millisecond,
 			wantStatus: collectors.StatusError, wantErr: "deadline exceeded",
+		},
+		{
+			// A read stuck in the kernel (hung NFS, /sys) ignores ctx.
+			name: "ignores its context",
+			c: fake{name: "x", collect: func(context.Context, platform.Host) (collectors.Result, error) {
+				<-stuck
+				return collectors.Result{}, nil
+			}},
+			timeout:    50 * time.Millisecond,
+			wantStatus: collectors.StatusError, wantErr: "did not finish",
 		},
 		{
 			name: "unmarshalable payload",

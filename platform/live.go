@@ -131,6 +131,7 @@ func (l *Live) Run(ctx context.Context, argv ...string) (Result, error) {
 		cmd.Env = []string{"LC_ALL=C", "LANG=C", "PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
 	}
 	cmd.WaitDelay = 2 * time.Second
+	killGroupOnCancel(cmd)
 	stdout := &boundedBuffer{limit: limit}
 	stderr := &boundedBuffer{limit: limit}
 	cmd.Stdout, cmd.Stderr = stdout, stderr

@@ -1,5 +1,5 @@
 // Package atomicfile writes files so a crash never leaves one half-written:
-// temporary file in the same directory, fsync, rename.
+// temporary file in the same directory, fsync, rename, fsync of the directory.
 package atomicfile
 
 import (
@@ -30,5 +30,8 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	return os.Rename(tmp, path)
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
 }

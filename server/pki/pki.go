@@ -22,6 +22,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -120,6 +121,7 @@ func (ca *CA) Pool() *x509.CertPool {
 // when it is missing, expires within 30 days, or lacks one of the requested
 // names (hosts are DNS names or IP addresses).
 func (ca *CA) ServerCertificate(dir string, hosts []string) (tls.Certificate, error) {
+	hosts = slices.DeleteFunc(slices.Clone(hosts), func(h string) bool { return h == "" })
 	certPath, keyPath := filepath.Join(dir, serverCertFile), filepath.Join(dir, serverKeyFile)
 	if cert, key, err := loadPair(certPath, keyPath); err == nil && covers(cert, hosts) &&
 		cert.NotAfter.After(ca.now().Add(30*24*time.Hour)) && cert.CheckSignatureFrom(ca.Cert) == nil {
@@ -168,6 +170,9 @@ func covers(cert *x509.Certificate, hosts []string) bool {
 // SignDevice issues a client certificate for deviceID from a DER CSR. The
 // CSR's signature is checked; only its public key is used.
 func (ca *CA) SignDevice(csrDER []byte, deviceID string) ([]byte, error) {
+	if !ValidDeviceID(deviceID) {
+		return nil, fmt.Errorf("device id %q is not one this server issues", deviceID)
+	}
 	csr, err := x509.ParseCertificateRequest(csrDER)
 	if err != nil {
 		return nil, fmt.Errorf("parse CSR: %w", err)

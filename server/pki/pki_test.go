@@ -299,8 +299,11 @@ func TestSignDeviceRejects(t *testing.T) {
 	tests := []struct {
 		name    string
 		csr     []byte
+		id      string
 		wantErr string
 	}{
+		{name: "device id not issued by this server", csr: good, id: "dev_nope", wantErr: "not one this server issues"},
+		{name: "device id with a path", csr: good, id: "../" + testDeviceID, wantErr: "not one this server issues"},
 		{name: "empty", csr: nil, wantErr: "parse CSR"},
 		{name: "garbage", csr: []byte("not a CSR"), wantErr: "parse CSR"},
 		{name: "truncated", csr: good[:len(good)/2], wantErr: "parse CSR"},
@@ -311,7 +314,11 @@ func TestSignDeviceRejects(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			der, err := ca.SignDevice(tt.csr, testDeviceID)
+			id := tt.id
+			if id == "" {
+				id = testDeviceID
+			}
+			der, err := ca.SignDevice(tt.csr, id)
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("SignDevice = %d bytes, %v; want error containing %q", len(der), err, tt.wantErr)
 			}
@@ -420,5 +427,20 @@ func mustRename(t *testing.T, from, to string) {
 	t.Helper()
 	if err := os.Rename(from, to); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestServerCertificateIgnoresEmptyHost(t *testing.T) {
+	ca, dir := newCA(t)
+	first, err := ca.ServerCertificate(dir, []string{"localhost", ""})
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := ca.ServerCertificate(dir, []string{"", "localhost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Leaf.SerialNumber.Cmp(second.Leaf.SerialNumber) != 0 {
+		t.Fatalf("an empty host name made the server certificate be reissued on every start")
 	}
 }

@@ -75,7 +75,7 @@ func Build(ctx context.Context, st store.Store, p *controls.Policy, opt Options)
 	if err != nil {
 		return nil, err
 	}
-	f := &Fleet{GeneratedAt: opt.Now.UTC(), Policy: p.Name, Summary: map[string]int{}}
+	f := &Fleet{GeneratedAt: opt.Now.UTC(), Policy: p.Name, Summary: map[string]int{}, Devices: []Device{}}
 	for _, d := range devs {
 		if opt.Device != "" && d.ID != opt.Device && d.Hostname != opt.Device {
 			continue

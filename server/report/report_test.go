@@ -374,6 +374,13 @@ func TestEmptyFleet(t *testing.T) {
 	if len(f.Devices) != 0 {
 		t.Fatalf("devices = %+v", f.Devices)
 	}
+	var js bytes.Buffer
+	if err := report.WriteJSON(&js, f); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(js.String(), `"devices": []`) {
+		t.Errorf("empty fleet JSON must list no devices as [], not null:\n%s", js.String())
+	}
 	out := text(t, f)
 	if !strings.Contains(out, "No devices enrolled yet") || !strings.Contains(out, "evident-server secret create") {
 		t.Errorf("empty fleet output lacks the hint:\n%s", out)
