@@ -368,3 +368,32 @@ func TestEvaluationState(t *testing.T) {
 		t.Errorf("State() without evidence = %+v", st)
 	}
 }
+
+// The open interval carries "pending since" forward, so scoring does not
+// rescan history; a stale or foreign interval falls back to the history.
+func TestSecurityPatchesCarriesPendingSince(t *testing.T) {
+	pl := func(pending int) patches.Payload {
+		return patches.Payload{Manager: "apt", OS: patches.OSRelease{ID: "debian", VersionID: "12"}, PendingSecurityUpdates: pending}
+	}
+	newest := okObs(t, patches.Name, 50, collected, pl(3))
+	prev := func(seq uint64, pending int, since time.Time) map[string]store.ControlState {
+		ev, _ := json.Marshal(map[string]any{"seq": seq, "facts": map[string]any{
+			"pending_security_updates": pending, "pending_since": since.Format(time.RFC3339Nano)}})
+		return map[string]store.ControlState{"DC-PATCH-01": {ControlID: "DC-PATCH-01", Status: store.Pass, Evidence: ev}}
+	}
+	noHistory := func(string, int) ([]store.Observation, error) {
+		t.Error("history scanned although the open interval says since when")
+		return nil, nil
+	}
+	runEval(t, only(t, "DC-PATCH-01"), []evalCase{
+		{name: "pending since 20 days, from the interval", in: controls.Input{Latest: latest(newest), Current: prev(49, 2, collected.Add(-20*day)), History: noHistory},
+			wantStatus: store.Fail, wantReason: "for 20 days as seen by the server, longer than", wantSeq: 50},
+		{name: "pending since 3 days, from the interval", in: controls.Input{Latest: latest(newest), Current: prev(49, 2, collected.Add(-3*day)), History: noHistory},
+			wantStatus: store.Pass, wantReason: "for 3 days", wantSeq: 50},
+		{name: "previous had none pending: starts now", in: controls.Input{Latest: latest(newest), Current: prev(49, 0, collected.Add(-30*day)), History: noHistory},
+			wantStatus: store.Pass, wantReason: "less than a day", wantSeq: 50},
+		{name: "interval from a newer observation is not trusted", in: controls.Input{Latest: latest(newest), Current: prev(60, 2, collected.Add(-30*day)),
+			History: history(newest, okObs(t, patches.Name, 49, collected.Add(-2*day), pl(1)))},
+			wantStatus: store.Pass, wantReason: "for 2 days", wantSeq: 50},
+	})
+}
