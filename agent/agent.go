@@ -219,6 +219,11 @@ func (a *Agent) cycle(ctx context.Context, only []string) error {
 	a.mu.Unlock()
 	a.cfg.Log.Info("collected", "observations", len(entries), "first_seq", first, "last_seq", last, "took", time.Since(start).Round(time.Millisecond))
 	a.up.Wake()
+	// bbolt never shrinks its file; Compact rewrites it only when at least
+	// 1 MiB and half the file are free (after a long outage has drained).
+	if err := a.outbox.Compact(); err != nil {
+		a.cfg.Log.Warn("outbox compaction failed", "err", err)
+	}
 	return nil
 }
 

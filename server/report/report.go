@@ -174,7 +174,7 @@ func WriteText(w io.Writer, f *Fleet) error {
 		for _, c := range d.Controls {
 			since := "-"
 			if c.Since != nil {
-				since = fmt.Sprintf("%s (%d checks)", c.Since.Format("2006-01-02 15:04"), c.Checks)
+				since = fmt.Sprintf("%s (%d %s)", c.Since.Format("2006-01-02 15:04"), c.Checks, plural(c.Checks, "check", "checks"))
 			}
 			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", c.ID, strings.ToUpper(c.Status), strings.Join(c.Criteria, ","), since, c.Reason)
 		}
@@ -210,6 +210,13 @@ func WriteText(w io.Writer, f *Fleet) error {
 	}
 	fmt.Fprintf(w, "\nSummary over %d device(s): %s\n", len(f.Devices), strings.Join(parts, ", "))
 	return nil
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 func fmtTime(t time.Time) string {
