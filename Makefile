@@ -3,6 +3,8 @@
 SHELL := /bin/bash
 
 GO        ?= go
+# A go.work in a parent directory must not change what this module builds.
+export GOWORK := off
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X github.com/evident-dev/evident/internal/version.Version=$(VERSION)
 BIN       := bin

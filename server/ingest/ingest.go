@@ -113,6 +113,11 @@ func (s *Server) Enroll(ctx context.Context, req *evidentv1.EnrollRequest) (*evi
 			return nil, status.Error(codes.InvalidArgument, "a host field is longer than 256 bytes or not UTF-8")
 		}
 	}
+	// Check everything the caller sent before spending the secret: a bad
+	// request must not use up a single-use token.
+	if _, err := pki.CheckCSR(req.GetCsr()); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "csr: %v", err)
+	}
 	secret, err := s.Store.UseEnrollSecret(ctx, enrolltoken.HashSecret(req.GetEnrollSecret()), s.now())
 	if errors.Is(err, store.ErrNotFound) {
 		s.Log.Warn("enrollment refused: bad secret", "hostname", h.GetHostname())
@@ -135,7 +140,7 @@ func (s *Server) Enroll(ctx context.Context, req *evidentv1.EnrollRequest) (*evi
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "csr: %v", err)
 	}
-	s.Log.Info("device enrolled", "device", dev.ID, "hostname", dev.Hostname, "reenrolled", dev.Reenrolled, "secret", secret.ID)
+	s.Log.Info("device enrolled", "device", dev.ID, "hostname", dev.Hostname, "previous_device", dev.PreviousID, "secret", secret.ID)
 	return &evidentv1.EnrollResponse{DeviceId: dev.ID, Certificate: der, CaBundle: s.CA.PEM()}, nil
 }
 

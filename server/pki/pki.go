@@ -167,12 +167,9 @@ func covers(cert *x509.Certificate, hosts []string) bool {
 	return true
 }
 
-// SignDevice issues a client certificate for deviceID from a DER CSR. The
-// CSR's signature is checked; only its public key is used.
-func (ca *CA) SignDevice(csrDER []byte, deviceID string) ([]byte, error) {
-	if !ValidDeviceID(deviceID) {
-		return nil, fmt.Errorf("device id %q is not one this server issues", deviceID)
-	}
+// CheckCSR parses a DER CSR and checks its signature and key: what
+// enrollment verifies before it spends an enrollment secret.
+func CheckCSR(csrDER []byte) (*x509.CertificateRequest, error) {
 	csr, err := x509.ParseCertificateRequest(csrDER)
 	if err != nil {
 		return nil, fmt.Errorf("parse CSR: %w", err)
@@ -187,6 +184,19 @@ func (ca *CA) SignDevice(csrDER []byte, deviceID string) ([]byte, error) {
 		}
 	default:
 		return nil, fmt.Errorf("CSR key: unsupported key type %T (use ECDSA P-256)", csr.PublicKey)
+	}
+	return csr, nil
+}
+
+// SignDevice issues a client certificate for deviceID from a DER CSR. The
+// CSR's signature is checked; only its public key is used.
+func (ca *CA) SignDevice(csrDER []byte, deviceID string) ([]byte, error) {
+	if !ValidDeviceID(deviceID) {
+		return nil, fmt.Errorf("device id %q is not one this server issues", deviceID)
+	}
+	csr, err := CheckCSR(csrDER)
+	if err != nil {
+		return nil, err
 	}
 	now := ca.now()
 	uri, err := parseURI(DeviceURIPrefix + deviceID)

@@ -28,16 +28,18 @@ type Fleet struct {
 
 // Device is one device's posture.
 type Device struct {
-	ID           string     `json:"id"`
-	Hostname     string     `json:"hostname"`
-	OS           string     `json:"os"`
-	EnrolledAt   time.Time  `json:"enrolled_at"`
-	LastSeenAt   *time.Time `json:"last_seen_at,omitempty"`
-	Compliant    bool       `json:"compliant"` // no control fails or is unknown
-	History      History    `json:"history"`
-	Controls     []Control  `json:"controls"`
-	Reenrolled   int        `json:"reenrolled,omitempty"`
-	AgentVersion string     `json:"agent_version,omitempty"`
+	ID         string     `json:"id"`
+	Hostname   string     `json:"hostname"`
+	OS         string     `json:"os"`
+	EnrolledAt time.Time  `json:"enrolled_at"`
+	LastSeenAt *time.Time `json:"last_seen_at,omitempty"`
+	Compliant  bool       `json:"compliant"` // no control fails or is unknown
+	History    History    `json:"history"`
+	Controls   []Control  `json:"controls"`
+	Reenrolled int        `json:"reenrolled,omitempty"`
+	// PreviousID is the earlier device of the same machine (by machine id).
+	PreviousID   string `json:"previous_id,omitempty"`
+	AgentVersion string `json:"agent_version,omitempty"`
 }
 
 // History says how much evidence backs the report.
@@ -116,7 +118,7 @@ func buildDevice(ctx context.Context, st store.Store, p *controls.Policy, d stor
 	}
 	rd := Device{
 		ID: d.ID, Hostname: d.Hostname, OS: strings.TrimSpace(d.GOOS + " " + d.OSVersion), EnrolledAt: d.EnrolledAt,
-		LastSeenAt: d.LastSeenAt, Compliant: true, Reenrolled: d.Reenrolled, AgentVersion: d.AgentVersion,
+		LastSeenAt: d.LastSeenAt, Compliant: true, Reenrolled: d.Reenrolled, PreviousID: d.PreviousID, AgentVersion: d.AgentVersion,
 		History: History{Observations: counts.Total, FirstSeq: counts.MinSeq, LastSeq: counts.MaxSeq,
 			Since: counts.First, Until: counts.Last, Intervals: len(hist)},
 	}
@@ -166,6 +168,9 @@ func WriteText(w io.Writer, f *Fleet) error {
 			seen = d.LastSeenAt.Format(time.RFC3339)
 		}
 		fmt.Fprintf(w, "  enrolled %s, last report %s\n", d.EnrolledAt.Format(time.RFC3339), seen)
+		if d.PreviousID != "" {
+			fmt.Fprintf(w, "  re-enrollment %d of this machine (same machine id); its previous device is %s\n", d.Reenrolled, d.PreviousID)
+		}
 		fmt.Fprintf(w, "  evidence history: %d observations (seq %d-%d) collected %s to %s; %d control status intervals\n\n",
 			d.History.Observations, d.History.FirstSeq, d.History.LastSeq,
 			fmtTime(d.History.Since), fmtTime(d.History.Until), d.History.Intervals)

@@ -33,8 +33,10 @@ type Enrollment interface {
 	// single-use secrets, consumes it. ErrNotFound when no usable secret
 	// matches (unknown, expired, revoked or used up).
 	UseEnrollSecret(ctx context.Context, hash []byte, now time.Time) (EnrollSecret, error)
-	// EnrollDevice records a new device, or re-links an existing one with
-	// the same machine id (a re-enrollment keeps its history).
+	// EnrollDevice records a new device. When an earlier device has the
+	// same machine id, the new one is linked to it (PreviousID, Reenrolled)
+	// so its history is recognised, but it keeps its own id: the machine id
+	// is asserted by the client and must never grant another identity.
 	EnrollDevice(ctx context.Context, d Device) (Device, error)
 	Device(ctx context.Context, id string) (Device, error)
 	Devices(ctx context.Context) ([]Device, error)
@@ -93,7 +95,10 @@ type Device struct {
 	SecretID     string
 	EnrolledAt   time.Time
 	LastSeenAt   *time.Time
-	// Reenrolled counts enrollments after the first for this machine.
+	// PreviousID is the latest earlier device with the same machine id
+	// (a re-imaged or reinstalled machine), if any.
+	PreviousID string
+	// Reenrolled counts the enrollments before this one for this machine.
 	Reenrolled int
 }
 

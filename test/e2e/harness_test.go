@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/evident-dev/evident/server/pki"
 	"github.com/evident-dev/evident/server/store"
 	"github.com/evident-dev/evident/server/store/sqlite"
 )
@@ -149,12 +148,11 @@ func (s *server) token(t *testing.T, extra ...string) string {
 	return strings.TrimSpace(out)
 }
 
-// enroll enrolls a new agent data directory; each gets its own machine id,
-// as distinct devices would.
+// enroll enrolls a new agent data directory. Every agent of a test runs on
+// this one machine, so they all present the same machine id.
 func enroll(t *testing.T, s *server, agentDir, token string) string {
 	t.Helper()
-	out, errOut, err := run(t, []string{"EVIDENT_ENROLL_TOKEN=" + token, "EVIDENT_MACHINE_ID=" + filepath.Base(agentDir) + "-" + pki.NewDeviceID()},
-		agentBin, "enroll", "--data-dir", agentDir, "--server", s.addr)
+	out, errOut, err := run(t, []string{"EVIDENT_ENROLL_TOKEN=" + token}, agentBin, "enroll", "--data-dir", agentDir, "--server", s.addr)
 	if err != nil {
 		t.Fatalf("enroll: %v\n%s%s", err, out, errOut)
 	}
@@ -192,4 +190,19 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("timed out after %s waiting for %s", timeout, what)
+}
+
+// deviceRecord reads one device from the server's database.
+func deviceRecord(t *testing.T, dir, id string) store.Device {
+	t.Helper()
+	st, err := sqlite.Open(filepath.Join(dir, "evident.db"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	d, err := st.Device(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }

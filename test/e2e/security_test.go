@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/evident-dev/evident/agent/identity"
+	"github.com/evident-dev/evident/internal/enrolltoken"
 	evidentv1 "github.com/evident-dev/evident/proto/evident/v1"
 	"github.com/evident-dev/evident/server/pki"
 	"github.com/evident-dev/evident/server/store/sqlite"
@@ -104,8 +105,14 @@ func TestSecurityBoundaries(t *testing.T) {
 	srv := startServer(t, srvDir, "127.0.0.1:0")
 	devA := enroll(t, srv, filepath.Join(root, "a"), srv.token(t))
 	devB := enroll(t, srv, filepath.Join(root, "b"), srv.token(t))
+	// A and B present the same machine id (one host): B is linked to A as
+	// a re-enrollment but must never receive A's identity, or anyone holding
+	// the fleet token could write evidence as another device.
 	if devA == devB {
-		t.Fatalf("two enrollments got the same device id %s", devA)
+		t.Fatalf("an enrollment presenting device A's machine id got A's identity %s", devA)
+	}
+	if d := deviceRecord(t, srvDir, devB); d.PreviousID != devA || d.Reenrolled != 1 {
+		t.Fatalf("device B: previous %q reenrolled %d; want linked to %s", d.PreviousID, d.Reenrolled, devA)
 	}
 	idA, err := identity.Load(identity.Dir(filepath.Join(root, "a")))
 	if err != nil {
@@ -210,6 +217,27 @@ func TestSecurityBoundaries(t *testing.T) {
 					t.Fatalf("stderr leaks the secret: %q", errOut)
 				}
 			})
+		}
+	})
+
+	t.Run("bad request does not spend a single-use secret", func(t *testing.T) {
+		token := srv.token(t, "--single-use")
+		tok, err := enrolltoken.Parse(token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, err := grpc.NewClient(srv.addr, grpc.WithTransportCredentials(credentials.NewTLS(identity.PinnedTLS("127.0.0.1", tok.CAPin))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_, err = evidentv1.NewEnrollmentClient(conn).Enroll(context.Background(),
+			&evidentv1.EnrollRequest{EnrollSecret: tok.Secret, Csr: []byte("not a CSR"), Host: &evidentv1.HostFacts{Hostname: "x"}})
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "csr") {
+			t.Fatalf("enroll with a garbage CSR: %v; want InvalidArgument about the csr", err)
+		}
+		if _, errOut, err := run(t, []string{"EVIDENT_ENROLL_TOKEN=" + token}, agentBin, "enroll", "--data-dir", t.TempDir(), "--server", srv.addr); err != nil {
+			t.Fatalf("the single-use token was spent by a refused request: %v\n%s", err, errOut)
 		}
 	})
 

@@ -181,7 +181,7 @@ func cmdEnroll(args []string, stdout, stderr io.Writer) error {
 	server := fs.String("server", os.Getenv("EVIDENT_SERVER"), "server address HOST:PORT (env EVIDENT_SERVER)")
 	token := fs.String("token", "", "enrollment token evt1.… (env EVIDENT_ENROLL_TOKEN; prefer the environment: flags show in ps)")
 	force := fs.Bool("force", false, "enroll again even if this data directory is already enrolled")
-	machineID := fs.String("machine-id", os.Getenv("EVIDENT_MACHINE_ID"), "hardware identity the server uses to relink a re-imaged device to its history\n(default: the SMBIOS UUID or machine id; set it for labs or cloned VMs that share one; env EVIDENT_MACHINE_ID)")
+	machineID := fs.String("machine-id", os.Getenv("EVIDENT_MACHINE_ID"), "hardware identity the server uses to link a re-imaged device to its earlier record\n(default: the SMBIOS UUID or machine id; set it for cloned VMs that share one; env EVIDENT_MACHINE_ID)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}

@@ -214,45 +214,41 @@ func (s *Store) EnrollDevice(ctx context.Context, d store.Device) (store.Device,
 		return d, err
 	}
 	defer tx.Rollback()
+	d.PreviousID, d.Reenrolled = "", 0
 	if d.MachineID != "" {
-		var id string
+		var prev string
 		var re int
-		err := tx.QueryRowContext(ctx, `SELECT id, reenrolled FROM devices WHERE machine_id = ? ORDER BY enrolled_at LIMIT 1`, d.MachineID).Scan(&id, &re)
-		if err == nil {
-			d.ID, d.Reenrolled = id, re+1
-			_, err = tx.ExecContext(ctx, `UPDATE devices SET hostname=?, goos=?, goarch=?, os_version=?, serial_number=?,
-				agent_version=?, secret_id=?, reenrolled=? WHERE id=?`,
-				d.Hostname, d.GOOS, d.GOARCH, d.OSVersion, d.SerialNumber, d.AgentVersion, d.SecretID, d.Reenrolled, d.ID)
-			if err != nil {
-				return d, err
-			}
-			// Return the device as stored (original enrolled_at, last seen).
-			if d, err = scanDevice(tx.QueryRowContext(ctx, `SELECT `+deviceCols+` FROM devices WHERE id = ?`, id)); err != nil {
-				return d, err
-			}
-			return d, tx.Commit()
-		}
-		if !errors.Is(err, sql.ErrNoRows) {
+		err := tx.QueryRowContext(ctx, `SELECT id, reenrolled FROM devices WHERE machine_id = ?
+			ORDER BY enrolled_at DESC, id DESC LIMIT 1`, d.MachineID).Scan(&prev, &re)
+		switch {
+		case err == nil:
+			d.PreviousID, d.Reenrolled = prev, re+1
+		case !errors.Is(err, sql.ErrNoRows):
 			return d, err
 		}
 	}
 	_, err = tx.ExecContext(ctx, `INSERT INTO devices (id, hostname, goos, goarch, os_version, machine_id, serial_number,
-		agent_version, secret_id, enrolled_at) VALUES (?,?,?,?,?,?,?,?,?,?)`,
-		d.ID, d.Hostname, d.GOOS, d.GOARCH, d.OSVersion, d.MachineID, d.SerialNumber, d.AgentVersion, d.SecretID, nanos(d.EnrolledAt))
+		agent_version, secret_id, enrolled_at, previous_id, reenrolled) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`,
+		d.ID, d.Hostname, d.GOOS, d.GOARCH, d.OSVersion, d.MachineID, d.SerialNumber, d.AgentVersion, d.SecretID,
+		nanos(d.EnrolledAt), d.PreviousID, d.Reenrolled)
 	if err != nil {
 		return d, err
 	}
-	return d, tx.Commit()
+	stored, err := scanDevice(tx.QueryRowContext(ctx, `SELECT `+deviceCols+` FROM devices WHERE id = ?`, d.ID))
+	if err != nil {
+		return d, err
+	}
+	return stored, tx.Commit()
 }
 
-const deviceCols = `id, hostname, goos, goarch, os_version, machine_id, serial_number, agent_version, secret_id, enrolled_at, last_seen_at, reenrolled`
+const deviceCols = `id, hostname, goos, goarch, os_version, machine_id, serial_number, agent_version, secret_id, enrolled_at, last_seen_at, previous_id, reenrolled`
 
 func scanDevice(sc interface{ Scan(...any) error }) (store.Device, error) {
 	var d store.Device
 	var enrolled int64
 	var seen sql.NullInt64
 	err := sc.Scan(&d.ID, &d.Hostname, &d.GOOS, &d.GOARCH, &d.OSVersion, &d.MachineID, &d.SerialNumber,
-		&d.AgentVersion, &d.SecretID, &enrolled, &seen, &d.Reenrolled)
+		&d.AgentVersion, &d.SecretID, &enrolled, &seen, &d.PreviousID, &d.Reenrolled)
 	d.EnrolledAt, d.LastSeenAt = fromNanos(enrolled), timePtr(seen)
 	return d, err
 }

@@ -281,80 +281,55 @@ func testDevices(t *testing.T, open func(*testing.T) store.Store) {
 	}
 }
 
+// A machine id is asserted by the client: enrolling with one already known
+// links the new device to the old (so a re-imaged machine's history is
+// recognised) but never hands out the old identity, and the new device
+// starts its own seq space.
 func testReenroll(t *testing.T, open func(*testing.T) store.Store) {
 	ctx := t.Context()
 	s := open(t)
 	orig := mustEnroll(t, s, device("dev-1", "machine-1"))
 	mustEnroll(t, s, device("dev-other", "machine-2"))
-
-	// Evidence and states recorded before the re-enrollment.
 	if _, err := s.Ingest(ctx, "dev-1", []store.Observation{obs(1, "os"), obs(2, "os")}, at(time.Hour)); err != nil {
 		t.Fatalf("Ingest: %v", err)
 	}
-	if err := s.ApplyStates(ctx, "dev-1", []store.ControlState{{ControlID: "c1", Status: store.Pass}}, at(time.Hour)); err != nil {
-		t.Fatalf("ApplyStates: %v", err)
-	}
 
+	prev := orig.ID
 	for n := 1; n <= 2; n++ {
 		again := device(fmt.Sprintf("dev-new-%d", n), "machine-1")
 		again.Hostname = fmt.Sprintf("renamed-%d", n)
-		again.AgentVersion = fmt.Sprintf("2.0.%d", n)
 		again.EnrolledAt = at(time.Duration(n) * 24 * time.Hour)
+		again.PreviousID, again.Reenrolled = "forged", 99 // set by the store, not the caller
 		got, err := s.EnrollDevice(ctx, again)
 		if err != nil {
 			t.Fatalf("re-enroll %d: %v", n, err)
 		}
-		if got.ID != orig.ID {
-			t.Errorf("re-enroll %d: id = %q, want the original %q", n, got.ID, orig.ID)
+		if got.ID != again.ID || got.PreviousID != prev || got.Reenrolled != n {
+			t.Errorf("re-enroll %d: id %q previous %q reenrolled %d; want %q linked to %q, %d",
+				n, got.ID, got.PreviousID, got.Reenrolled, again.ID, prev, n)
 		}
-		if got.Reenrolled != n {
-			t.Errorf("re-enroll %d: Reenrolled = %d, want %d", n, got.Reenrolled, n)
+		if d := diff(got, mustDevice(t, s, again.ID)); d != "" {
+			t.Errorf("re-enroll %d: returned device differs from stored:\n%s", n, d)
 		}
-		stored := mustDevice(t, s, orig.ID)
-		if d := diff(got, stored); d != "" {
-			t.Errorf("re-enroll %d: returned device differs from stored (got vs stored):\n%s", n, d)
+		// The new device's seq 1 is new evidence, not a duplicate of the
+		// old device's seq 1.
+		if k, err := s.Ingest(ctx, again.ID, []store.Observation{obs(1, "os")}, at(48*time.Hour)); err != nil || k != 1 {
+			t.Errorf("re-enroll %d: first observation of the new device stored %d, err %v; want 1", n, k, err)
 		}
-		if stored.Hostname != again.Hostname || stored.AgentVersion != again.AgentVersion {
-			t.Errorf("re-enroll %d: stored hostname/agent = %q/%q, want %q/%q", n,
-				stored.Hostname, stored.AgentVersion, again.Hostname, again.AgentVersion)
-		}
-		if stored.MachineID != "machine-1" {
-			t.Errorf("re-enroll %d: MachineID = %q", n, stored.MachineID)
-		}
-		if _, err := s.Device(ctx, again.ID); !errors.Is(err, store.ErrNotFound) {
-			t.Errorf("re-enroll %d: Device(%s) err = %v, want ErrNotFound (no second device)", n, again.ID, err)
-		}
+		prev = again.ID
 	}
-
-	all, err := s.Devices(ctx)
-	if err != nil {
-		t.Fatalf("Devices: %v", err)
+	if d := mustDevice(t, s, orig.ID); d.Hostname != orig.Hostname || d.PreviousID != "" || d.Reenrolled != 0 {
+		t.Errorf("original device changed by re-enrollment: %+v", d)
 	}
-	if len(all) != 2 {
-		t.Errorf("Devices after re-enrollments = %d devices, want 2", len(all))
+	if c, err := s.Counts(ctx, orig.ID); err != nil || c.Total != 2 {
+		t.Errorf("original device's evidence: %+v, %v; want its 2 observations kept", c, err)
 	}
-	if d := mustDevice(t, s, "dev-other"); d.Reenrolled != 0 || d.MachineID != "machine-2" {
+	if d := mustDevice(t, s, "dev-other"); d.Reenrolled != 0 || d.PreviousID != "" {
 		t.Errorf("unrelated device changed: %+v", d)
 	}
-	// History kept.
-	c, err := s.Counts(ctx, orig.ID)
-	if err != nil {
-		t.Fatalf("Counts: %v", err)
-	}
-	if c.Total != 2 {
-		t.Errorf("observations after re-enrollment = %d, want 2", c.Total)
-	}
-	cur, err := s.CurrentStates(ctx, orig.ID)
-	if err != nil {
-		t.Fatalf("CurrentStates: %v", err)
-	}
-	if len(cur) != 1 || cur[0].ControlID != "c1" || cur[0].Status != store.Pass {
-		t.Errorf("states after re-enrollment = %+v, want c1 pass", cur)
-	}
-	// Ingest continues under the original id.
-	n, err := s.Ingest(ctx, orig.ID, []store.Observation{obs(2, "os"), obs(3, "os")}, at(48*time.Hour))
-	if err != nil || n != 1 {
-		t.Errorf("Ingest after re-enrollment = %d, %v; want 1 new", n, err)
+	all, err := s.Devices(ctx)
+	if err != nil || len(all) != 4 {
+		t.Errorf("Devices after two re-enrollments = %d (%v), want 4", len(all), err)
 	}
 }
 

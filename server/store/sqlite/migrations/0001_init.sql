@@ -21,6 +21,10 @@ CREATE TABLE devices (
     secret_id     TEXT NOT NULL DEFAULT '',
     enrolled_at   INTEGER NOT NULL,
     last_seen_at  INTEGER,
+    -- A device enrolling with the machine id of an earlier one is linked to
+    -- it (previous_id), never given its identity: the machine id is asserted
+    -- by the client, and a new enrollment starts a new seq space.
+    previous_id   TEXT NOT NULL DEFAULT '',
     reenrolled    INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX devices_machine_id ON devices (machine_id) WHERE machine_id <> '';
