@@ -91,6 +91,10 @@ type Agent struct {
 	cycles      int
 }
 
+// MinOutboxBytes is the smallest outbox bound: the outbox refuses items over
+// a quarter of its bound, so it must hold four of the largest observations.
+const MinOutboxBytes = 4 * MaxObservationBytes
+
 // MaxObservationBytes bounds one encoded observation (the server refuses
 // payloads over 512 KiB; batches are 1 MiB), so one runaway collector can
 // never produce a report the server must refuse.
@@ -170,6 +174,12 @@ func Open(cfg Config) (*Agent, error) {
 	}
 	if cfg.Server != "" {
 		id.Server = cfg.Server
+	}
+	if _, err := id.TLSConfig(); err != nil { // a malformed server address fails here, not silently later
+		return nil, err
+	}
+	if cfg.OutboxMaxBytes < MinOutboxBytes {
+		return nil, fmt.Errorf("outbox bound %d bytes is below the minimum %d (four of the largest observations)", cfg.OutboxMaxBytes, MinOutboxBytes)
 	}
 	ob, err := outbox.Open(OutboxPath(cfg.DataDir), outbox.Options{MaxBytes: cfg.OutboxMaxBytes, Gap: encodeGap})
 	if err != nil {
@@ -271,10 +281,14 @@ func (a *Agent) Run(ctx context.Context, once bool, onceTimeout time.Duration) e
 	collectNow := make(chan []string, 1)
 	a.up.CollectNow = collectNow
 	acked := a.up.AckNotify()
+	upErr := make(chan error, 1)
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		_ = a.up.Run(ctx)
+		if err := a.up.Run(ctx); err != nil && ctx.Err() == nil {
+			a.cfg.Log.Error("evidence uplink stopped; nothing can be delivered", "server", a.id.Server, "err", err)
+			upErr <- err
+		}
 	}()
 	go func() {
 		defer wg.Done()
@@ -288,7 +302,7 @@ func (a *Agent) Run(ctx context.Context, once bool, onceTimeout time.Duration) e
 		return err
 	}
 	if once {
-		return a.waitDelivered(ctx, acked, onceTimeout)
+		return a.waitDelivered(ctx, acked, upErr, onceTimeout)
 	}
 	for {
 		// ±10% jitter so a fleet started together does not report in step.
@@ -299,6 +313,9 @@ func (a *Agent) Run(ctx context.Context, once bool, onceTimeout time.Duration) e
 			t.Stop()
 			a.cfg.Log.Info("evident-agent stopping")
 			return nil
+		case err := <-upErr:
+			t.Stop()
+			return fmt.Errorf("evidence uplink: %w", err)
 		case only := <-collectNow:
 			t.Stop()
 			a.cfg.Log.Info("server asked to collect now", "collectors", only)
@@ -313,7 +330,7 @@ func (a *Agent) Run(ctx context.Context, once bool, onceTimeout time.Duration) e
 	}
 }
 
-func (a *Agent) waitDelivered(ctx context.Context, acked <-chan struct{}, timeout time.Duration) error {
+func (a *Agent) waitDelivered(ctx context.Context, acked <-chan struct{}, upErr <-chan error, timeout time.Duration) error {
 	deadline := time.After(timeout)
 	for {
 		st, err := a.outbox.Stats()
@@ -326,6 +343,8 @@ func (a *Agent) waitDelivered(ctx context.Context, acked <-chan struct{}, timeou
 		}
 		select {
 		case <-acked:
+		case err := <-upErr:
+			return fmt.Errorf("%w: %d observations pending: %w", ErrNotDelivered, st.Depth, err)
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-deadline:

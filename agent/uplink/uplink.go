@@ -109,11 +109,14 @@ func (u *Uplink) Run(ctx context.Context) error {
 	client := evidentv1.NewEvidenceClient(conn)
 	backoff := time.Second
 	for {
+		began := time.Now()
 		acked, err := u.session(ctx, client)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if acked {
+		// A stream that delivered, or lived a while, was healthy: start the
+		// backoff over.
+		if acked || time.Since(began) > time.Minute {
 			backoff = time.Second
 		}
 		// Full jitter: spread a fleet's reconnects after a server restart.

@@ -78,6 +78,9 @@ func (s *Server) GRPCServer(serverCert tls.Certificate) *grpc.Server {
 		grpc.MaxRecvMsgSize(MaxMessageBytes),
 		grpc.MaxSendMsgSize(MaxMessageBytes),
 		grpc.MaxConcurrentStreams(maxConcurrentStream),
+		// Stop waits for handlers, so the store is never closed under an
+		// ingest in progress.
+		grpc.WaitForHandlers(true),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 20 * time.Second, PermitWithoutStream: true}),
 		grpc.ChainUnaryInterceptor(UnaryAuth(s.Store)),

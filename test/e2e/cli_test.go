@@ -61,3 +61,30 @@ func TestStatusOfRunningAgent(t *testing.T) {
 	}
 	ag.stop(t) // SIGTERM: exits 0
 }
+
+func TestRunRefusesBadSettings(t *testing.T) {
+	root := t.TempDir()
+	srv := startServer(t, filepath.Join(root, "s"), "127.0.0.1:0")
+	agentDir := filepath.Join(root, "a")
+	enroll(t, srv, agentDir, srv.token(t))
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"server address without a port", []string{"--server", "noport"}, "missing port"},
+		{"outbox bound too small", []string{"--outbox-max-bytes", "1000"}, "below the minimum"},
+		{"not enrolled", []string{"--data-dir", filepath.Join(root, "empty")}, "not enrolled"},
+		{"unknown collector", []string{"--collectors", "nosuch"}, "unknown collector"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// The delivery timeout outlasts run's 3-minute kill: a refusal
+			// that waited for it would show up as a killed process.
+			args := append([]string{"run", "--once", "--once-timeout", "10m", "--data-dir", agentDir}, tc.args...)
+			_, errOut, err := run(t, nil, agentBin, args...)
+			if err == nil || !strings.Contains(errOut, tc.want) {
+				t.Fatalf("err %v, stderr %q; want a refusal mentioning %q", err, errOut, tc.want)
+			}
+		})
+	}
+}

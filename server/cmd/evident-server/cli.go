@@ -184,8 +184,10 @@ func cmdRun(args []string, stderr io.Writer) error {
 	go func() { g.GracefulStop(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(5 * time.Second):
-		g.Stop() // agents resend anything unacknowledged
+	case <-time.After(2 * time.Second):
+		// Agents hold their streams open; cut them. Anything not acked is
+		// resent by the agents, and Stop waits for handlers to return.
+		g.Stop()
 	}
 	log.Info("stopped")
 	return nil
