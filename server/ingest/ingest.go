@@ -238,6 +238,25 @@ func (s *Server) ingest(ctx context.Context, deviceID string, in []*evidentv1.Ob
 	return upTo, nil
 }
 
+// Rescore evaluates every device as of now, so stored intervals go stale when
+// evidence stops arriving (a silent device's "pass" becomes "unknown", and
+// DC-AGENT-01 fails), instead of staying open until its next report. The
+// server runs it periodically; a status change is recorded at now, so it is
+// late by at most the rescore period.
+func (s *Server) Rescore(ctx context.Context, now time.Time) error {
+	devs, err := s.Store.Devices(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, d := range devs {
+		if err := s.Score(ctx, d.ID, now); err != nil {
+			errs = append(errs, fmt.Errorf("device %s: %w", d.ID, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // Score evaluates the policy on a device's latest evidence as of at and
 // records the resulting control states.
 func (s *Server) Score(ctx context.Context, deviceID string, at time.Time) error {
@@ -257,8 +276,12 @@ func (s *Server) Score(ctx context.Context, deviceID string, at time.Time) error
 	for _, st := range open {
 		current[st.ControlID] = st
 	}
+	lastSeen := dev.LastSeenAt
+	if lastSeen == nil && len(latest) > 0 {
+		lastSeen = &at
+	}
 	evals := s.Policy.Evaluate(controls.Input{
-		Now: at, Latest: latest, LastSeen: &at, Current: current,
+		Now: at, Latest: latest, LastSeen: lastSeen, Current: current,
 		History: func(c string, limit int) ([]store.Observation, error) {
 			return s.Store.History(ctx, dev.ID, c, limit)
 		},

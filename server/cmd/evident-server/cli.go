@@ -125,8 +125,12 @@ func cmdRun(args []string, stderr io.Writer) error {
 	sans := fs.String("san", "", "extra comma-separated DNS names or IPs agents use to reach this server (localhost, 127.0.0.1, ::1 and the hostname are always included)")
 	policyPath := fs.String("policy", "", "control pack JSON file (default: the built-in SOC 2 device pack)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	rescore := fs.Duration("rescore-interval", 5*time.Minute, "how often every device is re-evaluated with the server clock, so silent devices go stale")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *rescore <= 0 {
+		return errors.New("--rescore-interval must be positive")
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
@@ -174,6 +178,20 @@ func cmdRun(args []string, stderr io.Writer) error {
 	defer stop()
 	errc := make(chan error, 1)
 	go func() { errc <- g.Serve(lis) }()
+	go func() {
+		t := time.NewTicker(*rescore)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-t.C:
+				if err := srv.Rescore(ctx, now); err != nil && ctx.Err() == nil {
+					log.Error("rescoring failed", "err", err)
+				}
+			}
+		}
+	}()
 	select {
 	case err := <-errc:
 		return err
