@@ -1,7 +1,10 @@
 package e2e
 
 import (
+	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"testing"
 	"time"
 
@@ -29,29 +32,34 @@ func TestExactlyOnceAcrossCrashes(t *testing.T) {
 	ag := start(t, "agent-1.log", agentBin, agentArgs...)
 	waitFor(t, "first observations stored", time.Minute, func() bool { return stored() >= 30 })
 
+	var serverLogs []string
 	for round := 1; round <= 2; round++ {
-		// SIGKILL the agent mid-stream, then bring it back.
+		// Agent SIGKILLed with reports in flight: partition first, so
+		// what it sends is provably unacknowledged when it dies.
+		swallowed := proxy.swallowed.Load()
+		proxy.blackhole.Store(true)
+		waitFor(t, "reports swallowed by the partition", time.Minute, func() bool { return proxy.swallowed.Load() > swallowed+1<<10 })
 		ag.kill()
+		proxy.cut()
 		before := stored()
 		ag = start(t, "agent-restart.log", agentBin, agentArgs...)
-		waitFor(t, "delivery after agent SIGKILL", time.Minute, func() bool { return stored() > before+20 })
+		waitFor(t, "delivery after agent SIGKILL mid-partition", 2*time.Minute, func() bool { return stored() > before+20 })
 
-		// Partition: reports leave the agent but never reach the server.
-		swallowedBefore := proxy.swallowed.Load()
-		proxy.blackhole.Store(true)
-		waitFor(t, "reports swallowed by the partition", time.Minute, func() bool { return proxy.swallowed.Load() > swallowedBefore+1<<10 })
-		proxy.cut()
+		// Server committed but the ack was lost: drop the server's
+		// replies while reports keep landing, then kill the server and
+		// restart it on the same address. The agent resends what it never
+		// saw acknowledged; the server must store none of it twice.
+		proxy.dropAcks.Store(true)
 		before = stored()
-		waitFor(t, "delivery after the partition", 2*time.Minute, func() bool { return stored() > before+20 })
-
-		// Kill the server mid-stream and restart it on the same address;
-		// the agent reconnects (backoff) and resends from its last ack.
+		waitFor(t, "reports stored with their acks lost", time.Minute, func() bool { return stored() > before })
 		srv.p.kill()
-		time.Sleep(300 * time.Millisecond) // the agent keeps collecting into its outbox meanwhile
+		proxy.cut()
+		serverLogs = append(serverLogs, srv.p.log)
 		srv = startServer(t, srvDir, addr)
 		before = stored()
 		waitFor(t, "delivery after server restart", 2*time.Minute, func() bool { return stored() > before+20 })
 	}
+	serverLogs = append(serverLogs, srv.p.log)
 	ag.kill()
 
 	// Deliver whatever is left: --once exits 0 only when everything is acked.
@@ -80,6 +88,21 @@ func TestExactlyOnceAcrossCrashes(t *testing.T) {
 	if c.Total != int(persisted) || c.MinSeq != 1 || c.MaxSeq != persisted {
 		t.Fatalf("server stored %d observations (seq %d..%d); agent persisted seqs 1..%d", c.Total, c.MinSeq, c.MaxSeq, persisted)
 	}
-	t.Logf("%d observations persisted by the agent, each stored exactly once across 2 agent SIGKILLs, 2 partitions (%d bytes swallowed) and 2 server kills",
-		persisted, proxy.swallowed.Load())
+	// The lost acks must have made the agent resend reports the server
+	// already had: the duplicate path was exercised, not just avoided.
+	resent := 0
+	dup := regexp.MustCompile(`observations=(\d+) new=(\d+)`)
+	for _, l := range serverLogs {
+		b, _ := os.ReadFile(l)
+		for _, m := range dup.FindAllStringSubmatch(string(b), -1) {
+			total, _ := strconv.Atoi(m[1])
+			fresh, _ := strconv.Atoi(m[2])
+			resent += total - fresh
+		}
+	}
+	if resent == 0 {
+		t.Fatalf("no report was ever resent: the lost-ack case was not exercised")
+	}
+	t.Logf("%d observations persisted by the agent, each stored exactly once across 2 agent SIGKILLs mid-partition (%d bytes swallowed) and 2 server kills after lost acks (%d duplicates resent and ignored)",
+		persisted, proxy.swallowed.Load(), resent)
 }

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -10,12 +9,14 @@ import (
 
 // faultProxy sits between agent and server on loopback. In blackhole mode
 // it swallows what the agent sends (reports leave the agent but never reach
-// the server, and no ack comes back), like a network partition; cut then
-// drops every connection.
+// the server, and no ack comes back), like a network partition. In dropAcks
+// mode it swallows what the server sends: reports are stored but the agent
+// never hears so. cut then drops every connection.
 type faultProxy struct {
 	lis       net.Listener
 	target    string
 	blackhole atomic.Bool
+	dropAcks  atomic.Bool
 	mu        sync.Mutex
 	conns     []net.Conn
 	swallowed atomic.Int64
@@ -67,13 +68,24 @@ func (p *faultProxy) serve() {
 			s.Close()
 		}()
 		go func() { // server -> agent
-			_, _ = io.Copy(c, s)
+			buf := make([]byte, 32<<10)
+			for {
+				n, err := s.Read(buf)
+				if n > 0 && !p.dropAcks.Load() {
+					if _, werr := c.Write(buf[:n]); werr != nil {
+						break
+					}
+				}
+				if err != nil {
+					break
+				}
+			}
 			c.Close()
 		}()
 	}
 }
 
-// cut closes every proxied connection and leaves blackhole mode.
+// cut closes every proxied connection and leaves both fault modes.
 func (p *faultProxy) cut() {
 	p.mu.Lock()
 	for _, c := range p.conns {
@@ -82,4 +94,5 @@ func (p *faultProxy) cut() {
 	p.conns = nil
 	p.mu.Unlock()
 	p.blackhole.Store(false)
+	p.dropAcks.Store(false)
 }
