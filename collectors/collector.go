@@ -33,6 +33,11 @@ const (
 // says why.
 var ErrNotApplicable = errors.New("not applicable on this host")
 
+// Unsupported is the error of a collector that does not read goos yet.
+func Unsupported(name, goos string) error {
+	return fmt.Errorf("%s is not collected on %s yet: %w", name, goos, errors.ErrUnsupported)
+}
+
 // Collector reads one signal.
 type Collector interface {
 	// Name is stable and unique: it keys evidence on the server.

@@ -3,18 +3,17 @@ package osinfo
 import (
 	"context"
 	"fmt"
-	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
-	"github.com/shirou/gopsutil/v4/common"
 	"github.com/shirou/gopsutil/v4/host"
 
 	"github.com/evident-dev/evident/collectors"
 	"github.com/evident-dev/evident/platform"
 )
 
-// collector reads OS facts through gopsutil, on every OS.
+// collector reads OS facts.
 type collector struct{}
 
 // New returns the osinfo collector.
@@ -24,93 +23,135 @@ func New() collectors.Collector { return collector{} }
 func (collector) Name() string { return Name }
 
 // ParserVersion implements collectors.Versioned.
-func (collector) ParserVersion() int { return 1 }
+func (collector) ParserVersion() int { return 2 }
 
-// Collect implements collectors.Collector. On the live host gopsutil reads
-// the machine; when the Live host has a Root, gopsutil is pointed at
-// Root/proc, Root/sys and Root/etc, and the hostname and machine id come
-// from the files under Root rather than from syscalls. Any other Host (a
-// replayed snapshot) is read through the Host only.
+// Collect implements collectors.Collector. On Linux every fact is read
+// through the Host (/etc/os-release, /proc, DMI), so a recorded snapshot
+// replays to exactly the live result. Other OSes are read with gopsutil on
+// the live machine until their Host-based readers land.
 func (collector) Collect(ctx context.Context, h platform.Host) (collectors.Result, error) {
-	var res collectors.Result
-	live, isLive := h.(*platform.Live)
-	var p Payload
-	var infoErr error
-	if isLive {
-		if live.Root != "" {
-			ctx = context.WithValue(ctx, common.EnvKey, common.EnvMap{
-				common.HostProcEnvKey: filepath.Join(live.Root, "proc"),
-				common.HostSysEnvKey:  filepath.Join(live.Root, "sys"),
-				common.HostEtcEnvKey:  filepath.Join(live.Root, "etc"),
-				common.HostVarEnvKey:  filepath.Join(live.Root, "var"),
-				common.HostRunEnvKey:  filepath.Join(live.Root, "run"),
-				common.HostDevEnvKey:  filepath.Join(live.Root, "dev"),
-			})
+	switch h.GOOS() {
+	case "linux":
+		return collectLinux(ctx, h)
+	default:
+		if live, ok := h.(*platform.Live); ok && live.Root == "" {
+			return collectGopsutil(ctx, h.GOOS())
 		}
-		info, err := host.InfoWithContext(ctx)
-		if info != nil {
-			p = fromInfo(info)
-		}
-		infoErr = err
-		res.Sources = append(res.Sources, collectors.Source{Kind: "api", Ref: "gopsutil host.Info", Error: errString(err)})
+		return collectors.Result{}, collectors.Unsupported(Name, h.GOOS())
 	}
-	if !isLive || live.Root != "" {
-		p.OS = h.GOOS()
-		fromFiles(h, &p, &res)
-	}
-	if p.MachineID == "" {
-		if b, err := h.ReadFile("/etc/machine-id", 256); err == nil {
-			p.MachineID = strings.TrimSpace(string(b))
-			res.Sources = append(res.Sources, collectors.FileSource("/etc/machine-id", b, nil))
-		}
-	}
-	res.Payload = p
-	if p.Hostname == "" && p.Platform == "" && infoErr != nil {
-		return res, fmt.Errorf("host info: %w", infoErr)
-	}
-	return res, nil
 }
 
-func fromInfo(i *host.InfoStat) Payload {
-	p := Payload{
-		Hostname: i.Hostname, OS: i.OS, Platform: i.Platform, PlatformFamily: i.PlatformFamily,
-		PlatformVersion: i.PlatformVersion, KernelVersion: i.KernelVersion, KernelArch: i.KernelArch,
+func collectGopsutil(ctx context.Context, goos string) (collectors.Result, error) {
+	res := collectors.Result{Sources: []collectors.Source{{Kind: "api", Ref: "gopsutil host.Info"}}}
+	i, err := host.InfoWithContext(ctx)
+	if i == nil {
+		return res, fmt.Errorf("host info: %w", err)
 	}
+	p := Payload{Hostname: i.Hostname, OS: goos, Platform: i.Platform, PlatformFamily: i.PlatformFamily,
+		PlatformVersion: i.PlatformVersion, KernelVersion: i.KernelVersion, KernelArch: i.KernelArch, MachineID: i.HostID}
 	if i.BootTime > 0 {
 		p.BootTime = time.Unix(int64(i.BootTime), 0).UTC()
 	}
 	if i.VirtualizationSystem != "" {
 		p.Virtualization = strings.TrimSpace(i.VirtualizationSystem + " " + i.VirtualizationRole)
 	}
-	return p
+	res.Payload = p
+	return res, nil
 }
 
-// fromFiles fills what a recorded tree can say better than syscalls: the
-// hostname, and the OS release when gopsutil could not read one.
-func fromFiles(h platform.Host, p *Payload, res *collectors.Result) {
+// reader reads small files through the Host and records each as a source.
+type reader struct {
+	h   platform.Host
+	res *collectors.Result
+}
+
+func (r reader) file(path string) (string, bool) {
+	b, err := r.h.ReadFile(path, 64<<10)
+	if err != nil {
+		return "", false
+	}
+	r.res.Sources = append(r.res.Sources, collectors.FileSource(path, b, nil))
+	return strings.TrimSpace(string(b)), true
+}
+
+func collectLinux(ctx context.Context, h platform.Host) (collectors.Result, error) {
+	var res collectors.Result
+	r := reader{h, &res}
+	p := Payload{OS: "linux"}
 	for _, f := range []string{"/proc/sys/kernel/hostname", "/etc/hostname"} {
-		if b, err := h.ReadFile(f, 256); err == nil && len(strings.TrimSpace(string(b))) > 0 {
-			p.Hostname = strings.TrimSpace(string(b))
-			res.Sources = append(res.Sources, collectors.FileSource(f, b, nil))
+		if s, ok := r.file(f); ok && s != "" {
+			p.Hostname = s
 			break
 		}
 	}
-	if p.Platform == "" {
-		if b, err := h.ReadFile("/etc/os-release", 64<<10); err == nil {
-			kv := parseOSRelease(b)
-			p.Platform, p.PlatformVersion = kv["ID"], kv["VERSION_ID"]
-			p.PlatformFamily = strings.Fields(kv["ID_LIKE"] + " " + kv["ID"])[0]
-			res.Sources = append(res.Sources, collectors.FileSource("/etc/os-release", b, nil))
+	if s, ok := r.file("/etc/os-release"); ok {
+		kv := parseOSRelease([]byte(s))
+		p.Platform, p.PlatformVersion = kv["ID"], kv["VERSION_ID"]
+		if fam := strings.Fields(kv["ID_LIKE"] + " " + kv["ID"]); len(fam) > 0 {
+			p.PlatformFamily = fam[0]
+		}
+		// Debian's VERSION_ID is the major release; debian_version has the
+		// point release.
+		if p.Platform == "debian" {
+			if v, ok := r.file("/etc/debian_version"); ok && strings.HasPrefix(v, p.PlatformVersion) {
+				p.PlatformVersion = v
+			}
 		}
 	}
-	// uname describes the machine running the agent, not the tree.
-	p.KernelVersion, p.KernelArch = "", ""
-	if b, err := h.ReadFile("/proc/sys/kernel/osrelease", 256); err == nil {
-		p.KernelVersion = strings.TrimSpace(string(b))
+	p.KernelVersion, _ = r.file("/proc/sys/kernel/osrelease")
+	if a, ok := r.file("/proc/sys/kernel/arch"); ok {
+		p.KernelArch = a
+	} else if out, err := h.Run(ctx, "uname", "-m"); err == nil && out.ExitCode == 0 {
+		res.Sources = append(res.Sources, collectors.CommandSource(out, out.Stdout))
+		p.KernelArch = strings.TrimSpace(string(out.Stdout))
 	}
-	if b, err := h.ReadFile("/proc/sys/kernel/arch", 256); err == nil {
-		p.KernelArch = strings.TrimSpace(string(b))
+	if s, ok := r.file("/proc/stat"); ok {
+		p.BootTime = parseBootTime(s)
 	}
+	p.MachineID, _ = r.file("/etc/machine-id")
+	p.Virtualization = virtualization(r)
+	res.Payload = p
+	if p.Hostname == "" && p.Platform == "" {
+		return res, fmt.Errorf("neither a hostname nor /etc/os-release could be read")
+	}
+	return res, nil
+}
+
+// parseBootTime reads the btime line of /proc/stat.
+func parseBootTime(stat string) time.Time {
+	for _, line := range strings.Split(stat, "\n") {
+		if v, ok := strings.CutPrefix(line, "btime "); ok {
+			if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
+				return time.Unix(n, 0).UTC()
+			}
+		}
+	}
+	return time.Time{}
+}
+
+// virtualization names a container runtime or hypervisor from marker files
+// and the DMI vendor strings, or "" on bare metal or when nothing says.
+func virtualization(r reader) string {
+	if _, ok := r.file("/.dockerenv"); ok {
+		return "docker guest"
+	}
+	if c, ok := r.file("/run/systemd/container"); ok && c != "" {
+		return c + " guest"
+	}
+	if _, ok := r.file("/run/.containerenv"); ok {
+		return "podman guest"
+	}
+	vendor, _ := r.file("/sys/class/dmi/id/sys_vendor")
+	product, _ := r.file("/sys/class/dmi/id/product_name")
+	for _, hv := range []struct{ marker, name string }{
+		{"QEMU", "kvm"}, {"KVM", "kvm"}, {"VMware", "vmware"}, {"VirtualBox", "virtualbox"},
+		{"Xen", "xen"}, {"Amazon EC2", "kvm"}, {"Google", "kvm"}, {"Microsoft Corporation", "hyperv"},
+	} {
+		if strings.Contains(vendor, hv.marker) || strings.Contains(product, hv.marker) {
+			return hv.name + " guest"
+		}
+	}
+	return ""
 }
 
 // parseOSRelease parses os-release(5) KEY=value lines.
@@ -123,11 +164,4 @@ func parseOSRelease(b []byte) map[string]string {
 		}
 	}
 	return kv
-}
-
-func errString(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error()
 }

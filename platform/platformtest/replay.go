@@ -16,6 +16,16 @@ type Replay struct {
 	// Commands maps the argv joined by spaces, or argv[0] alone, to the
 	// recorded result.
 	Commands map[string]platform.Result
+	// OS, when set, is the GOOS the host claims to be.
+	OS string
+}
+
+// GOOS implements platform.Host.
+func (h Replay) GOOS() string {
+	if h.OS != "" {
+		return h.OS
+	}
+	return h.Live.GOOS()
 }
 
 // Run implements platform.Host.
