@@ -33,6 +33,29 @@ type Host interface {
 	// matching ErrCommandNotFound. A non-zero exit is not an error: it is
 	// reported in Result.ExitCode.
 	Run(ctx context.Context, argv ...string) (Result, error)
+	// WMI runs a WQL query in a WMI namespace (e.g. `root\CIMV2`) and
+	// decodes the rows into dst, a pointer to a slice of structs whose field
+	// names are the WMI property names (github.com/yusufpapurcu/wmi
+	// conventions). A class or namespace the host lacks returns an error
+	// matching fs.ErrNotExist; a host that is not Windows, an error
+	// matching errors.ErrUnsupported.
+	WMI(ctx context.Context, namespace, query string, dst any) error
+	// Registry reads one value under HKEY_LOCAL_MACHINE (key like
+	// `SOFTWARE\Policies\Microsoft\Windows\WindowsUpdate\AU`). A missing key
+	// or value returns an error matching fs.ErrNotExist; a host that is not
+	// Windows, an error matching errors.ErrUnsupported.
+	Registry(key, name string) (RegistryValue, error)
+}
+
+// RegistryValue is one registry value. Type is the registry type name
+// (DWORD, QWORD, SZ, EXPAND_SZ, MULTI_SZ, BINARY); the field that matches it
+// is set.
+type RegistryValue struct {
+	Type    string   `json:"type"`
+	Int     uint64   `json:"int,omitempty"`
+	String  string   `json:"string,omitempty"`
+	Strings []string `json:"strings,omitempty"`
+	Binary  []byte   `json:"binary,omitempty"`
 }
 
 // Result is what one command printed.

@@ -5,6 +5,10 @@ package platformtest
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
 	"strings"
 
 	"github.com/evident-dev/evident/platform"
@@ -18,6 +22,34 @@ type Replay struct {
 	Commands map[string]platform.Result
 	// OS, when set, is the GOOS the host claims to be.
 	OS string
+	// WMIResults maps namespace+"|"+query to the rows as JSON (what the
+	// query's dst decodes from); RegistryValues maps key+"|"+name to a value.
+	WMIResults     map[string]string
+	RegistryValues map[string]platform.RegistryValue
+}
+
+// WMI implements platform.Host from WMIResults.
+func (h Replay) WMI(_ context.Context, namespace, query string, dst any) error {
+	rows, ok := h.WMIResults[namespace+"|"+query]
+	if !ok {
+		if h.WMIResults == nil && h.GOOS() != "windows" {
+			return fmt.Errorf("WMI: %w", errors.ErrUnsupported)
+		}
+		return fmt.Errorf("WMI %s %q: %w", namespace, query, fs.ErrNotExist)
+	}
+	return json.Unmarshal([]byte(rows), dst)
+}
+
+// Registry implements platform.Host from RegistryValues.
+func (h Replay) Registry(key, name string) (platform.RegistryValue, error) {
+	v, ok := h.RegistryValues[key+"|"+name]
+	if !ok {
+		if h.RegistryValues == nil && h.GOOS() != "windows" {
+			return v, fmt.Errorf("registry: %w", errors.ErrUnsupported)
+		}
+		return v, fmt.Errorf(`HKLM\%s\%s: %w`, key, name, fs.ErrNotExist)
+	}
+	return v, nil
 }
 
 // GOOS implements platform.Host.
