@@ -28,4 +28,13 @@ type Volume struct {
 	// pseudo/virtual filesystems, read-only images.
 	Exempt       bool   `json:"exempt,omitempty"`
 	ExemptReason string `json:"exempt_reason,omitempty"`
+	// State refines Encrypted where the OS reports a transition:
+	// "encrypted", "encrypting", "decrypting", "paused" (BitLocker
+	// protection suspended), "off", or "" when nothing more is known.
+	// Encrypted is true only for a volume fully encrypted with protection
+	// on.
+	State string `json:"state,omitempty"`
+	// Detail is a one-line explanation from the OS tool, e.g. "FileVault is
+	// Off, but will be enabled after the next restart."
+	Detail string `json:"detail,omitempty"`
 }

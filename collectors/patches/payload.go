@@ -44,6 +44,9 @@ type OSRelease struct {
 	Codename   string `json:"codename,omitempty"`
 	// EndOfLife is the end of security support, when known.
 	EndOfLife *time.Time `json:"end_of_life,omitempty"`
+	// Build is the OS build where the OS has one (macOS "24A335",
+	// Windows "26100.2605" with the UBR).
+	Build string `json:"build,omitempty"`
 }
 
 // AutoUpdates says whether the host installs updates by itself.

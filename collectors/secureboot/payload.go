@@ -15,4 +15,11 @@ type Payload struct {
 	// SetupMode is the SetupMode variable: in setup mode keys are not
 	// enforced even if SecureBoot reads 1.
 	SetupMode *bool `json:"setup_mode,omitempty"`
+	// Level is the boot security policy where the OS names one (Apple
+	// silicon: "full", "reduced", "permissive").
+	Level string `json:"level,omitempty"`
+	// SIP is macOS System Integrity Protection (nil elsewhere).
+	SIP *bool `json:"sip,omitempty"`
+	// Detail is a one-line explanation from the OS tool.
+	Detail string `json:"detail,omitempty"`
 }

@@ -26,6 +26,10 @@ func (collector) Collect(ctx context.Context, host platform.Host) (collectors.Re
 	switch host.GOOS() {
 	case "linux":
 		return collectLinux(ctx, host)
+	case "darwin":
+		return collectDarwin(ctx, host)
+	case "windows":
+		return collectWindows(ctx, host)
 	default:
 		return collectors.Result{}, collectors.Unsupported(Name, host.GOOS())
 	}
