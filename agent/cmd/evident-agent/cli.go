@@ -25,6 +25,7 @@ import (
 	"github.com/evident-dev/evident/collectors/all"
 	"github.com/evident-dev/evident/internal/version"
 	"github.com/evident-dev/evident/platform"
+	"github.com/evident-dev/evident/platform/snapshot"
 )
 
 const usage = `evident-agent: collects device-compliance evidence and streams it to evident-server.
@@ -36,6 +37,8 @@ Usage:
   evident-agent run [--once]            run the daemon; --once collects, delivers, and exits 0 when the
                                         server has acknowledged everything (for MDM scripts)
   evident-agent status [--json]         ask the running agent for its state
+  evident-agent snapshot --out DIR      record what the collectors read on this host (a support bundle;
+                                        no secrets); replay it anywhere with --host-snapshot DIR
   evident-agent version
 
 Settings come from flags, then the environment: EVIDENT_DATA_DIR, EVIDENT_SERVER, EVIDENT_ENROLL_TOKEN.
@@ -57,6 +60,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdRun(args[1:], stderr)
 	case "status":
 		err = cmdStatus(args[1:], stdout, stderr)
+	case "snapshot":
+		err = cmdSnapshot(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "evident-agent", version.Version, runtime.GOOS+"/"+runtime.GOARCH)
 	case "help", "-h", "--help":
@@ -125,6 +130,18 @@ func collectorsFlag(fs *flag.FlagSet) *string {
 	return fs.String("collectors", "", "comma-separated collectors to run (default: all)")
 }
 
+func snapshotFlag(fs *flag.FlagSet) *string {
+	return fs.String("host-snapshot", "", "read a recorded host snapshot directory instead of this machine (any OS's snapshot replays anywhere)")
+}
+
+// host is the machine itself, or the snapshot at dir.
+func hostFor(dir string) (platform.Host, error) {
+	if dir == "" {
+		return platform.NewLive(), nil
+	}
+	return snapshot.Open(dir)
+}
+
 func logger(w io.Writer, level string) (*slog.Logger, error) {
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(level)); err != nil {
@@ -137,6 +154,7 @@ func cmdCollect(args []string, stdout, stderr io.Writer) error {
 	fs, _ := newFlags("collect", stderr, "evident-agent collect: run every collector once on this machine and print the results.\nNothing is stored or sent.")
 	asJSON := fs.Bool("json", false, "print the observations as JSON")
 	only := collectorsFlag(fs)
+	snap := snapshotFlag(fs)
 	timeout := fs.Duration("timeout", agent.DefaultCollectorTimeout, "per-collector timeout")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -145,7 +163,11 @@ func cmdCollect(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	obs := agent.Collect(context.Background(), agent.Config{Registry: reg, CollectorTimeout: *timeout})
+	h, err := hostFor(*snap)
+	if err != nil {
+		return err
+	}
+	obs := agent.Collect(context.Background(), agent.Config{Registry: reg, CollectorTimeout: *timeout, Host: h})
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -216,6 +238,7 @@ func cmdRun(args []string, stderr io.Writer) error {
 	onceTimeout := fs.Duration("once-timeout", 2*time.Minute, "with --once: give up (exit 1) after this long")
 	interval := fs.Duration("interval", agent.DefaultInterval, "time between collection cycles (±10% jitter)")
 	only := collectorsFlag(fs)
+	snap := snapshotFlag(fs)
 	timeout := fs.Duration("collector-timeout", agent.DefaultCollectorTimeout, "per-collector timeout")
 	maxBytes := fs.Int64("outbox-max-bytes", agent.DefaultOutboxMaxBytes, "outbox size bound; when full the oldest unsent observations are dropped and the drop is reported")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
@@ -233,8 +256,12 @@ func cmdRun(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	h, err := hostFor(*snap)
+	if err != nil {
+		return err
+	}
 	a, err := agent.Open(agent.Config{DataDir: *dir, Server: *server, Interval: *interval, CollectorTimeout: *timeout,
-		OutboxMaxBytes: *maxBytes, Version: version.Version, Log: log, Registry: reg})
+		OutboxMaxBytes: *maxBytes, Version: version.Version, Log: log, Registry: reg, Host: h})
 	if err != nil {
 		return err
 	}
@@ -242,6 +269,34 @@ func cmdRun(args []string, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return a.Run(ctx, *once, *onceTimeout)
+}
+
+func cmdSnapshot(args []string, stdout, stderr io.Writer) error {
+	fs, _ := newFlags("snapshot", stderr, "evident-agent snapshot: run every collector once and record what they read (files, commands and\ntheir outputs, WMI queries, registry values) into a directory: a support bundle to attach when a result\nlooks wrong, and a fixture that `collect --host-snapshot DIR` replays on any OS. Key material and home\ndirectories are never recorded.")
+	out := fs.String("out", "", "directory to write (must not exist or be empty)")
+	only := collectorsFlag(fs)
+	timeout := fs.Duration("timeout", agent.DefaultCollectorTimeout, "per-collector timeout")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *out == "" {
+		fmt.Fprintln(stderr, "snapshot needs --out DIR")
+		return errUsage
+	}
+	reg, err := registry(*only)
+	if err != nil {
+		return err
+	}
+	rec := snapshot.NewRecorder(platform.NewLive())
+	obs := agent.Collect(context.Background(), agent.Config{Registry: reg, CollectorTimeout: *timeout, Host: rec})
+	hostname, _ := os.Hostname()
+	m, err := rec.Write(*out, hostname, version.Version, time.Now())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "snapshot of %s (%s/%s) written to %s: %d observations; %d commands, %d WMI queries, %d registry values recorded\n",
+		m.Hostname, m.GOOS, m.GOARCH, *out, len(obs), len(m.Commands), len(m.WMI), len(m.Registry))
+	return nil
 }
 
 func cmdStatus(args []string, stdout, stderr io.Writer) error {
