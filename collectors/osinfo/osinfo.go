@@ -105,8 +105,11 @@ func collectLinux(ctx context.Context, h platform.Host) (collectors.Result, erro
 		res.Sources = append(res.Sources, collectors.CommandSource(out, out.Stdout))
 		p.KernelArch = strings.TrimSpace(string(out.Stdout))
 	}
-	if s, ok := r.file("/proc/stat"); ok {
-		p.BootTime = parseBootTime(s)
+	// /proc/stat is mostly live counters: keep only the line that decided.
+	if b, err := h.ReadFile("/proc/stat", 1<<20); err == nil {
+		var line string
+		p.BootTime, line = parseBootTime(string(b))
+		res.Sources = append(res.Sources, collectors.FileSource("/proc/stat", []byte(line), nil))
 	}
 	p.MachineID, _ = r.file("/etc/machine-id")
 	p.Virtualization = virtualization(r)
@@ -117,16 +120,17 @@ func collectLinux(ctx context.Context, h platform.Host) (collectors.Result, erro
 	return res, nil
 }
 
-// parseBootTime reads the btime line of /proc/stat.
-func parseBootTime(stat string) time.Time {
+// parseBootTime reads the btime line of /proc/stat and returns it too.
+func parseBootTime(stat string) (time.Time, string) {
 	for _, line := range strings.Split(stat, "\n") {
 		if v, ok := strings.CutPrefix(line, "btime "); ok {
 			if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
-				return time.Unix(n, 0).UTC()
+				return time.Unix(n, 0).UTC(), line
 			}
+			return time.Time{}, line
 		}
 	}
-	return time.Time{}
+	return time.Time{}, ""
 }
 
 // virtualization names a container runtime or hypervisor from marker files

@@ -72,7 +72,7 @@ func TestParseBootTime(t *testing.T) {
 		{"btime notanumber\n", time.Time{}},
 		{"", time.Time{}},
 	} {
-		if got := parseBootTime(tc.in); !got.Equal(tc.want) {
+		if got, _ := parseBootTime(tc.in); !got.Equal(tc.want) {
 			t.Errorf("parseBootTime(%q) = %v, want %v", tc.in, got, tc.want)
 		}
 	}
