@@ -41,9 +41,9 @@ func main() {
 			trees: []string{"collectors/osinfo/testdata/vm", "collectors/patches/testdata/debian12",
 				"collectors/diskencryption/testdata/luks-lvm", "collectors/secureboot/testdata/enabled", "collectors/tpm/testdata/tpm2"},
 			cmds: map[string]string{
-				"nft -j list ruleset": "collectors/firewall/testdata/nft-inet-input-policy-drop.json",
+				"nft -j list ruleset":                           "collectors/firewall/testdata/nft-inet-input-policy-drop.json",
 				"apt-get -s -o Debug::NoLocking=1 dist-upgrade": "collectors/patches/testdata/apt-dist-upgrade-debian12.txt",
-				"apt-config dump": "collectors/patches/testdata/apt-config-dump-unattended.txt",
+				"apt-config dump":                               "collectors/patches/testdata/apt-config-dump-unattended.txt",
 			},
 		},
 		{
@@ -102,4 +102,3 @@ func compose(s scenario) error {
 	_, err = rec.Write(out, s.name, "fixture", time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC))
 	return err
 }
-
