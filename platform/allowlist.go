@@ -4,6 +4,9 @@ package platform
 // order of preference. Commands are never looked up through $PATH, so a user
 // who can write a directory early in root's $PATH cannot substitute a binary.
 var allowed = map[string][]string{
+	// Linux and macOS
+	"ps":    {"/bin/ps", "/usr/bin/ps"},
+	"spctl": {"/usr/sbin/spctl"}, // macOS Gatekeeper
 	// Linux
 	"lsblk":            {"/usr/bin/lsblk", "/bin/lsblk"},
 	"nft":              {"/usr/sbin/nft", "/sbin/nft"},
@@ -26,15 +29,17 @@ var allowed = map[string][]string{
 	"zypper":           {"/usr/bin/zypper", "/bin/zypper"},
 	"apk":              {"/sbin/apk", "/usr/sbin/apk"},
 	// macOS
-	"fdesetup":       {"/usr/bin/fdesetup"},
-	"diskutil":       {"/usr/sbin/diskutil"},
-	"softwareupdate": {"/usr/sbin/softwareupdate"},
-	"sw_vers":        {"/usr/bin/sw_vers"},
-	"socketfilterfw": {"/usr/libexec/ApplicationFirewall/socketfilterfw"},
-	"csrutil":        {"/usr/bin/csrutil"},
-	"defaults":       {"/usr/bin/defaults"},
-	"pfctl":          {"/sbin/pfctl"},
-	"ioreg":          {"/usr/sbin/ioreg"},
+	"fdesetup":        {"/usr/bin/fdesetup"},
+	"diskutil":        {"/usr/sbin/diskutil"},
+	"softwareupdate":  {"/usr/sbin/softwareupdate"},
+	"sw_vers":         {"/usr/bin/sw_vers"},
+	"socketfilterfw":  {"/usr/libexec/ApplicationFirewall/socketfilterfw"},
+	"csrutil":         {"/usr/bin/csrutil"},
+	"defaults":        {"/usr/bin/defaults"},
+	"pfctl":           {"/sbin/pfctl"},
+	"ioreg":           {"/usr/sbin/ioreg"},
+	"system_profiler": {"/usr/sbin/system_profiler"},
+	"sysctl":          {"/usr/sbin/sysctl"},
 	// Windows tools are reached through WMI in a later issue; no shell-outs here.
 }
 

@@ -76,6 +76,9 @@ var (
 	ErrCommandNotFound = errors.New("command not found on this host")
 	// ErrNotAllowed means the command is not on the allow-list.
 	ErrNotAllowed = errors.New("command not on the allow-list")
+	// ErrTruncated means a file is larger than the bound its reader asked
+	// for; ReadFile returns the first bytes with it.
+	ErrTruncated = errors.New("larger than the read bound")
 )
 
 // Default bounds. A collector that needs more asks for it explicitly.

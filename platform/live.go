@@ -60,7 +60,7 @@ func (l *Live) ReadFile(path string, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	if int64(len(b)) > limit {
-		return b[:limit], fmt.Errorf("read %s: larger than the %d byte bound", path, limit)
+		return b[:limit], fmt.Errorf("read %s: %w (%d bytes)", path, ErrTruncated, limit)
 	}
 	return b, nil
 }

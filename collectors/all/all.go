@@ -4,6 +4,7 @@ package all
 
 import (
 	"github.com/evident-dev/evident/collectors"
+	"github.com/evident-dev/evident/collectors/antimalware"
 	"github.com/evident-dev/evident/collectors/diskencryption"
 	"github.com/evident-dev/evident/collectors/firewall"
 	"github.com/evident-dev/evident/collectors/osinfo"
@@ -15,6 +16,7 @@ import (
 // Default returns a new instance of every collector.
 func Default() []collectors.Collector {
 	return []collectors.Collector{
+		antimalware.New(),
 		diskencryption.New(),
 		firewall.New(),
 		osinfo.New(),

@@ -84,7 +84,9 @@ func (r *Recorder) ReadFile(p string, limit int64) ([]byte, error) {
 	switch {
 	case isDenied(p):
 		r.fileErrs[p] = File{Path: p, Withheld: true}
-	case err == nil:
+	case err == nil || errors.Is(err, platform.ErrTruncated):
+		// A truncated read keeps its first bytes: replaying them gives the
+		// reader the same bytes.
 		if old, ok := r.files[p]; !ok || len(b) > len(old) {
 			r.files[p] = append([]byte(nil), b...)
 		}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/evident-dev/evident/collectors/antimalware"
 	"github.com/evident-dev/evident/collectors/diskencryption"
 	"github.com/evident-dev/evident/collectors/firewall"
 	"github.com/evident-dev/evident/collectors/patches"
@@ -253,4 +254,69 @@ func checkAgentFresh(in Input) Result {
 	// Policy.Evaluate fails it when LastSeen is older than the control's
 	// max_age.
 	return Result{Status: store.Pass, Reason: "last report received " + in.LastSeen.UTC().Format(time.RFC3339), EvidenceAt: *in.LastSeen}
+}
+
+type antimalwareParams struct {
+	MaxDefinitionsDays int `json:"max_definitions_days"`
+}
+
+func newAntimalware(raw json.RawMessage) (evaluator, error) {
+	p := antimalwareParams{MaxDefinitionsDays: 7}
+	if err := strictParams(raw, &p); err != nil {
+		return nil, err
+	}
+	if p.MaxDefinitionsDays <= 0 {
+		return nil, fmt.Errorf("max_definitions_days must be positive")
+	}
+	window := time.Duration(p.MaxDefinitionsDays) * 24 * time.Hour
+	return func(in Input) Result {
+		a, o, r, ok := observed[antimalware.Payload](in, antimalware.Name)
+		if !ok {
+			return r
+		}
+		var stale, stopped []string
+		builtin := map[string]bool{}
+		for _, pr := range a.Products {
+			switch {
+			case pr.Kind == "builtin":
+				builtin[pr.Name] = pr.Running
+			case !pr.Running || (pr.RealTime != nil && !*pr.RealTime):
+				stopped = append(stopped, pr.Name)
+			case pr.UpToDate != nil && !*pr.UpToDate:
+				stale = append(stale, pr.Name+" (definitions out of date)")
+			case pr.DefinitionsUpdated != nil && o.CollectedAt.Sub(*pr.DefinitionsUpdated) > window:
+				stale = append(stale, fmt.Sprintf("%s (definitions %d days old)", pr.Name, int(o.CollectedAt.Sub(*pr.DefinitionsUpdated)/(24*time.Hour))))
+			default:
+				return decided(o, store.Pass, pr.Name+" running"+definitionsNote(pr, o.CollectedAt), a.Products)
+			}
+		}
+		// macOS: XProtect is always there; it protects only while
+		// Gatekeeper assesses what runs.
+		if xp, ok := builtin["XProtect"]; ok && xp {
+			if gk, ok := builtin["Gatekeeper"]; ok && gk {
+				return decided(o, store.Pass, "XProtect and Gatekeeper enabled (built into macOS)", a.Products)
+			}
+		}
+		switch {
+		case len(stale) > 0:
+			return decided(o, store.Fail, fmt.Sprintf("anti-malware with stale definitions (window %d days): %s", p.MaxDefinitionsDays, strings.Join(stale, "; ")), a.Products)
+		case len(stopped) > 0:
+			return decided(o, store.Fail, "anti-malware installed but not protecting: "+strings.Join(stopped, ", "), a.Products)
+		case builtin["XProtect"]:
+			return decided(o, store.Fail, "Gatekeeper is disabled, and no other anti-malware or EDR runs", a.Products)
+		default:
+			return decided(o, store.Fail, "no anti-malware or EDR agent found", a.Products)
+		}
+	}, nil
+}
+
+func definitionsNote(p antimalware.Product, at time.Time) string {
+	if p.DefinitionsUpdated == nil {
+		return ""
+	}
+	d := at.Sub(*p.DefinitionsUpdated)
+	if d < 24*time.Hour {
+		return ", definitions updated within a day"
+	}
+	return fmt.Sprintf(", definitions %d days old", int(d/(24*time.Hour)))
 }

@@ -116,6 +116,7 @@ var checks = map[string]func(json.RawMessage) (evaluator, error){
 	"secure_boot":      noParams(checkSecureBoot),
 	"tpm":              newTPM,
 	"agent_fresh":      noParams(checkAgentFresh),
+	"antimalware":      newAntimalware,
 }
 
 func noParams(e evaluator) func(json.RawMessage) (evaluator, error) {

@@ -182,7 +182,7 @@ func TestBuildFleet(t *testing.T) {
 
 	want := map[string]string{
 		"DC-ENC-01": store.Pass, "DC-PATCH-01": store.Pass, "DC-PATCH-02": store.Fail, "DC-FW-01": store.Pass,
-		"DC-BOOT-01": store.Pass, "DC-TPM-01": store.Unknown, "DC-AGENT-01": store.Pass,
+		"DC-BOOT-01": store.Pass, "DC-TPM-01": store.Unknown, "DC-MAL-01": store.Unknown, "DC-AGENT-01": store.Pass,
 	}
 	if len(alpha.Controls) != len(p.Controls) {
 		t.Fatalf("alpha has %d controls, want %d", len(alpha.Controls), len(p.Controls))
@@ -221,8 +221,9 @@ func TestBuildFleet(t *testing.T) {
 			t.Errorf("beta %s = %s, evidence %v, since %v; want unknown without evidence", c.ID, c.Status, c.Evidence, c.Since)
 		}
 	}
-	// alpha: 5 pass, 1 fail, 1 unknown; beta: 7 unknown.
-	if f.Summary[store.Pass] != 5 || f.Summary[store.Fail] != 1 || f.Summary[store.Unknown] != 8 || len(f.Summary) != 3 {
+	// alpha: 5 pass, 1 fail, 2 unknown (no TPM attestation, no anti-malware
+	// evidence); beta: 8 unknown.
+	if f.Summary[store.Pass] != 5 || f.Summary[store.Fail] != 1 || f.Summary[store.Unknown] != 10 || len(f.Summary) != 3 {
 		t.Errorf("summary = %v", f.Summary)
 	}
 }
@@ -245,7 +246,7 @@ func TestWriteText(t *testing.T) {
 		"Policy: " + p.Name + "\n",
 		"Device alpha (" + alphaID + ", linux Debian GNU/Linux 12): NOT COMPLIANT\n",
 		"  enrolled 2026-03-01T09:00:00Z, last report 2026-03-01T11:30:00Z\n",
-		"  evidence history: 6 observations (seq 1-6) collected 2026-03-01T10:55:00Z to 2026-03-01T11:29:00Z; 7 control status intervals\n",
+		"  evidence history: 6 observations (seq 1-6) collected 2026-03-01T10:55:00Z to 2026-03-01T11:29:00Z; 8 control status intervals\n",
 		"Device beta (" + betaID + ", linux): NOT COMPLIANT\n",
 		"  enrolled 2026-03-01T10:00:00Z, last report never\n",
 		"  evidence history: 0 observations (seq 0-0) collected - to -; 0 control status intervals\n",
@@ -257,7 +258,7 @@ func TestWriteText(t *testing.T) {
 		"      command /usr/sbin/nft -j list ruleset (exit 0)\n",
 		"      command /usr/sbin/ufw status (exit 1): ufw is not running\n",
 		"      file /sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c\n",
-		"Summary over 2 device(s): fail 1, pass 5, unknown 8\n",
+		"Summary over 2 device(s): fail 1, pass 5, unknown 10\n",
 	} {
 		if !strings.Contains(out, s) {
 			t.Errorf("output lacks %q", s)
@@ -298,7 +299,7 @@ func TestWriteJSON(t *testing.T) {
 	if err := dec.Decode(&back); err != nil {
 		t.Fatalf("decode report JSON: %v", err)
 	}
-	if len(back.Devices) != 2 || back.Devices[0].ID != alphaID || len(back.Devices[0].Controls) != 7 ||
+	if len(back.Devices) != 2 || back.Devices[0].ID != alphaID || len(back.Devices[0].Controls) != 8 ||
 		back.Devices[0].Controls[3].Evidence == nil || len(back.Devices[0].Controls[3].Evidence.Sources) != 2 {
 		t.Fatalf("decoded report = %+v", back)
 	}
@@ -404,12 +405,14 @@ func TestStaleReport(t *testing.T) {
 		if c.Status != store.Unknown && c.Status != store.Fail {
 			t.Errorf("%s = %s three days after the last report", c.ID, c.Status)
 		}
-		if c.ID != "DC-AGENT-01" && !strings.Contains(c.Reason, "no fresh evidence") {
+		// DC-MAL-01 never had evidence in this fleet.
+		if c.ID != "DC-AGENT-01" && c.ID != "DC-MAL-01" && !strings.Contains(c.Reason, "no fresh evidence") {
 			t.Errorf("%s reason %q, want no fresh evidence", c.ID, c.Reason)
 		}
-		// DC-TPM-01 was already unknown (no attestation), so its
-		// interval still holds; every other status changed.
-		if c.ID == "DC-TPM-01" {
+		// DC-TPM-01 and DC-MAL-01 were already unknown (no attestation, no
+		// evidence), so their intervals still hold; every other status
+		// changed.
+		if c.ID == "DC-TPM-01" || c.ID == "DC-MAL-01" {
 			if c.Since == nil || !c.Since.Equal(first) {
 				t.Errorf("%s since %v, want the unknown interval from %s", c.ID, c.Since, first)
 			}
@@ -417,7 +420,7 @@ func TestStaleReport(t *testing.T) {
 			t.Errorf("%s since %s: the stored %s interval no longer holds", c.ID, c.Since, c.ID)
 		}
 	}
-	agent := f.Devices[0].Controls[6]
+	agent := f.Devices[0].Controls[len(f.Devices[0].Controls)-1]
 	if agent.ID != "DC-AGENT-01" || agent.Status != store.Fail || !strings.Contains(agent.Reason, "no report for") {
 		t.Errorf("DC-AGENT-01 = %s (%s), want fail", agent.Status, agent.Reason)
 	}

@@ -36,7 +36,8 @@ func main() {
 	for _, s := range []scenario{
 		{
 			// Compliant laptop: LUKS2 + LVM, nftables input policy drop,
-			// unattended upgrades on, Secure Boot enforcing, TPM 2.0.
+			// unattended upgrades on, Secure Boot enforcing, TPM 2.0, an
+			// EDR agent running.
 			name: "linux-luks-laptop",
 			trees: []string{"collectors/osinfo/testdata/vm", "collectors/patches/testdata/debian12",
 				"collectors/diskencryption/testdata/luks-lvm", "collectors/secureboot/testdata/enabled", "collectors/tpm/testdata/tpm2"},
@@ -59,6 +60,7 @@ func main() {
 				"ip6tables-save":      "collectors/firewall/testdata/iptables-legacy-save-accept.txt",
 				"apt-get -s -o Debug::NoLocking=1 dist-upgrade": "collectors/patches/testdata/apt-dist-upgrade-debian12.txt",
 				"apt-config dump": "collectors/patches/testdata/apt-config-dump-default.txt",
+				"ps -e -o comm=":  "collectors/antimalware/testdata/ps-debian12-vm.txt",
 			},
 		},
 	} {
