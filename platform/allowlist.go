@@ -5,8 +5,9 @@ package platform
 // who can write a directory early in root's $PATH cannot substitute a binary.
 var allowed = map[string][]string{
 	// Linux and macOS
-	"ps":    {"/bin/ps", "/usr/bin/ps"},
-	"spctl": {"/usr/sbin/spctl"}, // macOS Gatekeeper
+	"ps":          {"/bin/ps", "/usr/bin/ps"},
+	"spctl":       {"/usr/sbin/spctl"},       // macOS Gatekeeper
+	"sysadminctl": {"/usr/sbin/sysadminctl"}, // macOS screen lock
 	// Linux
 	"lsblk":            {"/usr/bin/lsblk", "/bin/lsblk"},
 	"nft":              {"/usr/sbin/nft", "/sbin/nft"},

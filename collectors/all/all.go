@@ -9,6 +9,7 @@ import (
 	"github.com/evident-dev/evident/collectors/firewall"
 	"github.com/evident-dev/evident/collectors/osinfo"
 	"github.com/evident-dev/evident/collectors/patches"
+	"github.com/evident-dev/evident/collectors/screenlock"
 	"github.com/evident-dev/evident/collectors/secureboot"
 	"github.com/evident-dev/evident/collectors/tpm"
 )
@@ -21,6 +22,7 @@ func Default() []collectors.Collector {
 		firewall.New(),
 		osinfo.New(),
 		patches.New(),
+		screenlock.New(),
 		secureboot.New(),
 		tpm.New(),
 	}

@@ -33,6 +33,10 @@ func (collector) Collect(ctx context.Context, h platform.Host) (collectors.Resul
 	switch h.GOOS() {
 	case "linux":
 		return collectLinux(ctx, h)
+	case "windows":
+		return collectWindows(ctx, h)
+	case "darwin":
+		return collectDarwin(ctx, h)
 	default:
 		if live, ok := h.(*platform.Live); ok && live.Root == "" {
 			return collectGopsutil(ctx, h.GOOS())

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -217,6 +218,14 @@ func (r *Recorder) Write(dir, hostname, agentVersion string, now time.Time) (Man
 	for _, p := range sortedKeys(r.globs) {
 		m.Globs = append(m.Globs, Glob{Pattern: p, Matches: r.globs[p]})
 	}
+	// Collectors run concurrently: number commands and queries in a fixed
+	// order so the same reads always give the same snapshot.
+	slices.SortStableFunc(r.cmds, func(a, b recordedCmd) int {
+		return strings.Compare(strings.Join(a.cmd.Argv, "\x00"), strings.Join(b.cmd.Argv, "\x00"))
+	})
+	slices.SortStableFunc(r.wmi, func(a, b recordedWMI) int {
+		return strings.Compare(a.q.Namespace+"\x00"+a.q.Query, b.q.Namespace+"\x00"+b.q.Query)
+	})
 	seen := map[string]bool{}
 	for _, c := range r.cmds {
 		k := strings.Join(c.cmd.Argv, "\x00")

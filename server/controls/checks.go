@@ -10,6 +10,7 @@ import (
 	"github.com/evident-dev/evident/collectors/diskencryption"
 	"github.com/evident-dev/evident/collectors/firewall"
 	"github.com/evident-dev/evident/collectors/patches"
+	"github.com/evident-dev/evident/collectors/screenlock"
 	"github.com/evident-dev/evident/collectors/secureboot"
 	"github.com/evident-dev/evident/collectors/tpm"
 	"github.com/evident-dev/evident/server/store"
@@ -319,4 +320,44 @@ func definitionsNote(p antimalware.Product, at time.Time) string {
 		return ", definitions updated within a day"
 	}
 	return fmt.Sprintf(", definitions %d days old", int(d/(24*time.Hour)))
+}
+
+type screenLockParams struct {
+	MaxIdleSeconds int `json:"max_idle_seconds"`
+}
+
+func newScreenLock(raw json.RawMessage) (evaluator, error) {
+	p := screenLockParams{MaxIdleSeconds: 900}
+	if err := strictParams(raw, &p); err != nil {
+		return nil, err
+	}
+	if p.MaxIdleSeconds <= 0 {
+		return nil, fmt.Errorf("max_idle_seconds must be positive")
+	}
+	return func(in Input) Result {
+		s, o, r, ok := observed[screenlock.Payload](in, screenlock.Name)
+		if !ok {
+			return r
+		}
+		enforced := " (enforced by policy)"
+		if !s.Enforced {
+			enforced = " (not enforced: users may change it)"
+		}
+		switch {
+		case !s.Applicable:
+			return decided(o, store.NotApplicable, s.Detail, s)
+		case s.Enabled == nil:
+			return decided(o, store.Unknown, "screen lock settings could not be read: "+s.Detail, s)
+		case !*s.Enabled:
+			return decided(o, store.Fail, "the screen does not lock after inactivity: "+s.Detail, s)
+		case s.PasswordOnWake != nil && !*s.PasswordOnWake:
+			return decided(o, store.Fail, "no password is asked on wake: "+s.Detail, s)
+		case s.IdleSeconds == nil:
+			return decided(o, store.Unknown, "the screen locks, but the idle time is not known: "+s.Detail, s)
+		case *s.IdleSeconds > p.MaxIdleSeconds:
+			return decided(o, store.Fail, fmt.Sprintf("the screen locks after %d s of inactivity, more than %d s%s", *s.IdleSeconds, p.MaxIdleSeconds, enforced), s)
+		default:
+			return decided(o, store.Pass, fmt.Sprintf("the screen locks after %d s of inactivity%s", *s.IdleSeconds, enforced), s)
+		}
+	}, nil
 }

@@ -117,6 +117,7 @@ var checks = map[string]func(json.RawMessage) (evaluator, error){
 	"tpm":              newTPM,
 	"agent_fresh":      noParams(checkAgentFresh),
 	"antimalware":      newAntimalware,
+	"screen_lock":      newScreenLock,
 }
 
 func noParams(e evaluator) func(json.RawMessage) (evaluator, error) {

@@ -303,7 +303,7 @@ func TestEvaluateAll(t *testing.T) {
 		seq    uint64
 	}{
 		"DC-ENC-01": {store.Pass, 1}, "DC-PATCH-01": {store.Pass, 2}, "DC-PATCH-02": {store.Pass, 2}, "DC-FW-01": {store.Fail, 3},
-		"DC-BOOT-01": {store.Pass, 4}, "DC-TPM-01": {store.Unknown, 5}, "DC-MAL-01": {store.Unknown, 0}, "DC-AGENT-01": {store.Pass, 0},
+		"DC-BOOT-01": {store.Pass, 4}, "DC-TPM-01": {store.Unknown, 5}, "DC-MAL-01": {store.Unknown, 0}, "DC-LOCK-01": {store.Unknown, 0}, "DC-AGENT-01": {store.Pass, 0},
 	}
 	p := controls.Default()
 	evals := p.Evaluate(in)

@@ -25,6 +25,7 @@ func TestDefault(t *testing.T) {
 		{"DC-BOOT-01", "secure_boot", []string{"CC6.8", "CC7.1"}},
 		{"DC-TPM-01", "tpm", []string{"CC6.1"}},
 		{"DC-MAL-01", "antimalware", []string{"CC6.8"}},
+		{"DC-LOCK-01", "screen_lock", []string{"CC6.1"}},
 		{"DC-AGENT-01", "agent_fresh", []string{"CC7.2"}},
 	}
 	if p.Version != 1 || p.Name == "" {

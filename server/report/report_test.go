@@ -182,7 +182,7 @@ func TestBuildFleet(t *testing.T) {
 
 	want := map[string]string{
 		"DC-ENC-01": store.Pass, "DC-PATCH-01": store.Pass, "DC-PATCH-02": store.Fail, "DC-FW-01": store.Pass,
-		"DC-BOOT-01": store.Pass, "DC-TPM-01": store.Unknown, "DC-MAL-01": store.Unknown, "DC-AGENT-01": store.Pass,
+		"DC-BOOT-01": store.Pass, "DC-TPM-01": store.Unknown, "DC-MAL-01": store.Unknown, "DC-LOCK-01": store.Unknown, "DC-AGENT-01": store.Pass,
 	}
 	if len(alpha.Controls) != len(p.Controls) {
 		t.Fatalf("alpha has %d controls, want %d", len(alpha.Controls), len(p.Controls))
@@ -221,9 +221,9 @@ func TestBuildFleet(t *testing.T) {
 			t.Errorf("beta %s = %s, evidence %v, since %v; want unknown without evidence", c.ID, c.Status, c.Evidence, c.Since)
 		}
 	}
-	// alpha: 5 pass, 1 fail, 2 unknown (no TPM attestation, no anti-malware
-	// evidence); beta: 8 unknown.
-	if f.Summary[store.Pass] != 5 || f.Summary[store.Fail] != 1 || f.Summary[store.Unknown] != 10 || len(f.Summary) != 3 {
+	// alpha: 5 pass, 1 fail, 3 unknown (no TPM attestation, no anti-malware
+	// or screen lock evidence); beta: 9 unknown.
+	if f.Summary[store.Pass] != 5 || f.Summary[store.Fail] != 1 || f.Summary[store.Unknown] != 12 || len(f.Summary) != 3 {
 		t.Errorf("summary = %v", f.Summary)
 	}
 }
@@ -246,7 +246,7 @@ func TestWriteText(t *testing.T) {
 		"Policy: " + p.Name + "\n",
 		"Device alpha (" + alphaID + ", linux Debian GNU/Linux 12): NOT COMPLIANT\n",
 		"  enrolled 2026-03-01T09:00:00Z, last report 2026-03-01T11:30:00Z\n",
-		"  evidence history: 6 observations (seq 1-6) collected 2026-03-01T10:55:00Z to 2026-03-01T11:29:00Z; 8 control status intervals\n",
+		"  evidence history: 6 observations (seq 1-6) collected 2026-03-01T10:55:00Z to 2026-03-01T11:29:00Z; 9 control status intervals\n",
 		"Device beta (" + betaID + ", linux): NOT COMPLIANT\n",
 		"  enrolled 2026-03-01T10:00:00Z, last report never\n",
 		"  evidence history: 0 observations (seq 0-0) collected - to -; 0 control status intervals\n",
@@ -258,7 +258,7 @@ func TestWriteText(t *testing.T) {
 		"      command /usr/sbin/nft -j list ruleset (exit 0)\n",
 		"      command /usr/sbin/ufw status (exit 1): ufw is not running\n",
 		"      file /sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c\n",
-		"Summary over 2 device(s): fail 1, pass 5, unknown 10\n",
+		"Summary over 2 device(s): fail 1, pass 5, unknown 12\n",
 	} {
 		if !strings.Contains(out, s) {
 			t.Errorf("output lacks %q", s)
@@ -299,7 +299,7 @@ func TestWriteJSON(t *testing.T) {
 	if err := dec.Decode(&back); err != nil {
 		t.Fatalf("decode report JSON: %v", err)
 	}
-	if len(back.Devices) != 2 || back.Devices[0].ID != alphaID || len(back.Devices[0].Controls) != 8 ||
+	if len(back.Devices) != 2 || back.Devices[0].ID != alphaID || len(back.Devices[0].Controls) != 9 ||
 		back.Devices[0].Controls[3].Evidence == nil || len(back.Devices[0].Controls[3].Evidence.Sources) != 2 {
 		t.Fatalf("decoded report = %+v", back)
 	}
@@ -405,14 +405,15 @@ func TestStaleReport(t *testing.T) {
 		if c.Status != store.Unknown && c.Status != store.Fail {
 			t.Errorf("%s = %s three days after the last report", c.ID, c.Status)
 		}
-		// DC-MAL-01 never had evidence in this fleet.
-		if c.ID != "DC-AGENT-01" && c.ID != "DC-MAL-01" && !strings.Contains(c.Reason, "no fresh evidence") {
+		// DC-MAL-01 and DC-LOCK-01 never had evidence in this fleet.
+		noEvidence := c.ID == "DC-MAL-01" || c.ID == "DC-LOCK-01"
+		if c.ID != "DC-AGENT-01" && !noEvidence && !strings.Contains(c.Reason, "no fresh evidence") {
 			t.Errorf("%s reason %q, want no fresh evidence", c.ID, c.Reason)
 		}
 		// DC-TPM-01 and DC-MAL-01 were already unknown (no attestation, no
 		// evidence), so their intervals still hold; every other status
 		// changed.
-		if c.ID == "DC-TPM-01" || c.ID == "DC-MAL-01" {
+		if c.ID == "DC-TPM-01" || noEvidence {
 			if c.Since == nil || !c.Since.Equal(first) {
 				t.Errorf("%s since %v, want the unknown interval from %s", c.ID, c.Since, first)
 			}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/evident-dev/evident/collectors/all"
 	"github.com/evident-dev/evident/platform/snapshot"
 )
 
@@ -86,8 +87,10 @@ func TestGoldenSnapshots(t *testing.T) {
 	}
 	sort.Strings(summary)
 	t.Logf("golden snapshots per OS: %s", strings.Join(summary, " "))
-	if perOS["linux"] < 3 {
-		t.Errorf("%d linux snapshots; want at least 3", perOS["linux"])
+	for _, goos := range []string{"linux", "darwin", "windows"} {
+		if perOS[goos] < 3 {
+			t.Errorf("%d %s snapshots; want at least 3", perOS[goos], goos)
+		}
 	}
 }
 
@@ -149,7 +152,7 @@ func TestSnapshotLackingSourcesIsNotACrash(t *testing.T) {
 				t.Fatalf("collect: %v\n%s", err, errOut)
 			}
 			var obs []map[string]any
-			if err := json.Unmarshal([]byte(out), &obs); err != nil || len(obs) != 6 {
+			if err := json.Unmarshal([]byte(out), &obs); err != nil || len(obs) != len(all.Default()) {
 				t.Fatalf("got %d observations (%v):\n%s", len(obs), err, out)
 			}
 			for _, o := range obs {

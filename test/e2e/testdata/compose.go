@@ -37,10 +37,11 @@ func main() {
 		{
 			// Compliant laptop: LUKS2 + LVM, nftables input policy drop,
 			// unattended upgrades on, Secure Boot enforcing, TPM 2.0, an
-			// EDR agent running.
+			// EDR agent running, GNOME screen lock enforced by dconf policy.
 			name: "linux-luks-laptop",
 			trees: []string{"collectors/osinfo/testdata/vm", "collectors/patches/testdata/debian12",
-				"collectors/diskencryption/testdata/luks-lvm", "collectors/secureboot/testdata/enabled", "collectors/tpm/testdata/tpm2"},
+				"collectors/diskencryption/testdata/luks-lvm", "collectors/secureboot/testdata/enabled", "collectors/tpm/testdata/tpm2",
+				"collectors/screenlock/testdata/gnome-locked"},
 			cmds: map[string]string{
 				"nft -j list ruleset":                           "collectors/firewall/testdata/nft-inet-input-policy-drop.json",
 				"apt-get -s -o Debug::NoLocking=1 dist-upgrade": "collectors/patches/testdata/apt-dist-upgrade-debian12.txt",
@@ -50,10 +51,12 @@ func main() {
 		{
 			// Partial: encrypted root but an unencrypted data disk, IPv4
 			// dropped by legacy iptables while IPv6 stays open, firmware in
-			// Secure Boot setup mode, a TPM 1.2, no automatic updates.
+			// Secure Boot setup mode, a TPM 1.2, no automatic updates, GNOME's
+			// screen lock defaults without a policy.
 			name: "linux-partial",
 			trees: []string{"collectors/osinfo/testdata/vm", "collectors/diskencryption/testdata/luks-plus-data",
-				"collectors/firewall/testdata/ipv6-host", "collectors/secureboot/testdata/setupmode", "collectors/tpm/testdata/tpm12"},
+				"collectors/firewall/testdata/ipv6-host", "collectors/secureboot/testdata/setupmode", "collectors/tpm/testdata/tpm12",
+				"collectors/screenlock/testdata/gnome-default"},
 			cmds: map[string]string{
 				"nft -j list ruleset": "collectors/firewall/testdata/nft-with-legacy-only.json",
 				"iptables-save":       "collectors/firewall/testdata/iptables-legacy-save-input-drop.txt",
