@@ -86,6 +86,9 @@ func newSecurityPatches(raw json.RawMessage) (evaluator, error) {
 			}
 		}
 		if pl.Manager == "" {
+			if pl.OS.ID == "windows" {
+				return decided(o, store.Unknown, osName+" is in support, but pending Windows updates are not read yet (they need the Windows Update Agent API)", facts)
+			}
 			return decided(o, store.Unknown, "no supported package manager found", facts)
 		}
 		if pl.PendingSecurityUpdates == 0 {
@@ -197,9 +200,19 @@ func checkFirewall(in Input) Result {
 		return decided(o, store.Pass, "inbound default deny in force ("+p.DecidedBy+detail+")", facts)
 	case p.Enabled:
 		return decided(o, store.Fail, "firewall active but inbound traffic is accepted by default ("+p.DecidedBy+detail+")", facts)
-	default:
-		return decided(o, store.Fail, "no active host firewall found", facts)
 	}
+	var on, off []string
+	for _, b := range p.Backends {
+		if b.Active {
+			on = append(on, b.Name)
+		} else {
+			off = append(off, b.Name)
+		}
+	}
+	if len(on) > 0 {
+		return decided(o, store.Fail, "host firewall not enabled everywhere: off for "+strings.Join(off, ", "), facts)
+	}
+	return decided(o, store.Fail, "no active host firewall found", facts)
 }
 
 func checkSecureBoot(in Input) Result {

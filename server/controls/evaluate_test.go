@@ -159,6 +159,9 @@ func TestSecurityPatches(t *testing.T) {
 		{name: "end of life ahead", in: controls.Input{Latest: latest(at(50, collected, pl(0, func(p *patches.Payload) { p.OS.EndOfLife = &eolFuture })))}, wantStatus: store.Pass, wantReason: "no pending security updates", wantSeq: 50},
 		{name: "end of life passed beats no manager", in: controls.Input{Latest: latest(at(50, collected, pl(0, func(p *patches.Payload) { p.Manager = ""; p.OS.EndOfLife = &eolPast })))}, wantStatus: store.Fail, wantReason: "end of security support", wantSeq: 50},
 		{name: "no manager", in: controls.Input{Latest: latest(at(50, collected, pl(0, func(p *patches.Payload) { p.Manager = "" })))}, wantStatus: store.Unknown, wantReason: "no supported package manager found", wantSeq: 50},
+		{name: "windows: pending updates not read", in: controls.Input{Latest: latest(at(50, collected, pl(0, func(p *patches.Payload) {
+			p.Manager, p.OS = "", patches.OSRelease{ID: "windows", VersionID: "11 25H2", PrettyName: "Microsoft Windows 11 Pro", EndOfLife: &eolFuture}
+		})))}, wantStatus: store.Unknown, wantReason: "Microsoft Windows 11 Pro is in support, but pending Windows updates are not read yet", wantSeq: 50},
 		{name: "pending, no history", in: controls.Input{Latest: latest(newest)}, wantStatus: store.Pass, wantReason: "3 security updates pending (pkga, pkgb, pkgc) for less than a day as seen by the server, within the 14-day window", wantSeq: 50},
 		{name: "pending within window", in: controls.Input{Latest: latest(newest), History: history(newest, at(49, now.Add(-5*day), pl(2)), at(48, now.Add(-10*day), pl(1)))},
 			wantStatus: store.Pass, wantReason: "for 9 days as seen by the server, within the 14-day window", wantSeq: 50},
@@ -211,6 +214,9 @@ func TestFirewall(t *testing.T) {
 			wantStatus: store.Fail, wantReason: "firewall active but inbound traffic is accepted by default (ufw)", wantSeq: 21},
 		{name: "disabled", in: controls.Input{Latest: latest(obs(firewall.Payload{}))}, wantStatus: store.Fail, wantReason: "no active host firewall found", wantSeq: 21},
 		{name: "deny without enabled is not a pass", in: controls.Input{Latest: latest(obs(firewall.Payload{InboundDefaultDeny: true}))}, wantStatus: store.Fail, wantReason: "no active host firewall", wantSeq: 21},
+		{name: "one Windows profile off", in: controls.Input{Latest: latest(obs(firewall.Payload{DecidedBy: "windows:Public", Backends: []firewall.Backend{
+			{Name: "windows:Domain", Active: true, InboundDefaultDeny: true}, {Name: "windows:Private", Active: true, InboundDefaultDeny: true}, {Name: "windows:Public"}}}))},
+			wantStatus: store.Fail, wantReason: "host firewall not enabled everywhere: off for windows:Public", wantSeq: 21},
 		{name: "no observation", in: controls.Input{}, wantStatus: store.Unknown, wantReason: "no firewall evidence"},
 	})
 }

@@ -203,6 +203,7 @@ func cmdEnroll(args []string, stdout, stderr io.Writer) error {
 	server := fs.String("server", os.Getenv("EVIDENT_SERVER"), "server address HOST:PORT (env EVIDENT_SERVER)")
 	token := fs.String("token", "", "enrollment token evt1.… (env EVIDENT_ENROLL_TOKEN; prefer the environment: flags show in ps)")
 	force := fs.Bool("force", false, "enroll again even if this data directory is already enrolled")
+	snap := fs.String("host-snapshot", "", "enroll as the host recorded in this snapshot (hostname, OS, architecture), for a lab device that will `run --host-snapshot` it")
 	machineID := fs.String("machine-id", os.Getenv("EVIDENT_MACHINE_ID"), "hardware identity the server uses to link a re-imaged device to its earlier record\n(default: the SMBIOS UUID or machine id; set it for cloned VMs that share one; env EVIDENT_MACHINE_ID)")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -220,6 +221,14 @@ func cmdEnroll(args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	facts := hostFacts()
+	if *snap != "" {
+		h, err := snapshot.Open(*snap)
+		if err != nil {
+			return err
+		}
+		m := h.Manifest()
+		facts = &identity.HostFacts{Hostname: m.Hostname, Goos: m.GOOS, Goarch: m.GOARCH, AgentVersion: version.Version}
+	}
 	if *machineID != "" {
 		facts.MachineId = *machineID
 	}

@@ -14,6 +14,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -46,6 +47,7 @@ func main() {
 				"nft -j list ruleset":                           "collectors/firewall/testdata/nft-inet-input-policy-drop.json",
 				"apt-get -s -o Debug::NoLocking=1 dist-upgrade": "collectors/patches/testdata/apt-dist-upgrade-debian12.txt",
 				"apt-config dump":                               "collectors/patches/testdata/apt-config-dump-unattended.txt",
+				"ps -e -o comm=":                                "collectors/antimalware/testdata/ps-falcon-clamd.txt",
 			},
 		},
 		{
@@ -75,6 +77,33 @@ func main() {
 	}
 }
 
+// overlay copies the tree src over dst; later trees win on the same path.
+func overlay(dst, src string) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		target := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.MkdirAll(target, 0o755)
+		}
+		if d.Type()&fs.ModeSymlink != 0 {
+			link, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			os.Remove(target)
+			return os.Symlink(link, target)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(target, b, 0o644)
+	})
+}
+
 func compose(s scenario) error {
 	root, err := os.MkdirTemp("", "compose")
 	if err != nil {
@@ -82,7 +111,7 @@ func compose(s scenario) error {
 	}
 	defer os.RemoveAll(root)
 	for _, t := range s.trees {
-		if err := os.CopyFS(root, os.DirFS(t)); err != nil && !os.IsExist(err) {
+		if err := overlay(root, t); err != nil {
 			return fmt.Errorf("copy %s: %w", t, err)
 		}
 	}
