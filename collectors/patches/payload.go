@@ -20,7 +20,15 @@ type Payload struct {
 	// LastSuccessfulUpdate is when the package index or packages were last
 	// updated successfully, when the manager records it.
 	LastSuccessfulUpdate *time.Time `json:"last_successful_update,omitempty"`
-	RebootRequired       bool       `json:"reboot_required"`
+	// OldestPendingSecurityDays is how long the oldest pending security
+	// update has been released, when the package metadata dates advisories
+	// (dnf updateinfo, zypper patches).
+	OldestPendingSecurityDays *int `json:"oldest_pending_security_days,omitempty"`
+	// KernelRunning and KernelInstalled differ when a newer kernel waits for
+	// a reboot.
+	KernelRunning   string `json:"kernel_running,omitempty"`
+	KernelInstalled string `json:"kernel_installed,omitempty"`
+	RebootRequired  bool   `json:"reboot_required"`
 	// RebootReason names the packages or file that say so.
 	RebootReason string       `json:"reboot_reason,omitempty"`
 	AutoUpdates  *AutoUpdates `json:"auto_updates,omitempty"`
