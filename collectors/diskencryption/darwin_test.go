@@ -3,8 +3,6 @@ package diskencryption
 import (
 	"context"
 	"errors"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -12,15 +10,6 @@ import (
 	"github.com/evident-dev/evident/platform"
 	"github.com/evident-dev/evident/platform/platformtest"
 )
-
-func darwinFixture(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", "darwin", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 func TestParseFdesetupStatus(t *testing.T) {
 	tests := []struct {
@@ -35,7 +24,7 @@ func TestParseFdesetupStatus(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			fv, err := parseFdesetupStatus(darwinFixture(t, tt.file))
+			fv, err := parseFdesetupStatus(platformtest.ReadFixture(t, "darwin", tt.file))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -67,7 +56,7 @@ func TestParseAPFSList(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			vs, err := parseAPFSList(darwinFixture(t, tt.file))
+			vs, err := parseAPFSList(platformtest.ReadFixture(t, "darwin", tt.file))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -89,7 +78,7 @@ func TestParseAPFSList(t *testing.T) {
 			}
 		})
 	}
-	full := darwinFixture(t, "apfs-list-applesilicon-filevault-on.plist")
+	full := platformtest.ReadFixture(t, "darwin", "apfs-list-applesilicon-filevault-on.plist")
 	for _, bad := range [][]byte{nil, []byte("garbage"), full[:len(full)/2], []byte(`<plist version="1.0"><array/></plist>`),
 		[]byte(`<plist version="1.0"><dict><key>Other</key><true/></dict></plist>`),
 		[]byte("Error: -69808: Some information was unavailable during an internal lookup")} {
@@ -151,7 +140,7 @@ func TestParsePlist(t *testing.T) {
 
 func FuzzParsePlist(f *testing.F) {
 	for _, n := range []string{"apfs-list-applesilicon-filevault-on.plist", "apfs-list-intel-filevault-off.plist"} {
-		f.Add(darwinFixture(f, n))
+		f.Add(platformtest.ReadFixture(f, "darwin", n))
 	}
 	f.Add([]byte(`<plist><dict><key>k</key><data>aGk=</data></dict></plist>`))
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -162,7 +151,7 @@ func FuzzParsePlist(f *testing.F) {
 
 func FuzzParseFdesetupStatus(f *testing.F) {
 	for _, n := range []string{"fdesetup-on.txt", "fdesetup-off.txt", "fdesetup-deferred.txt", "fdesetup-encrypting.txt"} {
-		f.Add(darwinFixture(f, n))
+		f.Add(platformtest.ReadFixture(f, "darwin", n))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		fv, err := parseFdesetupStatus(b)
@@ -178,9 +167,11 @@ func darwinHost(cmds map[string]platform.Result) platformtest.Replay {
 
 func TestCollectDarwin(t *testing.T) {
 	fde := func(file string, code int) platform.Result {
-		return platform.Result{Stdout: darwinFixture(t, file), ExitCode: code}
+		return platform.Result{Stdout: platformtest.ReadFixture(t, "darwin", file), ExitCode: code}
 	}
-	list := func(file string) platform.Result { return platform.Result{Stdout: darwinFixture(t, file)} }
+	list := func(file string) platform.Result {
+		return platform.Result{Stdout: platformtest.ReadFixture(t, "darwin", file)}
+	}
 	type want struct {
 		state     string
 		encrypted bool
@@ -252,8 +243,8 @@ func TestCollectDarwin(t *testing.T) {
 
 func TestCollectDarwinExemptions(t *testing.T) {
 	res, err := New().Collect(context.Background(), darwinHost(map[string]platform.Result{
-		"fdesetup status": {Stdout: darwinFixture(t, "fdesetup-on.txt")},
-		"diskutil":        {Stdout: darwinFixture(t, "apfs-list-applesilicon-filevault-on.plist")},
+		"fdesetup status": {Stdout: platformtest.ReadFixture(t, "darwin", "fdesetup-on.txt")},
+		"diskutil":        {Stdout: platformtest.ReadFixture(t, "darwin", "apfs-list-applesilicon-filevault-on.plist")},
 	}))
 	if err != nil {
 		t.Fatal(err)

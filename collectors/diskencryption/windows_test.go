@@ -5,23 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/evident-dev/evident/platform"
 	"github.com/evident-dev/evident/platform/platformtest"
 )
-
-func windowsFixture(t testing.TB, name string) string {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", "windows", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
 
 func windowsHost(t *testing.T, rows map[string]string) platformtest.Replay {
 	return platformtest.Replay{Live: &platform.Live{Root: t.TempDir()}, OS: "windows", WMIResults: rows}
@@ -57,7 +46,7 @@ func TestParseEncryptableVolumes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
 			var rows []encryptableVolume
-			if err := json.Unmarshal([]byte(windowsFixture(t, tt.file)), &rows); err != nil {
+			if err := json.Unmarshal([]byte(string(platformtest.ReadFixture(t, "windows", tt.file))), &rows); err != nil {
 				t.Fatal(err)
 			}
 			vs := parseEncryptableVolumes(rows)
@@ -81,7 +70,7 @@ func TestParseEncryptableVolumes(t *testing.T) {
 
 func TestCollectWindows(t *testing.T) {
 	key := bitlockerNamespace + "|" + bitlockerQuery
-	res, err := New().Collect(context.Background(), windowsHost(t, map[string]string{key: windowsFixture(t, "paused.json")}))
+	res, err := New().Collect(context.Background(), windowsHost(t, map[string]string{key: string(platformtest.ReadFixture(t, "windows", "paused.json"))}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,9 @@ import (
 	"github.com/evident-dev/evident/platform/platformtest"
 )
 
-func darwinRead(t testing.TB, name string) []byte { return read(t, filepath.Join("darwin", name)) }
+func darwinRead(t testing.TB, name string) []byte {
+	return platformtest.ReadFixture(t, filepath.Join("darwin", name))
+}
 
 func TestParseALF(t *testing.T) {
 	for file, want := range map[string]int{

@@ -2,22 +2,11 @@ package firewall
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/evident-dev/evident/platform"
 	"github.com/evident-dev/evident/platform/platformtest"
 )
-
-func read(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 func TestParseNftJSON(t *testing.T) {
 	tests := []struct {
@@ -37,7 +26,7 @@ func TestParseNftJSON(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			cs, err := parseNftJSON(read(t, tt.file))
+			cs, err := parseNftJSON(platformtest.ReadFixture(t, tt.file))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -50,7 +39,7 @@ func TestParseNftJSON(t *testing.T) {
 			}
 		})
 	}
-	full := read(t, "nft-inet-input-policy-drop.json")
+	full := platformtest.ReadFixture(t, "nft-inet-input-policy-drop.json")
 	for _, bad := range [][]byte{nil, []byte("{"), full[:len(full)/2], []byte(`{"other":[]}`), []byte("Error: Could not process rule: Operation not permitted")} {
 		if _, err := parseNftJSON(bad); err == nil {
 			t.Errorf("parseNftJSON(%.30q): want error", bad)
@@ -72,7 +61,7 @@ func TestParseIptablesSave(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			s, err := parseIptablesSave(read(t, tt.file), tt.family)
+			s, err := parseIptablesSave(platformtest.ReadFixture(t, tt.file), tt.family)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -97,7 +86,7 @@ func TestParseIptablesSave(t *testing.T) {
 }
 
 func TestCollect(t *testing.T) {
-	res := func(file string) platform.Result { return platform.Result{Stdout: read(t, file)} }
+	res := func(file string) platform.Result { return platform.Result{Stdout: platformtest.ReadFixture(t, file)} }
 	empty := platform.Result{}
 	tests := []struct {
 		name              string
@@ -147,14 +136,14 @@ func TestCollect(t *testing.T) {
 
 func FuzzParseNftJSON(f *testing.F) {
 	for _, n := range []string{"nft-inet-input-policy-drop.json", "nft-accept-trailing-drop.json", "nft-iptables-nft-input-drop.json"} {
-		f.Add(read(f, n))
+		f.Add(platformtest.ReadFixture(f, n))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) { _, _ = parseNftJSON(b) })
 }
 
 func FuzzParseIptablesSave(f *testing.F) {
 	for _, n := range []string{"iptables-nft-save-input-drop.txt", "iptables-legacy-save-input-drop.txt"} {
-		f.Add(read(f, n))
+		f.Add(platformtest.ReadFixture(f, n))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) { _, _ = parseIptablesSave(b, "ip") })
 }

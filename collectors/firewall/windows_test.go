@@ -30,7 +30,7 @@ func TestParseFirewallProfiles(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
 			var rows []firewallProfile
-			if err := json.Unmarshal(read(t, "windows/"+tt.file), &rows); err != nil {
+			if err := json.Unmarshal(platformtest.ReadFixture(t, "windows/"+tt.file), &rows); err != nil {
 				t.Fatal(err)
 			}
 			p, missing := parseFirewallProfiles(rows)
@@ -58,7 +58,7 @@ func TestCollectWindows(t *testing.T) {
 		}
 		return h
 	}
-	res, err := New().Collect(context.Background(), host(string(read(t, "windows/profiles-public-off.json"))))
+	res, err := New().Collect(context.Background(), host(string(platformtest.ReadFixture(t, "windows/profiles-public-off.json"))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +71,7 @@ func TestCollectWindows(t *testing.T) {
 	}
 
 	// Two profiles: partial payload and an error.
-	res, err = New().Collect(context.Background(), host(string(read(t, "windows/profiles-missing-domain.json"))))
+	res, err = New().Collect(context.Background(), host(string(platformtest.ReadFixture(t, "windows/profiles-missing-domain.json"))))
 	if err == nil || !strings.Contains(err.Error(), "Domain") || res.Payload.(Payload).Enabled {
 		t.Errorf("missing profile: %+v %v", res, err)
 	}

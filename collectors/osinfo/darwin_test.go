@@ -2,8 +2,6 @@ package osinfo
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -11,17 +9,8 @@ import (
 	"github.com/evident-dev/evident/platform/platformtest"
 )
 
-func darwinFixture(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", "darwin", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 func TestParseDarwin(t *testing.T) {
-	if bt, ok := parseDarwinBootTime(string(darwinFixture(t, "sysctl-kern.boottime.txt"))); !ok || !bt.Equal(time.Unix(1763543410, 0)) {
+	if bt, ok := parseDarwinBootTime(string(platformtest.ReadFixture(t, "darwin", "sysctl-kern.boottime.txt"))); !ok || !bt.Equal(time.Unix(1763543410, 0)) {
 		t.Errorf("boot time %v %v", bt, ok)
 	}
 	for _, bad := range []string{"", "garbage", "{ sec = x }"} {
@@ -29,10 +18,10 @@ func TestParseDarwin(t *testing.T) {
 			t.Errorf("parseDarwinBootTime(%q): want failure", bad)
 		}
 	}
-	if u := parseIOPlatformUUID(string(darwinFixture(t, "ioreg-platformexpert.txt"))); u != "8A3C1F52-6E0B-5D7A-9B41-2F6C0D8E7A13" {
+	if u := parseIOPlatformUUID(string(platformtest.ReadFixture(t, "darwin", "ioreg-platformexpert.txt"))); u != "8A3C1F52-6E0B-5D7A-9B41-2F6C0D8E7A13" {
 		t.Errorf("uuid %q", u)
 	}
-	if v := parseSwVersVersion(string(darwinFixture(t, "sw_vers.txt"))); v != "15.1" {
+	if v := parseSwVersVersion(string(platformtest.ReadFixture(t, "darwin", "sw_vers.txt"))); v != "15.1" {
 		t.Errorf("version %q", v)
 	}
 }
@@ -40,13 +29,13 @@ func TestParseDarwin(t *testing.T) {
 func TestCollectDarwin(t *testing.T) {
 	out := func(s string) platform.Result { return platform.Result{Stdout: []byte(s)} }
 	full := map[string]platform.Result{
-		"sw_vers":                       {Stdout: darwinFixture(t, "sw_vers.txt")},
+		"sw_vers":                       {Stdout: platformtest.ReadFixture(t, "darwin", "sw_vers.txt")},
 		"sysctl -n kern.hostname":       out("mbp-14\n"),
 		"sysctl -n kern.osrelease":      out("24.1.0\n"),
 		"sysctl -n hw.machine":          out("arm64\n"),
-		"sysctl -n kern.boottime":       {Stdout: darwinFixture(t, "sysctl-kern.boottime.txt")},
+		"sysctl -n kern.boottime":       {Stdout: platformtest.ReadFixture(t, "darwin", "sysctl-kern.boottime.txt")},
 		"sysctl -n kern.hv_vmm_present": out("0\n"),
-		"ioreg":                         {Stdout: darwinFixture(t, "ioreg-platformexpert.txt")},
+		"ioreg":                         {Stdout: platformtest.ReadFixture(t, "darwin", "ioreg-platformexpert.txt")},
 	}
 	want := Payload{Hostname: "mbp-14", OS: "darwin", Platform: "macos", PlatformFamily: "darwin", PlatformVersion: "15.1",
 		KernelVersion: "24.1.0", KernelArch: "arm64", BootTime: time.Unix(1763543410, 0).UTC(), MachineID: "8A3C1F52-6E0B-5D7A-9B41-2F6C0D8E7A13"}

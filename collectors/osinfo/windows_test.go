@@ -4,23 +4,12 @@ import (
 	"context"
 	"errors"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/evident-dev/evident/platform"
 	"github.com/evident-dev/evident/platform/platformtest"
 )
-
-func windowsFixture(t testing.TB, name string) string {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", "windows", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
 
 func TestWindowsArch(t *testing.T) {
 	for in, want := range map[string]string{"64-bit": "x86_64", "64 bits": "x86_64", "64 ビット": "x86_64", "64-Bit": "x86_64",
@@ -39,17 +28,17 @@ func TestCollectWindows(t *testing.T) {
 		want    Payload
 		wantErr bool
 	}{
-		{name: "11 pro", rows: map[string]string{osKey: windowsFixture(t, "os-11-pro.json"), productKey: windowsFixture(t, "product.json")},
+		{name: "11 pro", rows: map[string]string{osKey: string(platformtest.ReadFixture(t, "windows", "os-11-pro.json")), productKey: string(platformtest.ReadFixture(t, "windows", "product.json"))},
 			want: Payload{Hostname: "LAPTOP-7F3K", OS: "windows", Platform: "Microsoft Windows 11 Pro", PlatformFamily: "windows",
 				PlatformVersion: "10.0.26200", KernelVersion: "10.0.26200", KernelArch: "x86_64",
 				BootTime: time.Date(2026, 11, 19, 7, 42, 13, 500_000_000, time.UTC), MachineID: "4C4C4544-0037-3610-8052-B7C04F4B4E32"}},
-		{name: "arm french placeholder uuid", rows: map[string]string{osKey: windowsFixture(t, "os-11-arm-fr.json"), productKey: windowsFixture(t, "product-placeholder.json")},
+		{name: "arm french placeholder uuid", rows: map[string]string{osKey: string(platformtest.ReadFixture(t, "windows", "os-11-arm-fr.json")), productKey: string(platformtest.ReadFixture(t, "windows", "product-placeholder.json"))},
 			want: Payload{Hostname: "PC-ATELIER", OS: "windows", Platform: "Microsoft Windows 11 Professionnel", PlatformFamily: "windows",
 				PlatformVersion: "10.0.26100", KernelVersion: "10.0.26100", KernelArch: "arm64", BootTime: time.Date(2026, 11, 18, 8, 0, 0, 0, time.UTC)}},
-		{name: "odd, no product class", rows: map[string]string{osKey: windowsFixture(t, "os-10-odd.json")},
+		{name: "odd, no product class", rows: map[string]string{osKey: string(platformtest.ReadFixture(t, "windows", "os-10-odd.json"))},
 			want: Payload{Hostname: "WS-0042", OS: "windows", Platform: "Microsoft Windows 10 Enterprise LTSC", PlatformFamily: "windows",
 				PlatformVersion: "10.0.17763", KernelVersion: "10.0.17763"}},
-		{name: "product garbage", rows: map[string]string{osKey: windowsFixture(t, "os-11-pro.json"), productKey: `[{"UUID": 7}]`},
+		{name: "product garbage", rows: map[string]string{osKey: string(platformtest.ReadFixture(t, "windows", "os-11-pro.json")), productKey: `[{"UUID": 7}]`},
 			want: Payload{Hostname: "LAPTOP-7F3K", OS: "windows", Platform: "Microsoft Windows 11 Pro", PlatformFamily: "windows",
 				PlatformVersion: "10.0.26200", KernelVersion: "10.0.26200", KernelArch: "x86_64",
 				BootTime: time.Date(2026, 11, 19, 7, 42, 13, 500_000_000, time.UTC)}, wantErr: true},

@@ -2,22 +2,11 @@ package secureboot
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/evident-dev/evident/platform"
 	"github.com/evident-dev/evident/platform/platformtest"
 )
-
-func darwinFixture(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", "darwin", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 func TestParseCsrutilStatus(t *testing.T) {
 	tests := []struct {
@@ -30,7 +19,7 @@ func TestParseCsrutilStatus(t *testing.T) {
 		{"csrutil-custom.txt", false, true, 2},
 	}
 	for _, tt := range tests {
-		s, err := parseCsrutilStatus(darwinFixture(t, tt.file))
+		s, err := parseCsrutilStatus(platformtest.ReadFixture(t, "darwin", tt.file))
 		if err != nil || s.Enabled != tt.enabled || s.Custom != tt.custom || len(s.Disabled) != tt.disabled {
 			t.Errorf("%s: %+v %v", tt.file, s, err)
 		}
@@ -46,7 +35,7 @@ func TestParseSecureBootLine(t *testing.T) {
 	for file, want := range map[string]string{
 		"spibridge-t2-full.txt": "full", "spibridge-t2-medium.txt": "medium", "spibridge-t2-none.txt": "none", "spibridge-no-t2.txt": "",
 	} {
-		line := parseSecureBootLine(darwinFixture(t, file))
+		line := parseSecureBootLine(platformtest.ReadFixture(t, "darwin", file))
 		lvl, ok := t2Level(line)
 		if lvl != want || ok != (want != "") {
 			t.Errorf("%s: %q -> %q %v", file, line, lvl, ok)
@@ -56,7 +45,7 @@ func TestParseSecureBootLine(t *testing.T) {
 
 func FuzzParseCsrutilStatus(f *testing.F) {
 	for _, n := range []string{"csrutil-enabled.txt", "csrutil-custom.txt", "spibridge-t2-full.txt"} {
-		f.Add(darwinFixture(f, n))
+		f.Add(platformtest.ReadFixture(f, "darwin", n))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if s, err := parseCsrutilStatus(b); err == nil && s.Enabled && s.Custom {
@@ -67,9 +56,11 @@ func FuzzParseCsrutilStatus(f *testing.F) {
 }
 
 func TestCollectDarwin(t *testing.T) {
-	out := func(file string) platform.Result { return platform.Result{Stdout: darwinFixture(t, file)} }
+	out := func(file string) platform.Result {
+		return platform.Result{Stdout: platformtest.ReadFixture(t, "darwin", file)}
+	}
 	arm := platform.Result{Stdout: []byte("1\n")}
-	intel := platform.Result{Stderr: darwinFixture(t, "sysctl-arm64-unknown.txt"), ExitCode: 1}
+	intel := platform.Result{Stderr: platformtest.ReadFixture(t, "darwin", "sysctl-arm64-unknown.txt"), ExitCode: 1}
 	tests := []struct {
 		name    string
 		cmds    map[string]platform.Result

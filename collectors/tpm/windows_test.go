@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -14,15 +12,6 @@ import (
 	"github.com/evident-dev/evident/platform"
 	"github.com/evident-dev/evident/platform/platformtest"
 )
-
-func windowsFixture(t testing.TB, name string) string {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", "windows", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
 
 func TestParseSpecVersion(t *testing.T) {
 	for in, want := range map[string]string{
@@ -50,7 +39,7 @@ func TestParseWin32Tpm(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
 			var rows []win32Tpm
-			if err := json.Unmarshal([]byte(windowsFixture(t, tt.file)), &rows); err != nil {
+			if err := json.Unmarshal([]byte(string(platformtest.ReadFixture(t, "windows", tt.file))), &rows); err != nil {
 				t.Fatal(err)
 			}
 			p := parseWin32Tpm(rows)
@@ -69,7 +58,7 @@ func TestCollectWindows(t *testing.T) {
 	host := func(rows map[string]string) platformtest.Replay {
 		return platformtest.Replay{Live: &platform.Live{Root: t.TempDir()}, OS: "windows", WMIResults: rows}
 	}
-	res, err := New().Collect(context.Background(), host(map[string]string{key: windowsFixture(t, "tpm20-intel.json")}))
+	res, err := New().Collect(context.Background(), host(map[string]string{key: string(platformtest.ReadFixture(t, "windows", "tpm20-intel.json"))}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
+	"testing"
 
 	"github.com/evident-dev/evident/platform"
 )
@@ -74,4 +77,15 @@ func (h Replay) Run(_ context.Context, argv ...string) (platform.Result, error) 
 	}
 	r.Argv = argv
 	return r, nil
+}
+
+// ReadFixture reads testdata/<elem...> of the calling package's directory,
+// failing the test when it is missing.
+func ReadFixture(t testing.TB, elem ...string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(append([]string{"testdata"}, elem...)...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
