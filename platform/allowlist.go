@@ -10,6 +10,8 @@ var allowed = map[string][]string{
 	"sysadminctl": {"/usr/sbin/sysadminctl"}, // macOS screen lock
 	// Linux
 	"lsblk":            {"/usr/bin/lsblk", "/bin/lsblk"},
+	"zfs":              {"/usr/sbin/zfs", "/sbin/zfs"},
+	"fscrypt":          {"/usr/bin/fscrypt"},
 	"nft":              {"/usr/sbin/nft", "/sbin/nft"},
 	"iptables-save":    {"/usr/sbin/iptables-save", "/sbin/iptables-save"},
 	"iptables":         {"/usr/sbin/iptables", "/sbin/iptables"},

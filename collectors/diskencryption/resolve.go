@@ -33,6 +33,10 @@ type linuxReader struct {
 // (/proc/swaps) and unmounted filesystems lsblk sees, each resolved through
 // /sys/class/block/*/slaves down to the disks, looking for a dm-crypt layer.
 //
+// ZFS datasets are reported by dataset name with their native encryption
+// (one `zfs get` for all of them); ext4/f2fs volumes with fscrypt set up get
+// a Detail saying so, without counting as encrypted (see zfs.go).
+//
 // Non-block mounts (proc, tmpfs, cgroup, network filesystems, ...) are not
 // volumes and are left out, except the root filesystem, which is always
 // reported (exempt when it is, say, a container's overlay).
@@ -74,7 +78,26 @@ func collectLinux(ctx context.Context, host platform.Host) (collectors.Result, e
 		return v
 	}
 
+	zfsSets := map[string]bool{}
 	for _, m := range mounts {
+		if m.FSType == "zfs" {
+			// A ZFS dataset has no block device of its own (anonymous
+			// 0:N): it is reported by dataset name, once however many
+			// times it is mounted.
+			ds, ok := zfsDataset(m.Source)
+			if !ok {
+				continue
+			}
+			v := get("zfs:"+ds, "")
+			v.Device, v.FSType = ds, "zfs"
+			v.Chain = []string{"zfs:" + ds}
+			v.Mountpoints = appendUnique(v.Mountpoints, m.Mountpoint)
+			if m.Mountpoint == "/" {
+				v.Role = "system"
+			}
+			zfsSets[ds] = true
+			continue
+		}
 		kname := r.lookup(m.MajMin, m.Source)
 		if kname == "" {
 			if m.Mountpoint == "/" {
@@ -129,6 +152,9 @@ func collectLinux(ctx context.Context, host platform.Host) (collectors.Result, e
 		if d.HasChildren || (d.FSType == "" && len(d.Mountpoints) == 0) {
 			continue
 		}
+		if d.FSType == "zfs_member" && len(zfsSets) > 0 {
+			continue // its pool is imported: its datasets are reported above
+		}
 		if _, ok := vols[d.KName]; ok {
 			continue
 		}
@@ -140,9 +166,23 @@ func collectLinux(ctx context.Context, host platform.Host) (collectors.Result, e
 		}
 	}
 
+	if len(zfsSets) > 0 {
+		props, why := r.runZFSGet(ctx, zfsSets)
+		for _, key := range order {
+			if ds, ok := strings.CutPrefix(key, "zfs:"); ok {
+				v := vols[key]
+				p, found := props[ds]
+				applyZFS(v, p, found, why)
+				if v.Role != "system" && isBootOnly(v.Mountpoints) {
+					v.Exempt, v.ExemptReason = true, "boot partition: bootloader and kernel only, unencrypted by design in standard LUKS installs"
+				}
+			}
+		}
+	}
+
 	for _, key := range order {
 		v := vols[key]
-		if strings.HasPrefix(key, "mount:") || strings.HasPrefix(key, "swapfile:") {
+		if strings.HasPrefix(key, "zfs:") || strings.HasPrefix(key, "mount:") || strings.HasPrefix(key, "swapfile:") {
 			continue // decided above
 		}
 		r.evaluate(v, key, v.FSType)
@@ -151,6 +191,7 @@ func collectLinux(ctx context.Context, host platform.Host) (collectors.Result, e
 		p.Volumes = append(p.Volumes, *vols[key])
 	}
 	sort.SliceStable(p.Volumes, func(i, j int) bool { return roleRank(p.Volumes[i].Role) < roleRank(p.Volumes[j].Role) })
+	r.applyFscrypt(ctx, p.Volumes)
 	return collectors.Result{Payload: p, Sources: r.sources}, nil
 }
 
@@ -415,7 +456,7 @@ func blockMountLines(mi []byte) []byte {
 	var b strings.Builder
 	for _, line := range strings.Split(string(mi), "\n") {
 		f := strings.Fields(line)
-		if len(f) > 4 && (!strings.HasPrefix(f[2], "0:") || f[4] == "/" || strings.Contains(line, " /dev/")) {
+		if len(f) > 4 && (!strings.HasPrefix(f[2], "0:") || f[4] == "/" || strings.Contains(line, " /dev/") || strings.Contains(line, " - zfs ")) {
 			b.WriteString(line)
 			b.WriteByte('\n')
 		}

@@ -51,9 +51,11 @@ func (r *reader) run(ctx context.Context, excerpt func(platform.Result) []byte, 
 	return res, nil
 }
 
-// collectLinux reads the patch level through apt or dnf. It has no build
-// tag so it is tested on every OS.
-func collectLinux(ctx context.Context, host platform.Host) (collectors.Result, error) {
+// collectLinux reads the patch level through apt, dnf (or yum), zypper or
+// apk, then compares the running kernel with the installed ones. now dates
+// the age of pending advisories. It has no build tag so it is tested on
+// every OS.
+func collectLinux(ctx context.Context, host platform.Host, now time.Time) (collectors.Result, error) {
 	r := &reader{host: host}
 	var p Payload
 	osr, err := r.file("/etc/os-release", 64<<10, true)
@@ -66,11 +68,18 @@ func collectLinux(ctx context.Context, host platform.Host) (collectors.Result, e
 
 	err = r.apt(ctx, &p)
 	if errors.Is(err, platform.ErrCommandNotFound) {
-		err = r.dnf(ctx, &p)
+		err = r.dnf(ctx, &p, now)
 	}
 	if errors.Is(err, platform.ErrCommandNotFound) {
-		err = fmt.Errorf("no supported package manager (apt-get, dnf, yum) found: %w", collectors.ErrNotApplicable)
+		err = r.zypper(ctx, &p, now)
 	}
+	if errors.Is(err, platform.ErrCommandNotFound) {
+		err = r.apk(ctx, &p)
+	}
+	if errors.Is(err, platform.ErrCommandNotFound) {
+		err = fmt.Errorf("no supported package manager (apt-get, dnf, yum, zypper, apk) found: %w", collectors.ErrNotApplicable)
+	}
+	r.kernelReboot(&p)
 	return collectors.Result{Payload: p, Sources: r.sources}, err
 }
 
@@ -152,7 +161,7 @@ func (r *reader) rebootRequired(p *Payload) {
 
 // dnf fills p from dnf (or yum, whose check-update has the same
 // semantics). It returns ErrCommandNotFound when neither is installed.
-func (r *reader) dnf(ctx context.Context, p *Payload) error {
+func (r *reader) dnf(ctx context.Context, p *Payload, now time.Time) error {
 	mgr := "dnf"
 	res, err := r.run(ctx, nil, mgr, "-q", "check-update")
 	if errors.Is(err, platform.ErrCommandNotFound) {
@@ -173,6 +182,12 @@ func (r *reader) dnf(ctx context.Context, p *Payload) error {
 	}
 	if sec, err := r.run(ctx, nil, mgr, "-q", "updateinfo", "list", "--security"); err == nil && sec.ExitCode == 0 {
 		p.PendingSecurityUpdates, p.PendingSecurity = dnfSecurityPackages(parseDnfUpdateinfo(sec.Stdout))
+		if p.PendingSecurityUpdates > 0 {
+			// The advisories' dates: how long the oldest has waited.
+			if info, err := r.run(ctx, issuedLines, mgr, "-q", "updateinfo", "info", "--security"); err == nil && info.ExitCode == 0 {
+				p.OldestPendingSecurityDays = daysSince(parseDnfUpdateinfoDates(info.Stdout), now)
+			}
+		}
 	} else if err == nil && firstErr == nil {
 		firstErr = fmt.Errorf("%s updateinfo exited %d", mgr, sec.ExitCode)
 	}
@@ -229,6 +244,22 @@ func instLines(res platform.Result) []byte {
 		}
 	}
 	return append(sec, other...)
+}
+
+// issuedLines keeps the advisory ids and dates of `dnf updateinfo info`
+// as the excerpt: they decide OldestPendingSecurityDays.
+func issuedLines(res platform.Result) []byte {
+	var out []byte
+	for _, line := range strings.Split(string(res.Stdout), "\n") {
+		k, _, ok := strings.Cut(line, ":")
+		switch strings.TrimSpace(k) {
+		case "Update ID", "Issued", "Updated":
+			if ok {
+				out = append(append(out, strings.TrimSpace(line)...), '\n')
+			}
+		}
+	}
+	return out
 }
 
 func lastEndDate(b []byte) []byte {

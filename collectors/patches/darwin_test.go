@@ -2,23 +2,12 @@ package patches
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/evident-dev/evident/platform"
 	"github.com/evident-dev/evident/platform/platformtest"
 )
-
-func darwinFixture(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", "darwin", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 func TestParseSwVers(t *testing.T) {
 	tests := []struct {
@@ -33,7 +22,7 @@ func TestParseSwVers(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			v, err := parseSwVers(darwinFixture(t, tt.file))
+			v, err := parseSwVers(platformtest.ReadFixture(t, "darwin", tt.file))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -66,7 +55,7 @@ func TestParseSoftwareUpdateList(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			ups, err := parseSoftwareUpdateList(darwinFixture(t, tt.file))
+			ups, err := parseSoftwareUpdateList(platformtest.ReadFixture(t, "darwin", tt.file))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -84,7 +73,7 @@ func TestParseSoftwareUpdateList(t *testing.T) {
 			}
 		})
 	}
-	ups, err := parseSoftwareUpdateList(darwinFixture(t, "softwareupdate-pending.txt"))
+	ups, err := parseSoftwareUpdateList(platformtest.ReadFixture(t, "darwin", "softwareupdate-pending.txt"))
 	if err != nil || ups[0].Action != "restart" || ups[0].Version != "14.6.1" || ups[0].Title != "macOS Sonoma 14.6.1" {
 		t.Errorf("first item %+v %v", ups, err)
 	}
@@ -93,7 +82,7 @@ func TestParseSoftwareUpdateList(t *testing.T) {
 	if ups, err := parseSoftwareUpdateList([]byte(old)); err != nil || len(ups) != 1 {
 		t.Errorf("old format: %+v %v", ups, err)
 	}
-	for _, bad := range []string{"", "garbage", string(darwinFixture(t, "softwareupdate-partial.txt"))} {
+	for _, bad := range []string{"", "garbage", string(platformtest.ReadFixture(t, "darwin", "softwareupdate-partial.txt"))} {
 		if _, err := parseSoftwareUpdateList([]byte(bad)); err == nil {
 			t.Errorf("parseSoftwareUpdateList(%q): want error", bad)
 		}
@@ -101,14 +90,14 @@ func TestParseSoftwareUpdateList(t *testing.T) {
 }
 
 func TestParseDefaults(t *testing.T) {
-	m, err := parseDefaults(darwinFixture(t, "defaults-softwareupdate-off.txt"))
+	m, err := parseDefaults(platformtest.ReadFixture(t, "darwin", "defaults-softwareupdate-off.txt"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if m["CriticalUpdateInstall"] != "0" || m["LastAttemptSystemVersion"] != "13.6.7 (22G720)" || m["Identifier"] != "" || m["Display Name"] != "" {
 		t.Errorf("got %v", m)
 	}
-	for _, bad := range []string{"", "garbage", string(darwinFixture(t, "defaults-missing-domain.txt"))} {
+	for _, bad := range []string{"", "garbage", string(platformtest.ReadFixture(t, "darwin", "defaults-missing-domain.txt"))} {
 		if _, err := parseDefaults([]byte(bad)); err == nil {
 			t.Errorf("parseDefaults(%q): want error", bad)
 		}
@@ -117,7 +106,7 @@ func TestParseDefaults(t *testing.T) {
 
 func FuzzParseSoftwareUpdateList(f *testing.F) {
 	for _, n := range []string{"softwareupdate-none.txt", "softwareupdate-pending.txt", "softwareupdate-security-response.txt", "defaults-softwareupdate-off.txt", "sw_vers-14.6.1.txt"} {
-		f.Add(darwinFixture(f, n))
+		f.Add(platformtest.ReadFixture(f, "darwin", n))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, _ = parseSoftwareUpdateList(b)
@@ -129,7 +118,9 @@ func FuzzParseSoftwareUpdateList(f *testing.F) {
 }
 
 func TestCollectDarwin(t *testing.T) {
-	out := func(file string) platform.Result { return platform.Result{Stdout: darwinFixture(t, file)} }
+	out := func(file string) platform.Result {
+		return platform.Result{Stdout: platformtest.ReadFixture(t, "darwin", file)}
+	}
 	prefs := "defaults read /Library/Preferences/com.apple.SoftwareUpdate"
 	tests := []struct {
 		name              string
@@ -141,7 +132,7 @@ func TestCollectDarwin(t *testing.T) {
 		wantErr           bool
 	}{
 		{name: "up to date", cmds: map[string]platform.Result{
-			"sw_vers": out("sw_vers-14.6.1.txt"), "softwareupdate --list": {Stderr: darwinFixture(t, "softwareupdate-none.txt")},
+			"sw_vers": out("sw_vers-14.6.1.txt"), "softwareupdate --list": {Stderr: platformtest.ReadFixture(t, "darwin", "softwareupdate-none.txt")},
 			prefs: out("defaults-softwareupdate-on.txt"),
 		}, version: "14.6.1", auto: true, last: "2026-11-18T08:02:11Z"},
 		{name: "ventura behind", cmds: map[string]platform.Result{
@@ -154,10 +145,10 @@ func TestCollectDarwin(t *testing.T) {
 		}, version: "15.1", pending: 3, security: 1},
 		{name: "no prefs domain", cmds: map[string]platform.Result{
 			"sw_vers": out("sw_vers-15.1.txt"), "softwareupdate --list": out("softwareupdate-none.txt"),
-			prefs: {Stderr: darwinFixture(t, "defaults-missing-domain.txt"), ExitCode: 1},
+			prefs: {Stderr: platformtest.ReadFixture(t, "darwin", "defaults-missing-domain.txt"), ExitCode: 1},
 		}, version: "15.1"},
 		{name: "softwareupdate unreachable", cmds: map[string]platform.Result{
-			"sw_vers": out("sw_vers-15.1.txt"), "softwareupdate --list": {Stderr: darwinFixture(t, "softwareupdate-partial.txt")},
+			"sw_vers": out("sw_vers-15.1.txt"), "softwareupdate --list": {Stderr: platformtest.ReadFixture(t, "darwin", "softwareupdate-partial.txt")},
 		}, version: "15.1", wantErr: true},
 		{name: "softwareupdate exit 1", cmds: map[string]platform.Result{
 			"sw_vers": out("sw_vers-15.1.txt"), "softwareupdate --list": {ExitCode: 1},

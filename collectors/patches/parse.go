@@ -53,11 +53,21 @@ var eol = map[string]string{
 	"rhel 9":       "2032-05-31",
 	"fedora 39":    "2024-11-26",
 	"fedora 40":    "2025-05-13",
+	// Alpine: end of support of the release branch (alpinelinux.org/releases).
+	"alpine 3.18": "2025-05-09",
+	"alpine 3.19": "2025-11-01",
+	"alpine 3.20": "2026-04-01",
+	"alpine 3.21": "2026-11-01",
 }
 
 func endOfLife(id, version string) *time.Time {
-	if id == "rhel" { // VERSION_ID is "9.4": support is per major
+	switch id {
+	case "rhel": // VERSION_ID is "9.4": support is per major
 		version, _, _ = strings.Cut(version, ".")
+	case "alpine": // VERSION_ID is "3.20.3": support is per major.minor
+		if f := strings.SplitN(version, ".", 3); len(f) >= 2 {
+			version = f[0] + "." + f[1]
+		}
 	}
 	d, ok := eol[id+" "+version]
 	if !ok {
@@ -195,6 +205,44 @@ func parseDnfUpdateinfo(b []byte) []dnfAdvisory {
 		out = append(out, dnfAdvisory{ID: f[0], Severity: sev, Package: f[2]})
 	}
 	return out
+}
+
+// parseDnfUpdateinfoDates returns the oldest advisory date in `dnf -q
+// updateinfo info --security` output. Each advisory has an "Issued" line
+// (dnf5, and dnf4 on RHEL) and/or an "Updated" line (dnf4): the Issued
+// dates are used when there are any, else the Updated ones (an advisory is
+// at least as old as its last update). Values are "2006-01-02 15:04:05",
+// read as UTC, or a bare date.
+func parseDnfUpdateinfoDates(b []byte) *time.Time {
+	var issued, updated *time.Time
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		var dst **time.Time
+		switch strings.TrimSpace(k) {
+		case "Issued":
+			dst = &issued
+		case "Updated":
+			dst = &updated
+		default:
+			continue
+		}
+		v = strings.Join(strings.Fields(v), " ")
+		for _, layout := range []string{time.DateTime, time.DateOnly} {
+			if t, err := time.Parse(layout, v); err == nil {
+				if *dst == nil || t.Before(**dst) {
+					*dst = &t
+				}
+				break
+			}
+		}
+	}
+	if issued != nil {
+		return issued
+	}
+	return updated
 }
 
 // parseDnfCheckUpdate parses `dnf -q check-update` output (exit code 100

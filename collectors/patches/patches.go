@@ -2,16 +2,21 @@ package patches
 
 import (
 	"context"
+	"time"
 
 	"github.com/evident-dev/evident/collectors"
 	"github.com/evident-dev/evident/platform"
 )
 
 // collector reads the patch level. Its Collect is defined per OS.
-type collector struct{}
+type collector struct {
+	// now dates the age of pending advisories; nil means time.Now. Tests
+	// set a fixed clock: parsers never read the clock.
+	now func() time.Time
+}
 
 // New returns the patches collector.
-func New() collectors.Collector { return collector{} }
+func New() collectors.Collector { return collector{now: time.Now} }
 
 // Name implements collectors.Collector.
 func (collector) Name() string { return Name }
@@ -22,10 +27,14 @@ func (collector) ParserVersion() int { return 1 }
 // Collect implements collectors.Collector. It reads the OS of the host, not
 // of the machine running the agent, so a recorded snapshot of any OS replays
 // anywhere.
-func (collector) Collect(ctx context.Context, host platform.Host) (collectors.Result, error) {
+func (c collector) Collect(ctx context.Context, host platform.Host) (collectors.Result, error) {
 	switch host.GOOS() {
 	case "linux":
-		return collectLinux(ctx, host)
+		now := time.Now
+		if c.now != nil {
+			now = c.now
+		}
+		return collectLinux(ctx, host, now())
 	case "darwin":
 		return collectDarwin(ctx, host)
 	case "windows":

@@ -3,8 +3,6 @@ package patches
 import (
 	"context"
 	"errors"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -12,15 +10,6 @@ import (
 	"github.com/evident-dev/evident/platform"
 	"github.com/evident-dev/evident/platform/platformtest"
 )
-
-func read(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 func TestParseAptSimulation(t *testing.T) {
 	tests := []struct {
@@ -30,8 +19,8 @@ func TestParseAptSimulation(t *testing.T) {
 		wantErr       bool
 		firstSecurity string
 	}{
-		{name: "recorded debian12 dist-upgrade", in: read(t, "apt-dist-upgrade-debian12.txt"), total: 124, sec: 69, firstSecurity: "libgcrypt20-dev"},
-		{name: "recorded debian12 upgrade", in: read(t, "apt-upgrade-debian12.txt"), total: 124, sec: 69, firstSecurity: "libgcrypt20-dev"},
+		{name: "recorded debian12 dist-upgrade", in: platformtest.ReadFixture(t, "apt-dist-upgrade-debian12.txt"), total: 124, sec: 69, firstSecurity: "libgcrypt20-dev"},
+		{name: "recorded debian12 upgrade", in: platformtest.ReadFixture(t, "apt-upgrade-debian12.txt"), total: 124, sec: 69, firstSecurity: "libgcrypt20-dev"},
 		// Synthetic edge cases, not recordings:
 		{name: "up to date", in: []byte("Reading package lists...\nCalculating upgrade...\n0 upgraded, 0 newly installed, 0 to remove and 0 not upgraded.\n")},
 		{name: "ubuntu origin and new dependency", in: []byte(
@@ -62,7 +51,7 @@ func TestParseAptSimulation(t *testing.T) {
 }
 
 func TestParseOSRelease(t *testing.T) {
-	r := parseOSRelease(read(t, "debian12/etc/os-release"))
+	r := parseOSRelease(platformtest.ReadFixture(t, "debian12/etc/os-release"))
 	if r.ID != "debian" || r.VersionID != "12" || r.Codename != "bookworm" || r.PrettyName != "Debian GNU/Linux 12 (bookworm)" {
 		t.Errorf("got %+v", r)
 	}
@@ -87,7 +76,7 @@ func TestParseOSRelease(t *testing.T) {
 }
 
 func TestParseAptHistory(t *testing.T) {
-	got := parseAptHistory(read(t, "debian12/var/log/apt/history.log"), time.UTC)
+	got := parseAptHistory(platformtest.ReadFixture(t, "debian12/var/log/apt/history.log"), time.UTC)
 	if got == nil || got.Format(time.DateTime) != "2026-11-24 03:33:48" {
 		t.Errorf("last upgrade = %v", got)
 	}
@@ -111,7 +100,7 @@ func TestParseUnattended(t *testing.T) {
 		{file: "debian12/etc/apt/apt.conf.d/20auto-upgrades", val: "1", set: true, on: true},
 	}
 	for _, tt := range tests {
-		v, set := parseUnattended(read(t, tt.file))
+		v, set := parseUnattended(platformtest.ReadFixture(t, tt.file))
 		if v != tt.val || set != tt.set || periodicEnabled(v) != tt.on {
 			t.Errorf("%s: %q %v", tt.file, v, set)
 		}
@@ -123,10 +112,10 @@ func TestParseUnattended(t *testing.T) {
 
 func TestCollectDebian(t *testing.T) {
 	h := platformtest.Replay{Live: &platform.Live{Root: "testdata/debian12"}, Commands: map[string]platform.Result{
-		"apt-get":    {Stdout: read(t, "apt-dist-upgrade-debian12.txt")},
-		"apt-config": {Stdout: read(t, "apt-config-dump-unattended.txt")},
+		"apt-get":    {Stdout: platformtest.ReadFixture(t, "apt-dist-upgrade-debian12.txt")},
+		"apt-config": {Stdout: platformtest.ReadFixture(t, "apt-config-dump-unattended.txt")},
 	}}
-	res, err := collectLinux(context.Background(), h)
+	res, err := collectLinux(context.Background(), h, testNow)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +136,7 @@ func TestCollectDebian(t *testing.T) {
 	// apt-config missing: fall back to apt.conf.d; apt-get failing: error
 	// with what could be read.
 	h.Commands = map[string]platform.Result{"apt-get": {ExitCode: 100, Stderr: []byte("E: Unable to lock directory /var/lib/apt/lists/")}}
-	res, err = collectLinux(context.Background(), h)
+	res, err = collectLinux(context.Background(), h, testNow)
 	p = res.Payload.(Payload)
 	if err == nil || p.Manager != "apt" || p.AutoUpdates == nil || !p.AutoUpdates.Enabled {
 		t.Errorf("failing apt: err=%v payload=%+v", err, p)
@@ -156,7 +145,7 @@ func TestCollectDebian(t *testing.T) {
 
 func TestCollectNoManager(t *testing.T) {
 	h := platformtest.Replay{Live: &platform.Live{Root: t.TempDir()}}
-	res, err := collectLinux(context.Background(), h)
+	res, err := collectLinux(context.Background(), h, testNow)
 	if !errors.Is(err, collectors.ErrNotApplicable) {
 		t.Errorf("err = %v", err)
 	}
@@ -199,7 +188,7 @@ func TestCollectDnf(t *testing.T) {
 		"needs-restarting":                  {ExitCode: 1, Stdout: []byte("Core libraries or services have been updated since boot-up:\n  * kernel\n")},
 		"systemctl":                         {ExitCode: 0, Stdout: []byte("enabled\n")},
 	}}
-	res, err := collectLinux(context.Background(), h)
+	res, err := collectLinux(context.Background(), h, testNow)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,8 +199,8 @@ func TestCollectDnf(t *testing.T) {
 }
 
 func FuzzParseAptSimulation(f *testing.F) {
-	f.Add(read(f, "apt-dist-upgrade-debian12.txt"))
-	f.Add(read(f, "apt-upgrade-debian12.txt"))
+	f.Add(platformtest.ReadFixture(f, "apt-dist-upgrade-debian12.txt"))
+	f.Add(platformtest.ReadFixture(f, "apt-upgrade-debian12.txt"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		ups, err := parseAptSimulation(b)
 		if err == nil {

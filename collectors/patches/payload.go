@@ -11,7 +11,7 @@ const Name = "patches"
 
 // Payload is the collector's result.
 type Payload struct {
-	Manager                string    `json:"manager"` // "apt", "dnf", "yum", ""
+	Manager                string    `json:"manager"` // "apt", "dnf", "yum", "zypper", "apk", ""
 	OS                     OSRelease `json:"os"`
 	PendingUpdates         int       `json:"pending_updates"`
 	PendingSecurityUpdates int       `json:"pending_security_updates"`

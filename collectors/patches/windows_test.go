@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,15 +12,6 @@ import (
 	"github.com/evident-dev/evident/platform"
 	"github.com/evident-dev/evident/platform/platformtest"
 )
-
-func windowsFixture(t testing.TB, name string) string {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", "windows", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
 
 func date(s string) *time.Time {
 	t, err := time.Parse(time.DateOnly, s)
@@ -80,7 +69,7 @@ func TestNewestHotfix(t *testing.T) {
 	}
 	for _, tt := range tests {
 		var rows []hotfix
-		if err := json.Unmarshal([]byte(windowsFixture(t, tt.file)), &rows); err != nil {
+		if err := json.Unmarshal([]byte(string(platformtest.ReadFixture(t, "windows", tt.file))), &rows); err != nil {
 			t.Fatal(err)
 		}
 		if got := newestHotfix(rows); got == nil || !got.Equal(*date(tt.want)) {
@@ -133,10 +122,10 @@ func windowsReplay(t *testing.T, osFile, hotfixFile string, reg map[string]*plat
 	t.Helper()
 	wmi := map[string]string{}
 	if osFile != "" {
-		wmi[cimv2Namespace+"|"+winOSQuery] = windowsFixture(t, osFile)
+		wmi[cimv2Namespace+"|"+winOSQuery] = string(platformtest.ReadFixture(t, "windows", osFile))
 	}
 	if hotfixFile != "" {
-		wmi[cimv2Namespace+"|"+hotfixQuery] = windowsFixture(t, hotfixFile)
+		wmi[cimv2Namespace+"|"+hotfixQuery] = string(platformtest.ReadFixture(t, "windows", hotfixFile))
 	}
 	regs := map[string]platform.RegistryValue{
 		currentVersion + "|UBR":            {Type: "DWORD", Int: 7171},

@@ -1,7 +1,7 @@
 #!/bin/sh
-# construct.sh: build the CONSTRUCTED fixture trees luks-lvm/ and
-# luks-plus-data/. They are NOT recordings: device-mapper does not work on the
-# machine the fixtures were made on. They copy the kernel's sysfs layout
+# construct.sh: build the CONSTRUCTED fixture trees luks-lvm/,
+# luks-plus-data/ and zfs-root/. They are NOT recordings: device-mapper and
+# ZFS do not work on the machine the fixtures were made on. They copy the kernel's sysfs layout
 # (Documentation/ABI/testing/sysfs-block, dm uuids as cryptsetup and LVM set
 # them) and mountinfo lines in proc(5) format. See README.md.
 set -eu
@@ -93,3 +93,27 @@ $pseudo_mounts
 43 29 8:33 / /media/usb rw,nosuid,nodev,relatime shared:32 - vfat /dev/sdc1 rw,uid=1000,gid=1000
 MI
 printf 'Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n/swapfile                               file\t\t2097148\t\t0\t\t-2\n' >$t/proc/swaps
+
+# (d) zfs-root: an Ubuntu-style ZFS install on one NVMe disk: EFI (p1), ext4
+# /boot (p2), pool rpool on p3 (zfs_member) with the root dataset, a second
+# pool tank with /srv/data and /srv/secret, and an automatic snapshot
+# mounted under .zfs. ZFS datasets have anonymous 0:N devices. The
+# matching `zfs get` outputs and lsblk.json are in zfs/ (constructed too).
+t=zfs-root
+rm -rf "$t"
+nv=pci0000:00/0000:00:1d.0/0000:3d:00.0/nvme/nvme0/nvme0n1
+dev $t "$nv" 259:0
+dev $t "$nv/nvme0n1p1" 259:1
+dev $t "$nv/nvme0n1p2" 259:2
+dev $t "$nv/nvme0n1p3" 259:3
+mkdir -p $t/proc/self
+cat >$t/proc/self/mountinfo <<MI
+29 1 0:26 / / rw,relatime shared:1 - zfs rpool/ROOT/ubuntu rw,xattr,posixacl,casesensitive
+$pseudo_mounts
+40 29 259:2 / /boot rw,relatime shared:30 - ext4 /dev/nvme0n1p2 rw
+41 40 259:1 / /boot/efi rw,relatime shared:31 - vfat /dev/nvme0n1p1 rw,fmask=0077,dmask=0077,codepage=437,iocharset=ascii,shortname=mixed,utf8,errors=remount-ro
+42 29 0:48 / /srv/data rw,relatime shared:32 - zfs tank/data rw,xattr,noacl,casesensitive
+43 29 0:49 / /srv/secret rw,relatime shared:33 - zfs tank/secret rw,xattr,noacl,casesensitive
+44 29 0:50 / /.zfs/snapshot/autosnap ro,relatime shared:34 - zfs rpool/ROOT/ubuntu@autosnap ro,xattr,posixacl,casesensitive
+MI
+printf 'Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n' >$t/proc/swaps
