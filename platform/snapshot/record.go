@@ -19,30 +19,6 @@ import (
 	"github.com/evident-dev/evident/platform"
 )
 
-// denied are path patterns whose content is never recorded: key material
-// and user data have no place in a support bundle.
-var denied = []string{
-	"/etc/shadow*", "/etc/gshadow*", "/etc/ssh/*key*", "/root/*", "/home/*",
-	"*.key", "*.pem", "*/identity/*", "/var/lib/evident-agent/*",
-}
-
-func isDenied(p string) bool {
-	for _, pat := range denied {
-		if ok, _ := path.Match(pat, p); ok {
-			return true
-		}
-		if strings.HasPrefix(pat, "*") {
-			if ok, _ := path.Match(pat, path.Base(p)); ok {
-				return true
-			}
-		}
-		if strings.HasSuffix(pat, "/*") && strings.HasPrefix(p, strings.TrimSuffix(pat, "*")) {
-			return true
-		}
-	}
-	return false
-}
-
 // Recorder is a platform.Host that passes every call to an inner host and
 // remembers what it answered. It is safe for concurrent use.
 type Recorder struct {
@@ -197,12 +173,15 @@ func (r *Recorder) Write(dir, hostname, agentVersion string, now time.Time) (Man
 	defer r.mu.Unlock()
 	m := Manifest{GOOS: r.inner.GOOS(), GOARCH: runtime.GOARCH, Hostname: hostname, RecordedAt: now.UTC(),
 		AgentVersion: agentVersion, Commands: []Command{}, WMI: []WMIQuery{}, Registry: []RegValue{}}
+	// A snapshot is a support bundle: only its owner reads it, and
+	// credentials in recorded text are masked.
 	write := func(rel string, b []byte) error {
 		full := filepath.Join(dir, filepath.FromSlash(rel))
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Dir(full), 0o700); err != nil {
 			return err
 		}
-		return os.WriteFile(full, b, 0o644)
+		b = Redact(b)
+		return os.WriteFile(full, b, 0o600)
 	}
 	for p, b := range r.files {
 		if err := write("fs"+path.Clean("/"+p), b); err != nil {

@@ -22,7 +22,7 @@ const maxManifestBytes = 16 << 20
 type Host struct {
 	dir      string
 	m        Manifest
-	files    *platform.Live // DIR/fs as the root
+	fsDir    string // DIR/fs: files as read, opened through os.Root so links cannot leave it
 	fileErrs map[string]File
 	dirs     map[string]Dir
 	globs    map[string][]string
@@ -58,7 +58,7 @@ func parse(dir string, manifest []byte) (*Host, error) {
 	if m.GOOS == "" {
 		return nil, fmt.Errorf("snapshot %s: manifest names no goos", dir)
 	}
-	h := &Host{dir: dir, m: m, files: &platform.Live{Root: filepath.Join(dir, "fs")},
+	h := &Host{dir: dir, m: m, fsDir: filepath.Join(dir, "fs"),
 		fileErrs: map[string]File{}, dirs: map[string]Dir{}, globs: map[string][]string{},
 		cmds: map[string]Command{}, wmi: map[string]WMIQuery{}, reg: map[string]RegValue{}}
 	for _, f := range m.Files {
@@ -122,7 +122,39 @@ func (h *Host) ReadFile(p string, limit int64) ([]byte, error) {
 			return nil, fmt.Errorf("%s: %w", p, fs.ErrNotExist)
 		}
 	}
-	return h.files.ReadFile(p, limit)
+	if limit <= 0 {
+		limit = platform.DefaultFileLimit
+	}
+	root, err := os.OpenRoot(h.fsDir)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p, fs.ErrNotExist)
+	}
+	defer root.Close()
+	f, err := root.Open(strings.TrimPrefix(path.Clean("/"+p), "/"))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%s: %w", p, fs.ErrNotExist)
+		}
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return b[:limit], fmt.Errorf("read %s: %w (%d bytes)", p, platform.ErrTruncated, limit)
+	}
+	return b, nil
+}
+
+// rootFS is the snapshot's fs/ as an fs.FS confined to it.
+func (h *Host) rootFS() (fs.FS, func(), error) {
+	root, err := os.OpenRoot(h.fsDir)
+	if err != nil {
+		return nil, func() {}, err
+	}
+	return root.FS(), func() { root.Close() }, nil
 }
 
 // Glob implements platform.Host.
@@ -130,14 +162,32 @@ func (h *Host) Glob(pattern string) ([]string, error) {
 	if m, ok := h.globs[pattern]; ok {
 		return append([]string(nil), m...), nil
 	}
-	return h.files.Glob(pattern)
+	fsys, done, err := h.rootFS()
+	if err != nil {
+		return nil, nil
+	}
+	defer done()
+	rel, err := fs.Glob(fsys, strings.TrimPrefix(path.Clean("/"+pattern), "/"))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(rel))
+	for i, r := range rel {
+		out[i] = "/" + r
+	}
+	return out, nil
 }
 
 // ReadDir implements platform.Host.
 func (h *Host) ReadDir(p string) ([]fs.DirEntry, error) {
 	d, ok := h.dirs[path.Clean("/"+p)]
 	if !ok {
-		return h.files.ReadDir(p)
+		fsys, done, err := h.rootFS()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p, fs.ErrNotExist)
+		}
+		defer done()
+		return fs.ReadDir(fsys, strings.TrimPrefix(path.Clean("/"+p), "/"))
 	}
 	if d.Missing {
 		return nil, fmt.Errorf("%s: %w", p, fs.ErrNotExist)
@@ -190,7 +240,12 @@ func (h *Host) output(rel string) ([]byte, error) {
 	if rel == "" {
 		return nil, nil
 	}
-	f, err := os.Open(filepath.Join(h.dir, filepath.FromSlash(rel)))
+	root, err := os.OpenRoot(h.dir)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	f, err := root.Open(filepath.FromSlash(rel))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("snapshot lacks %s named in its manifest", rel)
 	}

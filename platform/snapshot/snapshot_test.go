@@ -239,3 +239,69 @@ func FuzzParseManifest(f *testing.F) {
 		}
 	})
 }
+
+func TestRedact(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{`Acquire::http::Proxy "http://alice:s3cr3t@proxy.corp:3128";`, `Acquire::http::Proxy "http://REDACTED@proxy.corp:3128";`},
+		{`<repo url="https://user:tok@updates.suse.com/SLE"/>`, `<repo url="https://REDACTED@updates.suse.com/SLE"/>`},
+		{"authentication-password='hunter2'\n", "authentication-password=\"REDACTED\"\n"},
+		{"api_key: abc123\nname: x\n", "api_key: \"REDACTED\"\nname: x\n"},
+		// Not secrets: left alone, so replays parse the same text.
+		{"gnome-keyring-secret-daemon\nclamd\n", "gnome-keyring-secret-daemon\nclamd\n"},
+		{`{"nftables": [{"chain": {"policy": "drop"}}]}`, `{"nftables": [{"chain": {"policy": "drop"}}]}`},
+		{"Inst libssl3 [3.0.15] (3.0.17 Debian-Security:12/stable-security [amd64])\n", "Inst libssl3 [3.0.15] (3.0.17 Debian-Security:12/stable-security [amd64])\n"},
+	} {
+		if got := string(Redact([]byte(tc.in))); got != tc.want {
+			t.Errorf("Redact(%q)\n got %q\nwant %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestWriteRedactsAndRestricts(t *testing.T) {
+	root := t.TempDir()
+	rec := NewRecorder(platformtest.Replay{Live: &platform.Live{Root: root}, OS: "linux", Commands: map[string]platform.Result{
+		"apt-config dump": {Stdout: []byte("APT::Periodic::Unattended-Upgrade \"1\";\nAcquire::http::Proxy \"http://bob:pw@proxy:3128\";\n")}}})
+	rec.Run(context.Background(), "apt-config", "dump")
+	dir := filepath.Join(t.TempDir(), "snap")
+	if _, err := rec.Write(dir, "h", "v", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "commands", "0.out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "bob:pw") || !strings.Contains(string(b), `Unattended-Upgrade "1"`) {
+		t.Fatalf("recorded output:\n%s", b)
+	}
+	if st, _ := os.Stat(filepath.Join(dir, "commands", "0.out")); st.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v, want 0600", st.Mode().Perm())
+	}
+}
+
+// A snapshot is untrusted input: links inside it must not reach host files.
+func TestReplayDoesNotFollowLinksOut(t *testing.T) {
+	dir := record(t)
+	secret := filepath.Join(t.TempDir(), "host-secret")
+	if err := os.WriteFile(secret, []byte("host data"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(secret, filepath.Join(dir, "fs", "etc", "linked")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, "commands", "0.out")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(secret, filepath.Join(dir, "commands", "0.out")); err != nil {
+		t.Fatal(err)
+	}
+	h, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := h.ReadFile("/etc/linked", 0); err == nil || strings.Contains(string(b), "host data") {
+		t.Errorf("ReadFile through a link out of the snapshot = %q, %v", b, err)
+	}
+	if res, err := h.Run(context.Background(), "fdesetup", "status"); err == nil || strings.Contains(string(res.Stdout), "host data") {
+		t.Errorf("command output through a link out of the snapshot = %q, %v", res.Stdout, err)
+	}
+}
