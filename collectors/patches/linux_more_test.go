@@ -218,6 +218,24 @@ func TestCollectZypper(t *testing.T) {
 		t.Errorf("failing zypper: err=%v payload=%+v", err, p)
 	}
 
+	// The security list cannot be run, or some repositories were skipped:
+	// an error, never "no pending security updates".
+	for name, sec := range map[string]platform.Result{
+		"list-patches missing from the host": {},
+		"repositories skipped (106)":         {ExitCode: zypperExitReposSkipped, Stdout: platformtest.ReadFixture(t, "zypper/list-patches-security.xml")},
+	} {
+		h.Commands = map[string]platform.Result{
+			cmdKey(zypperUpdatesArgv): {ExitCode: 100, Stdout: platformtest.ReadFixture(t, "zypper/list-updates.xml")},
+			cmdKey(zypperRebootArgv):  {ExitCode: 0},
+		}
+		if name != "list-patches missing from the host" {
+			h.Commands[cmdKey(zypperPatchesArgv)] = sec
+		}
+		if _, err := c.Collect(context.Background(), h); err == nil {
+			t.Errorf("%s: no error, so the security count would read as 0", name)
+		}
+	}
+
 	// Garbage XML with a success exit is an error too.
 	h.Commands = map[string]platform.Result{cmdKey(zypperUpdatesArgv): {Stdout: []byte("<stream><update-status>")}}
 	if _, err := c.Collect(context.Background(), h); err == nil {

@@ -24,7 +24,10 @@ var (
 // zypper exit codes (zypper(8) "EXIT CODES"): 1-99 are errors; 100 and up
 // are informational (100 updates needed, 101 security updates needed, 102
 // reboot needed, 106 some repositories skipped) and the output is valid.
-const zypperExitRebootNeeded = 102
+const (
+	zypperExitRebootNeeded = 102
+	zypperExitReposSkipped = 106
+)
 
 func zypperFailed(code int) bool { return code != 0 && code < 100 }
 
@@ -175,7 +178,16 @@ func (r *reader) zypper(ctx context.Context, p *Payload, now time.Time) error {
 		p.PendingUpdates = zypperPackages(ups)
 	}
 
-	if sec, err := r.run(ctx, nil, zypperPatchesArgv...); err == nil {
+	// A security list that could not be read must not look like "none
+	// pending": every failure becomes the collection's error.
+	if sec, err := r.run(ctx, nil, zypperPatchesArgv...); err != nil {
+		if firstErr == nil {
+			firstErr = fmt.Errorf("zypper list-patches: %w", err)
+		}
+	} else {
+		if sec.ExitCode == zypperExitReposSkipped && firstErr == nil {
+			firstErr = fmt.Errorf("zypper list-patches exited %d: some repositories were skipped, the list is incomplete", sec.ExitCode)
+		}
 		if zypperFailed(sec.ExitCode) {
 			if firstErr == nil {
 				firstErr = fmt.Errorf("zypper list-patches exited %d", sec.ExitCode)
