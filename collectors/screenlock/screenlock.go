@@ -3,6 +3,7 @@ package screenlock
 import (
 	"context"
 	"fmt"
+	"path"
 	"sort"
 	"strconv"
 	"strings"
@@ -60,32 +61,59 @@ func collectLinux(h platform.Host) (collectors.Result, error) {
 	sort.Strings(sessions)
 	res.Sources = append(res.Sources, collectors.Source{Kind: "file", Ref: "graphical sessions", Excerpt: strings.Join(sessions, "\n")})
 	p := Payload{Applicable: true, Mechanism: "gnome-dconf"}
+	gnome := false
+	for _, s := range sessions {
+		base := path.Base(s)
+		gnome = gnome || strings.HasPrefix(base, "gnome") || strings.HasPrefix(base, "ubuntu")
+	}
+	if !gnome {
+		p.Mechanism = ""
+		p.Detail = "graphical sessions " + strings.Join(sessions, ", ") + ": screen lock policy is read for GNOME only"
+		res.Payload = p
+		return res, nil
+	}
 
-	// System policy: every keyfile of every dconf database, in name order
-	// (dconf compiles them that way); locks make keys unchangeable.
-	files, _ := h.Glob("/etc/dconf/db/*.d/*")
-	sort.Strings(files)
+	// System policy: the keyfiles of the system databases the user profile
+	// names (gdm's database applies to the login screen only), in name
+	// order as dconf compiles them; locks make keys unchangeable.
+	var dbs []string
+	if b, err := h.ReadFile("/etc/dconf/profile/user", 64<<10); err == nil {
+		res.Sources = append(res.Sources, collectors.FileSource("/etc/dconf/profile/user", b, nil))
+		for _, l := range strings.Split(string(b), "\n") {
+			if db, ok := strings.CutPrefix(strings.TrimSpace(l), "system-db:"); ok && db != "" && !strings.ContainsAny(db, "/*?[") {
+				dbs = append(dbs, db)
+			}
+		}
+	}
 	var s dconfSettings
 	locked := map[string]bool{}
-	for _, f := range files {
-		b, err := h.ReadFile(f, 64<<10)
-		if err != nil {
-			continue // a directory (locks/) or unreadable
-		}
-		if err := parseDconfKeyfile(b, &s); err != nil {
-			res.Sources = append(res.Sources, collectors.FileSource(f, b, err))
-			continue
-		}
-		res.Sources = append(res.Sources, collectors.FileSource(f, b, nil))
-	}
-	lockFiles, _ := h.Glob("/etc/dconf/db/*.d/locks/*")
-	for _, f := range lockFiles {
-		if b, err := h.ReadFile(f, 64<<10); err == nil {
-			for k := range lockedKeys(b) {
-				locked[k] = true
+	for _, db := range dbs {
+		files, _ := h.Glob("/etc/dconf/db/" + db + ".d/*")
+		sort.Strings(files)
+		for _, f := range files {
+			b, err := h.ReadFile(f, 64<<10)
+			if err != nil {
+				continue // a directory (locks/) or unreadable
 			}
-			res.Sources = append(res.Sources, collectors.FileSource(f, b, nil))
+			perr := parseDconfKeyfile(b, &s)
+			res.Sources = append(res.Sources, collectors.FileSource(f, b, perr))
 		}
+		lockFiles, _ := h.Glob("/etc/dconf/db/" + db + ".d/locks/*")
+		for _, f := range lockFiles {
+			if b, err := h.ReadFile(f, 64<<10); err == nil {
+				for k := range lockedKeys(b) {
+					locked[k] = true
+				}
+				res.Sources = append(res.Sources, collectors.FileSource(f, b, nil))
+			}
+		}
+	}
+	if s.idleDelay == nil && s.lockEnabled == nil && s.lockDelay == nil {
+		// GNOME's defaults would lock after 300 s, but nothing stops a user
+		// from turning that off: no evidence of a control.
+		p.Detail = "no dconf system policy sets the screen lock: GNOME's defaults (lock after 300 s) apply until a user changes them"
+		res.Payload = p
+		return res, nil
 	}
 	idle, lockDelay, lockOn := gnomeIdleDelay, gnomeLockDelay, true
 	var from []string
@@ -107,13 +135,10 @@ func collectLinux(h platform.Host) (collectors.Result, error) {
 		p.IdleSeconds = ptr(idle + lockDelay)
 	}
 	p.Enforced = locked["org/gnome/desktop/session/idle-delay"] && locked["org/gnome/desktop/screensaver/lock-enabled"]
-	switch {
-	case len(from) == 0:
-		p.Detail = "no dconf system policy: GNOME defaults apply (lock after 300 s), and each user may change them"
-	case !p.Enforced:
-		p.Detail = "dconf system policy sets " + strings.Join(from, ", ") + " but does not lock idle-delay and lock-enabled: users may change them"
-	default:
+	if p.Enforced {
 		p.Detail = "dconf system policy sets and locks " + strings.Join(from, ", ")
+	} else {
+		p.Detail = "dconf system policy sets " + strings.Join(from, ", ") + " but does not lock idle-delay and lock-enabled: users may change them"
 	}
 	res.Payload = p
 	return res, nil
@@ -124,16 +149,18 @@ const managedScreensaver = "/Library/Managed Preferences/com.apple.screensaver"
 func collectDarwin(ctx context.Context, h platform.Host) (collectors.Result, error) {
 	var res collectors.Result
 	p := Payload{Applicable: true, Mechanism: "macos"}
+	delay := -1 // seconds from screen saver to password; -1 when unknown
 	out, err := h.Run(ctx, "sysadminctl", "-screenLock", "status")
 	if err != nil {
 		res.Sources = append(res.Sources, collectors.Source{Kind: "command", Ref: "sysadminctl -screenLock status", Error: err.Error()})
 	} else {
 		text := append(append([]byte{}, out.Stdout...), out.Stderr...)
 		res.Sources = append(res.Sources, collectors.CommandSource(out, text))
-		on, delay, perr := parseSysadminctl(text)
+		on, d, perr := parseSysadminctl(text)
 		if perr != nil {
 			res.Sources[len(res.Sources)-1].Error = perr.Error()
 		} else {
+			delay = d
 			p.PasswordOnWake = ptr(on)
 			p.Detail = "password asked " + strconv.Itoa(delay) + " s after sleep or screen saver"
 			if !on {
@@ -152,8 +179,19 @@ func collectDarwin(ctx context.Context, h platform.Host) (collectors.Result, err
 	default:
 		res.Sources = append(res.Sources, collectors.CommandSource(idle, idle.Stdout))
 		if n, perr := strconv.Atoi(strings.TrimSpace(string(idle.Stdout))); perr == nil {
-			p.IdleSeconds, p.Enforced = ptr(n), true
-			p.Enabled = ptr(n > 0 && p.PasswordOnWake != nil && *p.PasswordOnWake)
+			// The idle time is managed; the password delay is the user's
+			// (sysadminctl), so the lock is enforced only in part.
+			p.Enforced, p.IdleSeconds = true, ptr(n)
+			switch {
+			case p.PasswordOnWake == nil:
+				// The lock itself could not be read: unknown, not off.
+			case !*p.PasswordOnWake || n <= 0:
+				p.Enabled = ptr(false)
+			default:
+				// Locked after the screen saver starts plus the delay
+				// before a password is asked.
+				p.Enabled, p.IdleSeconds = ptr(true), ptr(n+max(delay, 0))
+			}
 		} else {
 			res.Sources[len(res.Sources)-1].Error = "idleTime is not a number"
 		}

@@ -10,16 +10,21 @@ import (
 )
 
 func TestCollectLinux(t *testing.T) {
+	yes, no := true, false
 	for _, tc := range []struct {
-		tree                    string
-		applicable, enabled, on bool
-		idle                    int
-		enforced                bool
+		tree        string
+		applicable  bool
+		enabled, on *bool // nil: unknown
+		idle        int
+		enforced    bool
 	}{
-		{"server", false, false, false, 0, false},
-		{"gnome-locked", true, true, true, 600, true},
-		{"gnome-unlocked", true, false, false, 0, false},
-		{"gnome-default", true, true, true, 300, false},
+		{tree: "server"},
+		// gdm.d sets idle-delay 7200 for the login screen only: ignored.
+		{tree: "gnome-locked", applicable: true, enabled: &yes, on: &yes, idle: 600, enforced: true},
+		{tree: "gnome-unlocked", applicable: true, enabled: &no, on: &no},
+		// No policy: GNOME's defaults are not evidence of a control.
+		{tree: "gnome-default", applicable: true},
+		{tree: "kde", applicable: true},
 	} {
 		t.Run(tc.tree, func(t *testing.T) {
 			res, err := New().Collect(context.Background(), platformtest.Replay{Live: &platform.Live{Root: "testdata/" + tc.tree}, OS: "linux"})
@@ -30,19 +35,15 @@ func TestCollectLinux(t *testing.T) {
 			if p.Applicable != tc.applicable || p.Enforced != tc.enforced {
 				t.Fatalf("payload %+v", p)
 			}
-			if !tc.applicable {
-				return
+			if deref(p.Enabled) != deref(tc.enabled) || deref(p.PasswordOnWake) != deref(tc.on) {
+				t.Errorf("enabled %v password %v, want %v %v (%s)", deref(p.Enabled), deref(p.PasswordOnWake), deref(tc.enabled), deref(tc.on), p.Detail)
 			}
-			if p.Enabled == nil || *p.Enabled != tc.enabled || p.PasswordOnWake == nil || *p.PasswordOnWake != tc.on {
-				t.Errorf("enabled %v password %v, want %v %v (%s)", deref(p.Enabled), deref(p.PasswordOnWake), tc.enabled, tc.on, p.Detail)
-			}
-			if got := 0; p.IdleSeconds != nil {
+			got := 0
+			if p.IdleSeconds != nil {
 				got = *p.IdleSeconds
-				if got != tc.idle {
-					t.Errorf("idle %d, want %d", got, tc.idle)
-				}
-			} else if tc.idle != 0 {
-				t.Errorf("idle unknown, want %d", tc.idle)
+			}
+			if got != tc.idle {
+				t.Errorf("idle %d, want %d", got, tc.idle)
 			}
 		})
 	}
@@ -100,6 +101,8 @@ func TestCollectDarwin(t *testing.T) {
 		{"unmanaged idle time", map[string]platform.Result{"sysadminctl -screenLock status": status("screenLock delay is 5 seconds"),
 			idleKey: {ExitCode: 1, Stderr: []byte("The domain/default pair of (/Library/Managed Preferences/com.apple.screensaver, idleTime) does not exist\n")}}, nil, false, 0},
 		{"nothing readable", nil, nil, false, 0},
+		{"idle 600 s plus a 3600 s password delay", map[string]platform.Result{"sysadminctl -screenLock status": status("screenLock delay is 3600 seconds"), idleKey: {Stdout: []byte("600\n")}}, true, true, 4200},
+		{"managed idle time, lock status unreadable", map[string]platform.Result{idleKey: {Stdout: []byte("600\n")}}, nil, true, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			res, err := New().Collect(context.Background(), platformtest.Replay{Live: &platform.Live{Root: t.TempDir()}, OS: "darwin", Commands: tc.cmds})
