@@ -53,8 +53,12 @@ func collectDarwin(ctx context.Context, host platform.Host) (collectors.Result, 
 		fail(err)
 	} else {
 		p.PendingUpdates = len(ups)
+		installed := ""
+		if p.OS.VersionID != "" {
+			installed = macOSMajor(p.OS.VersionID)
+		}
 		for _, u := range ups {
-			if !u.Security() {
+			if !u.Security(installed) {
 				continue
 			}
 			p.PendingSecurityUpdates++

@@ -100,7 +100,16 @@ type swUpdate struct {
 // fixes, per Apple's security release notes), or the update requires a
 // restart (OS-level components). Safari, Xcode and Command Line Tools
 // updates that need no restart count as pending but not as security.
-func (u swUpdate) Security() bool {
+//
+// An upgrade to a newer major macOS (the next release offered to a fully
+// patched Mac) is not a pending security update: installedMajor, when
+// known (not ""), excludes macOS updates whose version has another major.
+func (u swUpdate) Security(installedMajor string) bool {
+	if installedMajor != "" && (strings.HasPrefix(u.Title, "macOS") || strings.HasPrefix(u.Label, "macOS")) && u.Version != "" {
+		if macOSMajor(u.Version) != installedMajor {
+			return false
+		}
+	}
 	return strings.Contains(u.Label, "Security") || strings.Contains(u.Title, "Security") ||
 		strings.HasPrefix(u.Title, "macOS") || strings.HasPrefix(u.Label, "macOS") ||
 		strings.EqualFold(u.Action, "restart")

@@ -64,7 +64,7 @@ func TestParseSoftwareUpdateList(t *testing.T) {
 				if u.Label == "" || u.Title == "" || u.Version == "" || !u.Recommended {
 					t.Errorf("incomplete %+v", u)
 				}
-				if u.Security() {
+				if u.Security("") {
 					sec++
 				}
 			}
@@ -138,11 +138,14 @@ func TestCollectDarwin(t *testing.T) {
 		{name: "ventura behind", cmds: map[string]platform.Result{
 			"sw_vers": out("sw_vers-13.6.7.txt"), "softwareupdate --list": out("softwareupdate-ventura-pending.txt"),
 			prefs: out("defaults-softwareupdate-off.txt"),
-		}, version: "13.6.7", pending: 2, security: 2, eol: true, last: "2025-06-02T14:20:05Z"},
+		// Ventura 13.7.1 is the security update; the Sonoma upgrade is a new
+		// major release, not a pending fix.
+		}, version: "13.6.7", pending: 2, security: 1, eol: true, last: "2025-06-02T14:20:05Z"},
 		{name: "partial prefs", cmds: map[string]platform.Result{
 			"sw_vers": out("sw_vers-15.1.txt"), "softwareupdate --list": out("softwareupdate-pending.txt"),
 			prefs: out("defaults-softwareupdate-partial.txt"),
-		}, version: "15.1", pending: 3, security: 1},
+		// The 14.6.1 update in this list is not for a 15.1 Mac's major release.
+		}, version: "15.1", pending: 3, security: 0},
 		{name: "no prefs domain", cmds: map[string]platform.Result{
 			"sw_vers": out("sw_vers-15.1.txt"), "softwareupdate --list": out("softwareupdate-none.txt"),
 			prefs: {Stderr: platformtest.ReadFixture(t, "darwin", "defaults-missing-domain.txt"), ExitCode: 1},
