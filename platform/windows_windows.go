@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"strings"
+	"sync/atomic"
 
 	"github.com/yusufpapurcu/wmi"
 	"golang.org/x/sys/windows/registry"
@@ -17,6 +18,9 @@ import (
 // gopsutil uses). The query runs on its own goroutine: COM calls cannot be
 // cancelled, so a hung provider is abandoned when ctx ends.
 func (l *Live) WMI(ctx context.Context, namespace, query string, dst any) error {
+	if q := wmiHung.Load(); q != nil {
+		return fmt.Errorf("WMI %s %q: not run: an earlier query (%s) has not returned, and the WMI library serialises queries", namespace, query, *q)
+	}
 	done := make(chan error, 1)
 	go func() { done <- wmi.QueryNamespace(query, dst, namespace) }()
 	select {
@@ -26,9 +30,22 @@ func (l *Live) WMI(ctx context.Context, namespace, query string, dst any) error 
 		}
 		return err
 	case <-ctx.Done():
+		// github.com/yusufpapurcu/wmi holds a package-level lock for the
+		// whole query, and a hung provider (SecurityCenter2 and Defender
+		// are known to hang) keeps it: later queries would queue behind it
+		// and leak a goroutine each. Fail them fast until it returns.
+		hung := namespace + " " + query
+		wmiHung.Store(&hung)
+		go func() {
+			<-done
+			wmiHung.Store(nil)
+		}()
 		return fmt.Errorf("WMI %s %q: %w", namespace, query, ctx.Err())
 	}
 }
+
+// wmiHung names the abandoned query while one is still running (see WMI).
+var wmiHung atomic.Pointer[string]
 
 // Registry implements Host for HKEY_LOCAL_MACHINE, 64-bit view.
 func (l *Live) Registry(key, name string) (RegistryValue, error) {

@@ -138,13 +138,13 @@ func TestCollectDarwin(t *testing.T) {
 		{name: "ventura behind", cmds: map[string]platform.Result{
 			"sw_vers": out("sw_vers-13.6.7.txt"), "softwareupdate --list": out("softwareupdate-ventura-pending.txt"),
 			prefs: out("defaults-softwareupdate-off.txt"),
-		// Ventura 13.7.1 is the security update; the Sonoma upgrade is a new
-		// major release, not a pending fix.
+			// Ventura 13.7.1 is the security update; the Sonoma upgrade is a new
+			// major release, not a pending fix.
 		}, version: "13.6.7", pending: 2, security: 1, eol: true, last: "2025-06-02T14:20:05Z"},
 		{name: "partial prefs", cmds: map[string]platform.Result{
 			"sw_vers": out("sw_vers-15.1.txt"), "softwareupdate --list": out("softwareupdate-pending.txt"),
 			prefs: out("defaults-softwareupdate-partial.txt"),
-		// The 14.6.1 update in this list is not for a 15.1 Mac's major release.
+			// The 14.6.1 update in this list is not for a 15.1 Mac's major release.
 		}, version: "15.1", pending: 3, security: 0},
 		{name: "no prefs domain", cmds: map[string]platform.Result{
 			"sw_vers": out("sw_vers-15.1.txt"), "softwareupdate --list": out("softwareupdate-none.txt"),

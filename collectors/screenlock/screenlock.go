@@ -224,6 +224,9 @@ func collectWindows(h platform.Host) (collectors.Result, error) {
 		res.Sources = append(res.Sources, collectors.Source{Kind: "registry", Ref: ref, Error: err.Error()})
 		res.Payload = p
 		return res, fmt.Errorf("read %s: %w", ref, err)
+	case v.Type != "DWORD":
+		res.Sources = append(res.Sources, collectors.Source{Kind: "registry", Ref: ref, Error: "type " + v.Type + ", want DWORD"})
+		p.Detail = "the machine inactivity limit policy has an unexpected type " + v.Type
 	default:
 		res.Sources = append(res.Sources, collectors.Source{Kind: "registry", Ref: ref, Excerpt: v.Type + " " + strconv.FormatUint(v.Int, 10)})
 		n := int(v.Int)

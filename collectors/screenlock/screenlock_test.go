@@ -146,6 +146,12 @@ func TestCollectWindows(t *testing.T) {
 			}
 		})
 	}
+	// A value of the wrong type says nothing: unknown, not off.
+	res, err := New().Collect(context.Background(), platformtest.Replay{Live: &platform.Live{Root: t.TempDir()}, OS: "windows",
+		RegistryValues: map[string]platform.RegistryValue{key: {Type: "SZ", String: "900"}}})
+	if p := res.Payload.(Payload); err != nil || p.Enabled != nil {
+		t.Errorf("SZ policy value: enabled %v, err %v; want unknown", deref(p.Enabled), err)
+	}
 	if _, err := New().Collect(context.Background(), platformtest.Replay{Live: &platform.Live{}, OS: "plan9"}); !errors.Is(err, errors.ErrUnsupported) {
 		t.Errorf("plan9: %v", err)
 	}

@@ -54,6 +54,9 @@ type securityPatchParams struct {
 	MaxDays int `json:"max_days"`
 }
 
+// monthlyCycle is Windows' cumulative update cadence (Patch Tuesday).
+const monthlyCycle = 31 * 24 * time.Hour
+
 // historyScan bounds how far back security_patches looks for the start of
 // the current pending period.
 const historyScan = 2000
@@ -87,7 +90,21 @@ func newSecurityPatches(raw json.RawMessage) (evaluator, error) {
 		}
 		if pl.Manager == "" {
 			if pl.OS.ID == "windows" {
-				return decided(o, store.Unknown, osName+" is in support, but pending Windows updates are not read yet (they need the Windows Update Agent API)", facts)
+				// Pending updates need the Windows Update Agent API. Windows
+				// ships cumulative security updates every month, so the
+				// newest installed update tells whether the host keeps up:
+				// older than the window plus one monthly cycle means at
+				// least one cumulative update is missing.
+				if pl.LastSuccessfulUpdate == nil {
+					return decided(o, store.Unknown, osName+" is in support, but no installed update date was found and pending Windows updates are not read", facts)
+				}
+				age := o.CollectedAt.Sub(*pl.LastSuccessfulUpdate)
+				days := int(age / (24 * time.Hour))
+				facts["newest_update_installed"] = pl.LastSuccessfulUpdate.Format(time.DateOnly)
+				if age > grace+monthlyCycle {
+					return decided(o, store.Fail, fmt.Sprintf("newest Windows update installed %d days ago: with monthly cumulative updates, more than %d days means a security update is missing", days, p.MaxDays+31), facts)
+				}
+				return decided(o, store.Pass, fmt.Sprintf("newest Windows update installed %d days ago, within a monthly cycle plus the %d-day window (%s)", days, p.MaxDays, osName), facts)
 			}
 			return decided(o, store.Unknown, "no supported package manager found", facts)
 		}

@@ -159,9 +159,19 @@ func TestSecurityPatches(t *testing.T) {
 		{name: "end of life ahead", in: controls.Input{Latest: latest(at(50, collected, pl(0, func(p *patches.Payload) { p.OS.EndOfLife = &eolFuture })))}, wantStatus: store.Pass, wantReason: "no pending security updates", wantSeq: 50},
 		{name: "end of life passed beats no manager", in: controls.Input{Latest: latest(at(50, collected, pl(0, func(p *patches.Payload) { p.Manager = ""; p.OS.EndOfLife = &eolPast })))}, wantStatus: store.Fail, wantReason: "end of security support", wantSeq: 50},
 		{name: "no manager", in: controls.Input{Latest: latest(at(50, collected, pl(0, func(p *patches.Payload) { p.Manager = "" })))}, wantStatus: store.Unknown, wantReason: "no supported package manager found", wantSeq: 50},
-		{name: "windows: pending updates not read", in: controls.Input{Latest: latest(at(50, collected, pl(0, func(p *patches.Payload) {
+		{name: "windows: no update date", in: controls.Input{Latest: latest(at(50, collected, pl(0, func(p *patches.Payload) {
 			p.Manager, p.OS = "", patches.OSRelease{ID: "windows", VersionID: "11 25H2", PrettyName: "Microsoft Windows 11 Pro", EndOfLife: &eolFuture}
-		})))}, wantStatus: store.Unknown, wantReason: "Microsoft Windows 11 Pro is in support, but pending Windows updates are not read yet", wantSeq: 50},
+		})))}, wantStatus: store.Unknown, wantReason: "no installed update date was found", wantSeq: 50},
+		{name: "windows: updated 20 days ago", in: controls.Input{Latest: latest(at(50, collected, pl(0, func(p *patches.Payload) {
+			p.Manager, p.OS = "", patches.OSRelease{ID: "windows", VersionID: "11 25H2", PrettyName: "Microsoft Windows 11 Pro", EndOfLife: &eolFuture}
+			last := collected.Add(-20 * day)
+			p.LastSuccessfulUpdate = &last
+		})))}, wantStatus: store.Pass, wantReason: "newest Windows update installed 20 days ago, within a monthly cycle", wantSeq: 50},
+		{name: "windows: updated 60 days ago", in: controls.Input{Latest: latest(at(50, collected, pl(0, func(p *patches.Payload) {
+			p.Manager, p.OS = "", patches.OSRelease{ID: "windows", VersionID: "11 25H2", PrettyName: "Microsoft Windows 11 Pro", EndOfLife: &eolFuture}
+			last := collected.Add(-60 * day)
+			p.LastSuccessfulUpdate = &last
+		})))}, wantStatus: store.Fail, wantReason: "newest Windows update installed 60 days ago", wantSeq: 50},
 		{name: "pending, no history", in: controls.Input{Latest: latest(newest)}, wantStatus: store.Pass, wantReason: "3 security updates pending (pkga, pkgb, pkgc) for less than a day as seen by the server, within the 14-day window", wantSeq: 50},
 		{name: "pending within window", in: controls.Input{Latest: latest(newest), History: history(newest, at(49, now.Add(-5*day), pl(2)), at(48, now.Add(-10*day), pl(1)))},
 			wantStatus: store.Pass, wantReason: "for 9 days as seen by the server, within the 14-day window", wantSeq: 50},
