@@ -12,10 +12,10 @@ import (
 
 // The Windows Defender Firewall profiles, from the NetSecurity WMI provider.
 //
-// Known limitation: without a PolicyStore context, MSFT_NetFirewallProfile
-// returns the local (persistent) store. Settings pushed by Group Policy
-// live in their own store and win in the effective (ActiveStore) view; the
-// WMI door cannot pass the context that selects it.
+// Without a PolicyStore context, MSFT_NetFirewallProfile returns the local
+// (persistent) store. Settings pushed by Group Policy live in their own
+// store and win; the WMI door cannot select it, so the policy values are
+// read from the registry (gpPolicyKey) and override the local ones.
 const (
 	netSecurityNamespace = `root\StandardCimv2`
 	profileQuery         = "SELECT Name, Enabled, DefaultInboundAction, DefaultOutboundAction FROM MSFT_NetFirewallProfile"
@@ -32,6 +32,49 @@ type firewallProfile struct {
 }
 
 var windowsProfiles = []string{"Domain", "Private", "Public"}
+
+// Group Policy firewall settings: one key per profile (the Private
+// profile's is StandardProfile); EnableFirewall 0/1, DefaultInboundAction
+// 0 allow / 1 block.
+const gpPolicyKey = `SOFTWARE\Policies\Microsoft\WindowsFirewall\`
+
+var gpProfileKeys = map[string]string{"Domain": "DomainProfile", "Private": "StandardProfile", "Public": "PublicProfile"}
+
+// applyGroupPolicy overrides rows with the Group Policy values that are set,
+// and returns a source for each.
+func applyGroupPolicy(host platform.Host, rows []firewallProfile) []collectors.Source {
+	var srcs []collectors.Source
+	for i := range rows {
+		sub, ok := gpProfileKeys[titleCase(rows[i].Name)]
+		if !ok {
+			continue
+		}
+		key := gpPolicyKey + sub
+		for _, name := range []string{"EnableFirewall", "DefaultInboundAction"} {
+			v, err := host.Registry(key, name)
+			if err != nil || v.Type != "DWORD" {
+				continue // not set by policy: the local store decides
+			}
+			srcs = append(srcs, collectors.Source{Kind: "registry", Ref: `HKLM\` + key + `\` + name,
+				Excerpt: fmt.Sprintf("DWORD %d (Group Policy overrides the local setting)", v.Int)})
+			if name == "EnableFirewall" {
+				rows[i].Enabled = uint16(min(v.Int, 1)) // 0 False, 1 True
+			} else if rows[i].DefaultInboundAction = 2; v.Int == 1 { // 0 allow, 1 block
+				rows[i].DefaultInboundAction = 4
+			}
+		}
+	}
+	return srcs
+}
+
+func titleCase(s string) string {
+	for _, n := range windowsProfiles {
+		if strings.EqualFold(n, s) {
+			return n
+		}
+	}
+	return s
+}
 
 // parseFirewallProfiles turns the profile rows into one backend per
 // profile, in Domain, Private, Public order, and the payload. The host
@@ -118,6 +161,7 @@ func collectWindows(ctx context.Context, host platform.Host) (collectors.Result,
 	if len(rows) == 0 {
 		return res, fmt.Errorf("MSFT_NetFirewallProfile returned no profiles")
 	}
+	res.Sources = append(res.Sources, applyGroupPolicy(host, rows)...)
 	p, missing := parseFirewallProfiles(rows)
 	res.Payload = p
 	if len(missing) > 0 {

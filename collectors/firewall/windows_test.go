@@ -70,6 +70,24 @@ func TestCollectWindows(t *testing.T) {
 		t.Errorf("sources %+v", res.Sources)
 	}
 
+	// Group Policy switches the Domain profile off and allows inbound on
+	// Private, whatever the local store says.
+	gp := host(string(platformtest.ReadFixture(t, "windows/profiles-all-on-block.json")))
+	gp.RegistryValues = map[string]platform.RegistryValue{
+		gpPolicyKey + "DomainProfile|EnableFirewall":         {Type: "DWORD", Int: 0},
+		gpPolicyKey + "StandardProfile|DefaultInboundAction": {Type: "DWORD", Int: 0},
+	}
+	res, err = New().Collect(context.Background(), gp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := res.Payload.(Payload); p.Enabled || p.InboundDefaultDeny || p.Backends[0].Active || p.Backends[1].InboundDefaultDeny || !p.Backends[2].InboundDefaultDeny {
+		t.Errorf("Group Policy not applied: %+v", p)
+	}
+	if len(res.Sources) != 3 {
+		t.Errorf("sources %+v; want the WMI rows and the two policy values", res.Sources)
+	}
+
 	// Two profiles: partial payload and an error.
 	res, err = New().Collect(context.Background(), host(string(platformtest.ReadFixture(t, "windows/profiles-missing-domain.json"))))
 	if err == nil || !strings.Contains(err.Error(), "Domain") || res.Payload.(Payload).Enabled {
