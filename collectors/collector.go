@@ -38,6 +38,40 @@ func Unsupported(name, goos string) error {
 	return fmt.Errorf("%s is not collected on %s yet: %w", name, goos, errors.ErrUnsupported)
 }
 
+// ByOS is a Collector that reads each OS with its own function, chosen by
+// the host's OS (not the build's), so a snapshot of any OS replays anywhere.
+// An OS without a function is unsupported.
+type ByOS struct {
+	Signal  string // the collector name
+	Version int    // parser version
+	Linux   func(context.Context, platform.Host) (Result, error)
+	Darwin  func(context.Context, platform.Host) (Result, error)
+	Windows func(context.Context, platform.Host) (Result, error)
+}
+
+// Name implements Collector.
+func (c ByOS) Name() string { return c.Signal }
+
+// ParserVersion implements Versioned.
+func (c ByOS) ParserVersion() int { return c.Version }
+
+// Collect implements Collector.
+func (c ByOS) Collect(ctx context.Context, host platform.Host) (Result, error) {
+	var read func(context.Context, platform.Host) (Result, error)
+	switch host.GOOS() {
+	case "linux":
+		read = c.Linux
+	case "darwin":
+		read = c.Darwin
+	case "windows":
+		read = c.Windows
+	}
+	if read == nil {
+		return Result{}, Unsupported(c.Signal, host.GOOS())
+	}
+	return read(ctx, host)
+}
+
 // Collector reads one signal.
 type Collector interface {
 	// Name is stable and unique: it keys evidence on the server.

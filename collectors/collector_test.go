@@ -13,6 +13,7 @@ import (
 
 	"github.com/evident-dev/evident/collectors"
 	"github.com/evident-dev/evident/platform"
+	"github.com/evident-dev/evident/platform/platformtest"
 )
 
 // fake is a collector whose Collect is a function.
@@ -403,5 +404,31 @@ func TestFileSource(t *testing.T) {
 	s = collectors.FileSource("/sys/x", nil, errors.New("permission denied"))
 	if s.Error != "permission denied" || s.Excerpt != "" {
 		t.Errorf("FileSource with error = %+v", s)
+	}
+}
+
+func TestByOS(t *testing.T) {
+	read := func(os string) func(context.Context, platform.Host) (collectors.Result, error) {
+		return func(context.Context, platform.Host) (collectors.Result, error) {
+			return collectors.Result{Payload: os}, nil
+		}
+	}
+	c := collectors.ByOS{Signal: "sig", Version: 3, Linux: read("linux"), Windows: read("windows")}
+	if c.Name() != "sig" || c.ParserVersion() != 3 {
+		t.Fatalf("name %q version %d", c.Name(), c.ParserVersion())
+	}
+	for _, tc := range []struct {
+		goos, want  string
+		unsupported bool
+	}{
+		{"linux", "linux", false},
+		{"windows", "windows", false},
+		{"darwin", "", true}, // no reader
+		{"plan9", "", true},
+	} {
+		res, err := c.Collect(context.Background(), platformtest.Replay{Live: &platform.Live{}, OS: tc.goos})
+		if tc.unsupported != errors.Is(err, errors.ErrUnsupported) || (!tc.unsupported && res.Payload != tc.want) {
+			t.Errorf("%s: payload %v err %v", tc.goos, res.Payload, err)
+		}
 	}
 }
