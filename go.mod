@@ -3,6 +3,7 @@ module github.com/evident-dev/evident
 go 1.26.8
 
 require (
+	github.com/google/go-tpm v0.9.8
 	github.com/shirou/gopsutil/v4 v4.26.10
 	github.com/yusufpapurcu/wmi v1.2.4
 	go.etcd.io/bbolt v1.5.0

@@ -18,6 +18,7 @@ import (
 	"github.com/evident-dev/evident/internal/atomicfile"
 	"github.com/evident-dev/evident/internal/enrolltoken"
 	"github.com/evident-dev/evident/internal/version"
+	"github.com/evident-dev/evident/server/attest"
 	"github.com/evident-dev/evident/server/controls"
 	"github.com/evident-dev/evident/server/ingest"
 	"github.com/evident-dev/evident/server/pki"
@@ -32,6 +33,7 @@ Usage:
   evident-server run            serve enrollment and evidence (gRPC over mTLS)
   evident-server secret create  create an enrollment secret; prints the token agents enroll with
   evident-server report         print the fleet posture report (--json for machines)
+  evident-server attest verify  verify a TPM2_Quote made with tpm2-tools (tpm2_quote)
   evident-server version        print the version
 
 Every command takes --data-dir (env EVIDENT_DATA_DIR, default /var/lib/evident-server).
@@ -55,6 +57,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdSecretCreate(args[2:], stdout, stderr)
 	case "report":
 		err = cmdReport(args[1:], stdout, stderr)
+	case "attest":
+		if len(args) < 2 || args[1] != "verify" {
+			fmt.Fprintln(stderr, "usage: evident-server attest verify --ak-pub FILE --msg FILE --sig FILE --pcrs FILE --nonce HEX [--pcr-list sha256:0,1,2,3,4,5,6,7]")
+			return 2
+		}
+		err = cmdAttestVerify(args[2:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "evident-server", version.Version)
 	case "help", "-h", "--help":
@@ -274,4 +282,71 @@ func cmdReport(args []string, stdout, stderr io.Writer) error {
 		return report.WriteJSON(stdout, f)
 	}
 	return report.WriteText(stdout, f)
+}
+
+func cmdAttestVerify(args []string, stdout, stderr io.Writer) error {
+	fs, _ := newFlags("attest verify", stderr, "evident-server attest verify: verify a TPM2_Quote in the formats tpm2-tools 5.x writes\n"+
+		"(tpm2_createak -f pem -u ak.pem; tpm2_quote -m quote.msg -s quote.sig -o quote.pcrs).\n"+
+		"Exits 0 and prints \"quote verified: ...\" when the signature, nonce, PCR selection and\n"+
+		"PCR digest all check out; exits 1 with the reason otherwise. --data-dir is not used.")
+	akPath := fs.String("ak-pub", "", "AK public key, PEM (tpm2_createak -f pem -u FILE)")
+	msgPath := fs.String("msg", "", "quoted TPMS_ATTEST (tpm2_quote -m FILE)")
+	sigPath := fs.String("sig", "", "TPMT_SIGNATURE (tpm2_quote -s FILE)")
+	pcrsPath := fs.String("pcrs", "", "PCR values (tpm2_quote -o FILE, default serialized format)")
+	nonceHex := fs.String("nonce", "", fmt.Sprintf("nonce the quote must carry as extraData, hex, at least %d bytes (tpm2_quote -q)", attest.MinNonceLen))
+	pcrList := fs.String("pcr-list", attest.DefaultSelection.String(), "PCR selection the quote must cover exactly (tpm2-tools syntax, banks joined by +)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	for _, f := range []struct{ name, val string }{{"ak-pub", *akPath}, {"msg", *msgPath}, {"sig", *sigPath}, {"pcrs", *pcrsPath}, {"nonce", *nonceHex}} {
+		if f.val == "" {
+			fmt.Fprintf(stderr, "--%s is required\n", f.name)
+			return errUsage
+		}
+	}
+	want, err := attest.ParseSelection(*pcrList)
+	if err != nil {
+		return fmt.Errorf("--pcr-list: %w", err)
+	}
+	nonce, err := attest.ParseNonce(*nonceHex)
+	if err != nil {
+		return fmt.Errorf("--nonce: %w", err)
+	}
+	read := func(flagName, path string) ([]byte, error) {
+		b, err := attest.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("--%s: %w", flagName, err)
+		}
+		return b, nil
+	}
+	akPEM, err := read("ak-pub", *akPath)
+	if err != nil {
+		return err
+	}
+	ak, err := attest.ParseAKPublic(akPEM)
+	if err != nil {
+		return fmt.Errorf("--ak-pub %s: %w", *akPath, err)
+	}
+	msg, err := read("msg", *msgPath)
+	if err != nil {
+		return err
+	}
+	sig, err := read("sig", *sigPath)
+	if err != nil {
+		return err
+	}
+	pcrsFile, err := read("pcrs", *pcrsPath)
+	if err != nil {
+		return err
+	}
+	pcrs, _, err := attest.ParsePCRFile(pcrsFile)
+	if err != nil {
+		return fmt.Errorf("--pcrs %s: %w", *pcrsPath, err)
+	}
+	res, err := attest.VerifyQuote(ak, msg, sig, pcrs, nonce, want)
+	if err != nil {
+		return fmt.Errorf("quote rejected: %w", err)
+	}
+	fmt.Fprintln(stdout, "quote verified:", res)
+	return nil
 }
