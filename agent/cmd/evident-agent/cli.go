@@ -23,6 +23,7 @@ import (
 	"github.com/evident-dev/evident/agent/statusapi"
 	"github.com/evident-dev/evident/collectors"
 	"github.com/evident-dev/evident/collectors/all"
+	"github.com/evident-dev/evident/internal/cli"
 	"github.com/evident-dev/evident/internal/version"
 	"github.com/evident-dev/evident/platform"
 	"github.com/evident-dev/evident/platform/snapshot"
@@ -70,18 +71,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "unknown command %q\n\n%s", args[0], usage)
 		return 2
 	}
-	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.Is(err, errUsage):
-		return 2
-	default:
-		fmt.Fprintln(stderr, "evident-agent:", err)
-		return 1
-	}
+	return cli.ExitCode("evident-agent", err, stderr)
 }
-
-var errUsage = errors.New("usage")
 
 func env(key, def string) string {
 	if v := os.Getenv(key); v != "" {
@@ -91,28 +82,9 @@ func env(key, def string) string {
 }
 
 func newFlags(name string, stderr io.Writer, help string) (*flag.FlagSet, *string) {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "%s\n\nFlags:\n", help)
-		fs.PrintDefaults()
-	}
+	fs := cli.NewFlagSet(name, stderr, help)
 	dir := fs.String("data-dir", env("EVIDENT_DATA_DIR", platform.DefaultAgentDataDir()), "agent data directory: identity, outbox, status socket (env EVIDENT_DATA_DIR)")
 	return fs, dir
-}
-
-func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(fs.Output(), "unexpected argument %q\n", fs.Arg(0))
-		return errUsage
-	}
-	return nil
 }
 
 func registry(only string) (*collectors.Registry, error) {
@@ -156,7 +128,7 @@ func cmdCollect(args []string, stdout, stderr io.Writer) error {
 	only := collectorsFlag(fs)
 	snap := snapshotFlag(fs)
 	timeout := fs.Duration("timeout", agent.DefaultCollectorTimeout, "per-collector timeout")
-	if err := parse(fs, args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	reg, err := registry(*only)
@@ -205,7 +177,7 @@ func cmdEnroll(args []string, stdout, stderr io.Writer) error {
 	force := fs.Bool("force", false, "enroll again even if this data directory is already enrolled")
 	snap := fs.String("host-snapshot", "", "enroll as the host recorded in this snapshot (hostname, OS, architecture), for a lab device that will `run --host-snapshot` it")
 	machineID := fs.String("machine-id", os.Getenv("EVIDENT_MACHINE_ID"), "hardware identity the server uses to link a re-imaged device to its earlier record\n(default: the SMBIOS UUID or machine id; set it for cloned VMs that share one; env EVIDENT_MACHINE_ID)")
-	if err := parse(fs, args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	if *token == "" {
@@ -213,7 +185,7 @@ func cmdEnroll(args []string, stdout, stderr io.Writer) error {
 	}
 	if *server == "" || *token == "" {
 		fmt.Fprintln(stderr, "enroll needs --server and --token (or EVIDENT_SERVER and EVIDENT_ENROLL_TOKEN)")
-		return errUsage
+		return cli.ErrUsage
 	}
 	idDir := identity.Dir(*dir)
 	if id, err := identity.Load(idDir); err == nil && !*force {
@@ -251,7 +223,7 @@ func cmdRun(args []string, stderr io.Writer) error {
 	timeout := fs.Duration("collector-timeout", agent.DefaultCollectorTimeout, "per-collector timeout")
 	maxBytes := fs.Int64("outbox-max-bytes", agent.DefaultOutboxMaxBytes, "outbox size bound; when full the oldest unsent observations are dropped and the drop is reported")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	if err := parse(fs, args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	if *interval <= 0 || *onceTimeout <= 0 || *timeout <= 0 {
@@ -285,12 +257,12 @@ func cmdSnapshot(args []string, stdout, stderr io.Writer) error {
 	out := fs.String("out", "", "directory to write (must not exist or be empty)")
 	only := collectorsFlag(fs)
 	timeout := fs.Duration("timeout", agent.DefaultCollectorTimeout, "per-collector timeout")
-	if err := parse(fs, args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	if *out == "" {
 		fmt.Fprintln(stderr, "snapshot needs --out DIR")
-		return errUsage
+		return cli.ErrUsage
 	}
 	reg, err := registry(*only)
 	if err != nil {
@@ -311,7 +283,7 @@ func cmdSnapshot(args []string, stdout, stderr io.Writer) error {
 func cmdStatus(args []string, stdout, stderr io.Writer) error {
 	fs, dir := newFlags("status", stderr, "evident-agent status: ask the running agent (over its local socket) for its state:\nlast collection, outbox depth, last ack, connection errors.")
 	asJSON := fs.Bool("json", false, "print the raw JSON")
-	if err := parse(fs, args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	b, err := statusapi.Get(context.Background(), statusapi.SocketPath(*dir))

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/evident-dev/evident/internal/atomicfile"
+	"github.com/evident-dev/evident/internal/cli"
 	"github.com/evident-dev/evident/internal/enrolltoken"
 	"github.com/evident-dev/evident/internal/version"
 	"github.com/evident-dev/evident/server/attest"
@@ -71,20 +72,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "unknown command %q\n\n%s", args[0], usage)
 		return 2
 	}
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.Is(err, errUsage):
-		return 2
-	default:
-		fmt.Fprintln(stderr, "evident-server:", err)
-		return 1
-	}
+	return cli.ExitCode("evident-server", err, stderr)
 }
-
-var errUsage = errors.New("usage")
 
 func defaultDataDir() string {
 	if d := os.Getenv("EVIDENT_DATA_DIR"); d != "" {
@@ -94,28 +83,9 @@ func defaultDataDir() string {
 }
 
 func newFlags(name string, stderr io.Writer, help string) (*flag.FlagSet, *string) {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "%s\n\nFlags:\n", help)
-		fs.PrintDefaults()
-	}
+	fs := cli.NewFlagSet(name, stderr, help)
 	dir := fs.String("data-dir", defaultDataDir(), "server data directory: CA, certificates and the SQLite database (env EVIDENT_DATA_DIR)")
 	return fs, dir
-}
-
-func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(fs.Output(), "unexpected argument %q\n", fs.Arg(0))
-		return errUsage
-	}
-	return nil
 }
 
 func dbPath(dir string) string { return filepath.Join(dir, "evident.db") }
@@ -134,7 +104,7 @@ func cmdRun(args []string, stderr io.Writer) error {
 	policyPath := fs.String("policy", "", "control pack JSON file (default: the built-in SOC 2 device pack)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	rescore := fs.Duration("rescore-interval", 5*time.Minute, "how often every device is re-evaluated with the server clock, so silent devices go stale")
-	if err := parse(fs, args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	if *rescore <= 0 {
@@ -224,7 +194,7 @@ func cmdSecretCreate(args []string, stdout, stderr io.Writer) error {
 	label := fs.String("label", "", "a note to recognise this secret by (e.g. \"jamf-2026\")")
 	single := fs.Bool("single-use", false, "the secret enrolls one device only")
 	expires := fs.Duration("expires", 0, "the secret stops working after this long (e.g. 720h; 0 = never)")
-	if err := parse(fs, args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	if *expires < 0 {
@@ -259,7 +229,7 @@ func cmdReport(args []string, stdout, stderr io.Writer) error {
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
 	device := fs.String("device", "", "only this device (id or hostname)")
 	policyPath := fs.String("policy", "", "control pack JSON file (default: the built-in pack)")
-	if err := parse(fs, args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	policy, err := loadPolicy(*policyPath)
@@ -295,13 +265,13 @@ func cmdAttestVerify(args []string, stdout, stderr io.Writer) error {
 	pcrsPath := fs.String("pcrs", "", "PCR values (tpm2_quote -o FILE, default serialized format)")
 	nonceHex := fs.String("nonce", "", fmt.Sprintf("nonce the quote must carry as extraData, hex, at least %d bytes (tpm2_quote -q)", attest.MinNonceLen))
 	pcrList := fs.String("pcr-list", attest.DefaultSelection.String(), "PCR selection the quote must cover exactly (tpm2-tools syntax, banks joined by +)")
-	if err := parse(fs, args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	for _, f := range []struct{ name, val string }{{"ak-pub", *akPath}, {"msg", *msgPath}, {"sig", *sigPath}, {"pcrs", *pcrsPath}, {"nonce", *nonceHex}} {
 		if f.val == "" {
 			fmt.Fprintf(stderr, "--%s is required\n", f.name)
-			return errUsage
+			return cli.ErrUsage
 		}
 	}
 	want, err := attest.ParseSelection(*pcrList)

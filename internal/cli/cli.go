@@ -1,0 +1,54 @@
+// Package cli is the command-line plumbing both Evident binaries share: a
+// flag set per subcommand with its help text, strict argument parsing, and
+// one exit-code policy (0 success or -h, 2 usage error, 1 failure).
+package cli
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+)
+
+// ErrUsage marks a usage error already explained on stderr: exit 2.
+var ErrUsage = errors.New("usage")
+
+// NewFlagSet returns a flag set whose -h prints help and the flags.
+func NewFlagSet(name string, stderr io.Writer, help string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "%s\n\nFlags:\n", help)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// Parse parses args, refusing positional arguments.
+func Parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return ErrUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(fs.Output(), "unexpected argument %q\n", fs.Arg(0))
+		return ErrUsage
+	}
+	return nil
+}
+
+// ExitCode turns a command's error into the process exit code, printing
+// failures as "prog: error".
+func ExitCode(prog string, err error, stderr io.Writer) int {
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, ErrUsage):
+		return 2
+	default:
+		fmt.Fprintln(stderr, prog+":", err)
+		return 1
+	}
+}

@@ -1,0 +1,40 @@
+package cli
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"strings"
+	"testing"
+)
+
+func TestParseAndExitCode(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		wantCode int
+		wantOut  string
+	}{
+		{"ok", []string{"--n", "3"}, 0, ""},
+		{"help", []string{"-h"}, 0, "does things"},
+		{"unknown flag", []string{"--nope"}, 2, "flag provided but not defined"},
+		{"positional argument", []string{"extra"}, 2, `unexpected argument "extra"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			fs := NewFlagSet("x", &stderr, "x: does things")
+			fs.Int("n", 0, "a number")
+			code := ExitCode("prog", Parse(fs, tc.args), &stderr)
+			if code != tc.wantCode || !strings.Contains(stderr.String(), tc.wantOut) {
+				t.Errorf("code %d, stderr %q; want %d containing %q", code, stderr.String(), tc.wantCode, tc.wantOut)
+			}
+		})
+	}
+	var stderr bytes.Buffer
+	if code := ExitCode("prog", errors.New("disk full"), &stderr); code != 1 || stderr.String() != "prog: disk full\n" {
+		t.Errorf("failure: code %d, stderr %q", code, stderr.String())
+	}
+	if code := ExitCode("prog", flag.ErrHelp, &stderr); code != 0 {
+		t.Errorf("ErrHelp: code %d", code)
+	}
+}
