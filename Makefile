@@ -62,7 +62,7 @@ fuzz: ## Run every fuzz target for FUZZTIME (default 10s) each
 
 .PHONY: bench
 bench: build ## Print performance figures: collection cycle, agent RSS/CPU, outbox vs raw bbolt, ingest vs raw SQLite and gRPC
-	$(GO) test -run '^$$' -bench . -benchtime 1s ./agent/outbox ./server/store/sqlite ./server/attest
+	$(GO) test -run '^$$' -bench . -benchtime 1s ./agent/outbox ./server/store/sqlite ./server/attest ./agent/tpm
 	$(GO) run ./test/bench
 
 .PHONY: proto-tools
