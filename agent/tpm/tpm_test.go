@@ -1,20 +1,16 @@
 package tpm_test
 
 import (
-	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
-	"fmt"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/evident-dev/evident/internal/swtpmtest"
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
@@ -206,123 +202,18 @@ func BenchmarkQuote(b *testing.B) {
 // under CI=true (when failInCI) and skips it otherwise.
 func openSwtpm(tb testing.TB, failInCI bool) *tpm.TPM {
 	tb.Helper()
-	for _, tool := range []string{"swtpm", "swtpm_setup"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			msg := fmt.Sprintf("%s not found in PATH (apt-get install swtpm swtpm-tools)", tool)
-			if failInCI && os.Getenv("CI") == "true" {
-				tb.Fatal(msg)
-			}
-			tb.Skip(msg)
-		}
+	if failInCI {
+		swtpmtest.Require(tb, "swtpm", "swtpm_setup")
+	} else if msg := swtpmtest.Missing("swtpm", "swtpm_setup"); msg != "" {
+		tb.Skip(msg)
 	}
-	dir := tb.TempDir()
-	state := filepath.Join(dir, "state")
-	if err := os.Mkdir(state, 0o700); err != nil {
-		tb.Fatal(err)
-	}
-	if out, err := tpmCmd(tb, dir, "swtpm_setup", "--tpm2", "--tpmstate", state, "--createek", "--pcr-banks", "sha256"); err != nil {
-		tb.Fatalf("swtpm_setup: %v\n%s", err, out)
-	}
-	port := startSwtpm(tb, dir, state)
+	_, port := swtpmtest.Start(tb)
 	dev, err := tpm.Open("swtpm:127.0.0.1:" + strconv.Itoa(port))
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { dev.Close() })
 	return dev
-}
-
-// The helpers below are copied from test/e2e/attest_test.go (testing.TB
-// instead of *testing.T so the benchmark can use them).
-
-// tpmCmd runs one command in dir with a bounded time and returns its combined output.
-func tpmCmd(tb testing.TB, dir string, bin string, args ...string) (string, error) {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Dir = dir
-	cmd.WaitDelay = 5 * time.Second
-	out, err := cmd.CombinedOutput()
-	if ctx.Err() != nil {
-		err = fmt.Errorf("%s timed out: %w", bin, ctx.Err())
-	}
-	return string(out), err
-}
-
-// startSwtpm starts swtpm on two free loopback ports, waits until its data port
-// accepts connections and stops it when the test ends. It returns the data port.
-func startSwtpm(tb testing.TB, dir, state string) int {
-	tb.Helper()
-	for attempt := 0; attempt < 3; attempt++ {
-		port := freePortPair(tb)
-		ctrl := port + 1
-		cmd := exec.Command("swtpm", "socket", "--tpm2", "--tpmstate", "dir="+state,
-			"--flags", "not-need-init,startup-clear",
-			"--server", fmt.Sprintf("type=tcp,port=%d,bindaddr=127.0.0.1", port),
-			"--ctrl", fmt.Sprintf("type=tcp,port=%d,bindaddr=127.0.0.1", ctrl))
-		logPath := filepath.Join(dir, fmt.Sprintf("swtpm-%d.log", attempt))
-		logf, err := os.Create(logPath)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		cmd.Stdout, cmd.Stderr = logf, logf
-		if err := cmd.Start(); err != nil {
-			logf.Close()
-			tb.Fatalf("start swtpm: %v", err)
-		}
-		exited := make(chan struct{})
-		go func() { cmd.Wait(); logf.Close(); close(exited) }()
-		stop := func() {
-			cmd.Process.Kill()
-			select {
-			case <-exited:
-			case <-time.After(10 * time.Second):
-				tb.Errorf("swtpm (pid %d) did not exit", cmd.Process.Pid)
-			}
-		}
-		deadline := time.Now().Add(15 * time.Second)
-		for time.Now().Before(deadline) {
-			select {
-			case <-exited:
-				deadline = time.Time{} // exited early, e.g. port taken: retry
-				continue
-			default:
-			}
-			c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
-			if err == nil {
-				c.Close()
-				tb.Cleanup(stop)
-				return port
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		stop()
-		log, _ := os.ReadFile(logPath)
-		tb.Logf("swtpm attempt %d on port %d did not come up:\n%s", attempt, port, log)
-	}
-	tb.Fatal("swtpm did not accept connections")
-	return 0
-}
-
-// freePortPair returns a port P such that P and P+1 were both free on loopback.
-func freePortPair(tb testing.TB) int {
-	tb.Helper()
-	for i := 0; i < 50; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			tb.Fatal(err)
-		}
-		p := l.Addr().(*net.TCPAddr).Port
-		l2, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p+1))
-		l.Close()
-		if err == nil {
-			l2.Close()
-			return p
-		}
-	}
-	tb.Fatal("no two consecutive free loopback ports")
-	return 0
 }
 
 func randBytes(tb testing.TB, n int) []byte {
