@@ -78,7 +78,7 @@ func (x Observation_Status) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Observation_Status.Descriptor instead.
 func (Observation_Status) EnumDescriptor() ([]byte, []int) {
-	return file_evident_v1_evident_proto_rawDescGZIP(), []int{8, 0}
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{14, 0}
 }
 
 type EnrollRequest struct {
@@ -88,9 +88,11 @@ type EnrollRequest struct {
 	// PKCS#10 certificate request, DER. Its public key becomes the device key.
 	Csr  []byte     `protobuf:"bytes,2,opt,name=csr,proto3" json:"csr,omitempty"`
 	Host *HostFacts `protobuf:"bytes,3,opt,name=host,proto3" json:"host,omitempty"`
-	// Filled once TPM attestation lands; ignored by servers that do not
-	// attest.
-	Tpm           *TPMIdentity `protobuf:"bytes,4,opt,name=tpm,proto3" json:"tpm,omitempty"`
+	// The device's TPM, when it has one. With it, enrollment takes two
+	// calls: the first returns an ActivationChallenge instead of a
+	// certificate, the second carries the ActivationProof.
+	Tpm           *TPMIdentity     `protobuf:"bytes,4,opt,name=tpm,proto3" json:"tpm,omitempty"`
+	Activation    *ActivationProof `protobuf:"bytes,5,opt,name=activation,proto3" json:"activation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -149,6 +151,13 @@ func (x *EnrollRequest) GetHost() *HostFacts {
 func (x *EnrollRequest) GetTpm() *TPMIdentity {
 	if x != nil {
 		return x.Tpm
+	}
+	return nil
+}
+
+func (x *EnrollRequest) GetActivation() *ActivationProof {
+	if x != nil {
+		return x.Activation
 	}
 	return nil
 }
@@ -246,11 +255,15 @@ func (x *HostFacts) GetAgentVersion() string {
 	return ""
 }
 
+// TPMIdentity names a TPM by its endorsement key and proposes an
+// attestation key created under the storage root key.
 type TPMIdentity struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	EkPub         []byte                 `protobuf:"bytes,1,opt,name=ek_pub,json=ekPub,proto3" json:"ek_pub,omitempty"`
-	EkCert        []byte                 `protobuf:"bytes,2,opt,name=ek_cert,json=ekCert,proto3" json:"ek_cert,omitempty"`
-	AkPub         []byte                 `protobuf:"bytes,3,opt,name=ak_pub,json=akPub,proto3" json:"ak_pub,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// EK public key, PKIX DER.
+	EkPub []byte `protobuf:"bytes,1,opt,name=ek_pub,json=ekPub,proto3" json:"ek_pub,omitempty"`
+	// EK certificate, DER, as read from the TPM's NV index; empty if none.
+	EkCert        []byte        `protobuf:"bytes,2,opt,name=ek_cert,json=ekCert,proto3" json:"ek_cert,omitempty"`
+	Ak            *AKParameters `protobuf:"bytes,4,opt,name=ak,proto3" json:"ak,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -299,9 +312,202 @@ func (x *TPMIdentity) GetEkCert() []byte {
 	return nil
 }
 
-func (x *TPMIdentity) GetAkPub() []byte {
+func (x *TPMIdentity) GetAk() *AKParameters {
 	if x != nil {
-		return x.AkPub
+		return x.Ak
+	}
+	return nil
+}
+
+// AKParameters are the AK's TPMT_PUBLIC and its creation data, attestation
+// and signature (TPM2_CreateKey outputs), as go-attestation returns them.
+type AKParameters struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Public            []byte                 `protobuf:"bytes,1,opt,name=public,proto3" json:"public,omitempty"`
+	CreateData        []byte                 `protobuf:"bytes,2,opt,name=create_data,json=createData,proto3" json:"create_data,omitempty"`
+	CreateAttestation []byte                 `protobuf:"bytes,3,opt,name=create_attestation,json=createAttestation,proto3" json:"create_attestation,omitempty"`
+	CreateSignature   []byte                 `protobuf:"bytes,4,opt,name=create_signature,json=createSignature,proto3" json:"create_signature,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *AKParameters) Reset() {
+	*x = AKParameters{}
+	mi := &file_evident_v1_evident_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AKParameters) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AKParameters) ProtoMessage() {}
+
+func (x *AKParameters) ProtoReflect() protoreflect.Message {
+	mi := &file_evident_v1_evident_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AKParameters.ProtoReflect.Descriptor instead.
+func (*AKParameters) Descriptor() ([]byte, []int) {
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *AKParameters) GetPublic() []byte {
+	if x != nil {
+		return x.Public
+	}
+	return nil
+}
+
+func (x *AKParameters) GetCreateData() []byte {
+	if x != nil {
+		return x.CreateData
+	}
+	return nil
+}
+
+func (x *AKParameters) GetCreateAttestation() []byte {
+	if x != nil {
+		return x.CreateAttestation
+	}
+	return nil
+}
+
+func (x *AKParameters) GetCreateSignature() []byte {
+	if x != nil {
+		return x.CreateSignature
+	}
+	return nil
+}
+
+// ActivationChallenge is TPM2_MakeCredential's output for the proposed AK
+// and EK: only the TPM holding both can recover the secret.
+type ActivationChallenge struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ChallengeId   string                 `protobuf:"bytes,1,opt,name=challenge_id,json=challengeId,proto3" json:"challenge_id,omitempty"`
+	Credential    []byte                 `protobuf:"bytes,2,opt,name=credential,proto3" json:"credential,omitempty"`
+	Secret        []byte                 `protobuf:"bytes,3,opt,name=secret,proto3" json:"secret,omitempty"`
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ActivationChallenge) Reset() {
+	*x = ActivationChallenge{}
+	mi := &file_evident_v1_evident_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActivationChallenge) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActivationChallenge) ProtoMessage() {}
+
+func (x *ActivationChallenge) ProtoReflect() protoreflect.Message {
+	mi := &file_evident_v1_evident_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActivationChallenge.ProtoReflect.Descriptor instead.
+func (*ActivationChallenge) Descriptor() ([]byte, []int) {
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ActivationChallenge) GetChallengeId() string {
+	if x != nil {
+		return x.ChallengeId
+	}
+	return ""
+}
+
+func (x *ActivationChallenge) GetCredential() []byte {
+	if x != nil {
+		return x.Credential
+	}
+	return nil
+}
+
+func (x *ActivationChallenge) GetSecret() []byte {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
+}
+
+func (x *ActivationChallenge) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+// ActivationProof is the secret TPM2_ActivateCredential recovered.
+type ActivationProof struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ChallengeId   string                 `protobuf:"bytes,1,opt,name=challenge_id,json=challengeId,proto3" json:"challenge_id,omitempty"`
+	Secret        []byte                 `protobuf:"bytes,2,opt,name=secret,proto3" json:"secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ActivationProof) Reset() {
+	*x = ActivationProof{}
+	mi := &file_evident_v1_evident_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActivationProof) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActivationProof) ProtoMessage() {}
+
+func (x *ActivationProof) ProtoReflect() protoreflect.Message {
+	mi := &file_evident_v1_evident_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActivationProof.ProtoReflect.Descriptor instead.
+func (*ActivationProof) Descriptor() ([]byte, []int) {
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ActivationProof) GetChallengeId() string {
+	if x != nil {
+		return x.ChallengeId
+	}
+	return ""
+}
+
+func (x *ActivationProof) GetSecret() []byte {
+	if x != nil {
+		return x.Secret
 	}
 	return nil
 }
@@ -313,14 +519,17 @@ type EnrollResponse struct {
 	Certificate []byte `protobuf:"bytes,2,opt,name=certificate,proto3" json:"certificate,omitempty"`
 	// PEM bundle of CA certificates the agent trusts for the server from now
 	// on.
-	CaBundle      []byte `protobuf:"bytes,3,opt,name=ca_bundle,json=caBundle,proto3" json:"ca_bundle,omitempty"`
+	CaBundle []byte `protobuf:"bytes,3,opt,name=ca_bundle,json=caBundle,proto3" json:"ca_bundle,omitempty"`
+	// Set, with no certificate, when the request named a TPM and carried no
+	// proof yet.
+	Activation    *ActivationChallenge `protobuf:"bytes,4,opt,name=activation,proto3" json:"activation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *EnrollResponse) Reset() {
 	*x = EnrollResponse{}
-	mi := &file_evident_v1_evident_proto_msgTypes[3]
+	mi := &file_evident_v1_evident_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -332,7 +541,7 @@ func (x *EnrollResponse) String() string {
 func (*EnrollResponse) ProtoMessage() {}
 
 func (x *EnrollResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_evident_v1_evident_proto_msgTypes[3]
+	mi := &file_evident_v1_evident_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -345,7 +554,7 @@ func (x *EnrollResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollResponse.ProtoReflect.Descriptor instead.
 func (*EnrollResponse) Descriptor() ([]byte, []int) {
-	return file_evident_v1_evident_proto_rawDescGZIP(), []int{3}
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *EnrollResponse) GetDeviceId() string {
@@ -369,6 +578,13 @@ func (x *EnrollResponse) GetCaBundle() []byte {
 	return nil
 }
 
+func (x *EnrollResponse) GetActivation() *ActivationChallenge {
+	if x != nil {
+		return x.Activation
+	}
+	return nil
+}
+
 type AgentMessage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Msg:
@@ -376,6 +592,7 @@ type AgentMessage struct {
 	//	*AgentMessage_Hello
 	//	*AgentMessage_Report
 	//	*AgentMessage_Heartbeat
+	//	*AgentMessage_Attestation
 	Msg           isAgentMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -383,7 +600,7 @@ type AgentMessage struct {
 
 func (x *AgentMessage) Reset() {
 	*x = AgentMessage{}
-	mi := &file_evident_v1_evident_proto_msgTypes[4]
+	mi := &file_evident_v1_evident_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -395,7 +612,7 @@ func (x *AgentMessage) String() string {
 func (*AgentMessage) ProtoMessage() {}
 
 func (x *AgentMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_evident_v1_evident_proto_msgTypes[4]
+	mi := &file_evident_v1_evident_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -408,7 +625,7 @@ func (x *AgentMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentMessage.ProtoReflect.Descriptor instead.
 func (*AgentMessage) Descriptor() ([]byte, []int) {
-	return file_evident_v1_evident_proto_rawDescGZIP(), []int{4}
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *AgentMessage) GetMsg() isAgentMessage_Msg {
@@ -445,6 +662,15 @@ func (x *AgentMessage) GetHeartbeat() *Heartbeat {
 	return nil
 }
 
+func (x *AgentMessage) GetAttestation() *Attestation {
+	if x != nil {
+		if x, ok := x.Msg.(*AgentMessage_Attestation); ok {
+			return x.Attestation
+		}
+	}
+	return nil
+}
+
 type isAgentMessage_Msg interface {
 	isAgentMessage_Msg()
 }
@@ -461,11 +687,17 @@ type AgentMessage_Heartbeat struct {
 	Heartbeat *Heartbeat `protobuf:"bytes,3,opt,name=heartbeat,proto3,oneof"`
 }
 
+type AgentMessage_Attestation struct {
+	Attestation *Attestation `protobuf:"bytes,4,opt,name=attestation,proto3,oneof"`
+}
+
 func (*AgentMessage_Hello) isAgentMessage_Msg() {}
 
 func (*AgentMessage_Report) isAgentMessage_Msg() {}
 
 func (*AgentMessage_Heartbeat) isAgentMessage_Msg() {}
+
+func (*AgentMessage_Attestation) isAgentMessage_Msg() {}
 
 // Hello opens a stream.
 type Hello struct {
@@ -479,7 +711,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_evident_v1_evident_proto_msgTypes[5]
+	mi := &file_evident_v1_evident_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -491,7 +723,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_evident_v1_evident_proto_msgTypes[5]
+	mi := &file_evident_v1_evident_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -504,7 +736,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_evident_v1_evident_proto_rawDescGZIP(), []int{5}
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Hello) GetAgentVersion() string {
@@ -531,7 +763,7 @@ type Report struct {
 
 func (x *Report) Reset() {
 	*x = Report{}
-	mi := &file_evident_v1_evident_proto_msgTypes[6]
+	mi := &file_evident_v1_evident_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -543,7 +775,7 @@ func (x *Report) String() string {
 func (*Report) ProtoMessage() {}
 
 func (x *Report) ProtoReflect() protoreflect.Message {
-	mi := &file_evident_v1_evident_proto_msgTypes[6]
+	mi := &file_evident_v1_evident_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -556,12 +788,235 @@ func (x *Report) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Report.ProtoReflect.Descriptor instead.
 func (*Report) Descriptor() ([]byte, []int) {
-	return file_evident_v1_evident_proto_rawDescGZIP(), []int{6}
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Report) GetObservations() []*Observation {
 	if x != nil {
 		return x.Observations
+	}
+	return nil
+}
+
+// Attestation answers an AttestationChallenge. Every quote's qualifying
+// data (extraData) is SHA-256(nonce || SHA-256(report)).
+type Attestation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Nonce []byte                 `protobuf:"bytes,1,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	// The serialized Report this attestation covers (the agent's latest
+	// collection cycle, with seqs).
+	Report []byte `protobuf:"bytes,2,opt,name=report,proto3" json:"report,omitempty"`
+	// One quote of PCRs 0-7 per PCR bank the TPM has.
+	Quotes []*Quote    `protobuf:"bytes,3,rep,name=quotes,proto3" json:"quotes,omitempty"`
+	Pcrs   []*PCRValue `protobuf:"bytes,4,rep,name=pcrs,proto3" json:"pcrs,omitempty"`
+	// The TCG firmware event log (binary_bios_measurements); empty when it
+	// could not be read, with the reason in event_log_error.
+	EventLog      []byte `protobuf:"bytes,5,opt,name=event_log,json=eventLog,proto3" json:"event_log,omitempty"`
+	EventLogError string `protobuf:"bytes,6,opt,name=event_log_error,json=eventLogError,proto3" json:"event_log_error,omitempty"`
+	// Set when the agent could not attest at all; quotes are then empty.
+	Error         string `protobuf:"bytes,7,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Attestation) Reset() {
+	*x = Attestation{}
+	mi := &file_evident_v1_evident_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Attestation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Attestation) ProtoMessage() {}
+
+func (x *Attestation) ProtoReflect() protoreflect.Message {
+	mi := &file_evident_v1_evident_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Attestation.ProtoReflect.Descriptor instead.
+func (*Attestation) Descriptor() ([]byte, []int) {
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Attestation) GetNonce() []byte {
+	if x != nil {
+		return x.Nonce
+	}
+	return nil
+}
+
+func (x *Attestation) GetReport() []byte {
+	if x != nil {
+		return x.Report
+	}
+	return nil
+}
+
+func (x *Attestation) GetQuotes() []*Quote {
+	if x != nil {
+		return x.Quotes
+	}
+	return nil
+}
+
+func (x *Attestation) GetPcrs() []*PCRValue {
+	if x != nil {
+		return x.Pcrs
+	}
+	return nil
+}
+
+func (x *Attestation) GetEventLog() []byte {
+	if x != nil {
+		return x.EventLog
+	}
+	return nil
+}
+
+func (x *Attestation) GetEventLogError() string {
+	if x != nil {
+		return x.EventLogError
+	}
+	return ""
+}
+
+func (x *Attestation) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+type Quote struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// TPM_ALG_ID of the PCR bank quoted.
+	HashAlg uint32 `protobuf:"varint,1,opt,name=hash_alg,json=hashAlg,proto3" json:"hash_alg,omitempty"`
+	// TPMS_ATTEST as signed.
+	Attest []byte `protobuf:"bytes,2,opt,name=attest,proto3" json:"attest,omitempty"`
+	// TPMT_SIGNATURE.
+	Signature     []byte `protobuf:"bytes,3,opt,name=signature,proto3" json:"signature,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Quote) Reset() {
+	*x = Quote{}
+	mi := &file_evident_v1_evident_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Quote) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Quote) ProtoMessage() {}
+
+func (x *Quote) ProtoReflect() protoreflect.Message {
+	mi := &file_evident_v1_evident_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Quote.ProtoReflect.Descriptor instead.
+func (*Quote) Descriptor() ([]byte, []int) {
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *Quote) GetHashAlg() uint32 {
+	if x != nil {
+		return x.HashAlg
+	}
+	return 0
+}
+
+func (x *Quote) GetAttest() []byte {
+	if x != nil {
+		return x.Attest
+	}
+	return nil
+}
+
+func (x *Quote) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+type PCRValue struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	HashAlg       uint32                 `protobuf:"varint,1,opt,name=hash_alg,json=hashAlg,proto3" json:"hash_alg,omitempty"`
+	Index         uint32                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	Digest        []byte                 `protobuf:"bytes,3,opt,name=digest,proto3" json:"digest,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PCRValue) Reset() {
+	*x = PCRValue{}
+	mi := &file_evident_v1_evident_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PCRValue) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PCRValue) ProtoMessage() {}
+
+func (x *PCRValue) ProtoReflect() protoreflect.Message {
+	mi := &file_evident_v1_evident_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PCRValue.ProtoReflect.Descriptor instead.
+func (*PCRValue) Descriptor() ([]byte, []int) {
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *PCRValue) GetHashAlg() uint32 {
+	if x != nil {
+		return x.HashAlg
+	}
+	return 0
+}
+
+func (x *PCRValue) GetIndex() uint32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *PCRValue) GetDigest() []byte {
+	if x != nil {
+		return x.Digest
 	}
 	return nil
 }
@@ -575,7 +1030,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_evident_v1_evident_proto_msgTypes[7]
+	mi := &file_evident_v1_evident_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -587,7 +1042,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_evident_v1_evident_proto_msgTypes[7]
+	mi := &file_evident_v1_evident_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -600,7 +1055,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_evident_v1_evident_proto_rawDescGZIP(), []int{7}
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Heartbeat) GetSentAt() *timestamppb.Timestamp {
@@ -631,7 +1086,7 @@ type Observation struct {
 
 func (x *Observation) Reset() {
 	*x = Observation{}
-	mi := &file_evident_v1_evident_proto_msgTypes[8]
+	mi := &file_evident_v1_evident_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -643,7 +1098,7 @@ func (x *Observation) String() string {
 func (*Observation) ProtoMessage() {}
 
 func (x *Observation) ProtoReflect() protoreflect.Message {
-	mi := &file_evident_v1_evident_proto_msgTypes[8]
+	mi := &file_evident_v1_evident_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -656,7 +1111,7 @@ func (x *Observation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Observation.ProtoReflect.Descriptor instead.
 func (*Observation) Descriptor() ([]byte, []int) {
-	return file_evident_v1_evident_proto_rawDescGZIP(), []int{8}
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Observation) GetSeq() uint64 {
@@ -736,7 +1191,7 @@ type Source struct {
 
 func (x *Source) Reset() {
 	*x = Source{}
-	mi := &file_evident_v1_evident_proto_msgTypes[9]
+	mi := &file_evident_v1_evident_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -748,7 +1203,7 @@ func (x *Source) String() string {
 func (*Source) ProtoMessage() {}
 
 func (x *Source) ProtoReflect() protoreflect.Message {
-	mi := &file_evident_v1_evident_proto_msgTypes[9]
+	mi := &file_evident_v1_evident_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -761,7 +1216,7 @@ func (x *Source) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Source.ProtoReflect.Descriptor instead.
 func (*Source) Descriptor() ([]byte, []int) {
-	return file_evident_v1_evident_proto_rawDescGZIP(), []int{9}
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Source) GetKind() string {
@@ -806,6 +1261,8 @@ type ServerMessage struct {
 	//	*ServerMessage_Ack
 	//	*ServerMessage_CollectNow
 	//	*ServerMessage_Config
+	//	*ServerMessage_AttestationChallenge
+	//	*ServerMessage_AttestationResult
 	Msg           isServerMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -813,7 +1270,7 @@ type ServerMessage struct {
 
 func (x *ServerMessage) Reset() {
 	*x = ServerMessage{}
-	mi := &file_evident_v1_evident_proto_msgTypes[10]
+	mi := &file_evident_v1_evident_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -825,7 +1282,7 @@ func (x *ServerMessage) String() string {
 func (*ServerMessage) ProtoMessage() {}
 
 func (x *ServerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_evident_v1_evident_proto_msgTypes[10]
+	mi := &file_evident_v1_evident_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -838,7 +1295,7 @@ func (x *ServerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerMessage.ProtoReflect.Descriptor instead.
 func (*ServerMessage) Descriptor() ([]byte, []int) {
-	return file_evident_v1_evident_proto_rawDescGZIP(), []int{10}
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ServerMessage) GetMsg() isServerMessage_Msg {
@@ -875,6 +1332,24 @@ func (x *ServerMessage) GetConfig() *Config {
 	return nil
 }
 
+func (x *ServerMessage) GetAttestationChallenge() *AttestationChallenge {
+	if x != nil {
+		if x, ok := x.Msg.(*ServerMessage_AttestationChallenge); ok {
+			return x.AttestationChallenge
+		}
+	}
+	return nil
+}
+
+func (x *ServerMessage) GetAttestationResult() *AttestationResult {
+	if x != nil {
+		if x, ok := x.Msg.(*ServerMessage_AttestationResult); ok {
+			return x.AttestationResult
+		}
+	}
+	return nil
+}
+
 type isServerMessage_Msg interface {
 	isServerMessage_Msg()
 }
@@ -891,11 +1366,130 @@ type ServerMessage_Config struct {
 	Config *Config `protobuf:"bytes,3,opt,name=config,proto3,oneof"`
 }
 
+type ServerMessage_AttestationChallenge struct {
+	AttestationChallenge *AttestationChallenge `protobuf:"bytes,4,opt,name=attestation_challenge,json=attestationChallenge,proto3,oneof"`
+}
+
+type ServerMessage_AttestationResult struct {
+	AttestationResult *AttestationResult `protobuf:"bytes,5,opt,name=attestation_result,json=attestationResult,proto3,oneof"`
+}
+
 func (*ServerMessage_Ack) isServerMessage_Msg() {}
 
 func (*ServerMessage_CollectNow) isServerMessage_Msg() {}
 
 func (*ServerMessage_Config) isServerMessage_Msg() {}
+
+func (*ServerMessage_AttestationChallenge) isServerMessage_Msg() {}
+
+func (*ServerMessage_AttestationResult) isServerMessage_Msg() {}
+
+// AttestationChallenge asks for a quote over a fresh single-use nonce.
+type AttestationChallenge struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Nonce         []byte                 `protobuf:"bytes,1,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AttestationChallenge) Reset() {
+	*x = AttestationChallenge{}
+	mi := &file_evident_v1_evident_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AttestationChallenge) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AttestationChallenge) ProtoMessage() {}
+
+func (x *AttestationChallenge) ProtoReflect() protoreflect.Message {
+	mi := &file_evident_v1_evident_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AttestationChallenge.ProtoReflect.Descriptor instead.
+func (*AttestationChallenge) Descriptor() ([]byte, []int) {
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *AttestationChallenge) GetNonce() []byte {
+	if x != nil {
+		return x.Nonce
+	}
+	return nil
+}
+
+func (x *AttestationChallenge) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+// AttestationResult tells the agent what the server concluded, for its
+// logs; the verdict itself is stored as evidence on the server.
+type AttestationResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Verified      bool                   `protobuf:"varint,1,opt,name=verified,proto3" json:"verified,omitempty"`
+	Reasons       []string               `protobuf:"bytes,2,rep,name=reasons,proto3" json:"reasons,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AttestationResult) Reset() {
+	*x = AttestationResult{}
+	mi := &file_evident_v1_evident_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AttestationResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AttestationResult) ProtoMessage() {}
+
+func (x *AttestationResult) ProtoReflect() protoreflect.Message {
+	mi := &file_evident_v1_evident_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AttestationResult.ProtoReflect.Descriptor instead.
+func (*AttestationResult) Descriptor() ([]byte, []int) {
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *AttestationResult) GetVerified() bool {
+	if x != nil {
+		return x.Verified
+	}
+	return false
+}
+
+func (x *AttestationResult) GetReasons() []string {
+	if x != nil {
+		return x.Reasons
+	}
+	return nil
+}
 
 type Ack struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -906,7 +1500,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_evident_v1_evident_proto_msgTypes[11]
+	mi := &file_evident_v1_evident_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -918,7 +1512,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_evident_v1_evident_proto_msgTypes[11]
+	mi := &file_evident_v1_evident_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -931,7 +1525,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_evident_v1_evident_proto_rawDescGZIP(), []int{11}
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Ack) GetUpToSeq() uint64 {
@@ -951,7 +1545,7 @@ type CollectNow struct {
 
 func (x *CollectNow) Reset() {
 	*x = CollectNow{}
-	mi := &file_evident_v1_evident_proto_msgTypes[12]
+	mi := &file_evident_v1_evident_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -963,7 +1557,7 @@ func (x *CollectNow) String() string {
 func (*CollectNow) ProtoMessage() {}
 
 func (x *CollectNow) ProtoReflect() protoreflect.Message {
-	mi := &file_evident_v1_evident_proto_msgTypes[12]
+	mi := &file_evident_v1_evident_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -976,7 +1570,7 @@ func (x *CollectNow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CollectNow.ProtoReflect.Descriptor instead.
 func (*CollectNow) Descriptor() ([]byte, []int) {
-	return file_evident_v1_evident_proto_rawDescGZIP(), []int{12}
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CollectNow) GetCollectors() []string {
@@ -997,7 +1591,7 @@ type Config struct {
 
 func (x *Config) Reset() {
 	*x = Config{}
-	mi := &file_evident_v1_evident_proto_msgTypes[13]
+	mi := &file_evident_v1_evident_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1009,7 +1603,7 @@ func (x *Config) String() string {
 func (*Config) ProtoMessage() {}
 
 func (x *Config) ProtoReflect() protoreflect.Message {
-	mi := &file_evident_v1_evident_proto_msgTypes[13]
+	mi := &file_evident_v1_evident_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1022,7 +1616,7 @@ func (x *Config) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Config.ProtoReflect.Descriptor instead.
 func (*Config) Descriptor() ([]byte, []int) {
-	return file_evident_v1_evident_proto_rawDescGZIP(), []int{13}
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Config) GetIntervalSeconds() uint32 {
@@ -1037,12 +1631,15 @@ var File_evident_v1_evident_proto protoreflect.FileDescriptor
 const file_evident_v1_evident_proto_rawDesc = "" +
 	"\n" +
 	"\x18evident/v1/evident.proto\x12\n" +
-	"evident.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9c\x01\n" +
+	"evident.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd9\x01\n" +
 	"\rEnrollRequest\x12#\n" +
 	"\renroll_secret\x18\x01 \x01(\tR\fenrollSecret\x12\x10\n" +
 	"\x03csr\x18\x02 \x01(\fR\x03csr\x12)\n" +
 	"\x04host\x18\x03 \x01(\v2\x15.evident.v1.HostFactsR\x04host\x12)\n" +
-	"\x03tpm\x18\x04 \x01(\v2\x17.evident.v1.TPMIdentityR\x03tpm\"\xdb\x01\n" +
+	"\x03tpm\x18\x04 \x01(\v2\x17.evident.v1.TPMIdentityR\x03tpm\x12;\n" +
+	"\n" +
+	"activation\x18\x05 \x01(\v2\x1b.evident.v1.ActivationProofR\n" +
+	"activation\"\xdb\x01\n" +
 	"\tHostFacts\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x12\n" +
 	"\x04goos\x18\x02 \x01(\tR\x04goos\x12\x16\n" +
@@ -1052,25 +1649,62 @@ const file_evident_v1_evident_proto_rawDesc = "" +
 	"\n" +
 	"machine_id\x18\x05 \x01(\tR\tmachineId\x12#\n" +
 	"\rserial_number\x18\x06 \x01(\tR\fserialNumber\x12#\n" +
-	"\ragent_version\x18\a \x01(\tR\fagentVersion\"T\n" +
+	"\ragent_version\x18\a \x01(\tR\fagentVersion\"m\n" +
 	"\vTPMIdentity\x12\x15\n" +
 	"\x06ek_pub\x18\x01 \x01(\fR\x05ekPub\x12\x17\n" +
-	"\aek_cert\x18\x02 \x01(\fR\x06ekCert\x12\x15\n" +
-	"\x06ak_pub\x18\x03 \x01(\fR\x05akPub\"l\n" +
+	"\aek_cert\x18\x02 \x01(\fR\x06ekCert\x12(\n" +
+	"\x02ak\x18\x04 \x01(\v2\x18.evident.v1.AKParametersR\x02akJ\x04\b\x03\x10\x04\"\xa1\x01\n" +
+	"\fAKParameters\x12\x16\n" +
+	"\x06public\x18\x01 \x01(\fR\x06public\x12\x1f\n" +
+	"\vcreate_data\x18\x02 \x01(\fR\n" +
+	"createData\x12-\n" +
+	"\x12create_attestation\x18\x03 \x01(\fR\x11createAttestation\x12)\n" +
+	"\x10create_signature\x18\x04 \x01(\fR\x0fcreateSignature\"\xab\x01\n" +
+	"\x13ActivationChallenge\x12!\n" +
+	"\fchallenge_id\x18\x01 \x01(\tR\vchallengeId\x12\x1e\n" +
+	"\n" +
+	"credential\x18\x02 \x01(\fR\n" +
+	"credential\x12\x16\n" +
+	"\x06secret\x18\x03 \x01(\fR\x06secret\x129\n" +
+	"\n" +
+	"expires_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"L\n" +
+	"\x0fActivationProof\x12!\n" +
+	"\fchallenge_id\x18\x01 \x01(\tR\vchallengeId\x12\x16\n" +
+	"\x06secret\x18\x02 \x01(\fR\x06secret\"\xad\x01\n" +
 	"\x0eEnrollResponse\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12 \n" +
 	"\vcertificate\x18\x02 \x01(\fR\vcertificate\x12\x1b\n" +
-	"\tca_bundle\x18\x03 \x01(\fR\bcaBundle\"\xa5\x01\n" +
+	"\tca_bundle\x18\x03 \x01(\fR\bcaBundle\x12?\n" +
+	"\n" +
+	"activation\x18\x04 \x01(\v2\x1f.evident.v1.ActivationChallengeR\n" +
+	"activation\"\xe2\x01\n" +
 	"\fAgentMessage\x12)\n" +
 	"\x05hello\x18\x01 \x01(\v2\x11.evident.v1.HelloH\x00R\x05hello\x12,\n" +
 	"\x06report\x18\x02 \x01(\v2\x12.evident.v1.ReportH\x00R\x06report\x125\n" +
-	"\theartbeat\x18\x03 \x01(\v2\x15.evident.v1.HeartbeatH\x00R\theartbeatB\x05\n" +
+	"\theartbeat\x18\x03 \x01(\v2\x15.evident.v1.HeartbeatH\x00R\theartbeat\x12;\n" +
+	"\vattestation\x18\x04 \x01(\v2\x17.evident.v1.AttestationH\x00R\vattestationB\x05\n" +
 	"\x03msg\"R\n" +
 	"\x05Hello\x12#\n" +
 	"\ragent_version\x18\x01 \x01(\tR\fagentVersion\x12$\n" +
 	"\x0elast_acked_seq\x18\x02 \x01(\x04R\flastAckedSeq\"E\n" +
 	"\x06Report\x12;\n" +
-	"\fobservations\x18\x01 \x03(\v2\x17.evident.v1.ObservationR\fobservations\"@\n" +
+	"\fobservations\x18\x01 \x03(\v2\x17.evident.v1.ObservationR\fobservations\"\xeb\x01\n" +
+	"\vAttestation\x12\x14\n" +
+	"\x05nonce\x18\x01 \x01(\fR\x05nonce\x12\x16\n" +
+	"\x06report\x18\x02 \x01(\fR\x06report\x12)\n" +
+	"\x06quotes\x18\x03 \x03(\v2\x11.evident.v1.QuoteR\x06quotes\x12(\n" +
+	"\x04pcrs\x18\x04 \x03(\v2\x14.evident.v1.PCRValueR\x04pcrs\x12\x1b\n" +
+	"\tevent_log\x18\x05 \x01(\fR\beventLog\x12&\n" +
+	"\x0fevent_log_error\x18\x06 \x01(\tR\reventLogError\x12\x14\n" +
+	"\x05error\x18\a \x01(\tR\x05error\"X\n" +
+	"\x05Quote\x12\x19\n" +
+	"\bhash_alg\x18\x01 \x01(\rR\ahashAlg\x12\x16\n" +
+	"\x06attest\x18\x02 \x01(\fR\x06attest\x12\x1c\n" +
+	"\tsignature\x18\x03 \x01(\fR\tsignature\"S\n" +
+	"\bPCRValue\x12\x19\n" +
+	"\bhash_alg\x18\x01 \x01(\rR\ahashAlg\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\rR\x05index\x12\x16\n" +
+	"\x06digest\x18\x03 \x01(\fR\x06digest\"@\n" +
 	"\tHeartbeat\x123\n" +
 	"\asent_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x06sentAt\"\xbe\x03\n" +
 	"\vObservation\x12\x10\n" +
@@ -1096,13 +1730,22 @@ const file_evident_v1_evident_proto_rawDesc = "" +
 	"\aexcerpt\x18\x04 \x01(\tR\aexcerpt\x12\x14\n" +
 	"\x05error\x18\x05 \x01(\tR\x05errorB\f\n" +
 	"\n" +
-	"_exit_code\"\xa4\x01\n" +
+	"_exit_code\"\xcd\x02\n" +
 	"\rServerMessage\x12#\n" +
 	"\x03ack\x18\x01 \x01(\v2\x0f.evident.v1.AckH\x00R\x03ack\x129\n" +
 	"\vcollect_now\x18\x02 \x01(\v2\x16.evident.v1.CollectNowH\x00R\n" +
 	"collectNow\x12,\n" +
-	"\x06config\x18\x03 \x01(\v2\x12.evident.v1.ConfigH\x00R\x06configB\x05\n" +
-	"\x03msg\"!\n" +
+	"\x06config\x18\x03 \x01(\v2\x12.evident.v1.ConfigH\x00R\x06config\x12W\n" +
+	"\x15attestation_challenge\x18\x04 \x01(\v2 .evident.v1.AttestationChallengeH\x00R\x14attestationChallenge\x12N\n" +
+	"\x12attestation_result\x18\x05 \x01(\v2\x1d.evident.v1.AttestationResultH\x00R\x11attestationResultB\x05\n" +
+	"\x03msg\"g\n" +
+	"\x14AttestationChallenge\x12\x14\n" +
+	"\x05nonce\x18\x01 \x01(\fR\x05nonce\x129\n" +
+	"\n" +
+	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"I\n" +
+	"\x11AttestationResult\x12\x1a\n" +
+	"\bverified\x18\x01 \x01(\bR\bverified\x12\x18\n" +
+	"\areasons\x18\x02 \x03(\tR\areasons\"!\n" +
 	"\x03Ack\x12\x1a\n" +
 	"\tup_to_seq\x18\x01 \x01(\x04R\aupToSeq\",\n" +
 	"\n" +
@@ -1131,48 +1774,66 @@ func file_evident_v1_evident_proto_rawDescGZIP() []byte {
 }
 
 var file_evident_v1_evident_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_evident_v1_evident_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_evident_v1_evident_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_evident_v1_evident_proto_goTypes = []any{
 	(Observation_Status)(0),       // 0: evident.v1.Observation.Status
 	(*EnrollRequest)(nil),         // 1: evident.v1.EnrollRequest
 	(*HostFacts)(nil),             // 2: evident.v1.HostFacts
 	(*TPMIdentity)(nil),           // 3: evident.v1.TPMIdentity
-	(*EnrollResponse)(nil),        // 4: evident.v1.EnrollResponse
-	(*AgentMessage)(nil),          // 5: evident.v1.AgentMessage
-	(*Hello)(nil),                 // 6: evident.v1.Hello
-	(*Report)(nil),                // 7: evident.v1.Report
-	(*Heartbeat)(nil),             // 8: evident.v1.Heartbeat
-	(*Observation)(nil),           // 9: evident.v1.Observation
-	(*Source)(nil),                // 10: evident.v1.Source
-	(*ServerMessage)(nil),         // 11: evident.v1.ServerMessage
-	(*Ack)(nil),                   // 12: evident.v1.Ack
-	(*CollectNow)(nil),            // 13: evident.v1.CollectNow
-	(*Config)(nil),                // 14: evident.v1.Config
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
+	(*AKParameters)(nil),          // 4: evident.v1.AKParameters
+	(*ActivationChallenge)(nil),   // 5: evident.v1.ActivationChallenge
+	(*ActivationProof)(nil),       // 6: evident.v1.ActivationProof
+	(*EnrollResponse)(nil),        // 7: evident.v1.EnrollResponse
+	(*AgentMessage)(nil),          // 8: evident.v1.AgentMessage
+	(*Hello)(nil),                 // 9: evident.v1.Hello
+	(*Report)(nil),                // 10: evident.v1.Report
+	(*Attestation)(nil),           // 11: evident.v1.Attestation
+	(*Quote)(nil),                 // 12: evident.v1.Quote
+	(*PCRValue)(nil),              // 13: evident.v1.PCRValue
+	(*Heartbeat)(nil),             // 14: evident.v1.Heartbeat
+	(*Observation)(nil),           // 15: evident.v1.Observation
+	(*Source)(nil),                // 16: evident.v1.Source
+	(*ServerMessage)(nil),         // 17: evident.v1.ServerMessage
+	(*AttestationChallenge)(nil),  // 18: evident.v1.AttestationChallenge
+	(*AttestationResult)(nil),     // 19: evident.v1.AttestationResult
+	(*Ack)(nil),                   // 20: evident.v1.Ack
+	(*CollectNow)(nil),            // 21: evident.v1.CollectNow
+	(*Config)(nil),                // 22: evident.v1.Config
+	(*timestamppb.Timestamp)(nil), // 23: google.protobuf.Timestamp
 }
 var file_evident_v1_evident_proto_depIdxs = []int32{
 	2,  // 0: evident.v1.EnrollRequest.host:type_name -> evident.v1.HostFacts
 	3,  // 1: evident.v1.EnrollRequest.tpm:type_name -> evident.v1.TPMIdentity
-	6,  // 2: evident.v1.AgentMessage.hello:type_name -> evident.v1.Hello
-	7,  // 3: evident.v1.AgentMessage.report:type_name -> evident.v1.Report
-	8,  // 4: evident.v1.AgentMessage.heartbeat:type_name -> evident.v1.Heartbeat
-	9,  // 5: evident.v1.Report.observations:type_name -> evident.v1.Observation
-	15, // 6: evident.v1.Heartbeat.sent_at:type_name -> google.protobuf.Timestamp
-	15, // 7: evident.v1.Observation.collected_at:type_name -> google.protobuf.Timestamp
-	0,  // 8: evident.v1.Observation.status:type_name -> evident.v1.Observation.Status
-	10, // 9: evident.v1.Observation.sources:type_name -> evident.v1.Source
-	12, // 10: evident.v1.ServerMessage.ack:type_name -> evident.v1.Ack
-	13, // 11: evident.v1.ServerMessage.collect_now:type_name -> evident.v1.CollectNow
-	14, // 12: evident.v1.ServerMessage.config:type_name -> evident.v1.Config
-	1,  // 13: evident.v1.Enrollment.Enroll:input_type -> evident.v1.EnrollRequest
-	5,  // 14: evident.v1.Evidence.Stream:input_type -> evident.v1.AgentMessage
-	4,  // 15: evident.v1.Enrollment.Enroll:output_type -> evident.v1.EnrollResponse
-	11, // 16: evident.v1.Evidence.Stream:output_type -> evident.v1.ServerMessage
-	15, // [15:17] is the sub-list for method output_type
-	13, // [13:15] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	6,  // 2: evident.v1.EnrollRequest.activation:type_name -> evident.v1.ActivationProof
+	4,  // 3: evident.v1.TPMIdentity.ak:type_name -> evident.v1.AKParameters
+	23, // 4: evident.v1.ActivationChallenge.expires_at:type_name -> google.protobuf.Timestamp
+	5,  // 5: evident.v1.EnrollResponse.activation:type_name -> evident.v1.ActivationChallenge
+	9,  // 6: evident.v1.AgentMessage.hello:type_name -> evident.v1.Hello
+	10, // 7: evident.v1.AgentMessage.report:type_name -> evident.v1.Report
+	14, // 8: evident.v1.AgentMessage.heartbeat:type_name -> evident.v1.Heartbeat
+	11, // 9: evident.v1.AgentMessage.attestation:type_name -> evident.v1.Attestation
+	15, // 10: evident.v1.Report.observations:type_name -> evident.v1.Observation
+	12, // 11: evident.v1.Attestation.quotes:type_name -> evident.v1.Quote
+	13, // 12: evident.v1.Attestation.pcrs:type_name -> evident.v1.PCRValue
+	23, // 13: evident.v1.Heartbeat.sent_at:type_name -> google.protobuf.Timestamp
+	23, // 14: evident.v1.Observation.collected_at:type_name -> google.protobuf.Timestamp
+	0,  // 15: evident.v1.Observation.status:type_name -> evident.v1.Observation.Status
+	16, // 16: evident.v1.Observation.sources:type_name -> evident.v1.Source
+	20, // 17: evident.v1.ServerMessage.ack:type_name -> evident.v1.Ack
+	21, // 18: evident.v1.ServerMessage.collect_now:type_name -> evident.v1.CollectNow
+	22, // 19: evident.v1.ServerMessage.config:type_name -> evident.v1.Config
+	18, // 20: evident.v1.ServerMessage.attestation_challenge:type_name -> evident.v1.AttestationChallenge
+	19, // 21: evident.v1.ServerMessage.attestation_result:type_name -> evident.v1.AttestationResult
+	23, // 22: evident.v1.AttestationChallenge.expires_at:type_name -> google.protobuf.Timestamp
+	1,  // 23: evident.v1.Enrollment.Enroll:input_type -> evident.v1.EnrollRequest
+	8,  // 24: evident.v1.Evidence.Stream:input_type -> evident.v1.AgentMessage
+	7,  // 25: evident.v1.Enrollment.Enroll:output_type -> evident.v1.EnrollResponse
+	17, // 26: evident.v1.Evidence.Stream:output_type -> evident.v1.ServerMessage
+	25, // [25:27] is the sub-list for method output_type
+	23, // [23:25] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_evident_v1_evident_proto_init() }
@@ -1180,16 +1841,19 @@ func file_evident_v1_evident_proto_init() {
 	if File_evident_v1_evident_proto != nil {
 		return
 	}
-	file_evident_v1_evident_proto_msgTypes[4].OneofWrappers = []any{
+	file_evident_v1_evident_proto_msgTypes[7].OneofWrappers = []any{
 		(*AgentMessage_Hello)(nil),
 		(*AgentMessage_Report)(nil),
 		(*AgentMessage_Heartbeat)(nil),
+		(*AgentMessage_Attestation)(nil),
 	}
-	file_evident_v1_evident_proto_msgTypes[9].OneofWrappers = []any{}
-	file_evident_v1_evident_proto_msgTypes[10].OneofWrappers = []any{
+	file_evident_v1_evident_proto_msgTypes[15].OneofWrappers = []any{}
+	file_evident_v1_evident_proto_msgTypes[16].OneofWrappers = []any{
 		(*ServerMessage_Ack)(nil),
 		(*ServerMessage_CollectNow)(nil),
 		(*ServerMessage_Config)(nil),
+		(*ServerMessage_AttestationChallenge)(nil),
+		(*ServerMessage_AttestationResult)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1197,7 +1861,7 @@ func file_evident_v1_evident_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_evident_v1_evident_proto_rawDesc), len(file_evident_v1_evident_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   14,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
