@@ -18,9 +18,14 @@ import (
 // ErrNotFound is returned when a looked-up record does not exist.
 var ErrNotFound = errors.New("not found")
 
+// ErrExpired is returned when a single-use record existed but had expired;
+// it is deleted all the same.
+var ErrExpired = errors.New("expired")
+
 // Store is everything the server persists.
 type Store interface {
 	Enrollment
+	TPM
 	Evidence
 	Scores
 	Close() error
@@ -33,13 +38,101 @@ type Enrollment interface {
 	// single-use secrets, consumes it. ErrNotFound when no usable secret
 	// matches (unknown, expired, revoked or used up).
 	UseEnrollSecret(ctx context.Context, hash []byte, now time.Time) (EnrollSecret, error)
-	// EnrollDevice records a new device. When an earlier device has the
-	// same machine id, the new one is linked to it (PreviousID, Reenrolled)
-	// so its history is recognised, but it keeps its own id: the machine id
-	// is asserted by the client and must never grant another identity.
+	// PeekEnrollSecret is UseEnrollSecret without counting a use: the
+	// first half of a TPM enrollment checks the secret before it spends
+	// TPM work, and the second half spends it.
+	PeekEnrollSecret(ctx context.Context, hash []byte, now time.Time) (EnrollSecret, error)
+	// EnrollDevice records a new device, and its TPM when d.TPM is set.
+	// The new device is linked (PreviousID, Reenrolled) to the latest
+	// earlier device with the same EK, or else with the same machine id, so
+	// its history is recognised, but it keeps its own id: the machine id is
+	// asserted by the client and must never grant another identity.
 	EnrollDevice(ctx context.Context, d Device) (Device, error)
 	Device(ctx context.Context, id string) (Device, error)
 	Devices(ctx context.Context) ([]Device, error)
+}
+
+// TPM is what TPM-bound enrollment and attestation need (DESIGN §4).
+type TPM interface {
+	// CreateActivation stores a pending credential activation.
+	CreateActivation(ctx context.Context, a Activation) error
+	// TakeActivation deletes and returns a pending activation: ErrNotFound
+	// when unknown or already taken, ErrExpired when past its expiry.
+	TakeActivation(ctx context.Context, id string, now time.Time) (Activation, error)
+	// DeviceTPM returns a device's enrolled TPM; ErrNotFound when the
+	// device enrolled without one.
+	DeviceTPM(ctx context.Context, deviceID string) (DeviceTPM, error)
+	// DeviceByEK returns the newest device enrolled with the EK of this
+	// hash, and its TPM; ErrNotFound when none.
+	DeviceByEK(ctx context.Context, ekHash []byte) (string, DeviceTPM, error)
+	// AllowTPMChange lets the next enrollment that replaces this device's
+	// EK or AK succeed, until the given time (an admin's decision).
+	AllowTPMChange(ctx context.Context, deviceID string, until time.Time) error
+	// TakeTPMChangeAllowance consumes a device's allowance: ErrNotFound
+	// when there is none, ErrExpired when it lapsed.
+	TakeTPMChangeAllowance(ctx context.Context, deviceID string, now time.Time) error
+	// CreateNonce stores an attestation nonce issued to a device.
+	CreateNonce(ctx context.Context, n Nonce) error
+	// TakeNonce deletes and returns a device's nonce with this value:
+	// ErrNotFound when unknown or already used (a replay), ErrExpired when
+	// past its expiry. It is deleted before the quote is verified, so a
+	// nonce is never accepted twice.
+	TakeNonce(ctx context.Context, deviceID string, value []byte, now time.Time) (Nonce, error)
+	// AddAttestation stores a verdict and returns its id.
+	AddAttestation(ctx context.Context, a Attestation) (int64, error)
+	// LatestAttestation returns a device's newest attestation; ErrNotFound
+	// when it has none.
+	LatestAttestation(ctx context.Context, deviceID string) (Attestation, error)
+	// PurgeExpired deletes expired nonces, activations and allowances.
+	PurgeExpired(ctx context.Context, now time.Time) error
+}
+
+// DeviceTPM is a device's TPM as enrolled.
+type DeviceTPM struct {
+	EKHash        []byte // SHA-256 of the EK public key, PKIX DER
+	EKTrust       string // how the EK was trusted: manufacturer-certificate or allowlist
+	EKCertSubject string
+	EKCertIssuer  string
+	EKCertSerial  string
+	AKPublic      []byte // TPMT_PUBLIC, exactly as activated
+	EnrolledAt    time.Time
+}
+
+// Activation is a pending TPM2_MakeCredential challenge.
+type Activation struct {
+	ID string
+	// SecretHash is the enrollment secret's hash: the proof must come with
+	// the same secret.
+	SecretHash []byte
+	// ExpectedHash is SHA-256 of the credential secret the TPM must
+	// recover.
+	ExpectedHash []byte
+	EKHash       []byte
+	AKPublic     []byte
+	ExpiresAt    time.Time
+}
+
+// Nonce is an attestation challenge issued to a device.
+type Nonce struct {
+	Value     []byte
+	DeviceID  string
+	ExpiresAt time.Time
+}
+
+// Attestation is one verified (or refused) attestation of a device.
+type Attestation struct {
+	ID         int64
+	DeviceID   string
+	ReceivedAt time.Time
+	Verified   bool
+	// Verdict is the verifier's JSON verdict: checks, reasons, PCRs,
+	// Secure Boot state, TPM clock.
+	Verdict json.RawMessage
+	// FirstSeq and LastSeq bound the observations the quote covers.
+	FirstSeq, LastSeq uint64
+	// Raw is the agent's Attestation message as received (quotes, PCRs,
+	// event log, covered report), for re-verification offline.
+	Raw []byte
 }
 
 // Evidence is what ingest needs.
@@ -100,6 +193,9 @@ type Device struct {
 	PreviousID string
 	// Reenrolled counts the enrollments before this one for this machine.
 	Reenrolled int
+	// TPM is set by EnrollDevice's caller for a TPM-bound enrollment; reads
+	// leave it nil (see TPM.DeviceTPM).
+	TPM *DeviceTPM
 }
 
 // Observation as stored.

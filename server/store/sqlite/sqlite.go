@@ -180,6 +180,15 @@ func (s *Store) CreateEnrollSecret(ctx context.Context, e store.EnrollSecret) er
 
 // UseEnrollSecret implements store.Enrollment.
 func (s *Store) UseEnrollSecret(ctx context.Context, hash []byte, now time.Time) (store.EnrollSecret, error) {
+	return s.enrollSecret(ctx, hash, now, true)
+}
+
+// PeekEnrollSecret implements store.Enrollment.
+func (s *Store) PeekEnrollSecret(ctx context.Context, hash []byte, now time.Time) (store.EnrollSecret, error) {
+	return s.enrollSecret(ctx, hash, now, false)
+}
+
+func (s *Store) enrollSecret(ctx context.Context, hash []byte, now time.Time, use bool) (store.EnrollSecret, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return store.EnrollSecret{}, err
@@ -200,6 +209,9 @@ func (s *Store) UseEnrollSecret(ctx context.Context, hash []byte, now time.Time)
 	if e.RevokedAt != nil || (e.ExpiresAt != nil && !now.Before(*e.ExpiresAt)) || (e.SingleUse && e.Uses > 0) {
 		return e, store.ErrNotFound
 	}
+	if !use {
+		return e, nil
+	}
 	if _, err := tx.ExecContext(ctx, `UPDATE enroll_secrets SET uses = uses + 1 WHERE id = ?`, e.ID); err != nil {
 		return e, err
 	}
@@ -215,7 +227,20 @@ func (s *Store) EnrollDevice(ctx context.Context, d store.Device) (store.Device,
 	}
 	defer tx.Rollback()
 	d.PreviousID, d.Reenrolled = "", 0
-	if d.MachineID != "" {
+	if d.TPM != nil {
+		// The TPM names the machine better than any asserted id.
+		var prev string
+		var re int
+		err := tx.QueryRowContext(ctx, `SELECT d.id, d.reenrolled FROM device_tpm t JOIN devices d ON d.id = t.device_id
+			WHERE t.ek_hash = ? ORDER BY t.enrolled_at DESC, t.device_id DESC LIMIT 1`, d.TPM.EKHash).Scan(&prev, &re)
+		switch {
+		case err == nil:
+			d.PreviousID, d.Reenrolled = prev, re+1
+		case !errors.Is(err, sql.ErrNoRows):
+			return d, err
+		}
+	}
+	if d.PreviousID == "" && d.MachineID != "" {
 		var prev string
 		var re int
 		err := tx.QueryRowContext(ctx, `SELECT id, reenrolled FROM devices WHERE machine_id = ?
@@ -233,6 +258,14 @@ func (s *Store) EnrollDevice(ctx context.Context, d store.Device) (store.Device,
 		nanos(d.EnrolledAt), d.PreviousID, d.Reenrolled)
 	if err != nil {
 		return d, err
+	}
+	if t := d.TPM; t != nil {
+		_, err = tx.ExecContext(ctx, `INSERT INTO device_tpm (device_id, ek_hash, ek_trust, ek_cert_subject, ek_cert_issuer,
+			ek_cert_serial, ak_public, enrolled_at) VALUES (?,?,?,?,?,?,?,?)`,
+			d.ID, t.EKHash, t.EKTrust, t.EKCertSubject, t.EKCertIssuer, t.EKCertSerial, t.AKPublic, nanos(d.EnrolledAt))
+		if err != nil {
+			return d, err
+		}
 	}
 	stored, err := scanDevice(tx.QueryRowContext(ctx, `SELECT `+deviceCols+` FROM devices WHERE id = ?`, d.ID))
 	if err != nil {

@@ -43,6 +43,9 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("ApplyStates", func(t *testing.T) { testApplyStates(t, open) })
 	t.Run("ApplyStatesLate", func(t *testing.T) { testApplyStatesLate(t, open) })
 	t.Run("ConcurrentIngest", func(t *testing.T) { testConcurrentIngest(t, open) })
+	t.Run("TPMEnrollment", func(t *testing.T) { testTPMEnrollment(t, open) })
+	t.Run("SingleUse", func(t *testing.T) { testSingleUse(t, open) })
+	t.Run("Attestations", func(t *testing.T) { testAttestations(t, open) })
 }
 
 // t0 is the suite's fixed clock; nothing here reads the wall clock.
