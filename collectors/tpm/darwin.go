@@ -13,11 +13,13 @@ import (
 // Macs have no TPM. The Secure Enclave (Apple silicon, T2) protects keys
 // but is not a TPM: it offers no PCRs, no TPM quotes and no TPM 2.0
 // command interface, so the result is Present false (ok, not an error) and
-// the server scores "no TPM". Nothing is read from the host.
+// DC-TPM-01 is not applicable. Nothing is read from the host.
 func collectDarwin(_ context.Context, _ platform.Host) (collectors.Result, error) {
 	return collectors.Result{
-		Payload: Payload{Present: false},
+		Payload: Payload{Present: false, NotApplicable: darwinNoTPM},
 		Sources: []collectors.Source{{Kind: "api", Ref: "macOS",
-			Excerpt: "Macs have no TPM; the Secure Enclave is not a TPM (no PCRs, no TPM 2.0 quotes)"}},
+			Excerpt: darwinNoTPM}},
 	}, nil
 }
+
+const darwinNoTPM = "Macs have no TPM; the Secure Enclave is not a TPM (no PCRs, no TPM 2.0 quotes)"

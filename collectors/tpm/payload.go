@@ -10,6 +10,9 @@ type Payload struct {
 	Present bool     `json:"present"`
 	Version string   `json:"version,omitempty"` // "2.0", "1.2"
 	Devices []Device `json:"devices,omitempty"`
+	// NotApplicable says why a platform cannot have a TPM at all (macOS),
+	// as opposed to a machine that merely lacks one.
+	NotApplicable string `json:"not_applicable,omitempty"`
 }
 
 // Device is one TPM character device.

@@ -12,7 +12,6 @@ import (
 	"github.com/evident-dev/evident/collectors/patches"
 	"github.com/evident-dev/evident/collectors/screenlock"
 	"github.com/evident-dev/evident/collectors/secureboot"
-	"github.com/evident-dev/evident/collectors/tpm"
 	"github.com/evident-dev/evident/server/store"
 )
 
@@ -233,6 +232,9 @@ func checkFirewall(in Input) Result {
 }
 
 func checkSecureBoot(in Input) Result {
+	if r, ok := attestedSecureBoot(in); ok {
+		return r
+	}
 	p, o, r, ok := observed[secureboot.Payload](in, secureboot.Name)
 	if !ok {
 		return r
@@ -243,39 +245,12 @@ func checkSecureBoot(in Input) Result {
 	case p.Enabled == nil:
 		return decided(o, store.Unknown, "UEFI present but the SecureBoot variable could not be read", p)
 	case !*p.Enabled:
-		return decided(o, store.Fail, "Secure Boot is disabled", p)
+		return decided(o, store.Fail, "Secure Boot is disabled"+selfReported, p)
 	case p.SetupMode != nil && *p.SetupMode:
-		return decided(o, store.Fail, "Secure Boot firmware is in setup mode: keys are not enforced", p)
+		return decided(o, store.Fail, "Secure Boot firmware is in setup mode: keys are not enforced"+selfReported, p)
 	default:
-		return decided(o, store.Pass, "Secure Boot enabled and enforcing", p)
+		return decided(o, store.Pass, "Secure Boot enabled and enforcing"+selfReported, p)
 	}
-}
-
-type tpmParams struct {
-	RequireAttestation bool `json:"require_attestation"`
-}
-
-func newTPM(raw json.RawMessage) (evaluator, error) {
-	var p tpmParams
-	if err := strictParams(raw, &p); err != nil {
-		return nil, err
-	}
-	return func(in Input) Result {
-		t, o, r, ok := observed[tpm.Payload](in, tpm.Name)
-		if !ok {
-			return r
-		}
-		switch {
-		case !t.Present:
-			return decided(o, store.Fail, "no TPM found", t)
-		case t.Version != "2.0":
-			return decided(o, store.Fail, "TPM "+t.Version+" found; TPM 2.0 is required", t)
-		case p.RequireAttestation:
-			return decided(o, store.Unknown, "TPM 2.0 present; no verified attestation yet (this server does not verify quotes yet)", t)
-		default:
-			return decided(o, store.Pass, "TPM 2.0 present", t)
-		}
-	}, nil
 }
 
 func checkAgentFresh(in Input) Result {

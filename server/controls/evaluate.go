@@ -24,6 +24,10 @@ type Input struct {
 	// known: checks that track a duration carry it forward from there
 	// instead of rescanning history.
 	Current map[string]store.ControlState
+	// TPM is the device's enrolled TPM and latest attestation; nil when
+	// the caller does not know (then TPM checks use collector evidence
+	// only).
+	TPM *TPMEvidence
 
 	// prev is Current[id] of the control being evaluated.
 	prev *store.ControlState
@@ -86,7 +90,7 @@ func (p *Policy) Evaluate(in Input) []Evaluation {
 				r.Reason = fmt.Sprintf("no report for %s (window %s); last report %s", roundAge(age), c.MaxAge.Duration,
 					r.EvidenceAt.UTC().Format(time.RFC3339))
 			}
-		} else if r.EvidenceSeq != 0 {
+		} else if !r.EvidenceAt.IsZero() {
 			if age := in.Now.Sub(r.EvidenceAt); age > c.MaxAge.Duration {
 				r.Status = store.Unknown
 				r.Reason = fmt.Sprintf("no fresh evidence: newest is %s old (window %s); it said: %s",

@@ -13,6 +13,7 @@ import (
 	"github.com/evident-dev/evident/collectors/patches"
 	"github.com/evident-dev/evident/collectors/secureboot"
 	"github.com/evident-dev/evident/collectors/tpm"
+	"github.com/evident-dev/evident/server/attest"
 	"github.com/evident-dev/evident/server/controls"
 	"github.com/evident-dev/evident/server/store"
 )
@@ -245,23 +246,74 @@ func TestSecureBoot(t *testing.T) {
 	})
 }
 
+// attested is TPM evidence with one attestation verdict received at.
+func attested(at time.Time, v attest.Verdict) *controls.TPMEvidence {
+	return &controls.TPMEvidence{Enrolled: true, EKTrust: "manufacturer-certificate", EKCertIssuer: "CN=swtpm-localca",
+		EnrolledAt: now.Add(-10 * day), Attestation: &controls.AttestationEvidence{ID: 3, At: at, FirstSeq: 90, LastSeq: 97, Verdict: v}}
+}
+
+var (
+	goodQuote = attest.Verdict{Verified: true, Banks: []string{"sha256"}, EventLog: "replayed", SecureBoot: &attest.SecureBoot{Enabled: true}}
+	noLog     = attest.Verdict{Verified: true, Banks: []string{"sha256"}, EventLog: "missing: no such file"}
+	sbOff     = attest.Verdict{Verified: true, Banks: []string{"sha256"}, EventLog: "replayed", SecureBoot: &attest.SecureBoot{}}
+	badQuote  = attest.Verdict{Reasons: []string{"nonce expired before the attestation arrived"}, SecureBoot: &attest.SecureBoot{Enabled: true}}
+)
+
 func TestTPM(t *testing.T) {
 	obs := func(p tpm.Payload) store.Observation { return okObs(t, tpm.Name, 41, collected, p) }
 	tpm20 := tpm.Payload{Present: true, Version: "2.0", Devices: []tpm.Device{{Name: "tpm0", Version: "2.0"}}}
+	mac := tpm.Payload{NotApplicable: "Macs have no TPM"}
+	notEnrolled := &controls.TPMEvidence{}
+	enrolled := &controls.TPMEvidence{Enrolled: true, EKTrust: "allowlist", EnrolledAt: now.Add(-time.Hour)}
 	cases := []evalCase{
-		{name: "absent", in: controls.Input{Latest: latest(obs(tpm.Payload{}))}, wantStatus: store.Fail, wantReason: "no TPM found", wantSeq: 41},
+		{name: "absent", in: controls.Input{Latest: latest(obs(tpm.Payload{}))}, wantStatus: store.Fail, wantReason: "no TPM: this device has no TPM", wantSeq: 41},
+		{name: "absent, enrolled without TPM", in: controls.Input{Latest: latest(obs(tpm.Payload{})), TPM: notEnrolled}, wantStatus: store.Fail, wantReason: "no TPM", wantSeq: 41},
+		{name: "macOS", in: controls.Input{Latest: latest(obs(mac)), TPM: notEnrolled}, wantStatus: store.NotApplicable, wantReason: "not applicable: Macs have no TPM", wantSeq: 41},
 		{name: "1.2", in: controls.Input{Latest: latest(obs(tpm.Payload{Present: true, Version: "1.2"}))}, wantStatus: store.Fail, wantReason: "TPM 1.2 found; TPM 2.0 is required", wantSeq: 41},
-		{name: "2.0, attestation required", in: controls.Input{Latest: latest(obs(tpm20))}, wantStatus: store.Unknown, wantReason: "no verified attestation yet", wantSeq: 41},
 		{name: "no observation", in: controls.Input{}, wantStatus: store.Unknown, wantReason: "no tpm evidence"},
 	}
-	runEval(t, only(t, "DC-TPM-01"), cases) // the default requires attestation
+	withAttestation := []evalCase{
+		{name: "2.0, no TPM information", in: controls.Input{Latest: latest(obs(tpm20))}, wantStatus: store.Unknown, wantReason: "no attestation information", wantSeq: 41},
+		{name: "2.0, enrolled without it", in: controls.Input{Latest: latest(obs(tpm20)), TPM: notEnrolled}, wantStatus: store.Fail, wantReason: "enrolled without it", wantSeq: 41},
+		{name: "enrolled, not attested yet", in: controls.Input{TPM: enrolled}, wantStatus: store.Unknown, wantReason: "TPM bound at enrollment (EK: allowlist); no attestation received yet"},
+		{name: "verified quote", in: controls.Input{Latest: latest(obs(tpm.Payload{})), TPM: attested(now.Add(-time.Hour), goodQuote)}, wantStatus: store.Pass,
+			wantReason: "TPM 2.0 quote verified with the AK bound at enrollment (EK: manufacturer-certificate issued by CN=swtpm-localca); PCRs sha256 0-7; event log replayed", wantSeq: 97},
+		{name: "verified quote, no event log", in: controls.Input{TPM: attested(now.Add(-time.Hour), noLog)}, wantStatus: store.Pass, wantReason: "event log missing: no such file", wantSeq: 97},
+		{name: "failed quote", in: controls.Input{Latest: latest(obs(tpm20)), TPM: attested(now.Add(-time.Hour), badQuote)}, wantStatus: store.Fail,
+			wantReason: "TPM attestation failed: nonce expired before the attestation arrived", wantSeq: 97},
+		{name: "stale verified quote", in: controls.Input{TPM: attested(now.Add(-49*time.Hour), goodQuote)}, wantStatus: store.Unknown,
+			wantReason: "no fresh evidence: newest is 49h0m0s old (window 48h0m0s)", wantSeq: 97},
+	}
+	runEval(t, only(t, "DC-TPM-01"), append(cases, withAttestation...)) // the default requires attestation
 
 	noAttest, err := controls.Parse([]byte(policy(`{"id": "T", "check": "tpm", "params": {"require_attestation": false}}`)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cases[2] = evalCase{name: "2.0, attestation not required", in: controls.Input{Latest: latest(obs(tpm20))}, wantStatus: store.Pass, wantReason: "TPM 2.0 present", wantSeq: 41}
-	runEval(t, noAttest, cases)
+	runEval(t, noAttest, append(cases,
+		evalCase{name: "2.0, attestation not required", in: controls.Input{Latest: latest(obs(tpm20))}, wantStatus: store.Pass, wantReason: "TPM 2.0 present", wantSeq: 41},
+		evalCase{name: "2.0, enrolled without it, attestation not required", in: controls.Input{Latest: latest(obs(tpm20)), TPM: notEnrolled}, wantStatus: store.Pass, wantReason: "TPM 2.0 present", wantSeq: 41},
+	))
+}
+
+// TestSecureBootAttested: a verified quote whose event log replayed decides
+// Secure Boot over what the OS says; anything less falls back to the OS,
+// marked as not attested.
+func TestSecureBootAttested(t *testing.T) {
+	yes := true
+	osSaysOn := latest(okObs(t, secureboot.Name, 31, collected, secureboot.Payload{UEFI: true, Enabled: &yes}))
+	runEval(t, only(t, "DC-BOOT-01"), []evalCase{
+		{name: "event log says on", in: controls.Input{Latest: osSaysOn, TPM: attested(now.Add(-time.Hour), goodQuote)}, wantStatus: store.Pass,
+			wantReason: "Secure Boot enabled (from the TPM event log, replayed against a verified quote)", wantSeq: 97},
+		{name: "event log says off, OS says on", in: controls.Input{Latest: osSaysOn, TPM: attested(now.Add(-time.Hour), sbOff)}, wantStatus: store.Fail,
+			wantReason: "Secure Boot is disabled (from the TPM event log", wantSeq: 97},
+		{name: "failed quote: OS, not attested", in: controls.Input{Latest: osSaysOn, TPM: attested(now.Add(-time.Hour), badQuote)}, wantStatus: store.Pass,
+			wantReason: "Secure Boot enabled and enforcing (reported by the OS; not attested)", wantSeq: 31},
+		{name: "no event log: OS, not attested", in: controls.Input{Latest: osSaysOn, TPM: attested(now.Add(-time.Hour), noLog)}, wantStatus: store.Pass,
+			wantReason: "(reported by the OS; not attested)", wantSeq: 31},
+		{name: "stale attested state is unknown", in: controls.Input{Latest: osSaysOn, TPM: attested(now.Add(-72*time.Hour), goodQuote)}, wantStatus: store.Unknown,
+			wantReason: "no fresh evidence", wantSeq: 97},
+	})
 }
 
 func TestAgentFresh(t *testing.T) {

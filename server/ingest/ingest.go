@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -28,6 +29,7 @@ import (
 	"github.com/evident-dev/evident/collectors"
 	"github.com/evident-dev/evident/internal/enrolltoken"
 	evidentv1 "github.com/evident-dev/evident/proto/evident/v1"
+	"github.com/evident-dev/evident/server/attest"
 	"github.com/evident-dev/evident/server/controls"
 	"github.com/evident-dev/evident/server/pki"
 	"github.com/evident-dev/evident/server/store"
@@ -60,6 +62,15 @@ type Server struct {
 	Policy *controls.Policy
 	Log    *slog.Logger
 	Now    func() time.Time
+
+	// EKPolicy is the set of TPM manufacturer roots and allowed EKs; nil
+	// trusts no EK, so TPM enrollments are refused.
+	EKPolicy *attest.EKPolicy
+	// NonceTTL, ActivationTTL and AttestEvery default to DefaultNonceTTL,
+	// DefaultActivationTTL and DefaultAttestEvery.
+	NonceTTL      time.Duration
+	ActivationTTL time.Duration
+	AttestEvery   time.Duration
 }
 
 // GRPCServer builds the gRPC server: mTLS with client certificates
@@ -121,19 +132,36 @@ func (s *Server) Enroll(ctx context.Context, req *evidentv1.EnrollRequest) (*evi
 	if _, err := pki.CheckCSR(req.GetCsr()); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "csr: %v", err)
 	}
-	secret, err := s.Store.UseEnrollSecret(ctx, enrolltoken.HashSecret(req.GetEnrollSecret()), s.now())
+	if req.GetTpm() != nil {
+		return s.enrollTPM(ctx, req)
+	}
+	if req.GetActivation() != nil {
+		return nil, status.Error(codes.InvalidArgument, "activation proof without a TPM identity")
+	}
+	return s.finishEnroll(ctx, req, nil)
+}
+
+func (s *Server) secretError(err error, h *evidentv1.HostFacts) error {
 	if errors.Is(err, store.ErrNotFound) {
 		s.Log.Warn("enrollment refused: bad secret", "hostname", h.GetHostname())
-		return nil, status.Error(codes.PermissionDenied, "enrollment secret is not valid: unknown, expired, revoked or already used (create one with `evident-server secret create`)")
+		return status.Error(codes.PermissionDenied, "enrollment secret is not valid: unknown, expired, revoked or already used (create one with `evident-server secret create`)")
 	}
+	s.Log.Error("enrollment: secret lookup", "err", err)
+	return status.Error(codes.Unavailable, "enrollment temporarily unavailable")
+}
+
+// finishEnroll spends the secret, records the device (and its TPM) and
+// signs its certificate.
+func (s *Server) finishEnroll(ctx context.Context, req *evidentv1.EnrollRequest, tpm *store.DeviceTPM) (*evidentv1.EnrollResponse, error) {
+	h := req.GetHost()
+	secret, err := s.Store.UseEnrollSecret(ctx, enrolltoken.HashSecret(req.GetEnrollSecret()), s.now())
 	if err != nil {
-		s.Log.Error("enrollment: secret lookup", "err", err)
-		return nil, status.Error(codes.Unavailable, "enrollment temporarily unavailable")
+		return nil, s.secretError(err, h)
 	}
 	dev, err := s.Store.EnrollDevice(ctx, store.Device{
 		ID: pki.NewDeviceID(), Hostname: h.GetHostname(), GOOS: h.GetGoos(), GOARCH: h.GetGoarch(),
 		OSVersion: h.GetOsVersion(), MachineID: h.GetMachineId(), SerialNumber: h.GetSerialNumber(),
-		AgentVersion: h.GetAgentVersion(), SecretID: secret.ID, EnrolledAt: s.now(),
+		AgentVersion: h.GetAgentVersion(), SecretID: secret.ID, EnrolledAt: s.now(), TPM: tpm,
 	})
 	if err != nil {
 		s.Log.Error("enrollment: store device", "err", err)
@@ -143,7 +171,7 @@ func (s *Server) Enroll(ctx context.Context, req *evidentv1.EnrollRequest) (*evi
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "csr: %v", err)
 	}
-	s.Log.Info("device enrolled", "device", dev.ID, "hostname", dev.Hostname, "previous_device", dev.PreviousID, "secret", secret.ID)
+	s.Log.Info("device enrolled", "device", dev.ID, "hostname", dev.Hostname, "previous_device", dev.PreviousID, "secret", secret.ID, "tpm", tpm != nil)
 	return &evidentv1.EnrollResponse{DeviceId: dev.ID, Certificate: der, CaBundle: s.CA.PEM()}, nil
 }
 
@@ -155,6 +183,13 @@ func (s *Server) Stream(stream grpc.BidiStreamingServer[evidentv1.AgentMessage, 
 		return status.Error(codes.Unauthenticated, "no device identity")
 	}
 	log := s.Log.With("device", deviceID)
+	out := &sender{stream: stream}
+	attesting := false
+	// The attestation loop sends on this stream: it must be done before
+	// the handler returns.
+	actx, stopAttest := context.WithCancel(ctx)
+	var attestWG sync.WaitGroup
+	defer func() { stopAttest(); attestWG.Wait() }()
 	var lastCollected time.Time
 	if latest, err := s.Store.Latest(ctx, deviceID); err == nil {
 		for _, o := range latest {
@@ -177,6 +212,22 @@ func (s *Server) Stream(stream grpc.BidiStreamingServer[evidentv1.AgentMessage, 
 		switch m := msg.Msg.(type) {
 		case *evidentv1.AgentMessage_Hello:
 			log.Info("agent connected", "agent_version", m.Hello.GetAgentVersion(), "last_acked_seq", m.Hello.GetLastAckedSeq())
+			if !attesting {
+				if _, err := s.Store.DeviceTPM(ctx, deviceID); err == nil {
+					attesting = true
+					attestWG.Add(1)
+					go func() { defer attestWG.Done(); s.attestLoop(actx, out, deviceID) }()
+				}
+			}
+		case *evidentv1.AgentMessage_Attestation:
+			res, err := s.attestation(ctx, deviceID, m.Attestation, &lastCollected)
+			if err != nil {
+				log.Error("attestation not stored", "err", err)
+				return status.Error(codes.Unavailable, "store unavailable")
+			}
+			if err := out.send(&evidentv1.ServerMessage{Msg: &evidentv1.ServerMessage_AttestationResult{AttestationResult: res}}); err != nil {
+				return err
+			}
 		case *evidentv1.AgentMessage_Heartbeat:
 		case *evidentv1.AgentMessage_Report:
 			upTo, err := s.ingest(ctx, deviceID, m.Report.GetObservations(), &lastCollected)
@@ -184,7 +235,7 @@ func (s *Server) Stream(stream grpc.BidiStreamingServer[evidentv1.AgentMessage, 
 				log.Error("ingest failed", "err", err)
 				return err
 			}
-			if err := stream.Send(&evidentv1.ServerMessage{Msg: &evidentv1.ServerMessage_Ack{Ack: &evidentv1.Ack{UpToSeq: upTo}}}); err != nil {
+			if err := out.send(&evidentv1.ServerMessage{Msg: &evidentv1.ServerMessage_Ack{Ack: &evidentv1.Ack{UpToSeq: upTo}}}); err != nil {
 				return err
 			}
 		default:
@@ -276,12 +327,16 @@ func (s *Server) Score(ctx context.Context, deviceID string, at time.Time) error
 	for _, st := range open {
 		current[st.ControlID] = st
 	}
+	tpmEv, err := s.tpmEvidence(ctx, deviceID)
+	if err != nil {
+		return err
+	}
 	lastSeen := dev.LastSeenAt
 	if lastSeen == nil && len(latest) > 0 {
 		lastSeen = &at
 	}
 	evals := s.Policy.Evaluate(controls.Input{
-		Now: at, Latest: latest, LastSeen: lastSeen, Current: current,
+		Now: at, Latest: latest, LastSeen: lastSeen, Current: current, TPM: tpmEv,
 		History: func(c string, limit int) ([]store.Observation, error) {
 			return s.Store.History(ctx, dev.ID, c, limit)
 		},

@@ -49,6 +49,9 @@ type Enrollment interface {
 	// asserted by the client and must never grant another identity.
 	EnrollDevice(ctx context.Context, d Device) (Device, error)
 	Device(ctx context.Context, id string) (Device, error)
+	// DeviceByMachineID returns the newest device with this machine id;
+	// ErrNotFound when none.
+	DeviceByMachineID(ctx context.Context, machineID string) (Device, error)
 	Devices(ctx context.Context) ([]Device, error)
 }
 

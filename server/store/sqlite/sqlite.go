@@ -295,6 +295,19 @@ func (s *Store) Device(ctx context.Context, id string) (store.Device, error) {
 	return d, err
 }
 
+// DeviceByMachineID implements store.Enrollment.
+func (s *Store) DeviceByMachineID(ctx context.Context, machineID string) (store.Device, error) {
+	if machineID == "" {
+		return store.Device{}, store.ErrNotFound
+	}
+	d, err := scanDevice(s.db.QueryRowContext(ctx, `SELECT `+deviceCols+` FROM devices WHERE machine_id = ?
+		ORDER BY enrolled_at DESC, id DESC LIMIT 1`, machineID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return d, store.ErrNotFound
+	}
+	return d, err
+}
+
 // Devices implements store.Enrollment.
 func (s *Store) Devices(ctx context.Context) ([]store.Device, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT `+deviceCols+` FROM devices ORDER BY hostname, id`)

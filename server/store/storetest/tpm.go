@@ -69,6 +69,14 @@ func testTPMEnrollment(t *testing.T, open func(*testing.T) store.Store) {
 	if stored.PreviousID != "d1" || stored.Reenrolled != 1 {
 		t.Errorf("same EK: previous %q reenrolled %d, want d1 1", stored.PreviousID, stored.Reenrolled)
 	}
+	if d, err := s.DeviceByMachineID(ctx, "m-other"); err != nil || d.ID != "d2" {
+		t.Errorf("DeviceByMachineID(m-other) = %q, %v; want the newest, d2", d.ID, err)
+	}
+	for _, m := range []string{"", "m-none"} {
+		if _, err := s.DeviceByMachineID(ctx, m); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("DeviceByMachineID(%q): %v, want ErrNotFound", m, err)
+		}
+	}
 	id, tp, err := s.DeviceByEK(ctx, []byte("ek-1"))
 	if err != nil || id != "d2" || !bytes.Equal(tp.AKPublic, []byte("ak-2")) {
 		t.Errorf("DeviceByEK = %q %q %v, want the newest device d2 with ak-2", id, tp.AKPublic, err)
