@@ -40,6 +40,10 @@ type Config struct {
 	Log              *slog.Logger
 	Host             platform.Host
 	Registry         *collectors.Registry
+	// TPM and TPMEventLog override the TPM recorded at enrollment (a TPM
+	// spec as tpm.Open takes, and an event log path).
+	TPM         string
+	TPMEventLog string
 }
 
 // Defaults.
@@ -89,6 +93,16 @@ type Agent struct {
 	lastCycle   time.Time
 	lastResults map[string]string
 	cycles      int
+	// lastBatch is the latest cycle's observations with their seqs: what
+	// the next attestation covers.
+	lastBatch *evidentv1.Report
+	// lastAttestation is when the server last answered an attestation.
+	lastAttestation   time.Time
+	lastAttestationOK bool
+	// cycleMu serializes collection cycles (the schedule and attestation).
+	cycleMu sync.Mutex
+	// attestations receives what the server concluded of each attestation.
+	attestations chan *evidentv1.AttestationResult
 }
 
 // MinOutboxBytes is the smallest outbox bound: the outbox refuses items over
@@ -196,6 +210,8 @@ func (a *Agent) Close() error { return a.outbox.Close() }
 // cycle runs the collectors once and appends their observations in one
 // transaction.
 func (a *Agent) cycle(ctx context.Context, only []string) error {
+	a.cycleMu.Lock()
+	defer a.cycleMu.Unlock()
 	reg := a.cfg.Registry
 	if len(only) > 0 {
 		if r, err := reg.Select(only); err == nil {
@@ -223,8 +239,16 @@ func (a *Agent) cycle(ctx context.Context, only []string) error {
 	if err != nil {
 		return fmt.Errorf("outbox: %w", err)
 	}
+	batch := &evidentv1.Report{Observations: make([]*evidentv1.Observation, 0, len(entries))}
+	for i, e := range entries {
+		var o evidentv1.Observation
+		if err := proto.Unmarshal(e, &o); err == nil {
+			o.Seq = first + uint64(i)
+			batch.Observations = append(batch.Observations, &o)
+		}
+	}
 	a.mu.Lock()
-	a.lastCycle, a.lastResults = start, results
+	a.lastCycle, a.lastResults, a.lastBatch = start, results, batch
 	a.cycles++
 	a.mu.Unlock()
 	a.cfg.Log.Info("collected", "observations", len(entries), "first_seq", first, "last_seq", last, "took", time.Since(start).Round(time.Millisecond))
@@ -250,6 +274,10 @@ type Status struct {
 	Outbox      outbox.Stats      `json:"outbox"`
 	Uplink      uplink.State      `json:"uplink"`
 	CertExpires time.Time         `json:"device_certificate_expires"`
+	// TPM is the TPM the device is bound to ("" without one).
+	TPM               string    `json:"tpm,omitempty"`
+	LastAttestationAt time.Time `json:"last_attestation_at,omitzero"`
+	LastAttestationOK bool      `json:"last_attestation_verified"`
 }
 
 // Status returns the agent's current status.
@@ -261,6 +289,7 @@ func (a *Agent) Status() Status {
 		Version: a.cfg.Version, DeviceID: a.id.DeviceID, Server: a.id.Server, StartedAt: a.startedAt,
 		Interval: a.cfg.Interval.String(), Cycles: a.cycles, LastCycleAt: a.lastCycle, LastResults: a.lastResults,
 		Outbox: st, Uplink: a.up.State(), CertExpires: a.id.CertExpiry(),
+		TPM: a.id.TPM, LastAttestationAt: a.lastAttestation, LastAttestationOK: a.lastAttestationOK,
 	}
 }
 
@@ -280,6 +309,39 @@ func (a *Agent) Run(ctx context.Context, once bool, onceTimeout time.Duration) e
 	}()
 	collectNow := make(chan []string, 1)
 	a.up.CollectNow = collectNow
+	challenges := make(chan *evidentv1.AttestationChallenge, 1)
+	if a.id.TPM != "" || a.cfg.TPM != "" {
+		a.up.Challenges = challenges
+	}
+	a.attestations = make(chan *evidentv1.AttestationResult, 1)
+	results := make(chan *evidentv1.AttestationResult, 4)
+	a.up.AttestationResults = results
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case ch := <-challenges:
+				a.attest(ctx, ch)
+			case r := <-results:
+				if r.GetVerified() {
+					a.cfg.Log.Info("server verified this device's attestation")
+				} else {
+					a.cfg.Log.Warn("server refused this device's attestation", "reasons", r.GetReasons())
+				}
+				a.mu.Lock()
+				a.lastAttestation = time.Now()
+				a.lastAttestationOK = r.GetVerified()
+				a.mu.Unlock()
+				select {
+				case a.attestations <- r:
+				default:
+				}
+			}
+		}
+	}()
 	acked := a.up.AckNotify()
 	upErr := make(chan error, 1)
 	wg.Add(2)
@@ -302,7 +364,14 @@ func (a *Agent) Run(ctx context.Context, once bool, onceTimeout time.Duration) e
 		return err
 	}
 	if once {
-		return a.waitDelivered(ctx, acked, upErr, onceTimeout)
+		deadline := time.Now().Add(onceTimeout)
+		if err := a.waitDelivered(ctx, acked, upErr, onceTimeout); err != nil {
+			return err
+		}
+		if a.up.Challenges != nil {
+			return a.waitAttested(ctx, upErr, time.Until(deadline))
+		}
+		return nil
 	}
 	for {
 		// ±10% jitter so a fleet started together does not report in step.
@@ -327,6 +396,24 @@ func (a *Agent) Run(ctx context.Context, once bool, onceTimeout time.Duration) e
 				a.cfg.Log.Error("collection failed", "err", err)
 			}
 		}
+	}
+}
+
+// waitAttested waits, in once mode, for the server's verdict on one
+// attestation (it challenges a TPM device as soon as it connects).
+func (a *Agent) waitAttested(ctx context.Context, upErr <-chan error, timeout time.Duration) error {
+	select {
+	case r := <-a.attestations:
+		if !r.GetVerified() {
+			return fmt.Errorf("the server refused this device's TPM attestation: %s", strings.Join(r.GetReasons(), "; "))
+		}
+		return nil
+	case err := <-upErr:
+		return fmt.Errorf("evidence uplink: %w", err)
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(max(timeout, 0)):
+		return fmt.Errorf("%w: no attestation verdict from the server within the timeout", ErrNotDelivered)
 	}
 }
 

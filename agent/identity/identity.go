@@ -50,6 +50,13 @@ type Identity struct {
 	Server     string    `json:"server"`
 	EnrolledAt time.Time `json:"enrolled_at"`
 	CAPin      string    `json:"ca_sha256"`
+	// TPM is the TPM the device enrolled with ("" without one): a device
+	// path, "swtpm:HOST:PORT", "unix:PATH" or "platform". Its AK blob is
+	// AKPath().
+	TPM string `json:"tpm,omitempty"`
+	// TPMEventLog is the event log path given at enrollment ("" for the
+	// platform's).
+	TPMEventLog string `json:"tpm_event_log,omitempty"`
 
 	dir  string
 	cert tls.Certificate
@@ -118,11 +125,40 @@ func (id *Identity) TLSConfig() (*tls.Config, error) {
 // HostFacts describe the enrolling machine.
 type HostFacts = evidentv1.HostFacts
 
+// akFile holds the TPM-wrapped attestation key blob (useless off its TPM).
+const akFile = "ak.blob"
+
+// AKPath is where the AK blob of the identity in dir is kept.
+func AKPath(dir string) string { return filepath.Join(dir, akFile) }
+
+// Dir returns the directory the identity was loaded from.
+func (id *Identity) Dir() string { return id.dir }
+
+// TPMBinding is a TPM to bind the enrollment to: it names its EK and
+// proposes an AK, and proves the AK resident by activating the server's
+// credential challenge.
+type TPMBinding interface {
+	Identity() (*evidentv1.TPMIdentity, error)
+	Activate(*evidentv1.ActivationChallenge) ([]byte, error)
+}
+
+// EnrollOptions are the optional parts of an enrollment.
+type EnrollOptions struct {
+	// TPM binds the device identity to a TPM; nil enrolls without.
+	TPM TPMBinding
+	// TPMSpec and TPMEventLog are recorded so `run` opens the same TPM.
+	TPMSpec, TPMEventLog string
+}
+
 // Enroll enrolls this device with the server at addr using token, and writes
 // the identity into dir. The server is trusted only if it presents a chain
 // containing the CA pinned in the token and a certificate valid for addr's
 // host.
-func Enroll(ctx context.Context, dir, addr, token string, facts *HostFacts) (*Identity, error) {
+//
+// With opts.TPM, enrollment takes two calls: the server answers the first
+// with a credential challenge for the EK and AK, and issues the
+// certificate only for the secret the TPM recovers from it.
+func Enroll(ctx context.Context, dir, addr, token string, facts *HostFacts, opts EnrollOptions) (*Identity, error) {
 	tok, err := enrolltoken.Parse(token)
 	if err != nil {
 		return nil, err
@@ -148,14 +184,41 @@ func Enroll(ctx context.Context, dir, addr, token string, facts *HostFacts) (*Id
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	resp, err := evidentv1.NewEnrollmentClient(conn).Enroll(ctx, &evidentv1.EnrollRequest{
-		EnrollSecret: tok.Secret, Csr: csr, Host: facts,
-	}, grpc.WaitForReady(false))
-	if err != nil {
-		if s, ok := status.FromError(err); ok {
-			return nil, fmt.Errorf("enrollment refused by %s: %s (%s)", addr, s.Message(), s.Code())
+	req := &evidentv1.EnrollRequest{EnrollSecret: tok.Secret, Csr: csr, Host: facts}
+	if opts.TPM != nil {
+		if req.Tpm, err = opts.TPM.Identity(); err != nil {
+			return nil, fmt.Errorf("TPM: %w", err)
 		}
-		return nil, fmt.Errorf("enroll with %s: %w", addr, err)
+	}
+	client := evidentv1.NewEnrollmentClient(conn)
+	call := func() (*evidentv1.EnrollResponse, error) {
+		resp, err := client.Enroll(ctx, req, grpc.WaitForReady(false))
+		if err != nil {
+			if s, ok := status.FromError(err); ok {
+				return nil, fmt.Errorf("enrollment refused by %s: %s (%s)", addr, s.Message(), s.Code())
+			}
+			return nil, fmt.Errorf("enroll with %s: %w", addr, err)
+		}
+		return resp, nil
+	}
+	resp, err := call()
+	if err != nil {
+		return nil, err
+	}
+	if ch := resp.GetActivation(); ch != nil {
+		if opts.TPM == nil {
+			return nil, errors.New("server sent a TPM challenge to an enrollment without a TPM")
+		}
+		secret, err := opts.TPM.Activate(ch)
+		if err != nil {
+			return nil, fmt.Errorf("TPM credential activation: %w", err)
+		}
+		req.Activation = &evidentv1.ActivationProof{ChallengeId: ch.GetChallengeId(), Secret: secret}
+		if resp, err = call(); err != nil {
+			return nil, err
+		}
+	} else if opts.TPM != nil {
+		return nil, fmt.Errorf("server %s did not challenge the TPM: it does not support TPM enrollment (enroll with --tpm none)", addr)
 	}
 	leaf, err := x509.ParseCertificate(resp.GetCertificate())
 	if err != nil {
@@ -172,6 +235,12 @@ func Enroll(ctx context.Context, dir, addr, token string, facts *HostFacts) (*Id
 		return nil, err
 	}
 	id := &Identity{DeviceID: resp.GetDeviceId(), Server: addr, EnrolledAt: time.Now().UTC(), CAPin: tok.CAPin}
+	if opts.TPM != nil {
+		id.TPM, id.TPMEventLog = opts.TPMSpec, opts.TPMEventLog
+		if id.TPM == "" {
+			id.TPM = "platform"
+		}
+	}
 	state, _ := json.MarshalIndent(id, "", "  ")
 	for _, f := range []struct {
 		name string

@@ -1,100 +1,99 @@
-// Package tpm is the agent's door to a TPM: open a device or an emulator,
-// create an attestation key, quote PCRs.
+// Package tpm is the agent's door to a TPM, built on go-attestation: it opens
+// the platform TPM, a TPM character device or an swtpm, keeps an attestation
+// key (AK) under the storage root key across restarts, reports the
+// endorsement key (EK) and its certificate for enrollment, answers the
+// server's credential-activation challenge, and quotes PCRs 0-7 in every PCR
+// bank with the TCG firmware event log (DESIGN §4).
 //
-// Open takes "swtpm:HOST:PORT" (the data port of an swtpm, raw TPM commands
-// over TCP) or an absolute device path such as "/dev/tpmrm0" (Linux only).
-// CreateAK creates a restricted RSA-2048 RSASSA-SHA256 signing key as a
-// primary object, and Quote reads SHA-256 PCRs and quotes them with it,
-// producing the inputs of server/attest.VerifyQuote.
+// Open takes a spec: "" is the platform TPM (go-attestation's own discovery:
+// /dev/tpmrm0 on Linux, TBS on Windows; none on macOS), "swtpm:HOST:PORT" the
+// data port of an swtpm over TCP, "unix:PATH" an swtpm's Unix socket, and an
+// absolute path a TPM character device (Linux) or an swtpm Unix socket.
+// Commands to devices and swtpm go through one connection that reads
+// responses by their header length and re-sends commands answered with
+// TPM_RC_RETRY.
 package tpm
 
 import (
 	"bytes"
 	"crypto"
-	"crypto/sha256"
-	"encoding/binary"
+	"crypto/ecdsa"
+	"crypto/rsa"
+	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
-	"net"
+	"io/fs"
+	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
-	"time"
 
-	"github.com/google/go-tpm/tpm2"
+	"github.com/google/go-attestation/attest"
 	"github.com/google/go-tpm/tpm2/transport"
-)
 
-const (
-	// DialTimeout bounds connecting to an swtpm.
-	DialTimeout = 5 * time.Second
-	// CommandTimeout bounds one command on an swtpm connection (RSA key
-	// generation in CreatePrimary is the slow one).
-	CommandTimeout = 2 * time.Minute
-	// maxResponse bounds a response read from the network.
-	maxResponse = 1 << 16
-	// quoteAttempts is how often Quote retries when PCRs change between
-	// reading and quoting them (DESIGN §4).
-	quoteAttempts = 3
-	// MinNonceLen and MaxNonceLen bound the nonce (TPM2B_DATA holds at most
-	// the size of the largest digest; the server rejects short nonces).
-	MinNonceLen = 8
-	MaxNonceLen = 64
+	"github.com/evident-dev/evident/internal/atomicfile"
+	"github.com/evident-dev/evident/internal/quotedata"
+	evidentv1 "github.com/evident-dev/evident/proto/evident/v1"
 )
 
 // Errors callers can tell apart with errors.Is.
 var (
-	ErrBadSpec     = errors.New("bad TPM spec (want swtpm:HOST:PORT or an absolute device path)")
+	// ErrNoTPM: this machine has no usable TPM, or the spec names none (it
+	// is malformed, or the device or socket does not exist). The agent
+	// scores such a device "no TPM". Failing to talk to a TPM that exists
+	// (a refused connection, a command error) is a plain error.
+	ErrNoTPM = errors.New("no usable TPM")
+	// ErrPCRsChanged: the PCRs kept changing between reading and quoting
+	// them.
 	ErrPCRsChanged = errors.New("PCRs kept changing between reading and quoting them")
 )
 
-// TPM is an open TPM. It implements go-tpm's transport.TPM, so tpm2 commands
-// can be executed on it directly; commands are serialised.
-type TPM struct {
-	mu sync.Mutex
-	t  transport.TPMCloser
+// quoteAttempts is how often a bank is read and quoted before Attest gives
+// up with ErrPCRsChanged.
+const quoteAttempts = 3
+
+// quotedPCRs are the PCRs Attest quotes: the firmware's (DESIGN §4).
+var quotedPCRs = []int{0, 1, 2, 3, 4, 5, 6, 7}
+
+// Device is an open TPM. Its methods may be called from several goroutines:
+// they take turns.
+type Device struct {
+	mu      sync.Mutex
+	tpm     *attest.TPM
+	rt      *retryTPM // nil for the platform TPM
+	logPath string    // "" means go-attestation's MeasurementLog
+	ek      *attest.EK
+	closed  bool
 }
 
-// Send implements transport.TPM. A command the TPM answers with
-// TPM_RC_RETRY, TPM_RC_YIELDED or TPM_RC_TESTING is sent again after a
-// growing pause (1 ms doubling, about 4 s in all).
-func (t *TPM) Send(cmd []byte) ([]byte, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.t == nil {
-		return nil, errors.New("tpm: closed")
-	}
-	for backoff := time.Millisecond; ; backoff *= 2 {
-		rsp, err := t.t.Send(cmd)
-		if err != nil || len(rsp) < 10 || backoff > 2*time.Second {
-			return rsp, err
+// Open opens the TPM named by spec (see the package documentation).
+// eventLog is the path of the TCG firmware event log; "" means the
+// platform's (/sys/kernel/security/tpm0/binary_bios_measurements on Linux,
+// go-attestation's own with the platform TPM on Windows).
+func Open(spec, eventLog string) (*Device, error) {
+	if spec == "" {
+		t, err := attest.OpenTPM(nil)
+		if err != nil {
+			return nil, fmt.Errorf("tpm: open the platform TPM: %w: %v", ErrNoTPM, err)
 		}
-		switch tpm2.TPMRC(binary.BigEndian.Uint32(rsp[6:])) {
-		case tpm2.TPMRCRetry, tpm2.TPMRCYielded, tpm2.TPMRCTesting:
-			time.Sleep(backoff)
-		default:
-			return rsp, nil
-		}
+		return &Device{tpm: t, logPath: eventLog}, nil
 	}
+	tc, err := openSpec(spec)
+	if err != nil {
+		return nil, err
+	}
+	if eventLog == "" {
+		eventLog = defaultEventLog
+	}
+	d, err := openTransport(tc, eventLog)
+	if err != nil {
+		return nil, fmt.Errorf("tpm: %s: %w", spec, err)
+	}
+	return d, nil
 }
 
-// Close closes the connection or device.
-func (t *TPM) Close() error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.t == nil {
-		return nil
-	}
-	err := t.t.Close()
-	t.t = nil
-	return err
-}
-
-// Open opens the TPM named by spec and sends TPM2_Startup(CLEAR); a TPM that
-// is already started (TPM_RC_INITIALIZE) is fine.
-func Open(spec string) (*TPM, error) {
+// openSpec connects to what a non-empty spec names.
+func openSpec(spec string) (transport.TPMCloser, error) {
 	var (
 		tc  transport.TPMCloser
 		err error
@@ -102,318 +101,350 @@ func Open(spec string) (*TPM, error) {
 	switch {
 	case strings.HasPrefix(spec, "swtpm:"):
 		addr := strings.TrimPrefix(spec, "swtpm:")
-		if _, _, err := net.SplitHostPort(addr); err != nil {
-			return nil, fmt.Errorf("%w: %q: %v", ErrBadSpec, spec, err)
+		if _, _, perr := splitHostPort(addr); perr != nil {
+			return nil, fmt.Errorf("tpm: %w: bad spec %q (want swtpm:HOST:PORT): %v", ErrNoTPM, spec, perr)
 		}
-		tc, err = dialSwtpm(addr)
+		tc, err = dialStream("tcp", addr)
+	case strings.HasPrefix(spec, "unix:"):
+		path := strings.TrimPrefix(spec, "unix:")
+		if path == "" {
+			return nil, fmt.Errorf("tpm: %w: bad spec %q (want unix:PATH)", ErrNoTPM, spec)
+		}
+		if _, serr := os.Stat(path); errors.Is(serr, fs.ErrNotExist) {
+			return nil, fmt.Errorf("tpm: %w: %s does not exist", ErrNoTPM, path)
+		}
+		tc, err = dialStream("unix", path)
 	case filepath.IsAbs(spec):
-		tc, err = openDevice(spec)
+		fi, serr := os.Stat(spec)
+		switch {
+		case errors.Is(serr, fs.ErrNotExist):
+			return nil, fmt.Errorf("tpm: %w: %s does not exist", ErrNoTPM, spec)
+		case serr == nil && fi.Mode()&fs.ModeSocket != 0:
+			tc, err = dialStream("unix", spec)
+		default:
+			tc, err = openDevice(spec)
+		}
 	default:
-		return nil, fmt.Errorf("%w: %q", ErrBadSpec, spec)
+		return nil, fmt.Errorf("tpm: %w: bad spec %q (want \"\", swtpm:HOST:PORT, unix:PATH or an absolute device path)", ErrNoTPM, spec)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("tpm: open %s: %w", spec, err)
 	}
-	t := &TPM{t: tc}
-	if _, err := (tpm2.Startup{StartupType: tpm2.TPMSUClear}).Execute(t); err != nil && !errors.Is(err, tpm2.TPMRCInitialize) {
-		t.Close()
-		return nil, fmt.Errorf("tpm: %s: TPM2_Startup: %w", spec, err)
+	return tc, nil
+}
+
+// openTransport starts the TPM behind tc, flushes what an earlier user left
+// loaded and hands it to go-attestation. It closes tc on failure.
+func openTransport(tc transport.TPMCloser, logPath string) (*Device, error) {
+	rt := &retryTPM{t: tc}
+	if err := startup(rt); err != nil {
+		rt.Close()
+		return nil, err
 	}
-	return t, nil
-}
-
-// streamTPM sends raw TPM commands over a stream (swtpm's data port) and reads
-// each response whole: header first, then the size it announces.
-type streamTPM struct {
-	c net.Conn
-}
-
-func dialSwtpm(addr string) (transport.TPMCloser, error) {
-	c, err := net.DialTimeout("tcp", addr, DialTimeout)
+	if err := flushStale(rt); err != nil {
+		rt.Close()
+		return nil, err
+	}
+	t, err := attest.OpenTPM(&attest.OpenConfig{CommandChannel: &channel{t: rt, logPath: logPath}})
 	if err != nil {
+		rt.Close()
 		return nil, err
 	}
-	return &streamTPM{c: c}, nil
+	return &Device{tpm: t, rt: rt, logPath: logPath}, nil
 }
 
-func (s *streamTPM) Send(cmd []byte) ([]byte, error) {
-	if err := s.c.SetDeadline(time.Now().Add(CommandTimeout)); err != nil {
-		return nil, err
+// Close closes the TPM. Keys not closed yet stay loaded in a TPM without a
+// resource manager until the next Open flushes them.
+func (d *Device) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return nil
 	}
-	if _, err := s.c.Write(cmd); err != nil {
-		return nil, fmt.Errorf("tpm: send: %w", err)
-	}
-	var hdr [10]byte // tag, size, response code
-	if _, err := io.ReadFull(s.c, hdr[:]); err != nil {
-		return nil, fmt.Errorf("tpm: read response header: %w", err)
-	}
-	size := binary.BigEndian.Uint32(hdr[2:])
-	if size < uint32(len(hdr)) || size > maxResponse {
-		return nil, fmt.Errorf("tpm: response size %d out of range", size)
-	}
-	rsp := make([]byte, size)
-	copy(rsp, hdr[:])
-	if _, err := io.ReadFull(s.c, rsp[len(hdr):]); err != nil {
-		return nil, fmt.Errorf("tpm: read response: %w", err)
-	}
-	return rsp, nil
+	d.closed = true
+	return d.tpm.Close()
 }
 
-func (s *streamTPM) Close() error { return s.c.Close() }
+func (d *Device) lock() error {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return errors.New("tpm: device closed")
+	}
+	return nil
+}
 
-// AK is an attestation key loaded in the TPM.
+// AK is an attestation key loaded in the TPM: a restricted RSA signing key
+// created under the storage root key by go-attestation.
 type AK struct {
-	// Handle is the transient handle of the key; Name its TPM name.
-	Handle tpm2.TPMHandle
-	Name   tpm2.TPM2BName
-	// Public is the key's public part (*rsa.PublicKey).
-	Public crypto.PublicKey
-	// PublicArea is the marshalled TPMT_PUBLIC of the key.
-	PublicArea []byte
-
-	tpm *TPM
+	d      *Device
+	ak     *attest.AK
+	params attest.AttestationParameters
+	pub    *attest.AKPublic
+	closed bool
 }
+
+// LoadOrCreateAK loads the AK whose blob (attest.AK.Marshal output) is at
+// path, or, when there is no file there, creates a new AK under the SRK and
+// writes its blob there atomically with mode 0600. created reports which. A
+// blob that no longer loads (the TPM was cleared) is an error, not replaced:
+// the caller decides whether to remove it and enroll a new AK.
+func (d *Device) LoadOrCreateAK(path string) (ak *AK, created bool, err error) {
+	if err := d.lock(); err != nil {
+		return nil, false, err
+	}
+	defer d.mu.Unlock()
+	blob, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		a, err := d.tpm.LoadAK(blob)
+		if err != nil {
+			return nil, false, fmt.Errorf("tpm: load AK from %s: %w", path, err)
+		}
+		ak, err := d.newAK(a)
+		return ak, false, err
+	case errors.Is(err, fs.ErrNotExist):
+		a, err := d.tpm.NewAK(nil)
+		if err != nil {
+			return nil, false, fmt.Errorf("tpm: create AK: %w", err)
+		}
+		ak, err := d.newAK(a)
+		if err != nil {
+			return nil, false, err
+		}
+		blob, err := a.Marshal()
+		if err == nil {
+			err = atomicfile.WriteFile(path, blob, 0o600)
+		}
+		if err != nil {
+			a.Close(d.tpm)
+			return nil, false, fmt.Errorf("tpm: save AK: %w", err)
+		}
+		return ak, true, nil
+	default:
+		return nil, false, fmt.Errorf("tpm: read AK: %w", err)
+	}
+}
+
+func (d *Device) newAK(a *attest.AK) (*AK, error) {
+	params := a.AttestationParameters()
+	pub, err := attest.ParseAKPublic(params.Public)
+	if err != nil {
+		a.Close(d.tpm)
+		return nil, fmt.Errorf("tpm: AK public: %w", err)
+	}
+	return &AK{d: d, ak: a, params: params, pub: pub}, nil
+}
+
+// Public returns the AK's public key.
+func (ak *AK) Public() crypto.PublicKey { return ak.pub.Public }
 
 // Close flushes the key from the TPM.
 func (ak *AK) Close() error {
-	if ak.tpm == nil {
+	ak.d.mu.Lock()
+	defer ak.d.mu.Unlock()
+	if ak.closed || ak.d.closed {
+		ak.closed = true
 		return nil
 	}
-	_, err := tpm2.FlushContext{FlushHandle: ak.Handle}.Execute(ak.tpm)
-	ak.tpm = nil
-	if err != nil {
+	ak.closed = true
+	if err := ak.ak.Close(ak.d.tpm); err != nil {
 		return fmt.Errorf("tpm: flush AK: %w", err)
 	}
 	return nil
 }
 
-// AKOptions select where CreateAKWith creates the AK.
-type AKOptions struct {
-	// Hierarchy is tpm2.TPMRHEndorsement (the zero value means it) or
-	// tpm2.TPMRHOwner.
-	Hierarchy tpm2.TPMHandle
-	// Unique is the template's unique field (at most 256 bytes). A primary key
-	// is derived from the hierarchy's seed and its template, so the same
-	// options give the same key again until the seed changes; another Unique
-	// gives another key.
-	Unique []byte
+func (ak *AK) check(d *Device) error {
+	switch {
+	case ak == nil:
+		return errors.New("tpm: no AK")
+	case ak.d != d:
+		return errors.New("tpm: AK belongs to another TPM")
+	case ak.closed:
+		return errors.New("tpm: AK closed")
+	}
+	return nil
 }
 
-// AKTemplate returns the AK template: a restricted RSA-2048 signing key with
-// scheme RSASSA-SHA256.
-func AKTemplate(unique []byte) tpm2.TPMTPublic {
-	u := make([]byte, 256)
-	copy(u, unique)
-	return tpm2.TPMTPublic{
-		Type:    tpm2.TPMAlgRSA,
-		NameAlg: tpm2.TPMAlgSHA256,
-		ObjectAttributes: tpm2.TPMAObject{
-			FixedTPM:            true,
-			FixedParent:         true,
-			SensitiveDataOrigin: true,
-			UserWithAuth:        true,
-			Restricted:          true,
-			SignEncrypt:         true,
+// endorsementKey finds the EK once: the RSA EK with a certificate, else
+// the ECC EK with a certificate, else the RSA EK (created from the default
+// template if need be) without one. Call with d.mu held.
+func (d *Device) endorsementKey() (*attest.EK, error) {
+	if d.ek != nil {
+		return d.ek, nil
+	}
+	certified, err := d.tpm.EKCertificates()
+	if err != nil {
+		return nil, fmt.Errorf("tpm: read EK certificates: %w", err)
+	}
+	for _, want := range []func(crypto.PublicKey) bool{
+		func(p crypto.PublicKey) bool { _, ok := p.(*rsa.PublicKey); return ok },
+		func(p crypto.PublicKey) bool { _, ok := p.(*ecdsa.PublicKey); return ok },
+	} {
+		for i := range certified {
+			if want(certified[i].Public) {
+				d.ek = &certified[i]
+				return d.ek, nil
+			}
+		}
+	}
+	eks, err := d.tpm.EKs()
+	if err != nil {
+		return nil, fmt.Errorf("tpm: read EK: %w", err)
+	}
+	if len(eks) == 0 {
+		return nil, errors.New("tpm: no EK")
+	}
+	d.ek = &eks[0]
+	return d.ek, nil
+}
+
+// Identity returns the EK public key (PKIX DER; the RSA EK when there is
+// one, else the ECC EK), the EK certificate (DER) when the TPM holds one,
+// and the AK's attestation parameters.
+func (d *Device) Identity(ak *AK) (*evidentv1.TPMIdentity, error) {
+	if err := d.lock(); err != nil {
+		return nil, err
+	}
+	defer d.mu.Unlock()
+	if err := ak.check(d); err != nil {
+		return nil, err
+	}
+	ek, err := d.endorsementKey()
+	if err != nil {
+		return nil, err
+	}
+	pub, err := x509.MarshalPKIXPublicKey(ek.Public)
+	if err != nil {
+		return nil, fmt.Errorf("tpm: EK public: %w", err)
+	}
+	id := &evidentv1.TPMIdentity{
+		EkPub: pub,
+		Ak: &evidentv1.AKParameters{
+			Public:            bytes.Clone(ak.params.Public),
+			CreateData:        bytes.Clone(ak.params.CreateData),
+			CreateAttestation: bytes.Clone(ak.params.CreateAttestation),
+			CreateSignature:   bytes.Clone(ak.params.CreateSignature),
 		},
-		Parameters: tpm2.NewTPMUPublicParms(tpm2.TPMAlgRSA, &tpm2.TPMSRSAParms{
-			Symmetric: tpm2.TPMTSymDefObject{Algorithm: tpm2.TPMAlgNull},
-			Scheme: tpm2.TPMTRSAScheme{
-				Scheme:  tpm2.TPMAlgRSASSA,
-				Details: tpm2.NewTPMUAsymScheme(tpm2.TPMAlgRSASSA, &tpm2.TPMSSigSchemeRSASSA{HashAlg: tpm2.TPMAlgSHA256}),
-			},
-			KeyBits: 2048,
-		}),
-		Unique: tpm2.NewTPMUPublicID(tpm2.TPMAlgRSA, &tpm2.TPM2BPublicKeyRSA{Buffer: u}),
 	}
+	if ek.Certificate != nil {
+		id.EkCert = bytes.Clone(ek.Certificate.Raw)
+	}
+	return id, nil
 }
 
-// CreateAK creates the AK in the endorsement hierarchy with the default
-// template: it is the same key every time on a given TPM (until the
-// endorsement seed changes), so the agent can recreate it after a restart.
-func CreateAK(t *TPM) (*AK, error) {
-	return CreateAKWith(t, AKOptions{})
-}
-
-// CreateAKWith creates an AK as a primary object as opts say.
-func CreateAKWith(t *TPM, opts AKOptions) (*AK, error) {
-	h := opts.Hierarchy
-	if h == 0 {
-		h = tpm2.TPMRHEndorsement
+// Activate runs TPM2_ActivateCredential on the server's challenge with the
+// AK and the EK Identity reports, and returns the secret it recovers.
+func (d *Device) Activate(ak *AK, ch *evidentv1.ActivationChallenge) ([]byte, error) {
+	if err := d.lock(); err != nil {
+		return nil, err
 	}
-	if h != tpm2.TPMRHEndorsement && h != tpm2.TPMRHOwner {
-		return nil, fmt.Errorf("tpm: AK hierarchy 0x%08x: want endorsement or owner", uint32(h))
+	defer d.mu.Unlock()
+	if err := ak.check(d); err != nil {
+		return nil, err
 	}
-	if len(opts.Unique) > 256 {
-		return nil, fmt.Errorf("tpm: AK unique of %d bytes, at most 256", len(opts.Unique))
+	if ch == nil {
+		return nil, errors.New("tpm: no activation challenge")
 	}
-	rsp, err := tpm2.CreatePrimary{
-		PrimaryHandle: tpm2.AuthHandle{Handle: h, Auth: tpm2.PasswordAuth(nil)},
-		InPublic:      tpm2.New2B(AKTemplate(opts.Unique)),
-	}.Execute(t)
-	if err != nil {
-		return nil, fmt.Errorf("tpm: create AK: %w", err)
-	}
-	ak := &AK{Handle: rsp.ObjectHandle, Name: rsp.Name, tpm: t}
-	pub, err := rsp.OutPublic.Contents()
-	if err == nil {
-		ak.PublicArea = tpm2.Marshal(*pub)
-		ak.Public, err = tpm2.Pub(*pub)
-	}
-	if err != nil {
-		ak.Close()
-		return nil, fmt.Errorf("tpm: AK public area: %w", err)
-	}
-	return ak, nil
-}
-
-// Quote is a TPM2_Quote with the PCR values it covers.
-type Quote struct {
-	// Msg is the TPMS_ATTEST (the attestationData of the TPM2B_ATTEST).
-	Msg []byte
-	// Sig is the marshalled TPMT_SIGNATURE over Msg.
-	Sig []byte
-	// PCRs holds the quoted values: bank, PCR index, value. Its type is
-	// assignable to attest.PCRs.
-	PCRs map[tpm2.TPMAlgID]map[uint32][]byte
-}
-
-// selection converts PCR indices (0-23) to ascending unique indices and a
-// SHA-256 TPML_PCR_SELECTION.
-func selection(pcrs []int) ([]uint32, tpm2.TPMLPCRSelection, error) {
-	if len(pcrs) == 0 {
-		return nil, tpm2.TPMLPCRSelection{}, errors.New("tpm: no PCR selected")
-	}
-	bitmap := make([]byte, 3)
-	for _, p := range pcrs {
-		if p < 0 || p > 23 {
-			return nil, tpm2.TPMLPCRSelection{}, fmt.Errorf("tpm: PCR %d out of range 0-23", p)
-		}
-		bitmap[p/8] |= 1 << (p % 8)
-	}
-	var idx []uint32
-	for p := 0; p < 24; p++ {
-		if bitmap[p/8]&(1<<(p%8)) != 0 {
-			idx = append(idx, uint32(p))
-		}
-	}
-	return idx, tpm2.TPMLPCRSelection{PCRSelections: []tpm2.TPMSPCRSelection{{Hash: tpm2.TPMAlgSHA256, PCRSelect: bitmap}}}, nil
-}
-
-// ReadPCRs reads SHA-256 PCRs, at most 8 per TPM2_PCR_Read (a TPM may return
-// fewer than asked: the rest is asked again).
-func ReadPCRs(t transport.TPM, pcrs []int) (map[uint32][]byte, error) {
-	idx, _, err := selection(pcrs)
+	ek, err := d.endorsementKey()
 	if err != nil {
 		return nil, err
 	}
-	vals := map[uint32][]byte{}
-	for rounds := 0; len(vals) < len(idx); rounds++ {
-		if rounds > len(idx) {
-			return nil, errors.New("tpm: PCR_Read makes no progress")
-		}
-		var want []int
-		for _, p := range idx {
-			if _, ok := vals[p]; !ok && len(want) < 8 {
-				want = append(want, int(p))
-			}
-		}
-		_, sel, _ := selection(want)
-		rsp, err := tpm2.PCRRead{PCRSelectionIn: sel}.Execute(t)
-		if err != nil {
-			return nil, fmt.Errorf("tpm: PCR_Read: %w", err)
-		}
-		var got []uint32
-		for _, s := range rsp.PCRSelectionOut.PCRSelections {
-			if s.Hash != tpm2.TPMAlgSHA256 {
-				continue
-			}
-			for i, b := range s.PCRSelect {
-				for bit := 0; bit < 8; bit++ {
-					if b&(1<<bit) != 0 {
-						got = append(got, uint32(i*8+bit))
-					}
-				}
-			}
-		}
-		if len(got) != len(rsp.PCRValues.Digests) {
-			return nil, fmt.Errorf("tpm: PCR_Read returned %d values for %d PCRs", len(rsp.PCRValues.Digests), len(got))
-		}
-		if len(got) == 0 {
-			return nil, errors.New("tpm: PCR_Read returned no SHA-256 PCR (is the bank allocated?)")
-		}
-		for i, p := range got {
-			if len(rsp.PCRValues.Digests[i].Buffer) != sha256.Size {
-				return nil, fmt.Errorf("tpm: PCR %d: %d-byte value", p, len(rsp.PCRValues.Digests[i].Buffer))
-			}
-			vals[p] = bytes.Clone(rsp.PCRValues.Digests[i].Buffer)
-		}
+	secret, err := ak.ak.ActivateCredentialWithEK(d.tpm, attest.EncryptedCredential{
+		Credential: ch.GetCredential(),
+		Secret:     ch.GetSecret(),
+	}, *ek)
+	if err != nil {
+		return nil, fmt.Errorf("tpm: activate credential: %w", err)
 	}
-	return vals, nil
+	return secret, nil
 }
 
-// Quote reads the SHA-256 PCRs pcrs and quotes them with ak and nonce as
-// qualifying data. If the PCRs change between reading and quoting them (the
-// quoted digest differs from the one recomputed over the values read), it
-// tries again, up to 3 times in all, then fails with ErrPCRsChanged.
-func (ak *AK) Quote(nonce []byte, pcrs []int) (*Quote, error) {
-	if ak.tpm == nil {
-		return nil, errors.New("tpm: AK is closed")
-	}
-	if len(nonce) < MinNonceLen || len(nonce) > MaxNonceLen {
-		return nil, fmt.Errorf("tpm: nonce of %d bytes, want %d-%d", len(nonce), MinNonceLen, MaxNonceLen)
-	}
-	idx, sel, err := selection(pcrs)
-	if err != nil {
+// Attest quotes PCRs 0-7 of every PCR bank go-attestation handles (SHA-1,
+// SHA-256, SHA-384, SHA-512) with the AK, with quotedata.Compute(nonce,
+// report) as qualifying data, and returns the quotes, the quoted PCR values
+// and the firmware event log. An unreadable event log is reported in
+// EventLogError, not as an error. When a bank's PCRs change between reading
+// and quoting them (the quote's digest does not match the values read) the
+// bank is read and quoted again, up to 3 times in all, then Attest fails
+// with ErrPCRsChanged.
+func (d *Device) Attest(ak *AK, nonce, report []byte) (*evidentv1.Attestation, error) {
+	if err := d.lock(); err != nil {
 		return nil, err
 	}
-	sort.Slice(idx, func(i, j int) bool { return idx[i] < idx[j] })
-	for attempt := 0; attempt < quoteAttempts; attempt++ {
-		vals, err := ReadPCRs(ak.tpm, pcrs)
+	defer d.mu.Unlock()
+	if err := ak.check(d); err != nil {
+		return nil, err
+	}
+	qd := quotedata.Compute(nonce, report)
+	banks, bankErr := d.tpm.PCRBanks()
+	if len(banks) == 0 {
+		return nil, fmt.Errorf("tpm: read PCR banks: %v", bankErr)
+	}
+	att := &evidentv1.Attestation{Nonce: bytes.Clone(nonce), Report: report}
+	// The log first, as go-attestation's AttestPlatform does: events the
+	// firmware measures after this point would then be missing from it, but
+	// the firmware has long finished when the agent runs.
+	if log, err := d.eventLog(); err != nil {
+		att.EventLogError = err.Error()
+	} else if len(log) == 0 {
+		att.EventLogError = "event log is empty"
+	} else {
+		att.EventLog = log
+	}
+	for _, bank := range banks {
+		switch bank {
+		case attest.HashSHA1, attest.HashSHA256, attest.HashSHA384, attest.HashSHA512:
+		default:
+			continue // a bank go-attestation cannot hash, e.g. SM3
+		}
+		q, pcrs, err := d.quoteBank(ak, bank, qd)
 		if err != nil {
 			return nil, err
 		}
-		rsp, err := tpm2.Quote{
-			SignHandle:     tpm2.AuthHandle{Handle: ak.Handle, Name: ak.Name, Auth: tpm2.PasswordAuth(nil)},
-			QualifyingData: tpm2.TPM2BData{Buffer: nonce},
-			InScheme: tpm2.TPMTSigScheme{
-				Scheme:  tpm2.TPMAlgRSASSA,
-				Details: tpm2.NewTPMUSigScheme(tpm2.TPMAlgRSASSA, &tpm2.TPMSSchemeHash{HashAlg: tpm2.TPMAlgSHA256}),
-			},
-			PCRSelect: sel,
-		}.Execute(ak.tpm)
-		if err != nil {
-			return nil, fmt.Errorf("tpm: quote: %w", err)
+		att.Quotes = append(att.Quotes, &evidentv1.Quote{
+			HashAlg:   uint32(bank),
+			Attest:    q.Quote,
+			Signature: q.Signature,
+		})
+		for _, p := range pcrs {
+			att.Pcrs = append(att.Pcrs, &evidentv1.PCRValue{HashAlg: uint32(bank), Index: uint32(p.Index), Digest: p.Digest})
 		}
-		msg := bytes.Clone(rsp.Quoted.Bytes())
-		att, err := rsp.Quoted.Contents()
-		if err != nil {
-			return nil, fmt.Errorf("tpm: quote: attestation: %w", err)
-		}
-		info, err := att.Attested.Quote()
-		if err != nil {
-			return nil, fmt.Errorf("tpm: quote: attestation: %w", err)
-		}
-		h := sha256.New()
-		for _, p := range idx {
-			h.Write(vals[p])
-		}
-		if !bytes.Equal(h.Sum(nil), info.PCRDigest.Buffer) {
-			continue // a PCR was extended between PCR_Read and Quote
-		}
-		return &Quote{
-			Msg:  msg,
-			Sig:  tpm2.Marshal(rsp.Signature),
-			PCRs: map[tpm2.TPMAlgID]map[uint32][]byte{tpm2.TPMAlgSHA256: vals},
-		}, nil
 	}
-	return nil, fmt.Errorf("tpm: %w (%d attempts)", ErrPCRsChanged, quoteAttempts)
+	if len(att.Quotes) == 0 {
+		return nil, fmt.Errorf("tpm: no PCR bank to quote among %v", banks)
+	}
+	return att, nil
 }
 
-// QuotePCRs is ak.Quote(nonce, pcrs) after checking that ak was created on t
-// (the function cannot be called Quote: that is the result type).
-func QuotePCRs(t *TPM, ak *AK, nonce []byte, pcrs []int) (*Quote, error) {
-	if ak.tpm != t {
-		return nil, errors.New("tpm: AK belongs to another TPM")
+// quoteBank reads PCRs 0-7 of bank, quotes them and checks the quote
+// covers the values read.
+func (d *Device) quoteBank(ak *AK, bank attest.HashAlg, qd []byte) (*attest.Quote, []attest.PCR, error) {
+	var lastErr error
+	for attempt := 0; attempt < quoteAttempts; attempt++ {
+		all, err := d.tpm.PCRs(bank)
+		if err != nil {
+			return nil, nil, fmt.Errorf("tpm: read %v PCRs: %w", bank, err)
+		}
+		if len(all) < len(quotedPCRs) {
+			return nil, nil, fmt.Errorf("tpm: read %d %v PCRs", len(all), bank)
+		}
+		pcrs := all[:len(quotedPCRs)]
+		q, err := ak.ak.QuotePCRs(d.tpm, qd, bank, quotedPCRs)
+		if err != nil {
+			return nil, nil, fmt.Errorf("tpm: quote %v PCRs: %w", bank, err)
+		}
+		if lastErr = ak.pub.Verify(*q, pcrs, qd); lastErr == nil {
+			return q, pcrs, nil
+		}
 	}
-	return ak.Quote(nonce, pcrs)
+	return nil, nil, fmt.Errorf("tpm: %v bank: %w (%d attempts, last: %v)", bank, ErrPCRsChanged, quoteAttempts, lastErr)
+}
+
+// eventLog reads the firmware event log. Call with d.mu held.
+func (d *Device) eventLog() ([]byte, error) {
+	if d.logPath != "" {
+		return os.ReadFile(d.logPath)
+	}
+	return d.tpm.MeasurementLog()
 }

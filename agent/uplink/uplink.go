@@ -43,9 +43,16 @@ type Uplink struct {
 	Log          *slog.Logger
 	// CollectNow receives the server's requests to collect immediately.
 	CollectNow chan<- []string
+	// Challenges receives the server's attestation challenges; nil ignores
+	// them (a device without a TPM).
+	Challenges chan<- *evidentv1.AttestationChallenge
+	// AttestationResults receives what the server concluded of each
+	// attestation; nil ignores them.
+	AttestationResults chan<- *evidentv1.AttestationResult
 
-	wake chan struct{}
-	once sync.Once
+	wake     chan struct{}
+	outgoing chan *evidentv1.AgentMessage
+	once     sync.Once
 
 	mu    sync.Mutex
 	state State
@@ -78,7 +85,25 @@ func (u *Uplink) setState(f func(*State)) {
 	u.mu.Unlock()
 }
 
-func (u *Uplink) init() { u.once.Do(func() { u.wake = make(chan struct{}, 1) }) }
+func (u *Uplink) init() {
+	u.once.Do(func() {
+		u.wake = make(chan struct{}, 1)
+		u.outgoing = make(chan *evidentv1.AgentMessage, 4)
+	})
+}
+
+// SendAttestation queues an attestation for the current (or next) stream.
+// It never blocks: when the queue is full the attestation is dropped and
+// false returned (the server challenges again).
+func (u *Uplink) SendAttestation(a *evidentv1.Attestation) bool {
+	u.init()
+	select {
+	case u.outgoing <- &evidentv1.AgentMessage{Msg: &evidentv1.AgentMessage_Attestation{Attestation: a}}:
+		return true
+	default:
+		return false
+	}
+}
 
 // Wake tells the uplink new entries are in the outbox.
 func (u *Uplink) Wake() {
@@ -183,6 +208,21 @@ func (u *Uplink) session(ctx context.Context, client evidentv1.EvidenceClient) (
 				case <-ctx.Done():
 					return
 				}
+			case *evidentv1.ServerMessage_AttestationChallenge:
+				if u.Challenges != nil {
+					select {
+					case u.Challenges <- msg.AttestationChallenge:
+					default:
+						u.Log.Warn("attestation challenge dropped: one is already being answered")
+					}
+				}
+			case *evidentv1.ServerMessage_AttestationResult:
+				if u.AttestationResults != nil {
+					select {
+					case u.AttestationResults <- msg.AttestationResult:
+					default:
+					}
+				}
 			case *evidentv1.ServerMessage_CollectNow:
 				if u.CollectNow != nil {
 					select {
@@ -234,6 +274,10 @@ func (u *Uplink) session(ctx context.Context, client evidentv1.EvidenceClient) (
 		case err := <-recvErr:
 			return gotAck, err
 		case <-u.wake:
+		case m := <-u.outgoing:
+			if err := stream.Send(m); err != nil {
+				return gotAck, err
+			}
 		case <-heartbeat.C:
 			if err := stream.Send(&evidentv1.AgentMessage{Msg: &evidentv1.AgentMessage_Heartbeat{Heartbeat: &evidentv1.Heartbeat{}}}); err != nil {
 				return gotAck, err

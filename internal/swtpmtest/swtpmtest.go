@@ -7,13 +7,18 @@ package swtpmtest
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-tpm/tpm2/transport"
 )
 
 // Missing returns why the tools cannot be used, or "" when all are in PATH.
@@ -154,3 +159,78 @@ func freePortPair(tb testing.TB) int {
 	tb.Fatal("no two consecutive free loopback ports")
 	return 0
 }
+
+// CopyLocalCA copies the certificates of swtpm-localca, the CA that
+// `swtpm_setup --create-ek-cert` signs EK certificates with (its state
+// directory comes from /etc/swtpm-localca.conf, as swtpm_setup finds it),
+// into dst: the EK roots a server needs to trust an swtpm. Call after
+// Start (which creates the CA on first use).
+func CopyLocalCA(tb testing.TB, dst string) {
+	tb.Helper()
+	conf, err := os.ReadFile("/etc/swtpm-localca.conf")
+	if err != nil {
+		tb.Fatalf("swtpm-localca configuration: %v", err)
+	}
+	var state string
+	for _, line := range strings.Split(string(conf), "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok && strings.TrimSpace(k) == "statedir" {
+			state = strings.TrimSpace(v)
+		}
+	}
+	if state == "" {
+		tb.Fatal("/etc/swtpm-localca.conf names no statedir")
+	}
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	for _, name := range []string{"issuercert.pem", "swtpm-localca-rootca-cert.pem"} {
+		b, err := os.ReadFile(filepath.Join(state, name))
+		if err != nil {
+			tb.Fatalf("swtpm-localca certificate: %v", err)
+		}
+		if err := os.WriteFile(filepath.Join(dst, name), b, 0o644); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+// conn is a raw TPM command connection to an swtpm data port.
+type conn struct{ c net.Conn }
+
+// Dial opens a raw command connection to the swtpm on port, for a test to
+// prepare the TPM (extend PCRs) before the code under test opens it. The
+// swtpm serves one connection at a time: close it first.
+func Dial(tb testing.TB, port int) transport.TPMCloser {
+	tb.Helper()
+	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 5*time.Second)
+	if err != nil {
+		tb.Fatalf("dial swtpm: %v", err)
+	}
+	return &conn{c}
+}
+
+// Send implements transport.TPM: the response is read by the length in its
+// header, never with a single Read.
+func (s *conn) Send(cmd []byte) ([]byte, error) {
+	if err := s.c.SetDeadline(time.Now().Add(time.Minute)); err != nil {
+		return nil, err
+	}
+	if _, err := s.c.Write(cmd); err != nil {
+		return nil, err
+	}
+	hdr := make([]byte, 10)
+	if _, err := io.ReadFull(s.c, hdr); err != nil {
+		return nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[2:6])
+	if n < 10 || n > 1<<16 {
+		return nil, fmt.Errorf("swtpm response of %d bytes", n)
+	}
+	rsp := make([]byte, n)
+	copy(rsp, hdr)
+	_, err := io.ReadFull(s.c, rsp[10:])
+	return rsp, err
+}
+
+// Close implements transport.TPMCloser.
+func (s *conn) Close() error { return s.c.Close() }

@@ -88,6 +88,10 @@ func ExtendEventLog(tb testing.TB, t transport.TPM, log []byte) []attest.HashAlg
 			ha = attest.HashSHA1
 		case tpm2.TPMAlgSHA256:
 			ha = attest.HashSHA256
+		case tpm2.TPMAlgSHA384:
+			ha = attest.HashSHA384
+		case tpm2.TPMAlgSHA512:
+			ha = attest.HashSHA512
 		default:
 			continue
 		}

@@ -177,6 +177,8 @@ func cmdEnroll(args []string, stdout, stderr io.Writer) error {
 	force := fs.Bool("force", false, "enroll again even if this data directory is already enrolled")
 	snap := fs.String("host-snapshot", "", "enroll as the host recorded in this snapshot (hostname, OS, architecture), for a lab device that will `run --host-snapshot` it")
 	machineID := fs.String("machine-id", os.Getenv("EVIDENT_MACHINE_ID"), "hardware identity the server uses to link a re-imaged device to its earlier record\n(default: the SMBIOS UUID or machine id; set it for cloned VMs that share one; env EVIDENT_MACHINE_ID)")
+	tpmSpec := fs.String("tpm", envOr("EVIDENT_TPM", agent.TPMAuto), "TPM to bind this device's identity to: auto (the platform TPM if there is one), none,\na device path (/dev/tpmrm0), swtpm:HOST:PORT or unix:PATH (an swtpm emulator; env EVIDENT_TPM)")
+	eventLog := fs.String("tpm-event-log", os.Getenv("EVIDENT_TPM_EVENT_LOG"), "TCG firmware event log to send with quotes (default: the platform's,\n/sys/kernel/security/tpm0/binary_bios_measurements on Linux; env EVIDENT_TPM_EVENT_LOG)")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
@@ -204,11 +206,27 @@ func cmdEnroll(args []string, stdout, stderr io.Writer) error {
 	if *machineID != "" {
 		facts.MachineId = *machineID
 	}
-	id, err := identity.Enroll(context.Background(), idDir, *server, *token, facts)
+	if err := os.MkdirAll(idDir, 0o700); err != nil {
+		return err
+	}
+	sess, err := agent.OpenTPM(*tpmSpec, *eventLog, identity.AKPath(idDir))
+	if err != nil {
+		return fmt.Errorf("TPM %q: %w (use --tpm none to enroll without a TPM)", *tpmSpec, err)
+	}
+	opts := identity.EnrollOptions{TPMEventLog: *eventLog}
+	if sess != nil {
+		defer sess.Close()
+		opts.TPM, opts.TPMSpec = sess, sess.Spec
+	}
+	id, err := identity.Enroll(context.Background(), idDir, *server, *token, facts, opts)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "enrolled as %s with %s\n", id.DeviceID, id.Server)
+	bound := "without a TPM"
+	if id.TPM != "" {
+		bound = "bound to TPM " + id.TPM
+	}
+	fmt.Fprintf(stdout, "enrolled as %s with %s, %s\n", id.DeviceID, id.Server, bound)
 	return nil
 }
 
@@ -223,6 +241,8 @@ func cmdRun(args []string, stderr io.Writer) error {
 	timeout := fs.Duration("collector-timeout", agent.DefaultCollectorTimeout, "per-collector timeout")
 	maxBytes := fs.Int64("outbox-max-bytes", agent.DefaultOutboxMaxBytes, "outbox size bound; when full the oldest unsent observations are dropped and the drop is reported")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	tpmSpec := fs.String("tpm", os.Getenv("EVIDENT_TPM"), "TPM to quote with, overriding the one recorded at enrollment (env EVIDENT_TPM)")
+	eventLog := fs.String("tpm-event-log", os.Getenv("EVIDENT_TPM_EVENT_LOG"), "TCG event log to send with quotes, overriding the one recorded at enrollment (env EVIDENT_TPM_EVENT_LOG)")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
@@ -242,7 +262,7 @@ func cmdRun(args []string, stderr io.Writer) error {
 		return err
 	}
 	a, err := agent.Open(agent.Config{DataDir: *dir, Server: *server, Interval: *interval, CollectorTimeout: *timeout,
-		OutboxMaxBytes: *maxBytes, Version: version.Version, Log: log, Registry: reg, Host: h})
+		OutboxMaxBytes: *maxBytes, Version: version.Version, Log: log, Registry: reg, Host: h, TPM: *tpmSpec, TPMEventLog: *eventLog})
 	if err != nil {
 		return err
 	}
@@ -313,6 +333,17 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 		{"last ack", fmt.Sprintf("seq %d at %s", st.Uplink.LastAckSeq, st.Uplink.LastAckAt.Format(time.RFC3339))},
 		{"certificate expires", st.CertExpires.Format(time.RFC3339)},
 	}
+	if st.TPM != "" {
+		att := "none yet"
+		if !st.LastAttestationAt.IsZero() {
+			att = "refused"
+			if st.LastAttestationOK {
+				att = "verified"
+			}
+			att += " at " + st.LastAttestationAt.Format(time.RFC3339)
+		}
+		rows = append(rows, [2]string{"TPM", st.TPM}, [2]string{"last attestation", att})
+	}
 	if st.Uplink.LastError != "" {
 		rows = append(rows, [2]string{"last error", st.Uplink.LastError + " at " + st.Uplink.LastErrorAt.Format(time.RFC3339)})
 	}
@@ -320,4 +351,12 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(tw, "%s:\t%s\n", r[0], r[1])
 	}
 	return tw.Flush()
+}
+
+// envOr returns the environment variable's value, or def when unset.
+func envOr(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok && v != "" {
+		return v
+	}
+	return def
 }

@@ -35,6 +35,8 @@ Usage:
   evident-server secret create  create an enrollment secret; prints the token agents enroll with
   evident-server report         print the fleet posture report (--json for machines)
   evident-server attest verify  verify a TPM2_Quote made with tpm2-tools (tpm2_quote)
+  evident-server device allow-tpm-change DEVICE
+                                let a device's next enrollment change its TPM (EK) or attestation key (AK)
   evident-server version        print the version
 
 Every command takes --data-dir (env EVIDENT_DATA_DIR, default /var/lib/evident-server).
@@ -64,6 +66,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		err = cmdAttestVerify(args[2:], stdout, stderr)
+	case "device":
+		if len(args) < 2 || args[1] != "allow-tpm-change" {
+			fmt.Fprintln(stderr, "usage: evident-server device allow-tpm-change [--for 24h] DEVICE_ID")
+			return 2
+		}
+		err = cmdAllowTPMChange(args[2:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "evident-server", version.Version)
 	case "help", "-h", "--help":
@@ -104,11 +112,15 @@ func cmdRun(args []string, stderr io.Writer) error {
 	policyPath := fs.String("policy", "", "control pack JSON file (default: the built-in SOC 2 device pack)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	rescore := fs.Duration("rescore-interval", 5*time.Minute, "how often every device is re-evaluated with the server clock, so silent devices go stale")
+	ekRoots := fs.String("ek-roots", "", "directory of TPM manufacturer root and intermediate CA certificates (PEM or DER) that EK certificates\nmust chain to (default: DATA_DIR/ek-roots when it exists; without roots or an allowlist TPM enrollments are refused)")
+	ekAllow := fs.String("ek-allowlist", "", "file of allowed EK public key SHA-256 hashes, one hex per line, for TPMs without a trusted EK certificate\n(default: DATA_DIR/ek-allowlist when it exists)")
+	attestEvery := fs.Duration("attest-interval", ingest.DefaultAttestEvery, "how often a connected TPM device is asked for a fresh quote (it is also asked on every connect)")
+	nonceTTL := fs.Duration("nonce-ttl", ingest.DefaultNonceTTL, "how long an attestation nonce stays valid")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
-	if *rescore <= 0 {
-		return errors.New("--rescore-interval must be positive")
+	if *rescore <= 0 || *attestEvery <= 0 || *nonceTTL <= 0 {
+		return errors.New("--rescore-interval, --attest-interval and --nonce-ttl must be positive")
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
@@ -141,7 +153,12 @@ func cmdRun(args []string, stderr io.Writer) error {
 		return fmt.Errorf("open database %s: %w", dbPath(*dir), err)
 	}
 	defer st.Close()
-	srv := &ingest.Server{Store: st, CA: ca, Policy: policy, Log: log}
+	ekPolicy, rootsDir, err := loadEKPolicy(*dir, *ekRoots, *ekAllow)
+	if err != nil {
+		return err
+	}
+	log.Info("TPM enrollment trust", "ek_roots_dir", rootsDir, "ek_allowlist_entries", len(ekPolicy.AllowedEKs))
+	srv := &ingest.Server{Store: st, CA: ca, Policy: policy, Log: log, EKPolicy: ekPolicy, AttestEvery: *attestEvery, NonceTTL: *nonceTTL}
 	g := srv.GRPCServer(cert)
 	lis, err := net.Listen("tcp", *listen)
 	if err != nil {
@@ -166,6 +183,9 @@ func cmdRun(args []string, stderr io.Writer) error {
 			case now := <-t.C:
 				if err := srv.Rescore(ctx, now); err != nil && ctx.Err() == nil {
 					log.Error("rescoring failed", "err", err)
+				}
+				if err := st.PurgeExpired(ctx, now); err != nil && ctx.Err() == nil {
+					log.Warn("purging expired nonces failed", "err", err)
 				}
 			}
 		}
@@ -318,5 +338,68 @@ func cmdAttestVerify(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("quote rejected: %w", err)
 	}
 	fmt.Fprintln(stdout, "quote verified:", res)
+	return nil
+}
+
+// loadEKPolicy loads the EK trust: the given paths, or DATA_DIR/ek-roots and
+// DATA_DIR/ek-allowlist when they exist.
+func loadEKPolicy(dir, roots, allow string) (*attest.EKPolicy, string, error) {
+	if roots == "" {
+		if fi, err := os.Stat(filepath.Join(dir, "ek-roots")); err == nil && fi.IsDir() {
+			roots = filepath.Join(dir, "ek-roots")
+		}
+	}
+	if allow == "" {
+		if _, err := os.Stat(filepath.Join(dir, "ek-allowlist")); err == nil {
+			allow = filepath.Join(dir, "ek-allowlist")
+		}
+	}
+	p, err := attest.LoadEKPolicy(roots, allow)
+	if err != nil {
+		return nil, "", fmt.Errorf("TPM EK trust: %w", err)
+	}
+	return p, roots, nil
+}
+
+func cmdAllowTPMChange(args []string, stdout, stderr io.Writer) error {
+	fs, dir := newFlags("device allow-tpm-change", stderr, "evident-server device allow-tpm-change DEVICE_ID: let this device's next enrollment change its TPM\n(EK: new mainboard or TPM cleared) or attestation key (AK: agent reinstalled). Without it such\nan enrollment is refused, so a stolen enrollment token cannot take over a known device's identity.")
+	valid := fs.Duration("for", 24*time.Hour, "how long the permission lasts; it is used up by one enrollment")
+	// The device id may come before or after the flags.
+	var id string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		id, args = args[0], args[1:]
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if id == "" && fs.NArg() > 0 {
+		id = fs.Arg(0)
+		if err := cli.Parse(fs, fs.Args()[1:]); err != nil {
+			return err
+		}
+	} else if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "unexpected argument %q\n", fs.Arg(0))
+		return cli.ErrUsage
+	}
+	if id == "" || *valid <= 0 {
+		fmt.Fprintln(stderr, "usage: evident-server device allow-tpm-change [--for 24h] DEVICE_ID")
+		return cli.ErrUsage
+	}
+	st, err := sqlite.Open(dbPath(*dir), false)
+	if err != nil {
+		return fmt.Errorf("open database %s: %w", dbPath(*dir), err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	if _, err := st.Device(ctx, id); errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("no device %q (see `evident-server report`)", id)
+	} else if err != nil {
+		return err
+	}
+	until := time.Now().Add(*valid).UTC()
+	if err := st.AllowTPMChange(ctx, id, until); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "device %s may change its TPM or attestation key at its next enrollment until %s\n", id, until.Format(time.RFC3339))
 	return nil
 }
