@@ -36,6 +36,10 @@ cross: ## Build both binaries for linux, darwin and windows (amd64, arm64) with 
 run: build ## Start a server on SQLite under ./var, enroll this machine's agent, print its posture report, stop
 	./test/run-local.sh
 
+.PHONY: run-swtpm
+run-swtpm: build ## Like run, with the agent bound to a software TPM (swtpm) under ./var/swtpm-lab
+	VAR=var/swtpm-lab EVIDENT_TPM=swtpm ./test/run-local.sh
+
 .PHONY: test
 test: proto-check cross-check ## Run every test (unit, conformance, end-to-end over loopback mTLS)
 	$(GO) vet ./...

@@ -310,7 +310,7 @@ func (a *Agent) Run(ctx context.Context, once bool, onceTimeout time.Duration) e
 	collectNow := make(chan []string, 1)
 	a.up.CollectNow = collectNow
 	challenges := make(chan *evidentv1.AttestationChallenge, 1)
-	if a.id.TPM != "" || a.cfg.TPM != "" {
+	if a.id.TPM != "" {
 		a.up.Challenges = challenges
 	}
 	a.attestations = make(chan *evidentv1.AttestationResult, 1)

@@ -128,7 +128,7 @@ func (a *Agent) attest(ctx context.Context, ch *evidentv1.AttestationChallenge) 
 
 func (a *Agent) quote(nonce, report []byte) (*evidentv1.Attestation, error) {
 	spec, eventLog := a.id.TPM, a.id.TPMEventLog
-	if a.cfg.TPM != "" {
+	if a.cfg.TPM != "" && a.cfg.TPM != TPMAuto && a.cfg.TPM != TPMNone {
 		spec = a.cfg.TPM
 	}
 	if a.cfg.TPMEventLog != "" {

@@ -299,6 +299,27 @@ func (d *Device) endorsementKey() (*attest.EK, error) {
 	return d.ek, nil
 }
 
+// EK returns the endorsement key Identity reports: its public key (PKIX
+// DER) and its certificate (DER; nil when the TPM holds none). Servers
+// allowlist TPMs by the SHA-256 of that public key.
+func (d *Device) EK() (pub, cert []byte, err error) {
+	if err := d.lock(); err != nil {
+		return nil, nil, err
+	}
+	defer d.mu.Unlock()
+	ek, err := d.endorsementKey()
+	if err != nil {
+		return nil, nil, err
+	}
+	if pub, err = x509.MarshalPKIXPublicKey(ek.Public); err != nil {
+		return nil, nil, fmt.Errorf("tpm: EK public: %w", err)
+	}
+	if ek.Certificate != nil {
+		cert = bytes.Clone(ek.Certificate.Raw)
+	}
+	return pub, cert, nil
+}
+
 // Identity returns the EK public key (PKIX DER; the RSA EK when there is
 // one, else the ECC EK), the EK certificate (DER) when the TPM holds one,
 // and the AK's attestation parameters.

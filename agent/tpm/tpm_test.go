@@ -236,6 +236,9 @@ func TestIdentityAndActivate(t *testing.T) {
 	if !bytes.Equal(certPub, id.EkPub) {
 		t.Error("EK public key is not the certificate's")
 	}
+	if pub, certDER, err := d.EK(); err != nil || !bytes.Equal(pub, id.EkPub) || !bytes.Equal(certDER, id.EkCert) {
+		t.Errorf("EK() = %d-byte key, %d-byte certificate, %v; want Identity's", len(pub), len(certDER), err)
+	}
 	ekPub, err := x509.ParsePKIXPublicKey(id.EkPub)
 	if err != nil {
 		t.Fatal(err)

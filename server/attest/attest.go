@@ -16,6 +16,33 @@
 // signature are `tpm2_quote -m quote.msg -s quote.sig` (TPM wire format), and
 // ParsePCRFile reads `tpm2_quote -o quote.pcrs` (the "serialized" format that
 // `tpm2_checkquote -f` reads; see ParsePCRFile for its layout).
+//
+// The server's side of TPM attestation (DESIGN §4) builds on VerifyQuote:
+//
+//   - Enrollment: LoadEKPolicy reads the trusted EK manufacturer roots and an
+//     allowlist of EK hashes into an EKPolicy. CheckTPMIdentity checks a
+//     device's TPMIdentity against it: the EK certificate (parsed with
+//     go-attestation, which copes with the NV index's header and padding;
+//     the critical TCG subjectAltName that crypto/x509 cannot interpret is
+//     accepted) must be for the EK and chain to a root, else the EK must be
+//     allowlisted; the AK must be a restricted, fixedTPM, fixedParent,
+//     sensitiveDataOrigin signing key (RSA >= 2048 or NIST P-256+) whose
+//     creation data, attestation and signature verify. NewActivation makes
+//     the TPM2_MakeCredential challenge that proves the AK lives in the
+//     EK's TPM. Errors wrap ErrMalformed, ErrEKUntrusted, ErrAKAttributes or
+//     ErrAKCreation.
+//   - Attestation: VerifyAttestation checks an Attestation against the AK
+//     enrolled for the device and the nonce issued (each quote's extraData
+//     is quotedata.Compute(nonce, report)), replays the event log against the
+//     verified PCRs 0-7, reads Secure Boot state from the replayed events
+//     only and compares the TPM clock with the previous quote's. It returns a
+//     Verdict (stored as JSON evidence) listing every Check and a reason per
+//     failure; it never returns an error and never panics on hostile input.
+//
+// Non-test code needs no cgo; the tests drive go-tpm-tools' simulator (cgo)
+// through go-attestation as the agent drives a real TPM, and a software TPM
+// (verdict_test.go) covers the same path without cgo and seeds
+// FuzzVerifyAttestation.
 package attest
 
 import (

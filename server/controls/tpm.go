@@ -1,11 +1,14 @@
 package controls
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
+	"github.com/evident-dev/evident/collectors"
 	"github.com/evident-dev/evident/collectors/tpm"
 	"github.com/evident-dev/evident/server/attest"
 	"github.com/evident-dev/evident/server/store"
@@ -30,6 +33,33 @@ type AttestationEvidence struct {
 	Verdict  attest.Verdict
 }
 
+// LoadTPMEvidence reads a device's enrolled TPM and latest attestation
+// verdict from the store: the TPM part of Input, for scoring and reports.
+func LoadTPMEvidence(ctx context.Context, st store.TPM, deviceID string) (*TPMEvidence, error) {
+	dt, err := st.DeviceTPM(ctx, deviceID)
+	if errors.Is(err, store.ErrNotFound) {
+		return &TPMEvidence{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	ev := &TPMEvidence{Enrolled: true, EKTrust: dt.EKTrust, EKCertIssuer: dt.EKCertIssuer, EnrolledAt: dt.EnrolledAt}
+	a, err := st.LatestAttestation(ctx, deviceID)
+	if errors.Is(err, store.ErrNotFound) {
+		return ev, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var v attest.Verdict
+	if err := json.Unmarshal(a.Verdict, &v); err != nil {
+		v = attest.Verdict{Reasons: []string{"stored verdict unreadable: " + err.Error()}}
+	}
+	v.Verified = v.Verified && a.Verified
+	ev.Attestation = &AttestationEvidence{At: a.ReceivedAt, ID: a.ID, FirstSeq: a.FirstSeq, LastSeq: a.LastSeq, Verdict: v}
+	return ev, nil
+}
+
 // attestationCollector names attestation verdicts as evidence.
 const attestationCollector = "tpm.attestation"
 
@@ -44,8 +74,18 @@ func (a *AttestationEvidence) result(status, reason string, t *TPMEvidence) Resu
 		"ek_trust": t.EKTrust, "ek_certificate_issuer": t.EKCertIssuer, "rebooted": a.Verdict.Rebooted,
 		"covers_seq": []uint64{a.FirstSeq, a.LastSeq}, "report_sha256": a.Verdict.ReportSHA256,
 	}
+	// Each verification step is listed where an auditor reads sources.
+	srcs := make([]collectors.Source, 0, len(a.Verdict.Checks))
+	for _, c := range a.Verdict.Checks {
+		outcome := "ok"
+		if !c.OK {
+			outcome = "FAILED"
+		}
+		ref := "attestation " + fmt.Sprint(a.ID) + " check " + c.Name + ": " + outcome
+		srcs = append(srcs, collectors.Source{Kind: "verify", Ref: ref, Excerpt: c.Detail})
+	}
 	return Result{Status: status, Reason: reason, EvidenceSeq: a.LastSeq, EvidenceAt: a.At,
-		Evidence: &Evidence{Collector: attestationCollector, Seq: a.LastSeq, CollectedAt: a.At, Facts: facts}}
+		Evidence: &Evidence{Collector: attestationCollector, Seq: a.LastSeq, CollectedAt: a.At, Facts: facts, Sources: srcs}}
 }
 
 type tpmParams struct {

@@ -302,26 +302,5 @@ func (s *Server) attestation(ctx context.Context, deviceID string, a *evidentv1.
 
 // tpmEvidence is what DC-TPM-01 and DC-BOOT-01 see of a device's TPM.
 func (s *Server) tpmEvidence(ctx context.Context, deviceID string) (*controls.TPMEvidence, error) {
-	dt, err := s.Store.DeviceTPM(ctx, deviceID)
-	if errors.Is(err, store.ErrNotFound) {
-		return &controls.TPMEvidence{}, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	ev := &controls.TPMEvidence{Enrolled: true, EKTrust: dt.EKTrust, EKCertIssuer: dt.EKCertIssuer, EnrolledAt: dt.EnrolledAt}
-	a, err := s.Store.LatestAttestation(ctx, deviceID)
-	if errors.Is(err, store.ErrNotFound) {
-		return ev, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var v attest.Verdict
-	if err := json.Unmarshal(a.Verdict, &v); err != nil {
-		v = attest.Verdict{Reasons: []string{"stored verdict unreadable: " + err.Error()}}
-	}
-	v.Verified = v.Verified && a.Verified
-	ev.Attestation = &controls.AttestationEvidence{At: a.ReceivedAt, ID: a.ID, FirstSeq: a.FirstSeq, LastSeq: a.LastSeq, Verdict: v}
-	return ev, nil
+	return controls.LoadTPMEvidence(ctx, s.Store, deviceID)
 }

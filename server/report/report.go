@@ -122,8 +122,12 @@ func buildDevice(ctx context.Context, st store.Store, p *controls.Policy, d stor
 		History: History{Observations: counts.Total, FirstSeq: counts.MinSeq, LastSeq: counts.MaxSeq,
 			Since: counts.First, Until: counts.Last, Intervals: len(hist)},
 	}
+	tpmEv, err := controls.LoadTPMEvidence(ctx, st, d.ID)
+	if err != nil {
+		return Device{}, err
+	}
 	evals := p.Evaluate(controls.Input{
-		Now: now, Latest: latest, LastSeen: d.LastSeenAt, Current: open,
+		Now: now, Latest: latest, LastSeen: d.LastSeenAt, Current: open, TPM: tpmEv,
 		History: func(c string, limit int) ([]store.Observation, error) { return st.History(ctx, d.ID, c, limit) },
 	})
 	for _, e := range evals {

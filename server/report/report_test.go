@@ -72,7 +72,7 @@ func score(t *testing.T, st store.Store, p *controls.Policy, id string, at time.
 	if err != nil {
 		t.Fatal(err)
 	}
-	evals := p.Evaluate(controls.Input{Now: at, Latest: latest, LastSeen: &at,
+	evals := p.Evaluate(controls.Input{Now: at, Latest: latest, LastSeen: &at, TPM: &controls.TPMEvidence{},
 		History: func(c string, limit int) ([]store.Observation, error) { return st.History(ctx, id, c, limit) }})
 	states := make([]store.ControlState, len(evals))
 	for i, e := range evals {
@@ -182,7 +182,7 @@ func TestBuildFleet(t *testing.T) {
 
 	want := map[string]string{
 		"DC-ENC-01": store.Pass, "DC-PATCH-01": store.Pass, "DC-PATCH-02": store.Fail, "DC-FW-01": store.Pass,
-		"DC-BOOT-01": store.Pass, "DC-TPM-01": store.Unknown, "DC-MAL-01": store.Unknown, "DC-LOCK-01": store.Unknown, "DC-AGENT-01": store.Pass,
+		"DC-BOOT-01": store.Pass, "DC-TPM-01": store.Fail, "DC-MAL-01": store.Unknown, "DC-LOCK-01": store.Unknown, "DC-AGENT-01": store.Pass,
 	}
 	if len(alpha.Controls) != len(p.Controls) {
 		t.Fatalf("alpha has %d controls, want %d", len(alpha.Controls), len(p.Controls))
@@ -221,9 +221,10 @@ func TestBuildFleet(t *testing.T) {
 			t.Errorf("beta %s = %s, evidence %v, since %v; want unknown without evidence", c.ID, c.Status, c.Evidence, c.Since)
 		}
 	}
-	// alpha: 5 pass, 1 fail, 3 unknown (no TPM attestation, no anti-malware
-	// or screen lock evidence); beta: 9 unknown.
-	if f.Summary[store.Pass] != 5 || f.Summary[store.Fail] != 1 || f.Summary[store.Unknown] != 12 || len(f.Summary) != 3 {
+	// alpha: 5 pass, 2 fail (one is TPM 2.0 present but enrolled without
+	// it), 2 unknown (no anti-malware or screen lock evidence); beta: 9
+	// unknown.
+	if f.Summary[store.Pass] != 5 || f.Summary[store.Fail] != 2 || f.Summary[store.Unknown] != 11 || len(f.Summary) != 3 {
 		t.Errorf("summary = %v", f.Summary)
 	}
 }
@@ -258,7 +259,7 @@ func TestWriteText(t *testing.T) {
 		"      command /usr/sbin/nft -j list ruleset (exit 0)\n",
 		"      command /usr/sbin/ufw status (exit 1): ufw is not running\n",
 		"      file /sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c\n",
-		"Summary over 2 device(s): fail 1, pass 5, unknown 12\n",
+		"Summary over 2 device(s): fail 2, pass 5, unknown 11\n",
 	} {
 		if !strings.Contains(out, s) {
 			t.Errorf("output lacks %q", s)
@@ -410,10 +411,9 @@ func TestStaleReport(t *testing.T) {
 		if c.ID != "DC-AGENT-01" && !noEvidence && !strings.Contains(c.Reason, "no fresh evidence") {
 			t.Errorf("%s reason %q, want no fresh evidence", c.ID, c.Reason)
 		}
-		// DC-TPM-01 and DC-MAL-01 were already unknown (no attestation, no
-		// evidence), so their intervals still hold; every other status
-		// changed.
-		if c.ID == "DC-TPM-01" || noEvidence {
+		// DC-MAL-01 and DC-LOCK-01 were already unknown (no evidence), so
+		// their intervals still hold; every other status changed.
+		if noEvidence {
 			if c.Since == nil || !c.Since.Equal(first) {
 				t.Errorf("%s since %v, want the unknown interval from %s", c.ID, c.Since, first)
 			}

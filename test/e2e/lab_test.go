@@ -16,7 +16,7 @@ func TestLabFleet(t *testing.T) {
 	want := map[string]map[string]string{
 		"linux-luks-laptop": {"DC-ENC-01": "pass", "DC-FW-01": "pass", "DC-BOOT-01": "pass", "DC-PATCH-02": "pass", "DC-MAL-01": "pass", "DC-LOCK-01": "pass"},
 		"linux-partial":     {"DC-ENC-01": "fail", "DC-FW-01": "fail", "DC-BOOT-01": "fail", "DC-TPM-01": "fail", "DC-LOCK-01": "unknown"},
-		"darwin-compliant":  {"DC-ENC-01": "pass", "DC-FW-01": "pass", "DC-BOOT-01": "pass", "DC-TPM-01": "fail", "DC-MAL-01": "pass", "DC-LOCK-01": "pass"},
+		"darwin-compliant":  {"DC-ENC-01": "pass", "DC-FW-01": "pass", "DC-BOOT-01": "pass", "DC-TPM-01": "not_applicable", "DC-MAL-01": "pass", "DC-LOCK-01": "pass"},
 		"darwin-noncompliant": {"DC-ENC-01": "fail", "DC-FW-01": "fail", "DC-BOOT-01": "fail", "DC-PATCH-01": "fail",
 			"DC-MAL-01": "fail", "DC-LOCK-01": "fail"},
 		"windows-compliant": {"DC-ENC-01": "pass", "DC-FW-01": "pass", "DC-BOOT-01": "pass", "DC-PATCH-02": "pass", "DC-MAL-01": "pass", "DC-LOCK-01": "pass"},

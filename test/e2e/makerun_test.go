@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/evident-dev/evident/internal/swtpmtest"
 	"github.com/evident-dev/evident/server/controls"
 )
 
@@ -42,11 +43,42 @@ func TestMakeRun(t *testing.T) {
 		}
 		n, _ := strconv.Atoi(m[1])
 		counts = append(counts, n)
+		if tpms, _ := filepath.Glob("/sys/class/tpm/tpm*"); len(tpms) == 0 &&
+			!regexp.MustCompile(`(?m)^  DC-TPM-01\s+FAIL\s.*no TPM: this device has no TPM`).MatchString(report) {
+			t.Errorf("run %d on a machine without a TPM: DC-TPM-01 does not say \"no TPM\":\n%s", i+1, report)
+		}
 		if i == 1 && !strings.Contains(report, "already enrolled") {
 			t.Errorf("second run enrolled again instead of reusing ./var:\n%s", report)
 		}
 	}
 	if counts[1] <= counts[0] {
 		t.Fatalf("history did not grow: %d observations after the first run, %d after the second", counts[0], counts[1])
+	}
+}
+
+// TestMakeRunSwtpm runs `make run-swtpm`'s script: with a software TPM the
+// agent enrolls bound to it, answers the server's challenge, and the report
+// shows DC-TPM-01 passing on the verified quote, with its checks as
+// evidence.
+func TestMakeRunSwtpm(t *testing.T) {
+	swtpmtest.Require(t, "swtpm", "swtpm_setup")
+	cmd := exec.Command("./test/run-local.sh")
+	cmd.Dir = "../.."
+	cmd.Env = append(cmd.Environ(), "VAR="+t.TempDir(), "BIN="+filepath.Dir(agentBin), "EVIDENT_TPM=swtpm")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	report := string(out)
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`bound to TPM swtpm:127\.0\.0\.1:\d+`),
+		regexp.MustCompile(`(?m)^  DC-TPM-01\s+PASS\s+CC6\.1\s.*TPM 2\.0 quote verified with the AK bound at enrollment \(EK: allowlist\); PCRs sha256 0-7`),
+		regexp.MustCompile(`(?m)^  DC-TPM-01  tpm\.attestation seq \d+`),
+		regexp.MustCompile(`check signature: ok`),
+		regexp.MustCompile(`check nonce: ok`),
+	} {
+		if !want.MatchString(report) {
+			t.Errorf("make run-swtpm output lacks %s:\n%s", want, report)
+		}
 	}
 }

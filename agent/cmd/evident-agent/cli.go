@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -18,9 +19,12 @@ import (
 
 	"github.com/shirou/gopsutil/v4/host"
 
+	gattest "github.com/google/go-attestation/attest"
+
 	"github.com/evident-dev/evident/agent"
 	"github.com/evident-dev/evident/agent/identity"
 	"github.com/evident-dev/evident/agent/statusapi"
+	"github.com/evident-dev/evident/agent/tpm"
 	"github.com/evident-dev/evident/collectors"
 	"github.com/evident-dev/evident/collectors/all"
 	"github.com/evident-dev/evident/internal/cli"
@@ -38,11 +42,14 @@ Usage:
   evident-agent run [--once]            run the daemon; --once collects, delivers, and exits 0 when the
                                         server has acknowledged everything (for MDM scripts)
   evident-agent status [--json]         ask the running agent for its state
+  evident-agent tpm [--tpm SPEC]        show this device's TPM endorsement key hash and certificate issuer
+                                        (what the server's --ek-allowlist or --ek-roots must hold)
   evident-agent snapshot --out DIR      record what the collectors read on this host (a support bundle;
                                         no secrets); replay it anywhere with --host-snapshot DIR
   evident-agent version
 
-Settings come from flags, then the environment: EVIDENT_DATA_DIR, EVIDENT_SERVER, EVIDENT_ENROLL_TOKEN.
+Settings come from flags, then the environment: EVIDENT_DATA_DIR, EVIDENT_SERVER, EVIDENT_ENROLL_TOKEN,
+EVIDENT_TPM, EVIDENT_TPM_EVENT_LOG.
 Run "evident-agent COMMAND -h" for a command's flags.
 `
 
@@ -55,6 +62,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "collect":
 		err = cmdCollect(args[1:], stdout, stderr)
+	case "tpm":
+		err = cmdTPM(args[1:], stdout, stderr)
 	case "enroll":
 		err = cmdEnroll(args[1:], stdout, stderr)
 	case "run":
@@ -359,4 +368,34 @@ func envOr(name, def string) string {
 		return v
 	}
 	return def
+}
+
+func cmdTPM(args []string, stdout, stderr io.Writer) error {
+	fs := cli.NewFlagSet("tpm", stderr, "evident-agent tpm: show the TPM this device would enroll with: its endorsement key's SHA-256 (what\n`evident-server run --ek-allowlist` lists) and its EK certificate's subject and issuer (what --ek-roots must chain to).")
+	spec := fs.String("tpm", envOr("EVIDENT_TPM", ""), "TPM: empty for the platform TPM, a device path, swtpm:HOST:PORT or unix:PATH (env EVIDENT_TPM)")
+	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	dev, err := tpm.Open(*spec, "")
+	if err != nil {
+		return err
+	}
+	defer dev.Close()
+	pub, certDER, err := dev.EK()
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256(pub)
+	fmt.Fprintf(stdout, "ek_sha256: %x\n", sum)
+	if certDER == nil {
+		fmt.Fprintln(stdout, "ek_certificate: none (the server must allowlist this EK)")
+		return nil
+	}
+	cert, err := gattest.ParseEKCertificate(certDER)
+	if err != nil {
+		fmt.Fprintf(stdout, "ek_certificate: unreadable: %v\n", err)
+		return nil
+	}
+	fmt.Fprintf(stdout, "ek_certificate_subject: %s\nek_certificate_issuer: %s\nek_certificate_serial: %s\n", cert.Subject, cert.Issuer, cert.SerialNumber)
+	return nil
 }
