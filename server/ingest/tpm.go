@@ -242,6 +242,7 @@ func (s *Server) attestation(ctx context.Context, deviceID string, a *evidentv1.
 		return nil, err
 	}
 	var v *attest.Verdict
+	nonceOK := false
 	_, err = s.Store.TakeNonce(ctx, deviceID, a.GetNonce(), now)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -251,6 +252,7 @@ func (s *Server) attestation(ctx context.Context, deviceID string, a *evidentv1.
 	case err != nil:
 		return nil, err
 	default:
+		nonceOK = true
 		var prev *attest.ClockInfo
 		if last, err := s.Store.LatestAttestation(ctx, deviceID); err == nil && last.Verified {
 			var pv attest.Verdict
@@ -284,7 +286,13 @@ func (s *Server) attestation(ctx context.Context, deviceID string, a *evidentv1.
 	if err != nil {
 		return nil, err
 	}
-	raw, _ := proto.Marshal(a)
+	// The raw message (up to the 4 MiB message limit) is kept only for an
+	// attestation the server asked for: unsolicited ones cannot grow the
+	// store by more than their verdict.
+	var raw []byte
+	if nonceOK {
+		raw, _ = proto.Marshal(a)
+	}
 	if _, err := s.Store.AddAttestation(ctx, store.Attestation{DeviceID: deviceID, ReceivedAt: now, Verified: v.Verified,
 		Verdict: verdict, FirstSeq: first, LastSeq: last, Raw: raw}); err != nil {
 		return nil, err

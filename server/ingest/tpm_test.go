@@ -86,31 +86,32 @@ func TestAttestationNonces(t *testing.T) {
 		setup      func(t *testing.T, f *tpmFixture) (device string, a *evidentv1.Attestation)
 		wantReason string
 		wantStored bool
+		wantRaw    bool // the raw message is kept (only for a nonce the server issued)
 	}{
 		{"fresh nonce reaches the quote checks", func(t *testing.T, f *tpmFixture) (string, *evidentv1.Attestation) {
 			return "with-tpm", &evidentv1.Attestation{Nonce: f.nonce(t, "with-tpm"), Report: report, Error: "TPM busy"}
-		}, "TPM busy", true},
+		}, "TPM busy", true, true},
 		{"replayed nonce", func(t *testing.T, f *tpmFixture) (string, *evidentv1.Attestation) {
 			n := f.nonce(t, "with-tpm")
 			if _, err := f.srv.attestation(context.Background(), "with-tpm", &evidentv1.Attestation{Nonce: n, Report: report, Error: "first use"}, &time.Time{}); err != nil {
 				t.Fatal(err)
 			}
 			return "with-tpm", &evidentv1.Attestation{Nonce: n, Report: report}
-		}, "already used (replayed attestation)", true},
+		}, "already used (replayed attestation)", true, false},
 		{"expired nonce", func(t *testing.T, f *tpmFixture) (string, *evidentv1.Attestation) {
 			n := f.nonce(t, "with-tpm")
 			f.clock = f.clock.Add(DefaultNonceTTL)
 			return "with-tpm", &evidentv1.Attestation{Nonce: n, Report: report}
-		}, "nonce expired", true},
+		}, "nonce expired", true, false},
 		{"another device's nonce", func(t *testing.T, f *tpmFixture) (string, *evidentv1.Attestation) {
 			return "with-tpm", &evidentv1.Attestation{Nonce: f.nonce(t, "other-tpm"), Report: report}
-		}, "not issued to this device", true},
+		}, "not issued to this device", true, false},
 		{"never issued", func(t *testing.T, f *tpmFixture) (string, *evidentv1.Attestation) {
 			return "with-tpm", &evidentv1.Attestation{Nonce: []byte("0123456789abcdef0123456789abcdef"), Report: report}
-		}, "not issued to this device", true},
+		}, "not issued to this device", true, false},
 		{"device enrolled without a TPM", func(t *testing.T, f *tpmFixture) (string, *evidentv1.Attestation) {
 			return "no-tpm", &evidentv1.Attestation{Nonce: f.nonce(t, "no-tpm"), Report: report}
-		}, "enrolled without a TPM", false},
+		}, "enrolled without a TPM", false, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -137,7 +138,7 @@ func TestAttestationNonces(t *testing.T) {
 			if err := json.Unmarshal(stored.Verdict, &v); err != nil {
 				t.Fatal(err)
 			}
-			if stored.Verified || v.Verified || !strings.Contains(strings.Join(v.Reasons, "; "), tc.wantReason) || len(stored.Raw) == 0 {
+			if stored.Verified || v.Verified || !strings.Contains(strings.Join(v.Reasons, "; "), tc.wantReason) || (len(stored.Raw) > 0) != tc.wantRaw {
 				t.Errorf("stored verdict = %+v (verified %v, raw %d bytes)", v, stored.Verified, len(stored.Raw))
 			}
 			cur, err := f.st.CurrentStates(context.Background(), device)
