@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -16,6 +17,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	evidentv1 "github.com/evident-dev/evident/proto/evident/v1"
 )
 
 // policyCert returns a DER certificate for name, self-signed when parent is
@@ -135,4 +138,43 @@ func TestLoadEKPolicy(t *testing.T) {
 	if _, err := LoadEKPolicy("", filepath.Join(t.TempDir(), "missing.txt")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing allowlist: %v", err)
 	}
+}
+
+// FuzzCheckTPMIdentity feeds hostile enrollment requests (what any holder
+// of an enrollment token can send) to the EK and AK checks: they must
+// refuse with one of the sentinels, never panic, and never accept garbage.
+func FuzzCheckTPMIdentity(f *testing.F) {
+	s := newSoftTPM(f)
+	ekKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		f.Fatal(err)
+	}
+	ekPub, err := x509.MarshalPKIXPublicKey(&ekKey.PublicKey)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(ekPub, []byte{}, s.akPublic, []byte{}, []byte{}, []byte{})
+	f.Add(ekPub[:40], []byte{0x30, 0x82, 0x01}, s.akPublic[:20], []byte{0, 1}, []byte{0xff, 0x54, 0x43, 0x47}, []byte{0, 0x14})
+	f.Add([]byte{}, []byte{}, []byte{}, []byte{}, []byte{}, []byte{})
+	sum := sha256.Sum256(ekPub)
+	pol := &EKPolicy{AllowedEKs: map[[32]byte]bool{sum: true}}
+	f.Fuzz(func(t *testing.T, ek, cert, akPub, createData, createAttest, createSig []byte) {
+		id := &evidentv1.TPMIdentity{EkPub: ek, EkCert: cert, Ak: &evidentv1.AKParameters{Public: akPub,
+			CreateData: createData, CreateAttestation: createAttest, CreateSignature: createSig}}
+		got, err := CheckTPMIdentity(id, pol)
+		if err == nil {
+			// Only a real creation signature by the AK over real creation
+			// data could pass, and the fuzzer has neither.
+			t.Fatalf("accepted a fuzzed identity: %+v", got)
+		}
+		n := 0
+		for _, e := range []error{ErrMalformed, ErrEKUntrusted, ErrAKAttributes, ErrAKCreation} {
+			if errors.Is(err, e) {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Fatalf("error %q wraps %d sentinels, want exactly one", err, n)
+		}
+	})
 }
