@@ -54,7 +54,7 @@ if [ "$TPM" != none ] && ek=$("$BIN/evident-agent" tpm --tpm "$( [ "$TPM" = auto
     printf '# added by make run: the TPM of this machine\n%s\n' "$hash" >>"$VAR/server/ek-allowlist"
   fi
 elif [ "$TPM" = auto ]; then
-  say "no TPM on this machine: the agent enrolls without one (DC-TPM-01 will say so)"
+  say "no TPM on this machine: the agent enrolls without one (DC-TPM-01 will say so; make run-swtpm shows attestation with a software TPM)"
 fi
 
 rm -f "$VAR/server/listen.addr"
