@@ -28,8 +28,15 @@ type Store interface {
 	TPM
 	Evidence
 	Scores
+	Periods
+	Chain
+	Web
 	Close() error
 }
+
+// Periods is what period reports need: every interval overlapping a period
+// across the fleet, in one range query.
+type Periods interface{}
 
 // Enrollment is what enrollment needs.
 type Enrollment interface {
