@@ -34,10 +34,6 @@ type Store interface {
 	Close() error
 }
 
-// Periods is what period reports need: every interval overlapping a period
-// across the fleet, in one range query.
-type Periods interface{}
-
 // Enrollment is what enrollment needs.
 type Enrollment interface {
 	CreateEnrollSecret(ctx context.Context, s EnrollSecret) error
