@@ -36,6 +36,10 @@ cross: ## Build both binaries for linux, darwin and windows (amd64, arm64) with 
 run: build ## Start a server on SQLite under ./var, enroll this machine's agent, print its posture report, stop
 	./test/run-local.sh
 
+.PHONY: serve
+serve: build ## Keep the server of ./var up with the web UI on 127.0.0.1:8080 (WEB=host:port); prints a login token
+	./test/serve.sh
+
 .PHONY: run-swtpm
 run-swtpm: build ## Like run, with the agent bound to a software TPM (swtpm) under ./var/swtpm-lab
 	VAR=var/swtpm-lab EVIDENT_TPM=swtpm ./test/run-local.sh

@@ -96,3 +96,5 @@ stop_server
 stop_swtpm
 trap - EXIT
 say "done: run 'make run' again to add to the history, or '$BIN/evident-server report --data-dir $VAR/server --json'"
+say "web UI: run 'make serve', open http://${WEB:-127.0.0.1:8080}/ and log in with the auditor token it prints"
+say "period report: $BIN/evident-server report period --data-dir $VAR/server --from $(date -u +%Y-%m-01) --to $(date -u -d tomorrow +%F) [--format csv|json|oscal]"

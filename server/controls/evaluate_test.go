@@ -263,12 +263,15 @@ func TestTPM(t *testing.T) {
 	obs := func(p tpm.Payload) store.Observation { return okObs(t, tpm.Name, 41, collected, p) }
 	tpm20 := tpm.Payload{Present: true, Version: "2.0", Devices: []tpm.Device{{Name: "tpm0", Version: "2.0"}}}
 	mac := tpm.Payload{NotApplicable: "Macs have no TPM"}
-	notEnrolled := &controls.TPMEvidence{}
+	notEnrolled := &controls.TPMEvidence{GOOS: "linux"}
+	macNotEnrolled := &controls.TPMEvidence{GOOS: "darwin"}
 	enrolled := &controls.TPMEvidence{Enrolled: true, EKTrust: "allowlist", EnrolledAt: now.Add(-time.Hour)}
 	cases := []evalCase{
 		{name: "absent", in: controls.Input{Latest: latest(obs(tpm.Payload{}))}, wantStatus: store.Fail, wantReason: "no TPM: this device has no TPM", wantSeq: 41},
 		{name: "absent, enrolled without TPM", in: controls.Input{Latest: latest(obs(tpm.Payload{})), TPM: notEnrolled}, wantStatus: store.Fail, wantReason: "no TPM", wantSeq: 41},
-		{name: "macOS", in: controls.Input{Latest: latest(obs(mac)), TPM: notEnrolled}, wantStatus: store.NotApplicable, wantReason: "not applicable: Macs have no TPM", wantSeq: 41},
+		{name: "macOS", in: controls.Input{Latest: latest(obs(mac)), TPM: macNotEnrolled}, wantStatus: store.NotApplicable, wantReason: "not applicable: Macs have no TPM", wantSeq: 41},
+		{name: "a PC claiming a Mac's not applicable", in: controls.Input{Latest: latest(obs(mac)), TPM: notEnrolled}, wantStatus: store.Fail,
+			wantReason: "no TPM: this linux device reports that it cannot have one", wantSeq: 41},
 		{name: "1.2", in: controls.Input{Latest: latest(obs(tpm.Payload{Present: true, Version: "1.2"}))}, wantStatus: store.Fail, wantReason: "TPM 1.2 found; TPM 2.0 is required", wantSeq: 41},
 		{name: "no observation", in: controls.Input{}, wantStatus: store.Unknown, wantReason: "no tpm evidence"},
 	}

@@ -17,6 +17,9 @@ import (
 // TPMEvidence is a device's TPM as the server knows it: enrolled (EK and
 // AK bound at enrollment) or not, and its latest attestation verdict.
 type TPMEvidence struct {
+	// GOOS is the platform the device enrolled as: only a darwin device's
+	// "no TPM possible" is taken as not applicable.
+	GOOS         string
 	Enrolled     bool
 	EKTrust      string
 	EKCertIssuer string
@@ -35,16 +38,16 @@ type AttestationEvidence struct {
 
 // LoadTPMEvidence reads a device's enrolled TPM and latest attestation
 // verdict from the store: the TPM part of Input, for scoring and reports.
-func LoadTPMEvidence(ctx context.Context, st store.TPM, deviceID string) (*TPMEvidence, error) {
+func LoadTPMEvidence(ctx context.Context, st store.TPM, deviceID, goos string) (*TPMEvidence, error) {
 	dt, err := st.DeviceTPM(ctx, deviceID)
 	if errors.Is(err, store.ErrNotFound) {
-		return &TPMEvidence{}, nil
+		return &TPMEvidence{GOOS: goos}, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	ev := &TPMEvidence{Enrolled: true, EKTrust: dt.EKTrust, EKCertIssuer: dt.EKCertIssuer, EnrolledAt: dt.EnrolledAt}
-	a, err := st.LatestAttestation(ctx, deviceID)
+	ev := &TPMEvidence{GOOS: goos, Enrolled: true, EKTrust: dt.EKTrust, EKCertIssuer: dt.EKCertIssuer, EnrolledAt: dt.EnrolledAt}
+	a, err := st.LatestAttestation(ctx, deviceID, false)
 	if errors.Is(err, store.ErrNotFound) {
 		return ev, nil
 	}
@@ -118,8 +121,12 @@ func newTPM(raw json.RawMessage) (evaluator, error) {
 				EvidenceAt: in.TPM.EnrolledAt}
 		case !ok:
 			return r
-		case tp.NotApplicable != "":
+		case tp.NotApplicable != "" && (in.TPM == nil || in.TPM.GOOS == "darwin"):
+			// Only a device that enrolled as a Mac may say a TPM cannot
+			// exist there: a report cannot opt a PC out of attestation.
 			return decided(o, store.NotApplicable, "not applicable: "+tp.NotApplicable, tp)
+		case tp.NotApplicable != "":
+			return decided(o, store.Fail, "no TPM: this "+in.TPM.GOOS+" device reports that it cannot have one ("+tp.NotApplicable+"), so nothing it reports is attested", tp)
 		case !tp.Present:
 			return decided(o, store.Fail, "no TPM: this device has no TPM, so neither its identity nor what it booted can be attested", tp)
 		case tp.Version != "2.0":

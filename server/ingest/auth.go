@@ -48,11 +48,15 @@ func authenticate(ctx context.Context, devices store.Enrollment) (string, error)
 	if err != nil {
 		return "", status.Error(codes.Unauthenticated, err.Error())
 	}
-	if _, err := devices.Device(ctx, id); err != nil {
+	d, err := devices.Device(ctx, id)
+	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return "", status.Errorf(codes.PermissionDenied, "device %s is not enrolled on this server", id)
 		}
 		return "", status.Error(codes.Unavailable, "device lookup failed")
+	}
+	if d.SupersededBy != "" {
+		return "", status.Errorf(codes.PermissionDenied, "device %s was re-enrolled with the same TPM as %s; this identity is retired", id, d.SupersededBy)
 	}
 	return id, nil
 }

@@ -138,6 +138,12 @@ func (s *Server) Enroll(ctx context.Context, req *evidentv1.EnrollRequest) (*evi
 	if req.GetActivation() != nil {
 		return nil, status.Error(codes.InvalidArgument, "activation proof without a TPM identity")
 	}
+	if _, err := s.Store.PeekEnrollSecret(ctx, enrolltoken.HashSecret(req.GetEnrollSecret()), s.now()); err != nil {
+		return nil, s.secretError(err, req.GetHost())
+	}
+	if err := s.checkTPMDropped(ctx, req.GetHost().GetMachineId(), s.now()); err != nil {
+		return nil, err
+	}
 	return s.finishEnroll(ctx, req, nil)
 }
 
@@ -184,7 +190,7 @@ func (s *Server) Stream(stream grpc.BidiStreamingServer[evidentv1.AgentMessage, 
 	}
 	log := s.Log.With("device", deviceID)
 	out := &sender{stream: stream}
-	attesting := false
+	attesting, attestations, streamStart := false, 0, time.Now()
 	// The attestation loop sends on this stream: it must be done before
 	// the handler returns.
 	actx, stopAttest := context.WithCancel(ctx)
@@ -220,6 +226,14 @@ func (s *Server) Stream(stream grpc.BidiStreamingServer[evidentv1.AgentMessage, 
 				}
 			}
 		case *evidentv1.AgentMessage_Attestation:
+			// The server asks once per connection and once per attest
+			// interval: a device sending many more is refused, so it cannot
+			// make the server verify and store without bound.
+			attestations++
+			if allowed := 4 + int(time.Since(streamStart)/s.attestEvery()); attestations > allowed {
+				log.Warn("too many attestations on one stream; closing it", "count", attestations)
+				return status.Errorf(codes.ResourceExhausted, "%d attestations on one stream; the server asked for at most %d", attestations, allowed)
+			}
 			res, err := s.attestation(ctx, deviceID, m.Attestation, &lastCollected)
 			if err != nil {
 				log.Error("attestation not stored", "err", err)
@@ -327,7 +341,7 @@ func (s *Server) Score(ctx context.Context, deviceID string, at time.Time) error
 	for _, st := range open {
 		current[st.ControlID] = st
 	}
-	tpmEv, err := s.tpmEvidence(ctx, deviceID)
+	tpmEv, err := controls.LoadTPMEvidence(ctx, s.Store, deviceID, dev.GOOS)
 	if err != nil {
 		return err
 	}

@@ -20,7 +20,6 @@ import (
 	"github.com/evident-dev/evident/internal/enrolltoken"
 	evidentv1 "github.com/evident-dev/evident/proto/evident/v1"
 	"github.com/evident-dev/evident/server/attest"
-	"github.com/evident-dev/evident/server/controls"
 	"github.com/evident-dev/evident/server/pki"
 	"github.com/evident-dev/evident/server/store"
 )
@@ -64,16 +63,18 @@ func (s *Server) enrollTPM(ctx context.Context, req *evidentv1.EnrollRequest) (*
 		return nil, status.Error(codes.InvalidArgument, "tpm: ek_pub and ak.public are required and each TPM field must be at most 8 KiB")
 	}
 	secretHash := enrolltoken.HashSecret(req.GetEnrollSecret())
+	now := s.now()
+	// The secret first: only a holder of a valid enrollment token makes the
+	// server parse certificates and keys, and learns why a TPM is refused.
+	if _, err := s.Store.PeekEnrollSecret(ctx, secretHash, now); err != nil {
+		return nil, s.secretError(err, h)
+	}
 	enrolled, err := attest.CheckTPMIdentity(tpmID, s.ekPolicy())
 	if err != nil {
 		s.Log.Warn("TPM enrollment refused", "hostname", h.GetHostname(), "err", err)
 		return nil, status.Errorf(codes.PermissionDenied, "TPM identity refused: %v", err)
 	}
-	now := s.now()
 	if req.GetActivation() == nil {
-		if _, err := s.Store.PeekEnrollSecret(ctx, secretHash, now); err != nil {
-			return nil, s.secretError(err, h)
-		}
 		secret, ch, err := attest.NewActivation(tpmID)
 		if err != nil {
 			return nil, status.Errorf(codes.InvalidArgument, "tpm: %v", err)
@@ -129,11 +130,33 @@ func (s *Server) checkTPMChange(ctx context.Context, machineID string, e *attest
 		}
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return status.Error(codes.Unavailable, "enrollment temporarily unavailable")
-	} else if d, err := s.Store.DeviceByMachineID(ctx, machineID); err == nil {
-		if t, err := s.Store.DeviceTPM(ctx, d.ID); err == nil && subtle.ConstantTimeCompare(t.EKHash, e.EKHash[:]) != 1 {
-			known, what = d.ID, "its TPM (endorsement key)"
+	} else if id, t, err := s.Store.MachineTPM(ctx, machineID); err == nil {
+		if subtle.ConstantTimeCompare(t.EKHash, e.EKHash[:]) != 1 {
+			known, what = id, "its TPM (endorsement key)"
 		}
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return status.Error(codes.Unavailable, "enrollment temporarily unavailable")
 	}
+	return s.useAllowance(ctx, known, what, now)
+}
+
+// checkTPMDropped refuses an enrollment without a TPM for a machine that
+// enrolled with one (dropping the TPM would shed its attestation), unless
+// an admin allowed it.
+func (s *Server) checkTPMDropped(ctx context.Context, machineID string, now time.Time) error {
+	id, _, err := s.Store.MachineTPM(ctx, machineID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil
+	case err != nil:
+		return status.Error(codes.Unavailable, "enrollment temporarily unavailable")
+	}
+	return s.useAllowance(ctx, id, "its TPM (enrolling without one)", now)
+}
+
+// useAllowance lets a change to known's TPM binding through only with an
+// admin's allowance, and uses it up.
+func (s *Server) useAllowance(ctx context.Context, known, what string, now time.Time) error {
 	if known == "" {
 		return nil
 	}
@@ -187,8 +210,13 @@ func (s *sender) send(m *evidentv1.ServerMessage) error {
 	return s.stream.Send(m)
 }
 
-// challenge issues a fresh single-use nonce to a device and sends it.
+// challenge issues a fresh single-use nonce to a device and sends it,
+// unless the device already holds an unexpired one (one at a time, however
+// often it reconnects).
 func (s *Server) challenge(ctx context.Context, out *sender, deviceID string) error {
+	if live, err := s.Store.HasLiveNonce(ctx, deviceID, s.now()); err != nil || live {
+		return err
+	}
 	nonce := make([]byte, nonceBytes)
 	if _, err := rand.Read(nonce); err != nil {
 		return err
@@ -254,7 +282,7 @@ func (s *Server) attestation(ctx context.Context, deviceID string, a *evidentv1.
 	default:
 		nonceOK = true
 		var prev *attest.ClockInfo
-		if last, err := s.Store.LatestAttestation(ctx, deviceID); err == nil && last.Verified {
+		if last, err := s.Store.LatestAttestation(ctx, deviceID, true); err == nil {
 			var pv attest.Verdict
 			if json.Unmarshal(last.Verdict, &pv) == nil {
 				prev = &pv.Clock
@@ -267,10 +295,11 @@ func (s *Server) attestation(ctx context.Context, deviceID string, a *evidentv1.
 
 	var rep evidentv1.Report
 	var first, last uint64
-	if err := proto.Unmarshal(a.GetReport(), &rep); err != nil || len(rep.GetObservations()) > MaxBatch {
+	if err := coveredReport(a.GetReport(), &rep); err != nil {
 		if v.Verified {
 			v.Verified = false
-			v.Reasons = append(v.Reasons, "the covered report is not a valid report")
+			v.Reasons = append(v.Reasons, "the covered report is not acceptable: "+err.Error())
+			v.Checks = append(v.Checks, attest.Check{Name: "report", Detail: err.Error()})
 		}
 	} else if n := len(rep.GetObservations()); n > 0 {
 		first, last = rep.GetObservations()[0].GetSeq(), rep.GetObservations()[n-1].GetSeq()
@@ -286,11 +315,11 @@ func (s *Server) attestation(ctx context.Context, deviceID string, a *evidentv1.
 	if err != nil {
 		return nil, err
 	}
-	// The raw message (up to the 4 MiB message limit) is kept only for an
-	// attestation the server asked for: unsolicited ones cannot grow the
+	// The raw message is kept only for a verified attestation the server
+	// asked for (at most one per issued nonce): others cannot grow the
 	// store by more than their verdict.
 	var raw []byte
-	if nonceOK {
+	if nonceOK && v.Verified {
 		raw, _ = proto.Marshal(a)
 	}
 	if _, err := s.Store.AddAttestation(ctx, store.Attestation{DeviceID: deviceID, ReceivedAt: now, Verified: v.Verified,
@@ -308,7 +337,22 @@ func (s *Server) attestation(ctx context.Context, deviceID string, a *evidentv1.
 	return &evidentv1.AttestationResult{Verified: v.Verified, Reasons: v.Reasons}, nil
 }
 
-// tpmEvidence is what DC-TPM-01 and DC-BOOT-01 see of a device's TPM.
-func (s *Server) tpmEvidence(ctx context.Context, deviceID string) (*controls.TPMEvidence, error) {
-	return controls.LoadTPMEvidence(ctx, s.Store, deviceID)
+// coveredReport decodes the report an attestation covers and checks it is
+// one ingest accepts: at most MaxBatch observations, seqs increasing.
+func coveredReport(b []byte, rep *evidentv1.Report) error {
+	if err := proto.Unmarshal(b, rep); err != nil {
+		return fmt.Errorf("undecodable: %w", err)
+	}
+	obs := rep.GetObservations()
+	if len(obs) > MaxBatch {
+		return fmt.Errorf("%d observations; at most %d", len(obs), MaxBatch)
+	}
+	var prev uint64
+	for _, o := range obs {
+		if o.GetSeq() <= prev {
+			return fmt.Errorf("seqs must increase (%d after %d)", o.GetSeq(), prev)
+		}
+		prev = o.GetSeq()
+	}
+	return nil
 }

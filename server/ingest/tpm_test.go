@@ -77,7 +77,8 @@ func (f sendFunc) Send(m *evidentv1.ServerMessage) error { return f(m) }
 
 // TestAttestationNonces: the nonce is checked (and consumed) before the
 // quote is looked at; each refusal is stored as a failed verdict with its
-// own reason and fails DC-TPM-01.
+// own reason, without the raw message (kept only for verified ones), and
+// fails DC-TPM-01.
 func TestAttestationNonces(t *testing.T) {
 	report, _ := proto.Marshal(&evidentv1.Report{})
 	tests := []struct {
@@ -86,32 +87,31 @@ func TestAttestationNonces(t *testing.T) {
 		setup      func(t *testing.T, f *tpmFixture) (device string, a *evidentv1.Attestation)
 		wantReason string
 		wantStored bool
-		wantRaw    bool // the raw message is kept (only for a nonce the server issued)
 	}{
 		{"fresh nonce reaches the quote checks", func(t *testing.T, f *tpmFixture) (string, *evidentv1.Attestation) {
 			return "with-tpm", &evidentv1.Attestation{Nonce: f.nonce(t, "with-tpm"), Report: report, Error: "TPM busy"}
-		}, "TPM busy", true, true},
+		}, "TPM busy", true},
 		{"replayed nonce", func(t *testing.T, f *tpmFixture) (string, *evidentv1.Attestation) {
 			n := f.nonce(t, "with-tpm")
 			if _, err := f.srv.attestation(context.Background(), "with-tpm", &evidentv1.Attestation{Nonce: n, Report: report, Error: "first use"}, &time.Time{}); err != nil {
 				t.Fatal(err)
 			}
 			return "with-tpm", &evidentv1.Attestation{Nonce: n, Report: report}
-		}, "already used (replayed attestation)", true, false},
+		}, "already used (replayed attestation)", true},
 		{"expired nonce", func(t *testing.T, f *tpmFixture) (string, *evidentv1.Attestation) {
 			n := f.nonce(t, "with-tpm")
 			f.clock = f.clock.Add(DefaultNonceTTL)
 			return "with-tpm", &evidentv1.Attestation{Nonce: n, Report: report}
-		}, "nonce expired", true, false},
+		}, "nonce expired", true},
 		{"another device's nonce", func(t *testing.T, f *tpmFixture) (string, *evidentv1.Attestation) {
 			return "with-tpm", &evidentv1.Attestation{Nonce: f.nonce(t, "other-tpm"), Report: report}
-		}, "not issued to this device", true, false},
+		}, "not issued to this device", true},
 		{"never issued", func(t *testing.T, f *tpmFixture) (string, *evidentv1.Attestation) {
 			return "with-tpm", &evidentv1.Attestation{Nonce: []byte("0123456789abcdef0123456789abcdef"), Report: report}
-		}, "not issued to this device", true, false},
+		}, "not issued to this device", true},
 		{"device enrolled without a TPM", func(t *testing.T, f *tpmFixture) (string, *evidentv1.Attestation) {
 			return "no-tpm", &evidentv1.Attestation{Nonce: f.nonce(t, "no-tpm"), Report: report}
-		}, "enrolled without a TPM", false, false},
+		}, "enrolled without a TPM", false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -124,7 +124,7 @@ func TestAttestationNonces(t *testing.T) {
 			if res.GetVerified() || !strings.Contains(strings.Join(res.GetReasons(), "; "), tc.wantReason) {
 				t.Errorf("result = %+v, want refused with %q", res, tc.wantReason)
 			}
-			stored, err := f.st.LatestAttestation(context.Background(), device)
+			stored, err := f.st.LatestAttestation(context.Background(), device, false)
 			if !tc.wantStored {
 				if err == nil {
 					t.Errorf("an attestation was stored for %s", device)
@@ -138,7 +138,7 @@ func TestAttestationNonces(t *testing.T) {
 			if err := json.Unmarshal(stored.Verdict, &v); err != nil {
 				t.Fatal(err)
 			}
-			if stored.Verified || v.Verified || !strings.Contains(strings.Join(v.Reasons, "; "), tc.wantReason) || (len(stored.Raw) > 0) != tc.wantRaw {
+			if stored.Verified || v.Verified || !strings.Contains(strings.Join(v.Reasons, "; "), tc.wantReason) || len(stored.Raw) != 0 {
 				t.Errorf("stored verdict = %+v (verified %v, raw %d bytes)", v, stored.Verified, len(stored.Raw))
 			}
 			cur, err := f.st.CurrentStates(context.Background(), device)
@@ -207,4 +207,33 @@ func testCSR(t *testing.T) []byte {
 		t.Fatal(err)
 	}
 	return der
+}
+
+// TestOneNonceAtATime: a device that reconnects does not collect nonces;
+// a new one is issued once the previous one is used or has expired.
+func TestOneNonceAtATime(t *testing.T) {
+	f := newTPMFixture(t)
+	sent := 0
+	out := &sender{stream: sendFunc(func(m *evidentv1.ServerMessage) error {
+		if m.GetAttestationChallenge() != nil {
+			sent++
+		}
+		return nil
+	})}
+	ctx := context.Background()
+	for range 3 {
+		if err := f.srv.challenge(ctx, out, "with-tpm"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if sent != 1 {
+		t.Fatalf("%d challenges sent while the first nonce was live, want 1", sent)
+	}
+	f.clock = f.clock.Add(DefaultNonceTTL)
+	if err := f.srv.challenge(ctx, out, "with-tpm"); err != nil {
+		t.Fatal(err)
+	}
+	if sent != 2 {
+		t.Errorf("no new challenge after the nonce expired (%d sent)", sent)
+	}
 }

@@ -122,7 +122,7 @@ func buildDevice(ctx context.Context, st store.Store, p *controls.Policy, d stor
 		History: History{Observations: counts.Total, FirstSeq: counts.MinSeq, LastSeq: counts.MaxSeq,
 			Since: counts.First, Until: counts.Last, Intervals: len(hist)},
 	}
-	tpmEv, err := controls.LoadTPMEvidence(ctx, st, d.ID)
+	tpmEv, err := controls.LoadTPMEvidence(ctx, st, d.ID, d.GOOS)
 	if err != nil {
 		return Device{}, err
 	}

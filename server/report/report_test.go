@@ -4,8 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
-	"os"
+	"github.com/evident-dev/evident/internal/golden"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -23,8 +22,6 @@ import (
 	"github.com/evident-dev/evident/server/store"
 	"github.com/evident-dev/evident/server/store/sqlite"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 var (
 	enrolled = time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
@@ -147,26 +144,6 @@ func text(t *testing.T, f *report.Fleet) string {
 	return b.String()
 }
 
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the output (go test ./server/report -update rewrites it):\n--- got\n%s\n--- want\n%s", path, got, want)
-	}
-}
-
 func TestBuildFleet(t *testing.T) {
 	p := controls.Default()
 	st := fleet(t, p)
@@ -281,7 +258,7 @@ func TestWriteText(t *testing.T) {
 	if rows != 2*len(p.Controls) {
 		t.Errorf("found %d table rows, want %d", rows, 2*len(p.Controls))
 	}
-	golden(t, "fleet.txt", []byte(out))
+	golden.Check(t, "fleet.txt", []byte(out))
 }
 
 func TestWriteJSON(t *testing.T) {
@@ -292,7 +269,7 @@ func TestWriteJSON(t *testing.T) {
 	if err := report.WriteJSON(&b, f); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "fleet.json", b.Bytes())
+	golden.Check(t, "fleet.json", b.Bytes())
 
 	var back report.Fleet
 	dec := json.NewDecoder(bytes.NewReader(b.Bytes()))

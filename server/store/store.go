@@ -49,7 +49,9 @@ type Enrollment interface {
 	// The new device is linked (PreviousID, Reenrolled) to the latest
 	// earlier device with the same EK, or else with the same machine id, so
 	// its history is recognised, but it keeps its own id: the machine id is
-	// asserted by the client and must never grant another identity.
+	// asserted by the client and must never grant another identity. Every
+	// earlier device with the same EK is superseded (SupersededBy): the
+	// TPM proved it is the same machine.
 	EnrollDevice(ctx context.Context, d Device) (Device, error)
 	Device(ctx context.Context, id string) (Device, error)
 	// DeviceByMachineID returns the newest device with this machine id;
@@ -71,6 +73,9 @@ type TPM interface {
 	// DeviceByEK returns the newest device enrolled with the EK of this
 	// hash, and its TPM; ErrNotFound when none.
 	DeviceByEK(ctx context.Context, ekHash []byte) (string, DeviceTPM, error)
+	// MachineTPM returns the newest device with this machine id that
+	// enrolled with a TPM, and its TPM; ErrNotFound when none did.
+	MachineTPM(ctx context.Context, machineID string) (string, DeviceTPM, error)
 	// AllowTPMChange lets the next enrollment that replaces this device's
 	// EK or AK succeed, until the given time (an admin's decision).
 	AllowTPMChange(ctx context.Context, deviceID string, until time.Time) error
@@ -79,6 +84,9 @@ type TPM interface {
 	TakeTPMChangeAllowance(ctx context.Context, deviceID string, now time.Time) error
 	// CreateNonce stores an attestation nonce issued to a device.
 	CreateNonce(ctx context.Context, n Nonce) error
+	// HasLiveNonce reports whether a device holds an unexpired, unused
+	// nonce (the server issues one at a time).
+	HasLiveNonce(ctx context.Context, deviceID string, now time.Time) (bool, error)
 	// TakeNonce deletes and returns a device's nonce with this value:
 	// ErrNotFound when unknown or already used (a replay), ErrExpired when
 	// past its expiry. It is deleted before the quote is verified, so a
@@ -86,9 +94,9 @@ type TPM interface {
 	TakeNonce(ctx context.Context, deviceID string, value []byte, now time.Time) (Nonce, error)
 	// AddAttestation stores a verdict and returns its id.
 	AddAttestation(ctx context.Context, a Attestation) (int64, error)
-	// LatestAttestation returns a device's newest attestation; ErrNotFound
-	// when it has none.
-	LatestAttestation(ctx context.Context, deviceID string) (Attestation, error)
+	// LatestAttestation returns a device's newest attestation (the newest
+	// verified one with verifiedOnly); ErrNotFound when it has none.
+	LatestAttestation(ctx context.Context, deviceID string, verifiedOnly bool) (Attestation, error)
 	// PurgeExpired deletes expired nonces, activations and allowances.
 	PurgeExpired(ctx context.Context, now time.Time) error
 }
@@ -202,6 +210,9 @@ type Device struct {
 	// TPM is set by EnrollDevice's caller for a TPM-bound enrollment; reads
 	// leave it nil (see TPM.DeviceTPM).
 	TPM *DeviceTPM
+	// SupersededBy is the device that re-enrolled with this device's TPM;
+	// a superseded device no longer authenticates.
+	SupersededBy string
 }
 
 // Observation as stored.

@@ -3,7 +3,9 @@ package e2e
 import (
 	"encoding/json"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 )
 
 // TestLabFleet stands up a mixed fleet from recorded snapshots: one agent
@@ -55,6 +57,7 @@ func TestLabFleet(t *testing.T) {
 	for i, d := range fleet.Devices {
 		byID[d.ID] = i
 	}
+	checkPeriodCLI(t, srvDir, len(want))
 	for name, controls := range want {
 		i, ok := byID[ids[name]]
 		if !ok {
@@ -70,6 +73,63 @@ func TestLabFleet(t *testing.T) {
 			if s := got[id]; len(s) < len(status) || s[:len(status)] != status {
 				t.Errorf("%s (%s, %s) %s = %s; want %s", name, d.Hostname, d.OS, id, s, status)
 			}
+		}
+	}
+}
+
+// checkPeriodCLI runs `report period` over the lab fleet in every format.
+func checkPeriodCLI(t *testing.T, srvDir string, devices int) {
+	t.Helper()
+	day := time.Now().UTC().Truncate(24 * time.Hour)
+	from, to := day.Add(-24*time.Hour).Format("2006-01-02"), day.Add(48*time.Hour).Format("2006-01-02")
+	period := func(format string, extra ...string) string {
+		t.Helper()
+		out, errOut, err := run(t, nil, serverBin, append([]string{"report", "period", "--data-dir", srvDir, "--from", from, "--to", to, "--format", format}, extra...)...)
+		if err != nil {
+			t.Fatalf("report period --format %s: %v\n%s", format, err, errOut)
+		}
+		return out
+	}
+	var rep struct {
+		Controls []struct {
+			ID         string
+			Population int
+			Exceptions []struct{ DeviceID string }
+		}
+		Devices []struct{ ID string }
+		Sample  []struct{ ID string }
+	}
+	if err := json.Unmarshal([]byte(period("json", "--seed", "7", "--sample", "3")), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Devices) != devices || len(rep.Sample) != 3 || len(rep.Controls) != 9 {
+		t.Errorf("period report: %d devices, %d sampled, %d controls; want %d, 3, 9", len(rep.Devices), len(rep.Sample), len(rep.Controls), devices)
+	}
+	for _, c := range rep.Controls {
+		if c.ID == "DC-ENC-01" && (c.Population != devices || len(c.Exceptions) == 0) {
+			t.Errorf("DC-ENC-01 over the lab fleet: population %d, %d exceptions", c.Population, len(c.Exceptions))
+		}
+	}
+	if csv := period("csv"); !strings.HasPrefix(csv, "control_id,control_title,criteria,device_id,hostname,status,start,end,duration_seconds,open,cause\n") ||
+		strings.Count(csv, "\n") < 2 {
+		t.Errorf("period CSV:\n%s", csv)
+	}
+	var doc struct {
+		AR struct {
+			Results []struct {
+				Findings []struct{ Target struct{ TargetID string } }
+			}
+		} `json:"assessment-results"`
+	}
+	if err := json.Unmarshal([]byte(period("oscal")), &doc); err != nil || len(doc.AR.Results) != 1 || len(doc.AR.Results[0].Findings) != 9 {
+		t.Errorf("OSCAL export: %v, %+v", err, doc)
+	}
+	if !strings.Contains(period("text"), "Evident SOC 2 Type II period report") {
+		t.Error("text period report lacks its title")
+	}
+	for _, bad := range [][]string{{"--from", to, "--to", from}, {"--from", "yesterday", "--to", to}, {"--from", from}, {"--from", from, "--to", to, "--format", "xml"}} {
+		if _, errOut, err := run(t, nil, serverBin, append([]string{"report", "period", "--data-dir", srvDir}, bad...)...); err == nil || errOut == "" {
+			t.Errorf("report period %v: err %v, stderr %q; want a refusal that says why", bad, err, errOut)
 		}
 	}
 }

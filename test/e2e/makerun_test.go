@@ -1,12 +1,19 @@
 package e2e
 
 import (
+	"bytes"
+	"io"
+	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/evident-dev/evident/internal/swtpmtest"
 	"github.com/evident-dev/evident/server/controls"
@@ -47,6 +54,9 @@ func TestMakeRun(t *testing.T) {
 			!regexp.MustCompile(`(?m)^  DC-TPM-01\s+FAIL\s.*no TPM: this device has no TPM`).MatchString(report) {
 			t.Errorf("run %d on a machine without a TPM: DC-TPM-01 does not say \"no TPM\":\n%s", i+1, report)
 		}
+		if !strings.Contains(report, "web UI: run 'make serve', open http://127.0.0.1:8080/ and log in with the auditor token it prints") {
+			t.Errorf("run %d does not say how to open the web UI:\n%s", i+1, report)
+		}
 		if i == 1 && !strings.Contains(report, "already enrolled") {
 			t.Errorf("second run enrolled again instead of reusing ./var:\n%s", report)
 		}
@@ -82,3 +92,53 @@ func TestMakeRunSwtpm(t *testing.T) {
 		}
 	}
 }
+
+// TestMakeServe runs `make serve`'s script on a `make run` data directory:
+// it prints the web UI's URL and a token, and the token logs in there.
+func TestMakeServe(t *testing.T) {
+	varDir := t.TempDir()
+	env := append(os.Environ(), "VAR="+varDir, "BIN="+filepath.Dir(agentBin), "WEB=127.0.0.1:0")
+	cmd := exec.Command("./test/serve.sh")
+	cmd.Dir, cmd.Env = "../..", env
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
+	urlRE, tokRE := regexp.MustCompile(`web UI: (http://127\.0\.0\.1:\d+)`), regexp.MustCompile(`(?m)^(evw1_\S+)$`)
+	var url, token string
+	waitFor(t, "make serve to print the URL and a token", 2*time.Minute, func() bool {
+		m, k := urlRE.FindStringSubmatch(out.String()), tokRE.FindStringSubmatch(out.String())
+		if m == nil || k == nil {
+			return false
+		}
+		url, token = m[1], k[1]
+		return true
+	})
+	req, _ := http.NewRequest("GET", url+"/api/v1/fleet", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"devices"`) {
+		t.Errorf("GET /api/v1/fleet with the printed token: %d %s", resp.StatusCode, body)
+	}
+}
+
+// syncBuffer is a bytes.Buffer a child process writes while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }

@@ -110,7 +110,7 @@ func TestTPMEnrollAttest(t *testing.T) {
 	if o, e, err := run(t, nil, agentBin, "run", "--once", "--data-dir", agentDir, "--collectors", "osinfo,tpm,secureboot"); err != nil {
 		t.Fatalf("run --once: %v\n%s%s", err, o, e)
 	}
-	a, err := st.LatestAttestation(context.Background(), device)
+	a, err := st.LatestAttestation(context.Background(), device, false)
 	if err != nil {
 		t.Fatalf("no attestation stored: %v", err)
 	}
@@ -187,15 +187,39 @@ func TestTPMChangeRefused(t *testing.T) {
 	_, portA := swtpmtest.Start(t)
 	_, portB := swtpmtest.Start(t)
 	s := tpmServer(t)
-	first, out, err := enrollTPM(t, s, t.TempDir(), portA, "m-change")
+	firstDir := t.TempDir()
+	first, out, err := enrollTPM(t, s, firstDir, portA, "m-change")
 	if err != nil {
 		t.Fatalf("first enrollment: %v\n%s", err, out)
+	}
+	// The same agent (same TPM, same AK) enrolling again is allowed, and
+	// retires the identity it replaces: one TPM, one live identity.
+	retired := filepath.Join(t.TempDir(), "retired")
+	if err := os.CopyFS(retired, os.DirFS(firstDir)); err != nil {
+		t.Fatal(err)
+	}
+	old := first
+	if first, out, err = enrollTPM(t, s, firstDir, portA, "m-change", "--force"); err != nil {
+		t.Fatalf("re-enrollment with the same TPM and AK: %v\n%s", err, out)
+	}
+	if d := deviceRecord(t, s.dir, old); d.SupersededBy != first {
+		t.Errorf("old device superseded by %q, want %q", d.SupersededBy, first)
+	}
+	if o, e, err := run(t, nil, agentBin, "run", "--once", "--once-timeout", "10s", "--data-dir", retired, "--collectors", "osinfo"); err == nil ||
+		!strings.Contains(o+e, "retired") {
+		t.Errorf("the retired identity still delivers: err %v\n%s%s", err, o, e)
 	}
 
 	// Same machine, another TPM (EK).
 	_, out, err = enrollTPM(t, s, t.TempDir(), portB, "m-change")
 	if err == nil || !strings.Contains(out, "changes its TPM (endorsement key)") || !strings.Contains(out, "allow-tpm-change "+first) {
 		t.Fatalf("enrollment with a different EK: err %v\n%s\nwant refused, naming the admin command", err, out)
+	}
+	// Dropping the TPM is a change too.
+	out, errOut, err := run(t, []string{"EVIDENT_ENROLL_TOKEN=" + s.token(t)}, agentBin, "enroll", "--data-dir", t.TempDir(),
+		"--server", s.addr, "--tpm", "none", "--machine-id", "m-change")
+	if err == nil || !strings.Contains(out+errOut, "enrolling without one") {
+		t.Fatalf("enrollment without the TPM: err %v\n%s%s\nwant refused", err, out, errOut)
 	}
 	// Same TPM, a new AK (a reinstalled agent).
 	_, out, err = enrollTPM(t, s, t.TempDir(), portA, "m-change")

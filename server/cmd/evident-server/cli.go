@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -34,7 +35,14 @@ Usage:
   evident-server run            serve enrollment and evidence (gRPC over mTLS)
   evident-server secret create  create an enrollment secret; prints the token agents enroll with
   evident-server report         print the fleet posture report (--json for machines)
+  evident-server report period --from DATE --to DATE [--format text|json|csv|summary-csv|oscal]
+                                the SOC 2 Type II period report: device-time compliant, exceptions, sample
   evident-server attest verify  verify a TPM2_Quote made with tpm2-tools (tpm2_quote)
+  evident-server token create --role auditor|admin
+                                a login token for the web UI and the read-only API (shown once)
+  evident-server export bundle --out FILE [--from T --to T]
+                                a signed, hash-chained evidence bundle an auditor verifies offline
+  evident-server verify BUNDLE  check a bundle offline: signature, file hashes, every device's hash chain
   evident-server device allow-tpm-change DEVICE
                                 let a device's next enrollment change its TPM (EK) or attestation key (AK)
   evident-server version        print the version
@@ -59,13 +67,31 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		err = cmdSecretCreate(args[2:], stdout, stderr)
 	case "report":
-		err = cmdReport(args[1:], stdout, stderr)
+		if len(args) > 1 && args[1] == "period" {
+			err = cmdReportPeriod(args[2:], stdout, stderr)
+		} else {
+			err = cmdReport(args[1:], stdout, stderr)
+		}
 	case "attest":
 		if len(args) < 2 || args[1] != "verify" {
 			fmt.Fprintln(stderr, "usage: evident-server attest verify --ak-pub FILE --msg FILE --sig FILE --pcrs FILE --nonce HEX [--pcr-list sha256:0,1,2,3,4,5,6,7]")
 			return 2
 		}
 		err = cmdAttestVerify(args[2:], stdout, stderr)
+	case "token":
+		if len(args) < 2 || args[1] != "create" {
+			fmt.Fprintln(stderr, "usage: evident-server token create --role auditor|admin [--label L] [--expires 720h]")
+			return 2
+		}
+		err = cmdTokenCreate(args[2:], stdout, stderr)
+	case "export":
+		if len(args) < 2 || args[1] != "bundle" {
+			fmt.Fprintln(stderr, "usage: evident-server export bundle --out FILE [--from T --to T] [--device ID]")
+			return 2
+		}
+		err = cmdExportBundle(args[2:], stdout, stderr)
+	case "verify":
+		err = cmdVerify(args[1:], stdout, stderr)
 	case "device":
 		if len(args) < 2 || args[1] != "allow-tpm-change" {
 			fmt.Fprintln(stderr, "usage: evident-server device allow-tpm-change [--for 24h] DEVICE_ID")
@@ -98,6 +124,19 @@ func newFlags(name string, stderr io.Writer, help string) (*flag.FlagSet, *strin
 
 func dbPath(dir string) string { return filepath.Join(dir, "evident.db") }
 
+// openExisting opens the database of a data directory that must already
+// hold one (commands other than run never create it), read-only or not.
+func openExisting(dir string, readOnly bool) (*sqlite.Store, error) {
+	if _, err := os.Stat(dbPath(dir)); err != nil {
+		return nil, fmt.Errorf("no database at %s: start `evident-server run --data-dir %s` first", dbPath(dir), dir)
+	}
+	st, err := sqlite.Open(dbPath(dir), readOnly)
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", dbPath(dir), err)
+	}
+	return st, nil
+}
+
 func loadPolicy(path string) (*controls.Policy, error) {
 	if path == "" {
 		return controls.Default(), nil
@@ -116,6 +155,7 @@ func cmdRun(args []string, stderr io.Writer) error {
 	ekAllow := fs.String("ek-allowlist", "", "file of allowed EK public key SHA-256 hashes, one hex per line, for TPMs without a trusted EK certificate\n(default: DATA_DIR/ek-allowlist when it exists)")
 	attestEvery := fs.Duration("attest-interval", ingest.DefaultAttestEvery, "how often a connected TPM device is asked for a fresh quote (it is also asked on every connect)")
 	nonceTTL := fs.Duration("nonce-ttl", ingest.DefaultNonceTTL, "how long an attestation nonce stays valid")
+	webListen := fs.String("web-listen", "", "serve the web UI and read-only API on this address (empty: off). On a loopback address\n(127.0.0.1:8080) it is plain HTTP; anywhere else HTTPS with the server certificate. Log in with a token\nfrom `evident-server token create`.")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
@@ -167,10 +207,27 @@ func cmdRun(args []string, stderr io.Writer) error {
 	if err := atomicfile.WriteFile(filepath.Join(*dir, "listen.addr"), []byte(lis.Addr().String()+"\n"), 0o644); err != nil {
 		return err
 	}
-	log.Info("evident-server listening", "addr", lis.Addr().String(), "version", version.Version,
-		"data_dir", *dir, "ca_sha256", ca.Fingerprint(), "names", strings.Join(hosts, ","), "controls", len(policy.Controls))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *webListen != "" {
+		var webTLS *tls.Config
+		if host, _, err := net.SplitHostPort(*webListen); err != nil {
+			return fmt.Errorf("--web-listen %q: %w", *webListen, err)
+		} else if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			webTLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+		}
+		stopWeb, url, err := startWeb(ctx, st, policy, *webListen, log, webTLS)
+		if err != nil {
+			return fmt.Errorf("web UI: %w", err)
+		}
+		defer stopWeb()
+		if err := atomicfile.WriteFile(filepath.Join(*dir, "web.url"), []byte(url+"\n"), 0o644); err != nil {
+			return err
+		}
+		log.Info("web UI listening", "url", url)
+	}
+	log.Info("evident-server listening", "addr", lis.Addr().String(), "version", version.Version,
+		"data_dir", *dir, "ca_sha256", ca.Fingerprint(), "names", strings.Join(hosts, ","), "controls", len(policy.Controls))
 	errc := make(chan error, 1)
 	go func() { errc <- g.Serve(lis) }()
 	go func() {
@@ -256,10 +313,7 @@ func cmdReport(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(dbPath(*dir)); err != nil {
-		return fmt.Errorf("no database at %s: start `evident-server run --data-dir %s` first", dbPath(*dir), *dir)
-	}
-	st, err := sqlite.Open(dbPath(*dir), true)
+	st, err := openExisting(*dir, true)
 	if err != nil {
 		return err
 	}
@@ -385,9 +439,9 @@ func cmdAllowTPMChange(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "usage: evident-server device allow-tpm-change [--for 24h] DEVICE_ID")
 		return cli.ErrUsage
 	}
-	st, err := sqlite.Open(dbPath(*dir), false)
+	st, err := openExisting(*dir, false)
 	if err != nil {
-		return fmt.Errorf("open database %s: %w", dbPath(*dir), err)
+		return err
 	}
 	defer st.Close()
 	ctx := context.Background()

@@ -260,6 +260,11 @@ func (s *Store) EnrollDevice(ctx context.Context, d store.Device) (store.Device,
 		return d, err
 	}
 	if t := d.TPM; t != nil {
+		_, err = tx.ExecContext(ctx, `UPDATE devices SET superseded_by = ? WHERE superseded_by = '' AND id IN
+			(SELECT device_id FROM device_tpm WHERE ek_hash = ?)`, d.ID, t.EKHash)
+		if err != nil {
+			return d, err
+		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO device_tpm (device_id, ek_hash, ek_trust, ek_cert_subject, ek_cert_issuer,
 			ek_cert_serial, ak_public, enrolled_at) VALUES (?,?,?,?,?,?,?,?)`,
 			d.ID, t.EKHash, t.EKTrust, t.EKCertSubject, t.EKCertIssuer, t.EKCertSerial, t.AKPublic, nanos(d.EnrolledAt))
@@ -274,14 +279,14 @@ func (s *Store) EnrollDevice(ctx context.Context, d store.Device) (store.Device,
 	return stored, tx.Commit()
 }
 
-const deviceCols = `id, hostname, goos, goarch, os_version, machine_id, serial_number, agent_version, secret_id, enrolled_at, last_seen_at, previous_id, reenrolled`
+const deviceCols = `id, hostname, goos, goarch, os_version, machine_id, serial_number, agent_version, secret_id, enrolled_at, last_seen_at, previous_id, reenrolled, superseded_by`
 
 func scanDevice(sc interface{ Scan(...any) error }) (store.Device, error) {
 	var d store.Device
 	var enrolled int64
 	var seen sql.NullInt64
 	err := sc.Scan(&d.ID, &d.Hostname, &d.GOOS, &d.GOARCH, &d.OSVersion, &d.MachineID, &d.SerialNumber,
-		&d.AgentVersion, &d.SecretID, &enrolled, &seen, &d.PreviousID, &d.Reenrolled)
+		&d.AgentVersion, &d.SecretID, &enrolled, &seen, &d.PreviousID, &d.Reenrolled, &d.SupersededBy)
 	d.EnrolledAt, d.LastSeenAt = fromNanos(enrolled), timePtr(seen)
 	return d, err
 }
@@ -326,32 +331,55 @@ func (s *Store) Devices(ctx context.Context) ([]store.Device, error) {
 	return out, rows.Err()
 }
 
-// Ingest implements store.Evidence.
+// Ingest implements store.Evidence. Each newly stored observation is
+// appended to the device's hash chain (store.Chain); the head is read and
+// written inside the same immediate transaction as the inserts, so
+// concurrent batches of one device chain one after the other.
 func (s *Store) Ingest(ctx context.Context, deviceID string, obs []store.Observation, receivedAt time.Time) (int, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, err
 	}
 	defer tx.Rollback()
+	head, err := chainHead(ctx, tx, deviceID)
+	if err != nil {
+		return 0, err
+	}
 	stmt, err := tx.PrepareContext(ctx, `INSERT INTO observations (device_id, seq, collector, collected_at, received_at,
-		clock_skew, status, error, parser_version, payload, sources, duration_ms)
-		VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (device_id, seq) DO NOTHING`)
+		clock_skew, status, error, parser_version, payload, sources, duration_ms, chain_index, chain_hash)
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (device_id, seq) DO NOTHING`)
 	if err != nil {
 		return 0, err
 	}
 	defer stmt.Close()
 	n := 0
 	newest := map[string]uint64{}
+	rec := fromNanos(nanos(receivedAt))
 	for _, o := range obs {
+		// Hash exactly what is stored: times as UTC nanoseconds.
+		o.CollectedAt, o.ReceivedAt = fromNanos(nanos(o.CollectedAt)), rec
+		idx := head.Index + 1
+		h := store.ChainHash(head.Hash, deviceID, idx, o)
 		r, err := stmt.ExecContext(ctx, deviceID, int64(o.Seq), o.Collector, nanos(o.CollectedAt), nanos(receivedAt),
-			o.ClockSkew, o.Status, o.Error, o.ParserVersion, []byte(o.Payload), []byte(o.Sources), o.DurationMS)
+			o.ClockSkew, o.Status, o.Error, o.ParserVersion, []byte(o.Payload), []byte(o.Sources), o.DurationMS, int64(idx), h)
 		if err != nil {
 			return 0, fmt.Errorf("store seq %d: %w", o.Seq, err)
 		}
 		k, _ := r.RowsAffected()
+		if k == 0 {
+			continue // a duplicate: the chain does not advance
+		}
 		n += int(k)
-		if k > 0 && o.Seq > newest[o.Collector] {
+		head = store.ChainLink{Index: idx, Hash: h}
+		if o.Seq > newest[o.Collector] {
 			newest[o.Collector] = o.Seq
+		}
+	}
+	if n > 0 {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO chain_heads (device_id, chain_index, chain_hash) VALUES (?, ?, ?)
+			ON CONFLICT (device_id) DO UPDATE SET chain_index = excluded.chain_index, chain_hash = excluded.chain_hash`,
+			deviceID, int64(head.Index), head.Hash); err != nil {
+			return 0, err
 		}
 	}
 	for c, seq := range newest {

@@ -62,6 +62,25 @@ func (s *Store) DeviceByEK(ctx context.Context, ekHash []byte) (string, store.De
 	return id, t, err
 }
 
+// MachineTPM implements store.TPM.
+func (s *Store) MachineTPM(ctx context.Context, machineID string) (string, store.DeviceTPM, error) {
+	if machineID == "" {
+		return "", store.DeviceTPM{}, store.ErrNotFound
+	}
+	var id string
+	t, err := scanTPM(s.db.QueryRowContext(ctx, `SELECT t.ek_hash, t.ek_trust, t.ek_cert_subject, t.ek_cert_issuer, t.ek_cert_serial,
+		t.ak_public, t.enrolled_at, t.device_id FROM device_tpm t JOIN devices d ON d.id = t.device_id
+		WHERE d.machine_id = ? ORDER BY t.enrolled_at DESC, t.device_id DESC LIMIT 1`, machineID), &id)
+	return id, t, err
+}
+
+// HasLiveNonce implements store.TPM.
+func (s *Store) HasLiveNonce(ctx context.Context, deviceID string, now time.Time) (bool, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM attest_nonces WHERE device_id = ? AND expires_at > ?`, deviceID, nanos(now)).Scan(&n)
+	return n > 0, err
+}
+
 // AllowTPMChange implements store.TPM.
 func (s *Store) AllowTPMChange(ctx context.Context, deviceID string, until time.Time) error {
 	_, err := s.db.ExecContext(ctx, `INSERT INTO tpm_change_allowances (device_id, expires_at) VALUES (?, ?)
@@ -122,12 +141,12 @@ func (s *Store) AddAttestation(ctx context.Context, a store.Attestation) (int64,
 }
 
 // LatestAttestation implements store.TPM.
-func (s *Store) LatestAttestation(ctx context.Context, deviceID string) (store.Attestation, error) {
+func (s *Store) LatestAttestation(ctx context.Context, deviceID string, verifiedOnly bool) (store.Attestation, error) {
 	a := store.Attestation{DeviceID: deviceID}
 	var at, first, last int64
 	var verdict []byte
 	err := s.db.QueryRowContext(ctx, `SELECT id, received_at, verified, verdict, first_seq, last_seq, raw FROM attestations
-		WHERE device_id = ? ORDER BY id DESC LIMIT 1`, deviceID).Scan(&a.ID, &at, &a.Verified, &verdict, &first, &last, &a.Raw)
+		WHERE device_id = ? AND (verified = 1 OR NOT ?) ORDER BY id DESC LIMIT 1`, deviceID, verifiedOnly).Scan(&a.ID, &at, &a.Verified, &verdict, &first, &last, &a.Raw)
 	if errors.Is(err, sql.ErrNoRows) {
 		return a, store.ErrNotFound
 	}

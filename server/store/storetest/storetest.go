@@ -46,6 +46,9 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("TPMEnrollment", func(t *testing.T) { testTPMEnrollment(t, open) })
 	t.Run("SingleUse", func(t *testing.T) { testSingleUse(t, open) })
 	t.Run("Attestations", func(t *testing.T) { testAttestations(t, open) })
+	t.Run("Chain", func(t *testing.T) { testChain(t, open) })
+	t.Run("Web", func(t *testing.T) { testWeb(t, open) })
+	t.Run("Periods", func(t *testing.T) { testPeriods(t, open) })
 }
 
 // t0 is the suite's fixed clock; nothing here reads the wall clock.

@@ -81,6 +81,26 @@ func testTPMEnrollment(t *testing.T, open func(*testing.T) store.Store) {
 	if err != nil || id != "d2" || !bytes.Equal(tp.AKPublic, []byte("ak-2")) {
 		t.Errorf("DeviceByEK = %q %q %v, want the newest device d2 with ak-2", id, tp.AKPublic, err)
 	}
+	// The same TPM re-enrolled: d1 is superseded by d2, nothing else is.
+	if d := mustDevice(t, s, "d1"); d.SupersededBy != "d2" {
+		t.Errorf("d1 superseded by %q, want d2", d.SupersededBy)
+	}
+	for _, id := range []string{"d2", "decoy", "plain"} {
+		if d := mustDevice(t, s, id); d.SupersededBy != "" {
+			t.Errorf("%s superseded by %q", id, d.SupersededBy)
+		}
+	}
+	if id, _, err := s.MachineTPM(ctx, "m-1"); err != nil || id != "d1" {
+		t.Errorf("MachineTPM(m-1) = %q, %v; want d1", id, err)
+	}
+	if id, _, err := s.MachineTPM(ctx, "m-other"); err != nil || id != "d2" {
+		t.Errorf("MachineTPM(m-other) = %q, %v; want d2 (decoy has no TPM)", id, err)
+	}
+	for _, m := range []string{"", "m-plain", "m-none"} {
+		if _, _, err := s.MachineTPM(ctx, m); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("MachineTPM(%q): %v, want ErrNotFound", m, err)
+		}
+	}
 
 	// Allowances: single use, expiring.
 	if err := s.TakeTPMChangeAllowance(ctx, "d2", at(time.Hour)); !errors.Is(err, store.ErrNotFound) {
@@ -133,8 +153,22 @@ func testSingleUse(t *testing.T, open func(*testing.T) store.Store) {
 	}
 
 	nonce := []byte("0123456789abcdef")
+	live := func(now time.Time) bool {
+		t.Helper()
+		ok, err := s.HasLiveNonce(ctx, "a", now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	if live(t0) {
+		t.Error("HasLiveNonce before any nonce")
+	}
 	if err := s.CreateNonce(ctx, store.Nonce{Value: nonce, DeviceID: "a", ExpiresAt: at(time.Minute)}); err != nil {
 		t.Fatal(err)
+	}
+	if !live(t0) || live(at(time.Minute)) {
+		t.Error("HasLiveNonce does not follow the nonce's expiry")
 	}
 	if _, err := s.TakeNonce(ctx, "b", nonce, t0); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("another device's nonce: %v, want ErrNotFound", err)
@@ -178,10 +212,10 @@ func testAttestations(t *testing.T, open func(*testing.T) store.Store) {
 	s := open(t)
 	ctx := t.Context()
 	mustEnroll(t, s, device("a", ""))
-	if _, err := s.LatestAttestation(ctx, "a"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.LatestAttestation(ctx, "a", false); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("LatestAttestation with none: %v, want ErrNotFound", err)
 	}
-	var last store.Attestation
+	var last, verified store.Attestation
 	for i, ok := range []bool{true, false} {
 		a := store.Attestation{DeviceID: "a", ReceivedAt: at(time.Duration(i) * time.Hour), Verified: ok,
 			Verdict: []byte(`{"verified":true}`), FirstSeq: 10, LastSeq: uint64(20 + i), Raw: []byte{1, 2, byte(i)}}
@@ -191,13 +225,25 @@ func testAttestations(t *testing.T, open func(*testing.T) store.Store) {
 		}
 		a.ID = id
 		last = a
+		if ok {
+			verified = a
+		}
 	}
-	got, err := s.LatestAttestation(ctx, "a")
+	got, err := s.LatestAttestation(ctx, "a", false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if d := diff(got, last); d != "" {
 		t.Errorf("LatestAttestation:\n%s", d)
+	}
+	// A later failed attestation does not hide the last verified one (the
+	// TPM clock is compared with it).
+	got, err = s.LatestAttestation(ctx, "a", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := diff(got, verified); d != "" {
+		t.Errorf("LatestAttestation(verified only):\n%s", d)
 	}
 }
 

@@ -15,6 +15,11 @@ CREATE TABLE device_tpm (
 );
 CREATE INDEX device_tpm_ek ON device_tpm (ek_hash, enrolled_at);
 
+-- A device re-enrolled with the same TPM (EK) is superseded by the new
+-- enrollment: its certificate no longer authenticates, so one TPM never
+-- vouches for two live identities.
+ALTER TABLE devices ADD COLUMN superseded_by TEXT NOT NULL DEFAULT '';
+
 -- Pending MakeCredential challenges, single use.
 CREATE TABLE tpm_activations (
     id            TEXT PRIMARY KEY,

@@ -1,0 +1,212 @@
+package period
+
+import (
+	"bytes"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// WriteJSON writes the report as indented JSON.
+func WriteJSON(w io.Writer, r *Report) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+// CSVHeader is the header row of WriteCSV.
+var CSVHeader = []string{"control_id", "control_title", "criteria", "device_id", "hostname", "status",
+	"start", "end", "duration_seconds", "open", "cause"}
+
+// SummaryCSVHeader is the header row of WriteSummaryCSV.
+var SummaryCSVHeader = []string{"control_id", "control_title", "criteria", "population", "in_scope_seconds",
+	"compliant_seconds", "compliant_percent", "devices_always_compliant", "exceptions"}
+
+// WriteCSV writes one row per exception, controls in policy order; criteria
+// are separated by semicolons.
+func WriteCSV(w io.Writer, r *Report) error {
+	cw := csv.NewWriter(w)
+	if err := cw.Write(CSVHeader); err != nil {
+		return err
+	}
+	for _, c := range r.Controls {
+		for _, e := range c.Exceptions {
+			if err := cw.Write([]string{c.ID, c.Title, strings.Join(c.Criteria, ";"), e.DeviceID, e.Hostname, e.Status,
+				stamp(e.Start), stamp(e.End), strconv.FormatInt(e.DurationSeconds, 10), strconv.FormatBool(e.Open), e.Cause}); err != nil {
+				return err
+			}
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+// WriteSummaryCSV writes one row per control.
+func WriteSummaryCSV(w io.Writer, r *Report) error {
+	cw := csv.NewWriter(w)
+	if err := cw.Write(SummaryCSVHeader); err != nil {
+		return err
+	}
+	for _, c := range r.Controls {
+		if err := cw.Write([]string{c.ID, c.Title, strings.Join(c.Criteria, ";"), strconv.Itoa(c.Population),
+			strconv.FormatInt(c.InScopeSeconds, 10), strconv.FormatInt(c.CompliantSeconds, 10), percent(c),
+			strconv.Itoa(c.DevicesAlwaysCompliant), strconv.Itoa(len(c.Exceptions))}); err != nil {
+			return err
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+// WriteText writes the report for a terminal: the per-control table, every
+// exception, the devices that never reported, and the sample.
+func WriteText(w io.Writer, r *Report) error {
+	fmt.Fprintf(w, "Evident SOC 2 Type II period report\nPeriod: %s to %s", stamp(r.From), stamp(r.To))
+	if r.CountedTo.Before(r.To) {
+		fmt.Fprintf(w, " (counted to %s)", stamp(r.CountedTo))
+	}
+	fmt.Fprintf(w, "\nPolicy: %s\nGenerated: %s\nDevices enrolled before the period end: %d\n\n", r.Policy, stamp(r.GeneratedAt), len(r.Devices))
+
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "CONTROL\tSOC 2\tPOPULATION\tCOMPLIANT\tALWAYS COMPLIANT\tEXCEPTIONS\tTITLE")
+	for _, c := range r.Controls {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s%%\t%d\t%d\t%s\n", c.ID, strings.Join(c.Criteria, ","), c.Population, percent(c),
+			c.DevicesAlwaysCompliant, len(c.Exceptions), c.Title)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+
+	n := 0
+	for _, c := range r.Controls {
+		n += len(c.Exceptions)
+	}
+	fmt.Fprintf(w, "\nExceptions (%d)\n", n)
+	if n > 0 {
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "  CONTROL\tDEVICE\tSTATUS\tSTART\tEND\tDURATION\tCAUSE")
+		for _, c := range r.Controls {
+			for _, e := range c.Exceptions {
+				end := stamp(e.End)
+				if e.Open {
+					end += " (open)"
+				}
+				fmt.Fprintf(tw, "  %s\t%s (%s)\t%s\t%s\t%s\t%s\t%s\n", c.ID, e.Hostname, e.DeviceID, strings.ToUpper(e.Status),
+					stamp(e.Start), end, Duration(e.DurationSeconds), e.Cause)
+			}
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+
+	fmt.Fprintf(w, "\nNever reported in the period (%d)\n", len(r.NeverReported))
+	for _, d := range r.NeverReported {
+		seen := "never"
+		if d.LastSeenAt != nil {
+			seen = stamp(*d.LastSeenAt)
+		}
+		fmt.Fprintf(w, "  %s (%s): enrolled %s, last report %s\n", d.Hostname, d.ID, stamp(d.EnrolledAt), seen)
+	}
+
+	fmt.Fprintf(w, "\nSample: %d of %d devices in scope, seed %d\n", len(r.Sample), r.SampleFrom, r.Seed)
+	for _, d := range r.Sample {
+		fmt.Fprintf(w, "\n  %s (%s, %s), enrolled %s\n", d.Hostname, d.ID, d.OS, stamp(d.EnrolledAt))
+		if len(d.Intervals) == 0 {
+			fmt.Fprintln(w, "    no control intervals in the period")
+			continue
+		}
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "    CONTROL\tSTATUS\tSINCE\tUNTIL\tCHECKS\tEVIDENCE\tREASON")
+		for _, s := range d.Intervals {
+			until := "open"
+			if s.Until != nil {
+				until = stamp(*s.Until)
+			}
+			ev := "-"
+			if s.EvidenceSeq != 0 {
+				ev = "seq " + strconv.FormatUint(s.EvidenceSeq, 10)
+			}
+			fmt.Fprintf(tw, "    %s\t%s\t%s\t%s\t%d\t%s\t%s\n", s.ControlID, strings.ToUpper(s.Status), stamp(s.Since), until,
+				s.Evaluations, ev, s.Reason)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		for _, s := range d.Intervals {
+			if len(s.Evidence) > 0 {
+				fmt.Fprintf(w, "    evidence %s since %s: %s\n", s.ControlID, stamp(s.Since), compact(s.Evidence))
+			}
+		}
+	}
+	return nil
+}
+
+// Duration formats seconds as days, hours, minutes and seconds: "2d 3h 17m 5s".
+func Duration(sec int64) string {
+	if sec == 0 {
+		return "0s"
+	}
+	var parts []string
+	for _, u := range []struct {
+		n    int64
+		unit string
+	}{{86400, "d"}, {3600, "h"}, {60, "m"}, {1, "s"}} {
+		if sec >= u.n {
+			parts = append(parts, strconv.FormatInt(sec/u.n, 10)+u.unit)
+			sec %= u.n
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+// percent shows CompliantPercent to two decimals, rounded down, so any
+// exception shows below 100.00.
+func percent(c ControlPeriod) string {
+	if c.InScopeSeconds == 0 && c.Population == 0 {
+		return "-"
+	}
+	return strconv.FormatFloat(math.Floor(c.CompliantPercent*100)/100, 'f', 2, 64)
+}
+
+func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+func compact(raw json.RawMessage) string {
+	var b bytes.Buffer
+	if err := json.Compact(&b, raw); err != nil {
+		return string(raw)
+	}
+	return b.String()
+}
+
+// interval is a store.ControlState as the JSON report spells it.
+type interval struct {
+	ControlID   string          `json:"control_id"`
+	Status      string          `json:"status"`
+	Reason      string          `json:"reason"`
+	Since       time.Time       `json:"since"`
+	Until       *time.Time      `json:"until"` // null while open
+	EvaluatedAt time.Time       `json:"evaluated_at"`
+	Evaluations int             `json:"evaluations"`
+	EvidenceSeq uint64          `json:"evidence_seq,omitempty"`
+	Evidence    json.RawMessage `json:"evidence,omitempty"`
+}
+
+// MarshalJSON spells the intervals in snake_case like the rest of the
+// report (store.ControlState has no JSON names of its own).
+func (s SampledDevice) MarshalJSON() ([]byte, error) {
+	ivs := make([]interval, len(s.Intervals))
+	for i, c := range s.Intervals {
+		ivs[i] = interval{c.ControlID, c.Status, c.Reason, c.Since, c.Until, c.EvaluatedAt, c.Evaluations, c.EvidenceSeq, c.Evidence}
+	}
+	return json.Marshal(struct {
+		DeviceRef
+		Intervals []interval `json:"intervals"`
+	}{s.DeviceRef, ivs})
+}

@@ -1,0 +1,158 @@
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/evident-dev/evident/server/store"
+)
+
+func testWeb(t *testing.T, open func(*testing.T) store.Store) {
+	ctx := context.Background()
+	s := open(t)
+	h := func(b byte) []byte { return bytes.Repeat([]byte{b}, 32) }
+	tokens := []store.Token{
+		{ID: "tok_admin", Hash: h(1), Role: store.RoleAdmin, Label: "alice", CreatedAt: at(0)},
+		{ID: "tok_aud", Hash: h(2), Role: store.RoleAuditor, Label: "bob", CreatedAt: at(time.Minute), ExpiresAt: ptr(at(time.Hour))},
+	}
+	for _, tk := range tokens {
+		if err := s.CreateToken(ctx, tk); err != nil {
+			t.Fatalf("CreateToken(%s): %v", tk.ID, err)
+		}
+	}
+	if err := s.CreateToken(ctx, store.Token{ID: "tok_dup", Hash: h(1), Role: store.RoleAdmin, CreatedAt: at(0)}); err == nil {
+		t.Errorf("CreateToken with a duplicate hash succeeded")
+	}
+	if err := s.CreateToken(ctx, store.Token{ID: "tok_root", Hash: h(9), Role: "root", CreatedAt: at(0)}); err == nil {
+		t.Errorf("CreateToken with role root succeeded")
+	}
+
+	lookups := []struct {
+		name    string
+		hash    []byte
+		now     time.Time
+		wantID  string
+		wantErr error
+	}{
+		{"admin", h(1), at(1000 * time.Hour), "tok_admin", nil},
+		{"auditor before expiry", h(2), at(59 * time.Minute), "tok_aud", nil},
+		{"auditor at expiry", h(2), at(time.Hour), "", store.ErrExpired},
+		{"unknown", h(3), at(0), "", store.ErrNotFound},
+	}
+	for _, l := range lookups {
+		got, err := s.TokenByHash(ctx, l.hash, l.now)
+		if !errors.Is(err, l.wantErr) {
+			t.Errorf("%s: TokenByHash error = %v, want %v", l.name, err, l.wantErr)
+			continue
+		}
+		if l.wantErr == nil && got.ID != l.wantID {
+			t.Errorf("%s: TokenByHash = %s, want %s", l.name, got.ID, l.wantID)
+		}
+	}
+	got, err := s.TokenByHash(ctx, h(2), at(0))
+	if err != nil {
+		t.Fatalf("TokenByHash: %v", err)
+	}
+	if got.Role != store.RoleAuditor || got.Label != "bob" || !got.CreatedAt.Equal(at(time.Minute)) ||
+		got.ExpiresAt == nil || !got.ExpiresAt.Equal(at(time.Hour)) || got.RevokedAt != nil || !bytes.Equal(got.Hash, h(2)) {
+		t.Errorf("TokenByHash round trip = %+v", got)
+	}
+	all, err := s.Tokens(ctx)
+	if err != nil || len(all) != 2 || all[0].ID != "tok_aud" || all[1].ID != "tok_admin" {
+		t.Errorf("Tokens = %+v, %v; want tok_aud, tok_admin", all, err)
+	}
+
+	// Sessions carry their token's role and die with it.
+	sess := []store.Session{
+		{Hash: h(11), TokenID: "tok_admin", CreatedAt: at(0), ExpiresAt: at(8 * time.Hour)},
+		{Hash: h(12), TokenID: "tok_aud", CreatedAt: at(0), ExpiresAt: at(8 * time.Hour)},
+		{Hash: h(13), TokenID: "tok_admin", CreatedAt: at(0), ExpiresAt: at(8 * time.Hour)},
+	}
+	for _, se := range sess {
+		if err := s.CreateSession(ctx, se); err != nil {
+			t.Fatalf("CreateSession: %v", err)
+		}
+	}
+	if err := s.CreateSession(ctx, store.Session{Hash: h(14), TokenID: "tok_nope", CreatedAt: at(0), ExpiresAt: at(time.Hour)}); err == nil {
+		t.Errorf("CreateSession for an unknown token succeeded")
+	}
+	se, err := s.Session(ctx, h(11), at(time.Hour))
+	if err != nil || se.TokenID != "tok_admin" || se.Role != store.RoleAdmin || se.Label != "alice" || !se.ExpiresAt.Equal(at(8*time.Hour)) {
+		t.Errorf("Session = %+v, %v", se, err)
+	}
+	sessLookups := []struct {
+		name string
+		hash []byte
+		now  time.Time
+		ok   bool
+	}{
+		{"auditor session before token expiry", h(12), at(30 * time.Minute), true},
+		{"auditor session after token expiry", h(12), at(2 * time.Hour), false},
+		{"admin session at its expiry", h(11), at(8 * time.Hour), false},
+		{"unknown session", h(15), at(0), false},
+	}
+	for _, l := range sessLookups {
+		_, err := s.Session(ctx, l.hash, l.now)
+		if l.ok && err != nil {
+			t.Errorf("%s: Session: %v", l.name, err)
+		}
+		if !l.ok && !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("%s: Session error = %v, want ErrNotFound", l.name, err)
+		}
+	}
+	// Logout.
+	if err := s.DeleteSession(ctx, h(11)); err != nil {
+		t.Fatalf("DeleteSession: %v", err)
+	}
+	if _, err := s.Session(ctx, h(11), at(time.Hour)); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Session after DeleteSession: %v, want ErrNotFound", err)
+	}
+	if err := s.DeleteSession(ctx, h(99)); err != nil {
+		t.Errorf("DeleteSession(unknown): %v", err)
+	}
+	// Revocation ends the token and its sessions.
+	if err := s.RevokeToken(ctx, "tok_admin", at(2*time.Hour)); err != nil {
+		t.Fatalf("RevokeToken: %v", err)
+	}
+	if err := s.RevokeToken(ctx, "tok_nope", at(2*time.Hour)); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("RevokeToken(unknown) = %v, want ErrNotFound", err)
+	}
+	if _, err := s.TokenByHash(ctx, h(1), at(3*time.Hour)); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("TokenByHash after revoke = %v, want ErrNotFound", err)
+	}
+	if _, err := s.Session(ctx, h(13), at(3*time.Hour)); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Session of a revoked token = %v, want ErrNotFound", err)
+	}
+
+	// Audit log: append-only, newest first, bounded by limit.
+	entries := []store.AuditEntry{
+		{Time: at(0), Actor: "tok_admin (alice)", Action: "login"},
+		{Time: at(time.Minute), Actor: "tok_aud (bob)", Action: "tpm-change.denied", Detail: "device=dev_1"},
+		{Time: at(2 * time.Minute), Actor: "tok_admin (alice)", Action: "logout"},
+	}
+	var lastID int64
+	for _, e := range entries {
+		id, err := s.AddAudit(ctx, e)
+		if err != nil {
+			t.Fatalf("AddAudit: %v", err)
+		}
+		if id <= lastID {
+			t.Errorf("AddAudit id %d not after %d", id, lastID)
+		}
+		lastID = id
+	}
+	log, err := s.AuditLog(ctx, 2)
+	if err != nil {
+		t.Fatalf("AuditLog: %v", err)
+	}
+	if len(log) != 2 || log[0].Action != "logout" || log[1].Action != "tpm-change.denied" ||
+		log[1].Detail != "device=dev_1" || log[1].Actor != "tok_aud (bob)" || !log[1].Time.Equal(at(time.Minute)) {
+		t.Errorf("AuditLog(2) = %+v", log)
+	}
+	if log, err := s.AuditLog(ctx, 100); err != nil || len(log) != 3 {
+		t.Errorf("AuditLog(100) = %d entries, %v; want 3", len(log), err)
+	}
+}

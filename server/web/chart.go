@@ -1,0 +1,238 @@
+package web
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/evident-dev/evident/server/store"
+)
+
+// Charts are computed here as plain geometry and drawn by the templates as
+// inline SVG: no script, no external request.
+
+// statusAt is a control's status on a device at t from its intervals ("" when
+// no interval covers t).
+func statusAt(hist []store.ControlState, control string, t time.Time) string {
+	st := ""
+	var since time.Time
+	for _, s := range hist {
+		if s.ControlID != control || s.Since.After(t) || (s.Until != nil && !t.Before(*s.Until)) {
+			continue
+		}
+		if st == "" || !s.Since.Before(since) {
+			st, since = s.Status, s.Since
+		}
+	}
+	return st
+}
+
+// compliance is the fleet's compliance sampled once a day.
+type compliance struct {
+	Times []time.Time
+	// Overall is the % of enrolled devices with no failing or unknown
+	// control (no interval counts as unknown); -1 with no device enrolled.
+	Overall []float64
+	// PerControl is, per control, the % of in-scope devices passing; -1
+	// with none in scope.
+	Controls   []string
+	PerControl [][]float64
+}
+
+// dailyCompliance samples the intervals at the end of each of the last days
+// (the last sample is now).
+func dailyCompliance(devs []store.Device, hist map[string][]store.ControlState, controls []string, now time.Time, days int) compliance {
+	c := compliance{Controls: controls, PerControl: make([][]float64, len(controls))}
+	today := now.Truncate(24 * time.Hour)
+	for i := days - 1; i >= 0; i-- {
+		t := today.Add(-time.Duration(i-1) * 24 * time.Hour).Add(-time.Nanosecond)
+		if t.After(now) {
+			t = now
+		}
+		c.Times = append(c.Times, t)
+		enrolled, ok := 0, 0
+		pass := make([]int, len(controls))
+		scope := make([]int, len(controls))
+		for _, d := range devs {
+			if d.EnrolledAt.After(t) {
+				continue
+			}
+			enrolled++
+			good := true
+			for j, id := range controls {
+				switch statusAt(hist[d.ID], id, t) {
+				case store.Pass:
+					pass[j]++
+					scope[j]++
+				case store.NotApplicable:
+				default:
+					scope[j]++
+					good = false
+				}
+			}
+			if good {
+				ok++
+			}
+		}
+		c.Overall = append(c.Overall, percent(ok, enrolled))
+		for j := range controls {
+			c.PerControl[j] = append(c.PerControl[j], percent(pass[j], scope[j]))
+		}
+	}
+	return c
+}
+
+func percent(n, of int) float64 {
+	if of == 0 {
+		return -1
+	}
+	return 100 * float64(n) / float64(of)
+}
+
+// chart is a line chart's geometry.
+type chart struct {
+	W, H           int
+	Left, Top      float64
+	PlotW, PlotH   float64
+	Right          float64
+	Grid           []axisTick
+	XTicks         []axisTick
+	Series         []series
+	Empty          bool
+	LatestOverall  string
+	FirstDay, Last string
+}
+
+type axisTick struct {
+	X, Y  float64
+	Label string
+}
+
+type series struct {
+	Name   string
+	Color  string
+	Width  float64
+	Points string
+	Dots   []dot
+	Latest string
+}
+
+type dot struct {
+	X, Y  float64
+	Title string
+}
+
+var palette = []string{"#1565c0", "#6a1b9a", "#00838f", "#ef6c00", "#ad1457", "#558b2f", "#4e342e", "#283593", "#00695c", "#9e9d24"}
+
+func complianceChart(c compliance) chart {
+	ch := chart{W: 760, H: 260, Left: 44, Top: 12}
+	ch.PlotW, ch.PlotH = float64(ch.W)-ch.Left-16, float64(ch.H)-ch.Top-36
+	ch.Right = ch.Left + ch.PlotW
+	n := len(c.Times)
+	if n == 0 {
+		ch.Empty = true
+		return ch
+	}
+	ch.FirstDay, ch.Last = c.Times[0].Format("2006-01-02"), c.Times[n-1].Format("2006-01-02")
+	x := func(i int) float64 {
+		if n == 1 {
+			return ch.Left + ch.PlotW/2
+		}
+		return ch.Left + ch.PlotW*float64(i)/float64(n-1)
+	}
+	y := func(p float64) float64 { return ch.Top + ch.PlotH*(1-p/100) }
+	for _, p := range []float64{0, 25, 50, 75, 100} {
+		ch.Grid = append(ch.Grid, axisTick{X: ch.Left, Y: y(p), Label: fmt.Sprintf("%.0f%%", p)})
+	}
+	for i := 0; i < n; i += 7 {
+		ch.XTicks = append(ch.XTicks, axisTick{X: x(i), Y: ch.Top + ch.PlotH + 16, Label: c.Times[i].Format("Jan 2")})
+	}
+	line := func(name, color string, width float64, vals []float64, dots bool) series {
+		s := series{Name: name, Color: color, Width: width, Latest: "no data"}
+		var pts []string
+		for i, v := range vals {
+			if v < 0 {
+				continue
+			}
+			pts = append(pts, strconv.FormatFloat(x(i), 'f', 1, 64)+","+strconv.FormatFloat(y(v), 'f', 1, 64))
+			if dots {
+				s.Dots = append(s.Dots, dot{X: x(i), Y: y(v), Title: fmt.Sprintf("%s %s: %.1f%%", c.Times[i].Format("2006-01-02"), name, v)})
+			}
+			s.Latest = fmt.Sprintf("%.1f%%", v)
+		}
+		s.Points = strings.Join(pts, " ")
+		return s
+	}
+	for j, id := range c.Controls {
+		ch.Series = append(ch.Series, line(id, palette[j%len(palette)], 1.5, c.PerControl[j], false))
+	}
+	all := line("all controls (devices compliant)", "#111111", 3, c.Overall, true)
+	ch.LatestOverall = all.Latest
+	ch.Empty = all.Points == ""
+	ch.Series = append(ch.Series, all)
+	return ch
+}
+
+// Device timelines: one horizontal bar per control over [from, to].
+const (
+	timelineW = 640
+	timelineH = 18
+)
+
+type segment struct {
+	X, W  float64
+	Fill  string
+	Title string
+}
+
+func timeline(hist []store.ControlState, control string, from, to time.Time) []segment {
+	span := to.Sub(from).Seconds()
+	if span <= 0 {
+		return nil
+	}
+	var out []segment
+	for _, s := range hist {
+		if s.ControlID != control {
+			continue
+		}
+		start, end := s.Since, to
+		if s.Until != nil {
+			end = *s.Until
+		}
+		if !end.After(from) || !start.Before(to) {
+			continue
+		}
+		if start.Before(from) {
+			start = from
+		}
+		if end.After(to) {
+			end = to
+		}
+		x := timelineW * start.Sub(from).Seconds() / span
+		w := timelineW * end.Sub(start).Seconds() / span
+		if w < 1 {
+			w = 1
+		}
+		until := "now"
+		if s.Until != nil {
+			until = s.Until.UTC().Format("2006-01-02 15:04")
+		}
+		title := fmt.Sprintf("%s from %s to %s", statusLabel(s.Status), s.Since.UTC().Format("2006-01-02 15:04"), until)
+		if s.Reason != "" {
+			title += ": " + s.Reason
+		}
+		out = append(out, segment{X: x, W: w, Fill: statusColor(s.Status), Title: title})
+	}
+	return out
+}
+
+func timelineAxis(from, to time.Time) []axisTick {
+	span := to.Sub(from).Seconds()
+	var out []axisTick
+	for i := 0; i <= 4; i++ {
+		t := from.Add(time.Duration(float64(i) / 4 * span * float64(time.Second)))
+		out = append(out, axisTick{X: timelineW * float64(i) / 4, Label: t.Format("Jan 2")})
+	}
+	return out
+}

@@ -1,0 +1,515 @@
+package web
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/evident-dev/evident/server/period"
+	"github.com/evident-dev/evident/server/report"
+	"github.com/evident-dev/evident/server/store"
+)
+
+// view is what every page template gets.
+type view struct {
+	Title  string
+	User   *user
+	Now    time.Time
+	Policy string
+	Nav    string
+	Data   any
+}
+
+var funcs = template.FuncMap{
+	"fmtTime": func(t any) string {
+		switch v := t.(type) {
+		case time.Time:
+			if v.IsZero() {
+				return "—"
+			}
+			return v.UTC().Format("2006-01-02 15:04 UTC")
+		case *time.Time:
+			if v == nil || v.IsZero() {
+				return "never"
+			}
+			return v.UTC().Format("2006-01-02 15:04 UTC")
+		}
+		return fmt.Sprint(t)
+	},
+	"statusLabel": statusLabel,
+	"statusClass": func(s string) string { return "st-" + strings.ReplaceAll(s, "_", "-") },
+	"statusColor": statusColor,
+	"pct":         func(f float64) string { return strconv.FormatFloat(f, 'f', 1, 64) + "%" },
+	"join":        strings.Join,
+	"dur":         fmtDuration,
+	"secs":        period.Duration,
+	"f1":          func(f float64) string { return strconv.FormatFloat(f, 'f', 1, 64) },
+	"derefInt": func(p *int) string {
+		if p == nil {
+			return ""
+		}
+		return strconv.Itoa(*p)
+	},
+}
+
+func statusLabel(s string) string {
+	switch s {
+	case store.Pass:
+		return "pass"
+	case store.Fail:
+		return "fail"
+	case store.Unknown:
+		return "unknown"
+	case store.NotApplicable:
+		return "n/a"
+	case "":
+		return "no data"
+	}
+	return s
+}
+
+func statusColor(s string) string {
+	switch s {
+	case store.Pass:
+		return "#2e7d32"
+	case store.Fail:
+		return "#c62828"
+	case store.Unknown:
+		return "#e0a100"
+	case store.NotApplicable:
+		return "#9e9e9e"
+	}
+	return "#e8e8e8"
+}
+
+func fmtDuration(d time.Duration) string {
+	switch {
+	case d >= 48*time.Hour:
+		return fmt.Sprintf("%.1f days", d.Hours()/24)
+	case d >= time.Hour:
+		return fmt.Sprintf("%.1f h", d.Hours())
+	case d >= time.Minute:
+		return fmt.Sprintf("%d min", int(d.Minutes()))
+	}
+	return fmt.Sprintf("%d s", int(d.Seconds()))
+}
+
+func parsePages() (map[string]*template.Template, error) {
+	ents, err := fs.ReadDir(templateFS, "templates")
+	if err != nil {
+		return nil, err
+	}
+	pages := map[string]*template.Template{}
+	for _, e := range ents {
+		if e.Name() == "layout.html" {
+			continue
+		}
+		t, err := template.New(e.Name()).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+e.Name())
+		if err != nil {
+			return nil, fmt.Errorf("web: template %s: %w", e.Name(), err)
+		}
+		pages[e.Name()] = t
+	}
+	return pages, nil
+}
+
+func (s *Server) render(w http.ResponseWriter, r *http.Request, code int, page string, u *user, title string, data any) {
+	var buf bytes.Buffer
+	v := view{Title: title, User: u, Now: s.now().UTC(), Policy: s.policy.Name, Nav: strings.TrimSuffix(page, ".html"), Data: data}
+	if err := s.pages[page].ExecuteTemplate(&buf, "layout", v); err != nil {
+		s.log.Error("web: render failed", "page", page, "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(code)
+	w.Write(buf.Bytes())
+}
+
+func (s *Server) errorPage(w http.ResponseWriter, r *http.Request, u *user, code int, title, msg string) {
+	s.render(w, r, code, "error.html", u, title, map[string]any{"Code": code, "Heading": title, "Message": msg})
+}
+
+func (s *Server) internalError(w http.ResponseWriter, r *http.Request, u *user, what string, err error) {
+	s.log.Error("web: "+what, "path", r.URL.Path, "err", err)
+	s.errorPage(w, r, u, http.StatusInternalServerError, "Error", "Something went wrong: "+what+". The server log has the details.")
+}
+
+func urlQueryEscape(s string) string { return url.QueryEscape(s) }
+
+// --- fleet overview ---
+
+type controlSummary struct {
+	ID, Title               string
+	Criteria                []string
+	Pass, Fail, Unknown, NA int
+	PassPercent             float64
+	InScope                 int
+	FailLink, UnknownLink   string
+	PassLink                string
+}
+
+type fleetView struct {
+	Devices, Compliant int
+	Controls           []controlSummary
+	Chart              chart
+	GeneratedAt        time.Time
+}
+
+func (s *Server) fleet(r *http.Request) (*report.Fleet, error) {
+	return report.Build(r.Context(), s.st, s.policy, report.Options{Now: s.now().UTC()})
+}
+
+func (s *Server) fleetPage(w http.ResponseWriter, r *http.Request, u *user) {
+	f, err := s.fleet(r)
+	if err != nil {
+		s.internalError(w, r, u, "building the fleet report failed", err)
+		return
+	}
+	v := fleetView{Devices: len(f.Devices), GeneratedAt: f.GeneratedAt}
+	byID := map[string]*controlSummary{}
+	for _, c := range s.policy.Controls {
+		v.Controls = append(v.Controls, controlSummary{ID: c.ID, Title: c.Title, Criteria: c.Criteria,
+			PassLink: "/devices?control=" + url.QueryEscape(c.ID) + "&status=pass",
+			FailLink: "/devices?control=" + url.QueryEscape(c.ID) + "&status=fail", UnknownLink: "/devices?control=" + url.QueryEscape(c.ID) + "&status=unknown"})
+	}
+	for i := range v.Controls {
+		byID[v.Controls[i].ID] = &v.Controls[i]
+	}
+	for _, d := range f.Devices {
+		if d.Compliant {
+			v.Compliant++
+		}
+		for _, c := range d.Controls {
+			cs := byID[c.ID]
+			if cs == nil {
+				continue
+			}
+			switch c.Status {
+			case store.Pass:
+				cs.Pass++
+			case store.Fail:
+				cs.Fail++
+			case store.NotApplicable:
+				cs.NA++
+			default:
+				cs.Unknown++
+			}
+		}
+	}
+	for i := range v.Controls {
+		c := &v.Controls[i]
+		c.InScope = c.Pass + c.Fail + c.Unknown
+		if c.InScope > 0 {
+			c.PassPercent = 100 * float64(c.Pass) / float64(c.InScope)
+		}
+	}
+	devs, err := s.st.Devices(r.Context())
+	if err != nil {
+		s.internalError(w, r, u, "listing devices failed", err)
+		return
+	}
+	hist := map[string][]store.ControlState{}
+	for _, d := range devs {
+		h, err := s.st.StateHistory(r.Context(), d.ID)
+		if err != nil {
+			s.internalError(w, r, u, "reading state history failed", err)
+			return
+		}
+		hist[d.ID] = h
+	}
+	ids := make([]string, len(s.policy.Controls))
+	for i, c := range s.policy.Controls {
+		ids[i] = c.ID
+	}
+	v.Chart = complianceChart(dailyCompliance(devs, hist, ids, s.now().UTC(), chartDays))
+	s.render(w, r, http.StatusOK, "fleet.html", u, "Fleet overview", v)
+}
+
+// --- device list ---
+
+type deviceFilter struct {
+	Control, Status, OS, SeenBefore string
+	seenBefore                      time.Duration
+}
+
+type deviceRow struct {
+	ID, Hostname, OS string
+	LastSeenAt       *time.Time
+	Compliant        bool
+	Statuses         []string // per policy control, in policy order
+}
+
+type devicesView struct {
+	Filter   deviceFilter
+	Controls []string
+	Statuses []string
+	OSes     []string
+	Rows     []deviceRow
+	Total    int
+	Error    string
+}
+
+var errBadFilter = errors.New("bad filter")
+
+// parseDuration accepts Go durations and whole days ("7d"), up to ten years.
+func parseDuration(v string) (time.Duration, error) {
+	var d time.Duration
+	var err error
+	if n, ok := strings.CutSuffix(v, "d"); ok {
+		var days int
+		days, err = strconv.Atoi(n)
+		d = time.Duration(days) * 24 * time.Hour
+		if days > 3650 {
+			err = errBadFilter
+		}
+	} else {
+		d, err = time.ParseDuration(v)
+	}
+	if err != nil || d <= 0 || d > 3650*24*time.Hour {
+		return 0, errBadFilter
+	}
+	return d, nil
+}
+
+func (s *Server) parseFilter(q url.Values) (deviceFilter, error) {
+	f := deviceFilter{Control: q.Get("control"), Status: q.Get("status"), OS: q.Get("os"), SeenBefore: q.Get("seen_before")}
+	for _, v := range []string{f.Control, f.Status, f.OS, f.SeenBefore} {
+		if len(v) > maxParamLen {
+			return f, fmt.Errorf("%w: a filter value is too long", errBadFilter)
+		}
+	}
+	if f.Control != "" && !s.hasControl(f.Control) {
+		return f, fmt.Errorf("%w: no control %q in the policy", errBadFilter, f.Control)
+	}
+	switch f.Status {
+	case "", store.Pass, store.Fail, store.Unknown, store.NotApplicable, "compliant", "noncompliant":
+	default:
+		return f, fmt.Errorf("%w: status must be pass, fail, unknown, not_applicable, compliant or noncompliant", errBadFilter)
+	}
+	if f.SeenBefore != "" {
+		d, err := parseDuration(f.SeenBefore)
+		if err != nil {
+			return f, fmt.Errorf("%w: seen_before must be a duration like 24h or 7d", errBadFilter)
+		}
+		f.seenBefore = d
+	}
+	return f, nil
+}
+
+func (s *Server) hasControl(id string) bool {
+	for _, c := range s.policy.Controls {
+		if c.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+func (f deviceFilter) match(d report.Device, now time.Time) bool {
+	if f.OS != "" && !strings.HasPrefix(strings.ToLower(d.OS), strings.ToLower(f.OS)) {
+		return false
+	}
+	if f.seenBefore > 0 && d.LastSeenAt != nil && !d.LastSeenAt.Before(now.Add(-f.seenBefore)) {
+		return false
+	}
+	switch f.Status {
+	case "":
+		return true
+	case "compliant":
+		return d.Compliant
+	case "noncompliant":
+		return !d.Compliant
+	}
+	for _, c := range d.Controls {
+		if (f.Control == "" || c.ID == f.Control) && c.Status == f.Status {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) filteredDevices(r *http.Request) (deviceFilter, []report.Device, *report.Fleet, error) {
+	f, err := s.parseFilter(r.URL.Query())
+	if err != nil {
+		return f, nil, nil, err
+	}
+	fl, err := s.fleet(r)
+	if err != nil {
+		return f, nil, nil, err
+	}
+	now := s.now().UTC()
+	var out []report.Device
+	for _, d := range fl.Devices {
+		if f.match(d, now) {
+			out = append(out, d)
+		}
+	}
+	return f, out, fl, nil
+}
+
+func (s *Server) devicesPage(w http.ResponseWriter, r *http.Request, u *user) {
+	v := devicesView{Statuses: []string{store.Pass, store.Fail, store.Unknown, store.NotApplicable, "compliant", "noncompliant"}}
+	for _, c := range s.policy.Controls {
+		v.Controls = append(v.Controls, c.ID)
+	}
+	f, devs, fl, err := s.filteredDevices(r)
+	v.Filter = f
+	if errors.Is(err, errBadFilter) {
+		v.Error = err.Error()
+		s.render(w, r, http.StatusBadRequest, "devices.html", u, "Devices", v)
+		return
+	}
+	if err != nil {
+		s.internalError(w, r, u, "building the fleet report failed", err)
+		return
+	}
+	v.Total = len(fl.Devices)
+	oses := map[string]bool{}
+	for _, d := range fl.Devices {
+		if goos, _, _ := strings.Cut(d.OS, " "); goos != "" {
+			oses[goos] = true
+		}
+	}
+	for o := range oses {
+		v.OSes = append(v.OSes, o)
+	}
+	sort.Strings(v.OSes)
+	for _, d := range devs {
+		row := deviceRow{ID: d.ID, Hostname: d.Hostname, OS: d.OS, LastSeenAt: d.LastSeenAt, Compliant: d.Compliant}
+		st := map[string]string{}
+		for _, c := range d.Controls {
+			st[c.ID] = c.Status
+		}
+		for _, c := range v.Controls {
+			row.Statuses = append(row.Statuses, st[c])
+		}
+		v.Rows = append(v.Rows, row)
+	}
+	s.render(w, r, http.StatusOK, "devices.html", u, "Devices", v)
+}
+
+// --- device detail ---
+
+type deviceControl struct {
+	report.Control
+	Timeline []segment
+}
+
+type deviceView struct {
+	Device     report.Device
+	Controls   []deviceControl
+	Axis       []axisTick
+	BarW, BarH int
+	From, To   time.Time
+	Done       string
+	CanAdmin   bool
+}
+
+func (s *Server) lookupDevice(w http.ResponseWriter, r *http.Request, u *user) (store.Device, bool) {
+	id := r.PathValue("id")
+	if id == "" || len(id) > maxDeviceID {
+		s.errorPage(w, r, u, http.StatusNotFound, "Not found", "No such device.")
+		return store.Device{}, false
+	}
+	d, err := s.st.Device(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		s.errorPage(w, r, u, http.StatusNotFound, "Not found", "No such device.")
+		return d, false
+	}
+	if err != nil {
+		s.internalError(w, r, u, "reading the device failed", err)
+		return d, false
+	}
+	return d, true
+}
+
+func (s *Server) deviceReport(r *http.Request, id string) (report.Device, []store.ControlState, error) {
+	f, err := report.Build(r.Context(), s.st, s.policy, report.Options{Device: id, Now: s.now().UTC()})
+	if err != nil {
+		return report.Device{}, nil, err
+	}
+	for _, d := range f.Devices {
+		if d.ID == id {
+			hist, err := s.st.StateHistory(r.Context(), id)
+			return d, hist, err
+		}
+	}
+	return report.Device{}, nil, store.ErrNotFound
+}
+
+func (s *Server) devicePage(w http.ResponseWriter, r *http.Request, u *user) {
+	d, ok := s.lookupDevice(w, r, u)
+	if !ok {
+		return
+	}
+	rd, hist, err := s.deviceReport(r, d.ID)
+	if err != nil {
+		s.internalError(w, r, u, "building the device report failed", err)
+		return
+	}
+	now := s.now().UTC()
+	from := now.Add(-chartDays * 24 * time.Hour)
+	v := deviceView{Device: rd, BarW: timelineW, BarH: timelineH, From: from, To: now, CanAdmin: u.IsAdmin(),
+		Axis: timelineAxis(from, now)}
+	if r.URL.Query().Get("done") == "tpm-change" {
+		v.Done = "TPM change allowed: the device's next enrollment may replace its EK or AK."
+	}
+	for _, c := range rd.Controls {
+		v.Controls = append(v.Controls, deviceControl{Control: c, Timeline: timeline(hist, c.ID, from, now)})
+	}
+	s.render(w, r, http.StatusOK, "device.html", u, rd.Hostname, v)
+}
+
+// --- audit log ---
+
+func (s *Server) auditPage(w http.ResponseWriter, r *http.Request, u *user) {
+	log, err := s.st.AuditLog(r.Context(), 200)
+	if err != nil {
+		s.internalError(w, r, u, "reading the audit log failed", err)
+		return
+	}
+	s.render(w, r, http.StatusOK, "audit.html", u, "Audit log", log)
+}
+
+// --- admin actions ---
+
+func (s *Server) tpmChange(w http.ResponseWriter, r *http.Request, u *user) {
+	id := r.PostForm.Get("device_id")
+	hours := 24
+	if h := r.PostForm.Get("hours"); h != "" {
+		n, err := strconv.Atoi(h)
+		if err != nil || n < 1 || n > 168 || len(h) > 4 {
+			s.errorPage(w, r, u, http.StatusBadRequest, "Bad request", "hours must be a whole number from 1 to 168.")
+			return
+		}
+		hours = n
+	}
+	if id == "" || len(id) > maxDeviceID {
+		s.errorPage(w, r, u, http.StatusBadRequest, "Bad request", "A device id is required.")
+		return
+	}
+	if _, err := s.st.Device(r.Context(), id); errors.Is(err, store.ErrNotFound) {
+		s.errorPage(w, r, u, http.StatusNotFound, "Not found", "No such device.")
+		return
+	} else if err != nil {
+		s.internalError(w, r, u, "reading the device failed", err)
+		return
+	}
+	until := s.now().UTC().Add(time.Duration(hours) * time.Hour)
+	if err := s.st.AllowTPMChange(r.Context(), id, until); err != nil {
+		s.internalError(w, r, u, "allowing the TPM change failed", err)
+		return
+	}
+	s.audit(r.Context(), u.actor(), "tpm-change", fmt.Sprintf("device_id=%s until=%s", id, until.Format(time.RFC3339)))
+	http.Redirect(w, r, path.Join("/devices", url.PathEscape(id))+"?done=tpm-change", http.StatusSeeOther)
+}

@@ -1,0 +1,162 @@
+// Package webtest seeds a store with a small, fixed fleet for the web UI's
+// tests (server/web unit tests and the headless-browser tests in
+// test/webui): three devices with 30 days of evidence and control
+// intervals, an admin token and an auditor token. Everything goes through
+// the store API; nothing reads the wall clock.
+package webtest
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/evident-dev/evident/collectors"
+	"github.com/evident-dev/evident/collectors/firewall"
+	"github.com/evident-dev/evident/collectors/secureboot"
+	"github.com/evident-dev/evident/server/controls"
+	"github.com/evident-dev/evident/server/store"
+	"github.com/evident-dev/evident/server/web"
+)
+
+// Now is the fixture's clock.
+var Now = time.Date(2026, 3, 31, 12, 0, 0, 0, time.UTC)
+
+// Device ids.
+const (
+	Alice = "dev_alice0000000000000001" // linux, compliant now, firewall failed for a week mid-period
+	Bob   = "dev_bob000000000000000002" // darwin, firewall accepts inbound: failing now
+	Carol = "dev_carol0000000000000003" // windows, silent for five days: stale
+)
+
+const policyJSON = `{
+  "version": 1,
+  "name": "webtest controls",
+  "controls": [
+    {"id": "DC-FW-01", "title": "Host firewall enabled, inbound default deny", "criteria": ["CC6.6"], "check": "firewall", "max_age": "48h"},
+    {"id": "DC-BOOT-01", "title": "Secure Boot enabled", "criteria": ["CC6.8", "CC7.1"], "check": "secure_boot", "max_age": "48h"},
+    {"id": "DC-AGENT-01", "title": "Evidence is fresh (agent reported within the window)", "criteria": ["CC7.2"], "check": "agent_fresh", "max_age": "24h"}
+  ]
+}`
+
+// Policy is the fixture's three-control policy.
+func Policy(t testing.TB) *controls.Policy {
+	t.Helper()
+	p, err := controls.Parse([]byte(policyJSON))
+	if err != nil {
+		t.Fatalf("webtest policy: %v", err)
+	}
+	return p
+}
+
+// Fleet is what Seed made.
+type Fleet struct {
+	Policy       *controls.Policy
+	AdminToken   string
+	AuditorToken string
+}
+
+func days(n float64) time.Duration { return time.Duration(n * 24 * float64(time.Hour)) }
+
+// Seed fills an empty store.
+func Seed(t testing.TB, st store.Store) Fleet {
+	t.Helper()
+	ctx := context.Background()
+	p := Policy(t)
+	f := Fleet{Policy: p}
+	for _, d := range []store.Device{
+		{ID: Alice, Hostname: "laptop-alice", GOOS: "linux", GOARCH: "amd64", OSVersion: "Debian GNU/Linux 12", MachineID: "m-alice", AgentVersion: "0.3.0", EnrolledAt: Now.Add(-days(25))},
+		{ID: Bob, Hostname: "macbook-bob", GOOS: "darwin", GOARCH: "arm64", OSVersion: "macOS 15.3", MachineID: "m-bob", AgentVersion: "0.3.0", EnrolledAt: Now.Add(-days(20))},
+		{ID: Carol, Hostname: "desk-carol", GOOS: "windows", GOARCH: "amd64", OSVersion: "Windows 11 23H2", MachineID: "m-carol", AgentVersion: "0.3.0", EnrolledAt: Now.Add(-days(12))},
+	} {
+		if _, err := st.EnrollDevice(ctx, d); err != nil {
+			t.Fatalf("EnrollDevice(%s): %v", d.Hostname, err)
+		}
+	}
+	on, off := true, false
+	deny := firewall.Payload{Enabled: true, InboundDefaultDeny: true, DecidedBy: "nftables",
+		Backends: []firewall.Backend{{Name: "nftables", Active: true, InboundDefaultDeny: true, Detail: "chain input policy drop"}}}
+	openFW := firewall.Payload{Enabled: true, InboundDefaultDeny: false, DecidedBy: "pf",
+		Backends: []firewall.Backend{{Name: "pf", Active: true, Detail: "block drop not set"}}}
+	noFW := firewall.Payload{Backends: []firewall.Backend{{Name: "nftables", Active: false}}}
+	sb := secureboot.Payload{UEFI: true, Enabled: &on, SetupMode: &off}
+	fwSrc := collectors.Source{Kind: "command", Ref: "/usr/sbin/nft -j list ruleset", ExitCode: new(int), Excerpt: `"policy": "drop"`}
+	sbSrc := collectors.Source{Kind: "file", Ref: "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c", Excerpt: "06 00 00 00 01"}
+
+	type report struct {
+		at time.Duration // before Now
+		fw firewall.Payload
+	}
+	script := map[string][]report{
+		Alice: {{days(25), deny}, {days(15), noFW}, {days(8), deny}, {time.Hour, deny}},
+		Bob:   {{days(20), openFW}, {days(2), openFW}, {2 * time.Hour, openFW}},
+		Carol: {{days(12), deny}, {days(5), deny}},
+	}
+	for _, id := range []string{Alice, Bob, Carol} {
+		var seq uint64
+		for _, r := range script[id] {
+			at := Now.Add(-r.at)
+			seq += 2
+			obs := []store.Observation{
+				observation(t, seq-1, firewall.Name, at, r.fw, fwSrc),
+				observation(t, seq, secureboot.Name, at, sb, sbSrc),
+			}
+			if _, err := st.Ingest(ctx, id, obs, at); err != nil {
+				t.Fatalf("Ingest: %v", err)
+			}
+			score(t, st, p, id, at)
+		}
+	}
+	// The server's periodic rescoring: Carol has gone silent.
+	score(t, st, p, Carol, Now.Add(-30*time.Minute))
+
+	for _, tk := range []struct {
+		role, label string
+		out         *string
+	}{{store.RoleAdmin, "alice-admin", &f.AdminToken}, {store.RoleAuditor, "external-auditor", &f.AuditorToken}} {
+		tok, id, hash := web.NewToken()
+		exp := Now.Add(web.DefaultTokenTTL)
+		if err := st.CreateToken(ctx, store.Token{ID: id, Hash: hash, Role: tk.role, Label: tk.label, CreatedAt: Now.Add(-days(1)), ExpiresAt: &exp}); err != nil {
+			t.Fatalf("CreateToken: %v", err)
+		}
+		*tk.out = tok
+	}
+	return f
+}
+
+func observation(t testing.TB, seq uint64, collector string, at time.Time, payload any, src collectors.Source) store.Observation {
+	t.Helper()
+	b, err := json.Marshal(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := json.Marshal([]collectors.Source{src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store.Observation{Seq: seq, Collector: collector, CollectedAt: at, Status: "ok", ParserVersion: 1, Payload: b, Sources: s}
+}
+
+// score evaluates the policy on the device's stored evidence as of at and
+// records the states, as the ingest server does.
+func score(t testing.TB, st store.Store, p *controls.Policy, id string, at time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	latest, err := st.Latest(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := st.Device(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evals := p.Evaluate(controls.Input{Now: at, Latest: latest, LastSeen: d.LastSeenAt,
+		History: func(c string, limit int) ([]store.Observation, error) { return st.History(ctx, id, c, limit) }})
+	states := make([]store.ControlState, len(evals))
+	for i, e := range evals {
+		states[i] = e.State()
+	}
+	if err := st.ApplyStates(ctx, id, states, at); err != nil {
+		t.Fatalf("ApplyStates: %v", err)
+	}
+}
