@@ -63,10 +63,7 @@ test-race: ## Run the tests with the race detector
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME (default 10s) each
-	@set -e; for pkg in $$($(GO) list ./...); do \
-	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz' || true); do \
-	    echo "fuzz $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
-	  done; done
+	GO=$(GO) FUZZTIME=$(FUZZTIME) ./test/fuzz.sh
 
 .PHONY: bench
 bench: build ## Print performance figures: collection cycle, agent RSS/CPU, outbox vs raw bbolt, ingest vs raw SQLite and gRPC

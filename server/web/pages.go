@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"html/template"
 	"io/fs"
+	"math"
 	"net/http"
 	"net/url"
 	"path"
@@ -48,11 +49,12 @@ var funcs = template.FuncMap{
 	"statusLabel": statusLabel,
 	"statusClass": func(s string) string { return "st-" + strings.ReplaceAll(s, "_", "-") },
 	"statusColor": statusColor,
-	"pct":         func(f float64) string { return strconv.FormatFloat(f, 'f', 1, 64) + "%" },
-	"join":        strings.Join,
-	"dur":         fmtDuration,
-	"secs":        period.Duration,
-	"f1":          func(f float64) string { return strconv.FormatFloat(f, 'f', 1, 64) },
+	// Rounded down: a control with any exception never shows 100%.
+	"pct":  func(f float64) string { return strconv.FormatFloat(math.Floor(f*10)/10, 'f', 1, 64) + "%" },
+	"join": strings.Join,
+	"dur":  fmtDuration,
+	"secs": period.Duration,
+	"f1":   func(f float64) string { return strconv.FormatFloat(f, 'f', 1, 64) },
 	"derefInt": func(p *int) string {
 		if p == nil {
 			return ""
