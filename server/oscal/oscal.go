@@ -243,7 +243,9 @@ func Build(r *period.Report) *Document {
 			Description: fmt.Sprintf("%s: %d devices in scope; %.2f%% of in-scope device-time compliant (%d of %d device-seconds); %d exception intervals; %d devices without exception.",
 				c.Title, c.Population, c.CompliantPercent, c.CompliantSeconds, c.InScopeSeconds, len(c.Exceptions), c.DevicesAlwaysCompliant),
 			Props: []Prop{{Name: "control-id", NS: NS, Value: c.ID}, {Name: "population", NS: NS, Value: fmt.Sprint(c.Population)},
-				{Name: "compliant-percent", NS: NS, Value: fmt.Sprintf("%.2f", c.CompliantPercent)}},
+				{Name: "compliant-percent", NS: NS, Value: fmt.Sprintf("%.2f", c.CompliantPercent)},
+				{Name: "compliant-or-waived-percent", NS: NS, Value: fmt.Sprintf("%.2f", c.CompliantOrWaivedPercent)},
+				{Name: "waived-seconds", NS: NS, Value: fmt.Sprint(c.WaivedSeconds)}},
 			Methods:   []string{"TEST"},
 			Collected: ts(r.GeneratedAt),
 		}
@@ -263,6 +265,11 @@ func Build(r *period.Report) *Document {
 				Methods:   []string{"TEST"},
 				Types:     []string{"finding"},
 				Collected: ts(e.End),
+			}
+			if e.Waived {
+				o.Props = append(o.Props, Prop{Name: "waived", NS: NS, Value: "true"}, Prop{Name: "waiver-id", NS: NS, Value: nonEmpty(e.WaiverID)},
+					Prop{Name: "waiver-approver", NS: NS, Value: nonEmpty(e.Approver)})
+				o.Description += " (waived by " + nonEmpty(e.Approver) + ": " + nonEmpty(e.WaiverReason) + ")"
 			}
 			if u, ok := items[e.DeviceID]; ok {
 				o.Subjects = []Subject{{SubjectUUID: u, Type: "inventory-item", Title: nonEmpty(e.Hostname)}}

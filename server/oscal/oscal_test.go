@@ -75,7 +75,9 @@ func sampleReport() *period.Report {
 				InScopeSeconds: 1000, CompliantSeconds: 900, CompliantPercent: 90, DevicesAlwaysCompliant: 1,
 				Exceptions: []period.Exception{{DeviceID: "dev_b", ControlID: "DC-ENC-01", Status: "fail",
 					Start: from.Add(40 * 24 * time.Hour), End: from.Add(42 * 24 * time.Hour), DurationSeconds: 172800,
-					Cause: "1 of 1 fixed volumes not encrypted", EvidenceSeq: 7}}},
+					Cause: "1 of 1 fixed volumes not encrypted", EvidenceSeq: 7},
+					{DeviceID: "dev_a", ControlID: "DC-ENC-01", Status: "fail", Start: from.Add(50 * 24 * time.Hour), End: from.Add(51 * 24 * time.Hour),
+						DurationSeconds: 86400, Cause: "swap not encrypted", Waived: true, WaiverID: "wvr_1", WaiverReason: "replacement ordered", Approver: "CISO"}}},
 			{ID: "DC-FW-01", Title: "Host firewall", Criteria: []string{"CC6.6"}, Population: 2, InScopeSeconds: 1000,
 				CompliantSeconds: 1000, CompliantPercent: 100, DevicesAlwaysCompliant: 2},
 			{ID: "DC-TPM-01", Title: "TPM attestation", Criteria: []string{"CC6.1"}},
@@ -118,11 +120,19 @@ func TestExportValidates(t *testing.T) {
 			t.Errorf("finding %s = %q, want %q", k, states[k], v)
 		}
 	}
-	var exc *Observation
+	var exc, waived *Observation
 	for i, o := range res.Observations {
-		if len(o.Subjects) > 0 {
+		if len(o.Subjects) > 0 && exc == nil {
 			exc = &res.Observations[i]
 		}
+		for _, p := range o.Props {
+			if p.Name == "waiver-id" && p.Value == "wvr_1" {
+				waived = &res.Observations[i]
+			}
+		}
+	}
+	if waived == nil || !strings.Contains(waived.Description, "waived by CISO: replacement ordered") {
+		t.Errorf("waived exception = %+v, want its waiver shown", waived)
 	}
 	if exc == nil || exc.Subjects[0].SubjectUUID != res.LocalDefinitions.InventoryItems[1].UUID ||
 		!strings.Contains(exc.Description, "not encrypted") {

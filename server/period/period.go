@@ -16,6 +16,19 @@
 //
 // A device is in a control's population when any of its time in the period
 // is in scope for that control.
+//
+// Waivers (approved exceptions, store.Waiver): exception time of a device
+// and control while a waiver for it is in force ([StartsAt, min(ExpiresAt,
+// RevokedAt)))) is still listed as an exception, marked Waived with the
+// waiver and its approver, and counted in WaivedSeconds. CompliantPercent
+// counts pass time only, waived or not: a waiver explains an exception, it
+// does not make the device compliant. CompliantOrWaivedPercent counts pass
+// and waived time. An expired or revoked waiver waives nothing after its end.
+//
+// Population completeness: the newest imported inventory (store.Inventory)
+// is reconciled against the devices enrolled before the period end:
+// inventory devices never enrolled, inventory devices enrolled but silent
+// in the period, and enrolled devices missing from the inventory.
 package period
 
 import (
@@ -56,6 +69,11 @@ type Report struct {
 	Devices       []DeviceRef     `json:"devices"`        // every device enrolled before To
 	NeverReported []DeviceRef     `json:"never_reported"` // enrolled before To, no observation in the period
 	Sample        []SampledDevice `json:"sample"`
+	// Waivers are every waiver in force at some time of the period, used
+	// or not, so an auditor sees every exception granted.
+	Waivers []WaiverRef `json:"waivers"`
+	// Population reconciles the fleet with the imported inventory.
+	Population Population `json:"population"`
 
 	// CountedTo is min(To, Now): time after it is not counted.
 	CountedTo time.Time `json:"counted_to"`
@@ -66,11 +84,12 @@ type Report struct {
 
 // DeviceRef names a device.
 type DeviceRef struct {
-	ID         string     `json:"id"`
-	Hostname   string     `json:"hostname"`
-	OS         string     `json:"os"`
-	EnrolledAt time.Time  `json:"enrolled_at"`
-	LastSeenAt *time.Time `json:"last_seen_at,omitempty"`
+	ID           string     `json:"id"`
+	Hostname     string     `json:"hostname"`
+	SerialNumber string     `json:"serial_number,omitempty"`
+	OS           string     `json:"os"`
+	EnrolledAt   time.Time  `json:"enrolled_at"`
+	LastSeenAt   *time.Time `json:"last_seen_at,omitempty"`
 }
 
 // ControlPeriod is one control over the period.
@@ -83,11 +102,23 @@ type ControlPeriod struct {
 	// InScopeSeconds and CompliantSeconds are device-seconds.
 	InScopeSeconds   int64 `json:"in_scope_seconds"`
 	CompliantSeconds int64 `json:"compliant_seconds"`
-	// CompliantPercent is 100 × compliant / in scope (0 with no scope).
+	// CompliantPercent is 100 × compliant / in scope (0 with no scope):
+	// pass time only, waived exceptions are not compliant time.
 	CompliantPercent float64 `json:"compliant_percent"`
-	// DevicesAlwaysCompliant counts devices with no exception in the period.
-	DevicesAlwaysCompliant int         `json:"devices_always_compliant"`
-	Exceptions             []Exception `json:"exceptions"`
+	// WaivedSeconds is the exception device-time covered by a waiver.
+	WaivedSeconds int64 `json:"waived_seconds"`
+	// CompliantOrWaivedPercent is 100 × (compliant + waived) / in scope.
+	CompliantOrWaivedPercent float64 `json:"compliant_or_waived_percent"`
+	// DevicesAlwaysCompliant counts devices with no exception in the
+	// period, waived or not.
+	DevicesAlwaysCompliant int `json:"devices_always_compliant"`
+	// DevicesCompliantOrWaived counts devices whose every exception was
+	// waived (including those with none).
+	DevicesCompliantOrWaived int         `json:"devices_compliant_or_waived"`
+	Exceptions               []Exception `json:"exceptions"`
+	// Waivers are the waivers that waived time of this control, with the
+	// time each waived here.
+	Waivers []WaiverRef `json:"waivers"`
 }
 
 // Exception is one interval of a device not meeting a control, clipped to
@@ -106,6 +137,76 @@ type Exception struct {
 	Cause string `json:"cause"` // the interval's reason
 	// EvidenceSeq is the observation that decided it (0 if none).
 	EvidenceSeq uint64 `json:"evidence_seq,omitempty"`
+	// Waived is true when a waiver was in force for all of the interval
+	// (an exception partly waived is split at the waiver's bounds).
+	Waived       bool   `json:"waived"`
+	WaiverID     string `json:"waiver_id,omitempty"`
+	WaiverReason string `json:"waiver_reason,omitempty"`
+	Approver     string `json:"approver,omitempty"`
+}
+
+// WaiverRef is a waiver as the report shows it.
+type WaiverRef struct {
+	ID        string     `json:"id"`
+	DeviceID  string     `json:"device_id"`
+	Hostname  string     `json:"hostname"`
+	ControlID string     `json:"control_id"` // empty: every control
+	Reason    string     `json:"reason"`
+	Approver  string     `json:"approver"`
+	CreatedBy string     `json:"created_by,omitempty"`
+	CreatedAt time.Time  `json:"created_at"`
+	StartsAt  time.Time  `json:"starts_at"`
+	ExpiresAt time.Time  `json:"expires_at"`
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+	// WaivedSeconds is the exception time it waived in the period (of one
+	// control in ControlPeriod.Waivers, of all of them in Report.Waivers).
+	WaivedSeconds int64 `json:"waived_seconds"`
+}
+
+// Population is the reconciliation of the fleet with the imported device
+// inventory. Imported is false (and the lists empty) when no inventory was
+// ever imported.
+//
+// An inventory row matches the enrolled devices with its serial number
+// (trimmed, case-insensitive); a row without a serial number, or whose
+// serial number matches no device, matches by hostname (case-insensitive,
+// the short name before the first dot) the devices that report no serial
+// number or the same one. Devices enrolled after the period end are not
+// enrolled for this report.
+type Population struct {
+	Imported            bool       `json:"imported"`
+	InventoryImportedAt *time.Time `json:"inventory_imported_at,omitempty"`
+	InventorySource     string     `json:"inventory_source,omitempty"`
+	InventoryFilename   string     `json:"inventory_filename,omitempty"`
+	InventorySHA256     string     `json:"inventory_sha256,omitempty"`
+	InventoryRows       int        `json:"inventory_rows"`
+	// Matched counts inventory rows matched to an enrolled device (silent
+	// ones included).
+	Matched                  int            `json:"matched"`
+	NeverEnrolledCount       int            `json:"never_enrolled_count"`
+	SilentCount              int            `json:"silent_count"`
+	NotInInventoryCount      int            `json:"not_in_inventory_count"`
+	InInventoryNeverEnrolled []InventoryRow `json:"in_inventory_never_enrolled"`
+	// InInventorySilent are inventory devices enrolled but with no
+	// observation received in the period (see Report.NeverReported).
+	InInventorySilent      []Match     `json:"in_inventory_silent"`
+	EnrolledNotInInventory []DeviceRef `json:"enrolled_not_in_inventory"`
+}
+
+// InventoryRow is one row of the imported inventory.
+type InventoryRow struct {
+	Line         int    `json:"line"`
+	SerialNumber string `json:"serial_number,omitempty"`
+	Hostname     string `json:"hostname,omitempty"`
+	Owner        string `json:"owner,omitempty"`
+}
+
+// Match is an inventory row and the enrolled device it matched (the newest
+// enrolled, when several did).
+type Match struct {
+	Row       InventoryRow `json:"inventory"`
+	Device    DeviceRef    `json:"device"`
+	MatchedBy string       `json:"matched_by"` // "serial_number" or "hostname"
 }
 
 // SampledDevice is one device of the sample with what an auditor tests:
@@ -133,8 +234,9 @@ const minGap = time.Second
 
 // Build computes the period report from the store: one range scan of the
 // control intervals overlapping the period, one query for the devices that
-// reported, and the full history (with evidence) of the sampled devices
-// only.
+// reported, one for the waivers in force during the period, one read of the
+// imported inventory, and the full history (with evidence) of the sampled
+// devices only.
 //
 // Durations are exact (nanoseconds) while they add up; the seconds
 // reported are rounded to the nearest second, and CompliantPercent is
@@ -167,14 +269,14 @@ func Build(ctx context.Context, st store.Store, p *controls.Policy, opt Options)
 	r := &Report{
 		From: from, To: to, GeneratedAt: now, CountedTo: end, Policy: p.Name, Seed: opt.Seed,
 		Controls: make([]ControlPeriod, len(p.Controls)), Devices: []DeviceRef{}, NeverReported: []DeviceRef{},
-		Sample: []SampledDevice{},
+		Sample: []SampledDevice{}, Waivers: []WaiverRef{},
 	}
 	devs := map[string]*device{}
 	for _, d := range all {
 		if !d.EnrolledAt.Before(to) {
 			continue
 		}
-		ref := DeviceRef{ID: d.ID, Hostname: d.Hostname, OS: strings.TrimSpace(d.GOOS + " " + d.OSVersion),
+		ref := DeviceRef{ID: d.ID, Hostname: d.Hostname, SerialNumber: d.SerialNumber, OS: strings.TrimSpace(d.GOOS + " " + d.OSVersion),
 			EnrolledAt: d.EnrolledAt.UTC(), LastSeenAt: d.LastSeenAt}
 		r.Devices = append(r.Devices, ref)
 		dv := &device{ref: ref, start: from, end: end, seen: make([]bool, len(p.Controls))}
@@ -194,12 +296,27 @@ func Build(ctx context.Context, st store.Store, p *controls.Policy, opt Options)
 			r.NeverReported = append(r.NeverReported, d)
 		}
 	}
+	if r.Population, err = population(ctx, st, r.Devices, reported); err != nil {
+		return nil, err
+	}
+
+	waivers, err := st.WaiversOverlapping(ctx, from, to)
+	if err != nil {
+		return nil, err
+	}
+	used := map[string]*total{} // waiver id: time waived, all controls
+	for _, w := range waivers {
+		if d := devs[w.DeviceID]; d != nil {
+			d.waivers = append(d.waivers, w)
+		}
+		used[w.ID] = &total{}
+	}
 
 	acc := make([]control, len(p.Controls))
 	index := map[string]int{}
 	for i, c := range p.Controls {
 		index[c.ID] = i
-		acc[i].id, acc[i].exceptions = c.ID, []Exception{}
+		acc[i].id, acc[i].exceptions, acc[i].waivers = c.ID, []Exception{}, map[string]*total{}
 	}
 	if from.Before(end) {
 		// Intervals arrive grouped by device and control, oldest first;
@@ -254,19 +371,32 @@ func Build(ctx context.Context, st store.Store, p *controls.Policy, opt Options)
 		})
 		cp := ControlPeriod{
 			ID: c.ID, Title: c.Title, Criteria: c.Criteria, Population: len(a.population),
-			InScopeSeconds: a.inScope.seconds(), CompliantSeconds: a.compliant.seconds(),
-			DevicesAlwaysCompliant: len(a.population) - a.withExceptions, Exceptions: a.exceptions,
+			InScopeSeconds: a.inScope.seconds(), CompliantSeconds: a.compliant.seconds(), WaivedSeconds: a.waived.seconds(),
+			DevicesAlwaysCompliant:   len(a.population) - a.withExceptions,
+			DevicesCompliantOrWaived: len(a.population) - a.withUnwaived,
+			Exceptions:               a.exceptions, Waivers: []WaiverRef{},
 		}
 		if cp.Criteria == nil {
 			cp.Criteria = []string{}
 		}
 		if s := a.inScope.float(); s > 0 {
 			cp.CompliantPercent = 100 * a.compliant.float() / s
+			cp.CompliantOrWaivedPercent = 100 * (a.compliant.float() + a.waived.float()) / s
+		}
+		for _, w := range waivers {
+			if t := a.waivers[w.ID]; t != nil {
+				cp.Waivers = append(cp.Waivers, waiverRef(w, devs, t.seconds()))
+				used[w.ID].addTotal(*t)
+			}
 		}
 		r.Controls[i] = cp
 		for id := range a.population {
 			inAny[id] = true
 		}
+	}
+
+	for _, w := range waivers {
+		r.Waivers = append(r.Waivers, waiverRef(w, devs, used[w.ID].seconds()))
 	}
 
 	var pool []DeviceRef
@@ -328,15 +458,17 @@ type device struct {
 	ref        DeviceRef
 	start, end time.Time
 	seen       []bool // per policy control: had an interval in the period
+	waivers    []store.Waiver
 }
 
 // control accumulates one control over the fleet.
 type control struct {
-	id                 string
-	inScope, compliant total
-	population         map[string]bool
-	withExceptions     int
-	exceptions         []Exception
+	id                           string
+	inScope, compliant, waived   total
+	population                   map[string]bool
+	withExceptions, withUnwaived int
+	exceptions                   []Exception
+	waivers                      map[string]*total // waiver id: time waived
 }
 
 // account adds one device's intervals of this control (ordered by since,
@@ -347,13 +479,27 @@ func (c *control) account(d *device, ivs []store.ControlState) {
 		return
 	}
 	var inScope time.Duration
-	exceptions := 0
+	exceptions, unwaived := 0, 0
 	except := func(status, cause string, seq uint64, start, end time.Time, open bool) {
 		exceptions++
-		c.exceptions = append(c.exceptions, Exception{
-			DeviceID: d.ref.ID, Hostname: d.ref.Hostname, ControlID: c.id, Status: status,
-			Start: start, End: end, DurationSeconds: seconds(end.Sub(start)), Open: open, Cause: cause, EvidenceSeq: seq,
-		})
+		for _, p := range waive(d.waivers, c.id, start, end) {
+			e := Exception{
+				DeviceID: d.ref.ID, Hostname: d.ref.Hostname, ControlID: c.id, Status: status,
+				Start: p.start, End: p.end, DurationSeconds: seconds(p.end.Sub(p.start)), Open: open && p.end.Equal(end),
+				Cause: cause, EvidenceSeq: seq,
+			}
+			if w := p.waiver; w != nil {
+				e.Waived, e.WaiverID, e.WaiverReason, e.Approver = true, w.ID, w.Reason, w.Approver
+				c.waived.add(p.end.Sub(p.start))
+				if c.waivers[w.ID] == nil {
+					c.waivers[w.ID] = &total{}
+				}
+				c.waivers[w.ID].add(p.end.Sub(p.start))
+			} else {
+				unwaived++
+			}
+			c.exceptions = append(c.exceptions, e)
+		}
 	}
 	cursor := d.start
 	for _, iv := range ivs {
@@ -375,16 +521,12 @@ func (c *control) account(d *device, ivs []store.ControlState) {
 			except(store.Unknown, NoEvidence, 0, cursor, s, false)
 		}
 		dur := e.Sub(s)
-		switch iv.Status {
-		case store.NotApplicable:
-		case store.Pass:
+		switch k, status := classify(iv); k {
+		case outOfScope:
+		case compliant:
 			inScope += dur
 			c.compliant.add(dur)
 		default:
-			status := iv.Status
-			if status != store.Fail {
-				status = store.Unknown
-			}
 			inScope += dur
 			if dur > 0 {
 				except(status, iv.Reason, iv.EvidenceSeq, s, e, open)
@@ -405,6 +547,9 @@ func (c *control) account(d *device, ivs []store.ControlState) {
 		if exceptions > 0 {
 			c.withExceptions++
 		}
+		if unwaived > 0 {
+			c.withUnwaived++
+		}
 	}
 }
 
@@ -415,6 +560,12 @@ type total struct{ sec, nsec int64 }
 func (t *total) add(d time.Duration) {
 	t.sec += int64(d / time.Second)
 	t.nsec += int64(d % time.Second)
+	t.sec, t.nsec = t.sec+t.nsec/1e9, t.nsec%1e9
+}
+
+func (t *total) addTotal(u total) {
+	t.sec += u.sec
+	t.nsec += u.nsec
 	t.sec, t.nsec = t.sec+t.nsec/1e9, t.nsec%1e9
 }
 

@@ -22,14 +22,16 @@ func WriteJSON(w io.Writer, r *Report) error {
 
 // CSVHeader is the header row of WriteCSV.
 var CSVHeader = []string{"control_id", "control_title", "criteria", "device_id", "hostname", "status",
-	"start", "end", "duration_seconds", "open", "cause"}
+	"start", "end", "duration_seconds", "open", "cause", "waived", "waiver_id", "approver"}
 
 // SummaryCSVHeader is the header row of WriteSummaryCSV.
 var SummaryCSVHeader = []string{"control_id", "control_title", "criteria", "population", "in_scope_seconds",
-	"compliant_seconds", "compliant_percent", "devices_always_compliant", "exceptions"}
+	"compliant_seconds", "compliant_percent", "devices_always_compliant", "exceptions", "waived_seconds",
+	"compliant_or_waived_percent"}
 
 // WriteCSV writes one row per exception, controls in policy order; criteria
-// are separated by semicolons.
+// are separated by semicolons. Waived exceptions are listed like the others,
+// with waived true and their waiver and approver.
 func WriteCSV(w io.Writer, r *Report) error {
 	cw := csv.NewWriter(w)
 	if err := cw.Write(CSVHeader); err != nil {
@@ -38,7 +40,8 @@ func WriteCSV(w io.Writer, r *Report) error {
 	for _, c := range r.Controls {
 		for _, e := range c.Exceptions {
 			if err := cw.Write([]string{c.ID, c.Title, strings.Join(c.Criteria, ";"), e.DeviceID, e.Hostname, e.Status,
-				stamp(e.Start), stamp(e.End), strconv.FormatInt(e.DurationSeconds, 10), strconv.FormatBool(e.Open), e.Cause}); err != nil {
+				stamp(e.Start), stamp(e.End), strconv.FormatInt(e.DurationSeconds, 10), strconv.FormatBool(e.Open), e.Cause,
+				strconv.FormatBool(e.Waived), e.WaiverID, e.Approver}); err != nil {
 				return err
 			}
 		}
@@ -56,7 +59,8 @@ func WriteSummaryCSV(w io.Writer, r *Report) error {
 	for _, c := range r.Controls {
 		if err := cw.Write([]string{c.ID, c.Title, strings.Join(c.Criteria, ";"), strconv.Itoa(c.Population),
 			strconv.FormatInt(c.InScopeSeconds, 10), strconv.FormatInt(c.CompliantSeconds, 10), percent(c),
-			strconv.Itoa(c.DevicesAlwaysCompliant), strconv.Itoa(len(c.Exceptions))}); err != nil {
+			strconv.Itoa(c.DevicesAlwaysCompliant), strconv.Itoa(len(c.Exceptions)), strconv.FormatInt(c.WaivedSeconds, 10),
+			percentOf(c, c.CompliantOrWaivedPercent)}); err != nil {
 			return err
 		}
 	}
@@ -65,7 +69,9 @@ func WriteSummaryCSV(w io.Writer, r *Report) error {
 }
 
 // WriteText writes the report for a terminal: the per-control table, every
-// exception, the devices that never reported, and the sample.
+// exception (waived ones marked with their waiver), the waivers in force,
+// the devices that never reported, population completeness against the
+// inventory, and the sample.
 func WriteText(w io.Writer, r *Report) error {
 	fmt.Fprintf(w, "Evident SOC 2 Type II period report\nPeriod: %s to %s", stamp(r.From), stamp(r.To))
 	if r.CountedTo.Before(r.To) {
@@ -74,10 +80,10 @@ func WriteText(w io.Writer, r *Report) error {
 	fmt.Fprintf(w, "\nPolicy: %s\nGenerated: %s\nDevices enrolled before the period end: %d\n\n", r.Policy, stamp(r.GeneratedAt), len(r.Devices))
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "CONTROL\tSOC 2\tPOPULATION\tCOMPLIANT\tALWAYS COMPLIANT\tEXCEPTIONS\tTITLE")
+	fmt.Fprintln(tw, "CONTROL\tSOC 2\tPOPULATION\tCOMPLIANT\tCOMPLIANT OR WAIVED\tALWAYS COMPLIANT\tEXCEPTIONS\tTITLE")
 	for _, c := range r.Controls {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s%%\t%d\t%d\t%s\n", c.ID, strings.Join(c.Criteria, ","), c.Population, percent(c),
-			c.DevicesAlwaysCompliant, len(c.Exceptions), c.Title)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s%%\t%s%%\t%d\t%d\t%s\n", c.ID, strings.Join(c.Criteria, ","), c.Population, percent(c),
+			percentOf(c, c.CompliantOrWaivedPercent), c.DevicesAlwaysCompliant, len(c.Exceptions), c.Title)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -90,15 +96,19 @@ func WriteText(w io.Writer, r *Report) error {
 	fmt.Fprintf(w, "\nExceptions (%d)\n", n)
 	if n > 0 {
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "  CONTROL\tDEVICE\tSTATUS\tSTART\tEND\tDURATION\tCAUSE")
+		fmt.Fprintln(tw, "  CONTROL\tDEVICE\tSTATUS\tSTART\tEND\tDURATION\tWAIVER\tCAUSE")
 		for _, c := range r.Controls {
 			for _, e := range c.Exceptions {
 				end := stamp(e.End)
 				if e.Open {
 					end += " (open)"
 				}
-				fmt.Fprintf(tw, "  %s\t%s (%s)\t%s\t%s\t%s\t%s\t%s\n", c.ID, e.Hostname, e.DeviceID, strings.ToUpper(e.Status),
-					stamp(e.Start), end, Duration(e.DurationSeconds), e.Cause)
+				waiver := "-"
+				if e.Waived {
+					waiver = e.WaiverID + " (" + e.Approver + ")"
+				}
+				fmt.Fprintf(tw, "  %s\t%s (%s)\t%s\t%s\t%s\t%s\t%s\t%s\n", c.ID, e.Hostname, e.DeviceID, strings.ToUpper(e.Status),
+					stamp(e.Start), end, Duration(e.DurationSeconds), waiver, e.Cause)
 			}
 		}
 		if err := tw.Flush(); err != nil {
@@ -106,14 +116,16 @@ func WriteText(w io.Writer, r *Report) error {
 		}
 	}
 
+	if err := writeWaivers(w, r.Waivers); err != nil {
+		return err
+	}
+
 	fmt.Fprintf(w, "\nNever reported in the period (%d)\n", len(r.NeverReported))
 	for _, d := range r.NeverReported {
-		seen := "never"
-		if d.LastSeenAt != nil {
-			seen = stamp(*d.LastSeenAt)
-		}
-		fmt.Fprintf(w, "  %s (%s): enrolled %s, last report %s\n", d.Hostname, d.ID, stamp(d.EnrolledAt), seen)
+		fmt.Fprintf(w, "  %s (%s): enrolled %s, last report %s\n", d.Hostname, d.ID, stamp(d.EnrolledAt), lastSeen(d))
 	}
+
+	writePopulation(w, r.Population)
 
 	fmt.Fprintf(w, "\nSample: %d of %d devices in scope, seed %d\n", len(r.Sample), r.SampleFrom, r.Seed)
 	for _, d := range r.Sample {
@@ -168,11 +180,85 @@ func Duration(sec int64) string {
 
 // percent shows CompliantPercent to two decimals, rounded down, so any
 // exception shows below 100.00.
-func percent(c ControlPeriod) string {
+func percent(c ControlPeriod) string { return percentOf(c, c.CompliantPercent) }
+
+// percentOf shows one of c's percentages like percent.
+func percentOf(c ControlPeriod, pct float64) string {
 	if c.InScopeSeconds == 0 && c.Population == 0 {
 		return "-"
 	}
-	return strconv.FormatFloat(math.Floor(c.CompliantPercent*100)/100, 'f', 2, 64)
+	return strconv.FormatFloat(math.Floor(pct*100)/100, 'f', 2, 64)
+}
+
+func lastSeen(d DeviceRef) string {
+	if d.LastSeenAt == nil {
+		return "never"
+	}
+	return stamp(*d.LastSeenAt)
+}
+
+// writeWaivers lists the waivers in force during the period.
+func writeWaivers(w io.Writer, ws []WaiverRef) error {
+	fmt.Fprintf(w, "\nWaivers in force during the period (%d)\n", len(ws))
+	if len(ws) == 0 {
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  WAIVER\tDEVICE\tCONTROL\tSTARTS\tENDS\tAPPROVER\tWAIVED\tREASON")
+	for _, x := range ws {
+		control := x.ControlID
+		if control == "" {
+			control = "all controls"
+		}
+		ends := "expires " + stamp(x.ExpiresAt)
+		if x.RevokedAt != nil && x.RevokedAt.Before(x.ExpiresAt) {
+			ends = "revoked " + stamp(*x.RevokedAt)
+		}
+		fmt.Fprintf(tw, "  %s\t%s (%s)\t%s\t%s\t%s\t%s\t%s\t%s\n", x.ID, x.Hostname, x.DeviceID, control, stamp(x.StartsAt), ends,
+			x.Approver, Duration(x.WaivedSeconds), x.Reason)
+	}
+	return tw.Flush()
+}
+
+// writePopulation writes the reconciliation with the inventory.
+func writePopulation(w io.Writer, p Population) {
+	fmt.Fprintln(w, "\nPopulation completeness")
+	if !p.Imported {
+		fmt.Fprintln(w, "  No device inventory imported: the population was not reconciled (evident-server inventory import FILE).")
+		return
+	}
+	src := p.InventoryFilename
+	if p.InventorySource != "" {
+		src = fmt.Sprintf("%q (%s)", p.InventorySource, p.InventoryFilename)
+	}
+	fmt.Fprintf(w, "  Inventory: %d devices from %s, imported %s, sha256 %s\n", p.InventoryRows, src, stamp(*p.InventoryImportedAt), p.InventorySHA256)
+	fmt.Fprintf(w, "  Matched to enrolled devices: %d; in the inventory, never enrolled: %d; silent in the period: %d; enrolled, not in the inventory: %d\n",
+		p.Matched, p.NeverEnrolledCount, p.SilentCount, p.NotInInventoryCount)
+	row := func(r InventoryRow) string {
+		var parts []string
+		for _, f := range []struct{ k, v string }{{"serial", r.SerialNumber}, {"hostname", r.Hostname}, {"owner", r.Owner}} {
+			if f.v != "" {
+				parts = append(parts, f.k+" "+f.v)
+			}
+		}
+		return fmt.Sprintf("line %d: %s", r.Line, strings.Join(parts, ", "))
+	}
+	fmt.Fprintf(w, "\n  In the inventory, never enrolled (%d)\n", len(p.InInventoryNeverEnrolled))
+	for _, r := range p.InInventoryNeverEnrolled {
+		fmt.Fprintf(w, "    %s\n", row(r))
+	}
+	fmt.Fprintf(w, "\n  In the inventory, enrolled, no report in the period (%d)\n", len(p.InInventorySilent))
+	for _, m := range p.InInventorySilent {
+		fmt.Fprintf(w, "    %s: %s (%s) by %s, last report %s\n", row(m.Row), m.Device.Hostname, m.Device.ID, m.MatchedBy, lastSeen(m.Device))
+	}
+	fmt.Fprintf(w, "\n  Enrolled, not in the inventory (%d)\n", len(p.EnrolledNotInInventory))
+	for _, d := range p.EnrolledNotInInventory {
+		serial := ""
+		if d.SerialNumber != "" {
+			serial = ", serial " + d.SerialNumber
+		}
+		fmt.Fprintf(w, "    %s (%s%s): enrolled %s, last report %s\n", d.Hostname, d.ID, serial, stamp(d.EnrolledAt), lastSeen(d))
+	}
 }
 
 func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }

@@ -34,6 +34,9 @@ type Device struct {
 	EnrolledAt time.Time  `json:"enrolled_at"`
 	LastSeenAt *time.Time `json:"last_seen_at,omitempty"`
 	Compliant  bool       `json:"compliant"` // no control fails or is unknown
+	// CompliantOrWaived is true when every failing or unknown control is
+	// covered by a waiver in force.
+	CompliantOrWaived bool `json:"compliant_or_waived"`
 	History    History    `json:"history"`
 	Controls   []Control  `json:"controls"`
 	Reenrolled int        `json:"reenrolled,omitempty"`
@@ -63,6 +66,17 @@ type Control struct {
 	Since    *time.Time         `json:"since,omitempty"` // start of the current status interval
 	Checks   int                `json:"evaluations"`     // evaluations in that interval
 	Evidence *controls.Evidence `json:"evidence,omitempty"`
+	// Waiver is the waiver in force for this control on this device, if
+	// any: shown with the status, never changing it.
+	Waiver *Waiver `json:"waiver,omitempty"`
+}
+
+// Waiver is an exception granted for a control, as reports show it.
+type Waiver struct {
+	ID        string    `json:"id"`
+	Reason    string    `json:"reason"`
+	Approver  string    `json:"approver"`
+	ExpiresAt time.Time `json:"expires_at"`
 }
 
 // Options select what the report covers.
@@ -78,11 +92,19 @@ func Build(ctx context.Context, st store.Store, p *controls.Policy, opt Options)
 		return nil, err
 	}
 	f := &Fleet{GeneratedAt: opt.Now.UTC(), Policy: p.Name, Summary: map[string]int{}, Devices: []Device{}}
+	active, err := st.WaiversOverlapping(ctx, opt.Now, opt.Now.Add(time.Nanosecond))
+	if err != nil {
+		return nil, err
+	}
+	waivers := map[string][]store.Waiver{}
+	for _, w := range active {
+		waivers[w.DeviceID] = append(waivers[w.DeviceID], w)
+	}
 	for _, d := range devs {
 		if opt.Device != "" && d.ID != opt.Device && d.Hostname != opt.Device {
 			continue
 		}
-		rd, err := buildDevice(ctx, st, p, d, opt.Now)
+		rd, err := buildDevice(ctx, st, p, d, opt.Now, waivers[d.ID])
 		if err != nil {
 			return nil, fmt.Errorf("device %s: %w", d.ID, err)
 		}
@@ -97,7 +119,7 @@ func Build(ctx context.Context, st store.Store, p *controls.Policy, opt Options)
 	return f, nil
 }
 
-func buildDevice(ctx context.Context, st store.Store, p *controls.Policy, d store.Device, now time.Time) (Device, error) {
+func buildDevice(ctx context.Context, st store.Store, p *controls.Policy, d store.Device, now time.Time, waivers []store.Waiver) (Device, error) {
 	latest, err := st.Latest(ctx, d.ID)
 	if err != nil {
 		return Device{}, err
@@ -126,6 +148,7 @@ func buildDevice(ctx context.Context, st store.Store, p *controls.Policy, d stor
 	if err != nil {
 		return Device{}, err
 	}
+	waivedAll := true
 	evals := p.Evaluate(controls.Input{
 		Now: now, Latest: latest, LastSeen: d.LastSeenAt, Current: open, TPM: tpmEv,
 		History: func(c string, limit int) ([]store.Observation, error) { return st.History(ctx, d.ID, c, limit) },
@@ -139,11 +162,21 @@ func buildDevice(ctx context.Context, st store.Store, p *controls.Policy, d stor
 			since := s.Since
 			c.Since, c.Checks = &since, s.Evaluations
 		}
+		for _, w := range waivers {
+			// A waiver for this control wins over one for every control.
+			if w.Covers(e.Control.ID) && (c.Waiver == nil || w.ControlID != "") {
+				c.Waiver = &Waiver{ID: w.ID, Reason: w.Reason, Approver: w.Approver, ExpiresAt: w.End()}
+			}
+		}
 		if e.Status == store.Fail || e.Status == store.Unknown {
 			rd.Compliant = false
+			if c.Waiver == nil {
+				waivedAll = false
+			}
 		}
 		rd.Controls = append(rd.Controls, c)
 	}
+	rd.CompliantOrWaived = rd.Compliant || waivedAll
 	return rd, nil
 }
 
@@ -163,7 +196,10 @@ func WriteText(w io.Writer, f *Fleet) error {
 	}
 	for _, d := range f.Devices {
 		verdict := "COMPLIANT"
-		if !d.Compliant {
+		switch {
+		case !d.Compliant && d.CompliantOrWaived:
+			verdict = "NOT COMPLIANT (every exception is waived)"
+		case !d.Compliant:
 			verdict = "NOT COMPLIANT"
 		}
 		fmt.Fprintf(w, "\nDevice %s (%s, %s): %s\n", d.Hostname, d.ID, d.OS, verdict)
@@ -185,7 +221,12 @@ func WriteText(w io.Writer, f *Fleet) error {
 			if c.Since != nil {
 				since = fmt.Sprintf("%s (%d %s)", c.Since.Format("2006-01-02 15:04"), c.Checks, plural(c.Checks, "check", "checks"))
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", c.ID, strings.ToUpper(c.Status), strings.Join(c.Criteria, ","), since, c.Reason)
+			reason := c.Reason
+			if c.Waiver != nil {
+				reason += fmt.Sprintf(" [waived (%s) until %s, approved by %s: %s]", c.Waiver.ID,
+					c.Waiver.ExpiresAt.Format("2006-01-02"), c.Waiver.Approver, c.Waiver.Reason)
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", c.ID, strings.ToUpper(c.Status), strings.Join(c.Criteria, ","), since, reason)
 		}
 		if err := tw.Flush(); err != nil {
 			return err

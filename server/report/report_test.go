@@ -421,3 +421,61 @@ func TestCompliantDevice(t *testing.T) {
 		t.Errorf("text lacks COMPLIANT verdict:\n%s", out)
 	}
 }
+
+// TestWaiversShown: a waiver in force is shown on the control it covers
+// (with its id, approver, expiry and reason) without changing the status;
+// a device whose every exception is waived says so; expired and revoked
+// waivers are not shown.
+func TestWaiversShown(t *testing.T) {
+	p := controls.Default()
+	st := fleet(t, p)
+	ctx := context.Background()
+	now := second
+	for _, w := range []store.Waiver{
+		{ID: "wvr_patch", DeviceID: alphaID, ControlID: "DC-PATCH-02", Reason: "unattended-upgrades breaks the kiosk app", Approver: "CISO",
+			CreatedAt: enrolled, StartsAt: enrolled, ExpiresAt: now.Add(30 * 24 * time.Hour)},
+		{ID: "wvr_old", DeviceID: alphaID, ControlID: "DC-TPM-01", Reason: "expired", Approver: "CISO",
+			CreatedAt: enrolled, StartsAt: enrolled, ExpiresAt: now.Add(-time.Minute)},
+	} {
+		if err := st.CreateWaiver(ctx, w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := build(t, st, p, report.Options{Device: "alpha", Now: now})
+	d := f.Devices[0]
+	got := map[string]*report.Waiver{}
+	for _, c := range d.Controls {
+		got[c.ID] = c.Waiver
+		if c.ID == "DC-PATCH-02" && c.Status != store.Fail {
+			t.Errorf("a waiver changed the status of DC-PATCH-02 to %s", c.Status)
+		}
+	}
+	if w := got["DC-PATCH-02"]; w == nil || w.ID != "wvr_patch" || w.Approver != "CISO" {
+		t.Errorf("DC-PATCH-02 waiver = %+v, want wvr_patch by CISO", w)
+	}
+	if w := got["DC-TPM-01"]; w != nil {
+		t.Errorf("an expired waiver is shown: %+v", w)
+	}
+	if d.Compliant || d.CompliantOrWaived {
+		t.Errorf("compliant %v, compliant or waived %v; want false, false (DC-TPM-01 fails unwaived)", d.Compliant, d.CompliantOrWaived)
+	}
+	if out := text(t, f); !strings.Contains(out, "[waived (wvr_patch) until "+now.Add(30*24*time.Hour).Format("2006-01-02")+", approved by CISO: unattended-upgrades breaks the kiosk app]") {
+		t.Errorf("text report does not show the waiver:\n%s", out)
+	}
+
+	// Waive every control: the device is then compliant or waived.
+	if err := st.CreateWaiver(ctx, store.Waiver{ID: "wvr_all", DeviceID: alphaID, Reason: "device being decommissioned", Approver: "IT",
+		CreatedAt: enrolled, StartsAt: enrolled, ExpiresAt: now.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	f = build(t, st, p, report.Options{Device: "alpha", Now: now})
+	if d := f.Devices[0]; d.Compliant || !d.CompliantOrWaived || !strings.Contains(text(t, f), "NOT COMPLIANT (every exception is waived)") {
+		t.Errorf("with every exception waived: compliant %v, compliant or waived %v", d.Compliant, d.CompliantOrWaived)
+	}
+	if err := st.RevokeWaiver(ctx, "wvr_all", now.Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if d := build(t, st, p, report.Options{Device: "alpha", Now: now}).Devices[0]; d.CompliantOrWaived {
+		t.Error("a revoked waiver still applies")
+	}
+}

@@ -31,6 +31,8 @@ type Store interface {
 	Periods
 	Chain
 	Web
+	Inventory
+	Waivers
 	Close() error
 }
 

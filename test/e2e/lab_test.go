@@ -110,7 +110,7 @@ func checkPeriodCLI(t *testing.T, srvDir string, devices int) {
 			t.Errorf("DC-ENC-01 over the lab fleet: population %d, %d exceptions", c.Population, len(c.Exceptions))
 		}
 	}
-	if csv := period("csv"); !strings.HasPrefix(csv, "control_id,control_title,criteria,device_id,hostname,status,start,end,duration_seconds,open,cause\n") ||
+	if csv := period("csv"); !strings.HasPrefix(csv, "control_id,control_title,criteria,device_id,hostname,status,start,end,duration_seconds,open,cause,waived,waiver_id,approver\n") ||
 		strings.Count(csv, "\n") < 2 {
 		t.Errorf("period CSV:\n%s", csv)
 	}

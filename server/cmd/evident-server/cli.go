@@ -43,6 +43,10 @@ Usage:
   evident-server export bundle --out FILE [--from T --to T]
                                 a signed, hash-chained evidence bundle an auditor verifies offline
   evident-server verify BUNDLE  check a bundle offline: signature, file hashes, every device's hash chain
+  evident-server inventory import FILE.csv
+                                the device inventory (MDM/HR/IdP export) period reports reconcile against
+  evident-server waiver add|list|revoke
+                                exceptions with reason, approver and expiry, shown in every period report
   evident-server device allow-tpm-change DEVICE
                                 let a device's next enrollment change its TPM (EK) or attestation key (AK)
   evident-server version        print the version
@@ -92,6 +96,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdExportBundle(args[2:], stdout, stderr)
 	case "verify":
 		err = cmdVerify(args[1:], stdout, stderr)
+	case "inventory":
+		if len(args) < 2 || args[1] != "import" {
+			fmt.Fprintln(stderr, "usage: evident-server inventory import [--source TEXT] FILE.csv")
+			return 2
+		}
+		err = cmdInventoryImport(args[2:], stdout, stderr)
+	case "waiver":
+		sub := map[string]func([]string, io.Writer, io.Writer) error{"add": cmdWaiverAdd, "list": cmdWaiverList, "revoke": cmdWaiverRevoke}
+		if len(args) < 2 || sub[args[1]] == nil {
+			fmt.Fprintln(stderr, "usage: evident-server waiver add|list|revoke (see evident-server waiver add -h)")
+			return 2
+		}
+		err = sub[args[1]](args[2:], stdout, stderr)
 	case "device":
 		if len(args) < 2 || args[1] != "allow-tpm-change" {
 			fmt.Fprintln(stderr, "usage: evident-server device allow-tpm-change [--for 24h] DEVICE_ID")

@@ -49,6 +49,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("Chain", func(t *testing.T) { testChain(t, open) })
 	t.Run("Web", func(t *testing.T) { testWeb(t, open) })
 	t.Run("Periods", func(t *testing.T) { testPeriods(t, open) })
+	t.Run("InventoryWaivers", func(t *testing.T) { testInventoryWaivers(t, open) })
 }
 
 // t0 is the suite's fixed clock; nothing here reads the wall clock.
