@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 )
 
 // ErrUsage marks a usage error already explained on stderr: exit 2.
@@ -37,6 +38,30 @@ func Parse(fs *flag.FlagSet, args []string) error {
 		return ErrUsage
 	}
 	return nil
+}
+
+// ParseOne parses flags with at most one positional argument, before or
+// after them (`verify BUNDLE --pubkey K` and `verify --pubkey K BUNDLE`).
+// It returns "" when there is none and ErrUsage when there are more.
+func ParseOne(fs *flag.FlagSet, args []string) (string, error) {
+	var arg string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		arg, args = args[0], args[1:]
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return "", err
+		}
+		return "", ErrUsage
+	}
+	if arg == "" && fs.NArg() > 0 {
+		return fs.Arg(0), Parse(fs, fs.Args()[1:])
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(fs.Output(), "unexpected argument %q\n", fs.Arg(0))
+		return "", ErrUsage
+	}
+	return arg, nil
 }
 
 // ExitCode turns a command's error into the process exit code, printing

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"io"
 	"strings"
 	"testing"
 )
@@ -36,5 +37,30 @@ func TestParseAndExitCode(t *testing.T) {
 	}
 	if code := ExitCode("prog", flag.ErrHelp, &stderr); code != 0 {
 		t.Errorf("ErrHelp: code %d", code)
+	}
+}
+
+func TestParseOne(t *testing.T) {
+	tests := []struct {
+		args    []string
+		want    string
+		wantErr error
+		wantX   string
+	}{
+		{[]string{"file", "-x", "1"}, "file", nil, "1"},
+		{[]string{"-x", "2", "file"}, "file", nil, "2"},
+		{[]string{"-x", "3"}, "", nil, "3"},
+		{nil, "", nil, ""},
+		{[]string{"a", "b"}, "", ErrUsage, ""},
+		{[]string{"-x", "1", "a", "b"}, "a", ErrUsage, "1"},
+		{[]string{"a", "-nope"}, "", ErrUsage, ""},
+	}
+	for _, tc := range tests {
+		fs := NewFlagSet("t", io.Discard, "")
+		x := fs.String("x", "", "")
+		got, err := ParseOne(fs, tc.args)
+		if !errors.Is(err, tc.wantErr) || (err == nil && (got != tc.want || *x != tc.wantX)) {
+			t.Errorf("ParseOne(%q) = %q, x=%q, %v; want %q, x=%q, %v", tc.args, got, *x, err, tc.want, tc.wantX, tc.wantErr)
+		}
 	}
 }

@@ -28,6 +28,10 @@ type Input struct {
 	// the caller does not know (then TPM checks use collector evidence
 	// only).
 	TPM *TPMEvidence
+	// Device is what groups and applies_to expressions know of the device;
+	// nil: empty strings and no groups. Evaluate adds the policy's
+	// matching groups to Groups.
+	Device *DeviceFacts
 
 	// prev is Current[id] of the control being evaluated.
 	prev *store.ControlState
@@ -41,6 +45,11 @@ type Result struct {
 	EvidenceSeq uint64
 	EvidenceAt  time.Time
 	Evidence    *Evidence
+	// InGrace is set on a fail within the control's grace period, which
+	// ends at GraceUntil. The status stays fail; reports may decide not to
+	// count the time as an exception.
+	InGrace    bool
+	GraceUntil time.Time
 }
 
 // Evidence is what an auditor sees next to a status.
@@ -69,37 +78,122 @@ func (e Evaluation) State() store.ControlState {
 
 // Evaluate runs every control of p on in. Evidence older than a control's
 // max_age makes it unknown: a Type II report must not count stale evidence
-// as compliance.
+// as compliance. A control whose applies_to is false is not_applicable; a
+// failing control within its grace period is marked InGrace.
 func (p *Policy) Evaluate(in Input) []Evaluation {
 	out := make([]Evaluation, 0, len(p.Controls))
+	dev, groupErr := p.GroupsOf(in.Device)
+	in.Device = dev
 	for _, c := range p.Controls {
-		eval, err := checks[c.Check](c.Params)
-		var r Result
-		if err != nil {
-			r = Result{Status: store.Unknown, Reason: "invalid policy params: " + err.Error()}
-		} else {
-			ci := in
-			if prev, ok := in.Current[c.ID]; ok {
-				ci.prev = &prev
-			}
-			r = eval(ci)
-		}
-		if c.Check == "agent_fresh" && r.Status == store.Pass {
-			if age := in.Now.Sub(r.EvidenceAt); age > c.MaxAge.Duration {
-				r.Status = store.Fail
-				r.Reason = fmt.Sprintf("no report for %s (window %s); last report %s", roundAge(age), c.MaxAge.Duration,
-					r.EvidenceAt.UTC().Format(time.RFC3339))
-			}
-		} else if !r.EvidenceAt.IsZero() {
-			if age := in.Now.Sub(r.EvidenceAt); age > c.MaxAge.Duration {
-				r.Status = store.Unknown
-				r.Reason = fmt.Sprintf("no fresh evidence: newest is %s old (window %s); it said: %s",
-					roundAge(age), c.MaxAge.Duration, r.Reason)
-			}
+		r, scoped := c.inScope(in, groupErr)
+		if scoped {
+			r = c.evaluate(in)
+			c.applyGrace(&r, in)
 		}
 		out = append(out, Evaluation{Control: c, Result: r})
 	}
 	return out
+}
+
+// inScope evaluates applies_to. When it returns false, the Result says why.
+func (c Control) inScope(in Input, groupErr error) (Result, bool) {
+	if c.AppliesTo == "" {
+		return Result{}, true
+	}
+	if groupErr != nil {
+		return Result{Status: store.Unknown, Reason: "device groups could not be computed: " + groupErr.Error()}, false
+	}
+	prog := c.scope
+	if prog == nil { // a Control not made by Parse
+		var err error
+		if prog, err = compileExpr(scopeExpr, c.AppliesTo); err != nil {
+			return Result{Status: store.Unknown, Reason: "invalid applies_to: " + err.Error()}, false
+		}
+	}
+	ok, err := prog.eval(map[string]any{"device": in.Device})
+	switch {
+	case err != nil:
+		return Result{Status: store.Unknown, Reason: "applies_to failed: " + err.Error()}, false
+	case !ok:
+		return Result{Status: store.NotApplicable, Reason: "out of scope: " + c.AppliesTo}, false
+	}
+	return Result{}, true
+}
+
+// evaluate runs the control's check, then judges the age of its evidence.
+func (c Control) evaluate(in Input) Result {
+	eval := c.eval
+	if eval == nil { // a Control not made by Parse
+		mk := checks[c.Check]
+		if mk == nil {
+			return Result{Status: store.Unknown, Reason: fmt.Sprintf("invalid policy: unknown check %q", c.Check)}
+		}
+		var err error
+		if eval, err = mk(c.Params); err != nil {
+			return Result{Status: store.Unknown, Reason: "invalid policy params: " + err.Error()}
+		}
+	}
+	ci := in
+	if prev, ok := in.Current[c.ID]; ok {
+		ci.prev = &prev
+	}
+	r := eval(ci)
+	if c.Check == "agent_fresh" && r.Status == store.Pass {
+		if age := in.Now.Sub(r.EvidenceAt); age > c.MaxAge.Duration {
+			r.Status = store.Fail
+			r.Reason = fmt.Sprintf("no report for %s (window %s); last report %s", roundAge(age), c.MaxAge.Duration,
+				r.EvidenceAt.UTC().Format(time.RFC3339))
+		}
+	} else if !r.EvidenceAt.IsZero() {
+		if age := in.Now.Sub(r.EvidenceAt); age > c.MaxAge.Duration {
+			r.Status = store.Unknown
+			r.Reason = fmt.Sprintf("no fresh evidence: newest is %s old (window %s); it said: %s",
+				roundAge(age), c.MaxAge.Duration, r.Reason)
+		}
+	}
+	return r
+}
+
+// applyGrace marks a fail within the control's grace period. The control
+// has been failing since its open fail interval began (Input.Current), or
+// since now.
+func (c Control) applyGrace(r *Result, in Input) {
+	if r.Status != store.Fail || c.Grace.Duration <= 0 {
+		return
+	}
+	failSince := in.Now
+	if prev, ok := in.Current[c.ID]; ok && prev.Status == store.Fail && prev.Until == nil && !prev.Since.After(in.Now) {
+		failSince = prev.Since
+	}
+	inGrace, until := c.GraceFor(failSince, in.Now)
+	if inGrace {
+		r.InGrace, r.GraceUntil = true, until
+		r.Reason += fmt.Sprintf(" (within the %s grace period until %s)", shortDuration(c.Grace.Duration), until.UTC().Format(time.RFC3339))
+	}
+}
+
+// GraceFor says whether a control failing since failSince is within its
+// grace period at now, and when that period ends (failSince plus grace).
+// Without a grace period it returns false and the zero time; after the
+// period it returns false and the end of the period.
+func (c Control) GraceFor(failSince, now time.Time) (inGrace bool, until time.Time) {
+	if c.Grace.Duration <= 0 {
+		return false, time.Time{}
+	}
+	until = failSince.Add(c.Grace.Duration)
+	return now.Before(until), until
+}
+
+// shortDuration spells 72h as "72h", not "72h0m0s".
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
 }
 
 func roundAge(d time.Duration) time.Duration {
@@ -122,6 +216,7 @@ var checks = map[string]func(json.RawMessage) (evaluator, error){
 	"agent_fresh":      noParams(checkAgentFresh),
 	"antimalware":      newAntimalware,
 	"screen_lock":      newScreenLock,
+	"cel":              newCELCheck,
 }
 
 func noParams(e evaluator) func(json.RawMessage) (evaluator, error) {

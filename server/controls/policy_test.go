@@ -77,7 +77,7 @@ func TestParse(t *testing.T) {
 		{name: "not JSON", in: `version: 1`, wantErr: "invalid character"},
 		{name: "version 0", in: `{"version": 0, "controls": []}`, wantErr: "unsupported policy version 0"},
 		{name: "version missing", in: `{"controls": []}`, wantErr: "unsupported policy version 0"},
-		{name: "version 2", in: `{"version": 2, "controls": []}`, wantErr: "unsupported policy version 2"},
+		{name: "version 3", in: `{"version": 3, "controls": []}`, wantErr: "unsupported policy version 3"},
 		{name: "duplicate id", in: policy(`{"id": "A", "check": "firewall"}, {"id": "A", "check": "tpm"}`), wantErr: "control A: defined twice"},
 		{name: "empty id", in: policy(`{"id": "A", "check": "firewall"}, {"check": "tpm"}`), wantErr: "control 1: id is empty"},
 		{name: "unknown check", in: policy(`{"id": "A", "check": "antivirus"}`), wantErr: `unknown check "antivirus"`},

@@ -350,7 +350,7 @@ func (s *Server) Score(ctx context.Context, deviceID string, at time.Time) error
 		lastSeen = &at
 	}
 	evals := s.Policy.Evaluate(controls.Input{
-		Now: at, Latest: latest, LastSeen: lastSeen, Current: current, TPM: tpmEv,
+		Now: at, Latest: latest, LastSeen: lastSeen, Current: current, TPM: tpmEv, Device: controls.FactsOf(dev),
 		History: func(c string, limit int) ([]store.Observation, error) {
 			return s.Store.History(ctx, dev.ID, c, limit)
 		},

@@ -41,6 +41,7 @@ import (
 	"time"
 
 	"github.com/evident-dev/evident/server/controls"
+	"github.com/evident-dev/evident/server/sla"
 	"github.com/evident-dev/evident/server/store"
 )
 
@@ -56,6 +57,10 @@ type Options struct {
 	// SampleSize is how many devices to sample (default 25; capped at the
 	// population).
 	SampleSize int
+	// PatchSLA, when positive, adds the security-update SLA figures: the
+	// share of security updates applied within PatchSLA of first being
+	// seen pending (package sla).
+	PatchSLA time.Duration
 }
 
 // Report is the period report.
@@ -74,6 +79,9 @@ type Report struct {
 	Waivers []WaiverRef `json:"waivers"`
 	// Population reconciles the fleet with the imported inventory.
 	Population Population `json:"population"`
+	// PatchSLA is the fleet's security-update SLA over the period (nil
+	// unless Options.PatchSLA was set).
+	PatchSLA *sla.Figures `json:"patch_sla,omitempty"`
 
 	// CountedTo is min(To, Now): time after it is not counted.
 	CountedTo time.Time `json:"counted_to"`
@@ -107,6 +115,12 @@ type ControlPeriod struct {
 	CompliantPercent float64 `json:"compliant_percent"`
 	// WaivedSeconds is the exception device-time covered by a waiver.
 	WaivedSeconds int64 `json:"waived_seconds"`
+	// Grace is the control's grace period ("" without one) and
+	// InGraceSeconds the failing device-time within it: a newly failing
+	// device has that long to remediate before its failure is an
+	// exception. It is neither compliant nor an exception.
+	Grace          string `json:"grace,omitempty"`
+	InGraceSeconds int64  `json:"in_grace_seconds"`
 	// CompliantOrWaivedPercent is 100 × (compliant + waived) / in scope.
 	CompliantOrWaivedPercent float64 `json:"compliant_or_waived_percent"`
 	// DevicesAlwaysCompliant counts devices with no exception in the
@@ -317,6 +331,7 @@ func Build(ctx context.Context, st store.Store, p *controls.Policy, opt Options)
 	for i, c := range p.Controls {
 		index[c.ID] = i
 		acc[i].id, acc[i].exceptions, acc[i].waivers = c.ID, []Exception{}, map[string]*total{}
+		acc[i].grace = c.Grace.Duration
 	}
 	if from.Before(end) {
 		// Intervals arrive grouped by device and control, oldest first;
@@ -372,6 +387,7 @@ func Build(ctx context.Context, st store.Store, p *controls.Policy, opt Options)
 		cp := ControlPeriod{
 			ID: c.ID, Title: c.Title, Criteria: c.Criteria, Population: len(a.population),
 			InScopeSeconds: a.inScope.seconds(), CompliantSeconds: a.compliant.seconds(), WaivedSeconds: a.waived.seconds(),
+			InGraceSeconds: a.inGrace.seconds(), Grace: graceString(a.grace),
 			DevicesAlwaysCompliant:   len(a.population) - a.withExceptions,
 			DevicesCompliantOrWaived: len(a.population) - a.withUnwaived,
 			Exceptions:               a.exceptions, Waivers: []WaiverRef{},
@@ -419,6 +435,17 @@ func Build(ctx context.Context, st store.Store, p *controls.Policy, opt Options)
 		}
 		r.Sample = append(r.Sample, sd)
 	}
+	if opt.PatchSLA > 0 {
+		ids := make([]string, 0, len(r.Devices))
+		for _, d := range r.Devices {
+			ids = append(ids, d.ID)
+		}
+		total, _, err := sla.Fleet(ctx, st, ids, from, to, opt.PatchSLA)
+		if err != nil {
+			return nil, fmt.Errorf("patch SLA: %w", err)
+		}
+		r.PatchSLA = &total
+	}
 	return r, nil
 }
 
@@ -464,7 +491,9 @@ type device struct {
 // control accumulates one control over the fleet.
 type control struct {
 	id                           string
+	grace                        time.Duration // the policy's grace period for newly failing devices
 	inScope, compliant, waived   total
+	inGrace                      total
 	population                   map[string]bool
 	withExceptions, withUnwaived int
 	exceptions                   []Exception
@@ -528,8 +557,20 @@ func (c *control) account(d *device, ivs []store.ControlState) {
 			c.compliant.add(dur)
 		default:
 			inScope += dur
-			if dur > 0 {
-				except(status, iv.Reason, iv.EvidenceSeq, s, e, open)
+			cause := iv.Reason
+			if status == store.Fail && c.grace > 0 {
+				// The grace runs from the start of the failure (the stored
+				// interval's, even before the period), so a failure only
+				// becomes an exception once it has lasted the grace.
+				if graceEnd := iv.Since.Add(c.grace); graceEnd.After(s) {
+					g := minTime(graceEnd, e)
+					c.inGrace.add(g.Sub(s))
+					s = g
+				}
+				cause += fmt.Sprintf(" (failing since %s, past the %s grace period)", iv.Since.UTC().Format(time.RFC3339), graceString(c.grace))
+			}
+			if e.Sub(s) > 0 {
+				except(status, cause, iv.EvidenceSeq, s, e, open)
 			}
 		}
 		cursor = e
@@ -580,3 +621,22 @@ func (t total) float() float64 { return float64(t.sec) + float64(t.nsec)/1e9 }
 
 // seconds rounds a duration to the nearest second.
 func seconds(d time.Duration) int64 { return int64(d.Round(time.Second) / time.Second) }
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// graceString spells a grace period in days when it is whole days.
+func graceString(d time.Duration) string {
+	switch {
+	case d <= 0:
+		return ""
+	case d%(24*time.Hour) == 0:
+		return fmt.Sprintf("%dd", d/(24*time.Hour))
+	default:
+		return d.String()
+	}
+}

@@ -426,3 +426,64 @@ func write(t *testing.T, f func(w io.Writer, r *period.Report) error, r *period.
 	}
 	return b.Bytes()
 }
+
+// TestBuildGrace: with a grace period, a newly failing device has that long
+// to remediate before its failure is an exception. dev-2's C-ENC failure
+// (2d 3h 17m 5s from 03-10 08:00) is entirely within a 72h grace, and past
+// a 1-day grace for its last 1d 3h 17m 5s. Unknown time gets no grace.
+func TestBuildGrace(t *testing.T) {
+	st := history(t)
+	failStart := time.Date(2026, 3, 10, 8, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		grace       time.Duration
+		wantGrace   int64
+		wantExc     *period.Exception
+		wantGraceID string
+	}{
+		{72 * time.Hour, int64(failFor / time.Second), nil, "3d"},
+		{24 * time.Hour, 24 * 3600, &period.Exception{Start: failStart.Add(24 * time.Hour), End: failStart.Add(failFor),
+			DurationSeconds: int64((failFor - 24*time.Hour) / time.Second)}, "1d"},
+	} {
+		t.Run(tc.wantGraceID, func(t *testing.T) {
+			p := *policy
+			p.Controls = slices.Clone(policy.Controls)
+			p.Controls[0].Grace = controls.Duration{Duration: tc.grace}
+			r, err := period.Build(t.Context(), st, &p, period.Options{From: from, To: to, Now: now, Seed: 42})
+			if err != nil {
+				t.Fatal(err)
+			}
+			enc := r.Controls[0]
+			if enc.Grace != tc.wantGraceID || enc.InGraceSeconds != tc.wantGrace {
+				t.Errorf("grace %q, in grace %d s; want %q, %d s", enc.Grace, enc.InGraceSeconds, tc.wantGraceID, tc.wantGrace)
+			}
+			var got *period.Exception
+			for i, e := range enc.Exceptions {
+				if e.DeviceID == "dev-2" && e.Status == store.Fail {
+					got = &enc.Exceptions[i]
+				}
+			}
+			switch {
+			case tc.wantExc == nil && got != nil:
+				t.Errorf("a failure within the grace period is an exception: %+v", got)
+			case tc.wantExc != nil && got == nil:
+				t.Error("the failure past the grace period is missing")
+			case tc.wantExc != nil && (!got.Start.Equal(tc.wantExc.Start) || !got.End.Equal(tc.wantExc.End) ||
+				got.DurationSeconds != tc.wantExc.DurationSeconds || !strings.Contains(got.Cause, "past the 1d grace period")):
+				t.Errorf("exception = %+v, want %s to %s (%d s) naming the grace", got, tc.wantExc.Start, tc.wantExc.End, tc.wantExc.DurationSeconds)
+			}
+			// dev-3's stale (unknown) time is an exception whatever the grace.
+			stale := false
+			for _, e := range enc.Exceptions {
+				stale = stale || (e.DeviceID == "dev-3" && e.Status == store.Unknown && e.Cause != period.NoEvidence)
+			}
+			if !stale {
+				t.Error("unknown time was given grace")
+			}
+			// The in-grace time is in scope, but not compliant.
+			base := build(t, st, period.Options{From: from, To: to, Now: now, Seed: 42}).Controls[0]
+			if enc.InScopeSeconds != base.InScopeSeconds || enc.CompliantSeconds != base.CompliantSeconds {
+				t.Errorf("grace changed the in-scope or compliant time: %d/%d vs %d/%d", enc.CompliantSeconds, enc.InScopeSeconds, base.CompliantSeconds, base.InScopeSeconds)
+			}
+		})
+	}
+}

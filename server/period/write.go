@@ -27,7 +27,7 @@ var CSVHeader = []string{"control_id", "control_title", "criteria", "device_id",
 // SummaryCSVHeader is the header row of WriteSummaryCSV.
 var SummaryCSVHeader = []string{"control_id", "control_title", "criteria", "population", "in_scope_seconds",
 	"compliant_seconds", "compliant_percent", "devices_always_compliant", "exceptions", "waived_seconds",
-	"compliant_or_waived_percent"}
+	"compliant_or_waived_percent", "grace", "in_grace_seconds"}
 
 // WriteCSV writes one row per exception, controls in policy order; criteria
 // are separated by semicolons. Waived exceptions are listed like the others,
@@ -60,7 +60,7 @@ func WriteSummaryCSV(w io.Writer, r *Report) error {
 		if err := cw.Write([]string{c.ID, c.Title, strings.Join(c.Criteria, ";"), strconv.Itoa(c.Population),
 			strconv.FormatInt(c.InScopeSeconds, 10), strconv.FormatInt(c.CompliantSeconds, 10), percent(c),
 			strconv.Itoa(c.DevicesAlwaysCompliant), strconv.Itoa(len(c.Exceptions)), strconv.FormatInt(c.WaivedSeconds, 10),
-			percentOf(c, c.CompliantOrWaivedPercent)}); err != nil {
+			percentOf(c, c.CompliantOrWaivedPercent), c.Grace, strconv.FormatInt(c.InGraceSeconds, 10)}); err != nil {
 			return err
 		}
 	}
@@ -118,6 +118,16 @@ func WriteText(w io.Writer, r *Report) error {
 
 	if err := writeWaivers(w, r.Waivers); err != nil {
 		return err
+	}
+
+	if f := r.PatchSLA; f != nil {
+		fmt.Fprintf(w, "\nSecurity updates applied within %s of first being seen pending\n", graceString(f.Within))
+		if f.Due == 0 {
+			fmt.Fprintf(w, "  n/a: %d security updates seen, none due yet\n", f.Updates)
+		} else {
+			fmt.Fprintf(w, "  %.2f%% on time: %d of %d due (%d resolved late, %d still open past the SLA); %d seen in all\n",
+				math.Floor(f.Percent*100)/100, f.ResolvedWithin, f.Due, f.ResolvedLate, f.OpenPastSLA, f.Updates)
+		}
 	}
 
 	fmt.Fprintf(w, "\nNever reported in the period (%d)\n", len(r.NeverReported))

@@ -36,10 +36,10 @@ type Device struct {
 	Compliant  bool       `json:"compliant"` // no control fails or is unknown
 	// CompliantOrWaived is true when every failing or unknown control is
 	// covered by a waiver in force.
-	CompliantOrWaived bool `json:"compliant_or_waived"`
-	History    History    `json:"history"`
-	Controls   []Control  `json:"controls"`
-	Reenrolled int        `json:"reenrolled,omitempty"`
+	CompliantOrWaived bool      `json:"compliant_or_waived"`
+	History           History   `json:"history"`
+	Controls          []Control `json:"controls"`
+	Reenrolled        int       `json:"reenrolled,omitempty"`
 	// PreviousID is the earlier device of the same machine (by machine id).
 	PreviousID   string `json:"previous_id,omitempty"`
 	AgentVersion string `json:"agent_version,omitempty"`
@@ -150,7 +150,7 @@ func buildDevice(ctx context.Context, st store.Store, p *controls.Policy, d stor
 	}
 	waivedAll := true
 	evals := p.Evaluate(controls.Input{
-		Now: now, Latest: latest, LastSeen: d.LastSeenAt, Current: open, TPM: tpmEv,
+		Now: now, Latest: latest, LastSeen: d.LastSeenAt, Current: open, TPM: tpmEv, Device: controls.FactsOf(d),
 		History: func(c string, limit int) ([]store.Observation, error) { return st.History(ctx, d.ID, c, limit) },
 	})
 	for _, e := range evals {

@@ -124,6 +124,9 @@ func checkPeriodCLI(t *testing.T, srvDir string, devices int) {
 	if err := json.Unmarshal([]byte(period("oscal")), &doc); err != nil || len(doc.AR.Results) != 1 || len(doc.AR.Results[0].Findings) != 9 {
 		t.Errorf("OSCAL export: %v, %+v", err, doc)
 	}
+	if j := period("json"); !strings.Contains(j, `"patch_sla"`) || strings.Contains(period("json", "--patch-sla", "0"), `"patch_sla"`) {
+		t.Error("the patch SLA figures are missing by default, or present with --patch-sla 0")
+	}
 	if !strings.Contains(period("text"), "Evident SOC 2 Type II period report") {
 		t.Error("text period report lacks its title")
 	}

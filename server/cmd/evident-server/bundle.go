@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -129,25 +128,10 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 		"--data-dir is not used.")
 	pubPath := fs.String("pubkey", "", "PEM public key (\"PUBLIC KEY\") the bundle must be signed with, e.g. pubkey.pem from an earlier trusted bundle")
 	caPin := fs.String("ca-fingerprint", "", "hex SHA-256 of the server CA certificate that must have issued the signing certificate")
-	// The bundle may come before or after the flags.
-	var path string
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		path, args = args[0], args[1:]
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return cli.ErrUsage
-	}
-	if path == "" && fs.NArg() > 0 {
-		path = fs.Arg(0)
-		if err := cli.Parse(fs, fs.Args()[1:]); err != nil {
-			return err
-		}
-	} else if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "unexpected argument %q\n", fs.Arg(0))
-		return cli.ErrUsage
+	// The path may come before or after the flags.
+	path, err := cli.ParseOne(fs, args)
+	if err != nil {
+		return err
 	}
 	if path == "" {
 		fmt.Fprintln(stderr, "usage: evident-server verify [--pubkey FILE] [--ca-fingerprint SHA256] BUNDLE")

@@ -43,6 +43,8 @@ Usage:
   evident-server export bundle --out FILE [--from T --to T]
                                 a signed, hash-chained evidence bundle an auditor verifies offline
   evident-server verify BUNDLE  check a bundle offline: signature, file hashes, every device's hash chain
+  evident-server policy check FILE
+                                validate a control pack (CEL expressions, groups, grace) and show what it changes
   evident-server inventory import FILE.csv
                                 the device inventory (MDM/HR/IdP export) period reports reconcile against
   evident-server waiver add|list|revoke
@@ -96,6 +98,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdExportBundle(args[2:], stdout, stderr)
 	case "verify":
 		err = cmdVerify(args[1:], stdout, stderr)
+	case "policy":
+		if len(args) < 2 || args[1] != "check" {
+			fmt.Fprintln(stderr, "usage: evident-server policy check FILE")
+			return 2
+		}
+		err = cmdPolicyCheck(args[2:], stdout, stderr)
 	case "inventory":
 		if len(args) < 2 || args[1] != "import" {
 			fmt.Fprintln(stderr, "usage: evident-server inventory import [--source TEXT] FILE.csv")
@@ -435,22 +443,10 @@ func loadEKPolicy(dir, roots, allow string) (*attest.EKPolicy, string, error) {
 func cmdAllowTPMChange(args []string, stdout, stderr io.Writer) error {
 	fs, dir := newFlags("device allow-tpm-change", stderr, "evident-server device allow-tpm-change DEVICE_ID: let this device's next enrollment change its TPM\n(EK: new mainboard or TPM cleared) or attestation key (AK: agent reinstalled). Without it such\nan enrollment is refused, so a stolen enrollment token cannot take over a known device's identity.")
 	valid := fs.Duration("for", 24*time.Hour, "how long the permission lasts; it is used up by one enrollment")
-	// The device id may come before or after the flags.
-	var id string
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		id, args = args[0], args[1:]
-	}
-	if err := fs.Parse(args); err != nil {
+	// The id may come before or after the flags.
+	id, err := cli.ParseOne(fs, args)
+	if err != nil {
 		return err
-	}
-	if id == "" && fs.NArg() > 0 {
-		id = fs.Arg(0)
-		if err := cli.Parse(fs, fs.Args()[1:]); err != nil {
-			return err
-		}
-	} else if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "unexpected argument %q\n", fs.Arg(0))
-		return cli.ErrUsage
 	}
 	if id == "" || *valid <= 0 {
 		fmt.Fprintln(stderr, "usage: evident-server device allow-tpm-change [--for 24h] DEVICE_ID")

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -27,30 +26,6 @@ const (
 	waiverRevokeUsage    = "usage: evident-server waiver revoke WAIVER_ID"
 )
 
-// parseOneArg parses flags with one positional argument before or after
-// them; "" when there is none, ErrUsage when there are more.
-func parseOneArg(fs *flag.FlagSet, args []string) (string, error) {
-	var arg string
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		arg, args = args[0], args[1:]
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return "", err
-		}
-		return "", cli.ErrUsage
-	}
-	if arg == "" && fs.NArg() > 0 {
-		arg = fs.Arg(0)
-		return arg, cli.Parse(fs, fs.Args()[1:])
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(fs.Output(), "unexpected argument %q\n", fs.Arg(0))
-		return "", cli.ErrUsage
-	}
-	return arg, nil
-}
-
 func cmdInventoryImport(args []string, stdout, stderr io.Writer) error {
 	fs, dir := newFlags("inventory import", stderr, "evident-server inventory import FILE: replace the device inventory the period report reconciles the\n"+
 		"fleet against with a CSV exported from an MDM, HR system or identity provider. The header row names the\n"+
@@ -58,7 +33,7 @@ func cmdInventoryImport(args []string, stdout, stderr io.Writer) error {
 		"(user, email, assigned_user); other columns are ignored. Every row needs a serial number or a hostname.\n"+
 		fmt.Sprintf("At most %d MiB and %d rows. The import is recorded with the file's SHA-256.", inventory.MaxBytes>>20, inventory.MaxRows))
 	source := fs.String("source", "", "where the file comes from, shown in reports (e.g. \"Jamf export 2026-11\")")
-	path, err := parseOneArg(fs, args)
+	path, err := cli.ParseOne(fs, args)
 	if err != nil {
 		return err
 	}
@@ -231,7 +206,7 @@ func cmdWaiverList(args []string, stdout, stderr io.Writer) error {
 
 func cmdWaiverRevoke(args []string, stdout, stderr io.Writer) error {
 	fs, dir := newFlags("waiver revoke", stderr, "evident-server waiver revoke WAIVER_ID: end a waiver now. It stays in the record and in reports\nfor the time it was in force.")
-	id, err := parseOneArg(fs, args)
+	id, err := cli.ParseOne(fs, args)
 	if err != nil {
 		return err
 	}

@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/evident-dev/evident/internal/atomicfile"
 	"github.com/evident-dev/evident/internal/cli"
+	"github.com/evident-dev/evident/server/controls"
 	"github.com/evident-dev/evident/server/oscal"
 	"github.com/evident-dev/evident/server/period"
 )
@@ -35,6 +37,9 @@ func cmdReportPeriod(args []string, stdout, stderr io.Writer) error {
 	seed := fs.Int64("seed", 1, "seed of the device sample: the same seed gives the same sample")
 	sample := fs.Int("sample", 25, "how many devices to sample")
 	out := fs.String("out", "", "write to this file instead of standard output")
+	var patchSLA controls.Duration
+	patchSLA.Duration = 14 * 24 * time.Hour
+	fs.Var(&durationFlag{&patchSLA}, "patch-sla", "security-update SLA: the share of security updates applied within this long of first being seen pending\n(\"14d\", \"72h\"; 0 leaves the figures out)")
 	policyPath := fs.String("policy", "", "control pack JSON file (default: the built-in pack)")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
@@ -70,7 +75,7 @@ func cmdReportPeriod(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer st.Close()
-	r, err := period.Build(context.Background(), st, policy, period.Options{From: from, To: to, Now: time.Now(), Seed: *seed, SampleSize: *sample})
+	r, err := period.Build(context.Background(), st, policy, period.Options{From: from, To: to, Now: time.Now(), Seed: *seed, SampleSize: *sample, PatchSLA: patchSLA.Duration})
 	if err != nil {
 		return err
 	}
@@ -86,4 +91,22 @@ func cmdReportPeriod(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stderr, "period report %s to %s written to %s (%s)\n", from.Format(time.RFC3339), to.Format(time.RFC3339), *out, *format)
 	return nil
+}
+
+// durationFlag reads a flag as a policy duration ("72h", "14d", or "0").
+type durationFlag struct{ d *controls.Duration }
+
+func (f *durationFlag) String() string {
+	if f.d == nil || f.d.Duration == 0 {
+		return "0"
+	}
+	return f.d.String()
+}
+
+func (f *durationFlag) Set(s string) error {
+	if s == "0" {
+		f.d.Duration = 0
+		return nil
+	}
+	return f.d.UnmarshalJSON([]byte(strconv.Quote(s)))
 }

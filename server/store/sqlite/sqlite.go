@@ -114,6 +114,9 @@ func (s *Store) checkVersion(ctx context.Context) error {
 	if v == 0 {
 		return errors.New("database is empty: start evident-server once to create it")
 	}
+	if v < SchemaVersion() {
+		return fmt.Errorf("database schema version %d is older than this binary's (%d): start `evident-server run` once to upgrade it", v, SchemaVersion())
+	}
 	return nil
 }
 

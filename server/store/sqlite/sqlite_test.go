@@ -344,3 +344,20 @@ func BenchmarkIngest(b *testing.B) {
 	}
 	b.ReportMetric(float64(seq)/b.Elapsed().Seconds(), "obs/s")
 }
+
+// TestReadOnlyRefusesOlderSchema: a report (read-only, never migrating) on a
+// database an older server left says how to upgrade it instead of failing
+// on a missing table; a writer migrates it.
+func TestReadOnlyRefusesOlderSchema(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "evident.db")
+	migratedThenBumped(sqlite.SchemaVersion()-1)(t, path)
+	if s, err := sqlite.Open(path, true); err == nil {
+		s.Close()
+		t.Fatal("read-only Open on an older schema succeeded")
+	} else if !strings.Contains(err.Error(), "older than this binary's") || !strings.Contains(err.Error(), "evident-server run") {
+		t.Errorf("error %q does not say how to upgrade", err)
+	}
+	if got := userVersion(t, path); got != sqlite.SchemaVersion()-1 {
+		t.Errorf("a read-only Open changed the schema version to %d", got)
+	}
+}

@@ -1,0 +1,291 @@
+// Package sla computes patch SLA figures from the history of the patches
+// collector: for each security update a device ever had pending, when the
+// server first saw it pending, when it saw it no longer pending, and the
+// share of updates resolved within N days.
+//
+// The agent cannot know when a vendor released an update, only when the
+// package manager first listed it as pending. "Release" is therefore
+// approximated by the collected_at of the first observation listing the
+// update, which is at most one collection interval (plus the package index
+// refresh interval of the host) after the package index showed it. An update
+// is resolved at the collected_at of the first later observation that no
+// longer lists it: the server can only attest what it saw, so the time open
+// is rounded up to the next observation.
+//
+// An update is identified by package name and candidate version. One that
+// disappears and comes back (a reinstall of an old version, a rollback) is a
+// new occurrence, counted again from when it reappeared. The collector lists
+// at most 50 pending security packages: while a list is truncated (fewer
+// entries than pending_security_updates), an update missing from it is not
+// taken as resolved.
+package sla
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/evident-dev/evident/collectors/patches"
+	"github.com/evident-dev/evident/server/store"
+)
+
+// Item statuses at the end of the period.
+const (
+	OnTime      = "on_time"       // resolved within the SLA
+	Late        = "late"          // resolved, after the SLA
+	Open        = "open"          // still pending, within the SLA
+	OpenPastSLA = "open_past_sla" // still pending, past the SLA
+)
+
+// Item is one occurrence of one pending security update.
+type Item struct {
+	Device     string `json:"device,omitempty"`
+	Package    string `json:"package"`
+	Version    string `json:"version,omitempty"`
+	Advisory   string `json:"advisory,omitempty"`
+	Severity   string `json:"severity,omitempty"`
+	Occurrence int    `json:"occurrence"` // 1, or more for an update that came back
+	// FirstSeen is the collected_at of the first observation listing it.
+	FirstSeen    time.Time `json:"first_seen"`
+	FirstSeenSeq uint64    `json:"first_seen_seq"`
+	// Resolved is the collected_at of the first observation no longer
+	// listing it, if that was at or before the end of the period.
+	Resolved    *time.Time `json:"resolved,omitempty"`
+	ResolvedSeq uint64     `json:"resolved_seq,omitempty"`
+	// Open is how long it was pending: to Resolved, or to the end of the
+	// period.
+	Open   time.Duration `json:"open_ns"`
+	Days   float64       `json:"days_open"`
+	Status string        `json:"status"`
+}
+
+// Figures are the patch SLA figures of a device or a fleet over a period.
+type Figures struct {
+	From   time.Time     `json:"from"`
+	To     time.Time     `json:"to"`
+	Within time.Duration `json:"within_ns"`
+	// Updates counts the occurrences pending at some point in the period.
+	Updates        int `json:"updates"`
+	ResolvedWithin int `json:"resolved_within"`
+	ResolvedLate   int `json:"resolved_late"`
+	StillOpen      int `json:"still_open"`    // at the end of the period, past the SLA or not
+	OpenPastSLA    int `json:"open_past_sla"` // of StillOpen
+	// Due counts the occurrences whose outcome is known at the end of the
+	// period: resolved, or open past the SLA.
+	Due int `json:"due"`
+	// Percent is ResolvedWithin over Due, in percent; 100 when nothing was
+	// due (Due says so).
+	Percent float64 `json:"percent"`
+	Items   []Item  `json:"items"`
+	// Observations counts the patches observations read up to the end of
+	// the period; the others were skipped: Failed (collection failed or
+	// unsupported), Undecodable (payload not understood), NoList (no
+	// package manager list, e.g. Windows).
+	Observations int `json:"observations"`
+	Failed       int `json:"failed"`
+	Undecodable  int `json:"undecodable"`
+	NoList       int `json:"no_list"`
+	// Truncated counts observations whose pending list was cut short.
+	Truncated int `json:"truncated"`
+}
+
+type key struct{ name, version string }
+
+type occurrence struct {
+	item Item
+	done bool
+}
+
+// Compute computes the figures of one device from its patches
+// observations, in any order (other collectors' are ignored). from and to
+// bound the period; within is the SLA. Observations after to are ignored;
+// earlier ones are needed to know when updates pending in the period were
+// first seen.
+func Compute(obs []store.Observation, from, to time.Time, within time.Duration) (Figures, error) {
+	if !from.Before(to) {
+		return Figures{}, fmt.Errorf("period: from %s is not before to %s", from.Format(time.RFC3339), to.Format(time.RFC3339))
+	}
+	if within <= 0 {
+		return Figures{}, fmt.Errorf("SLA window %s must be positive", within)
+	}
+	f := Figures{From: from, To: to, Within: within, Items: []Item{}}
+	sorted := make([]store.Observation, 0, len(obs))
+	for _, o := range obs {
+		if o.Collector == patches.Name && !o.CollectedAt.After(to) {
+			sorted = append(sorted, o)
+		}
+	}
+	sort.SliceStable(sorted, func(i, j int) bool {
+		if !sorted[i].CollectedAt.Equal(sorted[j].CollectedAt) {
+			return sorted[i].CollectedAt.Before(sorted[j].CollectedAt)
+		}
+		return sorted[i].Seq < sorted[j].Seq
+	})
+
+	open := map[key]*occurrence{}
+	count := map[key]int{}
+	var all []*occurrence
+	for _, o := range sorted {
+		f.Observations++
+		if o.Status != "ok" {
+			f.Failed++
+			continue
+		}
+		var p patches.Payload
+		if err := json.Unmarshal(o.Payload, &p); err != nil {
+			f.Undecodable++
+			continue
+		}
+		if p.Manager == "" {
+			f.NoList++
+			continue
+		}
+		truncated := p.PendingSecurityUpdates > len(p.PendingSecurity)
+		if truncated {
+			f.Truncated++
+		}
+		listed := map[key]bool{}
+		for _, pk := range p.PendingSecurity {
+			k := key{pk.Name, pk.Version}
+			listed[k] = true
+			if open[k] != nil {
+				continue
+			}
+			count[k]++
+			oc := &occurrence{item: Item{Package: pk.Name, Version: pk.Version, Advisory: pk.Advisory, Severity: pk.Severity,
+				Occurrence: count[k], FirstSeen: o.CollectedAt, FirstSeenSeq: o.Seq}}
+			open[k] = oc
+			all = append(all, oc)
+		}
+		if truncated {
+			continue
+		}
+		for k, oc := range open {
+			if !listed[k] {
+				at := o.CollectedAt
+				oc.item.Resolved, oc.item.ResolvedSeq, oc.done = &at, o.Seq, true
+				delete(open, k)
+			}
+		}
+	}
+
+	for _, oc := range all {
+		it := oc.item
+		// In the period: first seen before its end, and not resolved
+		// before its start.
+		if it.FirstSeen.After(to) {
+			continue
+		}
+		if it.Resolved != nil && it.Resolved.Before(from) {
+			continue
+		}
+		end := to
+		if it.Resolved != nil {
+			end = *it.Resolved
+		}
+		it.Open = end.Sub(it.FirstSeen)
+		it.Days = float64(it.Open) / float64(24*time.Hour)
+		switch {
+		case it.Resolved != nil && it.Open <= within:
+			it.Status = OnTime
+			f.ResolvedWithin++
+		case it.Resolved != nil:
+			it.Status = Late
+			f.ResolvedLate++
+		case it.Open > within:
+			it.Status = OpenPastSLA
+			f.StillOpen++
+			f.OpenPastSLA++
+		default:
+			it.Status = Open
+			f.StillOpen++
+		}
+		f.Updates++
+		f.Items = append(f.Items, it)
+	}
+	f.percent()
+	return f, nil
+}
+
+func (f *Figures) percent() {
+	f.Due = f.ResolvedWithin + f.ResolvedLate + f.OpenPastSLA
+	f.Percent = 100
+	if f.Due > 0 {
+		f.Percent = 100 * float64(f.ResolvedWithin) / float64(f.Due)
+	}
+}
+
+// Merge adds up the figures of several devices (of the same period and
+// SLA) into fleet figures.
+func Merge(devices ...Figures) Figures {
+	var f Figures
+	f.Items = []Item{}
+	for i, d := range devices {
+		if i == 0 {
+			f.From, f.To, f.Within = d.From, d.To, d.Within
+		}
+		f.Updates += d.Updates
+		f.ResolvedWithin += d.ResolvedWithin
+		f.ResolvedLate += d.ResolvedLate
+		f.StillOpen += d.StillOpen
+		f.OpenPastSLA += d.OpenPastSLA
+		f.Observations += d.Observations
+		f.Failed += d.Failed
+		f.Undecodable += d.Undecodable
+		f.NoList += d.NoList
+		f.Truncated += d.Truncated
+		f.Items = append(f.Items, d.Items...)
+	}
+	f.percent()
+	return f
+}
+
+// History is the store access the figures need.
+type History interface {
+	// History returns up to limit observations of one collector, newest
+	// first.
+	History(ctx context.Context, deviceID, collector string, limit int) ([]store.Observation, error)
+}
+
+// MaxHistory bounds the observations read per device.
+const MaxHistory = 100_000
+
+// ForDevice computes one device's figures from the store, its items
+// labelled with the device id. The history read is bounded by MaxHistory
+// observations (newest first): beyond that, the oldest updates may be seen
+// as first pending later than they were.
+func ForDevice(ctx context.Context, h History, deviceID string, from, to time.Time, within time.Duration) (Figures, error) {
+	obs, err := h.History(ctx, deviceID, patches.Name, MaxHistory)
+	if err != nil {
+		return Figures{}, fmt.Errorf("device %s: %w", deviceID, err)
+	}
+	f, err := Compute(obs, from, to, within)
+	if err != nil {
+		return Figures{}, err
+	}
+	for i := range f.Items {
+		f.Items[i].Device = deviceID
+	}
+	return f, nil
+}
+
+// Fleet computes the figures of each device and their sum.
+func Fleet(ctx context.Context, h History, deviceIDs []string, from, to time.Time, within time.Duration) (total Figures, perDevice map[string]Figures, err error) {
+	perDevice = make(map[string]Figures, len(deviceIDs))
+	all := make([]Figures, 0, len(deviceIDs))
+	for _, id := range deviceIDs {
+		f, err := ForDevice(ctx, h, id, from, to, within)
+		if err != nil {
+			return Figures{}, nil, err
+		}
+		perDevice[id] = f
+		all = append(all, f)
+	}
+	total = Merge(all...)
+	if len(all) == 0 {
+		total.From, total.To, total.Within = from, to, within
+	}
+	return total, perDevice, nil
+}
