@@ -2,6 +2,8 @@ package web
 
 import (
 	"bytes"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"html/template"
@@ -463,8 +465,11 @@ func (s *Server) devicePage(w http.ResponseWriter, r *http.Request, u *user) {
 	from := now.Add(-chartDays * 24 * time.Hour)
 	v := deviceView{Device: rd, BarW: timelineW, BarH: timelineH, From: from, To: now, CanAdmin: u.IsAdmin(),
 		Axis: timelineAxis(from, now)}
-	if r.URL.Query().Get("done") == "tpm-change" {
+	switch r.URL.Query().Get("done") {
+	case "tpm-change":
 		v.Done = "TPM change allowed: the device's next enrollment may replace its EK or AK."
+	case "waiver":
+		v.Done = "Waiver granted: it is shown with the control in every report until it expires."
 	}
 	for _, c := range rd.Controls {
 		v.Controls = append(v.Controls, deviceControl{Control: c, Timeline: timeline(hist, c.ID, from, now)})
@@ -514,4 +519,55 @@ func (s *Server) tpmChange(w http.ResponseWriter, r *http.Request, u *user) {
 	}
 	s.audit(r.Context(), u.actor(), "tpm-change", fmt.Sprintf("device_id=%s until=%s", id, until.Format(time.RFC3339)))
 	http.Redirect(w, r, path.Join("/devices", url.PathEscape(id))+"?done=tpm-change", http.StatusSeeOther)
+}
+
+// maxWaiverText bounds a waiver's reason and approver.
+const maxWaiverText = 512
+
+// grantWaiver records an exception (waiver) for a device's control, or for
+// all its controls: admins only, audited.
+func (s *Server) grantWaiver(w http.ResponseWriter, r *http.Request, u *user) {
+	f := r.PostForm
+	id, control := f.Get("device_id"), f.Get("control_id")
+	reason, approver := strings.TrimSpace(f.Get("reason")), strings.TrimSpace(f.Get("approver"))
+	if id == "" || len(id) > maxDeviceID || len(control) > maxDeviceID || (control != "" && !s.hasControl(control)) {
+		s.errorPage(w, r, u, http.StatusBadRequest, "Bad request", "A device and, if given, a control of the policy are required.")
+		return
+	}
+	if reason == "" || approver == "" || len(reason) > maxWaiverText || len(approver) > maxWaiverText {
+		s.errorPage(w, r, u, http.StatusBadRequest, "Bad request", "A reason and an approver are required (at most 512 characters each).")
+		return
+	}
+	exp, err := time.Parse("2006-01-02", f.Get("expires"))
+	if err != nil {
+		s.errorPage(w, r, u, http.StatusBadRequest, "Bad request", "The expiry must be a date (YYYY-MM-DD).")
+		return
+	}
+	if _, err := s.st.Device(r.Context(), id); errors.Is(err, store.ErrNotFound) {
+		s.errorPage(w, r, u, http.StatusNotFound, "Not found", "No such device.")
+		return
+	} else if err != nil {
+		s.internalError(w, r, u, "reading the device failed", err)
+		return
+	}
+	now := s.now().UTC()
+	wv := store.Waiver{ID: "wvr_" + randomHex(6), DeviceID: id, ControlID: control, Reason: reason, Approver: approver,
+		CreatedBy: u.actor(), CreatedAt: now, StartsAt: now, ExpiresAt: exp.Add(24*time.Hour - time.Nanosecond)}
+	if err := wv.Validate(); err != nil {
+		s.errorPage(w, r, u, http.StatusBadRequest, "Bad request", err.Error())
+		return
+	}
+	if err := s.st.CreateWaiver(r.Context(), wv); err != nil {
+		s.internalError(w, r, u, "recording the waiver failed", err)
+		return
+	}
+	s.audit(r.Context(), u.actor(), "waiver.add", fmt.Sprintf("waiver=%s device_id=%s control=%s approver=%q expires=%s",
+		wv.ID, id, control, approver, wv.ExpiresAt.Format(time.RFC3339)))
+	http.Redirect(w, r, path.Join("/devices", url.PathEscape(id))+"?done=waiver", http.StatusSeeOther)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }

@@ -142,6 +142,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /period.json", s.page(s.periodJSON))
 	m.HandleFunc("GET /audit", s.page(s.auditPage))
 	m.HandleFunc("POST /admin/tpm-change", s.form(store.RoleAdmin, s.tpmChange))
+	m.HandleFunc("POST /admin/waiver", s.form(store.RoleAdmin, s.grantWaiver))
 	m.HandleFunc("GET /api/v1/fleet", s.api(s.apiFleet))
 	m.HandleFunc("GET /api/v1/devices", s.api(s.apiDevices))
 	m.HandleFunc("GET /api/v1/devices/{id}", s.api(s.apiDevice))

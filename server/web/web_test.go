@@ -608,3 +608,65 @@ func TestNewToken(t *testing.T) {
 		t.Errorf("token %q, hash mismatch", a)
 	}
 }
+
+// TestWaivers: an admin grants a waiver (exception) from the device page;
+// an auditor's attempt is refused and audited; bad forms are refused.
+func TestWaivers(t *testing.T) {
+	e := newEnv(t, false)
+	ctx := context.Background()
+	form := func(csrf string) url.Values {
+		return url.Values{"csrf": {csrf}, "device_id": {webtest.Alice}, "control_id": {"DC-FW-01"},
+			"reason": {"firewall replaced next sprint"}, "approver": {"CISO"}, "expires": {"2026-04-30"}}
+	}
+
+	aud := e.browser()
+	r := aud.post("/admin/waiver", form(aud.login(e.fleet.AuditorToken)))
+	if r.code != http.StatusForbidden || !strings.Contains(r.body, "requires the admin role") {
+		t.Fatalf("auditor POST /admin/waiver = %d\n%s", r.code, r.body)
+	}
+	if ws, _ := e.st.ListWaivers(ctx); len(ws) != 0 {
+		t.Fatalf("an auditor created a waiver: %+v", ws)
+	}
+	if d := e.audit("waiver.denied"); len(d) != 1 || !strings.Contains(d[0].Actor, "auditor") {
+		t.Errorf("audit waiver.denied = %+v", d)
+	}
+
+	adm := e.browser()
+	csrf := adm.login(e.fleet.AdminToken)
+	r = adm.post("/admin/waiver", form(csrf))
+	if r.code != http.StatusSeeOther || r.header.Get("Location") != "/devices/"+webtest.Alice+"?done=waiver" {
+		t.Fatalf("admin POST /admin/waiver = %d → %q\n%s", r.code, r.header.Get("Location"), r.body)
+	}
+	ws, err := e.st.ListWaivers(ctx)
+	if err != nil || len(ws) != 1 || ws[0].ControlID != "DC-FW-01" || ws[0].Approver != "CISO" ||
+		!ws[0].ExpiresAt.Equal(time.Date(2026, 4, 30, 23, 59, 59, 999999999, time.UTC)) || !strings.Contains(ws[0].CreatedBy, "admin") {
+		t.Fatalf("stored waivers = %+v, %v", ws, err)
+	}
+	if l := e.audit("waiver.add"); len(l) != 1 || !strings.Contains(l[0].Detail, ws[0].ID) {
+		t.Errorf("audit waiver.add = %+v", l)
+	}
+	if page := adm.get("/devices/" + webtest.Alice + "?done=waiver"); !strings.Contains(page.body, "Waiver granted") ||
+		!strings.Contains(page.body, "approved by CISO: firewall replaced next sprint") {
+		t.Error("the device page does not confirm the waiver or show it on the control")
+	}
+	for _, tt := range []struct {
+		name   string
+		change func(url.Values)
+		code   int
+	}{
+		{"unknown control", func(v url.Values) { v.Set("control_id", "NOPE-1") }, http.StatusBadRequest},
+		{"no reason", func(v url.Values) { v.Set("reason", " ") }, http.StatusBadRequest},
+		{"no approver", func(v url.Values) { v.Del("approver") }, http.StatusBadRequest},
+		{"bad date", func(v url.Values) { v.Set("expires", "soon") }, http.StatusBadRequest},
+		{"more than a year", func(v url.Values) { v.Set("expires", "2028-01-01") }, http.StatusBadRequest},
+		{"in the past", func(v url.Values) { v.Set("expires", "2026-01-01") }, http.StatusBadRequest},
+		{"unknown device", func(v url.Values) { v.Set("device_id", "dev_nobody") }, http.StatusNotFound},
+		{"reason too long", func(v url.Values) { v.Set("reason", strings.Repeat("x", 600)) }, http.StatusBadRequest},
+	} {
+		f := form(csrf)
+		tt.change(f)
+		if r := adm.post("/admin/waiver", f); r.code != tt.code {
+			t.Errorf("%s: %d, want %d", tt.name, r.code, tt.code)
+		}
+	}
+}

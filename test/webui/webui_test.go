@@ -212,17 +212,33 @@ func TestAuditorInBrowser(t *testing.T) {
 	if err := st.TakeTPMChangeAllowance(context.Background(), webtest.Bob, webtest.Now); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("refused admin action left an allowance: %v", err)
 	}
+	// Granting an exception (a waiver) is an admin action too.
+	u.do("grant a waiver as auditor",
+		chromedp.Navigate(srv.URL+"/devices/"+webtest.Bob),
+		chromedp.WaitVisible(chromedp.ID("grant-waiver")),
+		chromedp.SendKeys(chromedp.ID("waiver-reason"), "auditor trying to waive"),
+		chromedp.SendKeys(chromedp.ID("waiver-approver"), "nobody"),
+		chromedp.SetValue(chromedp.ID("waiver-expires"), "2026-04-15"),
+		chromedp.Click(chromedp.ID("grant-waiver")),
+		chromedp.WaitVisible(chromedp.CSS("section.error")),
+	)
+	u.wantText("403", "403 Forbidden", "requires the admin role")
+	u.screenshot("06b-waiver-refused")
+	if ws, err := st.ListWaivers(context.Background()); err != nil || len(ws) != 0 {
+		t.Errorf("the auditor's waiver was stored: %+v, %v", ws, err)
+	}
 	log, err := st.AuditLog(context.Background(), 100)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var denied, login bool
+	var denied, login, waiverDenied bool
 	for _, e := range log {
+		waiverDenied = waiverDenied || (e.Action == "waiver.denied" && strings.Contains(e.Actor, "external-auditor"))
 		denied = denied || (e.Action == "tpm-change.denied" && strings.Contains(e.Actor, "external-auditor") && strings.Contains(e.Detail, webtest.Bob))
 		login = login || (e.Action == "login" && strings.Contains(e.Actor, "external-auditor"))
 	}
-	if !denied || !login {
-		t.Errorf("audit log lacks the login (%v) or the refused action (%v): %+v", login, denied, log)
+	if !denied || !login || !waiverDenied {
+		t.Errorf("audit log lacks the login (%v) or a refused action (TPM change %v, waiver %v): %+v", login, denied, waiverDenied, log)
 	}
 
 	// The audit page shows it; logging out ends the session.
