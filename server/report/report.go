@@ -43,6 +43,8 @@ type Device struct {
 	// PreviousID is the earlier device of the same machine (by machine id).
 	PreviousID   string `json:"previous_id,omitempty"`
 	AgentVersion string `json:"agent_version,omitempty"`
+	// Groups are the policy's device groups this device is in.
+	Groups []string `json:"groups,omitempty"`
 }
 
 // History says how much evidence backs the report.
@@ -149,6 +151,9 @@ func buildDevice(ctx context.Context, st store.Store, p *controls.Policy, d stor
 		return Device{}, err
 	}
 	waivedAll := true
+	if facts, err := p.GroupsOf(controls.FactsOf(d)); err == nil {
+		rd.Groups = facts.Groups
+	}
 	evals := p.Evaluate(controls.Input{
 		Now: now, Latest: latest, LastSeen: d.LastSeenAt, Current: open, TPM: tpmEv, Device: controls.FactsOf(d),
 		History: func(c string, limit int) ([]store.Observation, error) { return st.History(ctx, d.ID, c, limit) },

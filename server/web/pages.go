@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -242,8 +243,8 @@ func (s *Server) fleetPage(w http.ResponseWriter, r *http.Request, u *user) {
 // --- device list ---
 
 type deviceFilter struct {
-	Control, Status, OS, SeenBefore string
-	seenBefore                      time.Duration
+	Control, Status, OS, Group, SeenBefore string
+	seenBefore                             time.Duration
 }
 
 type deviceRow struct {
@@ -258,6 +259,7 @@ type devicesView struct {
 	Controls []string
 	Statuses []string
 	OSes     []string
+	Groups   []string
 	Rows     []deviceRow
 	Total    int
 	Error    string
@@ -286,11 +288,14 @@ func parseDuration(v string) (time.Duration, error) {
 }
 
 func (s *Server) parseFilter(q url.Values) (deviceFilter, error) {
-	f := deviceFilter{Control: q.Get("control"), Status: q.Get("status"), OS: q.Get("os"), SeenBefore: q.Get("seen_before")}
-	for _, v := range []string{f.Control, f.Status, f.OS, f.SeenBefore} {
+	f := deviceFilter{Control: q.Get("control"), Status: q.Get("status"), OS: q.Get("os"), Group: q.Get("group"), SeenBefore: q.Get("seen_before")}
+	for _, v := range []string{f.Control, f.Status, f.OS, f.Group, f.SeenBefore} {
 		if len(v) > maxParamLen {
 			return f, fmt.Errorf("%w: a filter value is too long", errBadFilter)
 		}
+	}
+	if _, ok := s.policy.Groups[f.Group]; f.Group != "" && !ok {
+		return f, fmt.Errorf("%w: no group %q in the policy", errBadFilter, f.Group)
 	}
 	if f.Control != "" && !s.hasControl(f.Control) {
 		return f, fmt.Errorf("%w: no control %q in the policy", errBadFilter, f.Control)
@@ -324,6 +329,9 @@ func (f deviceFilter) match(d report.Device, now time.Time) bool {
 		return false
 	}
 	if f.seenBefore > 0 && d.LastSeenAt != nil && !d.LastSeenAt.Before(now.Add(-f.seenBefore)) {
+		return false
+	}
+	if f.Group != "" && !slices.Contains(d.Groups, f.Group) {
 		return false
 	}
 	switch f.Status {
@@ -366,6 +374,10 @@ func (s *Server) devicesPage(w http.ResponseWriter, r *http.Request, u *user) {
 	for _, c := range s.policy.Controls {
 		v.Controls = append(v.Controls, c.ID)
 	}
+	for g := range s.policy.Groups {
+		v.Groups = append(v.Groups, g)
+	}
+	slices.Sort(v.Groups)
 	f, devs, fl, err := s.filteredDevices(r)
 	v.Filter = f
 	if errors.Is(err, errBadFilter) {

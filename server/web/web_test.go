@@ -670,3 +670,35 @@ func TestWaivers(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupFilter: the device list filters by the policy's device groups.
+func TestGroupFilter(t *testing.T) {
+	e := newEnv(t, false)
+	b := e.browser()
+	b.login(e.fleet.AuditorToken)
+	for _, tc := range []struct {
+		group      string
+		code       int
+		want, not_ []string
+	}{
+		{"laptops", http.StatusOK, []string{"laptop-alice", "macbook-bob"}, []string{"desk-carol"}},
+		{"desktops", http.StatusOK, []string{"desk-carol"}, []string{"laptop-alice", "macbook-bob"}},
+		{"servers", http.StatusBadRequest, []string{"no group"}, nil},
+	} {
+		r := b.get("/devices?group=" + tc.group)
+		if r.code != tc.code {
+			t.Errorf("group %s: %d, want %d", tc.group, r.code, tc.code)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(r.body, w) {
+				t.Errorf("group %s: page lacks %q", tc.group, w)
+			}
+		}
+		for _, n := range tc.not_ {
+			if strings.Contains(r.body, ">"+n+"<") {
+				t.Errorf("group %s: page lists %q", tc.group, n)
+			}
+		}
+	}
+}

@@ -30,8 +30,9 @@ const (
 )
 
 const policyJSON = `{
-  "version": 1,
+  "version": 2,
   "name": "webtest controls",
+  "groups": {"laptops": "device.os == 'darwin' || device.os == 'linux'", "desktops": "device.os == 'windows'"},
   "controls": [
     {"id": "DC-FW-01", "title": "Host firewall enabled, inbound default deny", "criteria": ["CC6.6"], "check": "firewall", "max_age": "48h"},
     {"id": "DC-BOOT-01", "title": "Secure Boot enabled", "criteria": ["CC6.8", "CC7.1"], "check": "secure_boot", "max_age": "48h"},
