@@ -63,6 +63,10 @@ type Options struct {
 	PatchSLA time.Duration
 }
 
+// DefaultPatchSLA is the security-update SLA reports use unless told
+// otherwise: 14 days, DC-PATCH-01's default window.
+const DefaultPatchSLA = 14 * 24 * time.Hour
+
 // Report is the period report.
 type Report struct {
 	From          time.Time       `json:"from"`

@@ -81,7 +81,9 @@ func (s *Server) buildPeriod(r *http.Request) (periodQuery, *period.Report, int,
 	if err != nil {
 		return q, nil, http.StatusBadRequest, err
 	}
-	rep, err := period.Build(r.Context(), s.st, s.policy, q.opt)
+	opt := q.opt
+	opt.PatchSLA = period.DefaultPatchSLA
+	rep, err := period.Build(r.Context(), s.st, s.policy, opt)
 	if errors.Is(err, period.ErrBadPeriod) {
 		return q, nil, http.StatusBadRequest, err
 	}

@@ -702,3 +702,14 @@ func TestGroupFilter(t *testing.T) {
 		}
 	}
 }
+
+// TestPeriodPatchSLA: the period page carries the security-update SLA.
+func TestPeriodPatchSLA(t *testing.T) {
+	e := newEnv(t, false)
+	b := e.browser()
+	b.login(e.fleet.AuditorToken)
+	r := b.get("/period?from=2026-03-01&to=2026-03-31")
+	if r.code != http.StatusOK || !strings.Contains(r.body, `id="patch-sla"`) || !strings.Contains(r.body, "Security updates applied within 14 days") {
+		t.Errorf("period page: %d, no patch SLA section", r.code)
+	}
+}

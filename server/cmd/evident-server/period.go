@@ -38,7 +38,7 @@ func cmdReportPeriod(args []string, stdout, stderr io.Writer) error {
 	sample := fs.Int("sample", 25, "how many devices to sample")
 	out := fs.String("out", "", "write to this file instead of standard output")
 	var patchSLA controls.Duration
-	patchSLA.Duration = 14 * 24 * time.Hour
+	patchSLA.Duration = period.DefaultPatchSLA
 	fs.Var(&durationFlag{&patchSLA}, "patch-sla", "security-update SLA: the share of security updates applied within this long of first being seen pending\n(\"14d\", \"72h\"; 0 leaves the figures out)")
 	policyPath := fs.String("policy", "", "control pack JSON file (default: the built-in pack)")
 	if err := cli.Parse(fs, args); err != nil {
