@@ -134,7 +134,7 @@ func (a *Agent) quote(nonce, report []byte) (*evidentv1.Attestation, error) {
 	if a.cfg.TPMEventLog != "" {
 		eventLog = a.cfg.TPMEventLog
 	}
-	s, err := OpenTPM(openSpec(spec), eventLog, identity.AKPath(a.id.Dir()))
+	s, err := OpenTPM(spec, eventLog, identity.AKPath(a.id.Dir()))
 	if err != nil {
 		return nil, err
 	}

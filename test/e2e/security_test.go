@@ -30,18 +30,24 @@ import (
 	"github.com/evident-dev/evident/server/store/sqlite"
 )
 
-// streamOnce opens an evidence stream with tlsConf, sends one report of
-// seqs, and returns the ack or the error the server answered with.
-func streamOnce(t *testing.T, addr string, tlsConf *tls.Config, seqs ...uint64) (uint64, error) {
+// openStream opens an evidence stream to addr with tlsConf; the
+// connection closes when the test ends.
+func openStream(t *testing.T, addr string, tlsConf *tls.Config) (evidentv1.Evidence_StreamClient, error) {
 	t.Helper()
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(tlsConf)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	stream, err := evidentv1.NewEvidenceClient(conn).Stream(ctx)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(func() { cancel(); conn.Close() })
+	return evidentv1.NewEvidenceClient(conn).Stream(ctx)
+}
+
+// streamOnce opens an evidence stream with tlsConf, sends one report of
+// seqs, and returns the ack or the error the server answered with.
+func streamOnce(t *testing.T, addr string, tlsConf *tls.Config, seqs ...uint64) (uint64, error) {
+	t.Helper()
+	stream, err := openStream(t, addr, tlsConf)
 	if err != nil {
 		return 0, err
 	}

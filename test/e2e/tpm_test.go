@@ -8,10 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/evident-dev/evident/agent/identity"
@@ -155,14 +152,7 @@ func sendAttestation(t *testing.T, agentDir, addr string, a *evidentv1.Attestati
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	stream, err := evidentv1.NewEvidenceClient(conn).Stream(ctx)
+	stream, err := openStream(t, addr, tc)
 	if err != nil {
 		t.Fatal(err)
 	}
