@@ -44,6 +44,14 @@ serve: build ## Keep the server of ./var up with the web UI on 127.0.0.1:8080 (W
 run-swtpm: build ## Like run, with the agent bound to a software TPM (swtpm) under ./var/swtpm-lab
 	VAR=var/swtpm-lab EVIDENT_TPM=swtpm ./test/run-local.sh
 
+.PHONY: package
+package: ## Build the deb and rpm (amd64, arm64) and the Windows MSI (x64) into ./dist, versioned from git
+	./installers/package.sh --out dist
+
+.PHONY: pkg-macos
+pkg-macos: ## Build the macOS installer package into ./dist (on a Mac: pkgbuild, productbuild, lipo)
+	./installers/darwin/build-pkg.sh --version "$$(./installers/version.sh)" --out dist/evident-agent-$$(./installers/version.sh).pkg
+
 .PHONY: test
 test: proto-check cross-check ## Run every test (unit, conformance, end-to-end over loopback mTLS)
 	$(GO) vet ./...

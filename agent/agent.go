@@ -44,6 +44,15 @@ type Config struct {
 	// spec as tpm.Open takes, and an event log path).
 	TPM         string
 	TPMEventLog string
+	// HungCollectorLimit is how long a collector run may stay stuck (its
+	// goroutine not returned, counted from its start) before Run fails with
+	// ErrCollectorHung, so the service manager restarts the agent with a
+	// fresh process. Never below CollectorTimeout. Default 15 minutes.
+	HungCollectorLimit time.Duration
+	// CycleLimit is how long one collection cycle (collect and outbox
+	// write) may take before Run fails with ErrCycleHung. Default twice
+	// CollectorTimeout plus a minute.
+	CycleLimit time.Duration
 }
 
 // Defaults.
@@ -51,6 +60,8 @@ const (
 	DefaultInterval         = time.Hour
 	DefaultCollectorTimeout = time.Minute
 	DefaultOutboxMaxBytes   = 64 << 20
+	// DefaultHungCollectorLimit is Config.HungCollectorLimit's default.
+	DefaultHungCollectorLimit = 15 * time.Minute
 )
 
 func (c *Config) fill() {
@@ -59,6 +70,15 @@ func (c *Config) fill() {
 	}
 	if c.CollectorTimeout <= 0 {
 		c.CollectorTimeout = DefaultCollectorTimeout
+	}
+	if c.HungCollectorLimit <= 0 {
+		c.HungCollectorLimit = DefaultHungCollectorLimit
+	}
+	// A run is abandoned only at its timeout: a lower limit would restart
+	// the agent for a collector that is merely slow.
+	c.HungCollectorLimit = max(c.HungCollectorLimit, c.CollectorTimeout)
+	if c.CycleLimit <= 0 {
+		c.CycleLimit = 2*c.CollectorTimeout + time.Minute
 	}
 	if c.OutboxMaxBytes <= 0 {
 		c.OutboxMaxBytes = DefaultOutboxMaxBytes
@@ -81,12 +101,33 @@ func Collect(ctx context.Context, cfg Config) []collectors.Observation {
 	return cfg.Registry.RunAll(ctx, cfg.Host, cfg.CollectorTimeout, time.Now)
 }
 
+// clock is the time source of collection cycles and the watchdog; tests
+// replace it so nothing waits on the wall clock.
+type clock interface {
+	Now() time.Time
+	// Tick returns a channel receiving every d, and a function stopping it.
+	Tick(d time.Duration) (<-chan time.Time, func())
+}
+
+type wallClock struct{}
+
+func (wallClock) Now() time.Time { return time.Now() }
+
+func (wallClock) Tick(d time.Duration) (<-chan time.Time, func()) {
+	t := time.NewTicker(d)
+	return t.C, t.Stop
+}
+
 // Agent is a running daemon.
 type Agent struct {
 	cfg    Config
 	id     *identity.Identity
 	outbox *outbox.Outbox
 	up     *uplink.Uplink
+	clock  clock
+	// watchdog keeps hung collectors from being started again while stuck
+	// and tells Run how long they have been.
+	watchdog *collectors.Watchdog
 
 	mu          sync.Mutex
 	startedAt   time.Time
@@ -99,6 +140,9 @@ type Agent struct {
 	// lastAttestation is when the server last answered an attestation.
 	lastAttestation   time.Time
 	lastAttestationOK bool
+	// cycleStart is when the collection cycle in progress started (zero
+	// between cycles): what the cycle watchdog measures.
+	cycleStart time.Time
 	// cycleMu serializes collection cycles (the schedule and attestation).
 	cycleMu sync.Mutex
 	// attestations receives what the server concluded of each attestation.
@@ -199,19 +243,45 @@ func Open(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Agent{cfg: cfg, id: id, outbox: ob, startedAt: time.Now()}
+	a := &Agent{cfg: cfg, id: id, outbox: ob, clock: wallClock{}, watchdog: collectors.NewWatchdog(), startedAt: time.Now()}
 	a.up = &uplink.Uplink{Outbox: ob, Server: id.Server, TLS: id.TLSConfig, AgentVersion: cfg.Version, Log: cfg.Log}
 	return a, nil
 }
 
-// Close closes the outbox.
-func (a *Agent) Close() error { return a.outbox.Close() }
+// closeWait bounds Close.
+const closeWait = 10 * time.Second
+
+// Close closes the outbox. After Run failed on a hung cycle, a write may be
+// stuck inside the outbox (a dead disk) and closing would wait for it
+// forever: Close gives up after closeWait and says so. The process exit then
+// releases the file lock; bbolt needs no clean close to stay consistent.
+func (a *Agent) Close() error {
+	done := make(chan error, 1)
+	go func() { done <- a.outbox.Close() }()
+	t := time.NewTimer(closeWait)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+		return fmt.Errorf("outbox close did not finish within %s: a write is stuck", closeWait)
+	}
+}
 
 // cycle runs the collectors once and appends their observations in one
 // transaction.
 func (a *Agent) cycle(ctx context.Context, only []string) error {
 	a.cycleMu.Lock()
 	defer a.cycleMu.Unlock()
+	start := a.clock.Now()
+	a.mu.Lock()
+	a.cycleStart = start
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		a.cycleStart = time.Time{}
+		a.mu.Unlock()
+	}()
 	reg := a.cfg.Registry
 	if len(only) > 0 {
 		if r, err := reg.Select(only); err == nil {
@@ -220,8 +290,7 @@ func (a *Agent) cycle(ctx context.Context, only []string) error {
 			a.cfg.Log.Warn("server asked for unknown collectors", "err", err)
 		}
 	}
-	start := time.Now()
-	obs := reg.RunAll(ctx, a.cfg.Host, a.cfg.CollectorTimeout, time.Now)
+	obs := a.watchdog.RunAll(ctx, reg, a.cfg.Host, a.cfg.CollectorTimeout, a.clock.Now)
 	entries := make([][]byte, 0, len(obs))
 	results := map[string]string{}
 	for _, o := range obs {
@@ -251,7 +320,7 @@ func (a *Agent) cycle(ctx context.Context, only []string) error {
 	a.lastCycle, a.lastResults, a.lastBatch = start, results, batch
 	a.cycles++
 	a.mu.Unlock()
-	a.cfg.Log.Info("collected", "observations", len(entries), "first_seq", first, "last_seq", last, "took", time.Since(start).Round(time.Millisecond))
+	a.cfg.Log.Info("collected", "observations", len(entries), "first_seq", first, "last_seq", last, "took", a.clock.Now().Sub(start).Round(time.Millisecond))
 	a.up.Wake()
 	// bbolt never shrinks its file; Compact rewrites it only when at least
 	// 1 MiB and half the file are free (after a long outage has drained).
@@ -278,11 +347,27 @@ type Status struct {
 	TPM               string    `json:"tpm,omitempty"`
 	LastAttestationAt time.Time `json:"last_attestation_at,omitzero"`
 	LastAttestationOK bool      `json:"last_attestation_verified"`
+	// HungCollectors are the collectors whose abandoned run has not
+	// returned: they are not started again until it does.
+	HungCollectors []HungCollector `json:"hung_collectors,omitempty"`
+}
+
+// HungCollector is a collector stuck in a run that outlived its timeout.
+type HungCollector struct {
+	Name string `json:"name"`
+	// Since is when the stuck run started.
+	Since time.Time `json:"since"`
+	// AbandonedAfter is the run's timeout ("1m0s").
+	AbandonedAfter string `json:"abandoned_after"`
 }
 
 // Status returns the agent's current status.
 func (a *Agent) Status() Status {
 	st, _ := a.outbox.Stats()
+	var hung []HungCollector
+	for _, h := range a.watchdog.Hung() {
+		hung = append(hung, HungCollector{Name: h.Collector, Since: h.Since.UTC(), AbandonedAfter: h.Timeout.String()})
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return Status{
@@ -290,6 +375,7 @@ func (a *Agent) Status() Status {
 		Interval: a.cfg.Interval.String(), Cycles: a.cycles, LastCycleAt: a.lastCycle, LastResults: a.lastResults,
 		Outbox: st, Uplink: a.up.State(), CertExpires: a.id.CertExpiry(),
 		TPM: a.id.TPM, LastAttestationAt: a.lastAttestation, LastAttestationOK: a.lastAttestationOK,
+		HungCollectors: hung,
 	}
 }
 
@@ -297,15 +383,127 @@ func (a *Agent) Status() Status {
 // acknowledge everything in time.
 var ErrNotDelivered = errors.New("not everything was acknowledged by the server")
 
+// ErrCollectorHung is returned (wrapped) by Run when a collector run has
+// been stuck longer than Config.HungCollectorLimit, and ErrCycleHung when a
+// whole collection cycle has outlived Config.CycleLimit. Neither heals in
+// this process: the agent exits non-zero so the service manager (systemd
+// Restart=on-failure, launchd KeepAlive SuccessfulExit=false, Windows
+// recovery actions) starts a fresh one.
+var (
+	ErrCollectorHung = errors.New("collector hung")
+	ErrCycleHung     = errors.New("collection cycle hung")
+)
+
+// isHang reports whether err is the watchdog's.
+func isHang(err error) bool { return errors.Is(err, ErrCollectorHung) || errors.Is(err, ErrCycleHung) }
+
+// hangErr says what, at now, has been stuck past its limit: the longest
+// stuck collector run (named), else the cycle in progress.
+func (a *Agent) hangErr(now time.Time) (collector string, err error) {
+	var worst collectors.Inflight
+	for _, r := range a.watchdog.Inflight() {
+		if worst.Since.IsZero() || r.Since.Before(worst.Since) {
+			worst = r
+		}
+	}
+	if d := now.Sub(worst.Since); !worst.Since.IsZero() && d > a.cfg.HungCollectorLimit {
+		return worst.Collector, fmt.Errorf("%w: collector %q stuck for %s since %s (timeout %s; limit %s)", ErrCollectorHung,
+			worst.Collector, d.Round(time.Second), worst.Since.UTC().Format(time.RFC3339), worst.Timeout, a.cfg.HungCollectorLimit)
+	}
+	a.mu.Lock()
+	start := a.cycleStart
+	a.mu.Unlock()
+	if d := now.Sub(start); !start.IsZero() && d > a.cfg.CycleLimit {
+		return "", fmt.Errorf("%w: the collection cycle started %s has not finished after %s (limit %s)", ErrCycleHung,
+			start.UTC().Format(time.RFC3339), d.Round(time.Second), a.cfg.CycleLimit)
+	}
+	return "", nil
+}
+
+// watchEvery is how often the watchdog looks: a tenth of the tighter limit,
+// between a second and a minute.
+func (a *Agent) watchEvery() time.Duration {
+	return min(max(min(a.cfg.HungCollectorLimit, a.cfg.CycleLimit)/10, time.Second), time.Minute)
+}
+
+// watch checks for hangs until stop is closed, and sends the first one on
+// hung.
+func (a *Agent) watch(stop <-chan struct{}, hung chan<- error) {
+	tick, stopTick := a.clock.Tick(a.watchEvery())
+	defer stopTick()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick:
+			collector, err := a.hangErr(a.clock.Now())
+			if err == nil {
+				continue
+			}
+			if collector != "" {
+				a.cfg.Log.Error("collector hung past the limit; exiting so the service manager restarts the agent",
+					"collector", collector, "err", err)
+			} else {
+				var inFlight []string
+				for _, r := range a.watchdog.Inflight() {
+					inFlight = append(inFlight, r.Collector)
+				}
+				a.cfg.Log.Error("collection cycle hung past the limit; exiting so the service manager restarts the agent",
+					"collectors_in_flight", inFlight, "err", err)
+			}
+			hung <- err
+			return
+		}
+	}
+}
+
+// runCycle runs a cycle in its own goroutine and waits for it or for the
+// watchdog: a cycle stuck where no context reaches (a collector past its
+// timeout never holds it up, but an outbox write on a dead disk can) must
+// not keep Run from failing.
+func (a *Agent) runCycle(ctx context.Context, only []string, hung <-chan error) error {
+	done := make(chan error, 1)
+	go func() { done <- a.cycle(ctx, only) }()
+	select {
+	case err := <-done:
+		return err
+	case err := <-hung:
+		return err
+	}
+}
+
+// stopWait bounds how long Run, failing on a hang, waits for its other
+// goroutines: one may be waiting on the stuck cycle.
+const stopWait = 10 * time.Second
+
 // Run runs the daemon until ctx ends. With once, it collects once, waits
 // until the server has acknowledged the whole outbox (or onceTimeout
-// passes), and returns.
-func (a *Agent) Run(ctx context.Context, once bool, onceTimeout time.Duration) error {
+// passes), and returns. A collector or cycle stuck past its limit makes Run
+// return an error wrapping ErrCollectorHung or ErrCycleHung.
+func (a *Agent) Run(ctx context.Context, once bool, onceTimeout time.Duration) (err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
+	stopWatch := make(chan struct{})
 	defer func() {
+		close(stopWatch)
 		cancel() // stop the uplink and status endpoint, then wait for them
-		wg.Wait()
+		if !isHang(err) {
+			wg.Wait()
+			return
+		}
+		stopped := make(chan struct{})
+		go func() { wg.Wait(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(stopWait):
+			a.cfg.Log.Error("exiting with goroutines still waiting on the hung cycle")
+		}
+	}()
+	hung := make(chan error, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		a.watch(stopWatch, hung)
 	}()
 	collectNow := make(chan []string, 1)
 	a.up.CollectNow = collectNow
@@ -360,7 +558,7 @@ func (a *Agent) Run(ctx context.Context, once bool, onceTimeout time.Duration) e
 	}()
 	a.cfg.Log.Info("evident-agent started", "device", a.id.DeviceID, "server", a.id.Server, "interval", a.cfg.Interval,
 		"collectors", a.cfg.Registry.Names(), "once", once)
-	if err := a.cycle(ctx, nil); err != nil {
+	if err := a.runCycle(ctx, nil, hung); err != nil {
 		return err
 	}
 	if once {
@@ -385,14 +583,21 @@ func (a *Agent) Run(ctx context.Context, once bool, onceTimeout time.Duration) e
 		case err := <-upErr:
 			t.Stop()
 			return fmt.Errorf("evidence uplink: %w", err)
+		case err := <-hung:
+			t.Stop()
+			return err
 		case only := <-collectNow:
 			t.Stop()
 			a.cfg.Log.Info("server asked to collect now", "collectors", only)
-			if err := a.cycle(ctx, only); err != nil {
+			if err := a.runCycle(ctx, only, hung); isHang(err) {
+				return err
+			} else if err != nil {
 				a.cfg.Log.Error("collection failed", "err", err)
 			}
 		case <-t.C:
-			if err := a.cycle(ctx, nil); err != nil {
+			if err := a.runCycle(ctx, nil, hung); isHang(err) {
+				return err
+			} else if err != nil {
 				a.cfg.Log.Error("collection failed", "err", err)
 			}
 		}

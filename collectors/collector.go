@@ -1,5 +1,6 @@
-// Package collectors defines what a collector is, the Observation it returns
-// and the explicit Registry the agent runs them from.
+// Package collectors defines what a collector is, the Observation it returns,
+// the explicit Registry the agent runs them from and the Watchdog that keeps
+// a hung collector from being started again while it is stuck.
 //
 // A collector reads one signal (disk encryption, patch level, firewall, ...)
 // through a platform.Host and returns a typed payload plus the evidence that
@@ -202,7 +203,12 @@ func (r *Registry) Select(names []string) (*Registry, error) {
 
 // Run runs one collector with its own timeout and turns whatever happens,
 // including a panic, into an Observation. It never fails the caller.
-func Run(ctx context.Context, c Collector, host platform.Host, timeout time.Duration, now func() time.Time) (obs Observation) {
+func Run(ctx context.Context, c Collector, host platform.Host, timeout time.Duration, now func() time.Time) Observation {
+	return run(ctx, c, host, timeout, now, nil)
+}
+
+// run is Run under w (nil: no watchdog).
+func run(ctx context.Context, c Collector, host platform.Host, timeout time.Duration, now func() time.Time, w *Watchdog) (obs Observation) {
 	start := now()
 	obs = Observation{Collector: c.Name(), CollectedAt: start.UTC()}
 	if v, ok := c.(Versioned); ok {
@@ -215,9 +221,14 @@ func Run(ctx context.Context, c Collector, host platform.Host, timeout time.Dura
 		}
 		obs.DurationMS = now().Sub(start).Milliseconds()
 	}()
+	self, busy := w.begin(c.Name(), start, timeout)
+	if busy != "" {
+		obs.Status, obs.Error = StatusError, busy
+		return obs
+	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	res, err := collectWithin(ctx, c, host)
+	res, err := collectWithin(ctx, c, host, func() { w.end(c.Name(), self) }, func() { w.abandon(c.Name(), self) })
 	obs.Sources = res.Sources
 	if res.Payload != nil {
 		b, merr := json.Marshal(res.Payload)
@@ -246,8 +257,9 @@ func Run(ctx context.Context, c Collector, host platform.Host, timeout time.Dura
 // collectWithin returns when Collect does or when ctx ends, whichever is
 // first: a collector stuck in a read that ignores its context (a hung NFS or
 // /sys file) must not hold up the cycle. Its goroutine is abandoned and its
-// late result discarded.
-func collectWithin(ctx context.Context, c Collector, host platform.Host) (Result, error) {
+// late result discarded. returned is called when Collect returns (however
+// late), abandoned when the caller stops waiting for it.
+func collectWithin(ctx context.Context, c Collector, host platform.Host, returned, abandoned func()) (Result, error) {
 	type outcome struct {
 		res   Result
 		err   error
@@ -258,6 +270,7 @@ func collectWithin(ctx context.Context, c Collector, host platform.Host) (Result
 		var o outcome
 		defer func() {
 			o.panic = recover()
+			returned()
 			done <- o
 		}()
 		o.res, o.err = c.Collect(ctx, host)
@@ -269,19 +282,26 @@ func collectWithin(ctx context.Context, c Collector, host platform.Host) (Result
 		}
 		return o.res, o.err
 	case <-ctx.Done():
+		abandoned()
 		return Result{}, fmt.Errorf("collector did not finish: %w", ctx.Err())
 	}
 }
 
 // RunAll runs every collector of r concurrently (each bounded by timeout)
 // and returns their observations in name order.
+// Each call stands alone: a collector abandoned by an earlier call is
+// started again (Watchdog.RunAll does not).
 func (r *Registry) RunAll(ctx context.Context, host platform.Host, timeout time.Duration, now func() time.Time) []Observation {
+	return r.runAll(ctx, host, timeout, now, nil)
+}
+
+func (r *Registry) runAll(ctx context.Context, host platform.Host, timeout time.Duration, now func() time.Time, w *Watchdog) []Observation {
 	names := r.Names()
 	out := make([]Observation, len(names))
 	done := make(chan struct{}, len(names))
 	for i, n := range names {
 		go func() {
-			out[i] = Run(ctx, r.byName[n], host, timeout, now)
+			out[i] = run(ctx, r.byName[n], host, timeout, now, w)
 			done <- struct{}{}
 		}()
 	}

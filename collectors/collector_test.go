@@ -52,9 +52,6 @@ func (c *clock) now() time.Time {
 	return t
 }
 
-// stuck is never closed: collectors waiting on it never return.
-var stuck = make(chan struct{})
-
 func blockUntilDone(ctx context.Context, _ platform.Host) (collectors.Result, error) {
 	<-ctx.Done()
 	return collectors.Result{}, ctx.Err()
@@ -125,6 +122,10 @@ func TestRegistry(t *testing.T) {
 }
 
 func TestRun(t *testing.T) {
+	// stuck is closed when the test ends: until then, collectors waiting on
+	// it ignore their context, like a read stuck in the kernel.
+	stuck := make(chan struct{})
+	t.Cleanup(func() { close(stuck) })
 	exit := 0
 	src := []collectors.Source{{Kind: "command", Ref: "uname -r", ExitCode: &exit}}
 	tests := []struct {

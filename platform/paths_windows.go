@@ -8,10 +8,14 @@ import (
 )
 
 // DefaultAgentDataDir is where the agent keeps its identity and outbox.
-func DefaultAgentDataDir() string {
-	pd := os.Getenv("ProgramData")
-	if pd == "" {
-		pd = `C:\ProgramData`
+func DefaultAgentDataDir() string { return filepath.Join(programData(), "Evident", "agent") }
+
+// DefaultAgentConfigFile is the agent's config file.
+func DefaultAgentConfigFile() string { return filepath.Join(programData(), "Evident", "agent.yaml") }
+
+func programData() string {
+	if pd := os.Getenv("ProgramData"); pd != "" {
+		return pd
 	}
-	return filepath.Join(pd, "Evident", "agent")
+	return `C:\ProgramData`
 }

@@ -64,14 +64,36 @@ func ParseOne(fs *flag.FlagSet, args []string) (string, error) {
 	return arg, nil
 }
 
+// codedError carries a specific exit code.
+type codedError struct {
+	code int
+	err  error
+}
+
+func (e codedError) Error() string { return e.err.Error() }
+func (e codedError) Unwrap() error { return e.err }
+
+// WithCode makes err exit the process with code (e.g. 78, EX_CONFIG, which
+// service units list in RestartPreventExitStatus). A nil err stays nil.
+func WithCode(code int, err error) error {
+	if err == nil {
+		return nil
+	}
+	return codedError{code: code, err: err}
+}
+
 // ExitCode turns a command's error into the process exit code, printing
 // failures as "prog: error".
 func ExitCode(prog string, err error, stderr io.Writer) int {
+	var coded codedError
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
 	case errors.Is(err, ErrUsage):
 		return 2
+	case errors.As(err, &coded):
+		fmt.Fprintln(stderr, prog+":", err)
+		return coded.code
 	default:
 		fmt.Fprintln(stderr, prog+":", err)
 		return 1

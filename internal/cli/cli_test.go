@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -34,6 +35,13 @@ func TestParseAndExitCode(t *testing.T) {
 	var stderr bytes.Buffer
 	if code := ExitCode("prog", errors.New("disk full"), &stderr); code != 1 || stderr.String() != "prog: disk full\n" {
 		t.Errorf("failure: code %d, stderr %q", code, stderr.String())
+	}
+	stderr.Reset()
+	if code := ExitCode("prog", fmt.Errorf("wrapped: %w", WithCode(78, errors.New("bad config"))), &stderr); code != 78 || stderr.String() != "prog: wrapped: bad config\n" {
+		t.Errorf("coded: code %d, stderr %q", code, stderr.String())
+	}
+	if WithCode(78, nil) != nil {
+		t.Error("WithCode(nil) is not nil")
 	}
 	if code := ExitCode("prog", flag.ErrHelp, &stderr); code != 0 {
 		t.Errorf("ErrHelp: code %d", code)

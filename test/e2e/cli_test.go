@@ -72,7 +72,8 @@ func TestRunRefusesBadSettings(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"server address without a port", []string{"--server", "noport"}, "missing port"},
+		{"server address without a port", []string{"--server", "noport"}, `server "noport" from flag --server: want HOST:PORT`},
+		{"named config file missing", []string{"--config", filepath.Join(root, "none.yaml")}, "config file: open"},
 		{"outbox bound too small", []string{"--outbox-max-bytes", "1000"}, "below the minimum"},
 		{"not enrolled", []string{"--data-dir", filepath.Join(root, "empty")}, "not enrolled"},
 		{"unknown collector", []string{"--collectors", "nosuch"}, "unknown collector"},

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/evident-dev/evident/agent/config"
+)
+
+const (
+	testSecretFile    = "evt1.FILESECRETVALUE00000.1111111111111111111111111111111111111111111111111111111111111111"
+	testSecretManaged = "evt1.MANAGEDSECRETVALUE00.2222222222222222222222222222222222222222222222222222222222222222"
+)
+
+const managedPlist = `<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
+<plist version="1.0">
+<dict>
+	<key>Server</key><string>managed.example.com:8443</string>
+	<key>EnrollSecret</key><string>` + testSecretManaged + `</string>
+	<key>LogLevel</key><string>debug</string>
+</dict>
+</plist>
+`
+
+// testApp is the CLI with every source under the test's control: a config
+// file, a managed-preferences plist (the macOS store; the Windows registry
+// goes through the same Managed interface), and an environment.
+func testApp(t *testing.T, env map[string]string) (app, *bytes.Buffer, *bytes.Buffer, string) {
+	t.Helper()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "agent.yaml")
+	body := "# test\nserver: file.example.com:443\nenroll_secret: " + testSecretFile + "\ninterval: 2h\nlog_level: warn\ncollector_timeout: 45s\n"
+	if err := os.WriteFile(file, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	plist := filepath.Join(dir, "com.evident.agent.plist")
+	if err := os.WriteFile(plist, []byte(managedPlist), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if env == nil {
+		env = map[string]string{}
+	}
+	var stdout, stderr bytes.Buffer
+	a := app{stdout: &stdout, stderr: &stderr, env: config.Environment{
+		LookupEnv:   func(k string) (string, bool) { v, ok := env[k]; return v, ok },
+		Managed:     config.PlistFile(plist),
+		DefaultFile: file,
+		Defaults:    map[string]string{config.DataDir: filepath.Join(dir, "data"), config.CollectorTimeout: "1m0s"},
+	}}
+	return a, &stdout, &stderr, dir
+}
+
+// TestConfigShowSources: each of the four sources wins one setting, and
+// config show names it, with the secret redacted.
+func TestConfigShowSources(t *testing.T) {
+	a, stdout, stderr, dir := testApp(t, map[string]string{"EVIDENT_LOG_LEVEL": "error", "EVIDENT_INTERVAL": "20m"})
+	if code := a.run([]string{"config", "show", "--interval", "5m"}); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	out := stdout.String()
+	for _, want := range []string{
+		`server\s+managed.example.com:8443\s+managed\s+` + regexp.QuoteMeta(filepath.Join(dir, "com.evident.agent.plist")) + ` Server`,
+		`enroll_secret\s+evt1.<redacted>.…2222\s+managed`,
+		`log_level\s+error\s+environment\s+EVIDENT_LOG_LEVEL`,
+		`interval\s+5m\s+flag\s+--interval`,
+		`collector_timeout\s+45s\s+config file\s+` + regexp.QuoteMeta(filepath.Join(dir, "agent.yaml")),
+		`data_dir\s+\S+data\s+default`,
+	} {
+		if !regexp.MustCompile(want).MatchString(out) {
+			t.Errorf("config show lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "MANAGEDSECRET") || strings.Contains(out, "FILESECRET") {
+		t.Errorf("config show prints a secret:\n%s", out)
+	}
+
+	stdout.Reset()
+	if code := a.run([]string{"config", "show", "--json"}); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var js struct {
+		Settings []struct{ Setting, Value, Source, Origin string }
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &js); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, s := range js.Settings {
+		got[s.Setting] = s.Source
+	}
+	want := map[string]string{"server": "managed", "interval": "environment", "collector_timeout": "config file", "data_dir": "default"}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("json %s source %q, want %q", k, got[k], v)
+		}
+	}
+}
+
+func TestConfigCheckAndWrite(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		env      map[string]string
+		wantCode int
+		wantErr  string
+	}{
+		{"configured by file and managed", []string{"config", "check", "--quiet"}, nil, 0, ""},
+		{"invalid env value", []string{"config", "check"}, map[string]string{"EVIDENT_SERVER": "nope"}, 78, "want HOST:PORT"},
+		{"unknown subcommand", []string{"config", "frobnicate"}, nil, 2, "unknown config command"},
+		{"write needs a setting", []string{"config", "write"}, nil, 2, "needs at least one setting"},
+		{"write refuses a bad value", []string{"config", "write", "--server", "noport"}, nil, 78, "want HOST:PORT"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, _, stderr, _ := testApp(t, tc.env)
+			if code := a.run(tc.args); code != tc.wantCode || !strings.Contains(stderr.String(), tc.wantErr) {
+				t.Errorf("exit %d, stderr %q; want %d containing %q", code, stderr, tc.wantCode, tc.wantErr)
+			}
+		})
+	}
+
+	// Unconfigured: check fails saying what is missing; write fixes it.
+	a, stdout, stderr, dir := testApp(t, nil)
+	empty := filepath.Join(dir, "empty.yaml")
+	a.env.Managed = nil
+	a.env.DefaultFile = empty
+	if code := a.run([]string{"config", "check"}); code != 1 || !strings.Contains(stderr.String(), "server and enroll_secret not set") {
+		t.Fatalf("unconfigured check: exit %d, %q", code, stderr)
+	}
+	if code := a.run([]string{"config", "write", "--server", "evident.example.com:8443", "--enroll-secret", testSecretFile}); code != 0 {
+		t.Fatalf("write: exit %d, %q", code, stderr)
+	}
+	if st, err := os.Stat(empty); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("written file: %v %v", st, err)
+	}
+	stdout.Reset()
+	if code := a.run([]string{"config", "check"}); code != 0 || !strings.Contains(stdout.String(), "will enroll with evident.example.com:8443") {
+		t.Fatalf("configured check: exit %d, %q %q", code, stdout, stderr)
+	}
+}

@@ -1,0 +1,137 @@
+#!/bin/sh
+# Builds the agent's installable packages into dist/ (what `make package` runs).
+#
+#   installers/package.sh [--out DIR] [--version V] [--only deb|rpm|msi] [--arch "amd64 arm64"]
+#
+# Linux: deb and rpm for each --arch (default amd64 and arm64) with nfpm,
+# from installers/linux/nfpm.yaml. Windows: the amd64 MSI with
+# installers/windows/build-msi.sh (needs wixl; skipped with a message when it
+# is missing, unless --only msi). The version comes from installers/version.sh
+# unless --version gives it. Binaries are static (CGO_ENABLED=0) and carry the
+# version (evident-agent --version).
+#
+# Needs Go and git; the MSI also needs wixl and msitools. nfpm is run at a
+# pinned version through `go run` (set NFPM to use an installed nfpm instead).
+set -eu
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+export GOWORK=off
+
+usage() {
+	echo "usage: $0 [--out DIR] [--version V] [--only deb|rpm|msi] [--arch \"amd64 arm64\"]" >&2
+	exit 2
+}
+
+out=dist version="" only="" arches="amd64 arm64"
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--out) [ $# -ge 2 ] || usage; out=$2; shift 2 ;;
+	--version) [ $# -ge 2 ] || usage; version=$2; shift 2 ;;
+	--only) [ $# -ge 2 ] || usage; only=$2; shift 2 ;;
+	--arch) [ $# -ge 2 ] || usage; arches=$2; shift 2 ;;
+	-h | --help) usage ;;
+	*) echo "package.sh: unknown argument: $1" >&2; usage ;;
+	esac
+done
+case "$only" in
+"" | deb | rpm | msi) ;;
+*) echo "package.sh: --only takes deb, rpm or msi" >&2; usage ;;
+esac
+for a in $arches; do
+	case "$a" in
+	amd64 | arm64) ;;
+	*) echo "package.sh: unsupported Linux arch $a (amd64, arm64)" >&2; exit 2 ;;
+	esac
+done
+
+msiversion=""
+if [ -z "$version" ]; then
+	version=$(installers/version.sh)
+	msiversion=$(installers/version.sh --msi)
+fi
+# dpkg and rpm both reject '-' (it separates the release), and '/' or spaces
+# would break file names.
+if ! echo "$version" | grep -Eq '^[0-9][A-Za-z0-9.+~]*$'; then
+	echo "package.sh: version '$version' must start with a digit and use only A-Z a-z 0-9 . + ~" >&2
+	exit 2
+fi
+
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT INT TERM
+
+want() { [ -z "$only" ] || [ "$only" = "$1" ]; }
+
+build() { # build GOOS GOARCH OUTPUT
+	echo "building evident-agent $version for $1/$2"
+	CGO_ENABLED=0 GOOS=$1 GOARCH=$2 go build -trimpath \
+		-ldflags "-s -w -X github.com/evident-dev/evident/internal/version.Version=$version" \
+		-o "$3" ./agent/cmd/evident-agent
+}
+
+nfpm() {
+	if [ -n "${NFPM:-}" ]; then
+		"$NFPM" "$@"
+	else
+		go run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2 "$@"
+	fi
+}
+
+made=
+if want deb || want rpm; then
+	for arch in $arches; do
+		# nfpm.yaml's sources are relative to this staging directory.
+		stage="$work/linux-$arch"
+		mkdir -p "$stage"
+		ln -s "$root/installers" "$stage/installers"
+		cp README.md "$stage/README.md"
+		build linux "$arch" "$stage/evident-agent"
+		for fmt in deb rpm; do
+			want "$fmt" || continue
+			case "$fmt/$arch" in
+			deb/*) f="$out/evident-agent_${version}_$arch.deb" ;;
+			rpm/amd64) f="$out/evident-agent-$version-1.x86_64.rpm" ;;
+			rpm/arm64) f="$out/evident-agent-$version-1.aarch64.rpm" ;;
+			esac
+			(cd "$stage" && VERSION=$version ARCH=$arch nfpm package --config installers/linux/nfpm.yaml --packager "$fmt" --target "$f") >"$work/nfpm.log" 2>&1 || {
+				cat "$work/nfpm.log" >&2
+				echo "package.sh: nfpm failed to make $f" >&2
+				exit 1
+			}
+			made="$made $f"
+		done
+	done
+fi
+
+if want msi; then
+	skip=
+	if [ ! -x installers/windows/build-msi.sh ]; then
+		skip="installers/windows/build-msi.sh is not there"
+	elif ! command -v wixl >/dev/null 2>&1; then
+		skip="wixl is not installed (Debian/Ubuntu: apt-get install wixl msitools)"
+	fi
+	if [ -n "$skip" ]; then
+		if [ "$only" = msi ]; then
+			echo "package.sh: cannot build the MSI: $skip" >&2
+			exit 1
+		fi
+		echo "package.sh: skipping the MSI: $skip" >&2
+	else
+		bin="$work/windows-amd64/evident-agent.exe"
+		build windows amd64 "$bin"
+		f="$out/evident-agent-$version-amd64.msi"
+		if [ -n "$msiversion" ]; then
+			installers/windows/build-msi.sh --version "$version" --msi-version "$msiversion" --binary "$bin" --out "$f"
+		else
+			installers/windows/build-msi.sh --version "$version" --binary "$bin" --out "$f"
+		fi
+		made="$made $f"
+	fi
+fi
+
+echo "made (version $version):"
+for f in $made; do
+	echo "  $f"
+done

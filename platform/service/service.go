@@ -1,0 +1,194 @@
+// Package service runs and manages evident-agent as a system service through
+// kardianos/service: systemd on Linux, launchd on macOS, the service control
+// manager on Windows. The service definitions are the same files the
+// packages install (installers/), so `evident-agent install` and a deb, pkg
+// or MSI produce the same service.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	kservice "github.com/kardianos/service"
+)
+
+// DisplayName and Description are what service managers show.
+const (
+	DisplayName = "Evident Agent"
+	Description = "Collects device-compliance evidence (disk encryption, patches, firewall, Secure Boot, TPM attestation) and streams it to evident-server."
+)
+
+// Status of the installed service.
+type Status string
+
+// Service states.
+const (
+	Running      Status = "running"
+	Stopped      Status = "stopped"
+	NotInstalled Status = "not installed"
+	Unknown      Status = "unknown"
+)
+
+// StopTimeout bounds how long a stop request waits for the agent to finish
+// its cycle and close the outbox.
+const StopTimeout = 20 * time.Second
+
+// Config is the service definition for the agent binary at exe.
+func Config(exe string) *kservice.Config {
+	return &kservice.Config{
+		Name:        Name,
+		DisplayName: DisplayName,
+		Description: Description,
+		Executable:  exe,
+		Arguments:   []string{"run"},
+		Option:      options(),
+	}
+}
+
+// program adapts a run function to kardianos' Start/Stop.
+type program struct {
+	run    func(context.Context, io.Writer) error
+	log    io.Writer
+	fail   func(error)
+	cancel context.CancelFunc
+	done   chan struct{}
+	mu     sync.Mutex
+	err    error
+}
+
+func (p *program) Start(kservice.Service) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	p.cancel, p.done = cancel, make(chan struct{})
+	go func() {
+		defer close(p.done)
+		err := p.run(ctx, p.log)
+		p.mu.Lock()
+		p.err = err
+		p.mu.Unlock()
+		if err != nil && ctx.Err() == nil {
+			// The agent failed on its own (not asked to stop): exit
+			// non-zero so the service manager's failure policy restarts
+			// it (systemd Restart=on-failure, launchd KeepAlive,
+			// Windows recovery actions).
+			p.fail(err)
+		}
+	}()
+	return nil
+}
+
+func (p *program) Stop(kservice.Service) error {
+	p.cancel()
+	select {
+	case <-p.done:
+	case <-time.After(StopTimeout):
+		return errors.New("agent did not stop within " + StopTimeout.String())
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.err != nil && !errors.Is(p.err, context.Canceled) {
+		return p.err
+	}
+	return nil
+}
+
+// RunManaged runs fn under the service manager (the Windows SCM needs its
+// dispatcher; systemd and launchd deliver SIGTERM). fn logs to the writer
+// it is given: stderr, which the journal and launchd's log file capture, or
+// the Windows Event Log. fail is called, and must exit the process
+// non-zero, when fn fails on its own.
+func RunManaged(exe string, stderr io.Writer, fn func(context.Context, io.Writer) error, fail func(error)) error {
+	p := &program{run: fn, fail: fail, log: stderr}
+	s, err := kservice.New(p, Config(exe))
+	if err != nil {
+		return err
+	}
+	if w := systemLog(s); w != nil {
+		p.log = w
+	}
+	return s.Run()
+}
+
+// Managed reports whether this process was started by a service manager
+// rather than from a terminal.
+func Managed() bool { return !kservice.Interactive() }
+
+// Manager controls the installed service.
+type Manager struct {
+	svc kservice.Service
+	exe string
+}
+
+// NewManager returns a manager for the agent at exe.
+func NewManager(exe string) (*Manager, error) {
+	s, err := kservice.New(&program{}, Config(exe))
+	if err != nil {
+		return nil, fmt.Errorf("service manager: %w", err)
+	}
+	return &Manager{svc: s, exe: exe}, nil
+}
+
+// System names the service manager in use (systemd, launchd, windows-service…).
+func (m *Manager) System() string { return m.svc.Platform() }
+
+// Install installs the service definition. It reports installed=false, with
+// no error, when the service already exists (a package installed it, or an
+// earlier install did).
+func (m *Manager) Install() (installed bool, err error) {
+	if st := m.Status(); st != NotInstalled && st != Unknown {
+		return false, nil
+	}
+	if err := m.svc.Install(); err != nil {
+		if alreadyExists(err) {
+			return false, nil
+		}
+		return false, err
+	}
+	if err := afterInstall(m.svc.Platform()); err != nil {
+		return true, err
+	}
+	return true, nil
+}
+
+// Enable makes an existing service start at boot.
+func (m *Manager) Enable() error { return enable(m.svc.Platform()) }
+
+// Uninstall stops and removes the service definition.
+func (m *Manager) Uninstall() error {
+	if m.Status() == Running {
+		if err := m.svc.Stop(); err != nil {
+			return fmt.Errorf("stop: %w", err)
+		}
+	}
+	return m.svc.Uninstall()
+}
+
+// Start, Stop and Restart the service.
+func (m *Manager) Start() error   { return m.svc.Start() }
+func (m *Manager) Stop() error    { return m.svc.Stop() }
+func (m *Manager) Restart() error { return m.svc.Restart() }
+
+// Status asks the service manager.
+func (m *Manager) Status() Status {
+	st, err := m.svc.Status()
+	switch {
+	case errors.Is(err, kservice.ErrNotInstalled):
+		return NotInstalled
+	case err != nil:
+		return Unknown
+	case st == kservice.StatusRunning:
+		return Running
+	case st == kservice.StatusStopped:
+		return Stopped
+	}
+	return Unknown
+}
+
+func alreadyExists(err error) bool {
+	s := strings.ToLower(err.Error())
+	return strings.Contains(s, "already exists")
+}
