@@ -221,8 +221,18 @@ func TestParsePlist(t *testing.T) {
 			t.Errorf("%s: parsed", name)
 		}
 	}
+	// An unknown key with a dict value (another tool's setting in the same
+	// profile) is a warning, not a failure.
+	got, err := ParsePlist([]byte(`<?xml version="1.0" encoding="UTF-8"?><plist version="1.0"><dict><key>Server</key><string>a.example:1</string><key>Extra</key><dict><key>x</key><true/></dict></dict></plist>`))
+	if err != nil || got["Server"] != "a.example:1" {
+		t.Fatalf("unknown dict value: %v, %v", got, err)
+	}
+	c, err := Load(Inputs{Env: Environment{Managed: mapManaged(got)}})
+	if err != nil || len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], `"Extra"`) {
+		t.Errorf("warnings %q, %v", c.Warnings, err)
+	}
 	// No profile installed: no managed settings, no error.
-	got, err := PlistFile(filepath.Join(t.TempDir(), "none.plist")).Read()
+	got, err = PlistFile(filepath.Join(t.TempDir(), "none.plist")).Read()
 	if err != nil || len(got) != 0 {
 		t.Errorf("missing plist: %v, %v", got, err)
 	}
@@ -235,6 +245,12 @@ func TestFromRegistry(t *testing.T) {
 	}
 	if _, err := FromRegistry(map[string]any{"Server": []string{"a", "b"}}); err == nil || !strings.Contains(err.Error(), "Server") {
 		t.Errorf("multi-string accepted: %v", err)
+	}
+	// An unknown value of any type is kept (empty) for Load to warn about,
+	// never fatal: other software may share the key.
+	got, err = FromRegistry(map[string]any{"Server": "a.example:1", "Legacy": []string{"x"}})
+	if err != nil || got["Legacy"] != "" || got["Server"] != "a.example:1" {
+		t.Errorf("unknown multi-string: %v, %v", got, err)
 	}
 }
 

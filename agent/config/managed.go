@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 
 	"howett.net/plist"
@@ -45,11 +46,22 @@ func ParsePlist(b []byte) (map[string]string, error) {
 	if _, err := plist.Unmarshal(b, &raw); err != nil {
 		return nil, fmt.Errorf("property list: %w", err)
 	}
+	return scalars(raw)
+}
+
+// scalars converts the values of the known managed keys, refusing a
+// non-scalar one by name; an unknown key is kept with an empty value, so
+// Load warns about it whatever its type.
+func scalars(raw map[string]any) (map[string]string, error) {
+	known := ManagedKeys()
 	out := make(map[string]string, len(raw))
 	for k, v := range raw {
 		s, err := scalar(v)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", k, err)
+			if slices.Contains(known, k) {
+				return nil, fmt.Errorf("%s: %w", k, err)
+			}
+			s = ""
 		}
 		out[k] = s
 	}
@@ -60,15 +72,7 @@ func ParsePlist(b []byte) (map[string]string, error) {
 // returns them (string for REG_SZ and REG_EXPAND_SZ, uint64 for REG_DWORD
 // and REG_QWORD) into managed settings.
 func FromRegistry(values map[string]any) (map[string]string, error) {
-	out := make(map[string]string, len(values))
-	for k, v := range values {
-		s, err := scalar(v)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", k, err)
-		}
-		out[k] = s
-	}
-	return out, nil
+	return scalars(values)
 }
 
 func scalar(v any) (string, error) {

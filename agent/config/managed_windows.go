@@ -4,6 +4,9 @@ package config
 
 import (
 	"errors"
+	"fmt"
+	"io"
+	"slices"
 
 	"golang.org/x/sys/windows/registry"
 )
@@ -25,40 +28,49 @@ func (registryPolicy) Read() (map[string]string, error) {
 		return nil, err
 	}
 	defer k.Close()
-	names, err := k.ReadValueNames(0)
-	if err != nil {
+	// The known values are read by name; other names are listed (a bounded
+	// number) only so Load can warn about them.
+	values := map[string]any{}
+	for _, n := range ManagedKeys() {
+		v, err := readValue(k, n)
+		if errors.Is(err, registry.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", n, err)
+		}
+		values[n] = v
+	}
+	names, err := k.ReadValueNames(256)
+	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, err
 	}
-	if len(names) > 64 {
-		names = names[:64]
-	}
-	values := make(map[string]any, len(names))
 	for _, n := range names {
-		_, typ, err := k.GetValue(n, nil)
-		if err != nil {
-			return nil, err
-		}
-		switch typ {
-		case registry.SZ, registry.EXPAND_SZ:
-			s, _, err := k.GetStringValue(n)
-			if err != nil {
-				return nil, err
-			}
-			if len(s) > MaxFileBytes {
-				s = s[:MaxFileBytes]
-			}
-			values[n] = s
-		case registry.DWORD, registry.QWORD:
-			u, _, err := k.GetIntegerValue(n)
-			if err != nil {
-				return nil, err
-			}
-			values[n] = u
-		default:
-			values[n] = unsupported(typ) // refused by FromRegistry, naming the value
+		if _, ok := values[n]; !ok && !slices.Contains(ManagedKeys(), n) {
+			values[n] = unsupported(0)
 		}
 	}
 	return FromRegistry(values)
+}
+
+// readValue reads one value as FromRegistry expects it.
+func readValue(k registry.Key, name string) (any, error) {
+	_, typ, err := k.GetValue(name, nil)
+	if err != nil {
+		return nil, err
+	}
+	switch typ {
+	case registry.SZ, registry.EXPAND_SZ:
+		s, _, err := k.GetStringValue(name)
+		if len(s) > MaxFileBytes {
+			s = s[:MaxFileBytes]
+		}
+		return s, err
+	case registry.DWORD, registry.QWORD:
+		u, _, err := k.GetIntegerValue(name)
+		return u, err
+	}
+	return unsupported(typ), nil // refused by FromRegistry, naming the value
 }
 
 // unsupported is a registry value type the agent does not read (binary,

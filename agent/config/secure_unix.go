@@ -7,9 +7,9 @@ import (
 	"os"
 )
 
-// secureDir creates dir readable only by its owner; an existing directory
-// keeps its mode (a package may have set it).
-func secureDir(dir string) error {
+// SecureDir creates dir readable only by its owner; an existing directory
+// keeps its mode (a package or systemd's StateDirectoryMode set it).
+func SecureDir(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return err
 	}

@@ -8,10 +8,12 @@ import (
 	"golang.org/x/sys/windows"
 )
 
-// protectedSDDL grants full control to SYSTEM and Administrators only, with
-// inheritance from the parent blocked: Users, who can read most of
-// %ProgramData%, cannot read the enrollment secret.
-const protectedSDDL = "D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)"
+// protectedSDDL makes SYSTEM the owner and grants full control to SYSTEM and
+// Administrators only, with inheritance from the parent blocked: Users, who
+// can read most of %ProgramData% (and create directories there), can
+// neither read the enrollment secret and the device key nor, having made the
+// directory first, keep the owner's right to change its ACL.
+const protectedSDDL = "O:SYG:SYD:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)"
 
 func restrict(path string) error {
 	sd, err := windows.SecurityDescriptorFromString(protectedSDDL)
@@ -22,13 +24,17 @@ func restrict(path string) error {
 	if err != nil {
 		return err
 	}
+	owner, _, err := sd.Owner()
+	if err != nil {
+		return err
+	}
 	return windows.SetNamedSecurityInfo(path, windows.SE_FILE_OBJECT,
-		windows.DACL_SECURITY_INFORMATION|windows.PROTECTED_DACL_SECURITY_INFORMATION, nil, nil, dacl, nil)
+		windows.OWNER_SECURITY_INFORMATION|windows.DACL_SECURITY_INFORMATION|windows.PROTECTED_DACL_SECURITY_INFORMATION, owner, nil, dacl, nil)
 }
 
-// secureDir creates dir and restricts it to SYSTEM and Administrators, so
+// SecureDir creates dir and restricts it to SYSTEM and Administrators, so
 // files created in it (the atomic write's temporary file too) inherit that.
-func secureDir(dir string) error {
+func SecureDir(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}

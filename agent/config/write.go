@@ -44,7 +44,7 @@ func WriteFile(path string, set map[string]string) error {
 	if err != nil {
 		return err
 	}
-	if err := secureDir(filepath.Dir(path)); err != nil {
+	if err := SecureDir(filepath.Dir(path)); err != nil {
 		return fmt.Errorf("config directory: %w", err)
 	}
 	if err := atomicfile.WriteFile(path, b, 0o600); err != nil {

@@ -10,3 +10,7 @@ const Name = "evident-agent"
 func options() kservice.KeyValue { return kservice.KeyValue{} }
 func afterInstall(string) error  { return nil }
 func enable(string) error        { return nil }
+
+func definition() (string, bool) { return "", false }
+func resetFailed(string)         {}
+func startedByManager() bool     { return false }

@@ -58,4 +58,13 @@ func SetRecovery() error {
 }
 
 func afterInstall(string) error { return SetRecovery() }
-func enable(string) error       { return nil }
+
+// definition: a Windows service has no file; the service manager's status
+// says whether it exists.
+func definition() (string, bool) { return "", false }
+
+func resetFailed(string) {}
+
+// startedByManager: kardianos asks the SCM (svc.IsWindowsService).
+func startedByManager() bool { return false }
+func enable(string) error    { return nil }

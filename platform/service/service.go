@@ -31,6 +31,7 @@ const (
 	Running      Status = "running"
 	Stopped      Status = "stopped"
 	NotInstalled Status = "not installed"
+	Failed       Status = "failed"
 	Unknown      Status = "unknown"
 )
 
@@ -38,14 +39,15 @@ const (
 // its cycle and close the outbox.
 const StopTimeout = 20 * time.Second
 
-// Config is the service definition for the agent binary at exe.
-func Config(exe string) *kservice.Config {
+// Config is the service definition for the agent binary at exe, running
+// `exe run args...`.
+func Config(exe string, args ...string) *kservice.Config {
 	return &kservice.Config{
 		Name:        Name,
 		DisplayName: DisplayName,
 		Description: Description,
 		Executable:  exe,
-		Arguments:   []string{"run"},
+		Arguments:   append([]string{"run"}, args...),
 		Option:      options(),
 	}
 }
@@ -81,17 +83,22 @@ func (p *program) Start(kservice.Service) error {
 	return nil
 }
 
+// Stop asks the agent to stop and waits for it. It never fails: a stop the
+// administrator asked for must not look like a failure to the service
+// manager (the Windows SCM would apply its recovery actions and restart the
+// agent). A slow or failed shutdown is logged instead.
 func (p *program) Stop(kservice.Service) error {
 	p.cancel()
 	select {
 	case <-p.done:
 	case <-time.After(StopTimeout):
-		return errors.New("agent did not stop within " + StopTimeout.String())
+		fmt.Fprintf(p.log, "level=WARN msg=%q timeout=%s\n", "agent did not finish stopping; exiting anyway (unacknowledged evidence stays in the outbox)", StopTimeout)
+		return nil
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.err != nil && !errors.Is(p.err, context.Canceled) {
-		return p.err
+		fmt.Fprintf(p.log, "level=WARN msg=%q err=%q\n", "agent stopped with an error", p.err)
 	}
 	return nil
 }
@@ -115,7 +122,7 @@ func RunManaged(exe string, stderr io.Writer, fn func(context.Context, io.Writer
 
 // Managed reports whether this process was started by a service manager
 // rather than from a terminal.
-func Managed() bool { return !kservice.Interactive() }
+func Managed() bool { return startedByManager() || !kservice.Interactive() }
 
 // Manager controls the installed service.
 type Manager struct {
@@ -123,9 +130,10 @@ type Manager struct {
 	exe string
 }
 
-// NewManager returns a manager for the agent at exe.
-func NewManager(exe string) (*Manager, error) {
-	s, err := kservice.New(&program{}, Config(exe))
+// NewManager returns a manager for the agent at exe; args are added to the
+// `run` of a service it installs.
+func NewManager(exe string, args ...string) (*Manager, error) {
+	s, err := kservice.New(&program{}, Config(exe, args...))
 	if err != nil {
 		return nil, fmt.Errorf("service manager: %w", err)
 	}
@@ -139,6 +147,9 @@ func (m *Manager) System() string { return m.svc.Platform() }
 // no error, when the service already exists (a package installed it, or an
 // earlier install did).
 func (m *Manager) Install() (installed bool, err error) {
+	if path, _ := definition(); path != "" {
+		return false, nil
+	}
 	if st := m.Status(); st != NotInstalled && st != Unknown {
 		return false, nil
 	}
@@ -157,8 +168,15 @@ func (m *Manager) Install() (installed bool, err error) {
 // Enable makes an existing service start at boot.
 func (m *Manager) Enable() error { return enable(m.svc.Platform()) }
 
+// ErrPackaged means the service definition belongs to a package, which
+// removes it.
+var ErrPackaged = errors.New("the service was installed by a package: remove it with the package manager (apt remove evident-agent, dnf remove evident-agent, or the pkg's uninstall.sh)")
+
 // Uninstall stops and removes the service definition.
 func (m *Manager) Uninstall() error {
+	if _, packaged := definition(); packaged {
+		return ErrPackaged
+	}
 	if m.Status() == Running {
 		if err := m.svc.Stop(); err != nil {
 			return fmt.Errorf("stop: %w", err)
@@ -167,17 +185,30 @@ func (m *Manager) Uninstall() error {
 	return m.svc.Uninstall()
 }
 
-// Start, Stop and Restart the service.
-func (m *Manager) Start() error   { return m.svc.Start() }
-func (m *Manager) Stop() error    { return m.svc.Stop() }
-func (m *Manager) Restart() error { return m.svc.Restart() }
+// Start, Stop and Restart the service. Start and Restart first clear a
+// failed state the service manager keeps (systemd's start limit), so fixing
+// the settings and starting again works.
+func (m *Manager) Start() error {
+	resetFailed(m.svc.Platform())
+	return m.svc.Start()
+}
+func (m *Manager) Stop() error { return m.svc.Stop() }
+func (m *Manager) Restart() error {
+	resetFailed(m.svc.Platform())
+	return m.svc.Restart()
+}
 
 // Status asks the service manager.
 func (m *Manager) Status() Status {
 	st, err := m.svc.Status()
 	switch {
 	case errors.Is(err, kservice.ErrNotInstalled):
+		if path, _ := definition(); path != "" {
+			return Stopped
+		}
 		return NotInstalled
+	case err != nil && strings.Contains(err.Error(), "failed state"):
+		return Failed
 	case err != nil:
 		return Unknown
 	case st == kservice.StatusRunning:

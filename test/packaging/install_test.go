@@ -19,7 +19,9 @@ echo "$*" >> /tmp/systemctl.log
 case "$1" in
 is-active)
 	if [ -f /tmp/unit-active ]; then echo active; exit 0; fi
+	if [ -f /tmp/unit-failed ]; then echo failed; exit 3; fi
 	echo inactive; exit 3 ;;
+reset-failed) rm -f /tmp/unit-failed ;;
 list-unit-files)
 	for d in /etc/systemd/system /usr/lib/systemd/system /lib/systemd/system; do
 		if [ -f "$d/$4" ]; then echo "$4 enabled enabled"; exit 0; fi
@@ -142,6 +144,21 @@ func TestAgentInstallCommand(t *testing.T) {
 		}
 	})
 
+	t.Run("a non-default config file is passed to the service", func(t *testing.T) {
+		root, calls := systemdRoot(t)
+		b, _ := os.ReadFile(bin)
+		writeIn(t, root, exe, string(b), 0o755)
+		mustChroot(t, root, exe, "install", "--config", "/opt/evident/agent.yaml", "--server", "evident.example.com:8443", "--enroll-secret", testSecret)
+		if u := readIn(t, root, unitPath); !strings.Contains(u, "ExecStart="+exe+` "run" "--config" "/opt/evident/agent.yaml"`+"\n") {
+			t.Errorf("unit does not pass the config file on:\n%s", u)
+		}
+		wantMode(t, root, "/opt/evident/agent.yaml", 0o600)
+		if exists(root, confPath) {
+			t.Error("the default config file was written too")
+		}
+		wantCalls(t, "install", calls(), []string{"start " + unit}, nil)
+	})
+
 	t.Run("invalid setting is refused before anything is installed", func(t *testing.T) {
 		root, calls := systemdRoot(t)
 		b, _ := os.ReadFile(bin)
@@ -183,6 +200,25 @@ func TestAgentInstallAfterPackage(t *testing.T) {
 		t.Errorf("config has %d lines, shipped %d: comments lost or settings appended\n%s", b, a, got)
 	}
 	mustChroot(t, root, binPath, "config", "check", "--quiet")
+
+	// A packaged unit in systemd's failed state (say, exit 78 before the
+	// settings were fixed): install again must neither write a unit over
+	// the packaged one nor trip over the start limit.
+	writeIn(t, root, "/tmp/unit-failed", "", 0o644)
+	_ = os.Remove(filepath.Join(root, "tmp/unit-active"))
+	out = mustChroot(t, root, binPath, "install", "--server", "evident2.example.com:8443")
+	if exists(root, "/etc/systemd/system/evident-agent.service") || !strings.Contains(out, "already installed") {
+		t.Errorf("install over a failed packaged unit:\n%s", out)
+	}
+	wantCalls(t, "install after failure", calls(), []string{"reset-failed evident-agent.service", "start evident-agent.service"}, nil)
+
+	// The packaged unit is the package manager's to remove.
+	if out, code := chroot(t, root, binPath, "uninstall"); code != 1 || !strings.Contains(out, "installed by a package") {
+		t.Errorf("uninstall of the packaged unit: exit %d\n%s", code, out)
+	}
+	if !exists(root, "/usr/lib/systemd/system/evident-agent.service") {
+		t.Error("uninstall removed the packaged unit")
+	}
 	// The package's removal still works (preremove stops and disables).
 	mustChroot(t, root, "dpkg", "-r", "evident-agent")
 	wantCalls(t, "remove", calls(), []string{"stop evident-agent.service", "disable evident-agent.service"}, nil)

@@ -376,6 +376,13 @@ func TestDebSystemdCalls(t *testing.T) {
 			[]string{"start " + unit, "stop " + unit, "disable " + unit})
 		mustChroot(t, root, "dpkg", "-r", "evident-agent")
 		wantCalls(t, "remove", calls(), []string{"stop " + unit, "disable " + unit}, starts)
+		// Reinstalled after the removal (dpkg says "configure OLD-VERSION",
+		// as for an upgrade): started again, not just try-restarted.
+		mustChroot(t, root, "dpkg", "-i", copyInto(t, root, v2))
+		wantCalls(t, "reinstall", calls(), []string{"enable " + unit, "start " + unit}, []string{"try-restart " + unit})
+		if exists(root, "/var/lib/evident-agent/.package-removed") {
+			t.Error("the removal marker outlived the reinstall")
+		}
 	})
 
 	// An invalid setting (config check exits 78): not started, and the
@@ -469,7 +476,8 @@ func TestUnitVerifies(t *testing.T) {
 			"ExecStart=/usr/bin/evident-agent run",
 			"Type=simple",
 			"Restart=on-failure",
-			"RestartSec=10",
+			"RestartSec=30",
+			"StartLimitIntervalSec=0",
 			"RestartPreventExitStatus=78",
 			"MemoryMax=256M",
 			"CPUQuota=25%",

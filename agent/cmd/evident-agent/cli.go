@@ -61,7 +61,7 @@ com.evident.agent; Windows HKLM\SOFTWARE\Policies\Evident\Agent); the config fil
 `
 
 func run(args []string, stdout, stderr io.Writer) int {
-	return app{stdout: stdout, stderr: stderr, env: config.System(defaults())}.run(args)
+	return app{stdin: os.Stdin, stdout: stdout, stderr: stderr, env: config.System(defaults())}.run(args)
 }
 
 // defaults are the built-in values `config show` reports for unset settings.
@@ -78,6 +78,7 @@ func defaults() map[string]string {
 // app is one invocation: where it writes and the environment its settings
 // come from (the real one, or a test's).
 type app struct {
+	stdin          io.Reader
 	stdout, stderr io.Writer
 	env            config.Environment
 }
@@ -123,14 +124,16 @@ func (a app) run(args []string) int {
 // settings registers flags for the named settings (and --config) on a
 // command's flag set; load resolves them with the other sources.
 type settings struct {
-	fs    *flag.FlagSet
-	file  *string
-	flags map[string]*string
-	env   config.Environment
+	fs         *flag.FlagSet
+	file       *string
+	flags      map[string]*string
+	secretFile *string
+	env        config.Environment
+	stdin      io.Reader
 }
 
 func (a app) settings(fs *flag.FlagSet, names ...string) *settings {
-	s := &settings{fs: fs, flags: map[string]*string{}, env: a.env}
+	s := &settings{fs: fs, flags: map[string]*string{}, env: a.env, stdin: a.stdin}
 	s.file = fs.String("config", "", "config file (default "+a.env.DefaultFile+"; env "+config.EnvConfigFile+")")
 	for _, n := range names {
 		k, _ := config.Lookup(n)
@@ -139,12 +142,18 @@ func (a app) settings(fs *flag.FlagSet, names ...string) *settings {
 			help += "; default " + d
 		}
 		s.flags[n] = fs.String(k.Flag(), "", help)
+		if n == config.EnrollSecret {
+			s.secretFile = fs.String("enroll-secret-file", "", "read the enrollment secret from this file, or from standard input with -\n(keeps it out of the process list and shell history)")
+		}
 	}
 	return s
 }
 
-// set reports the settings given as flags.
-func (s *settings) set() map[string]string {
+// maxSecretFile bounds --enroll-secret-file.
+const maxSecretFile = 4 << 10
+
+// set reports the settings given as flags (the secret file included).
+func (s *settings) set() (map[string]string, error) {
 	out := map[string]string{}
 	s.fs.Visit(func(f *flag.Flag) {
 		for n, p := range s.flags {
@@ -153,15 +162,55 @@ func (s *settings) set() map[string]string {
 			}
 		}
 	})
-	return out
+	if s.secretFile != nil && *s.secretFile != "" {
+		if _, both := out[config.EnrollSecret]; both {
+			return nil, cli.WithCode(2, errors.New("give --enroll-secret or --enroll-secret-file, not both"))
+		}
+		r := s.stdin
+		if *s.secretFile != "-" {
+			f, err := os.Open(*s.secretFile)
+			if err != nil {
+				return nil, err
+			}
+			defer f.Close()
+			r = f
+		}
+		b, err := io.ReadAll(io.LimitReader(r, maxSecretFile+1))
+		if err != nil {
+			return nil, fmt.Errorf("--enroll-secret-file: %w", err)
+		}
+		if len(b) > maxSecretFile {
+			return nil, fmt.Errorf("--enroll-secret-file: larger than %d bytes", maxSecretFile)
+		}
+		out[config.EnrollSecret] = strings.TrimSpace(string(b))
+	}
+	return out, nil
 }
 
 func (s *settings) load() (*config.Config, error) {
-	c, err := config.Load(config.Inputs{Env: s.env, File: *s.file, Flags: s.set()})
+	set, err := s.set()
+	if err != nil {
+		return nil, err
+	}
+	c, err := config.Load(config.Inputs{Env: s.env, File: *s.file, Flags: set})
 	if errors.Is(err, config.ErrInvalid) {
 		return nil, cli.WithCode(exConfig, err)
 	}
 	return c, err
+}
+
+// path is the config file load reads: --config, else EVIDENT_CONFIG, else
+// the platform's.
+func (s *settings) path() string {
+	if *s.file != "" {
+		return *s.file
+	}
+	if s.env.LookupEnv != nil {
+		if p, ok := s.env.LookupEnv(config.EnvConfigFile); ok && p != "" {
+			return p
+		}
+	}
+	return s.env.DefaultFile
 }
 
 // exConfig is EX_CONFIG: a configuration the agent cannot use. The systemd

@@ -151,7 +151,10 @@ func (a app) cmdConfigWrite(args []string) error {
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
-	set := st.set()
+	set, err := st.set()
+	if err != nil {
+		return err
+	}
 	if len(set) == 0 {
 		fmt.Fprintln(a.stderr, "config write needs at least one setting, e.g. --server HOST:PORT --enroll-secret TOKEN")
 		return cli.ErrUsage
@@ -162,13 +165,7 @@ func (a app) cmdConfigWrite(args []string) error {
 // writeSettings writes set to the config file load reads: --config, else
 // EVIDENT_CONFIG, else the platform's.
 func (a app) writeSettings(st *settings, set map[string]string) error {
-	path := *st.file
-	if path == "" {
-		path = a.env.DefaultFile
-		if p, ok := a.env.LookupEnv(config.EnvConfigFile); ok && p != "" {
-			path = p
-		}
-	}
+	path := st.path()
 	if err := config.WriteFile(path, set); err != nil {
 		if errors.Is(err, config.ErrInvalid) {
 			return cli.WithCode(exConfig, err)

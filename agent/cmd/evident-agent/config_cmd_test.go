@@ -2,7 +2,11 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
+	"flag"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -10,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/evident-dev/evident/agent/config"
+	"github.com/evident-dev/evident/internal/cli"
 )
 
 const (
@@ -143,3 +148,86 @@ func TestConfigCheckAndWrite(t *testing.T) {
 		t.Fatalf("configured check: exit %d, %q %q", code, stdout, stderr)
 	}
 }
+
+func TestEnrollSecretFile(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		stdin    string
+		wantCode int
+		wantErr  string
+	}{
+		{"stdin", []string{"--enroll-secret-file", "-"}, "  " + testSecretFile + "\n", 0, ""},
+		{"both", []string{"--enroll-secret-file", "-", "--enroll-secret", testSecretFile}, testSecretFile, 2, "not both"},
+		{"bad secret", []string{"--enroll-secret-file", "-"}, "hunter2hunter2", 78, "enroll_secret"},
+		{"too large", []string{"--enroll-secret-file", "-"}, strings.Repeat("x", maxSecretFile+1), 1, "larger than"},
+		{"missing file", []string{"--enroll-secret-file", "/nonexistent/secret"}, "", 1, "no such file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, stdout, stderr, dir := testApp(t, nil)
+			a.stdin = strings.NewReader(tc.stdin)
+			path := filepath.Join(dir, "written.yaml")
+			code := a.run(append([]string{"config", "write", "--config", path}, tc.args...))
+			if code != tc.wantCode || !strings.Contains(stderr.String(), tc.wantErr) {
+				t.Fatalf("exit %d, stderr %q; want %d containing %q", code, stderr, tc.wantCode, tc.wantErr)
+			}
+			if strings.Contains(stderr.String(), "hunter2") {
+				t.Errorf("error echoes the secret: %q", stderr)
+			}
+			if tc.wantCode != 0 {
+				return
+			}
+			b, _ := os.ReadFile(path)
+			if string(b) != "enroll_secret: "+testSecretFile+"\n" || !strings.Contains(stdout.String(), "wrote 1 setting") {
+				t.Errorf("file %q, stdout %q", b, stdout)
+			}
+		})
+	}
+}
+
+func TestPurgeable(t *testing.T) {
+	root := t.TempDir()
+	agentDir := filepath.Join(root, "agent")
+	os.MkdirAll(filepath.Join(agentDir, "identity"), 0o700)
+	os.WriteFile(filepath.Join(agentDir, "outbox.db"), nil, 0o600)
+	other := filepath.Join(root, "other")
+	os.MkdirAll(other, 0o700)
+	os.WriteFile(filepath.Join(other, "passwd"), nil, 0o600)
+	for _, tc := range []struct {
+		dir  string
+		want string
+	}{
+		{agentDir, ""},
+		{filepath.Join(root, "missing"), ""},
+		{"/", "too close to the file system root"},
+		{"/var", "too close to the file system root"},
+		{other, `holds "passwd"`},
+	} {
+		err := purgeable(tc.dir)
+		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("purgeable(%s) = %v; want %q", tc.dir, err, tc.want)
+		}
+	}
+}
+
+// TestInvalidSettingsAsService: as a service an invalid setting is logged
+// and waited on (until the service is stopped); in the foreground it is
+// exit 78 at once.
+func TestInvalidSettingsAsService(t *testing.T) {
+	a, _, stderr, _ := testApp(t, map[string]string{"EVIDENT_INTERVAL": "soon"})
+	st := a.settings(cliFlagSet(a), runSettings...)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := a.loadSettings(ctx, st, true); !errors.Is(err, context.Canceled) {
+		t.Errorf("service: err %v, want to wait until stopped", err)
+	}
+	if !strings.Contains(stderr.String(), `invalid settings; waiting for them to be fixed`) || !strings.Contains(stderr.String(), "EVIDENT_INTERVAL") {
+		t.Errorf("service log: %q", stderr)
+	}
+	_, err := a.loadSettings(context.Background(), st, false)
+	if code := cli.ExitCode("x", err, io.Discard); code != 78 {
+		t.Errorf("foreground: err %v, exit %d; want 78", err, code)
+	}
+}
+
+func cliFlagSet(a app) *flag.FlagSet { return cli.NewFlagSet("test", a.stderr, "test") }

@@ -80,6 +80,11 @@ func enroll(ctx context.Context, cfg *config.Config, facts *identity.HostFacts) 
 	if m := cfg.Get(config.MachineID); m != "" {
 		facts.MachineId = m
 	}
+	// On Windows this also takes the directory from %ProgramData%'s
+	// readable-by-Users ACL to SYSTEM and Administrators only.
+	if err := config.SecureDir(cfg.Get(config.DataDir)); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
 	idDir := identity.Dir(cfg.Get(config.DataDir))
 	if err := os.MkdirAll(idDir, 0o700); err != nil {
 		return nil, err
@@ -113,7 +118,7 @@ type runOptions struct {
 }
 
 func (a app) cmdRun(args []string) error {
-	fs := cli.NewFlagSet("run", a.stderr, "evident-agent run: collect on a schedule, keep observations in the outbox, and stream them\nto the server; what the service runs. Not yet enrolled, it enrolls with the configured server and\nenrollment secret; as a service without them, it waits, re-reading its settings every 30 s.\nStops cleanly on SIGINT/SIGTERM (or a service stop); anything unacknowledged is resent on the next start.\nExit status: 0 stopped, 1 failed (the service manager restarts it), 78 invalid configuration.")
+	fs := cli.NewFlagSet("run", a.stderr, "evident-agent run: collect on a schedule, keep observations in the outbox, and stream them\nto the server; what the service runs. Not yet enrolled, it enrolls with the configured server and\nenrollment secret; as a service without them, it waits, re-reading its settings every 30 s.\nStops cleanly on SIGINT/SIGTERM (or a service stop); anything unacknowledged is resent on the next start.\nExit status: 0 stopped, 1 failed (the service manager restarts it), 78 invalid configuration (in the\nforeground; as a service it logs the error and re-reads the settings every 30 s until they are fixed).")
 	st := a.settings(fs, runSettings...)
 	var o runOptions
 	fs.BoolVar(&o.once, "once", false, "collect once, deliver, exit 0 when the server has acknowledged everything")
@@ -159,8 +164,12 @@ const configPoll = 30 * time.Second
 // service (wait), an unconfigured agent waits for its settings instead of
 // failing, so an MDM may push the package before the profile.
 func (a app) daemon(ctx context.Context, st *settings, o runOptions, wait bool) error {
-	cfg, err := st.load()
+	wait = wait && !o.once
+	cfg, err := a.loadSettings(ctx, st, wait)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while waiting
+		}
 		return err
 	}
 	log, err := logger(a.stderr, cfg.Get(config.LogLevel))
@@ -170,7 +179,7 @@ func (a app) daemon(ctx context.Context, st *settings, o runOptions, wait bool) 
 	for _, w := range cfg.Warnings {
 		log.Warn(w)
 	}
-	cfg, err = a.ensureEnrolled(ctx, st, cfg, log, wait && !o.once)
+	cfg, err = a.ensureEnrolled(ctx, st, cfg, log, wait)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped while waiting
@@ -184,6 +193,9 @@ func (a app) daemon(ctx context.Context, st *settings, o runOptions, wait bool) 
 	h, err := hostFor(o.snap)
 	if err != nil {
 		return err
+	}
+	if err := config.SecureDir(cfg.Get(config.DataDir)); err != nil {
+		return fmt.Errorf("data directory: %w", err)
 	}
 	ag, err := agent.Open(agent.Config{
 		DataDir:          cfg.Get(config.DataDir),
@@ -215,7 +227,7 @@ func (a app) daemon(ctx context.Context, st *settings, o runOptions, wait bool) 
 // yet pushed) until ctx ends; without, it fails at once.
 func (a app) ensureEnrolled(ctx context.Context, st *settings, cfg *config.Config, log *slog.Logger, wait bool) (*config.Config, error) {
 	backoff := configPoll
-	lastWhy := ""
+	lastWhy, lastTarget := "", ""
 	for {
 		if _, err := identity.Load(identity.Dir(cfg.Get(config.DataDir))); err == nil {
 			return cfg, nil
@@ -233,6 +245,9 @@ func (a app) ensureEnrolled(ctx context.Context, st *settings, cfg *config.Confi
 				lastWhy = why
 			}
 		} else {
+			if target := cfg.Get(config.Server) + "\x00" + cfg.Get(config.EnrollSecret); target != lastTarget {
+				backoff, lastTarget = configPoll, target // new settings: try them at once
+			}
 			id, err := enroll(ctx, cfg, hostFacts())
 			if err == nil {
 				log.Info("enrolled", "device", id.DeviceID, "server", id.Server, "tpm", boundTo(id))
@@ -250,11 +265,35 @@ func (a app) ensureEnrolled(ctx context.Context, st *settings, cfg *config.Confi
 			return nil, ctx.Err()
 		case <-time.After(delay):
 		}
-		next, err := st.load()
+		next, err := a.loadSettings(ctx, st, wait)
 		if err != nil {
 			return nil, err
 		}
 		cfg = next
+	}
+}
+
+// loadSettings resolves the settings. As a service (wait), an invalid
+// setting (a half-edited profile, a typo in agent.yaml) is logged and the
+// settings re-read every 30 s until they are fixed, instead of exiting: a
+// service manager would either restart it in a loop or give up on it. In
+// the foreground it fails at once (exit 78).
+func (a app) loadSettings(ctx context.Context, st *settings, wait bool) (*config.Config, error) {
+	last := ""
+	for {
+		cfg, err := st.load()
+		if err == nil || !wait || !errors.Is(err, config.ErrInvalid) {
+			return cfg, err
+		}
+		if err.Error() != last {
+			fmt.Fprintf(a.stderr, "level=ERROR msg=%q err=%q retry_in=%s\n", "invalid settings; waiting for them to be fixed", err, configPoll)
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(configPoll):
+		}
 	}
 }
 

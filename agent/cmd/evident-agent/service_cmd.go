@@ -5,13 +5,16 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/evident-dev/evident/agent/config"
 	"github.com/evident-dev/evident/internal/cli"
 	"github.com/evident-dev/evident/platform/service"
 )
 
-func manager() (*service.Manager, error) {
+// manager controls the service; args are added to the `run` of a service
+// it installs.
+func manager(args ...string) (*service.Manager, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -19,7 +22,7 @@ func manager() (*service.Manager, error) {
 	if p, err := filepath.EvalSymlinks(exe); err == nil {
 		exe = p
 	}
-	return service.NewManager(exe)
+	return service.NewManager(exe, args...)
 }
 
 func (a app) cmdInstall(args []string) error {
@@ -29,7 +32,16 @@ func (a app) cmdInstall(args []string) error {
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
-	if set := st.set(); len(set) > 0 {
+	set, err := st.set()
+	if err != nil {
+		return err
+	}
+	// Check the settings given before changing anything (the file itself
+	// is checked when it is written).
+	if _, err := config.Load(config.Inputs{Flags: set}); err != nil {
+		return cli.WithCode(exConfig, err)
+	}
+	if len(set) > 0 {
 		if err := a.writeSettings(st, set); err != nil {
 			return err
 		}
@@ -38,7 +50,18 @@ func (a app) cmdInstall(args []string) error {
 	if err != nil {
 		return err
 	}
-	m, err := manager()
+	// A service started by the system has neither this shell's environment
+	// nor its flags: it reads the config file, so a non-default one is
+	// passed on.
+	var runArgs []string
+	if p := st.path(); p != a.env.DefaultFile {
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			return err
+		}
+		runArgs = []string{"--config", abs}
+	}
+	m, err := manager(runArgs...)
 	if err != nil {
 		return err
 	}
@@ -53,6 +76,9 @@ func (a app) cmdInstall(args []string) error {
 			return fmt.Errorf("enable the service: %w", err)
 		}
 		fmt.Fprintf(a.stdout, "the %s service %s was already installed; enabled it\n", m.System(), service.Name)
+		if runArgs != nil {
+			fmt.Fprintf(a.stdout, "warning: the installed service reads %s, not %s; uninstall and install again to change that\n", a.env.DefaultFile, st.path())
+		}
 	}
 	if *noStart {
 		return nil
@@ -92,12 +118,17 @@ func (a app) cmdUninstall(args []string) error {
 	}
 	if st := m.Status(); st == service.NotInstalled {
 		fmt.Fprintln(a.stdout, "the service is not installed")
-	} else if err := m.Uninstall(); err != nil {
+	} else if err := m.Uninstall(); errors.Is(err, service.ErrPackaged) {
+		return err
+	} else if err != nil {
 		return fmt.Errorf("uninstall the %s service: %w", m.System(), err)
 	} else {
 		fmt.Fprintf(a.stdout, "removed the %s service %s\n", m.System(), service.Name)
 	}
 	if *purge {
+		if err := purgeable(cfg.Get(config.DataDir)); err != nil {
+			return err
+		}
 		for _, p := range []string{cfg.File, cfg.Get(config.DataDir)} {
 			if p == "" {
 				continue
@@ -135,5 +166,37 @@ func (a app) cmdControl(verb string, args []string) error {
 		return fmt.Errorf("%s: %w", verb, err)
 	}
 	fmt.Fprintf(a.stdout, "%s: %s\n", verb, m.Status())
+	return nil
+}
+
+// purgeable refuses to delete a data directory that does not look like one:
+// data_dir can come from a flag, the environment or an MDM profile, and
+// `uninstall --purge` must never become `rm -rf /var`.
+func purgeable(dir string) error {
+	if dir == "" {
+		return nil
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	parts := strings.Split(strings.Trim(filepath.ToSlash(filepath.Clean(abs)), "/"), "/")
+	if len(parts) < 2 || (len(parts) == 2 && strings.HasSuffix(parts[0], ":")) {
+		return fmt.Errorf("refusing to delete %s: too close to the file system root for a data directory", abs)
+	}
+	entries, err := os.ReadDir(abs)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		switch e.Name() {
+		case "identity", "outbox.db", "outbox.db.compact", "agent.sock", ".package-removed":
+		default:
+			return fmt.Errorf("refusing to delete %s: it holds %q, which the agent did not create (delete it yourself if it is really the agent's)", abs, e.Name())
+		}
+	}
 	return nil
 }

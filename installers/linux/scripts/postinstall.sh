@@ -23,6 +23,11 @@ esac
 
 # The config carries the enrollment secret; the data dir the device identity.
 mkdir -p /etc/evident "$datadir"
+# Reinstalled after a removal (not an upgrade): start it like a first install.
+if [ -e "$datadir/.package-removed" ]; then
+	upgrade=no
+	rm -f "$datadir/.package-removed"
+fi
 chown root:root /etc/evident "$datadir" || true
 chmod 0700 /etc/evident "$datadir" || true
 if [ -f "$conf" ]; then

@@ -11,6 +11,11 @@ remove | 0) ;;
 *) exit 0 ;;
 esac
 
+# Mark the removal in the data directory (which `remove` keeps), so a later
+# reinstall, which dpkg runs as "configure OLD-VERSION" like an upgrade, starts
+# the service instead of only try-restarting a stopped one.
+touch /var/lib/evident-agent/.package-removed 2>/dev/null || true
+
 if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
 	systemctl stop evident-agent.service || true
 	systemctl disable evident-agent.service >/dev/null 2>&1 || true
