@@ -130,6 +130,11 @@ type settings struct {
 	secretFile *string
 	env        config.Environment
 	stdin      io.Reader
+	// given caches what set read: the secret file may be standard input,
+	// which reads only once, and load runs again while a service waits.
+	given    map[string]string
+	givenErr error
+	read     bool
 }
 
 func (a app) settings(fs *flag.FlagSet, names ...string) *settings {
@@ -152,8 +157,17 @@ func (a app) settings(fs *flag.FlagSet, names ...string) *settings {
 // maxSecretFile bounds --enroll-secret-file.
 const maxSecretFile = 4 << 10
 
-// set reports the settings given as flags (the secret file included).
+// set reports the settings given as flags (the secret file included). It
+// reads them once; later calls return the same.
 func (s *settings) set() (map[string]string, error) {
+	if !s.read {
+		s.given, s.givenErr = s.readFlags()
+		s.read = true
+	}
+	return s.given, s.givenErr
+}
+
+func (s *settings) readFlags() (map[string]string, error) {
 	out := map[string]string{}
 	s.fs.Visit(func(f *flag.Flag) {
 		for n, p := range s.flags {

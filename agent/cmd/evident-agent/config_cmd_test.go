@@ -231,3 +231,30 @@ func TestInvalidSettingsAsService(t *testing.T) {
 }
 
 func cliFlagSet(a app) *flag.FlagSet { return cli.NewFlagSet("test", a.stderr, "test") }
+
+// TestSecretFileReadOnce: install reads the settings given, then loads the
+// configuration; a secret piped on standard input must survive both (and a
+// service's later reloads), not be replaced by the empty second read.
+func TestSecretFileReadOnce(t *testing.T) {
+	a, _, _, _ := testApp(t, nil)
+	a.env.Managed = nil
+	a.stdin = strings.NewReader(testSecretManaged + "\n")
+	fs := cliFlagSet(a)
+	st := a.settings(fs, config.Server, config.EnrollSecret)
+	if err := fs.Parse([]string{"--enroll-secret-file", "-"}); err != nil {
+		t.Fatal(err)
+	}
+	set, err := st.set()
+	if err != nil || set[config.EnrollSecret] != testSecretManaged {
+		t.Fatalf("set: %v, %v", set, err)
+	}
+	for i := range 2 {
+		cfg, err := st.load()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v, _ := cfg.Value(config.EnrollSecret); v.Value != testSecretManaged || v.Source != config.FromFlag {
+			t.Errorf("load %d: enroll_secret %q from %s; want the piped secret from the flag", i, v.Display(), v.Source)
+		}
+	}
+}
