@@ -23,6 +23,7 @@ import (
 	"github.com/evident-dev/evident/agent/statusapi"
 	"github.com/evident-dev/evident/agent/uplink"
 	"github.com/evident-dev/evident/collectors"
+	wall "github.com/evident-dev/evident/internal/clock"
 	"github.com/evident-dev/evident/platform"
 	evidentv1 "github.com/evident-dev/evident/proto/evident/v1"
 )
@@ -95,10 +96,23 @@ func (c *Config) fill() {
 func OutboxPath(dataDir string) string { return filepath.Join(dataDir, "outbox.db") }
 
 // Collect runs every collector once and returns the observations, without a
-// server: what `evident-agent collect` prints.
+// server: what `evident-agent collect` prints. They are dated on the host's
+// clock: a replayed snapshot's evidence at the instant it was recorded.
 func Collect(ctx context.Context, cfg Config) []collectors.Observation {
 	cfg.fill()
-	return cfg.Registry.RunAll(ctx, cfg.Host, cfg.CollectorTimeout, time.Now)
+	return cfg.Registry.RunAll(ctx, cfg.Host, cfg.CollectorTimeout, func() time.Time { return platform.Now(cfg.Host) })
+}
+
+// hostOffset is how far the host's clock is ahead of the agent's clock
+// reading now: zero for the live machine; for a replayed snapshot, the
+// (negative) distance back to the instant it was recorded. A cycle dates its
+// observations on the host's clock, while its own timing and the watchdog
+// keep to the agent's.
+func hostOffset(h platform.Host, now time.Time) time.Duration {
+	if _, ok := h.(platform.Clock); !ok {
+		return 0
+	}
+	return platform.Now(h).Sub(now)
 }
 
 // clock is the time source of collection cycles and the watchdog; tests
@@ -111,7 +125,7 @@ type clock interface {
 
 type wallClock struct{}
 
-func (wallClock) Now() time.Time { return time.Now() }
+func (wallClock) Now() time.Time { return wall.Now() }
 
 func (wallClock) Tick(d time.Duration) (<-chan time.Time, func()) {
 	t := time.NewTicker(d)
@@ -239,11 +253,11 @@ func Open(cfg Config) (*Agent, error) {
 	if cfg.OutboxMaxBytes < MinOutboxBytes {
 		return nil, fmt.Errorf("outbox bound %d bytes is below the minimum %d (four of the largest observations)", cfg.OutboxMaxBytes, MinOutboxBytes)
 	}
-	ob, err := outbox.Open(OutboxPath(cfg.DataDir), outbox.Options{MaxBytes: cfg.OutboxMaxBytes, Gap: encodeGap})
+	ob, err := outbox.Open(OutboxPath(cfg.DataDir), outbox.Options{MaxBytes: cfg.OutboxMaxBytes, Gap: encodeGap, Now: wall.Now})
 	if err != nil {
 		return nil, err
 	}
-	a := &Agent{cfg: cfg, id: id, outbox: ob, clock: wallClock{}, watchdog: collectors.NewWatchdog(), startedAt: time.Now()}
+	a := &Agent{cfg: cfg, id: id, outbox: ob, clock: wallClock{}, watchdog: collectors.NewWatchdog(), startedAt: wall.Now()}
 	a.up = &uplink.Uplink{Outbox: ob, Server: id.Server, TLS: id.TLSConfig, AgentVersion: cfg.Version, Log: cfg.Log}
 	return a, nil
 }
@@ -291,6 +305,11 @@ func (a *Agent) cycle(ctx context.Context, only []string) error {
 		}
 	}
 	obs := a.watchdog.RunAll(ctx, reg, a.cfg.Host, a.cfg.CollectorTimeout, a.clock.Now)
+	if off := hostOffset(a.cfg.Host, a.clock.Now()); off != 0 {
+		for i := range obs {
+			obs[i].CollectedAt = obs[i].CollectedAt.Add(off)
+		}
+	}
 	entries := make([][]byte, 0, len(obs))
 	results := map[string]string{}
 	for _, o := range obs {
@@ -530,7 +549,7 @@ func (a *Agent) Run(ctx context.Context, once bool, onceTimeout time.Duration) (
 					a.cfg.Log.Warn("server refused this device's attestation", "reasons", r.GetReasons())
 				}
 				a.mu.Lock()
-				a.lastAttestation = time.Now()
+				a.lastAttestation = a.clock.Now()
 				a.lastAttestationOK = r.GetVerified()
 				a.mu.Unlock()
 				select {

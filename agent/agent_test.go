@@ -188,3 +188,43 @@ func TestCollect(t *testing.T) {
 		}
 	}
 }
+
+// recordedHost is a host whose clock stands at the instant it was recorded,
+// as a replayed snapshot's does.
+type recordedHost struct {
+	platform.Host
+	at time.Time
+}
+
+func (h recordedHost) Now() time.Time { return h.at }
+
+// TestHostClockDatesEvidence: collect and a collection cycle date
+// observations on the host's clock (a snapshot's recorded instant), while
+// the cycle's own timing and the watchdog stay on the agent's clock.
+func TestHostClockDatesEvidence(t *testing.T) {
+	recorded := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+	reg, err := collectors.NewRegistry(fakeCollector{name: "alpha"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := recordedHost{Host: &platform.Live{Root: t.TempDir()}, at: recorded}
+	for _, o := range Collect(context.Background(), Config{Registry: reg, Host: host}) {
+		if !o.CollectedAt.Equal(recorded) {
+			t.Errorf("collect: %s collected_at %s; want the host's %s", o.Collector, o.CollectedAt, recorded)
+		}
+	}
+	a, clk, _ := newTestAgent(t, Config{}, fakeCollector{name: "alpha"})
+	a.cfg.Host = host
+	if err := a.cycle(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := lastObservations(t, a)["alpha"].GetCollectedAt().AsTime(); !got.Equal(recorded) {
+		t.Errorf("cycle: collected_at %s; want the host's %s", got, recorded)
+	}
+	if st := a.Status(); !st.LastCycleAt.Equal(clk.Now()) {
+		t.Errorf("last cycle at %s; want the agent's clock %s", st.LastCycleAt, clk.Now())
+	}
+	if _, err := a.hangErr(clk.Now()); err != nil {
+		t.Errorf("the host's clock reached the watchdog: %v", err)
+	}
+}

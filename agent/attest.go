@@ -10,6 +10,7 @@ import (
 
 	"github.com/evident-dev/evident/agent/identity"
 	"github.com/evident-dev/evident/agent/tpm"
+	wall "github.com/evident-dev/evident/internal/clock"
 	evidentv1 "github.com/evident-dev/evident/proto/evident/v1"
 )
 
@@ -85,7 +86,7 @@ func (s *TPMSession) Close() error {
 // rather than waiting for a quote that never comes.
 func (a *Agent) attest(ctx context.Context, ch *evidentv1.AttestationChallenge) {
 	log := a.cfg.Log
-	if exp := ch.GetExpiresAt(); exp.IsValid() && time.Now().After(exp.AsTime()) {
+	if exp := ch.GetExpiresAt(); exp.IsValid() && wall.Now().After(exp.AsTime()) {
 		log.Warn("attestation challenge expired before it could be answered; the server will send another")
 		return
 	}

@@ -13,6 +13,8 @@ import (
 	"errors"
 	"io/fs"
 	"time"
+
+	"github.com/evident-dev/evident/internal/clock"
 )
 
 // Host is the door to one machine.
@@ -90,3 +92,21 @@ const (
 
 // IsNotExist reports whether err means "this host has no such file".
 func IsNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }
+
+// Clock is implemented by a Host whose "now" is not the wall clock: a
+// recorded host snapshot replays at the instant it was recorded, so the age
+// of what it shows (a package index, anti-malware definitions) is the age it
+// had then, whatever day the replay runs.
+type Clock interface {
+	Now() time.Time
+}
+
+// Now returns the host's current time: the recorded instant (plus the time
+// elapsed since the replay began) for a snapshot, the wall clock (clock.Now)
+// otherwise.
+func Now(h Host) time.Time {
+	if c, ok := h.(Clock); ok {
+		return c.Now()
+	}
+	return clock.Now()
+}

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/evident-dev/evident/internal/atomicfile"
+	"github.com/evident-dev/evident/internal/clock"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -116,6 +117,7 @@ func (id *Identity) TLSConfig() (*tls.Config, error) {
 		MinVersion: tls.VersionTLS12,
 		RootCAs:    id.ca,
 		ServerName: host,
+		Time:       clock.Now,
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 			return &id.cert, nil
 		},
@@ -234,7 +236,7 @@ func Enroll(ctx context.Context, dir, addr, token string, facts *HostFacts, opts
 	if err != nil {
 		return nil, err
 	}
-	id := &Identity{DeviceID: resp.GetDeviceId(), Server: addr, EnrolledAt: time.Now().UTC(), CAPin: tok.CAPin}
+	id := &Identity{DeviceID: resp.GetDeviceId(), Server: addr, EnrolledAt: clock.Now().UTC(), CAPin: tok.CAPin}
 	if opts.TPM != nil {
 		id.TPM, id.TPMEventLog = opts.TPMSpec, opts.TPMEventLog
 		if id.TPM == "" {
@@ -266,6 +268,7 @@ func PinnedTLS(host, pin string) *tls.Config {
 	return &tls.Config{
 		MinVersion:         tls.VersionTLS12,
 		InsecureSkipVerify: true, // replaced by VerifyConnection below
+		Time:               clock.Now,
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			var ca *x509.Certificate
 			for _, c := range cs.PeerCertificates {
@@ -282,7 +285,7 @@ func PinnedTLS(host, pin string) *tls.Config {
 			if len(cs.PeerCertificates) == 0 {
 				return errors.New("server presented no certificate")
 			}
-			_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{DNSName: host, Roots: pool})
+			_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{DNSName: host, Roots: pool, CurrentTime: clock.Now()})
 			if err != nil {
 				return fmt.Errorf("server certificate does not verify against the pinned CA for %q: %w (start the server with --san %s)", host, err, host)
 			}

@@ -11,7 +11,9 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"time"
 
+	"github.com/evident-dev/evident/internal/clock"
 	"github.com/evident-dev/evident/platform"
 )
 
@@ -29,6 +31,7 @@ type Host struct {
 	cmds     map[string]Command
 	wmi      map[string]WMIQuery
 	reg      map[string]RegValue
+	opened   time.Time // wall clock at Open: Now runs forward from RecordedAt
 }
 
 var _ platform.Host = (*Host)(nil)
@@ -60,7 +63,7 @@ func parse(dir string, manifest []byte) (*Host, error) {
 	}
 	h := &Host{dir: dir, m: m, fsDir: filepath.Join(dir, "fs"),
 		fileErrs: map[string]File{}, dirs: map[string]Dir{}, globs: map[string][]string{},
-		cmds: map[string]Command{}, wmi: map[string]WMIQuery{}, reg: map[string]RegValue{}}
+		cmds: map[string]Command{}, wmi: map[string]WMIQuery{}, reg: map[string]RegValue{}, opened: time.Now()}
 	for _, f := range m.Files {
 		h.fileErrs[path.Clean("/"+f.Path)] = f
 	}
@@ -106,6 +109,17 @@ func inside(p string) error {
 
 // Manifest returns the snapshot's manifest.
 func (h *Host) Manifest() Manifest { return h.m }
+
+// Now implements platform.Clock: the recorded instant plus the time elapsed
+// since the snapshot was opened, so a replay dates its evidence when the host
+// was read, not when the replay runs. A manifest without recorded_at
+// replays at the wall clock.
+func (h *Host) Now() time.Time {
+	if h.m.RecordedAt.IsZero() {
+		return clock.Now()
+	}
+	return h.m.RecordedAt.Add(time.Since(h.opened))
+}
 
 // GOOS implements platform.Host: the recorded host's OS.
 func (h *Host) GOOS() string { return h.m.GOOS }

@@ -83,6 +83,7 @@ func (s *Server) GRPCServer(serverCert tls.Certificate) *grpc.Server {
 		Certificates: []tls.Certificate{serverCert},
 		ClientCAs:    s.CA.Pool(),
 		ClientAuth:   tls.VerifyClientCertIfGiven,
+		Time:         s.now, // client certificates are valid on the server's clock
 	}
 	g := grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(tlsConf)),

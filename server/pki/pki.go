@@ -51,14 +51,18 @@ type CA struct {
 }
 
 // LoadOrCreate loads the CA from dir, creating it (and dir, 0700) on first
-// start.
-func LoadOrCreate(dir string) (*CA, error) {
+// start. Its clock is time.Now.
+func LoadOrCreate(dir string) (*CA, error) { return LoadOrCreateWithClock(dir, time.Now) }
+
+// LoadOrCreateWithClock is LoadOrCreate with now as the clock that dates the
+// CA when it is created, and the server and device certificates it issues.
+func LoadOrCreateWithClock(dir string, now func() time.Time) (*CA, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
 	certPath, keyPath := filepath.Join(dir, caCertFile), filepath.Join(dir, caKeyFile)
 	if _, err := os.Stat(certPath); errors.Is(err, os.ErrNotExist) {
-		if err := createCA(certPath, keyPath); err != nil {
+		if err := createCA(certPath, keyPath, now()); err != nil {
 			return nil, fmt.Errorf("create CA: %w", err)
 		}
 	}
@@ -69,15 +73,14 @@ func LoadOrCreate(dir string) (*CA, error) {
 	if !cert.IsCA {
 		return nil, fmt.Errorf("load CA: %s is not a CA certificate", certPath)
 	}
-	return &CA{Cert: cert, key: key, DeviceCertTTL: 90 * 24 * time.Hour, now: time.Now}, nil
+	return &CA{Cert: cert, key: key, DeviceCertTTL: 90 * 24 * time.Hour, now: now}, nil
 }
 
-func createCA(certPath, keyPath string) error {
+func createCA(certPath, keyPath string, now time.Time) error {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return err
 	}
-	now := time.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber:          randSerial(),
 		Subject:               pkix.Name{CommonName: "Evident device CA", Organization: []string{"Evident"}},

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/evident-dev/evident/collectors/all"
 	"github.com/evident-dev/evident/platform/snapshot"
@@ -17,17 +18,27 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files from the current output")
 
-// normalize drops what changes from run to run (collection time and
-// duration) from `collect --json` output.
-func normalize(t *testing.T, out []byte) []byte {
+// normalize drops what changes from run to run from `collect --json`
+// output: the duration, and the collection time of a live host (recorded is
+// zero). A replayed snapshot dates its evidence at its recorded instant
+// (plus the moments the replay takes): a collected_at within a minute of
+// recorded is written as recorded, any other is kept as it is, to differ.
+func normalize(t *testing.T, out []byte, recorded time.Time) []byte {
 	t.Helper()
 	var obs []map[string]any
 	if err := json.Unmarshal(out, &obs); err != nil {
 		t.Fatalf("collect --json is not JSON: %v\n%s", err, out)
 	}
 	for _, o := range obs {
-		delete(o, "collected_at")
 		delete(o, "duration_ms")
+		if recorded.IsZero() {
+			delete(o, "collected_at")
+			continue
+		}
+		s, _ := o["collected_at"].(string)
+		if at, err := time.Parse(time.RFC3339Nano, s); err == nil && !at.Before(recorded) && at.Sub(recorded) < time.Minute {
+			o["collected_at"] = recorded.UTC().Format(time.RFC3339Nano)
+		}
 	}
 	b, err := json.MarshalIndent(obs, "", "  ")
 	if err != nil {
@@ -40,7 +51,9 @@ func normalize(t *testing.T, out []byte) []byte {
 // `evident-agent collect --host-snapshot DIR --json` and diffs the result
 // against testdata/golden/NAME.json (node_exporter's end-to-end test is the
 // model). Run `go test ./test/e2e -run Golden -update` after an intended
-// change and review the diff.
+// change and review the diff. Each snapshot is replayed a second time by an
+// agent whose clock reads 400 days on: a replay is the host as recorded, so
+// nothing may change, collected_at included.
 func TestGoldenSnapshots(t *testing.T) {
 	dirs, err := filepath.Glob("testdata/snapshots/*")
 	if err != nil {
@@ -62,7 +75,14 @@ func TestGoldenSnapshots(t *testing.T) {
 			if err != nil {
 				t.Fatalf("collect --host-snapshot: %v\n%s", err, errOut)
 			}
-			got := normalize(t, []byte(out))
+			got := normalize(t, []byte(out), h.Manifest().RecordedAt)
+			later, errOut, err := run(t, clockEnv(400*24*time.Hour), agentBin, "collect", "--json", "--host-snapshot", dir)
+			if err != nil {
+				t.Fatalf("collect --host-snapshot, 400 days on: %v\n%s", err, errOut)
+			}
+			if l := normalize(t, []byte(later), h.Manifest().RecordedAt); !bytes.Equal(got, l) {
+				t.Errorf("replay of %s by an agent 400 days on differs:\n%s", dir, lineDiff(string(got), string(l)))
+			}
 			golden := filepath.Join("testdata/golden", name+".json")
 			if *update {
 				if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
@@ -128,7 +148,7 @@ func TestSnapshotReplaysLive(t *testing.T) {
 	if err != nil {
 		t.Fatalf("collect --host-snapshot: %v\n%s", err, errOut)
 	}
-	if a, b := normalize(t, []byte(live)), normalize(t, []byte(replayed)); !bytes.Equal(a, b) {
+	if a, b := normalize(t, []byte(live), time.Time{}), normalize(t, []byte(replayed), time.Time{}); !bytes.Equal(a, b) {
 		t.Fatalf("replayed snapshot differs from the live collection:\n%s", lineDiff(string(a), string(b)))
 	}
 	// A second snapshot into the same directory is refused, not merged.

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/evident-dev/evident/internal/clock"
 	"github.com/evident-dev/evident/server/store"
 	"github.com/evident-dev/evident/server/store/sqlite"
 )
@@ -29,7 +30,9 @@ func TestMain(m *testing.M) {
 	}
 	agentBin, serverBin = filepath.Join(dir, "evident-agent"), filepath.Join(dir, "evident-server")
 	for bin, pkg := range map[string]string{agentBin: "../../agent/cmd/evident-agent", serverBin: "../../server/cmd/evident-server"} {
-		out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput()
+		// evidenttest: the binaries' clocks follow EVIDENT_TEST_CLOCK_OFFSET
+		// (see clockEnv); release builds ignore it.
+		out, err := exec.Command("go", "build", "-tags", "evidenttest", "-o", bin, pkg).CombinedOutput()
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", pkg, err, out)
 			os.Exit(1)
@@ -48,12 +51,19 @@ type proc struct {
 
 func start(t *testing.T, logName string, bin string, args ...string) *proc {
 	t.Helper()
+	return startEnv(t, nil, logName, bin, args...)
+}
+
+// startEnv is start with env added to the test's environment.
+func startEnv(t *testing.T, env []string, logName string, bin string, args ...string) *proc {
+	t.Helper()
 	logPath := filepath.Join(t.TempDir(), logName)
 	f, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -106,17 +116,26 @@ type server struct {
 	dir  string
 	addr string
 	p    *proc
+	// env is the environment of the server's processes (its clock).
+	env []string
 }
 
 func startServer(t *testing.T, dir, listen string) *server {
 	t.Helper()
+	return startServerEnv(t, nil, dir, listen)
+}
+
+// startServerEnv starts a server with env added to the test's environment;
+// its other commands (token) run with env too.
+func startServerEnv(t *testing.T, env []string, dir, listen string, extra ...string) *server {
+	t.Helper()
 	addrFile := filepath.Join(dir, "listen.addr")
 	os.Remove(addrFile)
-	p := start(t, "server.log", serverBin, "run", "--data-dir", dir, "--listen", listen, "--log-level", "debug")
+	p := startEnv(t, env, "server.log", serverBin, append([]string{"run", "--data-dir", dir, "--listen", listen, "--log-level", "debug"}, extra...)...)
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		if b, err := os.ReadFile(addrFile); err == nil && len(bytes.TrimSpace(b)) > 0 {
-			return &server{dir: dir, addr: string(bytes.TrimSpace(b)), p: p}
+			return &server{dir: dir, addr: string(bytes.TrimSpace(b)), p: p, env: env}
 		}
 		if p.cmd.ProcessState != nil {
 			break
@@ -141,7 +160,7 @@ func run(t *testing.T, env []string, bin string, args ...string) (string, string
 
 func (s *server) token(t *testing.T, extra ...string) string {
 	t.Helper()
-	out, errOut, err := run(t, nil, serverBin, append([]string{"secret", "create", "--data-dir", s.dir}, extra...)...)
+	out, errOut, err := run(t, s.env, serverBin, append([]string{"secret", "create", "--data-dir", s.dir}, extra...)...)
 	if err != nil {
 		t.Fatalf("secret create: %v\n%s", err, errOut)
 	}
@@ -205,4 +224,10 @@ func deviceRecord(t *testing.T, dir, id string) store.Device {
 		t.Fatal(err)
 	}
 	return d
+}
+
+// clockEnv shifts the clock of a binary (built with -tags evidenttest) by
+// offset. Processes given the same offset share one clock.
+func clockEnv(offset time.Duration) []string {
+	return []string{clock.OffsetEnv + "=" + offset.String()}
 }

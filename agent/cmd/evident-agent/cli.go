@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/shirou/gopsutil/v4/host"
 
@@ -23,6 +22,7 @@ import (
 	"github.com/evident-dev/evident/collectors"
 	"github.com/evident-dev/evident/collectors/all"
 	"github.com/evident-dev/evident/internal/cli"
+	"github.com/evident-dev/evident/internal/clock"
 	"github.com/evident-dev/evident/internal/version"
 	"github.com/evident-dev/evident/platform"
 	"github.com/evident-dev/evident/platform/snapshot"
@@ -335,7 +335,7 @@ func (a app) cmdSnapshot(args []string) error {
 	rec := snapshot.NewRecorder(platform.NewLive())
 	obs := agent.Collect(context.Background(), agent.Config{Registry: reg, CollectorTimeout: *timeout, Host: rec})
 	hostname, _ := os.Hostname()
-	m, err := rec.Write(*out, hostname, version.Version, time.Now())
+	m, err := rec.Write(*out, hostname, version.Version, clock.Now())
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/evident-dev/evident/internal/cli"
+	"github.com/evident-dev/evident/internal/clock"
 	"github.com/evident-dev/evident/server/bundle"
 	"github.com/evident-dev/evident/server/pki"
 	"github.com/evident-dev/evident/server/store/sqlite"
@@ -42,7 +43,7 @@ func cmdExportBundle(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "--out is required")
 		return cli.ErrUsage
 	}
-	opts := bundle.Options{Now: time.Now().UTC(), Extra: map[string][]byte{}}
+	opts := bundle.Options{Now: clock.Now().UTC(), Extra: map[string][]byte{}}
 	for _, f := range []struct {
 		name, val string
 		dst       *time.Time
@@ -75,7 +76,7 @@ func cmdExportBundle(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("no database at %s: start `evident-server run --data-dir %s` first", dbPath(*dir), *dir)
 	}
 	pkiDir := filepath.Join(*dir, "pki")
-	ca, err := pki.LoadOrCreate(pkiDir)
+	ca, err := pki.LoadOrCreateWithClock(pkiDir, clock.Now)
 	if err != nil {
 		return err
 	}

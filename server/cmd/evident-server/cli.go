@@ -18,6 +18,7 @@ import (
 
 	"github.com/evident-dev/evident/internal/atomicfile"
 	"github.com/evident-dev/evident/internal/cli"
+	"github.com/evident-dev/evident/internal/clock"
 	"github.com/evident-dev/evident/internal/enrolltoken"
 	"github.com/evident-dev/evident/internal/version"
 	"github.com/evident-dev/evident/server/attest"
@@ -196,7 +197,7 @@ func cmdRun(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ca, err := pki.LoadOrCreate(filepath.Join(*dir, "pki"))
+	ca, err := pki.LoadOrCreateWithClock(filepath.Join(*dir, "pki"), clock.Now)
 	if err != nil {
 		return err
 	}
@@ -223,7 +224,7 @@ func cmdRun(args []string, stderr io.Writer) error {
 		return err
 	}
 	log.Info("TPM enrollment trust", "ek_roots_dir", rootsDir, "ek_allowlist_entries", len(ekPolicy.AllowedEKs))
-	srv := &ingest.Server{Store: st, CA: ca, Policy: policy, Log: log, EKPolicy: ekPolicy, AttestEvery: *attestEvery, NonceTTL: *nonceTTL}
+	srv := &ingest.Server{Store: st, CA: ca, Policy: policy, Log: log, Now: clock.Now, EKPolicy: ekPolicy, AttestEvery: *attestEvery, NonceTTL: *nonceTTL}
 	g := srv.GRPCServer(cert)
 	lis, err := net.Listen("tcp", *listen)
 	if err != nil {
@@ -262,7 +263,8 @@ func cmdRun(args []string, stderr io.Writer) error {
 			select {
 			case <-ctx.Done():
 				return
-			case now := <-t.C:
+			case <-t.C:
+				now := clock.Now()
 				if err := srv.Rescore(ctx, now); err != nil && ctx.Err() == nil {
 					log.Error("rescoring failed", "err", err)
 				}
@@ -302,7 +304,7 @@ func cmdSecretCreate(args []string, stdout, stderr io.Writer) error {
 	if *expires < 0 {
 		return errors.New("--expires must not be negative")
 	}
-	ca, err := pki.LoadOrCreate(filepath.Join(*dir, "pki"))
+	ca, err := pki.LoadOrCreateWithClock(filepath.Join(*dir, "pki"), clock.Now)
 	if err != nil {
 		return err
 	}
@@ -311,7 +313,7 @@ func cmdSecretCreate(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer st.Close()
-	now := time.Now().UTC()
+	now := clock.Now().UTC()
 	secret := enrolltoken.NewSecret()
 	rec := store.EnrollSecret{ID: "sec_" + pki.NewDeviceID()[4:16], Hash: enrolltoken.HashSecret(secret), Label: *label, CreatedAt: now, SingleUse: *single}
 	if *expires > 0 {
@@ -343,7 +345,7 @@ func cmdReport(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer st.Close()
-	f, err := report.Build(context.Background(), st, policy, report.Options{Device: *device, Now: time.Now()})
+	f, err := report.Build(context.Background(), st, policy, report.Options{Device: *device, Now: clock.Now()})
 	if err != nil {
 		return err
 	}
@@ -463,7 +465,7 @@ func cmdAllowTPMChange(args []string, stdout, stderr io.Writer) error {
 	} else if err != nil {
 		return err
 	}
-	until := time.Now().Add(*valid).UTC()
+	until := clock.Now().Add(*valid).UTC()
 	if err := st.AllowTPMChange(ctx, id, until); err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/evident-dev/evident/internal/cli"
+	"github.com/evident-dev/evident/internal/clock"
 	"github.com/evident-dev/evident/server/controls"
 	"github.com/evident-dev/evident/server/inventory"
 	"github.com/evident-dev/evident/server/store"
@@ -55,7 +56,7 @@ func cmdInventoryImport(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer st.Close()
-	imp, err := st.ReplaceInventory(context.Background(), store.InventoryImport{ImportedAt: time.Now().UTC(), Source: *source,
+	imp, err := st.ReplaceInventory(context.Background(), store.InventoryImport{ImportedAt: clock.Now().UTC(), Source: *source,
 		Filename: filepath.Base(path), SHA256: inv.SHA256}, inv.Rows)
 	if err != nil {
 		return err
@@ -116,7 +117,7 @@ func cmdWaiverAdd(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, waiverAddUsage)
 		return cli.ErrUsage
 	}
-	now := time.Now().UTC()
+	now := clock.Now().UTC()
 	w := store.Waiver{ID: newWaiverID(), DeviceID: *device, ControlID: strings.TrimSpace(*control), Reason: strings.TrimSpace(*reason),
 		Approver: strings.TrimSpace(*approver), CreatedBy: *createdBy, CreatedAt: now, StartsAt: now}
 	var err error
@@ -178,7 +179,7 @@ func cmdWaiverList(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	now := time.Now()
+	now := clock.Now()
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tDEVICE\tCONTROL\tSTARTS\tEXPIRES\tSTATE\tAPPROVER\tREASON")
 	for _, w := range ws {
@@ -220,7 +221,7 @@ func cmdWaiverRevoke(args []string, stdout, stderr io.Writer) error {
 	}
 	defer st.Close()
 	ctx := context.Background()
-	if err := st.RevokeWaiver(ctx, id, time.Now().UTC()); errors.Is(err, store.ErrNotFound) {
+	if err := st.RevokeWaiver(ctx, id, clock.Now().UTC()); errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("no waiver %q (see `evident-server waiver list --all`)", id)
 	} else if err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 
 	"github.com/evident-dev/evident/internal/atomicfile"
 	"github.com/evident-dev/evident/internal/cli"
+	"github.com/evident-dev/evident/internal/clock"
 	"github.com/evident-dev/evident/server/controls"
 	"github.com/evident-dev/evident/server/oscal"
 	"github.com/evident-dev/evident/server/period"
@@ -75,7 +76,7 @@ func cmdReportPeriod(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer st.Close()
-	r, err := period.Build(context.Background(), st, policy, period.Options{From: from, To: to, Now: time.Now(), Seed: *seed, SampleSize: *sample, PatchSLA: patchSLA.Duration})
+	r, err := period.Build(context.Background(), st, policy, period.Options{From: from, To: to, Now: clock.Now(), Seed: *seed, SampleSize: *sample, PatchSLA: patchSLA.Duration})
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/evident-dev/evident/internal/cli"
+	"github.com/evident-dev/evident/internal/clock"
 	"github.com/evident-dev/evident/server/controls"
 	"github.com/evident-dev/evident/server/store"
 	"github.com/evident-dev/evident/server/store/sqlite"
@@ -44,7 +45,7 @@ func cmdTokenCreate(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("open database %s: %w", dbPath(*dir), err)
 	}
 	defer st.Close()
-	now := time.Now().UTC()
+	now := clock.Now().UTC()
 	tok, id, hash := web.NewToken()
 	rec := store.Token{ID: id, Hash: hash, Role: *role, Label: *label, CreatedAt: now}
 	if *expires > 0 {
@@ -84,7 +85,7 @@ func startWeb(ctx context.Context, st store.Store, pol *controls.Policy, addr st
 			return nil, "", fmt.Errorf("web listen address %q: plain HTTP is only served on loopback (127.0.0.1, ::1, localhost); serve it with TLS", addr)
 		}
 	}
-	h, err := web.New(web.Config{Store: st, Policy: pol, Log: log})
+	h, err := web.New(web.Config{Store: st, Policy: pol, Log: log, Now: clock.Now})
 	if err != nil {
 		return nil, "", err
 	}
