@@ -21,6 +21,7 @@ const maxDepth = 12
 // linuxReader walks /proc and /sys of one host. It lives in a file without
 // build tags so its tests (over recorded trees) run on every OS.
 type linuxReader struct {
+	ctx     context.Context
 	host    platform.Host
 	sources []collectors.Source
 	byDev   map[string]string    // "maj:min" -> kernel name
@@ -41,7 +42,7 @@ type linuxReader struct {
 // volumes and are left out, except the root filesystem, which is always
 // reported (exempt when it is, say, a container's overlay).
 func collectLinux(ctx context.Context, host platform.Host) (collectors.Result, error) {
-	r := &linuxReader{host: host, byDev: map[string]string{}, byDM: map[string]string{}, lsblk: map[string]*blockDev{}}
+	r := &linuxReader{ctx: ctx, host: host, byDev: map[string]string{}, byDM: map[string]string{}, lsblk: map[string]*blockDev{}}
 	p := Payload{Volumes: []Volume{}}
 
 	mi, err := host.ReadFile("/proc/self/mountinfo", 0)
@@ -224,10 +225,17 @@ func (r *linuxReader) evaluate(v *Volume, kname, fstype string) {
 	w := r.walk(kname, 0)
 	v.Encrypted, v.Method = w.encrypted, w.method
 	v.Chain = append(v.Chain, w.chain...)
-	if fstype == "crypto_LUKS" && !v.Encrypted {
+	if w.detail != "" {
+		v.Detail, v.State = w.detail, "off"
+	}
+	if fstype == "crypto_LUKS" && !v.Encrypted && w.detail == "" {
 		// A LUKS container that is not opened: its header is on disk, its
-		// contents are ciphertext.
+		// contents are ciphertext, unless the header says the data
+		// cipher is null or a reencryption left plaintext segments.
 		v.Encrypted, v.Method = true, "LUKS"
+		if h, ok := r.luksDump(r.ctx, r.devPath(kname)); ok {
+			v.Encrypted, v.State, v.Detail = judgeHeader(h)
+		}
 	}
 	row := r.lsblk[kname]
 	switch {
@@ -245,6 +253,7 @@ func (r *linuxReader) evaluate(v *Volume, kname, fstype string) {
 }
 
 type walkResult struct {
+	detail    string // why a crypt layer does not count (null cipher)
 	encrypted bool
 	method    string
 	chain     []string
@@ -273,6 +282,14 @@ func (r *linuxReader) walk(kname string, depth int) walkResult {
 	}
 	res := walkResult{chain: []string{label}, method: method, encrypted: method != ""}
 	if res.encrypted {
+		// The dm uuid says cryptsetup made the device, not that it
+		// encrypts: the active table's cipher may be cipher_null.
+		if name := r.readSmall(base+"/dm/name", false); name != "" && r.ctx != nil {
+			if c, ok := r.cryptStatus(r.ctx, name); ok && nullCipher(c) {
+				res.encrypted = false
+				res.detail = fmt.Sprintf("dm-crypt %s (%s) uses cipher %s: no encryption", name, method, c)
+			}
+		}
 		// Below a crypt layer everything is ciphertext; still record the
 		// stack for the auditor, and the leaves for removability.
 		sub := r.walkSlaves(kname, depth)
@@ -287,7 +304,7 @@ func (r *linuxReader) walk(kname string, depth int) walkResult {
 		return res
 	}
 	res.chain = append(res.chain, sub.chain...)
-	res.leaves, res.encrypted, res.method, res.ram = sub.leaves, sub.allEncrypted, sub.method, sub.allRAM
+	res.leaves, res.encrypted, res.method, res.ram, res.detail = sub.leaves, sub.allEncrypted, sub.method, sub.allRAM, sub.detail
 	return res
 }
 
@@ -295,7 +312,7 @@ type slavesResult struct {
 	n                    int
 	chain, leaves        []string
 	allEncrypted, allRAM bool
-	method               string
+	method, detail       string
 }
 
 func (r *linuxReader) walkSlaves(kname string, depth int) slavesResult {
@@ -313,6 +330,9 @@ func (r *linuxReader) walkSlaves(kname string, depth int) slavesResult {
 		out.allRAM = out.allRAM && s.ram
 		if out.method == "" {
 			out.method = s.method
+		}
+		if out.detail == "" {
+			out.detail = s.detail
 		}
 	}
 	if !out.allEncrypted {

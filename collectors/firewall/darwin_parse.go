@@ -11,8 +11,9 @@ import (
 var alfStateRE = regexp.MustCompile(`\(State = (\d+)\)`)
 
 // parseALFGlobalState parses `socketfilterfw --getglobalstate`, e.g.
-// "Firewall is enabled. (State = 1)". The number decides, not the
-// sentence: 0 off, 1 on, 2 on and blocking all incoming connections.
+// "Firewall is enabled. (State = 1)". The number decides: 0 off, 1 on,
+// 2 on and blocking all incoming connections; a sentence saying
+// "disabled" next to state 1 or 2 is an error, not a pass.
 func parseALFGlobalState(b []byte) (int, error) {
 	m := alfStateRE.FindSubmatch(b)
 	if m == nil {
@@ -21,6 +22,10 @@ func parseALFGlobalState(b []byte) (int, error) {
 	n, err := strconv.Atoi(string(m[1]))
 	if err != nil || n > 2 {
 		return 0, fmt.Errorf("socketfilterfw --getglobalstate: unknown state %s", m[1])
+	}
+	// A sentence that contradicts its number is not trusted either way.
+	if sentence := strings.ToLower(string(b[:alfStateRE.FindIndex(b)[0]])); n > 0 && strings.Contains(sentence, "disabled") {
+		return 0, fmt.Errorf("socketfilterfw --getglobalstate: %q says disabled with state %d", strings.TrimSpace(string(b)), n)
 	}
 	return n, nil
 }

@@ -1,26 +1,58 @@
-// Package firewall reports whether a host firewall is enabled and whether
-// inbound traffic is denied by default (nftables, iptables, ufw, firewalld on
-// Linux; later the macOS Application Firewall/pf and Windows profiles).
+// Package firewall reports whether a host firewall is enabled and whether a
+// new inbound connection that no rule singles out is denied: on Linux by
+// evaluating the rulesets the kernel has loaded (nftables, iptables-nft,
+// iptables-legacy) the way the kernel walks them; the macOS Application
+// Firewall; the Windows Defender Firewall profiles and inbound rules.
 package firewall
 
 // Name is the collector name.
 const Name = "firewall"
 
+// Verdicts of Payload.Verdict.
+const (
+	VerdictDeny    = "deny"    // unsolicited inbound connections are dropped
+	VerdictOpen    = "open"    // some reach the host: Reason says which rule lets them in
+	VerdictUnknown = "unknown" // the collector cannot tell: Reason says why
+)
+
 // Payload is the collector's result.
 type Payload struct {
 	// Enabled is true when at least one backend filters inbound traffic.
 	Enabled bool `json:"enabled"`
-	// InboundDefaultDeny is true when inbound traffic that matches no
-	// accept rule is dropped or rejected (IPv4, and IPv6 when present).
+	// InboundDefaultDeny is true only when Verdict is "deny".
 	InboundDefaultDeny bool `json:"inbound_default_deny"`
+	// Verdict is deny, open or unknown (parser version 2 and later; empty
+	// in payloads of older agents).
+	Verdict string `json:"verdict,omitempty"`
+	// Reason is the one-line explanation of Verdict an auditor reads, e.g.
+	// "IPv4 tcp open: table inet f chain input handle 4: accept with no match".
+	Reason string `json:"reason,omitempty"`
+	// Families holds the Linux verdict per address family (ip, ip6).
+	Families []Family `json:"families,omitempty"`
+	// BlockAll and Stealth are facts of the macOS Application Firewall:
+	// "block all incoming connections" (state 2) and stealth mode.
+	BlockAll *bool `json:"block_all,omitempty"`
+	Stealth  *bool `json:"stealth,omitempty"`
+	// OpenRules lists Windows inbound allow rules that open every port to
+	// every address for every program, on every profile.
+	OpenRules []string `json:"open_rules,omitempty"`
 	// DecidedBy names the backend whose state decided the two fields above.
 	DecidedBy string    `json:"decided_by,omitempty"`
 	Backends  []Backend `json:"backends"`
 }
 
+// Family is the Linux verdict for one address family: what happens to a
+// new TCP and a new UDP connection to a port no rule lists, from an address
+// no rule lists, on a non-loopback interface.
+type Family struct {
+	Family  string `json:"family"` // "ip" or "ip6"
+	Verdict string `json:"verdict"`
+	Reason  string `json:"reason"`
+}
+
 // Backend is one firewall mechanism found on the host.
 type Backend struct {
-	Name               string `json:"name"` // "nftables", "iptables", "ip6tables", "ufw", "firewalld"
+	Name               string `json:"name"` // "nftables", "iptables-legacy", "ip6tables-legacy", "ufw", "firewalld", "alf", "pf", "windows:Domain"
 	Active             bool   `json:"active"`
 	InboundDefaultDeny bool   `json:"inbound_default_deny"`
 	// Detail is a one-line human explanation, e.g.

@@ -75,6 +75,7 @@ func (r *reader) apk(ctx context.Context, p *Payload) error {
 		return err
 	}
 	p.Manager = "apk"
+	p.Index = r.indexAge("apk")
 	if res.ExitCode != 0 {
 		return fmt.Errorf("apk version exited %d", res.ExitCode)
 	}

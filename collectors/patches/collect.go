@@ -91,6 +91,7 @@ func (r *reader) apt(ctx context.Context, p *Payload) error {
 		return err
 	}
 	p.Manager = "apt"
+	p.Index = r.indexAge("apt")
 	var firstErr error
 	if res.ExitCode != 0 {
 		firstErr = fmt.Errorf("apt-get simulation exited %d", res.ExitCode)
@@ -108,38 +109,7 @@ func (r *reader) apt(ctx context.Context, p *Payload) error {
 
 	r.rebootRequired(p)
 
-	// Auto updates: apt-config dump shows the merged configuration; the
-	// conf.d files are the fallback when it is unavailable.
-	au := &AutoUpdates{Mechanism: "unattended-upgrades"}
-	val, set := "", false
-	if cres, err := r.host.Run(ctx, "apt-config", "dump"); err == nil && cres.ExitCode == 0 {
-		val, set = parseUnattended(cres.Stdout)
-		line := periodicRE.FindAll(cres.Stdout, -1)
-		r.sources = append(r.sources, collectors.CommandSource(cres, bytesJoin(line)))
-	} else {
-		files, _ := r.host.Glob("/etc/apt/apt.conf.d/*")
-		for _, f := range files {
-			if b, err := r.host.ReadFile(f, 1<<20); err == nil {
-				if v, ok := parseUnattended(b); ok {
-					val, set = v, true
-					r.sources = append(r.sources, collectors.FileSource(f, b, nil))
-				}
-			}
-		}
-	}
-	// Only existence matters: a bound error still means the file exists.
-	_, binErr := r.host.ReadFile("/usr/bin/unattended-upgrade", 1)
-	installed := binErr == nil || !platform.IsNotExist(binErr)
-	au.Enabled = set && periodicEnabled(val) && installed
-	switch {
-	case !set:
-		au.Detail = "APT::Periodic::Unattended-Upgrade not set"
-	case !installed:
-		au.Detail = fmt.Sprintf("APT::Periodic::Unattended-Upgrade %q but unattended-upgrades is not installed", val)
-	default:
-		au.Detail = fmt.Sprintf("APT::Periodic::Unattended-Upgrade %q", val)
-	}
-	p.AutoUpdates = au
+	p.AutoUpdates = r.aptAutoUpdates(ctx)
 	return firstErr
 }
 
@@ -172,6 +142,7 @@ func (r *reader) dnf(ctx context.Context, p *Payload, now time.Time) error {
 		return err
 	}
 	p.Manager = mgr
+	p.Index = r.indexAge(mgr)
 	var firstErr error
 	switch res.ExitCode {
 	case 0: // no updates
@@ -188,8 +159,14 @@ func (r *reader) dnf(ctx context.Context, p *Payload, now time.Time) error {
 				p.OldestPendingSecurityDays = daysSince(parseDnfUpdateinfoDates(info.Stdout), now)
 			}
 		}
-	} else if err == nil && firstErr == nil {
-		firstErr = fmt.Errorf("%s updateinfo exited %d", mgr, sec.ExitCode)
+	} else if firstErr == nil {
+		// A security list that could not be read (non-zero exit, timeout,
+		// killed) must not look like "none pending".
+		if err != nil {
+			firstErr = fmt.Errorf("%s updateinfo: %w", mgr, err)
+		} else {
+			firstErr = fmt.Errorf("%s updateinfo exited %d", mgr, sec.ExitCode)
+		}
 	}
 
 	if b, err := r.file("/var/log/dnf.rpm.log", 16<<20, false); err == nil {
@@ -203,29 +180,7 @@ func (r *reader) dnf(ctx context.Context, p *Payload, now time.Time) error {
 		p.RebootReason = "needs-restarting -r: " + strings.TrimSpace(firstLine(nr.Stdout))
 	}
 
-	au := &AutoUpdates{Mechanism: "dnf-automatic"}
-	conf, confErr := r.file("/etc/dnf/automatic.conf", 64<<10, true)
-	apply, _ := parseINIValue(conf, "commands", "apply_updates")
-	timer := ""
-	for _, t := range []string{"dnf-automatic-install.timer", "dnf-automatic.timer"} {
-		if tr, err := r.run(ctx, nil, "systemctl", "is-enabled", t); err == nil && tr.ExitCode == 0 {
-			timer = t
-			break
-		}
-	}
-	switch {
-	case timer == "dnf-automatic-install.timer":
-		au.Enabled, au.Detail = true, timer+" enabled"
-	case timer != "" && truthy(apply):
-		au.Enabled, au.Detail = true, timer+" enabled, apply_updates = "+apply
-	case timer != "":
-		au.Detail = timer + " enabled but apply_updates is not yes (downloads only)"
-	case confErr != nil:
-		au.Detail = "dnf-automatic not installed"
-	default:
-		au.Detail = "no dnf-automatic timer enabled"
-	}
-	p.AutoUpdates = au
+	p.AutoUpdates = r.dnfAutoUpdates(ctx)
 	return firstErr
 }
 

@@ -122,6 +122,8 @@ func TestCollectDarwin(t *testing.T) {
 		return platform.Result{Stdout: platformtest.ReadFixture(t, "darwin", file)}
 	}
 	prefs := "defaults read /Library/Preferences/com.apple.SoftwareUpdate"
+	managed := "defaults read /Library/Managed Preferences/com.apple.SoftwareUpdate"
+	unmanaged := platform.Result{ExitCode: 1, Stderr: platformtest.ReadFixture(t, "darwin", "defaults-missing-managed-domain.txt")}
 	tests := []struct {
 		name              string
 		cmds              map[string]platform.Result
@@ -133,8 +135,23 @@ func TestCollectDarwin(t *testing.T) {
 	}{
 		{name: "up to date", cmds: map[string]platform.Result{
 			"sw_vers": out("sw_vers-14.6.1.txt"), "softwareupdate --list": {Stderr: platformtest.ReadFixture(t, "darwin", "softwareupdate-none.txt")},
-			prefs: out("defaults-softwareupdate-on.txt"),
+			prefs: out("defaults-softwareupdate-on.txt"), managed: unmanaged,
 		}, version: "14.6.1", auto: true, last: "2026-11-18T08:02:11Z"},
+		// False passes closed in patches parser v3: an MDM profile turning
+		// off what the local preferences say is on, and macOS updates
+		// (security point releases) not installed automatically.
+		{name: "managed off wins", cmds: map[string]platform.Result{
+			"sw_vers": out("sw_vers-14.6.1.txt"), "softwareupdate --list": {Stderr: platformtest.ReadFixture(t, "darwin", "softwareupdate-none.txt")},
+			prefs: out("defaults-softwareupdate-on.txt"), managed: out("defaults-managed-softwareupdate-off.txt"),
+		}, version: "14.6.1", last: "2026-11-18T08:02:11Z"},
+		{name: "macOS updates not installed", cmds: map[string]platform.Result{
+			"sw_vers": out("sw_vers-14.6.1.txt"), "softwareupdate --list": {Stderr: platformtest.ReadFixture(t, "darwin", "softwareupdate-none.txt")},
+			prefs: out("defaults-softwareupdate-critical-only.txt"), managed: unmanaged,
+		}, version: "14.6.1", last: "2026-11-18T08:02:11Z"},
+		{name: "managed unreadable", cmds: map[string]platform.Result{
+			"sw_vers": out("sw_vers-14.6.1.txt"), "softwareupdate --list": {Stderr: platformtest.ReadFixture(t, "darwin", "softwareupdate-none.txt")},
+			prefs: out("defaults-softwareupdate-on.txt"),
+		}, version: "14.6.1", last: "2026-11-18T08:02:11Z"},
 		{name: "ventura behind", cmds: map[string]platform.Result{
 			"sw_vers": out("sw_vers-13.6.7.txt"), "softwareupdate --list": out("softwareupdate-ventura-pending.txt"),
 			prefs: out("defaults-softwareupdate-off.txt"),

@@ -163,20 +163,6 @@ func parseAptHistory(b []byte, loc *time.Location) *time.Time {
 	return last
 }
 
-// periodicRE matches APT::Periodic::Unattended-Upgrade "1"; in apt.conf
-// files and in `apt-config dump` output.
-var periodicRE = regexp.MustCompile(`(?m)^\s*APT::Periodic::Unattended-Upgrade\s+"([^"]*)"\s*;`)
-
-// parseUnattended returns the APT::Periodic::Unattended-Upgrade value and
-// whether it was set. The last assignment wins, as in apt.
-func parseUnattended(b []byte) (string, bool) {
-	ms := periodicRE.FindAllSubmatch(b, -1)
-	if len(ms) == 0 {
-		return "", false
-	}
-	return string(ms[len(ms)-1][1]), true
-}
-
 // periodicEnabled: apt reads the value as a number of days; "0" or "" is off.
 func periodicEnabled(v string) bool {
 	n, err := strconv.Atoi(strings.TrimSpace(v))
@@ -282,27 +268,6 @@ func parseDnfRPMLog(b []byte) *time.Time {
 		}
 	}
 	return last
-}
-
-// parseINIValue returns key's value in [section] of an INI file such as
-// /etc/dnf/automatic.conf.
-func parseINIValue(b []byte, section, key string) (string, bool) {
-	cur := ""
-	for _, line := range strings.Split(string(b), "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || line[0] == '#' || line[0] == ';' {
-			continue
-		}
-		if strings.HasPrefix(line, "[") && strings.HasSuffix(line, "]") {
-			cur = strings.TrimSpace(line[1 : len(line)-1])
-			continue
-		}
-		k, v, ok := strings.Cut(line, "=")
-		if ok && cur == section && strings.TrimSpace(k) == key {
-			return strings.TrimSpace(v), true
-		}
-	}
-	return "", false
 }
 
 func truthy(v string) bool {

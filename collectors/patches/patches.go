@@ -22,7 +22,10 @@ func New() collectors.Collector { return collector{now: time.Now} }
 func (collector) Name() string { return Name }
 
 // ParserVersion implements collectors.Versioned.
-func (collector) ParserVersion() int { return 1 }
+//
+// v3: automatic updates check the scheduler (timers, service) and managed
+// preferences, and say Unknown when they cannot be read.
+func (collector) ParserVersion() int { return 3 }
 
 // Collect implements collectors.Collector. It reads the OS of the host, not
 // of the machine running the agent, so a recorded snapshot of any OS replays

@@ -89,7 +89,7 @@ func TestParseAptHistory(t *testing.T) {
 	}
 }
 
-func TestParseUnattended(t *testing.T) {
+func TestParseAptPeriodic(t *testing.T) {
 	tests := []struct {
 		file    string
 		val     string
@@ -97,15 +97,14 @@ func TestParseUnattended(t *testing.T) {
 	}{
 		{file: "apt-config-dump-unattended.txt", val: "1", set: true, on: true},
 		{file: "apt-config-dump-default.txt"},
-		{file: "debian12/etc/apt/apt.conf.d/20auto-upgrades", val: "1", set: true, on: true},
 	}
 	for _, tt := range tests {
-		v, set := parseUnattended(platformtest.ReadFixture(t, tt.file))
+		v, set := parseAptPeriodic(platformtest.ReadFixture(t, tt.file))["Unattended-Upgrade"]
 		if v != tt.val || set != tt.set || periodicEnabled(v) != tt.on {
 			t.Errorf("%s: %q %v", tt.file, v, set)
 		}
 	}
-	if v, _ := parseUnattended([]byte("APT::Periodic::Unattended-Upgrade \"1\";\nAPT::Periodic::Unattended-Upgrade \"0\";\n")); periodicEnabled(v) {
+	if v := parseAptPeriodic([]byte("APT::Periodic::Unattended-Upgrade \"1\";\nAPT::Periodic::Unattended-Upgrade \"0\";\n"))["Unattended-Upgrade"]; periodicEnabled(v) {
 		t.Error("last assignment should win")
 	}
 }
@@ -114,6 +113,8 @@ func TestCollectDebian(t *testing.T) {
 	h := platformtest.Replay{Live: &platform.Live{Root: "testdata/debian12"}, Commands: map[string]platform.Result{
 		"apt-get":    {Stdout: platformtest.ReadFixture(t, "apt-dist-upgrade-debian12.txt")},
 		"apt-config": {Stdout: platformtest.ReadFixture(t, "apt-config-dump-unattended.txt")},
+		"systemctl is-enabled apt-daily.timer apt-daily-upgrade.timer": {Stdout: platformtest.ReadFixture(t, "systemd", "is-enabled-apt-debian12.txt")},
+		"systemctl is-active apt-daily.timer apt-daily-upgrade.timer":  {Stdout: []byte("active\nactive\n")},
 	}}
 	res, err := collectLinux(context.Background(), h, testNow)
 	if err != nil {
@@ -133,12 +134,13 @@ func TestCollectDebian(t *testing.T) {
 		t.Errorf("sources = %+v", res.Sources)
 	}
 
-	// apt-config missing: fall back to apt.conf.d; apt-get failing: error
-	// with what could be read.
+	// apt-config missing: apt's merged configuration is unknown (apt.conf.d
+	// files are not parsed in its place); apt-get failing: error with what
+	// could be read.
 	h.Commands = map[string]platform.Result{"apt-get": {ExitCode: 100, Stderr: []byte("E: Unable to lock directory /var/lib/apt/lists/")}}
 	res, err = collectLinux(context.Background(), h, testNow)
 	p = res.Payload.(Payload)
-	if err == nil || p.Manager != "apt" || p.AutoUpdates == nil || !p.AutoUpdates.Enabled {
+	if err == nil || p.Manager != "apt" || p.AutoUpdates == nil || p.AutoUpdates.Enabled || !p.AutoUpdates.Unknown {
 		t.Errorf("failing apt: err=%v payload=%+v", err, p)
 	}
 }
@@ -173,8 +175,8 @@ func TestParseDnf(t *testing.T) {
 		t.Errorf("rpm log = %v", got)
 	}
 	conf := "[commands]\nupgrade_type = security\napply_updates = yes\n[emitters]\napply_updates = no\n"
-	if v, ok := parseINIValue([]byte(conf), "commands", "apply_updates"); !ok || !truthy(v) {
-		t.Errorf("apply_updates = %q %v", v, ok)
+	if v := iniValues([]byte(conf), "commands", "apply_updates"); len(v) != 1 || !truthy(v[0]) {
+		t.Errorf("apply_updates = %q", v)
 	}
 	if len(parseDnfUpdateinfo(nil)) != 0 || len(parseDnfCheckUpdate([]byte("garbage"))) != 0 || parseDnfRPMLog([]byte("x")) != nil {
 		t.Error("garbage should parse to nothing")
@@ -183,10 +185,11 @@ func TestParseDnf(t *testing.T) {
 
 func TestCollectDnf(t *testing.T) {
 	h := platformtest.Replay{Live: &platform.Live{Root: t.TempDir()}, Commands: map[string]platform.Result{
-		"dnf -q check-update":               {ExitCode: 100, Stdout: []byte("bash.x86_64  5.2.26-1.fc39  updates\n")},
-		"dnf -q updateinfo list --security": {Stdout: []byte("FEDORA-2024-0011223344 Low/Sec. bash-5.2.26-1.fc39.x86_64\n")},
-		"needs-restarting":                  {ExitCode: 1, Stdout: []byte("Core libraries or services have been updated since boot-up:\n  * kernel\n")},
-		"systemctl":                         {ExitCode: 0, Stdout: []byte("enabled\n")},
+		"dnf -q check-update":                              {ExitCode: 100, Stdout: []byte("bash.x86_64  5.2.26-1.fc39  updates\n")},
+		"dnf -q updateinfo list --security":                {Stdout: []byte("FEDORA-2024-0011223344 Low/Sec. bash-5.2.26-1.fc39.x86_64\n")},
+		"needs-restarting":                                 {ExitCode: 1, Stdout: []byte("Core libraries or services have been updated since boot-up:\n  * kernel\n")},
+		"systemctl is-enabled dnf-automatic-install.timer": {ExitCode: 0, Stdout: []byte("enabled\n")},
+		"systemctl is-active dnf-automatic-install.timer":  {ExitCode: 0, Stdout: []byte("active\n")},
 	}}
 	res, err := collectLinux(context.Background(), h, testNow)
 	if err != nil {

@@ -32,6 +32,10 @@ type Payload struct {
 	// RebootReason names the packages or file that say so.
 	RebootReason string       `json:"reboot_reason,omitempty"`
 	AutoUpdates  *AutoUpdates `json:"auto_updates,omitempty"`
+	// Index is when the package index (or macOS's software catalog) was
+	// last refreshed (parser v2). Nil from older agents, and on Windows,
+	// whose installed-update date is judged instead.
+	Index *PackageIndex `json:"package_index,omitempty"`
 }
 
 // Package is one pending update.
@@ -59,7 +63,12 @@ type OSRelease struct {
 
 // AutoUpdates says whether the host installs updates by itself.
 type AutoUpdates struct {
-	Enabled   bool   `json:"enabled"`
+	// Enabled: updates are installed without anyone acting, and the job
+	// that installs them is scheduled (parser v3 checks the scheduler).
+	Enabled bool `json:"enabled"`
+	// Unknown (parser v3): the configuration or the scheduler could not be
+	// read; Enabled is then false and Detail says why.
+	Unknown   bool   `json:"unknown,omitempty"`
 	Mechanism string `json:"mechanism"` // "unattended-upgrades", "dnf-automatic", ...
 	Detail    string `json:"detail,omitempty"`
 }

@@ -269,41 +269,60 @@ func isDigits(s string) bool {
 	return true
 }
 
+// wuauservKey is the Windows Update service; its Start value 4 means
+// disabled (2 automatic, 3 manual: the default, trigger started).
+const wuauservKey = `SYSTEM\CurrentControlSet\Services\wuauserv`
+
 // windowsAutoUpdates reads the Windows Update group policy (AU key):
 // NoAutoUpdate 1 disables automatic updates; AUOptions 4 (auto download and
 // schedule the install) enables them; 2 (notify), 3 (download only), 5
 // (local admin chooses) and 7 (notify to install) do not. Without a policy
-// Windows installs updates automatically.
+// Windows installs updates automatically, as long as the Windows Update
+// service is not disabled. A policy value of another type than DWORD, or
+// an undocumented NoAutoUpdate, is Unknown: it is not taken as "no policy".
 func windowsAutoUpdates(host platform.Host, res *collectors.Result) *AutoUpdates {
 	au := &AutoUpdates{Mechanism: "windows-update"}
-	read := func(name string) (uint64, bool, error) {
-		v, err := host.Registry(auPolicyKey, name)
-		res.Sources = append(res.Sources, registrySource(auPolicyKey, name, v, err))
+	type dword struct {
+		v        uint64
+		set, odd bool
+	}
+	read := func(key, name string) (dword, error) {
+		v, err := host.Registry(key, name)
+		res.Sources = append(res.Sources, registrySource(key, name, v, err))
 		if err != nil {
 			if platform.IsNotExist(err) {
 				err = nil
 			}
-			return 0, false, err
+			return dword{}, err
 		}
-		return v.Int, v.Type == "DWORD" || v.Type == "QWORD", nil
+		return dword{v: v.Int, set: true, odd: v.Type != "DWORD"}, nil
 	}
-	no, noSet, err1 := read("NoAutoUpdate")
-	opt, optSet, err2 := read("AUOptions")
+	no, err1 := read(auPolicyKey, "NoAutoUpdate")
+	opt, err2 := read(auPolicyKey, "AUOptions")
+	svc, err3 := read(wuauservKey, "Start")
+	names := map[uint64]string{2: "notify before download", 3: "download, notify to install",
+		4: "download and schedule install", 5: "local administrator chooses", 7: "download, notify to install, notify to restart"}
 	switch {
-	case err1 != nil || err2 != nil:
+	case err1 != nil || err2 != nil || err3 != nil:
 		return nil // unreadable policy: the server says unknown
-	case noSet && no == 1:
+	case no.set && (no.odd || no.v > 1):
+		au.Unknown, au.Detail = true, fmt.Sprintf("policy NoAutoUpdate is not a DWORD 0 or 1 (%d): what Windows makes of it is not known", no.v)
+	case no.set && no.v == 1:
 		au.Detail = "policy NoAutoUpdate=1: automatic updates disabled"
-	case optSet:
-		names := map[uint64]string{2: "notify before download", 3: "download, notify to install",
-			4: "download and schedule install", 5: "local administrator chooses", 7: "download, notify to install, notify to restart"}
-		name, ok := names[opt]
+	case opt.set && opt.odd:
+		au.Unknown, au.Detail = true, "policy AUOptions is not a DWORD: what Windows makes of it is not known"
+	case svc.set && !svc.odd && svc.v == 4:
+		au.Detail = "the Windows Update service (wuauserv) is disabled (Start=4): no update is installed"
+	case !svc.set || svc.odd:
+		au.Unknown, au.Detail = true, `HKLM\`+wuauservKey+`\Start not readable as a DWORD: whether the Windows Update service can run is not known`
+	case opt.set:
+		name, ok := names[opt.v]
 		if !ok {
 			name = "undocumented"
 		}
-		au.Enabled = opt == 4
-		au.Detail = fmt.Sprintf("policy AUOptions=%d (%s)", opt, name)
-	case noSet:
+		au.Enabled = opt.v == 4
+		au.Detail = fmt.Sprintf("policy AUOptions=%d (%s)", opt.v, name)
+	case no.set:
 		au.Enabled = true
 		au.Detail = "policy NoAutoUpdate=0, AUOptions not set: Windows default (automatic download and install)"
 	default:

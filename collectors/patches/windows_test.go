@@ -131,6 +131,8 @@ func windowsReplay(t *testing.T, osFile, hotfixFile string, reg map[string]*plat
 		currentVersion + "|UBR":            {Type: "DWORD", Int: 7171},
 		currentVersion + "|DisplayVersion": {Type: "SZ", String: "25H2"},
 		currentVersion + "|EditionID":      {Type: "SZ", String: "Professional"},
+		// wuauserv's default start type: manual (trigger start).
+		wuauservKey + "|Start": {Type: "DWORD", Int: 3},
 	}
 	for k, v := range reg {
 		if v == nil {
@@ -158,6 +160,14 @@ func TestWindowsAutoUpdates(t *testing.T) {
 		{"AUOptions 2", map[string]*platform.RegistryValue{auPolicyKey + "|AUOptions": dword(2)}, false, "notify before download"},
 		{"AUOptions 9", map[string]*platform.RegistryValue{auPolicyKey + "|AUOptions": dword(9)}, false, "undocumented"},
 		{"NoAutoUpdate 0 only", map[string]*platform.RegistryValue{auPolicyKey + "|NoAutoUpdate": dword(0)}, true, "Windows default"},
+		// False passes closed in patches parser v3: each was read as "no
+		// policy" or as AUOptions 4 and passed.
+		{"wuauserv disabled, no policy", map[string]*platform.RegistryValue{wuauservKey + "|Start": dword(4)}, false, "wuauserv) is disabled"},
+		{"wuauserv disabled, AUOptions 4", map[string]*platform.RegistryValue{auPolicyKey + "|AUOptions": dword(4), wuauservKey + "|Start": dword(4)}, false, "Start=4"},
+		{"wuauserv not readable", map[string]*platform.RegistryValue{wuauservKey + "|Start": nil}, false, "not readable"},
+		{"AUOptions as a string", map[string]*platform.RegistryValue{auPolicyKey + "|AUOptions": {Type: "SZ", String: "2"}}, false, "AUOptions is not a DWORD"},
+		{"NoAutoUpdate as a string", map[string]*platform.RegistryValue{auPolicyKey + "|NoAutoUpdate": {Type: "SZ", String: "1"}}, false, "NoAutoUpdate is not a DWORD"},
+		{"NoAutoUpdate 2", map[string]*platform.RegistryValue{auPolicyKey + "|NoAutoUpdate": dword(2)}, false, "NoAutoUpdate is not a DWORD 0 or 1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -195,7 +205,7 @@ func TestCollectWindows(t *testing.T) {
 			t.Errorf("source %+v", s)
 		}
 	}
-	if kinds["wmi"] != 2 || kinds["registry"] != 5 || kinds["api"] != 1 {
+	if kinds["wmi"] != 2 || kinds["registry"] != 6 || kinds["api"] != 1 {
 		t.Errorf("sources %+v", res.Sources)
 	}
 

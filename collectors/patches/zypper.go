@@ -169,6 +169,7 @@ func (r *reader) zypper(ctx context.Context, p *Payload, now time.Time) error {
 		return err
 	}
 	p.Manager = "zypper"
+	p.Index = r.indexAge("zypper")
 	var firstErr error
 	if zypperFailed(res.ExitCode) {
 		firstErr = fmt.Errorf("zypper list-updates exited %d", res.ExitCode)

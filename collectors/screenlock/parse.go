@@ -15,6 +15,12 @@ type dconfSettings struct {
 	idleDelay   *int  // org/gnome/desktop/session idle-delay (seconds; 0 = never)
 	lockEnabled *bool // org/gnome/desktop/screensaver lock-enabled
 	lockDelay   *int  // org/gnome/desktop/screensaver lock-delay (seconds after blanking)
+	// idleActivation false: the screen never blanks on idle, so it never
+	// locks on idle (org/gnome/desktop/screensaver idle-activation-enabled).
+	idleActivation *bool
+	// disableLock true: GNOME never shows the lock screen
+	// (org/gnome/desktop/lockdown disable-lock-screen).
+	disableLock *bool
 }
 
 // parseDconfKeyfile reads a dconf keyfile (/etc/dconf/db/*.d/*) into s,
@@ -53,14 +59,37 @@ func parseDconfKeyfile(b []byte, s *dconfSettings) error {
 			}
 			s.lockDelay = &i
 		case "org/gnome/desktop/screensaver/lock-enabled":
-			b, err := strconv.ParseBool(v)
+			b, err := gvariantBool(v)
 			if err != nil {
 				return fmt.Errorf("line %d: lock-enabled: %w", n, err)
 			}
 			s.lockEnabled = &b
+		case "org/gnome/desktop/screensaver/idle-activation-enabled":
+			b, err := gvariantBool(v)
+			if err != nil {
+				return fmt.Errorf("line %d: idle-activation-enabled: %w", n, err)
+			}
+			s.idleActivation = &b
+		case "org/gnome/desktop/lockdown/disable-lock-screen":
+			b, err := gvariantBool(v)
+			if err != nil {
+				return fmt.Errorf("line %d: disable-lock-screen: %w", n, err)
+			}
+			s.disableLock = &b
 		}
 	}
 	return sc.Err()
+}
+
+// gvariantBool parses a GVariant boolean: "true" or "false" only.
+func gvariantBool(v string) (bool, error) {
+	switch v {
+	case "true":
+		return true, nil
+	case "false":
+		return false, nil
+	}
+	return false, fmt.Errorf("not a GVariant boolean: %q", v)
 }
 
 // gvariantUint parses "uint32 300" or "300".

@@ -21,7 +21,10 @@ func New() collectors.Collector { return collector{} }
 func (collector) Name() string { return Name }
 
 // ParserVersion implements collectors.Versioned.
-func (collector) ParserVersion() int { return 1 }
+//
+// v2 (GNOME): enforced needs lock-delay locked too; disable-lock-screen and
+// idle-activation-enabled are read; a non-GNOME session makes it unknown.
+func (collector) ParserVersion() int { return 2 }
 
 // Collect implements collectors.Collector, by the host's OS.
 func (collector) Collect(ctx context.Context, h platform.Host) (collectors.Result, error) {
@@ -61,14 +64,18 @@ func collectLinux(h platform.Host) (collectors.Result, error) {
 	sort.Strings(sessions)
 	res.Sources = append(res.Sources, collectors.Source{Kind: "file", Ref: "graphical sessions", Excerpt: strings.Join(sessions, "\n")})
 	p := Payload{Applicable: true, Mechanism: "gnome-dconf"}
-	gnome := false
+	var other []string
 	for _, s := range sessions {
 		base := path.Base(s)
-		gnome = gnome || strings.HasPrefix(base, "gnome") || strings.HasPrefix(base, "ubuntu")
+		if !strings.HasPrefix(base, "gnome") && !strings.HasPrefix(base, "ubuntu") {
+			other = append(other, s)
+		}
 	}
-	if !gnome {
+	if len(other) > 0 {
+		// A user may log in to a session whose lock GNOME's policy does
+		// not govern: it cannot be judged from GNOME's settings.
 		p.Mechanism = ""
-		p.Detail = "graphical sessions " + strings.Join(sessions, ", ") + ": screen lock policy is read for GNOME only"
+		p.Detail = "graphical sessions " + strings.Join(other, ", ") + " are not GNOME: screen lock policy is read for GNOME only"
 		res.Payload = p
 		return res, nil
 	}
@@ -108,7 +115,7 @@ func collectLinux(h platform.Host) (collectors.Result, error) {
 			}
 		}
 	}
-	if s.idleDelay == nil && s.lockEnabled == nil && s.lockDelay == nil {
+	if s.idleDelay == nil && s.lockEnabled == nil && s.lockDelay == nil && s.idleActivation == nil && s.disableLock == nil {
 		// GNOME's defaults would lock after 300 s, but nothing stops a user
 		// from turning that off: no evidence of a control.
 		p.Detail = "no dconf system policy sets the screen lock: GNOME's defaults (lock after 300 s) apply until a user changes them"
@@ -129,16 +136,38 @@ func collectLinux(h platform.Host) (collectors.Result, error) {
 		lockOn = *s.lockEnabled
 		from = append(from, "lock-enabled")
 	}
-	p.Enabled = ptr(lockOn && idle > 0)
-	p.PasswordOnWake = ptr(lockOn)
+	idleOn := s.idleActivation == nil || *s.idleActivation
+	noLock := s.disableLock != nil && *s.disableLock
+	if s.idleActivation != nil {
+		from = append(from, "idle-activation-enabled")
+	}
+	if s.disableLock != nil {
+		from = append(from, "disable-lock-screen")
+	}
+	p.Enabled = ptr(lockOn && idle > 0 && idleOn && !noLock)
+	p.PasswordOnWake = ptr(lockOn && !noLock)
 	if idle > 0 {
 		p.IdleSeconds = ptr(idle + lockDelay)
 	}
-	p.Enforced = locked["org/gnome/desktop/session/idle-delay"] && locked["org/gnome/desktop/screensaver/lock-enabled"]
+	// lock-delay counts too: unlocked, a user can set it to hours and
+	// the screen blanks without locking.
+	var unlocked []string
+	for _, k := range []string{"org/gnome/desktop/session/idle-delay", "org/gnome/desktop/screensaver/lock-enabled", "org/gnome/desktop/screensaver/lock-delay"} {
+		if !locked[k] {
+			unlocked = append(unlocked, path.Base(k))
+		}
+	}
+	p.Enforced = len(unlocked) == 0
 	if p.Enforced {
 		p.Detail = "dconf system policy sets and locks " + strings.Join(from, ", ")
 	} else {
-		p.Detail = "dconf system policy sets " + strings.Join(from, ", ") + " but does not lock idle-delay and lock-enabled: users may change them"
+		p.Detail = "dconf system policy sets " + strings.Join(from, ", ") + " but does not lock " + strings.Join(unlocked, ", ") + ": users may change them"
+	}
+	switch {
+	case noLock:
+		p.Detail += "; disable-lock-screen is true: GNOME never locks the screen"
+	case !idleOn:
+		p.Detail += "; idle-activation-enabled is false: the screen never blanks on idle, so it never locks"
 	}
 	res.Payload = p
 	return res, nil

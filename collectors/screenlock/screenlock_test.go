@@ -25,6 +25,14 @@ func TestCollectLinux(t *testing.T) {
 		// No policy: GNOME's defaults are not evidence of a control.
 		{tree: "gnome-default", applicable: true},
 		{tree: "kde", applicable: true},
+		// False passes closed in parser v2 (v1 reported each as enabled,
+		// 600 s, enforced).
+		// lock-delay not locked: a user may set it to hours.
+		{tree: "gnome-lockdelay-unlocked", applicable: true, enabled: &yes, on: &yes, idle: 600},
+		{tree: "gnome-disable-lock", applicable: true, enabled: &no, on: &no, idle: 600, enforced: true},
+		{tree: "gnome-idle-activation-off", applicable: true, enabled: &no, on: &yes, idle: 600, enforced: true},
+		// An Xfce session beside GNOME: GNOME's policy does not govern it.
+		{tree: "gnome-plus-xfce", applicable: true},
 	} {
 		t.Run(tc.tree, func(t *testing.T) {
 			res, err := New().Collect(context.Background(), platformtest.Replay{Live: &platform.Live{Root: "testdata/" + tc.tree}, OS: "linux"})

@@ -15,6 +15,11 @@ type Payload struct {
 	// SetupMode is the SetupMode variable: in setup mode keys are not
 	// enforced even if SecureBoot reads 1.
 	SetupMode *bool `json:"setup_mode,omitempty"`
+	// ShimValidation (Linux, parser v2) is false when shim's MokSBStateRT
+	// says validation is disabled (`mokutil --disable-validation`): the
+	// firmware enforces, but the bootloader and kernel are not verified.
+	// Nil from older agents and other OSes.
+	ShimValidation *bool `json:"shim_validation,omitempty"`
 	// Level is the boot security policy where the OS names one (Apple
 	// silicon: "full", "reduced", "permissive").
 	Level string `json:"level,omitempty"`

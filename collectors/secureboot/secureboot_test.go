@@ -18,6 +18,9 @@ func TestParseEFIVar(t *testing.T) {
 		{in: []byte{6, 0, 0, 0}, wantErr: true},
 		{in: nil, wantErr: true},
 		{in: []byte{6, 0, 0, 0, 1, 0}, wantErr: true},
+		// Parser v1 read any non-zero value as enabled.
+		{in: []byte{6, 0, 0, 0, 2}, wantErr: true},
+		{in: []byte{6, 0, 0, 0, 0xff}, wantErr: true},
 	}
 	for _, tt := range tests {
 		got, err := parseEFIVar(tt.in)
@@ -34,13 +37,17 @@ func TestCollect(t *testing.T) {
 		tree           string
 		uefi           bool
 		enabled, setup *bool
+		shim           *bool
 		wantErr        bool
 	}{
-		{tree: "enabled", uefi: true, enabled: ptr(true), setup: ptr(false)},
-		{tree: "disabled", uefi: true, enabled: ptr(false), setup: ptr(false)},
-		{tree: "setupmode", uefi: true, enabled: ptr(true), setup: ptr(true)},
-		{tree: "no-efivars", uefi: true},
-		{tree: "truncated", uefi: true, wantErr: true},
+		// mokutil --disable-validation: firmware enforces, shim does not.
+		{tree: "shim-disabled", uefi: true, enabled: ptr(true), setup: ptr(false), shim: ptr(false)},
+		{tree: "shim-enabled", uefi: true, enabled: ptr(true), setup: ptr(false), shim: ptr(true)},
+		{tree: "enabled", uefi: true, enabled: ptr(true), setup: ptr(false), shim: ptr(true)},
+		{tree: "disabled", uefi: true, enabled: ptr(false), setup: ptr(false), shim: ptr(true)},
+		{tree: "setupmode", uefi: true, enabled: ptr(true), setup: ptr(true), shim: ptr(true)},
+		{tree: "no-efivars", uefi: true, shim: ptr(true)},
+		{tree: "truncated", uefi: true, shim: ptr(true), wantErr: true},
 		{tree: "vm-bios"},
 		{tree: "does-not-exist"},
 	}
@@ -51,7 +58,7 @@ func TestCollect(t *testing.T) {
 				t.Fatalf("err = %v", err)
 			}
 			p := res.Payload.(Payload)
-			if p.UEFI != tt.uefi || !eq(p.Enabled, tt.enabled) || !eq(p.SetupMode, tt.setup) {
+			if p.UEFI != tt.uefi || !eq(p.Enabled, tt.enabled) || !eq(p.SetupMode, tt.setup) || !eq(p.ShimValidation, tt.shim) {
 				t.Errorf("payload = %+v", p)
 			}
 			if len(res.Sources) == 0 {

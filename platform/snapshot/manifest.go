@@ -43,6 +43,8 @@ type Manifest struct {
 	// collectors saw them.
 	Dirs  []Dir  `json:"dirs,omitempty"`
 	Globs []Glob `json:"globs,omitempty"`
+	// Stats records file metadata (platform.Stat) as the collectors saw it.
+	Stats []Stat `json:"stats,omitempty"`
 }
 
 // Command is one command run.

@@ -32,6 +32,7 @@ type Recorder struct {
 	cmds     []recordedCmd
 	wmi      []recordedWMI
 	reg      map[string]RegValue
+	stats    map[string]Stat // made on first use (stat.go)
 }
 
 type recordedCmd struct {
@@ -194,6 +195,7 @@ func (r *Recorder) Write(dir, hostname, agentVersion string, now time.Time) (Man
 	for _, d := range sortedValues(r.dirs) {
 		m.Dirs = append(m.Dirs, d)
 	}
+	m.Stats = append(m.Stats, sortedValues(r.stats)...)
 	for _, p := range sortedKeys(r.globs) {
 		m.Globs = append(m.Globs, Glob{Pattern: p, Matches: r.globs[p]})
 	}

@@ -27,7 +27,7 @@ func mustParse(t *testing.T, doc string) *controls.Policy {
 	return p
 }
 
-var fwDeny = firewall.Payload{Enabled: true, InboundDefaultDeny: true, DecidedBy: "nftables",
+var fwDeny = firewall.Payload{Enabled: true, InboundDefaultDeny: true, Verdict: firewall.VerdictDeny, Reason: "IPv4 inbound denied by default", DecidedBy: "nftables",
 	Backends: []firewall.Backend{{Name: "nftables", Active: true, InboundDefaultDeny: true}}}
 
 var testGroups = `{"engineering": "device.hostname.startsWith('eng-')", "servers": "device.os == 'linux' && device.hostname.startsWith('srv-')"}`
@@ -41,7 +41,7 @@ func TestAppliesTo(t *testing.T) {
 		want      string
 		reason    string
 	}{
-		{"linux in scope", `device.os == 'linux'`, &controls.DeviceFacts{OS: "linux"}, store.Pass, "inbound default deny"},
+		{"linux in scope", `device.os == 'linux'`, &controls.DeviceFacts{OS: "linux"}, store.Pass, "inbound denied by default"},
 		{"darwin out of scope", `device.os == 'linux'`, &controls.DeviceFacts{OS: "darwin"}, store.NotApplicable, "out of scope: device.os == 'linux'"},
 		{"no device facts", `device.os == 'linux'`, nil, store.NotApplicable, "out of scope"},
 		{"group member", `'engineering' in device.groups`, &controls.DeviceFacts{OS: "darwin", Hostname: "eng-mbp-7"}, store.Pass, ""},
@@ -79,7 +79,7 @@ func TestGroupsOf(t *testing.T) {
 }
 
 func TestGrace(t *testing.T) {
-	fwOpen := okObs(t, firewall.Name, 7, collected, firewall.Payload{Enabled: true, DecidedBy: "nftables"})
+	fwOpen := okObs(t, firewall.Name, 7, collected, firewall.Payload{Enabled: true, Verdict: firewall.VerdictOpen, Reason: "IPv4 tcp open", DecidedBy: "nftables"})
 	p := mustParse(t, v2("", `{"id": "FW", "check": "firewall", "grace": "72h"}`))
 	tests := []struct {
 		name      string

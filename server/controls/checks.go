@@ -8,7 +8,6 @@ import (
 
 	"github.com/evident-dev/evident/collectors/antimalware"
 	"github.com/evident-dev/evident/collectors/diskencryption"
-	"github.com/evident-dev/evident/collectors/firewall"
 	"github.com/evident-dev/evident/collectors/patches"
 	"github.com/evident-dev/evident/collectors/screenlock"
 	"github.com/evident-dev/evident/collectors/secureboot"
@@ -31,10 +30,10 @@ func checkDiskEncryption(in Input) Result {
 		switch {
 		case v.Exempt:
 			exempt = append(exempt, label+" ("+v.ExemptReason+")")
-		case v.Encrypted:
-			enc = append(enc, label+" ("+v.Method+")")
+		case v.Encrypted && !converting(v):
+			enc = append(enc, label+" ("+v.Method+volumeNote(v)+")")
 		default:
-			plain = append(plain, label)
+			plain = append(plain, label+volumeState(v))
 		}
 	}
 	facts := map[string]any{"encrypted": enc, "unencrypted": plain, "exempt": exempt}
@@ -51,6 +50,11 @@ func checkDiskEncryption(in Input) Result {
 
 type securityPatchParams struct {
 	MaxDays int `json:"max_days"`
+	// MaxIndexAgeDays bounds the age of the package index behind a pass.
+	MaxIndexAgeDays int `json:"max_index_age_days"`
+	// AllowUnreportedIndexAge lets payloads of agents older than patches
+	// parser v2 (no index age) pass as before; off by default.
+	AllowUnreportedIndexAge bool `json:"allow_unreported_index_age"`
 }
 
 // monthlyCycle is Windows' cumulative update cadence (Patch Tuesday).
@@ -61,12 +65,15 @@ const monthlyCycle = 31 * 24 * time.Hour
 const historyScan = 2000
 
 func newSecurityPatches(raw json.RawMessage) (evaluator, error) {
-	p := securityPatchParams{MaxDays: 14}
+	p := securityPatchParams{MaxDays: 14, MaxIndexAgeDays: defaultMaxIndexAgeDays}
 	if err := strictParams(raw, &p); err != nil {
 		return nil, err
 	}
 	if p.MaxDays < 0 {
 		return nil, fmt.Errorf("max_days must not be negative")
+	}
+	if p.MaxIndexAgeDays <= 0 {
+		return nil, fmt.Errorf("max_index_age_days must be positive")
 	}
 	grace := time.Duration(p.MaxDays) * 24 * time.Hour
 	return func(in Input) Result {
@@ -107,8 +114,14 @@ func newSecurityPatches(raw json.RawMessage) (evaluator, error) {
 			}
 			return decided(o, store.Unknown, "no supported package manager found", facts)
 		}
+		// Pending counts read from a stale index can only be too low: a
+		// fail stands, a pass needs a fresh index.
+		fresh, freshOK := indexFresh(pl, o.CollectedAt, p.MaxIndexAgeDays, p.AllowUnreportedIndexAge, facts)
 		if pl.PendingSecurityUpdates == 0 {
-			return decided(o, store.Pass, fmt.Sprintf("no pending security updates (%s, %s)", pl.Manager, osName), facts)
+			if !freshOK {
+				return decided(o, store.Unknown, fmt.Sprintf("no pending security updates reported (%s, %s), but %s", pl.Manager, osName, fresh), facts)
+			}
+			return decided(o, store.Pass, fmt.Sprintf("no pending security updates (%s, %s)%s", pl.Manager, osName, indexNote(pl, o.CollectedAt)), facts)
 		}
 		since := pendingSince(in, o)
 		pending := o.CollectedAt.Sub(since)
@@ -125,7 +138,10 @@ func newSecurityPatches(raw json.RawMessage) (evaluator, error) {
 		if pending > grace {
 			return decided(o, store.Fail, what+fmt.Sprintf(", longer than the %d-day window", p.MaxDays), facts)
 		}
-		return decided(o, store.Pass, what+fmt.Sprintf(", within the %d-day window", p.MaxDays), facts)
+		if !freshOK {
+			return decided(o, store.Unknown, what+fmt.Sprintf(", within the %d-day window, but %s", p.MaxDays, fresh), facts)
+		}
+		return decided(o, store.Pass, what+fmt.Sprintf(", within the %d-day window%s", p.MaxDays, indexNote(pl, o.CollectedAt)), facts)
 	}, nil
 }
 
@@ -177,6 +193,12 @@ func humanDays(d time.Duration) string {
 	return fmt.Sprintf("%d days as seen by the server", int(d/(24*time.Hour)))
 }
 
+// autoUpdatesScheduleVersion is the patches parser that checks that the
+// update job is scheduled (timers, the Windows Update service, managed
+// macOS preferences); older agents' "enabled" says only that a setting
+// was found.
+const autoUpdatesScheduleVersion = 3
+
 func checkAutoUpdates(in Input) Result {
 	p, o, r, ok := observed[patches.Payload](in, patches.Name)
 	if !ok {
@@ -186,8 +208,25 @@ func checkAutoUpdates(in Input) Result {
 		return decided(o, store.Unknown, "automatic update configuration not found", nil)
 	}
 	a := p.AutoUpdates
-	if a.Enabled {
-		return decided(o, store.Pass, "automatic updates enabled ("+a.Mechanism+")", a)
+	what := "automatic updates"
+	if a.Mechanism != "" {
+		what += " (" + a.Mechanism + ")"
+	}
+	switch {
+	case a.Unknown:
+		return decided(o, store.Unknown, what+" could not be determined: "+a.Detail, a)
+	case a.Enabled && o.ParserVersion < autoUpdatesScheduleVersion:
+		return decided(o, store.Unknown, fmt.Sprintf("%s configured (%s), but this agent (patches parser v%d) does not check that the update job is scheduled: upgrade the agent",
+			what, a.Detail, o.ParserVersion), a)
+	case a.Enabled:
+		reason := "automatic updates enabled"
+		if a.Mechanism != "" {
+			reason += " (" + a.Mechanism + ")"
+		}
+		if a.Detail != "" {
+			reason += ": " + a.Detail
+		}
+		return decided(o, store.Pass, reason, a)
 	}
 	why := "automatic updates not enabled"
 	if a.Mechanism != "" {
@@ -199,37 +238,9 @@ func checkAutoUpdates(in Input) Result {
 	return decided(o, store.Fail, why, a)
 }
 
-func checkFirewall(in Input) Result {
-	p, o, r, ok := observed[firewall.Payload](in, firewall.Name)
-	if !ok {
-		return r
-	}
-	facts := p.Backends
-	detail := ""
-	for _, b := range p.Backends {
-		if b.Name == p.DecidedBy && b.Detail != "" {
-			detail = ": " + b.Detail
-		}
-	}
-	switch {
-	case p.Enabled && p.InboundDefaultDeny:
-		return decided(o, store.Pass, "inbound default deny in force ("+p.DecidedBy+detail+")", facts)
-	case p.Enabled:
-		return decided(o, store.Fail, "firewall active but inbound traffic is accepted by default ("+p.DecidedBy+detail+")", facts)
-	}
-	var on, off []string
-	for _, b := range p.Backends {
-		if b.Active {
-			on = append(on, b.Name)
-		} else {
-			off = append(off, b.Name)
-		}
-	}
-	if len(on) > 0 {
-		return decided(o, store.Fail, "host firewall not enabled everywhere: off for "+strings.Join(off, ", "), facts)
-	}
-	return decided(o, store.Fail, "no active host firewall found", facts)
-}
+// secureBootShimVersion is the secureboot parser that reads shim's
+// MokSBStateRT on Linux.
+const secureBootShimVersion = 2
 
 func checkSecureBoot(in Input) Result {
 	if r, ok := attestedSecureBoot(in); ok {
@@ -239,6 +250,9 @@ func checkSecureBoot(in Input) Result {
 	if !ok {
 		return r
 	}
+	// Only Linux reports SetupMode and shim's state; the device's OS tells
+	// a Linux payload that lacks both.
+	linux := p.SetupMode != nil || p.ShimValidation != nil || (in.Device != nil && in.Device.OS == "linux")
 	switch {
 	case !p.UEFI:
 		return decided(o, store.NotApplicable, "booted without UEFI firmware: Secure Boot does not exist on this machine", p)
@@ -248,18 +262,45 @@ func checkSecureBoot(in Input) Result {
 		return decided(o, store.Fail, "Secure Boot is disabled"+selfReported, p)
 	case p.SetupMode != nil && *p.SetupMode:
 		return decided(o, store.Fail, "Secure Boot firmware is in setup mode: keys are not enforced"+selfReported, p)
+	case p.ShimValidation != nil && !*p.ShimValidation:
+		return decided(o, store.Fail, "SecureBoot validation is disabled in shim (MokSBStateRT = 1, mokutil --disable-validation): "+
+			"the firmware enforces, but the bootloader and kernel are not verified"+selfReported, p)
+	case linux && p.SetupMode == nil:
+		return decided(o, store.Unknown, "SecureBoot reads 1 but the SetupMode variable could not be read: enforcement is not known"+selfReported, p)
+	case linux && p.ShimValidation == nil:
+		return decided(o, store.Unknown, fmt.Sprintf("Secure Boot enabled, but this agent (secureboot parser v%d) does not read shim's validation state: upgrade the agent", o.ParserVersion), p)
 	default:
 		return decided(o, store.Pass, "Secure Boot enabled and enforcing"+selfReported, p)
 	}
 }
 
+// checkAgentFresh dates the newest evidence the server accepted from the
+// device by the server's receive time: never the device's collected_at,
+// and not a mere connection (LastSeen also moves on rejected or replayed,
+// already stored observations).
 func checkAgentFresh(in Input) Result {
-	if in.LastSeen == nil {
-		return Result{Status: store.Unknown, Reason: "the agent has never reported"}
+	var newest store.Observation
+	for _, o := range in.Latest {
+		if o.Collector == "server.rejected" || o.ReceivedAt.IsZero() {
+			continue
+		}
+		if o.ReceivedAt.After(newest.ReceivedAt) {
+			newest = o
+		}
 	}
-	// Policy.Evaluate fails it when LastSeen is older than the control's
-	// max_age.
-	return Result{Status: store.Pass, Reason: "last report received " + in.LastSeen.UTC().Format(time.RFC3339), EvidenceAt: *in.LastSeen}
+	switch {
+	case in.LastSeen == nil && newest.ReceivedAt.IsZero():
+		return Result{Status: store.Unknown, Reason: "the agent has never reported"}
+	case newest.ReceivedAt.IsZero():
+		return Result{Status: store.Unknown, Reason: "the agent connected (last " + in.LastSeen.UTC().Format(time.RFC3339) +
+			"), but the server has accepted no evidence from it"}
+	case !in.Now.IsZero() && newest.ReceivedAt.After(in.Now):
+		return Result{Status: store.Unknown, Reason: "the newest evidence was received after the evaluation time " + in.Now.UTC().Format(time.RFC3339) +
+			": freshness at that time is not known"}
+	}
+	// Policy.Evaluate fails it when the evidence is older than the
+	// control's max_age.
+	return Result{Status: store.Pass, Reason: "last report received " + newest.ReceivedAt.UTC().Format(time.RFC3339), EvidenceAt: newest.ReceivedAt}
 }
 
 type antimalwareParams struct {
@@ -280,12 +321,16 @@ func newAntimalware(raw json.RawMessage) (evaluator, error) {
 		if !ok {
 			return r
 		}
-		var stale, stopped []string
+		var stale, stopped, unverified []string
 		builtin := map[string]bool{}
 		for _, pr := range a.Products {
 			switch {
 			case pr.Kind == "builtin":
 				builtin[pr.Name] = pr.Running
+			case unverifiedProcess(pr):
+				unverified = append(unverified, pr.Name)
+			case !pr.Running && pr.FoundBy == "process":
+				stopped = append(stopped, pr.Name+" ("+pr.Detail+")")
 			case !pr.Running || (pr.RealTime != nil && !*pr.RealTime):
 				stopped = append(stopped, pr.Name)
 			case pr.UpToDate != nil && !*pr.UpToDate:
@@ -293,7 +338,7 @@ func newAntimalware(raw json.RawMessage) (evaluator, error) {
 			case pr.DefinitionsUpdated != nil && o.CollectedAt.Sub(*pr.DefinitionsUpdated) > window:
 				stale = append(stale, fmt.Sprintf("%s (definitions %d days old)", pr.Name, int(o.CollectedAt.Sub(*pr.DefinitionsUpdated)/(24*time.Hour))))
 			default:
-				return decided(o, store.Pass, pr.Name+" running"+definitionsNote(pr, o.CollectedAt), a.Products)
+				return decided(o, store.Pass, pr.Name+" running"+evidenceNote(pr)+definitionsNote(pr, o.CollectedAt), a.Products)
 			}
 		}
 		// macOS: XProtect is always there; it protects only while
@@ -308,6 +353,8 @@ func newAntimalware(raw json.RawMessage) (evaluator, error) {
 			return decided(o, store.Fail, fmt.Sprintf("anti-malware with stale definitions (window %d days): %s", p.MaxDefinitionsDays, strings.Join(stale, "; ")), a.Products)
 		case len(stopped) > 0:
 			return decided(o, store.Fail, "anti-malware installed but not protecting: "+strings.Join(stopped, ", "), a.Products)
+		case len(unverified) > 0:
+			return decided(o, store.Unknown, "found by process name only, which any user's process can match (agent older than antimalware parser v2): "+strings.Join(unverified, ", "), a.Products)
 		case builtin["XProtect"]:
 			return decided(o, store.Fail, "Gatekeeper is disabled, and no other anti-malware or EDR runs", a.Products)
 		default:
@@ -326,6 +373,11 @@ func definitionsNote(p antimalware.Product, at time.Time) string {
 	}
 	return fmt.Sprintf(", definitions %d days old", int(d/(24*time.Hour)))
 }
+
+// screenLockLocksVersion is the screenlock parser that requires GNOME's
+// lock-delay to be locked and reads disable-lock-screen and
+// idle-activation-enabled.
+const screenLockLocksVersion = 2
 
 type screenLockParams struct {
 	MaxIdleSeconds int `json:"max_idle_seconds"`
@@ -361,6 +413,14 @@ func newScreenLock(raw json.RawMessage) (evaluator, error) {
 			return decided(o, store.Unknown, "the screen locks, but the idle time is not known: "+s.Detail, s)
 		case *s.IdleSeconds > p.MaxIdleSeconds:
 			return decided(o, store.Fail, fmt.Sprintf("the screen locks after %d s of inactivity, more than %d s%s", *s.IdleSeconds, p.MaxIdleSeconds, enforced), s)
+		case !s.Enforced:
+			// A setting users may change is a default, not a control: each
+			// user's own value (not read) wins over it.
+			return decided(o, store.Unknown, fmt.Sprintf("the system setting locks the screen after %d s, but it is not enforced: each user's own setting overrides it and is not read: %s",
+				*s.IdleSeconds, s.Detail), s)
+		case s.Mechanism == "gnome-dconf" && o.ParserVersion < screenLockLocksVersion:
+			return decided(o, store.Unknown, fmt.Sprintf("the screen locks after %d s, but this agent (screenlock parser v%d) does not check the lock-delay lock or disable-lock-screen: upgrade the agent",
+				*s.IdleSeconds, o.ParserVersion), s)
 		default:
 			return decided(o, store.Pass, fmt.Sprintf("the screen locks after %d s of inactivity%s", *s.IdleSeconds, enforced), s)
 		}

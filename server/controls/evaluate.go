@@ -210,7 +210,7 @@ var checks = map[string]func(json.RawMessage) (evaluator, error){
 	"disk_encryption":  noParams(checkDiskEncryption),
 	"security_patches": newSecurityPatches,
 	"auto_updates":     noParams(checkAutoUpdates),
-	"firewall":         noParams(checkFirewall),
+	"firewall":         newFirewall,
 	"secure_boot":      noParams(checkSecureBoot),
 	"tpm":              newTPM,
 	"agent_fresh":      noParams(checkAgentFresh),

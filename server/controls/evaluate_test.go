@@ -49,6 +49,12 @@ func okObs(t *testing.T, collector string, seq uint64, at time.Time, payload any
 	return store.Observation{Seq: seq, Collector: collector, CollectedAt: at, ReceivedAt: at, Status: "ok", Payload: b}
 }
 
+// withParser sets the parser version the observation claims.
+func withParser(o store.Observation, v int) store.Observation {
+	o.ParserVersion = v
+	return o
+}
+
 func latest(obs ...store.Observation) map[string]store.Observation {
 	m := map[string]store.Observation{}
 	for _, o := range obs {
@@ -148,7 +154,7 @@ func TestSecurityPatches(t *testing.T) {
 		return p
 	}
 	at := func(seq uint64, when time.Time, p patches.Payload) store.Observation {
-		return okObs(t, patches.Name, seq, when, p)
+		return okObs(t, patches.Name, seq, when, withIndex(p, when))
 	}
 	newest := at(50, collected, pl(3))
 
@@ -204,7 +210,9 @@ func TestSecurityPatchesMaxDaysParam(t *testing.T) {
 
 func TestAutoUpdates(t *testing.T) {
 	obs := func(a *patches.AutoUpdates) store.Observation {
-		return okObs(t, patches.Name, 11, collected, patches.Payload{Manager: "apt", AutoUpdates: a})
+		o := okObs(t, patches.Name, 11, collected, patches.Payload{Manager: "apt", AutoUpdates: a})
+		o.ParserVersion = 3
+		return o
 	}
 	runEval(t, only(t, "DC-PATCH-02"), []evalCase{
 		{name: "not found", in: controls.Input{Latest: latest(obs(nil))}, wantStatus: store.Unknown, wantReason: "automatic update configuration not found", wantSeq: 11},
@@ -218,18 +226,57 @@ func TestAutoUpdates(t *testing.T) {
 func TestFirewall(t *testing.T) {
 	nft := firewall.Backend{Name: "nftables", Active: true, InboundDefaultDeny: true, Detail: "table inet filter chain input: hook input policy drop"}
 	obs := func(p firewall.Payload) store.Observation { return okObs(t, firewall.Name, 21, collected, p) }
+	on, off := true, false
+	alf := []firewall.Backend{{Name: "alf", Active: true, InboundDefaultDeny: true, Detail: "global state 1"}}
 	runEval(t, only(t, "DC-FW-01"), []evalCase{
-		{name: "enabled and deny", in: controls.Input{Latest: latest(obs(firewall.Payload{Enabled: true, InboundDefaultDeny: true, DecidedBy: "nftables", Backends: []firewall.Backend{nft}}))},
-			wantStatus: store.Pass, wantReason: "inbound default deny in force (nftables: table inet filter chain input: hook input policy drop)", wantSeq: 21},
-		{name: "enabled, accepts by default", in: controls.Input{Latest: latest(obs(firewall.Payload{Enabled: true, DecidedBy: "ufw", Backends: []firewall.Backend{{Name: "ufw", Active: true}}}))},
-			wantStatus: store.Fail, wantReason: "firewall active but inbound traffic is accepted by default (ufw)", wantSeq: 21},
-		{name: "disabled", in: controls.Input{Latest: latest(obs(firewall.Payload{}))}, wantStatus: store.Fail, wantReason: "no active host firewall found", wantSeq: 21},
-		{name: "deny without enabled is not a pass", in: controls.Input{Latest: latest(obs(firewall.Payload{InboundDefaultDeny: true}))}, wantStatus: store.Fail, wantReason: "no active host firewall", wantSeq: 21},
-		{name: "one Windows profile off", in: controls.Input{Latest: latest(obs(firewall.Payload{DecidedBy: "windows:Public", Backends: []firewall.Backend{
+		{name: "deny", in: controls.Input{Latest: latest(obs(firewall.Payload{Enabled: true, InboundDefaultDeny: true, Verdict: firewall.VerdictDeny,
+			Reason: "IPv4 inbound denied by default; IPv6 inbound denied by default", DecidedBy: "nftables", Backends: []firewall.Backend{nft}}))},
+			wantStatus: store.Pass, wantReason: "IPv4 inbound denied by default; IPv6 inbound denied by default", wantSeq: 21},
+		{name: "open names the rule", in: controls.Input{Latest: latest(obs(firewall.Payload{Enabled: true, Verdict: firewall.VerdictOpen,
+			Reason: "IPv4 tcp open: table inet f chain input handle 4: accept with no match", Backends: []firewall.Backend{nft}}))},
+			wantStatus: store.Fail, wantReason: "table inet f chain input handle 4: accept with no match", wantSeq: 21},
+		{name: "unknown stays unknown", in: controls.Input{Latest: latest(obs(firewall.Payload{Verdict: firewall.VerdictUnknown,
+			Reason: "cannot read the loaded ruleset: nft -j list ruleset: exit 1: Operation not permitted"}))},
+			wantStatus: store.Unknown, wantReason: "cannot read the loaded ruleset", wantSeq: 21},
+		{name: "unknown even if a stale field says deny", in: controls.Input{Latest: latest(obs(firewall.Payload{Enabled: true, InboundDefaultDeny: true, Verdict: firewall.VerdictUnknown, Reason: "x"}))},
+			wantStatus: store.Unknown, wantReason: "x", wantSeq: 21},
+		{name: "a verdict not understood", in: controls.Input{Latest: latest(obs(firewall.Payload{Enabled: true, InboundDefaultDeny: true, Verdict: "mostly"}))},
+			wantStatus: store.Unknown, wantReason: `firewall verdict "mostly" not understood`, wantSeq: 21},
+		{name: "mac state 1 passes", in: controls.Input{Latest: latest(obs(firewall.Payload{Enabled: true, InboundDefaultDeny: true, Verdict: firewall.VerdictDeny,
+			Reason: "Application Firewall on (state 1)", BlockAll: &off, Backends: alf}))},
+			wantStatus: store.Pass, wantReason: "Application Firewall on (state 1)", wantSeq: 21},
+		// v1 agents: their Linux "deny" cannot be trusted.
+		{name: "v1 linux deny is unknown", in: controls.Input{Latest: latest(obs(firewall.Payload{Enabled: true, InboundDefaultDeny: true, DecidedBy: "nftables", Backends: []firewall.Backend{nft}}))},
+			wantStatus: store.Unknown, wantReason: "upgrade the agent", wantSeq: 21},
+		{name: "v1 linux accepts by default", in: controls.Input{Latest: latest(obs(firewall.Payload{Enabled: true, DecidedBy: "ufw", Backends: []firewall.Backend{{Name: "ufw", Active: true}}}))},
+			wantStatus: store.Fail, wantReason: "inbound traffic is accepted by default", wantSeq: 21},
+		{name: "v1 disabled", in: controls.Input{Latest: latest(obs(firewall.Payload{}))}, wantStatus: store.Fail, wantReason: "no active host firewall found", wantSeq: 21},
+		{name: "v1 mac state 1", in: controls.Input{Latest: latest(obs(firewall.Payload{Enabled: true, DecidedBy: "alf", Backends: []firewall.Backend{{Name: "alf", Active: true, Detail: "global state 1"}}}))},
+			wantStatus: store.Pass, wantReason: "Application Firewall on", wantSeq: 21},
+		{name: "v1 one Windows profile off", in: controls.Input{Latest: latest(obs(firewall.Payload{DecidedBy: "windows:Public", Backends: []firewall.Backend{
 			{Name: "windows:Domain", Active: true, InboundDefaultDeny: true}, {Name: "windows:Private", Active: true, InboundDefaultDeny: true}, {Name: "windows:Public"}}}))},
-			wantStatus: store.Fail, wantReason: "host firewall not enabled everywhere: off for windows:Public", wantSeq: 21},
+			wantStatus: store.Fail, wantReason: "windows:Public", wantSeq: 21},
 		{name: "no observation", in: controls.Input{}, wantStatus: store.Unknown, wantReason: "no firewall evidence"},
 	})
+	strict, err := controls.Parse([]byte(policy(`{"id": "FW", "check": "firewall", "params": {"require_block_all": true}}`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	on1 := firewall.Payload{Enabled: true, InboundDefaultDeny: true, Verdict: firewall.VerdictDeny, Reason: "Application Firewall on (state 1)", BlockAll: &off, Backends: alf}
+	blockAll := on1
+	blockAll.BlockAll, blockAll.Reason = &on, "Application Firewall on (state 2)"
+	unknownBlock := on1
+	unknownBlock.BlockAll = nil
+	linux := firewall.Payload{Enabled: true, InboundDefaultDeny: true, Verdict: firewall.VerdictDeny, Reason: "IPv4 inbound denied by default", Backends: []firewall.Backend{nft}}
+	runEval(t, strict, []evalCase{
+		{name: "block all required, off", in: controls.Input{Latest: latest(obs(on1))}, wantStatus: store.Fail, wantReason: "block all: off", wantSeq: 21},
+		{name: "block all required, unknown", in: controls.Input{Latest: latest(obs(unknownBlock))}, wantStatus: store.Fail, wantReason: "block all: unknown", wantSeq: 21},
+		{name: "block all required, on", in: controls.Input{Latest: latest(obs(blockAll))}, wantStatus: store.Pass, wantReason: "state 2", wantSeq: 21},
+		{name: "block all does not apply to linux", in: controls.Input{Latest: latest(obs(linux))}, wantStatus: store.Pass, wantReason: "IPv4 inbound denied", wantSeq: 21},
+	})
+	if _, err := controls.Parse([]byte(policy(`{"id": "FW", "check": "firewall", "params": {"require_blockall": true}}`))); err == nil {
+		t.Error("a misspelt firewall param must be refused")
+	}
 }
 
 func TestSecureBoot(t *testing.T) {
@@ -237,7 +284,7 @@ func TestSecureBoot(t *testing.T) {
 	obs := func(p secureboot.Payload) store.Observation { return okObs(t, secureboot.Name, 31, collected, p) }
 	runEval(t, only(t, "DC-BOOT-01"), []evalCase{
 		{name: "no UEFI", in: controls.Input{Latest: latest(obs(secureboot.Payload{}))}, wantStatus: store.NotApplicable, wantReason: "booted without UEFI firmware", wantSeq: 31},
-		{name: "enabled", in: controls.Input{Latest: latest(obs(secureboot.Payload{UEFI: true, Enabled: &yes, SetupMode: &no}))}, wantStatus: store.Pass, wantReason: "Secure Boot enabled and enforcing", wantSeq: 31},
+		{name: "enabled", in: controls.Input{Latest: latest(obs(secureboot.Payload{UEFI: true, Enabled: &yes, SetupMode: &no, ShimValidation: &yes}))}, wantStatus: store.Pass, wantReason: "Secure Boot enabled and enforcing", wantSeq: 31},
 		{name: "enabled, setup mode unknown", in: controls.Input{Latest: latest(obs(secureboot.Payload{UEFI: true, Enabled: &yes}))}, wantStatus: store.Pass, wantReason: "enforcing", wantSeq: 31},
 		{name: "disabled", in: controls.Input{Latest: latest(obs(secureboot.Payload{UEFI: true, Enabled: &no}))}, wantStatus: store.Fail, wantReason: "Secure Boot is disabled", wantSeq: 31},
 		{name: "setup mode", in: controls.Input{Latest: latest(obs(secureboot.Payload{UEFI: true, Enabled: &yes, SetupMode: &yes}))}, wantStatus: store.Fail, wantReason: "setup mode: keys are not enforced", wantSeq: 31},
@@ -321,13 +368,41 @@ func TestSecureBootAttested(t *testing.T) {
 
 func TestAgentFresh(t *testing.T) {
 	at := func(d time.Duration) *time.Time { v := now.Add(-d); return &v }
+	// seen is a device whose newest accepted evidence was received d ago.
+	seen := func(d time.Duration) controls.Input {
+		o := okObs(t, tpm.Name, 7, now.Add(-d), tpm.Payload{})
+		return controls.Input{LastSeen: at(d), Latest: latest(o)}
+	}
 	runEval(t, only(t, "DC-AGENT-01"), []evalCase{
 		{name: "never reported", in: controls.Input{}, wantStatus: store.Unknown, wantReason: "the agent has never reported"},
-		{name: "just now", in: controls.Input{LastSeen: at(0)}, wantStatus: store.Pass, wantReason: "last report received 2026-03-01T12:00:00Z"},
-		{name: "within 24h", in: controls.Input{LastSeen: at(23 * time.Hour)}, wantStatus: store.Pass, wantReason: "last report received 2026-02-28T13:00:00Z"},
-		{name: "exactly 24h", in: controls.Input{LastSeen: at(24 * time.Hour)}, wantStatus: store.Pass, wantReason: "last report received"},
-		{name: "older than 24h", in: controls.Input{LastSeen: at(25 * time.Hour)}, wantStatus: store.Fail, wantReason: "no report for 25h0m0s (window 24h0m0s); last report 2026-02-28T11:00:00Z"},
-		{name: "days old", in: controls.Input{LastSeen: at(3*day + 90*time.Second)}, wantStatus: store.Fail, wantReason: "no report for 72h2m0s"},
+		{name: "just now", in: seen(0), wantStatus: store.Pass, wantReason: "last report received 2026-03-01T12:00:00Z"},
+		{name: "within 24h", in: seen(23 * time.Hour), wantStatus: store.Pass, wantReason: "last report received 2026-02-28T13:00:00Z"},
+		{name: "exactly 24h", in: seen(24 * time.Hour), wantStatus: store.Pass, wantReason: "last report received"},
+		{name: "older than 24h", in: seen(25 * time.Hour), wantStatus: store.Fail, wantReason: "no report for 25h0m0s (window 24h0m0s); last report 2026-02-28T11:00:00Z"},
+		{name: "days old", in: seen(3*day + 90*time.Second), wantStatus: store.Fail, wantReason: "no report for 72h2m0s"},
+	})
+}
+
+// TestAgentFreshFalsePass: constructs that passed DC-AGENT-01 while no
+// fresh evidence arrived.
+func TestAgentFreshFalsePass(t *testing.T) {
+	at := func(d time.Duration) *time.Time { v := now.Add(-d); return &v }
+	old := okObs(t, tpm.Name, 7, now.Add(-3*day), tpm.Payload{})
+	// A clock set ahead: the device claims its evidence is from tomorrow.
+	future := old
+	future.CollectedAt = now.Add(day)
+	rejected := store.Observation{Seq: 9, Collector: "server.rejected", CollectedAt: now, ReceivedAt: now, Status: "error"}
+	runEval(t, only(t, "DC-AGENT-01"), []evalCase{
+		// LastSeen moves on any connection, also when only already stored
+		// (replayed) or rejected observations arrive.
+		{name: "replayed batch moves LastSeen only", in: controls.Input{LastSeen: at(0), Latest: latest(old)}, wantStatus: store.Fail, wantReason: "no report for 72h0m0s"},
+		{name: "only rejected evidence", in: controls.Input{LastSeen: at(0), Latest: latest(rejected)}, wantStatus: store.Unknown, wantReason: "accepted no evidence"},
+		{name: "rejected does not refresh", in: controls.Input{LastSeen: at(0), Latest: latest(old, rejected)}, wantStatus: store.Fail, wantReason: "no report for 72h0m0s"},
+		{name: "device clock ahead", in: controls.Input{LastSeen: at(3 * day), Latest: latest(future)}, wantStatus: store.Fail, wantReason: "no report for 72h0m0s"},
+		// Evaluated as of a past time (a period report): a later report
+		// must not make that time look covered.
+		{name: "report after the evaluation time", in: controls.Input{Now: now.Add(-5 * day), LastSeen: at(0), Latest: latest(okObs(t, tpm.Name, 7, now, tpm.Payload{}))},
+			wantStatus: store.Unknown, wantReason: "received after the evaluation time"},
 	})
 }
 
@@ -350,7 +425,7 @@ func TestStaleness(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fw := firewall.Payload{Enabled: true, InboundDefaultDeny: true, DecidedBy: "nftables"}
+	fw := firewall.Payload{Enabled: true, InboundDefaultDeny: true, Verdict: firewall.VerdictDeny, Reason: "inbound default deny", DecidedBy: "nftables"}
 	runEval(t, short, []evalCase{
 		{name: "custom max_age 30m, 20m old", in: controls.Input{Latest: latest(okObs(t, firewall.Name, 6, now.Add(-20*time.Minute), fw))}, wantStatus: store.Pass, wantReason: "inbound default deny", wantSeq: 6},
 		{name: "custom max_age 30m, 1h old", in: controls.Input{Latest: latest(okObs(t, firewall.Name, 6, now.Add(-time.Hour), fw))}, wantStatus: store.Unknown, wantReason: "no fresh evidence: newest is 1h0m0s old (window 30m0s)", wantSeq: 6},
@@ -364,7 +439,7 @@ func TestEvaluateAll(t *testing.T) {
 	seen := now.Add(-10 * time.Minute)
 	in := controls.Input{Now: now, LastSeen: &seen, Latest: latest(
 		okObs(t, diskencryption.Name, 1, collected, diskencryption.Payload{Volumes: []diskencryption.Volume{{Device: "/dev/sda1", Mountpoints: []string{"/"}, Encrypted: true, Method: "LUKS2"}}}),
-		okObs(t, patches.Name, 2, collected, patches.Payload{Manager: "apt", AutoUpdates: &patches.AutoUpdates{Enabled: true, Mechanism: "unattended-upgrades"}}),
+		withParser(okObs(t, patches.Name, 2, collected, withIndex(patches.Payload{Manager: "apt", AutoUpdates: &patches.AutoUpdates{Enabled: true, Mechanism: "unattended-upgrades"}}, collected)), 3),
 		okObs(t, firewall.Name, 3, collected, firewall.Payload{Enabled: false}),
 		okObs(t, secureboot.Name, 4, collected, secureboot.Payload{UEFI: true, Enabled: &yes}),
 		okObs(t, tpm.Name, 5, collected, tpm.Payload{Present: true, Version: "2.0"}),
@@ -405,7 +480,7 @@ func TestEvaluationState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := okObs(t, firewall.Name, 42, collected, firewall.Payload{Enabled: true, InboundDefaultDeny: true, DecidedBy: "nftables",
+	o := okObs(t, firewall.Name, 42, collected, firewall.Payload{Enabled: true, InboundDefaultDeny: true, Verdict: firewall.VerdictDeny, DecidedBy: "nftables",
 		Backends: []firewall.Backend{{Name: "nftables", Active: true, InboundDefaultDeny: true}}})
 	o.Sources = srcs
 	e := only(t, "DC-FW-01").Evaluate(controls.Input{Now: now, Latest: latest(o)})[0]
@@ -417,7 +492,7 @@ func TestEvaluationState(t *testing.T) {
 		Collector   string              `json:"collector"`
 		Seq         uint64              `json:"seq"`
 		CollectedAt time.Time           `json:"collected_at"`
-		Facts       []firewall.Backend  `json:"facts"`
+		Facts       firewall.Payload    `json:"facts"`
 		Sources     []collectors.Source `json:"sources"`
 	}
 	if err := json.Unmarshal(st.Evidence, &ev); err != nil {
@@ -426,7 +501,7 @@ func TestEvaluationState(t *testing.T) {
 	if ev.Collector != firewall.Name || ev.Seq != 42 || !ev.CollectedAt.Equal(collected) {
 		t.Errorf("evidence = %s", st.Evidence)
 	}
-	if len(ev.Facts) != 1 || ev.Facts[0].Name != "nftables" {
+	if len(ev.Facts.Backends) != 1 || ev.Facts.Backends[0].Name != "nftables" || ev.Facts.Verdict != firewall.VerdictDeny {
 		t.Errorf("evidence facts = %+v", ev.Facts)
 	}
 	if len(ev.Sources) != 1 || ev.Sources[0].Ref != "/usr/sbin/nft -j list ruleset" || ev.Sources[0].ExitCode == nil || *ev.Sources[0].ExitCode != 0 {
@@ -446,7 +521,7 @@ func TestSecurityPatchesCarriesPendingSince(t *testing.T) {
 	pl := func(pending int) patches.Payload {
 		return patches.Payload{Manager: "apt", OS: patches.OSRelease{ID: "debian", VersionID: "12"}, PendingSecurityUpdates: pending}
 	}
-	newest := okObs(t, patches.Name, 50, collected, pl(3))
+	newest := okObs(t, patches.Name, 50, collected, withIndex(pl(3), collected))
 	prev := func(seq uint64, pending int, since time.Time) map[string]store.ControlState {
 		ev, _ := json.Marshal(map[string]any{"seq": seq, "facts": map[string]any{
 			"pending_security_updates": pending, "pending_since": since.Format(time.RFC3339Nano)}})

@@ -69,8 +69,8 @@ func TestParse(t *testing.T) {
 	}{
 		{name: "minimal", in: policy(`{"id": "A", "check": "firewall"}`)},
 		{name: "no controls", in: policy(``)},
-		{name: "empty params on no-params check", in: policy(`{"id": "A", "check": "firewall", "params": {}}`)},
-		{name: "null params on no-params check", in: policy(`{"id": "A", "check": "firewall", "params": null}`)},
+		{name: "empty params on no-params check", in: policy(`{"id": "A", "check": "secure_boot", "params": {}}`)},
+		{name: "null params on no-params check", in: policy(`{"id": "A", "check": "secure_boot", "params": null}`)},
 		{name: "max_days zero", in: policy(`{"id": "A", "check": "security_patches", "params": {"max_days": 0}}`)},
 		{name: "tpm params", in: policy(`{"id": "A", "check": "tpm", "params": {"require_attestation": false}}`)},
 
@@ -90,7 +90,7 @@ func TestParse(t *testing.T) {
 		{name: "params wrong type", in: policy(`{"id": "A", "check": "security_patches", "params": {"max_days": "7"}}`), wantErr: "control A: params"},
 		{name: "negative max_days", in: policy(`{"id": "A", "check": "security_patches", "params": {"max_days": -1}}`), wantErr: "max_days must not be negative"},
 		{name: "unknown tpm param", in: policy(`{"id": "A", "check": "tpm", "params": {"require_quote": true}}`), wantErr: `unknown field "require_quote"`},
-		{name: "params on a no-params check", in: policy(`{"id": "A", "check": "firewall", "params": {"strict": true}}`), wantErr: "takes no params"},
+		{name: "params on a no-params check", in: policy(`{"id": "A", "check": "secure_boot", "params": {"strict": true}}`), wantErr: "takes no params"},
 		{name: "array params on a no-params check", in: policy(`{"id": "A", "check": "agent_fresh", "params": []}`), wantErr: "takes no params"},
 		{name: "larger than 1 MiB", in: big, wantErr: "larger than 1048576 bytes"},
 	}

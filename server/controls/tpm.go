@@ -137,7 +137,7 @@ func newTPM(raw json.RawMessage) (evaluator, error) {
 		case p.RequireAttestation:
 			return decided(o, store.Unknown, "TPM 2.0 present; no attestation information", tp)
 		default:
-			return decided(o, store.Pass, "TPM 2.0 present", tp)
+			return decided(o, store.Pass, "TPM 2.0 present"+selfReported, tp)
 		}
 	}, nil
 }

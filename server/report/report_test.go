@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/evident-dev/evident/collectors"
+	"github.com/evident-dev/evident/collectors/all"
 	"github.com/evident-dev/evident/collectors/diskencryption"
 	"github.com/evident-dev/evident/collectors/firewall"
 	"github.com/evident-dev/evident/collectors/patches"
@@ -51,13 +52,24 @@ func obs(t *testing.T, seq uint64, collector string, at time.Time, payload any, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := store.Observation{Seq: seq, Collector: collector, CollectedAt: at, Status: "ok", ParserVersion: 1, Payload: b}
+	o := store.Observation{Seq: seq, Collector: collector, CollectedAt: at, Status: "ok", ParserVersion: parserVersion(collector), Payload: b}
 	if len(sources) > 0 {
 		if o.Sources, err = json.Marshal(sources); err != nil {
 			t.Fatal(err)
 		}
 	}
 	return o
+}
+
+// parserVersion is the version today's agent reports for a collector: the
+// fixtures are payloads of a current agent.
+func parserVersion(collector string) int {
+	for _, c := range all.Default() {
+		if v, ok := c.(collectors.Versioned); ok && c.Name() == collector {
+			return v.ParserVersion()
+		}
+	}
+	return 1
 }
 
 // score evaluates p on the device's stored evidence as of at and records the
@@ -97,17 +109,20 @@ func fleet(t *testing.T, p *controls.Policy) *sqlite.Store {
 	yes, no := true, false
 	exit0, exit1 := 0, 1
 	c := first.Add(-5 * time.Minute)
+	indexAt := c.Add(-3 * time.Hour)
 	report1 := []store.Observation{
 		obs(t, 1, diskencryption.Name, c, diskencryption.Payload{Volumes: []diskencryption.Volume{
 			{Device: "/dev/nvme0n1p3", Mountpoints: []string{"/"}, Role: "system", Encrypted: true, Method: "LUKS2"}}},
 			collectors.Source{Kind: "command", Ref: "/usr/bin/lsblk -J -b -o NAME,TYPE", ExitCode: &exit0}),
 		obs(t, 2, patches.Name, c, patches.Payload{Manager: "apt", OS: patches.OSRelease{ID: "debian", VersionID: "12", PrettyName: "Debian GNU/Linux 12 (bookworm)"},
+			Index:       &patches.PackageIndex{Refreshed: &indexAt, Source: "/var/lib/apt/lists/deb.debian.org_debian-security_dists_bookworm-security_InRelease"},
 			AutoUpdates: &patches.AutoUpdates{Mechanism: "unattended-upgrades", Detail: "APT::Periodic::Unattended-Upgrade is 0"}}),
-		obs(t, 3, firewall.Name, c, firewall.Payload{Enabled: true, InboundDefaultDeny: true, DecidedBy: "nftables",
+		obs(t, 3, firewall.Name, c, firewall.Payload{Enabled: true, InboundDefaultDeny: true, Verdict: firewall.VerdictDeny,
+			Reason: "IPv4 inbound denied by default; IPv6 inbound denied by default", DecidedBy: "nftables",
 			Backends: []firewall.Backend{{Name: "nftables", Active: true, InboundDefaultDeny: true, Detail: "chain input policy drop"}}},
 			collectors.Source{Kind: "command", Ref: "/usr/sbin/nft -j list ruleset", ExitCode: &exit0},
 			collectors.Source{Kind: "command", Ref: "/usr/sbin/ufw status", ExitCode: &exit1, Error: "ufw is not running"}),
-		obs(t, 4, secureboot.Name, c, secureboot.Payload{UEFI: true, Enabled: &yes, SetupMode: &no},
+		obs(t, 4, secureboot.Name, c, secureboot.Payload{UEFI: true, Enabled: &yes, SetupMode: &no, ShimValidation: &yes},
 			collectors.Source{Kind: "file", Ref: "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"}),
 		obs(t, 5, tpm.Name, c, tpm.Payload{Present: true, Version: "2.0"}),
 	}

@@ -156,7 +156,7 @@ func TestAuditorInBrowser(t *testing.T) {
 		chromedp.WaitVisible(chromedp.ID("device-controls")),
 	)
 	u.wantText("device", "laptop-alice", webtest.Alice, "DC-FW-01", "DC-BOOT-01", "DC-AGENT-01", "pass",
-		"inbound default deny in force", "/usr/sbin/nft -j list ruleset", "Secure Boot enabled and enforcing")
+		"IPv4 inbound denied by default", "/usr/sbin/nft -j list ruleset", "Secure Boot enabled and enforcing")
 	if n, err := chromedp.Run(bctx, chromedp.Evaluate[int](`document.querySelectorAll("#device-controls svg rect").length`)); err != nil || n < 6 {
 		t.Errorf("device timelines: %d rects, %v", n, err)
 	}

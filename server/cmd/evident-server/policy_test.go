@@ -14,7 +14,7 @@ func TestPolicyCheckCommand(t *testing.T) {
 		t.Fatalf("valid policy: %v\n%s", err, errb.String())
 	}
 	for _, want := range []string{"valid (version 2)", "added:    ACME-FW-02, ACME-ENC-02, ACME-MAL-02", "removed:  DC-PATCH-02, DC-BOOT-01, DC-TPM-01, DC-MAL-01",
-		"DC-PATCH-01: title; params {\"max_days\":14} → {\"max_days\":7}", "grace:    DC-FW-01 72h, DC-LOCK-01 24h", "DC-FW-01: applies_to none → 'laptops' in device.groups; grace none → 72h", "laptops:"} {
+		"DC-PATCH-01: title; params {\"max_days\":14,\"max_index_age_days\":7} → {\"max_days\":7}", "grace:    DC-FW-01 72h, DC-LOCK-01 24h", "DC-FW-01: applies_to none → 'laptops' in device.groups; grace none → 72h", "laptops:"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}

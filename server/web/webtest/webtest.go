@@ -75,12 +75,12 @@ func Seed(t testing.TB, st store.Store) Fleet {
 		}
 	}
 	on, off := true, false
-	deny := firewall.Payload{Enabled: true, InboundDefaultDeny: true, DecidedBy: "nftables",
+	deny := firewall.Payload{Enabled: true, InboundDefaultDeny: true, Verdict: firewall.VerdictDeny, Reason: "IPv4 inbound denied by default; IPv6 inbound denied by default", DecidedBy: "nftables",
 		Backends: []firewall.Backend{{Name: "nftables", Active: true, InboundDefaultDeny: true, Detail: "chain input policy drop"}}}
-	openFW := firewall.Payload{Enabled: true, InboundDefaultDeny: false, DecidedBy: "pf",
-		Backends: []firewall.Backend{{Name: "pf", Active: true, Detail: "block drop not set"}}}
-	noFW := firewall.Payload{Backends: []firewall.Backend{{Name: "nftables", Active: false}}}
-	sb := secureboot.Payload{UEFI: true, Enabled: &on, SetupMode: &off}
+	openFW := firewall.Payload{Enabled: true, InboundDefaultDeny: false, Verdict: firewall.VerdictOpen, Reason: "Application Firewall off (state 0)", DecidedBy: "alf",
+		Backends: []firewall.Backend{{Name: "alf", Active: false, Detail: "global state 0"}}}
+	noFW := firewall.Payload{Verdict: firewall.VerdictOpen, Reason: "IPv4 tcp open: no input filter for ip", Backends: []firewall.Backend{{Name: "nftables", Active: false}}}
+	sb := secureboot.Payload{UEFI: true, Enabled: &on, SetupMode: &off, ShimValidation: &on}
 	fwSrc := collectors.Source{Kind: "command", Ref: "/usr/sbin/nft -j list ruleset", ExitCode: new(int), Excerpt: `"policy": "drop"`}
 	sbSrc := collectors.Source{Kind: "file", Ref: "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c", Excerpt: "06 00 00 00 01"}
 
@@ -135,7 +135,7 @@ func observation(t testing.TB, seq uint64, collector string, at time.Time, paylo
 	if err != nil {
 		t.Fatal(err)
 	}
-	return store.Observation{Seq: seq, Collector: collector, CollectedAt: at, Status: "ok", ParserVersion: 1, Payload: b, Sources: s}
+	return store.Observation{Seq: seq, Collector: collector, CollectedAt: at, Status: "ok", ParserVersion: 2, Payload: b, Sources: s}
 }
 
 // score evaluates the policy on the device's stored evidence as of at and
