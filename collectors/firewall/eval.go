@@ -424,26 +424,31 @@ func evaluateProbe(bcs []*baseChain, p probe) probeResult {
 
 // familyVerdict evaluates the TCP and UDP probes of one family on every
 // candidate interface: denied only when every probe is dropped.
-func familyVerdict(bcs []*baseChain, family string, ifaces []string, lit literals) Family {
+func familyVerdict(bcs []*baseChain, family string, ifaces []string, daddrs []netip.Addr, lit literals) Family {
+	if len(daddrs) == 0 {
+		daddrs = []netip.Addr{{}} // an address no rule lists
+	}
 	f := Family{Family: family}
 	var unknown *probeResult
 	droppedBy := ""
 	for _, proto := range []string{"tcp", "udp"} {
 		for _, iif := range ifaces {
-			p := lit.probe(family, proto, iif)
-			r := evaluateProbe(bcs, p)
-			switch r.kind {
-			case vAccept:
-				f.Verdict = VerdictOpen
-				f.Reason = fmt.Sprintf("%s %s open: %s (%s)", familyName(family), proto, r.where, p.String())
-				return f
-			case vUnknown:
-				if unknown == nil {
-					unknown = &r
-				}
-			case vDrop:
-				if droppedBy == "" {
-					droppedBy = r.where
+			for _, daddr := range daddrs {
+				p := lit.probe(family, proto, iif, daddr)
+				r := evaluateProbe(bcs, p)
+				switch r.kind {
+				case vAccept:
+					f.Verdict = VerdictOpen
+					f.Reason = fmt.Sprintf("%s %s open: %s (%s)", familyName(family), proto, r.where, p.String())
+					return f
+				case vUnknown:
+					if unknown == nil {
+						unknown = &r
+					}
+				case vDrop:
+					if droppedBy == "" {
+						droppedBy = r.where
+					}
 				}
 			}
 		}

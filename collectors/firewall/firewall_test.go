@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -52,7 +53,7 @@ func evalNft(t *testing.T, b []byte) Payload {
 	if err != nil {
 		t.Fatalf("parseNft: %v", err)
 	}
-	return evaluateViews([]view{{backend: "nftables", bcs: rs.base, lit: &rs.lit}}, true, func(string) []string { return []string{"eth0"} })
+	return evaluateViews([]view{{backend: "nftables", bcs: rs.base, lit: &rs.lit}}, true, hostNet{ifaces: func(string) []string { return []string{"eth0"} }})
 }
 
 // TestNftVerdicts: each known false-pass construct, each allowed service
@@ -165,7 +166,7 @@ func TestIptablesVerdicts(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p := evaluateViews([]view{{backend: "iptables-legacy", bcs: rs.base, lit: &rs.lit}}, false, func(string) []string { return nil })
+			p := evaluateViews([]view{{backend: "iptables-legacy", bcs: rs.base, lit: &rs.lit}}, false, hostNet{ifaces: func(string) []string { return nil }})
 			if p.Verdict != tt.want || !strings.Contains(p.Reason, tt.because) {
 				t.Errorf("verdict %s, reason %q; want %s, reason containing %q", p.Verdict, p.Reason, tt.want, tt.because)
 			}
@@ -337,7 +338,7 @@ func FuzzParseNft(f *testing.F) {
 		if err != nil {
 			return
 		}
-		p := evaluateViews([]view{{backend: "nftables", bcs: rs.base, lit: &rs.lit}}, true, func(string) []string { return []string{"eth0"} })
+		p := evaluateViews([]view{{backend: "nftables", bcs: rs.base, lit: &rs.lit}}, true, hostNet{ifaces: func(string) []string { return []string{"eth0"} }})
 		if p.Verdict != VerdictDeny && p.Verdict != VerdictOpen && p.Verdict != VerdictUnknown {
 			t.Fatalf("verdict %q", p.Verdict)
 		}
@@ -354,7 +355,7 @@ func FuzzParseIptables(f *testing.F) {
 		if err != nil {
 			return
 		}
-		p := evaluateViews([]view{{backend: "iptables-legacy", bcs: rs.base, lit: &rs.lit}}, false, func(string) []string { return nil })
+		p := evaluateViews([]view{{backend: "iptables-legacy", bcs: rs.base, lit: &rs.lit}}, false, hostNet{ifaces: func(string) []string { return nil }})
 		if p.Verdict != VerdictDeny && p.Verdict != VerdictOpen && p.Verdict != VerdictUnknown {
 			t.Fatalf("verdict %q", p.Verdict)
 		}
@@ -385,11 +386,50 @@ func BenchmarkEvaluate(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				p := evaluateViews([]view{{backend: "nftables", bcs: rs.base, lit: &rs.lit}}, true, func(string) []string { return []string{"eth0", "wlan0"} })
+				p := evaluateViews([]view{{backend: "nftables", bcs: rs.base, lit: &rs.lit}}, true, hostNet{ifaces: func(string) []string { return []string{"eth0", "wlan0"} }})
 				if p.Verdict != VerdictDeny {
 					b.Fatalf("verdict %s: %s", p.Verdict, p.Reason)
 				}
 			}
 		})
+	}
+}
+
+// The destination of an inbound connection is one of the host's own
+// addresses: a rule that drops traffic to every other address and accepts
+// the rest leaves the host open.
+func TestDestinationIsTheHost(t *testing.T) {
+	h := platformtest.Replay{Live: &platform.Live{Root: "testdata/ipv6-host"}}
+	tests := []struct {
+		fam  string
+		want []string
+	}{
+		{"ip", []string{"192.0.2.2"}}, // 127.0.0.1 and 127.0.0.0/8 are loopback
+		{"ip6", []string{"fd00::2"}}, // fe80::fc:ff:fe00:1 is link-local
+	}
+	for _, tt := range tests {
+		var got []string
+		for _, a := range localAddrs(h, tt.fam) {
+			got = append(got, a.String())
+		}
+		if strings.Join(got, " ") != strings.Join(tt.want, " ") {
+			t.Errorf("localAddrs(%s) = %v; want %v", tt.fam, got, tt.want)
+		}
+	}
+	notHost := `{"match": {"op": "!=", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": "192.0.2.2"}}, {"drop": null}`
+	rs, err := parseNft(inetInput("accept", notHost))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hn := hostNet{ifaces: func(string) []string { return []string{"eth0"} }, addrs: func(fam string) []netip.Addr { return localAddrs(h, fam) }}
+	p := evaluateViews([]view{{backend: "nftables", bcs: rs.base, lit: &rs.lit}}, false, hn)
+	if p.Verdict != VerdictOpen || !strings.Contains(p.Reason, "to port 47123") {
+		t.Errorf("drop all but the host's address: %s %s", p.Verdict, p.Reason)
+	}
+	// Without the host's addresses an unlisted one stands for them: the
+	// same rule would then look like default deny.
+	p = evaluateViews([]view{{backend: "nftables", bcs: rs.base, lit: &rs.lit}}, false, hostNet{ifaces: hn.ifaces})
+	if p.Verdict != VerdictDeny {
+		t.Errorf("without addresses: %s %s", p.Verdict, p.Reason)
 	}
 }

@@ -3,7 +3,9 @@ package firewall
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/evident-dev/evident/collectors"
@@ -147,7 +149,10 @@ func collectLinux(ctx context.Context, host platform.Host) (collectors.Result, e
 		managers, managed = append(managers, "firewalld "+b.Detail), append(managed, b)
 	}
 
-	p = evaluateViews(views, ipv6Present(host), func(fam string) []string { return inboundIfaces(host, fam) })
+	p = evaluateViews(views, ipv6Present(host), hostNet{
+		ifaces: func(fam string) []string { return inboundIfaces(host, fam) },
+		addrs:  func(fam string) []netip.Addr { return localAddrs(host, fam) },
+	})
 	p.Backends = append(p.Backends, managed...)
 	switch {
 	case len(views) == 0:
@@ -189,9 +194,8 @@ func (r *reader) nftByTable(ctx context.Context) (*nftRuleset, error) {
 
 // evaluateViews sends the probes through every view's base chains (each
 // view on its own for its backend's line, then all together for the
-// verdict). ifacesOf names the interfaces traffic of a family can arrive
-// on; none means "unknown": an interface no rule names stands for them.
-func evaluateViews(views []view, v6 bool, ifacesOf func(fam string) []string) Payload {
+// verdict).
+func evaluateViews(views []view, v6 bool, hn hostNet) Payload {
 	p := Payload{Backends: []Backend{}}
 	var lit literals
 	var all []*baseChain
@@ -208,9 +212,15 @@ func evaluateViews(views []view, v6 bool, ifacesOf func(fam string) []string) Pa
 	// when they cannot be listed, on an interface no rule names.
 	ifaces := map[string][]string{}
 	for _, fam := range families {
-		ifaces[fam] = ifacesOf(fam)
+		ifaces[fam] = hn.ifaces(fam)
 		if len(ifaces[fam]) == 0 {
 			ifaces[fam] = []string{lit.freeIface()}
+		}
+	}
+	addrs := map[string][]netip.Addr{}
+	for _, fam := range families {
+		if hn.addrs != nil {
+			addrs[fam] = hn.addrs(fam)
 		}
 	}
 	for _, v := range views {
@@ -231,7 +241,7 @@ func evaluateViews(views []view, v6 bool, ifacesOf func(fam string) []string) Pa
 			for _, bc := range v.bcs {
 				covers = covers || bc.family == fam || bc.family == "inet"
 			}
-			if deny && covers && familyVerdict(v.bcs, fam, ifaces[fam], lit).Verdict != VerdictDeny {
+			if deny && covers && familyVerdict(v.bcs, fam, ifaces[fam], addrs[fam], lit).Verdict != VerdictDeny {
 				deny = false
 			}
 		}
@@ -248,7 +258,7 @@ func evaluateViews(views []view, v6 bool, ifacesOf func(fam string) []string) Pa
 	}
 	p.Verdict = VerdictDeny
 	for _, fam := range families {
-		f := familyVerdict(all, fam, ifaces[fam], lit)
+		f := familyVerdict(all, fam, ifaces[fam], addrs[fam], lit)
 		p.Families = append(p.Families, f)
 		switch {
 		case f.Verdict == VerdictOpen:
@@ -277,6 +287,85 @@ func firstLine(b []byte) string {
 		s = s[:200]
 	}
 	return s
+}
+
+// hostNet is what the probes need to know of the host's network.
+type hostNet struct {
+	// ifaces names the interfaces a packet of a family can arrive on; none
+	// known: an interface no rule names stands for them.
+	ifaces func(fam string) []string
+	// addrs lists the host's own addresses of a family, the destinations
+	// of an inbound connection; none known (or nil): an address no rule
+	// lists stands for them.
+	addrs func(fam string) []netip.Addr
+}
+
+// localAddrs lists the host's addresses of a family but loopback and
+// link-local:
+// /proc/net/fib_trie's local (/32 host LOCAL) entries for IPv4,
+// /proc/net/if_inet6 for IPv6. Both are readable without root, per network
+// namespace. At most 16, global ones first.
+func localAddrs(host platform.Host, fam string) []netip.Addr {
+	var out []netip.Addr
+	add := func(a netip.Addr) {
+		// A link-local address is reachable only from the local link, not
+		// from the non-local sources the probe stands for.
+		if a.IsValid() && !a.IsLoopback() && !a.IsUnspecified() && !a.IsLinkLocalUnicast() && !slices.Contains(out, a) && len(out) < 64 {
+			out = append(out, a)
+		}
+	}
+	if fam == "ip" {
+		b, err := host.ReadFile("/proc/net/fib_trie", 4<<20)
+		if err != nil {
+			return nil
+		}
+		last := ""
+		for _, line := range strings.Split(string(b), "\n") {
+			t := strings.TrimSpace(line)
+			if rest, ok := strings.CutPrefix(t, "|-- "); ok {
+				last = rest
+				continue
+			}
+			if strings.HasPrefix(t, "/32 host LOCAL") {
+				a, _ := netip.ParseAddr(last)
+				add(a)
+			}
+		}
+	} else {
+		b, err := host.ReadFile("/proc/net/if_inet6", 1<<20)
+		if err != nil {
+			return nil
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			f := strings.Fields(line)
+			if len(f) < 6 || len(f[0]) != 32 {
+				continue
+			}
+			var raw [16]byte
+			ok := true
+			for i := 0; i < 16 && ok; i++ {
+				v, err := strconv.ParseUint(f[0][2*i:2*i+2], 16, 8)
+				raw[i], ok = byte(v), err == nil
+			}
+			if ok {
+				add(netip.AddrFrom16(raw))
+			}
+		}
+	}
+	// Public addresses first (what the world connects to), then private.
+	slices.SortStableFunc(out, func(a, b netip.Addr) int {
+		switch {
+		case a.IsPrivate() == b.IsPrivate():
+			return 0
+		case b.IsPrivate():
+			return -1
+		}
+		return 1
+	})
+	if len(out) > 16 {
+		out = out[:16]
+	}
+	return out
 }
 
 // inboundIfaces names the host's interfaces but loopback, from

@@ -158,10 +158,14 @@ func (l *literals) freeIface() string {
 	}
 }
 
-// probe builds the probe packet of one family and protocol on iif.
-func (l *literals) probe(family, proto, iif string) probe {
+// probe builds the probe packet of one family and protocol on iif, to
+// daddr (one of the host's addresses; the zero Addr: one no rule lists).
+func (l *literals) probe(family, proto, iif string, daddr netip.Addr) probe {
 	dport := l.freePort(47123, 0)
-	saddr := l.freeAddr(family, netip.Addr{})
+	saddr := l.freeAddr(family, daddr)
+	if !daddr.IsValid() {
+		daddr = l.freeAddr(family, saddr)
+	}
 	return probe{family: family, proto: proto, iif: iif, dport: dport, sport: l.freePort(51789, dport),
-		saddr: saddr, daddr: l.freeAddr(family, saddr)}
+		saddr: saddr, daddr: daddr}
 }

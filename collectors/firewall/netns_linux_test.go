@@ -170,6 +170,11 @@ func constructs() []fwCase {
 		{name: "iptables-legacy trailing reject", legacy4: iptDoc("ACCEPT", "-A INPUT -p tcp --dport 22 -j ACCEPT", "-A INPUT -j REJECT --reject-with icmp-host-prohibited"), legacy6: iptDoc("ACCEPT", "-A INPUT -j REJECT")},
 		{name: "legacy drop behind an nft accept", nft: inet("accept", "accept"), legacy4: iptDoc("DROP"), legacy6: iptDoc("DROP")},
 		{name: "nft drop behind a legacy accept", nft: inet("drop", base), legacy4: iptDoc("ACCEPT", "-A INPUT -j ACCEPT"), legacy6: iptDoc("ACCEPT")},
+		{name: "nft drop to every other address", nft: inet("accept", " ip daddr != "+hostV4+" drop\n ip6 daddr != "+hostV6+" drop")},
+		{name: "nft accept to the host's address", nft: inet("drop", base+" ip daddr "+hostV4+" accept")},
+		{name: "nft accept local destinations", nft: inet("drop", base+" fib daddr type local accept")},
+		{name: "nft accept multicast destinations", nft: inet("drop", base+" ip daddr 224.0.0.0/4 accept\n ip6 daddr ff00::/8 accept")},
+		{name: "iptables-legacy accept to the host's address", legacy4: iptDoc("DROP", "-A INPUT -d "+hostV4+"/32 -j ACCEPT"), legacy6: iptDoc("DROP")},
 		{name: "empty ruleset"},
 	}
 }
@@ -181,7 +186,8 @@ func randomCases(seed uint64, n int) []fwCase {
 	matches := []string{"", "tcp dport 22", "udp dport 53", "tcp dport { 80, 443 }", "tcp dport 1024-65535", "udp dport 1024-65535",
 		"ip saddr 10.0.0.0/8", "ip saddr != 10.0.0.0/8", "ip6 saddr fd00::/8", "meta l4proto { tcp, udp }", "meta l4proto icmp",
 		"ct state established,related", "ct state new", "ct state invalid", `iifname "vh0"`, `iifname "wg0"`, `iif "lo"`, "meta nfproto ipv4",
-		"meta nfproto ipv6", "th dport 8000-8100", "counter", "limit rate 50/second"}
+		"meta nfproto ipv6", "th dport 8000-8100", "counter", "limit rate 50/second", "ip daddr " + hostV4, "ip daddr != " + hostV4,
+		"ip6 daddr != " + hostV6, "fib daddr type local", "tcp flags & (fin|syn|rst|ack) == syn", "udp dport != 53"}
 	verdicts := []string{"accept", "drop", "reject", "jump c1", "goto c2", "return", "counter"}
 	var out []fwCase
 	for i := 0; i < n; i++ {
@@ -197,7 +203,7 @@ func randomCases(seed uint64, n int) []fwCase {
 			fmt.Fprintf(&b, " chain input { type filter hook input priority %d; policy %s;\n", r.IntN(41)-20, policy)
 			for k := r.IntN(6); k > 0; k-- {
 				m := matches[r.IntN(len(matches))]
-				if fam == "ip" && strings.Contains(m, "ip6") || fam == "ip6" && strings.Contains(m, "ip saddr") || fam != "inet" && strings.Contains(m, "nfproto") {
+				if fam == "ip" && strings.Contains(m, "ip6") || fam == "ip6" && strings.Contains(m, "ip ") || fam != "inet" && strings.Contains(m, "nfproto") {
 					m = ""
 				}
 				fmt.Fprintf(&b, "  %s %s\n", m, verdicts[r.IntN(len(verdicts))])
@@ -207,7 +213,7 @@ func randomCases(seed uint64, n int) []fwCase {
 				fmt.Fprintf(&b, " chain %s {\n", c)
 				for k := r.IntN(3); k > 0; k-- {
 					m := matches[r.IntN(len(matches))]
-					if fam == "ip" && strings.Contains(m, "ip6") || fam == "ip6" && strings.Contains(m, "ip saddr") || fam != "inet" && strings.Contains(m, "nfproto") {
+					if fam == "ip" && strings.Contains(m, "ip6") || fam == "ip6" && strings.Contains(m, "ip ") || fam != "inet" && strings.Contains(m, "nfproto") {
 						m = ""
 					}
 					fmt.Fprintf(&b, "  %s %s\n", m, []string{"accept", "drop", "return", "counter"}[r.IntN(4)])

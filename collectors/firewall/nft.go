@@ -421,6 +421,14 @@ func exprDepth(raw json.RawMessage, depth int) string {
 			}
 		case "set":
 			return "{ " + strings.ReplaceAll(exprDepth(v, depth+1), ",", ", ") + " }"
+		case "fib":
+			var fb struct {
+				Result string
+				Flags  json.RawMessage
+			}
+			if json.Unmarshal(v, &fb) == nil {
+				return "fib " + strings.Join(stringsOf(fb.Flags), " . ") + " " + fb.Result
+			}
 		}
 	}
 	return compact(raw)
