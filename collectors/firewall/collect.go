@@ -51,13 +51,22 @@ func (r *reader) file(path string) ([]byte, bool) {
 	return b, true
 }
 
-// ipv6Present reports whether the host has IPv6 addresses.
+// ipv6Present reports whether the host has an IPv6 address other than
+// loopback. /proc/net/if_inet6 decides, not net.ipv6.conf.all.disable_ipv6:
+// an interface may re-enable IPv6 under "all" disabled.
 func ipv6Present(host platform.Host) bool {
-	if b, err := host.ReadFile("/proc/sys/net/ipv6/conf/all/disable_ipv6", 64); err == nil && strings.TrimSpace(string(b)) == "1" {
-		return false
-	}
 	b, err := host.ReadFile("/proc/net/if_inet6", 1<<20)
-	return err == nil && len(strings.TrimSpace(string(b))) > 0
+	if err != nil {
+		// Unreadable: assume IPv6, so an IPv4-only ruleset is not a deny.
+		return !platform.IsNotExist(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 6 && f[0] != "00000000000000000000000000000001" {
+			return true
+		}
+	}
+	return false
 }
 
 // ufw reads ufw's own configuration: ENABLED=yes in /etc/ufw/ufw.conf and

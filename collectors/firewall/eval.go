@@ -27,7 +27,8 @@ type tri int8
 const (
 	no tri = iota
 	yes
-	maybe
+	maybe  // not known: the evaluator cannot tell
+	either // the sender chooses (a rate limit, a quota): both happen
 )
 
 func triOf(b bool) tri {
@@ -44,7 +45,7 @@ func (t tri) not() tri {
 	case no:
 		return yes
 	}
-	return maybe
+	return t
 }
 
 // probe is the packet the evaluator follows.
@@ -56,6 +57,21 @@ type probe struct {
 	sport  uint16
 	saddr  netip.Addr
 	daddr  netip.Addr
+	// tcpFlags are the flags of the first TCP segment: {syn}, or a SYN
+	// asking for ECN ({syn, ece, cwr}).
+	tcpFlags []string
+	// budget is the work left for the whole evaluation (rule visits and
+	// set elements compared); shared by every probe.
+	budget *int
+}
+
+// spend takes n from the probe's budget and reports whether any is left.
+func (p *probe) spend(n int) bool {
+	if p.budget == nil {
+		return true
+	}
+	*p.budget -= n
+	return *p.budget > 0
 }
 
 func (p *probe) String() string {
@@ -63,7 +79,7 @@ func (p *probe) String() string {
 	if strings.HasPrefix(on, "evprobe") {
 		on = "an interface no rule names"
 	}
-	return fmt.Sprintf("new %s %s connection from %s:%d to port %d on %s", familyName(p.family), p.proto, p.saddr, p.sport, p.dport, on)
+	return fmt.Sprintf("new %s %s connection from %s port %d to %s port %d on %s", familyName(p.family), p.proto, p.saddr, p.sport, p.daddr, p.dport, on)
 }
 
 func familyName(f string) string {
@@ -110,6 +126,10 @@ type verdict struct {
 	// yes decides, maybe forks.
 	entries []mapEntry
 	desc    string
+	// rewrite marks a vUnknown statement that changes the packet or its
+	// fate for every later hook (dnat, redirect, payload set, notrack,
+	// queue): no later drop may be trusted.
+	rewrite bool
 }
 
 type mapEntry struct {
@@ -145,7 +165,11 @@ type baseChain struct {
 type outcome struct {
 	kind  verdictKind // vAccept, vDrop, vUnknown
 	where string      // the rule or policy that decided
-	why   string      // for vUnknown: the match or statement not understood
+	// why: for vUnknown, the match or statement not understood; for the
+	// others, set when the path went through a match the evaluator could
+	// not decide (the outcome is then not certain).
+	why     string
+	rewrite bool
 }
 
 // Work bounds: a hostile ruleset (deep jump chains, loops, huge maps) must
@@ -153,7 +177,10 @@ type outcome struct {
 const (
 	maxDepth    = 32     // nested jumps (the kernel allows 16)
 	maxSteps    = 200000 // rule visits per probe and base chain
-	maxOutcomes = 1024   // distinct paths (each "maybe" doubles them)
+	maxOutcomes = 1024   // distinct paths (each fork doubles them)
+	// maxWork bounds one collection's evaluation: rule visits plus set
+	// elements compared, over every probe.
+	maxWork = 5_000_000
 )
 
 type walker struct {
@@ -209,6 +236,10 @@ func (w *walker) run(c string, i int, stack []frame, via string) {
 			w.aborted = fmt.Sprintf("more than %d rule visits in %s", maxSteps, w.bc.loc)
 			return
 		}
+		if !w.p.spend(1) {
+			w.aborted = "the ruleset is too large to evaluate within the work bound"
+			return
+		}
 		r := &ch.rules[i]
 		t, unknown := yes, ""
 		for _, cd := range r.conds {
@@ -216,33 +247,54 @@ func (w *walker) run(c string, i int, stack []frame, via string) {
 			case no:
 				t = no
 			case maybe:
-				if t == yes {
+				if t == yes || t == either {
 					t, unknown = maybe, cd.text()
+				}
+			case either:
+				if t == yes {
+					t = either
 				}
 			}
 			if t == no {
 				break
 			}
 		}
+		if w.p.budget != nil && *w.p.budget <= 0 {
+			w.aborted = "the ruleset is too large to evaluate within the work bound"
+			return
+		}
 		switch t {
 		case no:
 			i++
 			continue
-		case maybe:
-			// Follow both: the rule does not apply...
-			w.run(c, i+1, slices.Clone(stack), via)
-			// ...and it does. A path that ends through it carries the doubt.
-			before := len(w.outcomes)
-			w.apply(r, r.v, c, i, stack)
-			for j := before; j < len(w.outcomes); j++ {
-				if w.outcomes[j].why == "" {
-					w.outcomes[j].why = fmt.Sprintf("%s: cannot evaluate %s", r.loc, unknown)
-				}
+		case maybe, either:
+			// Follow both: the rule does not apply, and it does. Under a
+			// match the evaluator cannot decide, every path carries the
+			// doubt; under the sender's choice, both are certain.
+			doubt := ""
+			if t == maybe {
+				doubt = fmt.Sprintf("%s: cannot evaluate %s", r.loc, unknown)
 			}
+			before := len(w.outcomes)
+			w.run(c, i+1, slices.Clone(stack), via)
+			w.apply(r, r.v, c, i, stack)
+			w.doubt(before, doubt)
 			return
 		}
 		w.apply(r, r.v, c, i, stack)
 		return
+	}
+}
+
+// doubt marks the outcomes from index before on as uncertain.
+func (w *walker) doubt(before int, why string) {
+	if why == "" {
+		return
+	}
+	for j := before; j < len(w.outcomes); j++ {
+		if w.outcomes[j].why == "" {
+			w.outcomes[j].why = why
+		}
 	}
 }
 
@@ -276,25 +328,27 @@ func (w *walker) apply(r *rule, v verdict, c string, i int, stack []frame) {
 		}
 		w.run(v.target, 0, stack, r.loc)
 	case vMap:
+		// The first entry whose key holds decides; an entry that may hold
+		// forks, and everything after it carries the doubt.
+		before, doubt := len(w.outcomes), ""
 		for _, e := range v.entries {
 			switch e.key.eval(w.p) {
 			case yes:
 				w.apply(r, e.v, c, i, stack)
+				w.doubt(before, doubt)
 				return
-			case maybe:
-				before := len(w.outcomes)
-				w.apply(r, e.v, c, i, slices.Clone(stack))
-				for j := before; j < len(w.outcomes); j++ {
-					if w.outcomes[j].why == "" {
-						w.outcomes[j].why = fmt.Sprintf("%s: cannot evaluate %s", r.loc, e.key.text())
-					}
+			case maybe, either:
+				if doubt == "" {
+					doubt = fmt.Sprintf("%s: cannot evaluate %s", r.loc, e.key.text())
 				}
+				w.apply(r, e.v, c, i, slices.Clone(stack))
 			}
 		}
 		// No entry matched: the map gives no verdict, the next rule runs.
 		w.run(c, i+1, stack, r.loc)
+		w.doubt(before, doubt)
 	default:
-		w.add(outcome{kind: vUnknown, where: r.loc, why: r.loc + ": " + v.desc + " is not modelled"})
+		w.add(outcome{kind: vUnknown, where: r.loc, why: r.loc + ": " + v.desc + " is not modelled", rewrite: v.rewrite})
 	}
 }
 
@@ -318,9 +372,10 @@ func describe(r *rule, v verdict) string {
 
 // chainResult is what one base chain does to the probe.
 type chainResult struct {
-	kind  verdictKind // vAccept, vDrop or vUnknown
-	where string
-	why   string
+	kind    verdictKind // vAccept, vDrop or vUnknown
+	where   string
+	why     string
+	rewrite bool
 }
 
 func (bc *baseChain) evaluate(p *probe) chainResult {
@@ -329,14 +384,16 @@ func (bc *baseChain) evaluate(p *probe) chainResult {
 	if w.aborted != "" {
 		return chainResult{kind: vUnknown, where: bc.loc, why: w.aborted}
 	}
-	var acc, drop, unk *outcome
+	var sure, acc, drop, unk *outcome
 	for i := range w.outcomes {
 		o := &w.outcomes[i]
 		switch {
 		case o.kind == vUnknown:
-			if unk == nil {
+			if unk == nil || (o.rewrite && !unk.rewrite) {
 				unk = o
 			}
+		case o.kind == vAccept && o.why == "" && sure == nil:
+			sure = o
 		case o.kind == vAccept && acc == nil:
 			acc = o
 		case o.kind == vDrop && drop == nil:
@@ -344,22 +401,18 @@ func (bc *baseChain) evaluate(p *probe) chainResult {
 		}
 	}
 	switch {
+	case sure != nil:
+		// A path the sender can take without any doubt lets it in.
+		return chainResult{kind: vAccept, where: sure.where}
 	case unk != nil:
-		return chainResult{kind: vUnknown, where: unk.where, why: unk.why}
+		return chainResult{kind: vUnknown, where: unk.where, why: unk.why, rewrite: unk.rewrite}
 	case acc != nil && drop != nil:
 		// Paths disagree: one of them went through a match not understood.
-		why := acc.why
-		if why == "" {
-			why = drop.why
-		}
-		return chainResult{kind: vUnknown, where: acc.where, why: why}
+		return chainResult{kind: vUnknown, where: acc.where, why: acc.why}
 	case drop != nil:
 		return chainResult{kind: vDrop, where: drop.where}
 	case acc != nil:
-		if acc.why != "" {
-			// Every path accepts, whatever the doubtful match says.
-			return chainResult{kind: vAccept, where: acc.where}
-		}
+		// Every path accepts, whatever the doubtful matches say.
 		return chainResult{kind: vAccept, where: acc.where}
 	}
 	return chainResult{kind: vUnknown, where: bc.loc, why: "no path through " + bc.loc}
@@ -397,6 +450,11 @@ func evaluateProbe(bcs []*baseChain, p probe) probeResult {
 		case vDrop:
 			return probeResult{p: p, kind: vDrop, where: r.where}
 		case vUnknown:
+			if r.rewrite {
+				// The packet may be changed or taken elsewhere here: what
+				// later hooks do to the unchanged probe says nothing.
+				return probeResult{p: p, kind: vUnknown, where: r.where, why: r.why}
+			}
 			if unk == nil {
 				unk = &r
 			}
@@ -424,41 +482,50 @@ func evaluateProbe(bcs []*baseChain, p probe) probeResult {
 
 // familyVerdict evaluates the TCP and UDP probes of one family on every
 // candidate interface: denied only when every probe is dropped.
-func familyVerdict(bcs []*baseChain, family string, ifaces []string, daddrs []netip.Addr, lit literals) Family {
+func familyVerdict(bcs []*baseChain, family string, ifaces []string, daddrs []netip.Addr, lit literals, budget *int) Family {
+	f := Family{Family: family}
 	if len(daddrs) == 0 {
 		daddrs = []netip.Addr{{}} // an address no rule lists
 	}
-	f := Family{Family: family}
 	var unknown *probeResult
 	droppedBy := ""
+	sampled := false
 	for _, proto := range []string{"tcp", "udp"} {
 		for _, iif := range ifaces {
 			for _, daddr := range daddrs {
-				p := lit.probe(family, proto, iif, daddr)
-				r := evaluateProbe(bcs, p)
-				switch r.kind {
-				case vAccept:
-					f.Verdict = VerdictOpen
-					f.Reason = fmt.Sprintf("%s %s open: %s (%s)", familyName(family), proto, r.where, p.String())
-					return f
-				case vUnknown:
-					if unknown == nil {
-						unknown = &r
-					}
-				case vDrop:
-					if droppedBy == "" {
-						droppedBy = r.where
+				ps, complete := lit.probes(family, proto, iif, daddr)
+				sampled = sampled || !complete
+				for _, p := range ps {
+					p.budget = budget
+					r := evaluateProbe(bcs, p)
+					switch r.kind {
+					case vAccept:
+						f.Verdict = VerdictOpen
+						f.Reason = fmt.Sprintf("%s %s open: %s (%s)", familyName(family), proto, r.where, p.String())
+						return f
+					case vUnknown:
+						if unknown == nil {
+							unknown = &r
+						}
+					case vDrop:
+						if droppedBy == "" {
+							droppedBy = r.where
+						}
 					}
 				}
 			}
 		}
 	}
-	if unknown != nil {
+	switch {
+	case unknown != nil:
 		f.Verdict = VerdictUnknown
 		f.Reason = fmt.Sprintf("%s %s: cannot tell whether it is dropped: %s", familyName(family), unknown.p.proto, unknown.why)
-		return f
+	case sampled:
+		f.Verdict = VerdictUnknown
+		f.Reason = fmt.Sprintf("%s: the rules single out more source ports than the evaluator tries (%d): not every sender was probed", familyName(family), maxSportReps)
+	default:
+		f.Verdict = VerdictDeny
+		f.Reason = familyName(family) + " inbound denied by default (" + droppedBy + ")"
 	}
-	f.Verdict = VerdictDeny
-	f.Reason = familyName(family) + " inbound denied by default (" + droppedBy + ")"
 	return f
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -119,8 +120,30 @@ func TestNftVerdicts(t *testing.T) {
 		{"drop in a second base chain is final", nftDoc(nftTableObj("inet", "a"), nftBase("inet", "a", "input", "input", -10, "accept"),
 			nftRuleObj("inet", "a", "input", 2, accept), nftTableObj("inet", "b"), nftBase("inet", "b", "input", "input", 10, "drop")), VerdictDeny, ""},
 		{"prerouting drop", nftDoc(nftTableObj("inet", "raw"), nftBase("inet", "raw", "pre", "prerouting", -300, "drop")), VerdictDeny, ""},
+		// A redirect before a drop: the later hooks see another packet.
 		{"dnat in prerouting", nftDoc(nftTableObj("ip", "nat"), `{"chain": {"family": "ip", "table": "nat", "name": "pre", "handle": 1, "type": "nat", "hook": "prerouting", "prio": -100, "policy": "accept"}}`,
-			nftRuleObj("ip", "nat", "pre", 2, `{"dnat": {"addr": "10.0.0.1", "port": 22}}`), nftTableObj("inet", "f"), nftBase("inet", "f", "input", "input", 0, "drop")), VerdictDeny, ""},
+			nftRuleObj("ip", "nat", "pre", 2, `{"dnat": {"addr": "10.0.0.1", "port": 22}}`), nftTableObj("inet", "f"), nftBase("inet", "f", "input", "input", 0, "drop")), VerdictUnknown, "dnat"},
+		{"dnat after a drop", nftDoc(nftTableObj("inet", "raw"), nftBase("inet", "raw", "pre", "prerouting", -300, "drop"), nftTableObj("ip", "nat"),
+			`{"chain": {"family": "ip", "table": "nat", "name": "pre", "handle": 1, "type": "nat", "hook": "prerouting", "prio": -100, "policy": "accept"}}`,
+			nftRuleObj("ip", "nat", "pre", 2, `{"dnat": {"addr": "10.0.0.1", "port": 22}}`)), VerdictDeny, ""},
+		// Found in review, each a false pass of the first version:
+		{"drop above a port", inetInput("accept", `{"match": {"op": ">=", "left": {"payload": {"protocol": "th", "field": "dport"}}, "right": 40000}}, {"drop": null}`), VerdictOpen, "port 1024"},
+		{"drop every high port", inetInput("accept", `{"match": {"op": "==", "left": {"payload": {"protocol": "th", "field": "dport"}}, "right": {"range": [1024, 65535]}}}, {"drop": null}`), VerdictOpen, "port 1 "},
+		{"accept from a source port", inetInput("drop", `{"match": {"op": "==", "left": {"payload": {"protocol": "udp", "field": "sport"}}, "right": 53}}, {"accept": null}`), VerdictOpen, "port 53 to"},
+		{"rate-limited drop", inetInput("accept", `{"limit": {"rate": 1, "per": "minute", "burst": 1}}, {"drop": null}`), VerdictOpen, ""},
+		{"accept over a rate", inetInput("drop", `{"limit": {"rate": 1, "per": "minute", "burst": 1, "inv": true}}, {"accept": null}`), VerdictOpen, ""},
+		{"set update with a limit", inetInput("accept", `{"set": {"op": "update", "elem": {"payload": {"protocol": "ip", "field": "saddr"}}, "set": "@flood", "stmt": [{"limit": {"rate": 10, "per": "second", "inv": true}}]}}, {"drop": null}`), VerdictUnknown, "set update"},
+		{"payload rewrite", inetInput("accept", `{"mangle": {"key": {"payload": {"protocol": "ip", "field": "dscp"}}, "value": "cs1"}}, {"drop": null}`), VerdictUnknown, "packet rewrite"},
+		{"mark set is harmless", inetInput("accept", `{"mangle": {"key": {"meta": {"key": "mark"}}, "value": 1}}, {"drop": null}`), VerdictDeny, ""},
+		{"notrack before ct state new drop", nftDoc(nftTableObj("inet", "raw"), nftBase("inet", "raw", "pre", "prerouting", -300, "accept"),
+			nftRuleObj("inet", "raw", "pre", 2, `{"notrack": null}`), nftTableObj("inet", "f"), nftBase("inet", "f", "input", "input", 0, "accept"),
+			nftRuleObj("inet", "f", "input", 3, `{"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": "new"}}, {"drop": null}`)), VerdictUnknown, "notrack"},
+		{"plain syn only", inetInput("accept", `{"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "flags"}}, "right": "syn"}}, {"drop": null}`,
+			`{"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": "udp"}}, {"drop": null}`), VerdictOpen, "tcp"},
+		{"geo-block of many networks", inetInput("accept", `{"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}}, "right": {"set": [{"prefix": {"addr": "203.0.0.0", "len": 8}}, {"prefix": {"addr": "198.0.0.0", "len": 8}}, {"prefix": {"addr": "192.0.0.0", "len": 8}}, {"prefix": {"addr": "100.0.0.0", "len": 8}}, {"prefix": {"addr": "172.0.0.0", "len": 8}}, {"prefix": {"addr": "10.0.0.0", "len": 8}}]}}}, {"drop": null}`), VerdictOpen, "IPv4"},
+		{"accept from half the internet", inetInput("drop", `{"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}}, "right": {"prefix": {"addr": "0.0.0.0", "len": 1}}}}, {"accept": null}`), VerdictOpen, "0.0.0.0/1"},
+		{"accept from every IPv6 global address", inetInput("drop", `{"match": {"op": "==", "left": {"payload": {"protocol": "ip6", "field": "saddr"}}, "right": {"prefix": {"addr": "2000::", "len": 3}}}}, {"accept": null}`), VerdictOpen, "2000::/3"},
+
 		{"iptables compat match", nftDoc(nftTableObj("ip", "filter"), nftBase("ip", "filter", "INPUT", "input", 0, "drop"),
 			nftRuleObj("ip", "filter", "INPUT", 2, `{"xt": {"type": "match", "name": "conntrack"}}`+","+accept), nftTableObj("ip6", "filter"), nftBase("ip6", "filter", "INPUT", "input", 0, "drop")), VerdictUnknown, "iptables match conntrack"},
 	}
@@ -313,7 +336,7 @@ func TestHostileRulesets(t *testing.T) {
 	// A set of 200,000 ports.
 	elems := make([]string, 200000)
 	for i := range elems {
-		elems[i] = fmt.Sprint(i%65536 + 1)
+		elems[i] = fmt.Sprint(i%65535 + 1)
 	}
 	big := nftDoc(nftTableObj("inet", "f"), `{"set": {"family": "inet", "name": "s", "table": "f", "type": "inet_service", "handle": 3, "elem": [`+strings.Join(elems, ",")+`]}}`,
 		nftBase("inet", "f", "input", "input", 0, "drop"),
@@ -405,7 +428,7 @@ func TestDestinationIsTheHost(t *testing.T) {
 		want []string
 	}{
 		{"ip", []string{"192.0.2.2"}}, // 127.0.0.1 and 127.0.0.0/8 are loopback
-		{"ip6", []string{"fd00::2"}}, // fe80::fc:ff:fe00:1 is link-local
+		{"ip6", []string{"fd00::2"}},  // fe80::fc:ff:fe00:1 is link-local
 	}
 	for _, tt := range tests {
 		var got []string
@@ -423,7 +446,7 @@ func TestDestinationIsTheHost(t *testing.T) {
 	}
 	hn := hostNet{ifaces: func(string) []string { return []string{"eth0"} }, addrs: func(fam string) []netip.Addr { return localAddrs(h, fam) }}
 	p := evaluateViews([]view{{backend: "nftables", bcs: rs.base, lit: &rs.lit}}, false, hn)
-	if p.Verdict != VerdictOpen || !strings.Contains(p.Reason, "to port 47123") {
+	if p.Verdict != VerdictOpen || !strings.Contains(p.Reason, "to 192.0.2.2 port 47123") {
 		t.Errorf("drop all but the host's address: %s %s", p.Verdict, p.Reason)
 	}
 	// Without the host's addresses an unlisted one stands for them: the
@@ -431,5 +454,62 @@ func TestDestinationIsTheHost(t *testing.T) {
 	p = evaluateViews([]view{{backend: "nftables", bcs: rs.base, lit: &rs.lit}}, false, hostNet{ifaces: hn.ifaces})
 	if p.Verdict != VerdictDeny {
 		t.Errorf("without addresses: %s %s", p.Verdict, p.Reason)
+	}
+}
+
+func TestIPv6Present(t *testing.T) {
+	for root, want := range map[string]bool{
+		"testdata/ipv6-host":          true,
+		"testdata/ipv6-loopback-only": false,
+		// net.ipv6.conf.all.disable_ipv6=1, then one interface re-enabled
+		// with a global address: IPv6 reaches the host.
+		"testdata/ipv6-all-disabled-iface-on": true,
+		"testdata/ufw-installed":              false, // no if_inet6: IPv6 not built in
+	} {
+		if got := ipv6Present(platformtest.Replay{Live: &platform.Live{Root: root}}); got != want {
+			t.Errorf("ipv6Present(%s) = %v", root, got)
+		}
+	}
+}
+
+// Interfaces no rule names meet every rule the same way: one stands for
+// them all, so a host with hundreds of container interfaces costs no more.
+func TestInterfacesNamedByRules(t *testing.T) {
+	rs, err := parseNft(inetInput("drop", `{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "veth*"}}, {"accept": null}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var many []string
+	for i := 0; i < 300; i++ {
+		many = append(many, fmt.Sprintf("docker%d", i))
+	}
+	for _, tt := range []struct {
+		ifaces []string
+		want   string
+	}{
+		{append(slices.Clone(many), "eth0"), VerdictDeny},
+		{append(slices.Clone(many), "vethab12"), VerdictOpen},
+	} {
+		p := evaluateViews([]view{{backend: "nftables", bcs: rs.base, lit: &rs.lit}}, false, hostNet{ifaces: func(string) []string { return tt.ifaces }})
+		if p.Verdict != tt.want {
+			t.Errorf("%d interfaces ending %s: %s (%s); want %s", len(tt.ifaces), tt.ifaces[len(tt.ifaces)-1], p.Verdict, p.Reason, tt.want)
+		}
+	}
+}
+
+// A huge set looked up by many rules ends at the work bound, unknown.
+func TestWorkBound(t *testing.T) {
+	elems := make([]string, 100000)
+	for i := range elems {
+		elems[i] = fmt.Sprintf(`"10.%d.%d.%d"`, i>>16&255, i>>8&255, i&255)
+	}
+	objs := []string{nftTableObj("inet", "f"), `{"set": {"family": "inet", "name": "big", "table": "f", "type": "ipv4_addr", "handle": 3, "elem": [` + strings.Join(elems, ",") + `]}}`,
+		nftBase("inet", "f", "input", "input", 0, "drop")}
+	for r := 0; r < 300; r++ {
+		objs = append(objs, nftRuleObj("inet", "f", "input", 10+r, `{"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}}, "right": "@big"}}, {"accept": null}`))
+	}
+	p := evalNft(t, nftDoc(objs...))
+	if p.Verdict != VerdictUnknown || !strings.Contains(p.Reason, "work bound") {
+		t.Errorf("verdict %s: %s", p.Verdict, p.Reason)
 	}
 }

@@ -3,6 +3,7 @@ package firewall
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -261,7 +262,11 @@ func buildIptRule(loc, family string, args []string, chains map[string]*chain, l
 			})
 		case "-i", "--in-interface":
 			v := val()
-			lit.iface(strings.TrimSuffix(v, "+"))
+			if strings.HasSuffix(v, "+") {
+				lit.iface(strings.TrimSuffix(v, "+") + "*")
+			} else {
+				lit.iface(v)
+			}
 			add(neg, "-i "+v, func(p *probe) tri {
 				if strings.HasSuffix(v, "+") {
 					return triOf(strings.HasPrefix(p.iif, strings.TrimSuffix(v, "+")))
@@ -296,10 +301,12 @@ func buildIptRule(loc, family string, args []string, chains map[string]*chain, l
 				if a == "-g" || a == "--goto" {
 					r.v.kind = vGoto
 				}
+			case t == "NOTRACK" || t == "CT" && slices.Contains(args[i+1:], "--notrack"):
+				r.v = verdict{kind: vUnknown, desc: "target " + t + " --notrack (later rules see the packet untracked)", rewrite: true}
 			case iptContinueTargets[t]:
 				r.v = verdict{kind: vNone}
 			default:
-				r.v = verdict{kind: vUnknown, desc: "target " + t}
+				r.v = verdict{kind: vUnknown, desc: "target " + t, rewrite: true}
 			}
 			// target options (--reject-with, --log-prefix, ...) follow
 			for i+1 < len(args) && strings.HasPrefix(args[i+1], "--") {
@@ -320,7 +327,15 @@ func buildIptRule(loc, family string, args []string, chains map[string]*chain, l
 				break
 			}
 			for _, pr := range rs {
-				lit.port(pr.lo, pr.hi)
+				switch {
+				case both:
+					lit.port(pr.lo, pr.hi)
+					lit.sport(pr.lo, pr.hi)
+				case dst:
+					lit.port(pr.lo, pr.hi)
+				default:
+					lit.sport(pr.lo, pr.hi)
+				}
 			}
 			add(neg, a+" "+v, func(p *probe) tri {
 				if want != p.proto {
@@ -343,6 +358,8 @@ func buildIptRule(loc, family string, args []string, chains map[string]*chain, l
 				return triOf(in(p.sport))
 			})
 		case "--syn":
+			// SYN set, ACK, RST and FIN clear: the first segment, with or
+			// without ECN.
 			add(neg, "--syn", func(p *probe) tri { return triOf(p.proto == "tcp") })
 		case "--tcp-flags":
 			mask := strings.Split(strings.ToLower(val()), ",")
@@ -359,9 +376,9 @@ func buildIptRule(loc, family string, args []string, chains map[string]*chain, l
 					}
 					return false
 				}
-				// the probe is a SYN: within mask, exactly comp must be set
-				for _, f := range []string{"fin", "syn", "rst", "psh", "ack", "urg"} {
-					if has(mask, f) && has(comp, f) != (f == "syn") {
+				// within mask, exactly comp must be set
+				for _, f := range []string{"fin", "syn", "rst", "psh", "ack", "urg", "ece", "cwr"} {
+					if has(mask, f) && has(comp, f) != slices.Contains(p.tcpFlags, f) {
 						return no
 					}
 				}
@@ -380,10 +397,12 @@ func buildIptRule(loc, family string, args []string, chains map[string]*chain, l
 		case "--ctstatus":
 			v := strings.ToUpper(val())
 			add(neg, a+" "+v, func(*probe) tri { return triOf(strings.Contains(v, "NONE")) })
-		case "--limit", "--limit-burst", "--comment":
-			if a == "--limit" && neg {
-				unknown("! --limit")
-			}
+		case "--limit":
+			// The sender chooses the rate: the match holds for some
+			// packets and not for others.
+			v := val()
+			r.conds = append(r.conds, cond{desc: "-m limit --limit " + v, eval: func(*probe) tri { return either }})
+		case "--limit-burst", "--comment":
 			val()
 		case "--dst-type", "--src-type":
 			v := strings.ToUpper(val())
@@ -403,6 +422,7 @@ func buildIptRule(loc, family string, args []string, chains map[string]*chain, l
 				return maybe
 			})
 		case "--limit-iface-in":
+			unknown("--limit-iface-in")
 		case "--pkt-type":
 			v := strings.ToLower(val())
 			add(neg, a+" "+v, func(*probe) tri { return triOf(v == "unicast" || v == "host") })

@@ -208,21 +208,36 @@ func evaluateViews(views []view, v6 bool, hn hostNet) Payload {
 	if v6 {
 		families = append(families, "ip6")
 	}
-	// The probe arrives on each interface the host has (but loopback), or,
-	// when they cannot be listed, on an interface no rule names.
+	// The probe arrives on each interface the host has (but loopback) that
+	// a rule names, and on one it does not name (all of those meet every
+	// rule the same way); when the host's interfaces cannot be listed, on
+	// an interface no rule names.
 	ifaces := map[string][]string{}
 	for _, fam := range families {
-		ifaces[fam] = hn.ifaces(fam)
+		unnamed := false
+		for _, n := range hn.ifaces(fam) {
+			if lit.named(n) || !unnamed {
+				unnamed = unnamed || !lit.named(n)
+				ifaces[fam] = append(ifaces[fam], n)
+			}
+		}
 		if len(ifaces[fam]) == 0 {
 			ifaces[fam] = []string{lit.freeIface()}
 		}
 	}
+	// The destinations: the host's own addresses, at most maxDaddrs of
+	// them; a deny is only proven for all of them.
 	addrs := map[string][]netip.Addr{}
+	truncated := map[string]bool{}
 	for _, fam := range families {
 		if hn.addrs != nil {
 			addrs[fam] = hn.addrs(fam)
 		}
+		if len(addrs[fam]) > maxDaddrs {
+			addrs[fam], truncated[fam] = addrs[fam][:maxDaddrs], true
+		}
 	}
+	budget := maxWork
 	for _, v := range views {
 		b := Backend{Name: v.backend}
 		var details []string
@@ -241,7 +256,7 @@ func evaluateViews(views []view, v6 bool, hn hostNet) Payload {
 			for _, bc := range v.bcs {
 				covers = covers || bc.family == fam || bc.family == "inet"
 			}
-			if deny && covers && familyVerdict(v.bcs, fam, ifaces[fam], addrs[fam], lit).Verdict != VerdictDeny {
+			if deny && covers && familyVerdict(v.bcs, fam, ifaces[fam], addrs[fam], lit, &budget).Verdict != VerdictDeny {
 				deny = false
 			}
 		}
@@ -258,7 +273,11 @@ func evaluateViews(views []view, v6 bool, hn hostNet) Payload {
 	}
 	p.Verdict = VerdictDeny
 	for _, fam := range families {
-		f := familyVerdict(all, fam, ifaces[fam], addrs[fam], lit)
+		f := familyVerdict(all, fam, ifaces[fam], addrs[fam], lit, &budget)
+		if f.Verdict == VerdictDeny && truncated[fam] {
+			f.Verdict = VerdictUnknown
+			f.Reason = fmt.Sprintf("%s: the host has more than %d addresses; the first %d deny: %s", familyName(fam), maxDaddrs, maxDaddrs, f.Reason)
+		}
 		p.Families = append(p.Families, f)
 		switch {
 		case f.Verdict == VerdictOpen:
@@ -300,17 +319,21 @@ type hostNet struct {
 	addrs func(fam string) []netip.Addr
 }
 
+// maxDaddrs bounds the host addresses probed; a host with more cannot be
+// shown to deny.
+const maxDaddrs = 32
+
 // localAddrs lists the host's addresses of a family but loopback and
-// link-local:
+// link-local (at most maxDaddrs+1, so the caller sees there were more):
 // /proc/net/fib_trie's local (/32 host LOCAL) entries for IPv4,
 // /proc/net/if_inet6 for IPv6. Both are readable without root, per network
-// namespace. At most 16, global ones first.
+// namespace. Public ones first.
 func localAddrs(host platform.Host, fam string) []netip.Addr {
 	var out []netip.Addr
 	add := func(a netip.Addr) {
 		// A link-local address is reachable only from the local link, not
 		// from the non-local sources the probe stands for.
-		if a.IsValid() && !a.IsLoopback() && !a.IsUnspecified() && !a.IsLinkLocalUnicast() && !slices.Contains(out, a) && len(out) < 64 {
+		if a.IsValid() && !a.IsLoopback() && !a.IsUnspecified() && !a.IsLinkLocalUnicast() && !slices.Contains(out, a) && len(out) <= maxDaddrs {
 			out = append(out, a)
 		}
 	}
@@ -362,9 +385,6 @@ func localAddrs(host platform.Host, fam string) []netip.Addr {
 		}
 		return 1
 	})
-	if len(out) > 16 {
-		out = out[:16]
-	}
 	return out
 }
 

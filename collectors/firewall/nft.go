@@ -30,6 +30,7 @@ type nftTable struct {
 	chains       map[string]*chain
 	sets         map[string][]json.RawMessage // named sets and maps: their elements
 	decoded      map[string][]any             // sets' elements, decoded on first use
+	noted        map[string]bool              // sets whose literals were noted
 	base         []*baseChain
 }
 
@@ -304,18 +305,33 @@ func buildNftRule(t *nftTable, r nftRule, lit *literals) builtRule {
 			switch k {
 			case "match":
 				out.rule.conds = append(out.rule.conds, nftMatch(t, fam, raw, lit))
-			case "counter", "log", "mangle", "notrack", "set", "map", "ct helper", "ct timeout", "ct expectation", "dup", "last", "secmark", "flow":
-				// no verdict and no condition on the probe (set updates and
-				// mark setting write, they do not filter)
-			case "limit":
-				var l struct{ Inv bool }
-				_ = json.Unmarshal(raw, &l)
-				// One probe never exceeds a rate: "limit rate N" matches it,
-				// "limit rate over N" does not.
-				v := triOf(!l.Inv)
-				out.rule.conds = append(out.rule.conds, cond{desc: "limit " + compact(raw), eval: func(*probe) tri { return v }})
-			case "quota":
-				out.rule.conds = append(out.rule.conds, cond{desc: "quota " + compact(raw), eval: func(*probe) tri { return maybe }})
+			case "counter", "log", "ct helper", "ct timeout", "ct expectation", "dup", "last", "secmark", "flow":
+				// no verdict and no condition on the probe
+			case "mangle":
+				// Setting a mark changes nothing a later rule here reads of
+				// the probe; rewriting the packet (ip dscp set, th dport
+				// set) changes what every later hook sees, and nft's
+				// listing drops the protocol dependency it implies.
+				var m struct{ Key map[string]json.RawMessage }
+				_ = json.Unmarshal(raw, &m)
+				if _, ok := m.Key["meta"]; ok {
+					continue
+				}
+				if _, ok := m.Key["ct"]; ok {
+					continue
+				}
+				out.rule.v = verdict{kind: vUnknown, desc: "packet rewrite " + compact(raw), rewrite: true}
+			case "set", "map":
+				// A dynamic set update: its statements (limit, ct count,
+				// quota) decide whether the rule matches, and nft's listing
+				// drops the protocol dependency of its key.
+				out.rule.conds = append(out.rule.conds, cond{desc: "set update " + compact(raw), eval: func(*probe) tri { return maybe }})
+			case "limit", "quota":
+				// The sender chooses the rate: a limit or a quota matches
+				// some packets and not others.
+				out.rule.conds = append(out.rule.conds, cond{desc: k + " " + compact(raw), eval: func(*probe) tri { return either }})
+			case "notrack":
+				out.rule.v = verdict{kind: vUnknown, desc: "notrack (later rules see the packet untracked)", rewrite: true}
 			case "accept":
 				out.rule.v = verdict{kind: vAccept}
 			case "drop":
@@ -347,14 +363,15 @@ func buildNftRule(t *nftTable, r nftRule, lit *literals) builtRule {
 					continue
 				}
 				if x.Type == "target" {
-					out.rule.v = verdict{kind: vUnknown, desc: "iptables target " + x.Name}
+					out.rule.v = verdict{kind: vUnknown, desc: "iptables target " + x.Name, rewrite: true}
 					continue
 				}
 				out.rule.conds = append(out.rule.conds, cond{desc: "iptables match " + x.Name, eval: func(*probe) tri { return maybe }})
 			default:
 				// queue, dnat, redirect, tproxy, synproxy, ...: what they do to
-				// the probe is not modelled.
-				out.rule.v = verdict{kind: vUnknown, desc: k + " " + compact(raw)}
+				// the probe is not modelled, and later hooks may see another
+				// packet or none.
+				out.rule.v = verdict{kind: vUnknown, desc: k + " " + compact(raw), rewrite: true}
 			}
 		}
 	}
@@ -561,6 +578,7 @@ type left struct {
 	needs string
 	get   func(p *probe) any
 	mask  []string // for flags: "tcp flags & (syn|ack)"
+	sport bool     // a source port: chosen by the sender
 }
 
 func (l left) applies(p *probe) tri {
@@ -625,10 +643,10 @@ func nftLeft(fam string, raw json.RawMessage) left {
 			case "dport":
 				l.kind, l.get = lPort, func(pr *probe) any { return pr.dport }
 			case "sport":
-				l.kind, l.get = lPort, func(pr *probe) any { return pr.sport }
+				l.kind, l.get, l.sport = lPort, func(pr *probe) any { return pr.sport }, true
 			case "flags":
 				if p.Protocol == "tcp" {
-					l.kind, l.get = lFlags, func(pr *probe) any { return []string{"syn"} }
+					l.kind, l.get = lFlags, func(pr *probe) any { return pr.tcpFlags }
 				}
 			}
 			return l
@@ -728,6 +746,24 @@ func nftMatch(t *nftTable, fam string, raw json.RawMessage, lit *literals) cond 
 		}}
 	}
 	l.note(t, m.Right, lit)
+	if n, ok := portOf(m.Right); ok && l.kind == lPort {
+		// "th dport >= 40000" lists 40000-65535, so an unlisted port lies
+		// below it.
+		switch m.Op {
+		case "<":
+			if n > 0 {
+				l.notePort(lit, 0, n-1)
+			}
+		case "<=":
+			l.notePort(lit, 0, n)
+		case ">":
+			if n < 65535 {
+				l.notePort(lit, n+1, 65535)
+			}
+		case ">=":
+			l.notePort(lit, n, 65535)
+		}
+	}
 	right := decode(m.Right)
 	return cond{lazy: lazy, eval: func(p *probe) tri {
 		if a := l.applies(p); a != yes {
@@ -751,6 +787,14 @@ func nftMatch(t *nftTable, fam string, raw json.RawMessage, lit *literals) cond 
 	}}
 }
 
+func (l left) notePort(lit *literals, lo, hi uint16) {
+	if l.sport {
+		lit.sport(lo, hi)
+	} else {
+		lit.port(lo, hi)
+	}
+}
+
 // note records the literals a right side lists, for the probe's choice.
 func (l left) note(t *nftTable, right json.RawMessage, lit *literals) {
 	switch l.kind {
@@ -766,6 +810,15 @@ func (l left) note(t *nftTable, right json.RawMessage, lit *literals) {
 		var s string
 		if json.Unmarshal(raw, &s) == nil {
 			if strings.HasPrefix(s, "@") {
+				// A set's literals are noted once, however many rules use it.
+				key := fmt.Sprintf("%s/%d/%v", s, l.kind, l.sport)
+				if t.noted[key] {
+					return
+				}
+				if t.noted == nil {
+					t.noted = map[string]bool{}
+				}
+				t.noted[key] = true
 				for _, e := range t.sets[s[1:]] {
 					walk(e, depth+1)
 				}
@@ -780,7 +833,7 @@ func (l left) note(t *nftTable, right json.RawMessage, lit *literals) {
 				lit.iface(s)
 			case lPort:
 				if n, ok := portOf(raw); ok {
-					lit.port(n, n)
+					l.notePort(lit, n, n)
 				}
 			}
 			return
@@ -788,7 +841,7 @@ func (l left) note(t *nftTable, right json.RawMessage, lit *literals) {
 		var n json.Number
 		if json.Unmarshal(raw, &n) == nil {
 			if v, ok := portOf(raw); ok && l.kind == lPort {
-				lit.port(v, v)
+				l.notePort(lit, v, v)
 			}
 			return
 		}
@@ -802,7 +855,7 @@ func (l left) note(t *nftTable, right json.RawMessage, lit *literals) {
 						lo, ok1 := portOf(ends[0])
 						hi, ok2 := portOf(ends[1])
 						if ok1 && ok2 {
-							lit.port(lo, hi)
+							l.notePort(lit, lo, hi)
 						}
 					case lAddr:
 						var a, b string
@@ -892,6 +945,36 @@ func decode(raw json.RawMessage) any {
 	if json.Unmarshal(raw, &v) != nil {
 		return nil
 	}
+	return typed(v, 0)
+}
+
+// typed replaces address strings and prefix objects by netip values, so a
+// lookup never parses an address again.
+func typed(v any, depth int) any {
+	if depth > 8 {
+		return v
+	}
+	switch x := v.(type) {
+	case string:
+		if len(x) >= 2 && len(x) <= 45 && (strings.Contains(x, ".") || strings.Contains(x, ":")) {
+			if a, err := netip.ParseAddr(x); err == nil {
+				return a.Unmap()
+			}
+		}
+	case []any:
+		for i := range x {
+			x[i] = typed(x[i], depth+1)
+		}
+	case map[string]any:
+		if pm, ok := x["prefix"].(map[string]any); ok && len(x) == 1 {
+			if pf, ok := prefixOfAny(pm); ok {
+				return pf.Masked()
+			}
+		}
+		for k := range x {
+			x[k] = typed(x[k], depth+1)
+		}
+	}
 	return v
 }
 
@@ -927,6 +1010,9 @@ func (l left) memberDepth(p *probe, t *nftTable, right any, depth int) tri {
 	}
 	any3 := func(es []any) tri {
 		res := no
+		if !p.spend(len(es)) {
+			return maybe
+		}
 		for _, e := range es {
 			switch l.memberDepth(p, t, e, depth+1) {
 			case yes:
@@ -939,6 +1025,21 @@ func (l left) memberDepth(p *probe, t *nftTable, right any, depth int) tri {
 	}
 	val := l.get(p)
 	switch r := right.(type) {
+	case netip.Prefix:
+		a, ok := val.(netip.Addr)
+		if !ok {
+			return maybe
+		}
+		if r.Addr().BitLen() != a.BitLen() {
+			return no
+		}
+		return triOf(r.Contains(a))
+	case netip.Addr:
+		a, ok := val.(netip.Addr)
+		if !ok {
+			return maybe
+		}
+		return triOf(r == a)
 	case string:
 		if strings.HasPrefix(r, "@") {
 			es, ok := t.setElems(r[1:])
@@ -973,11 +1074,9 @@ func (l left) memberDepth(p *probe, t *nftTable, right any, depth int) tri {
 				}
 				return triOf(lo <= v && v <= hi)
 			case netip.Addr:
-				a, _ := rg[0].(string)
-				b, _ := rg[1].(string)
-				lo, e1 := netip.ParseAddr(a)
-				hi, e2 := netip.ParseAddr(b)
-				if e1 != nil || e2 != nil {
+				lo, ok1 := rg[0].(netip.Addr)
+				hi, ok2 := rg[1].(netip.Addr)
+				if !ok1 || !ok2 {
 					return maybe
 				}
 				if lo.BitLen() != v.BitLen() {
