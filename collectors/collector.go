@@ -17,15 +17,16 @@ import (
 	"time"
 
 	"github.com/evident-dev/evident/platform"
+	"github.com/evident-dev/evident/proto/evidence"
 )
 
-// Status of one collection.
-type Status string
+// Status of one collection (the evidence contract's).
+type Status = evidence.Status
 
 const (
-	StatusOK          Status = "ok"
-	StatusError       Status = "error"
-	StatusUnsupported Status = "unsupported"
+	StatusOK          = evidence.StatusOK
+	StatusError       = evidence.StatusError
+	StatusUnsupported = evidence.StatusUnsupported
 )
 
 // ErrNotApplicable is returned (wrapped) by a collector whose signal does not
@@ -93,14 +94,8 @@ type Result struct {
 }
 
 // Source records one read that contributed to a result, so an auditor can see
-// why a control passed or failed.
-type Source struct {
-	Kind     string `json:"kind"`                // "file", "command", "wmi", "api"
-	Ref      string `json:"ref"`                 // path, argv joined by spaces, or query
-	ExitCode *int   `json:"exit_code,omitempty"` // commands only
-	Excerpt  string `json:"excerpt,omitempty"`   // bounded raw text that decided it
-	Error    string `json:"error,omitempty"`
-}
+// why a control passed or failed (the evidence contract's).
+type Source = evidence.Source
 
 // MaxExcerpt bounds a Source excerpt so observations stay small.
 const MaxExcerpt = 2048
@@ -142,17 +137,8 @@ func FileSource(path string, excerpt []byte, err error) Source {
 }
 
 // Observation is one collector's result at one time, before the outbox gives
-// it a sequence number.
-type Observation struct {
-	Collector     string          `json:"collector"`
-	CollectedAt   time.Time       `json:"collected_at"`
-	Status        Status          `json:"status"`
-	Error         string          `json:"error,omitempty"`
-	ParserVersion int             `json:"parser_version"`
-	Payload       json.RawMessage `json:"payload,omitempty"`
-	Sources       []Source        `json:"sources,omitempty"`
-	DurationMS    int64           `json:"duration_ms"`
-}
+// it a sequence number (the evidence contract's).
+type Observation = evidence.Observation
 
 // Versioned is implemented by collectors whose parser output may change
 // shape; the version travels with each observation.

@@ -5,57 +5,27 @@
 // Firewall; the Windows Defender Firewall profiles and inbound rules.
 package firewall
 
+import "github.com/evident-dev/evident/proto/evidence"
+
 // Name is the collector name.
-const Name = "firewall"
+const Name = evidence.Firewall
+
+// ParserVersion is the version of this parser: what it sends decodes on a
+// server that knows it.
+const ParserVersion = evidence.FirewallParserVersion
 
 // Verdicts of Payload.Verdict.
 const (
-	VerdictDeny    = "deny"    // unsolicited inbound connections are dropped
-	VerdictOpen    = "open"    // some reach the host: Reason says which rule lets them in
-	VerdictUnknown = "unknown" // the collector cannot tell: Reason says why
+	VerdictDeny    = evidence.FirewallVerdictDeny    // unsolicited inbound connections are dropped
+	VerdictOpen    = evidence.FirewallVerdictOpen    // some reach the host: Reason says which rule lets them in
+	VerdictUnknown = evidence.FirewallVerdictUnknown // the collector cannot tell: Reason says why
 )
 
 // Payload is the collector's result.
-type Payload struct {
-	// Enabled is true when at least one backend filters inbound traffic.
-	Enabled bool `json:"enabled"`
-	// InboundDefaultDeny is true only when Verdict is "deny".
-	InboundDefaultDeny bool `json:"inbound_default_deny"`
-	// Verdict is deny, open or unknown (parser version 2 and later; empty
-	// in payloads of older agents).
-	Verdict string `json:"verdict,omitempty"`
-	// Reason is the one-line explanation of Verdict an auditor reads, e.g.
-	// "IPv4 tcp open: table inet f chain input handle 4: accept with no match".
-	Reason string `json:"reason,omitempty"`
-	// Families holds the Linux verdict per address family (ip, ip6).
-	Families []Family `json:"families,omitempty"`
-	// BlockAll and Stealth are facts of the macOS Application Firewall:
-	// "block all incoming connections" (state 2) and stealth mode.
-	BlockAll *bool `json:"block_all,omitempty"`
-	Stealth  *bool `json:"stealth,omitempty"`
-	// OpenRules lists Windows inbound allow rules that open every port to
-	// every address for every program, on every profile.
-	OpenRules []string `json:"open_rules,omitempty"`
-	// DecidedBy names the backend whose state decided the two fields above.
-	DecidedBy string    `json:"decided_by,omitempty"`
-	Backends  []Backend `json:"backends"`
-}
+type Payload = evidence.FirewallPayload
 
-// Family is the Linux verdict for one address family: what happens to a
-// new TCP and a new UDP connection to a port no rule lists, from an address
-// no rule lists, on a non-loopback interface.
-type Family struct {
-	Family  string `json:"family"` // "ip" or "ip6"
-	Verdict string `json:"verdict"`
-	Reason  string `json:"reason"`
-}
+// Family is the Linux verdict for one address family.
+type Family = evidence.FirewallFamily
 
 // Backend is one firewall mechanism found on the host.
-type Backend struct {
-	Name               string `json:"name"` // "nftables", "iptables-legacy", "ip6tables-legacy", "ufw", "firewalld", "alf", "pf", "windows:Domain"
-	Active             bool   `json:"active"`
-	InboundDefaultDeny bool   `json:"inbound_default_deny"`
-	// Detail is a one-line human explanation, e.g.
-	// "table inet filter chain input: hook input policy drop".
-	Detail string `json:"detail,omitempty"`
-}
+type Backend = evidence.FirewallBackend

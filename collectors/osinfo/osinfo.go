@@ -23,7 +23,7 @@ func New() collectors.Collector { return collector{} }
 func (collector) Name() string { return Name }
 
 // ParserVersion implements collectors.Versioned.
-func (collector) ParserVersion() int { return 2 }
+func (collector) ParserVersion() int { return ParserVersion }
 
 // Collect implements collectors.Collector. On Linux every fact is read
 // through the Host (/etc/os-release, /proc, DMI), so a recorded snapshot

@@ -3,21 +3,14 @@
 // virtualization, as gopsutil sees them.
 package osinfo
 
-import "time"
+import "github.com/evident-dev/evident/proto/evidence"
 
 // Name is the collector name.
-const Name = "osinfo"
+const Name = evidence.OSInfo
+
+// ParserVersion is the version of this parser: what it sends decodes on a
+// server that knows it.
+const ParserVersion = evidence.OSInfoParserVersion
 
 // Payload is the collector's result.
-type Payload struct {
-	Hostname        string    `json:"hostname"`
-	OS              string    `json:"os"`               // linux, darwin, windows
-	Platform        string    `json:"platform"`         // debian, ubuntu, fedora, ...
-	PlatformFamily  string    `json:"platform_family"`  // debian, rhel, ...
-	PlatformVersion string    `json:"platform_version"` // 12.8
-	KernelVersion   string    `json:"kernel_version"`
-	KernelArch      string    `json:"kernel_arch"`
-	BootTime        time.Time `json:"boot_time"`
-	MachineID       string    `json:"machine_id,omitempty"`
-	Virtualization  string    `json:"virtualization,omitempty"` // "kvm guest", "docker", ...
-}
+type Payload = evidence.OSInfoPayload

@@ -11,19 +11,6 @@ import (
 	"github.com/evident-dev/evident/platform"
 )
 
-// PackageIndex is when the package manager last refreshed the index it
-// compares installed packages with. "No pending updates" read from an index
-// that was not refreshed for weeks says nothing about today's advisories,
-// so the server judges this age before it accepts a pass.
-type PackageIndex struct {
-	// Refreshed is the modification time of Source, when it could be read.
-	Refreshed *time.Time `json:"refreshed,omitempty"`
-	// Source names what decided Refreshed: a file path, or a setting.
-	Source string `json:"source,omitempty"`
-	// Error says why the age could not be read; Refreshed is then nil.
-	Error string `json:"error,omitempty"`
-}
-
 // indexFiles are the files whose modification time dates each manager's
 // index, as glob patterns. The newest match decides; keep is a filter
 // (nil keeps all).

@@ -25,7 +25,7 @@ func (collector) Name() string { return Name }
 //
 // v3: automatic updates check the scheduler (timers, service) and managed
 // preferences, and say Unknown when they cannot be read.
-func (collector) ParserVersion() int { return 3 }
+func (collector) ParserVersion() int { return ParserVersion }
 
 // Collect implements collectors.Collector. It reads the OS of the host, not
 // of the machine running the agent, so a recorded snapshot of any OS replays

@@ -24,7 +24,7 @@ func (collector) Name() string { return Name }
 //
 // v2 (GNOME): enforced needs lock-delay locked too; disable-lock-screen and
 // idle-activation-enabled are read; a non-GNOME session makes it unknown.
-func (collector) ParserVersion() int { return 2 }
+func (collector) ParserVersion() int { return ParserVersion }
 
 // Collect implements collectors.Collector, by the host's OS.
 func (collector) Collect(ctx context.Context, h platform.Host) (collectors.Result, error) {

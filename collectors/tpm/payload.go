@@ -2,23 +2,17 @@
 // (/sys/class/tpm on Linux). Attestation with quotes comes in a later issue.
 package tpm
 
+import "github.com/evident-dev/evident/proto/evidence"
+
 // Name is the collector name.
-const Name = "tpm"
+const Name = evidence.TPM
+
+// ParserVersion is the version of this parser: what it sends decodes on a
+// server that knows it.
+const ParserVersion = evidence.TPMParserVersion
 
 // Payload is the collector's result.
-type Payload struct {
-	Present bool     `json:"present"`
-	Version string   `json:"version,omitempty"` // "2.0", "1.2"
-	Devices []Device `json:"devices,omitempty"`
-	// NotApplicable says why a platform cannot have a TPM at all (macOS),
-	// as opposed to a machine that merely lacks one.
-	NotApplicable string `json:"not_applicable,omitempty"`
-}
+type Payload = evidence.TPMPayload
 
 // Device is one TPM character device.
-type Device struct {
-	Name         string `json:"name"` // tpm0
-	Version      string `json:"version,omitempty"`
-	Manufacturer string `json:"manufacturer,omitempty"`
-	Description  string `json:"description,omitempty"`
-}
+type Device = evidence.TPMDevice

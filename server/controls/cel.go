@@ -18,14 +18,7 @@ import (
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/ext"
 
-	"github.com/evident-dev/evident/collectors/antimalware"
-	"github.com/evident-dev/evident/collectors/diskencryption"
-	"github.com/evident-dev/evident/collectors/firewall"
-	"github.com/evident-dev/evident/collectors/osinfo"
-	"github.com/evident-dev/evident/collectors/patches"
-	"github.com/evident-dev/evident/collectors/screenlock"
-	"github.com/evident-dev/evident/collectors/secureboot"
-	"github.com/evident-dev/evident/collectors/tpm"
+	"github.com/evident-dev/evident/proto/evidence"
 	"github.com/evident-dev/evident/server/store"
 )
 
@@ -264,10 +257,10 @@ type celParams struct {
 	ReasonNA      string `json:"reason_not_applicable,omitempty"`
 }
 
-// knownCollectors are the collectors a cel check may judge: a typo would
-// otherwise leave the control unknown forever ("no evidence received yet").
-var knownCollectors = []string{antimalware.Name, diskencryption.Name, firewall.Name, osinfo.Name,
-	patches.Name, screenlock.Name, secureboot.Name, tpm.Name}
+// knownCollectors are the collectors a cel check may judge (those the
+// evidence contract knows): a typo would otherwise leave the control
+// unknown forever ("no evidence received yet").
+var knownCollectors = evidence.Collectors()
 
 // newCELCheck builds the "cel" check. Its errors name the failing param
 // ("pass: ERROR: <input>:1:9: ...").

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/evident-dev/evident/collectors/firewall"
+	"github.com/evident-dev/evident/proto/evidence"
 	"github.com/evident-dev/evident/server/controls"
 	"github.com/evident-dev/evident/server/store"
 )
@@ -27,13 +27,13 @@ func mustParse(t *testing.T, doc string) *controls.Policy {
 	return p
 }
 
-var fwDeny = firewall.Payload{Enabled: true, InboundDefaultDeny: true, Verdict: firewall.VerdictDeny, Reason: "IPv4 inbound denied by default", DecidedBy: "nftables",
-	Backends: []firewall.Backend{{Name: "nftables", Active: true, InboundDefaultDeny: true}}}
+var fwDeny = evidence.FirewallPayload{Enabled: true, InboundDefaultDeny: true, Verdict: evidence.FirewallVerdictDeny, Reason: "IPv4 inbound denied by default", DecidedBy: "nftables",
+	Backends: []evidence.FirewallBackend{{Name: "nftables", Active: true, InboundDefaultDeny: true}}}
 
 var testGroups = `{"engineering": "device.hostname.startsWith('eng-')", "servers": "device.os == 'linux' && device.hostname.startsWith('srv-')"}`
 
 func TestAppliesTo(t *testing.T) {
-	fw := okObs(t, firewall.Name, 7, collected, fwDeny)
+	fw := okObs(t, evidence.Firewall, 7, collected, fwDeny)
 	tests := []struct {
 		name      string
 		appliesTo string
@@ -79,7 +79,7 @@ func TestGroupsOf(t *testing.T) {
 }
 
 func TestGrace(t *testing.T) {
-	fwOpen := okObs(t, firewall.Name, 7, collected, firewall.Payload{Enabled: true, Verdict: firewall.VerdictOpen, Reason: "IPv4 tcp open", DecidedBy: "nftables"})
+	fwOpen := okObs(t, evidence.Firewall, 7, collected, evidence.FirewallPayload{Enabled: true, Verdict: evidence.FirewallVerdictOpen, Reason: "IPv4 tcp open", DecidedBy: "nftables"})
 	p := mustParse(t, v2("", `{"id": "FW", "check": "firewall", "grace": "72h"}`))
 	tests := []struct {
 		name      string
@@ -98,7 +98,7 @@ func TestGrace(t *testing.T) {
 			wantState: store.Fail, inGrace: true, until: now.Add(48 * time.Hour), reason: "until 2026-03-03T12:00:00Z"},
 		{name: "failing longer than grace", obs: fwOpen, current: map[string]store.ControlState{"FW": {ControlID: "FW", Status: store.Fail, Since: now.Add(-4 * day)}},
 			wantState: store.Fail, inGrace: false},
-		{name: "pass has no grace", obs: okObs(t, firewall.Name, 7, collected, fwDeny), wantState: store.Pass},
+		{name: "pass has no grace", obs: okObs(t, evidence.Firewall, 7, collected, fwDeny), wantState: store.Pass},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -136,12 +136,12 @@ func TestCELCheck(t *testing.T) {
 		want   string
 		reason string
 	}{
-		{"pass", controls.Input{Latest: latest(okObs(t, firewall.Name, 3, collected, fwDeny)), Device: linux}, store.Pass, "nftables denies inbound"},
-		{"fail", controls.Input{Latest: latest(okObs(t, firewall.Name, 3, collected, firewall.Payload{Enabled: true, Backends: []firewall.Backend{{Name: "iptables", Active: true}}})), Device: linux}, store.Fail, "nftables does not deny inbound"},
-		{"not applicable", controls.Input{Latest: latest(okObs(t, firewall.Name, 3, collected, fwDeny)), Device: &controls.DeviceFacts{OS: "darwin"}}, store.NotApplicable, "not applicable: device.os == 'darwin'"},
+		{"pass", controls.Input{Latest: latest(okObs(t, evidence.Firewall, 3, collected, fwDeny)), Device: linux}, store.Pass, "nftables denies inbound"},
+		{"fail", controls.Input{Latest: latest(okObs(t, evidence.Firewall, 3, collected, evidence.FirewallPayload{Enabled: true, Backends: []evidence.FirewallBackend{{Name: "iptables", Active: true}}})), Device: linux}, store.Fail, "nftables does not deny inbound"},
+		{"not applicable", controls.Input{Latest: latest(okObs(t, evidence.Firewall, 3, collected, fwDeny)), Device: &controls.DeviceFacts{OS: "darwin"}}, store.NotApplicable, "not applicable: device.os == 'darwin'"},
 		{"payload missing", controls.Input{Device: linux}, store.Unknown, "no firewall evidence received yet"},
-		{"runtime error", controls.Input{Latest: latest(okObs(t, firewall.Name, 3, collected, map[string]any{"enabled": true})), Device: linux}, store.Unknown, "pass expression failed: no such key: backends"},
-		{"stale", controls.Input{Latest: latest(okObs(t, firewall.Name, 3, now.Add(-3*day), fwDeny)), Device: linux}, store.Unknown, "no fresh evidence"},
+		{"runtime error", controls.Input{Latest: latest(okObs(t, evidence.Firewall, 3, collected, map[string]any{"enabled": true})), Device: linux}, store.Unknown, "pass expression failed: no such key: backends"},
+		{"stale", controls.Input{Latest: latest(okObs(t, evidence.Firewall, 3, now.Add(-3*day), fwDeny)), Device: linux}, store.Unknown, "no fresh evidence"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -155,7 +155,7 @@ func TestCELCheck(t *testing.T) {
 }
 
 func TestCELCheckVariables(t *testing.T) {
-	fw := okObs(t, firewall.Name, 9, collected, fwDeny)
+	fw := okObs(t, evidence.Firewall, 9, collected, fwDeny)
 	tests := []struct {
 		name, pass, want string
 	}{

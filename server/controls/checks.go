@@ -6,16 +6,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/evident-dev/evident/collectors/antimalware"
-	"github.com/evident-dev/evident/collectors/diskencryption"
-	"github.com/evident-dev/evident/collectors/patches"
-	"github.com/evident-dev/evident/collectors/screenlock"
-	"github.com/evident-dev/evident/collectors/secureboot"
+	"github.com/evident-dev/evident/proto/evidence"
 	"github.com/evident-dev/evident/server/store"
 )
 
 func checkDiskEncryption(in Input) Result {
-	p, o, r, ok := observed[diskencryption.Payload](in, diskencryption.Name)
+	p, o, r, ok := observed[evidence.DiskEncryptionPayload](in, evidence.DiskEncryption)
 	if !ok {
 		return r
 	}
@@ -77,7 +73,7 @@ func newSecurityPatches(raw json.RawMessage) (evaluator, error) {
 	}
 	grace := time.Duration(p.MaxDays) * 24 * time.Hour
 	return func(in Input) Result {
-		pl, o, r, ok := observed[patches.Payload](in, patches.Name)
+		pl, o, r, ok := observed[evidence.PatchesPayload](in, evidence.Patches)
 		if !ok {
 			return r
 		}
@@ -172,13 +168,16 @@ func pendingSince(in Input, o store.Observation) time.Time {
 	if in.History == nil {
 		return since
 	}
-	hist, err := in.History(patches.Name, historyScan)
+	hist, err := in.History(evidence.Patches, historyScan)
 	if err != nil {
 		return since
 	}
 	for _, h := range hist {
-		var hp patches.Payload
-		if h.Status != "ok" || json.Unmarshal(h.Payload, &hp) != nil || hp.PendingSecurityUpdates == 0 {
+		if h.Status != "ok" {
+			break
+		}
+		hp, err := evidence.Decode[evidence.PatchesPayload](evidence.Patches, h.ParserVersion, h.Payload)
+		if err != nil || hp.PendingSecurityUpdates == 0 {
 			break
 		}
 		since = h.CollectedAt
@@ -200,7 +199,7 @@ func humanDays(d time.Duration) string {
 const autoUpdatesScheduleVersion = 3
 
 func checkAutoUpdates(in Input) Result {
-	p, o, r, ok := observed[patches.Payload](in, patches.Name)
+	p, o, r, ok := observed[evidence.PatchesPayload](in, evidence.Patches)
 	if !ok {
 		return r
 	}
@@ -246,7 +245,7 @@ func checkSecureBoot(in Input) Result {
 	if r, ok := attestedSecureBoot(in); ok {
 		return r
 	}
-	p, o, r, ok := observed[secureboot.Payload](in, secureboot.Name)
+	p, o, r, ok := observed[evidence.SecureBootPayload](in, evidence.SecureBoot)
 	if !ok {
 		return r
 	}
@@ -317,7 +316,7 @@ func newAntimalware(raw json.RawMessage) (evaluator, error) {
 	}
 	window := time.Duration(p.MaxDefinitionsDays) * 24 * time.Hour
 	return func(in Input) Result {
-		a, o, r, ok := observed[antimalware.Payload](in, antimalware.Name)
+		a, o, r, ok := observed[evidence.AntimalwarePayload](in, evidence.Antimalware)
 		if !ok {
 			return r
 		}
@@ -363,7 +362,7 @@ func newAntimalware(raw json.RawMessage) (evaluator, error) {
 	}, nil
 }
 
-func definitionsNote(p antimalware.Product, at time.Time) string {
+func definitionsNote(p evidence.AntimalwareProduct, at time.Time) string {
 	if p.DefinitionsUpdated == nil {
 		return ""
 	}
@@ -392,7 +391,7 @@ func newScreenLock(raw json.RawMessage) (evaluator, error) {
 		return nil, fmt.Errorf("max_idle_seconds must be positive")
 	}
 	return func(in Input) Result {
-		s, o, r, ok := observed[screenlock.Payload](in, screenlock.Name)
+		s, o, r, ok := observed[evidence.ScreenLockPayload](in, evidence.ScreenLock)
 		if !ok {
 			return r
 		}

@@ -5,9 +5,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/evident-dev/evident/collectors/antimalware"
-	"github.com/evident-dev/evident/collectors/diskencryption"
-	"github.com/evident-dev/evident/collectors/patches"
+	"github.com/evident-dev/evident/proto/evidence"
 )
 
 // defaultMaxIndexAgeDays is how old a package index may be before "no
@@ -20,7 +18,7 @@ const defaultMaxIndexAgeDays = 7
 // pass). An agent older than parser v2 reports no index age: unless the
 // policy allows it (allowUnreported, meant for the time agents are being
 // upgraded), that is unknown too.
-func indexFresh(pl patches.Payload, at time.Time, maxDays int, allowUnreported bool, facts map[string]any) (reason string, ok bool) {
+func indexFresh(pl evidence.PatchesPayload, at time.Time, maxDays int, allowUnreported bool, facts map[string]any) (reason string, ok bool) {
 	ix := pl.Index
 	switch {
 	case ix == nil && allowUnreported:
@@ -46,7 +44,7 @@ func indexFresh(pl patches.Payload, at time.Time, maxDays int, allowUnreported b
 }
 
 // indexNote is appended to a pass reason: which source dated the index.
-func indexNote(pl patches.Payload, at time.Time) string {
+func indexNote(pl evidence.PatchesPayload, at time.Time) string {
 	if pl.Index == nil || pl.Index.Refreshed == nil {
 		return ""
 	}
@@ -59,12 +57,12 @@ func indexNote(pl patches.Payload, at time.Time) string {
 
 // unverifiedProcess is a product an agent older than antimalware parser v2
 // found by process name alone: it says nothing about who runs what.
-func unverifiedProcess(p antimalware.Product) bool {
+func unverifiedProcess(p evidence.AntimalwareProduct) bool {
 	return p.Running && p.FoundBy == "" && strings.HasPrefix(p.Detail, "process ")
 }
 
 // evidenceNote names what found a passing product.
-func evidenceNote(p antimalware.Product) string {
+func evidenceNote(p evidence.AntimalwareProduct) string {
 	switch p.FoundBy {
 	case "process":
 		return " (" + p.Detail + ")"
@@ -77,7 +75,7 @@ func evidenceNote(p antimalware.Product) string {
 // converting reports a volume in a transition that must not pass even if
 // a payload marks it encrypted: data is being decrypted, not yet fully
 // encrypted, or its protection is suspended.
-func converting(v diskencryption.Volume) bool {
+func converting(v evidence.DiskVolume) bool {
 	switch v.State {
 	case "encrypting", "decrypting", "paused", "off":
 		return true
@@ -88,7 +86,7 @@ func converting(v diskencryption.Volume) bool {
 // volumeState is shown to the auditor next to a volume that does not
 // count: its state and the OS tool's words (FileVault and LUKS progress,
 // BitLocker ConversionStatus, a null cipher).
-func volumeState(v diskencryption.Volume) string {
+func volumeState(v evidence.DiskVolume) string {
 	switch {
 	case v.Detail != "" && v.State != "" && v.State != "off":
 		return " (" + v.State + ": " + v.Detail + ")"
@@ -102,7 +100,7 @@ func volumeState(v diskencryption.Volume) string {
 
 // volumeNote adds the tool's words to an encrypted volume that has some
 // (a LUKS2 reencryption to a new key in progress).
-func volumeNote(v diskencryption.Volume) string {
+func volumeNote(v evidence.DiskVolume) string {
 	if v.Detail == "" {
 		return ""
 	}

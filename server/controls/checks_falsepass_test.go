@@ -4,19 +4,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/evident-dev/evident/collectors/antimalware"
-	"github.com/evident-dev/evident/collectors/diskencryption"
-	"github.com/evident-dev/evident/collectors/patches"
+	"github.com/evident-dev/evident/proto/evidence"
 	"github.com/evident-dev/evident/server/controls"
 	"github.com/evident-dev/evident/server/store"
 )
 
 // withIndex gives p a package index refreshed an hour before at (what a
 // parser v2 agent on a healthy host reports), unless p has one.
-func withIndex(p patches.Payload, at time.Time) patches.Payload {
+func withIndex(p evidence.PatchesPayload, at time.Time) evidence.PatchesPayload {
 	if p.Index == nil {
 		r := at.Add(-time.Hour)
-		p.Index = &patches.PackageIndex{Refreshed: &r, Source: "/var/lib/apt/lists/deb.debian.org_debian-security_dists_bookworm-security_InRelease"}
+		p.Index = &evidence.PackageIndex{Refreshed: &r, Source: "/var/lib/apt/lists/deb.debian.org_debian-security_dists_bookworm-security_InRelease"}
 	}
 	return p
 }
@@ -29,16 +27,16 @@ func withIndex(p patches.Payload, at time.Time) patches.Payload {
 func TestSecurityPatchesStaleIndex(t *testing.T) {
 	refreshed := time.Unix(1796559326, 0).UTC()
 	const sec = "/var/lib/apt/lists/deb.debian.org_debian-security_dists_bookworm-security_InRelease"
-	osRel := patches.OSRelease{ID: "debian", VersionID: "12", PrettyName: "Debian GNU/Linux 12 (bookworm)"}
-	obs := func(collectedAt time.Time, pending int, ix *patches.PackageIndex) store.Observation {
-		p := patches.Payload{Manager: "apt", OS: osRel, PendingSecurityUpdates: pending, Index: ix}
+	osRel := evidence.OSRelease{ID: "debian", VersionID: "12", PrettyName: "Debian GNU/Linux 12 (bookworm)"}
+	obs := func(collectedAt time.Time, pending int, ix *evidence.PackageIndex) store.Observation {
+		p := evidence.PatchesPayload{Manager: "apt", OS: osRel, PendingSecurityUpdates: pending, Index: ix}
 		for range pending {
-			p.PendingSecurity = append(p.PendingSecurity, patches.Package{Name: "libssl3"})
+			p.PendingSecurity = append(p.PendingSecurity, evidence.Package{Name: "libssl3"})
 		}
-		return okObs(t, patches.Name, 7, collectedAt, p)
+		return okObs(t, evidence.Patches, 7, collectedAt, p)
 	}
-	fresh := &patches.PackageIndex{Refreshed: &refreshed, Source: sec}
-	unreadable := &patches.PackageIndex{Error: "no security suite index (…-security InRelease/Release) in /var/lib/apt/lists found"}
+	fresh := &evidence.PackageIndex{Refreshed: &refreshed, Source: sec}
+	unreadable := &evidence.PackageIndex{Error: "no security suite index (…-security InRelease/Release) in /var/lib/apt/lists found"}
 	allowOld, err := controls.Parse([]byte(policy(`{"id": "DC-PATCH-01", "check": "security_patches", "max_age": "48h", "params": {"max_days": 14, "allow_unreported_index_age": true}}`)))
 	if err != nil {
 		t.Fatal(err)
@@ -90,16 +88,16 @@ func TestSecurityPatchesIndexParams(t *testing.T) {
 // not evidence; one verified by the v2 collector says which evidence
 // decided.
 func TestAntimalwareProcessEvidence(t *testing.T) {
-	obs := func(ps ...antimalware.Product) store.Observation {
-		return okObs(t, antimalware.Name, 9, collected, antimalware.Payload{Products: ps})
+	obs := func(ps ...evidence.AntimalwareProduct) store.Observation {
+		return okObs(t, evidence.Antimalware, 9, collected, evidence.AntimalwarePayload{Products: ps})
 	}
 	runEval(t, only(t, "DC-MAL-01"), []evalCase{
-		{name: "old agent: name only", in: controls.Input{Latest: latest(obs(antimalware.Product{Name: "CrowdStrike Falcon", Kind: "edr", Running: true, Detail: "process falcon-sensor running"}))},
+		{name: "old agent: name only", in: controls.Input{Latest: latest(obs(evidence.AntimalwareProduct{Name: "CrowdStrike Falcon", Kind: "edr", Running: true, Detail: "process falcon-sensor running"}))},
 			wantStatus: store.Unknown, wantReason: "found by process name only", wantSeq: 9},
-		{name: "look-alike from /tmp", in: controls.Input{Latest: latest(obs(antimalware.Product{Name: "CrowdStrike Falcon", Kind: "edr", FoundBy: "process",
+		{name: "look-alike from /tmp", in: controls.Input{Latest: latest(obs(evidence.AntimalwareProduct{Name: "CrowdStrike Falcon", Kind: "edr", FoundBy: "process",
 			Detail: "process falcon-sensor (pid 4301, uid 0) runs /tmp/falcon-sensor, outside CrowdStrike Falcon's install location (/opt/CrowdStrike/): not counted"}))},
 			wantStatus: store.Fail, wantReason: "runs /tmp/falcon-sensor, outside", wantSeq: 9},
-		{name: "verified", in: controls.Input{Latest: latest(obs(antimalware.Product{Name: "CrowdStrike Falcon", Kind: "edr", Running: true, FoundBy: "process",
+		{name: "verified", in: controls.Input{Latest: latest(obs(evidence.AntimalwareProduct{Name: "CrowdStrike Falcon", Kind: "edr", Running: true, FoundBy: "process",
 			Detail: "process falcon-sensor (pid 4242, uid 0) runs root-owned /opt/CrowdStrike/falcon-sensor"}))},
 			wantStatus: store.Pass, wantReason: "CrowdStrike Falcon running (process falcon-sensor (pid 4242, uid 0) runs root-owned /opt/CrowdStrike/falcon-sensor)", wantSeq: 9},
 	})
@@ -108,27 +106,27 @@ func TestAntimalwareProcessEvidence(t *testing.T) {
 // TestDiskEncryptionStates: a converting volume says so, with its
 // progress, in the reason; a decrypting one never passes.
 func TestDiskEncryptionStates(t *testing.T) {
-	obs := func(vs ...diskencryption.Volume) store.Observation {
-		return okObs(t, diskencryption.Name, 4, collected, diskencryption.Payload{Volumes: vs})
+	obs := func(vs ...evidence.DiskVolume) store.Observation {
+		return okObs(t, evidence.DiskEncryption, 4, collected, evidence.DiskEncryptionPayload{Volumes: vs})
 	}
-	root := func(v diskencryption.Volume) diskencryption.Volume {
+	root := func(v evidence.DiskVolume) evidence.DiskVolume {
 		v.Device, v.Mountpoints, v.Role = "/dev/disk3s5", []string{"/System/Volumes/Data"}, "system"
 		return v
 	}
 	runEval(t, only(t, "DC-ENC-01"), []evalCase{
-		{name: "FileVault decrypting", in: controls.Input{Latest: latest(obs(root(diskencryption.Volume{Method: "FileVault", State: "decrypting",
+		{name: "FileVault decrypting", in: controls.Input{Latest: latest(obs(root(evidence.DiskVolume{Method: "FileVault", State: "decrypting",
 			Detail: "FileVault is Off. Decryption in progress: Percent completed = 87"})))},
 			wantStatus: store.Fail, wantReason: "(decrypting: FileVault is Off. Decryption in progress: Percent completed = 87)", wantSeq: 4},
-		{name: "FileVault encrypting", in: controls.Input{Latest: latest(obs(root(diskencryption.Volume{Method: "FileVault", State: "encrypting",
+		{name: "FileVault encrypting", in: controls.Input{Latest: latest(obs(root(evidence.DiskVolume{Method: "FileVault", State: "encrypting",
 			Detail: "FileVault is On. Encryption in progress: Percent completed = 42"})))},
 			wantStatus: store.Fail, wantReason: "Percent completed = 42", wantSeq: 4},
-		{name: "decrypting but marked encrypted", in: controls.Input{Latest: latest(obs(root(diskencryption.Volume{Encrypted: true, Method: "BitLocker XTS-AES 128", State: "decrypting",
+		{name: "decrypting but marked encrypted", in: controls.Input{Latest: latest(obs(root(evidence.DiskVolume{Encrypted: true, Method: "BitLocker XTS-AES 128", State: "decrypting",
 			Detail: "ConversionStatus 3 (DecryptionInProgress), ProtectionStatus 0 (off)"})))},
 			wantStatus: store.Fail, wantReason: "decrypting: ConversionStatus 3 (DecryptionInProgress)", wantSeq: 4},
-		{name: "null cipher", in: controls.Input{Latest: latest(obs(root(diskencryption.Volume{Method: "LUKS2", State: "off",
+		{name: "null cipher", in: controls.Input{Latest: latest(obs(root(evidence.DiskVolume{Method: "LUKS2", State: "off",
 			Detail: "dm-crypt cryptroot (LUKS2) uses cipher cipher_null-ecb: no encryption"})))},
 			wantStatus: store.Fail, wantReason: "uses cipher cipher_null-ecb: no encryption", wantSeq: 4},
-		{name: "reencrypting to a new key stays encrypted", in: controls.Input{Latest: latest(obs(root(diskencryption.Volume{Encrypted: true, Method: "LUKS2", State: "encrypted",
+		{name: "reencrypting to a new key stays encrypted", in: controls.Input{Latest: latest(obs(root(evidence.DiskVolume{Encrypted: true, Method: "LUKS2", State: "encrypted",
 			Detail: "LUKS2 reencrypt in progress"})))},
 			wantStatus: store.Pass, wantReason: "(LUKS2: LUKS2 reencrypt in progress)", wantSeq: 4},
 	})

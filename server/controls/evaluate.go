@@ -2,11 +2,12 @@ package controls
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
-	"github.com/evident-dev/evident/collectors"
+	"github.com/evident-dev/evident/proto/evidence"
 	"github.com/evident-dev/evident/server/store"
 )
 
@@ -54,11 +55,11 @@ type Result struct {
 
 // Evidence is what an auditor sees next to a status.
 type Evidence struct {
-	Collector   string              `json:"collector"`
-	Seq         uint64              `json:"seq"`
-	CollectedAt time.Time           `json:"collected_at"`
-	Facts       any                 `json:"facts,omitempty"`
-	Sources     []collectors.Source `json:"sources,omitempty"`
+	Collector   string            `json:"collector"`
+	Seq         uint64            `json:"seq"`
+	CollectedAt time.Time         `json:"collected_at"`
+	Facts       any               `json:"facts,omitempty"`
+	Sources     []evidence.Source `json:"sources,omitempty"`
 }
 
 // Evaluation pairs a control with its result.
@@ -237,9 +238,10 @@ func strictParams(raw json.RawMessage, v any) error {
 	return dec.Decode(v)
 }
 
-// observed fetches and decodes the latest observation of a collector. When it
-// cannot decide (missing, failed, unsupported, undecodable) it returns the
-// Result to report and ok=false.
+// observed fetches and decodes the latest observation of a collector through
+// the evidence contract (evidence.Decode). When it cannot decide (missing,
+// failed, unsupported, from a parser newer than this server, undecodable)
+// it returns the Result to report and ok=false.
 func observed[T any](in Input, collector string) (T, store.Observation, Result, bool) {
 	var payload T
 	o, ok := in.Latest[collector]
@@ -248,15 +250,21 @@ func observed[T any](in Input, collector string) (T, store.Observation, Result, 
 	}
 	base := Result{Status: store.Unknown, EvidenceSeq: o.Seq, EvidenceAt: o.CollectedAt, Evidence: evidenceOf(o, nil)}
 	switch o.Status {
-	case string(collectors.StatusOK):
-	case string(collectors.StatusUnsupported):
+	case string(evidence.StatusOK):
+	case string(evidence.StatusUnsupported):
 		base.Reason = collector + " collection is not supported on this OS yet: " + o.Error
 		return payload, o, base, false
 	default:
 		base.Reason = collector + " collection failed: " + o.Error
 		return payload, o, base, false
 	}
-	if err := json.Unmarshal(o.Payload, &payload); err != nil {
+	payload, err := evidence.Decode[T](collector, o.ParserVersion, o.Payload)
+	var newer *evidence.NewerError
+	switch {
+	case errors.As(err, &newer):
+		base.Reason = newer.Error()
+		return payload, o, base, false
+	case err != nil:
 		base.Reason = fmt.Sprintf("%s payload (parser v%d) not understood: %v", collector, o.ParserVersion, err)
 		return payload, o, base, false
 	}

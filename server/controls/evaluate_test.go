@@ -7,12 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/evident-dev/evident/collectors"
-	"github.com/evident-dev/evident/collectors/diskencryption"
-	"github.com/evident-dev/evident/collectors/firewall"
-	"github.com/evident-dev/evident/collectors/patches"
-	"github.com/evident-dev/evident/collectors/secureboot"
-	"github.com/evident-dev/evident/collectors/tpm"
+	"github.com/evident-dev/evident/proto/evidence"
 	"github.com/evident-dev/evident/server/attest"
 	"github.com/evident-dev/evident/server/controls"
 	"github.com/evident-dev/evident/server/store"
@@ -98,17 +93,17 @@ func runEval(t *testing.T, p *controls.Policy, tests []evalCase) {
 }
 
 func TestDiskEncryption(t *testing.T) {
-	root := diskencryption.Volume{Device: "/dev/nvme0n1p3", Mountpoints: []string{"/"}, Role: "system", Encrypted: true, Method: "LUKS2"}
-	home := diskencryption.Volume{Device: "/dev/sda1", Mountpoints: []string{"/home"}, Role: "data", Encrypted: true, Method: "LUKS1"}
-	plainData := diskencryption.Volume{Device: "/dev/sdb1", Mountpoints: []string{"/srv"}, Role: "data"}
-	plainSwap := diskencryption.Volume{Device: "/dev/sda2", Role: "swap"}
-	usb := diskencryption.Volume{Device: "/dev/sdc1", Mountpoints: []string{"/media/usb"}, Exempt: true, ExemptReason: "removable"}
-	disk := func(vs ...diskencryption.Volume) store.Observation {
-		return okObs(t, diskencryption.Name, 7, collected, diskencryption.Payload{Volumes: vs})
+	root := evidence.DiskVolume{Device: "/dev/nvme0n1p3", Mountpoints: []string{"/"}, Role: "system", Encrypted: true, Method: "LUKS2"}
+	home := evidence.DiskVolume{Device: "/dev/sda1", Mountpoints: []string{"/home"}, Role: "data", Encrypted: true, Method: "LUKS1"}
+	plainData := evidence.DiskVolume{Device: "/dev/sdb1", Mountpoints: []string{"/srv"}, Role: "data"}
+	plainSwap := evidence.DiskVolume{Device: "/dev/sda2", Role: "swap"}
+	usb := evidence.DiskVolume{Device: "/dev/sdc1", Mountpoints: []string{"/media/usb"}, Exempt: true, ExemptReason: "removable"}
+	disk := func(vs ...evidence.DiskVolume) store.Observation {
+		return okObs(t, evidence.DiskEncryption, 7, collected, evidence.DiskEncryptionPayload{Volumes: vs})
 	}
-	failed := store.Observation{Seq: 8, Collector: diskencryption.Name, CollectedAt: collected, Status: "error", Error: "lsblk: exit status 1"}
-	unsupported := store.Observation{Seq: 9, Collector: diskencryption.Name, CollectedAt: collected, Status: "unsupported", Error: "not implemented on plan9"}
-	garbled := store.Observation{Seq: 10, Collector: diskencryption.Name, CollectedAt: collected, Status: "ok", ParserVersion: 3, Payload: json.RawMessage(`{"volumes": "many"}`)}
+	failed := store.Observation{Seq: 8, Collector: evidence.DiskEncryption, CollectedAt: collected, Status: "error", Error: "lsblk: exit status 1"}
+	unsupported := store.Observation{Seq: 9, Collector: evidence.DiskEncryption, CollectedAt: collected, Status: "unsupported", Error: "not implemented on plan9"}
+	garbled := store.Observation{Seq: 10, Collector: evidence.DiskEncryption, CollectedAt: collected, Status: "ok", ParserVersion: 2, Payload: json.RawMessage(`{"volumes": "many"}`)}
 
 	runEval(t, only(t, "DC-ENC-01"), []evalCase{
 		{name: "all encrypted", in: controls.Input{Latest: latest(disk(root, home, usb))}, wantStatus: store.Pass, wantReason: "all 2 fixed volumes encrypted: / on /dev/nvme0n1p3 (LUKS2)", wantSeq: 7},
@@ -118,10 +113,10 @@ func TestDiskEncryption(t *testing.T) {
 		{name: "no volumes", in: controls.Input{Latest: latest(disk())}, wantStatus: store.Unknown, wantReason: "no fixed volume found", wantSeq: 7},
 		{name: "no observation", in: controls.Input{Latest: latest()}, wantStatus: store.Unknown, wantReason: "no diskencryption evidence received yet"},
 		{name: "nil latest", in: controls.Input{}, wantStatus: store.Unknown, wantReason: "no diskencryption evidence received yet"},
-		{name: "other collectors only", in: controls.Input{Latest: latest(okObs(t, firewall.Name, 3, collected, firewall.Payload{}))}, wantStatus: store.Unknown, wantReason: "no diskencryption evidence"},
+		{name: "other collectors only", in: controls.Input{Latest: latest(okObs(t, evidence.Firewall, 3, collected, evidence.FirewallPayload{}))}, wantStatus: store.Unknown, wantReason: "no diskencryption evidence"},
 		{name: "collection error", in: controls.Input{Latest: latest(failed)}, wantStatus: store.Unknown, wantReason: "diskencryption collection failed: lsblk: exit status 1", wantSeq: 8},
 		{name: "unsupported", in: controls.Input{Latest: latest(unsupported)}, wantStatus: store.Unknown, wantReason: "not supported on this OS yet: not implemented on plan9", wantSeq: 9},
-		{name: "undecodable payload", in: controls.Input{Latest: latest(garbled)}, wantStatus: store.Unknown, wantReason: "payload (parser v3) not understood", wantSeq: 10},
+		{name: "undecodable payload", in: controls.Input{Latest: latest(garbled)}, wantStatus: store.Unknown, wantReason: "payload (parser v2) not understood", wantSeq: 10},
 	})
 }
 
@@ -129,7 +124,7 @@ func TestDiskEncryption(t *testing.T) {
 // records the limit it was asked for.
 func history(obs ...store.Observation) func(string, int) ([]store.Observation, error) {
 	return func(collector string, limit int) ([]store.Observation, error) {
-		if collector != patches.Name {
+		if collector != evidence.Patches {
 			return nil, errors.New("unexpected collector " + collector)
 		}
 		if len(obs) > limit {
@@ -140,42 +135,42 @@ func history(obs ...store.Observation) func(string, int) ([]store.Observation, e
 }
 
 func TestSecurityPatches(t *testing.T) {
-	osRel := patches.OSRelease{ID: "debian", VersionID: "12", PrettyName: "Debian GNU/Linux 12 (bookworm)"}
+	osRel := evidence.OSRelease{ID: "debian", VersionID: "12", PrettyName: "Debian GNU/Linux 12 (bookworm)"}
 	eolPast := time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)
 	eolFuture := time.Date(2028, 6, 30, 0, 0, 0, 0, time.UTC)
-	pl := func(pending int, mod ...func(*patches.Payload)) patches.Payload {
-		p := patches.Payload{Manager: "apt", OS: osRel, PendingUpdates: pending + 2, PendingSecurityUpdates: pending}
+	pl := func(pending int, mod ...func(*evidence.PatchesPayload)) evidence.PatchesPayload {
+		p := evidence.PatchesPayload{Manager: "apt", OS: osRel, PendingUpdates: pending + 2, PendingSecurityUpdates: pending}
 		for i := range pending {
-			p.PendingSecurity = append(p.PendingSecurity, patches.Package{Name: "pkg" + string(rune('a'+i))})
+			p.PendingSecurity = append(p.PendingSecurity, evidence.Package{Name: "pkg" + string(rune('a'+i))})
 		}
 		for _, m := range mod {
 			m(&p)
 		}
 		return p
 	}
-	at := func(seq uint64, when time.Time, p patches.Payload) store.Observation {
-		return okObs(t, patches.Name, seq, when, withIndex(p, when))
+	at := func(seq uint64, when time.Time, p evidence.PatchesPayload) store.Observation {
+		return okObs(t, evidence.Patches, seq, when, withIndex(p, when))
 	}
 	newest := at(50, collected, pl(3))
 
 	runEval(t, only(t, "DC-PATCH-01"), []evalCase{
 		{name: "nothing pending", in: controls.Input{Latest: latest(at(50, collected, pl(0)))}, wantStatus: store.Pass, wantReason: "no pending security updates (apt, Debian GNU/Linux 12 (bookworm))", wantSeq: 50},
-		{name: "os name from id and version", in: controls.Input{Latest: latest(at(50, collected, pl(0, func(p *patches.Payload) { p.OS.PrettyName = "" })))}, wantStatus: store.Pass, wantReason: "(apt, debian 12)", wantSeq: 50},
-		{name: "end of life passed", in: controls.Input{Latest: latest(at(50, collected, pl(0, func(p *patches.Payload) { p.OS.EndOfLife = &eolPast })))}, wantStatus: store.Fail, wantReason: "reached end of security support on 2026-02-01", wantSeq: 50},
-		{name: "end of life today", in: controls.Input{Latest: latest(at(50, collected, pl(0, func(p *patches.Payload) { e := collected; p.OS.EndOfLife = &e })))}, wantStatus: store.Fail, wantReason: "reached end of security support", wantSeq: 50},
-		{name: "end of life ahead", in: controls.Input{Latest: latest(at(50, collected, pl(0, func(p *patches.Payload) { p.OS.EndOfLife = &eolFuture })))}, wantStatus: store.Pass, wantReason: "no pending security updates", wantSeq: 50},
-		{name: "end of life passed beats no manager", in: controls.Input{Latest: latest(at(50, collected, pl(0, func(p *patches.Payload) { p.Manager = ""; p.OS.EndOfLife = &eolPast })))}, wantStatus: store.Fail, wantReason: "end of security support", wantSeq: 50},
-		{name: "no manager", in: controls.Input{Latest: latest(at(50, collected, pl(0, func(p *patches.Payload) { p.Manager = "" })))}, wantStatus: store.Unknown, wantReason: "no supported package manager found", wantSeq: 50},
-		{name: "windows: no update date", in: controls.Input{Latest: latest(at(50, collected, pl(0, func(p *patches.Payload) {
-			p.Manager, p.OS = "", patches.OSRelease{ID: "windows", VersionID: "11 25H2", PrettyName: "Microsoft Windows 11 Pro", EndOfLife: &eolFuture}
+		{name: "os name from id and version", in: controls.Input{Latest: latest(at(50, collected, pl(0, func(p *evidence.PatchesPayload) { p.OS.PrettyName = "" })))}, wantStatus: store.Pass, wantReason: "(apt, debian 12)", wantSeq: 50},
+		{name: "end of life passed", in: controls.Input{Latest: latest(at(50, collected, pl(0, func(p *evidence.PatchesPayload) { p.OS.EndOfLife = &eolPast })))}, wantStatus: store.Fail, wantReason: "reached end of security support on 2026-02-01", wantSeq: 50},
+		{name: "end of life today", in: controls.Input{Latest: latest(at(50, collected, pl(0, func(p *evidence.PatchesPayload) { e := collected; p.OS.EndOfLife = &e })))}, wantStatus: store.Fail, wantReason: "reached end of security support", wantSeq: 50},
+		{name: "end of life ahead", in: controls.Input{Latest: latest(at(50, collected, pl(0, func(p *evidence.PatchesPayload) { p.OS.EndOfLife = &eolFuture })))}, wantStatus: store.Pass, wantReason: "no pending security updates", wantSeq: 50},
+		{name: "end of life passed beats no manager", in: controls.Input{Latest: latest(at(50, collected, pl(0, func(p *evidence.PatchesPayload) { p.Manager = ""; p.OS.EndOfLife = &eolPast })))}, wantStatus: store.Fail, wantReason: "end of security support", wantSeq: 50},
+		{name: "no manager", in: controls.Input{Latest: latest(at(50, collected, pl(0, func(p *evidence.PatchesPayload) { p.Manager = "" })))}, wantStatus: store.Unknown, wantReason: "no supported package manager found", wantSeq: 50},
+		{name: "windows: no update date", in: controls.Input{Latest: latest(at(50, collected, pl(0, func(p *evidence.PatchesPayload) {
+			p.Manager, p.OS = "", evidence.OSRelease{ID: "windows", VersionID: "11 25H2", PrettyName: "Microsoft Windows 11 Pro", EndOfLife: &eolFuture}
 		})))}, wantStatus: store.Unknown, wantReason: "no installed update date was found", wantSeq: 50},
-		{name: "windows: updated 20 days ago", in: controls.Input{Latest: latest(at(50, collected, pl(0, func(p *patches.Payload) {
-			p.Manager, p.OS = "", patches.OSRelease{ID: "windows", VersionID: "11 25H2", PrettyName: "Microsoft Windows 11 Pro", EndOfLife: &eolFuture}
+		{name: "windows: updated 20 days ago", in: controls.Input{Latest: latest(at(50, collected, pl(0, func(p *evidence.PatchesPayload) {
+			p.Manager, p.OS = "", evidence.OSRelease{ID: "windows", VersionID: "11 25H2", PrettyName: "Microsoft Windows 11 Pro", EndOfLife: &eolFuture}
 			last := collected.Add(-20 * day)
 			p.LastSuccessfulUpdate = &last
 		})))}, wantStatus: store.Pass, wantReason: "newest Windows update installed 20 days ago, within a monthly cycle", wantSeq: 50},
-		{name: "windows: updated 60 days ago", in: controls.Input{Latest: latest(at(50, collected, pl(0, func(p *patches.Payload) {
-			p.Manager, p.OS = "", patches.OSRelease{ID: "windows", VersionID: "11 25H2", PrettyName: "Microsoft Windows 11 Pro", EndOfLife: &eolFuture}
+		{name: "windows: updated 60 days ago", in: controls.Input{Latest: latest(at(50, collected, pl(0, func(p *evidence.PatchesPayload) {
+			p.Manager, p.OS = "", evidence.OSRelease{ID: "windows", VersionID: "11 25H2", PrettyName: "Microsoft Windows 11 Pro", EndOfLife: &eolFuture}
 			last := collected.Add(-60 * day)
 			p.LastSuccessfulUpdate = &last
 		})))}, wantStatus: store.Fail, wantReason: "newest Windows update installed 60 days ago", wantSeq: 50},
@@ -187,7 +182,7 @@ func TestSecurityPatches(t *testing.T) {
 		{name: "zero in between resets the start", in: controls.Input{Latest: latest(newest), History: history(newest, at(49, now.Add(-5*day), pl(2)), at(48, now.Add(-10*day), pl(0)), at(47, now.Add(-20*day), pl(4)))},
 			wantStatus: store.Pass, wantReason: "for 4 days as seen by the server, within", wantSeq: 50},
 		{name: "failed collection in between resets the start", in: controls.Input{Latest: latest(newest), History: history(newest, at(49, now.Add(-5*day), pl(2)),
-			store.Observation{Seq: 48, Collector: patches.Name, CollectedAt: now.Add(-10 * day), Status: "error"}, at(47, now.Add(-20*day), pl(4)))},
+			store.Observation{Seq: 48, Collector: evidence.Patches, CollectedAt: now.Add(-10 * day), Status: "error"}, at(47, now.Add(-20*day), pl(4)))},
 			wantStatus: store.Pass, wantReason: "for 4 days", wantSeq: 50},
 		{name: "history error ignored", in: controls.Input{Latest: latest(newest), History: func(string, int) ([]store.Observation, error) { return nil, errors.New("db down") }},
 			wantStatus: store.Pass, wantReason: "less than a day", wantSeq: 50},
@@ -201,59 +196,61 @@ func TestSecurityPatchesMaxDaysParam(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	newest := okObs(t, patches.Name, 2, collected, patches.Payload{Manager: "dnf", PendingSecurityUpdates: 1})
-	older := okObs(t, patches.Name, 1, now.Add(-5*day), patches.Payload{Manager: "dnf", PendingSecurityUpdates: 1})
+	newest := okObs(t, evidence.Patches, 2, collected, evidence.PatchesPayload{Manager: "dnf", PendingSecurityUpdates: 1})
+	older := okObs(t, evidence.Patches, 1, now.Add(-5*day), evidence.PatchesPayload{Manager: "dnf", PendingSecurityUpdates: 1})
 	runEval(t, p, []evalCase{
 		{name: "5 days > 3", in: controls.Input{Latest: latest(newest), History: history(newest, older)}, wantStatus: store.Fail, wantReason: "longer than the 3-day window", wantSeq: 2},
 	})
 }
 
 func TestAutoUpdates(t *testing.T) {
-	obs := func(a *patches.AutoUpdates) store.Observation {
-		o := okObs(t, patches.Name, 11, collected, patches.Payload{Manager: "apt", AutoUpdates: a})
+	obs := func(a *evidence.AutoUpdates) store.Observation {
+		o := okObs(t, evidence.Patches, 11, collected, evidence.PatchesPayload{Manager: "apt", AutoUpdates: a})
 		o.ParserVersion = 3
 		return o
 	}
 	runEval(t, only(t, "DC-PATCH-02"), []evalCase{
 		{name: "not found", in: controls.Input{Latest: latest(obs(nil))}, wantStatus: store.Unknown, wantReason: "automatic update configuration not found", wantSeq: 11},
-		{name: "enabled", in: controls.Input{Latest: latest(obs(&patches.AutoUpdates{Enabled: true, Mechanism: "unattended-upgrades"}))}, wantStatus: store.Pass, wantReason: "automatic updates enabled (unattended-upgrades)", wantSeq: 11},
-		{name: "disabled", in: controls.Input{Latest: latest(obs(&patches.AutoUpdates{Mechanism: "dnf-automatic", Detail: "timer inactive"}))}, wantStatus: store.Fail, wantReason: "automatic updates not enabled (dnf-automatic): timer inactive", wantSeq: 11},
-		{name: "disabled, nothing known", in: controls.Input{Latest: latest(obs(&patches.AutoUpdates{}))}, wantStatus: store.Fail, wantReason: "automatic updates not enabled", wantSeq: 11},
+		{name: "enabled", in: controls.Input{Latest: latest(obs(&evidence.AutoUpdates{Enabled: true, Mechanism: "unattended-upgrades"}))}, wantStatus: store.Pass, wantReason: "automatic updates enabled (unattended-upgrades)", wantSeq: 11},
+		{name: "disabled", in: controls.Input{Latest: latest(obs(&evidence.AutoUpdates{Mechanism: "dnf-automatic", Detail: "timer inactive"}))}, wantStatus: store.Fail, wantReason: "automatic updates not enabled (dnf-automatic): timer inactive", wantSeq: 11},
+		{name: "disabled, nothing known", in: controls.Input{Latest: latest(obs(&evidence.AutoUpdates{}))}, wantStatus: store.Fail, wantReason: "automatic updates not enabled", wantSeq: 11},
 		{name: "no observation", in: controls.Input{}, wantStatus: store.Unknown, wantReason: "no patches evidence"},
 	})
 }
 
 func TestFirewall(t *testing.T) {
-	nft := firewall.Backend{Name: "nftables", Active: true, InboundDefaultDeny: true, Detail: "table inet filter chain input: hook input policy drop"}
-	obs := func(p firewall.Payload) store.Observation { return okObs(t, firewall.Name, 21, collected, p) }
+	nft := evidence.FirewallBackend{Name: "nftables", Active: true, InboundDefaultDeny: true, Detail: "table inet filter chain input: hook input policy drop"}
+	obs := func(p evidence.FirewallPayload) store.Observation {
+		return okObs(t, evidence.Firewall, 21, collected, p)
+	}
 	on, off := true, false
-	alf := []firewall.Backend{{Name: "alf", Active: true, InboundDefaultDeny: true, Detail: "global state 1"}}
+	alf := []evidence.FirewallBackend{{Name: "alf", Active: true, InboundDefaultDeny: true, Detail: "global state 1"}}
 	runEval(t, only(t, "DC-FW-01"), []evalCase{
-		{name: "deny", in: controls.Input{Latest: latest(obs(firewall.Payload{Enabled: true, InboundDefaultDeny: true, Verdict: firewall.VerdictDeny,
-			Reason: "IPv4 inbound denied by default; IPv6 inbound denied by default", DecidedBy: "nftables", Backends: []firewall.Backend{nft}}))},
+		{name: "deny", in: controls.Input{Latest: latest(obs(evidence.FirewallPayload{Enabled: true, InboundDefaultDeny: true, Verdict: evidence.FirewallVerdictDeny,
+			Reason: "IPv4 inbound denied by default; IPv6 inbound denied by default", DecidedBy: "nftables", Backends: []evidence.FirewallBackend{nft}}))},
 			wantStatus: store.Pass, wantReason: "IPv4 inbound denied by default; IPv6 inbound denied by default", wantSeq: 21},
-		{name: "open names the rule", in: controls.Input{Latest: latest(obs(firewall.Payload{Enabled: true, Verdict: firewall.VerdictOpen,
-			Reason: "IPv4 tcp open: table inet f chain input handle 4: accept with no match", Backends: []firewall.Backend{nft}}))},
+		{name: "open names the rule", in: controls.Input{Latest: latest(obs(evidence.FirewallPayload{Enabled: true, Verdict: evidence.FirewallVerdictOpen,
+			Reason: "IPv4 tcp open: table inet f chain input handle 4: accept with no match", Backends: []evidence.FirewallBackend{nft}}))},
 			wantStatus: store.Fail, wantReason: "table inet f chain input handle 4: accept with no match", wantSeq: 21},
-		{name: "unknown stays unknown", in: controls.Input{Latest: latest(obs(firewall.Payload{Verdict: firewall.VerdictUnknown,
+		{name: "unknown stays unknown", in: controls.Input{Latest: latest(obs(evidence.FirewallPayload{Verdict: evidence.FirewallVerdictUnknown,
 			Reason: "cannot read the loaded ruleset: nft -j list ruleset: exit 1: Operation not permitted"}))},
 			wantStatus: store.Unknown, wantReason: "cannot read the loaded ruleset", wantSeq: 21},
-		{name: "unknown even if a stale field says deny", in: controls.Input{Latest: latest(obs(firewall.Payload{Enabled: true, InboundDefaultDeny: true, Verdict: firewall.VerdictUnknown, Reason: "x"}))},
+		{name: "unknown even if a stale field says deny", in: controls.Input{Latest: latest(obs(evidence.FirewallPayload{Enabled: true, InboundDefaultDeny: true, Verdict: evidence.FirewallVerdictUnknown, Reason: "x"}))},
 			wantStatus: store.Unknown, wantReason: "x", wantSeq: 21},
-		{name: "a verdict not understood", in: controls.Input{Latest: latest(obs(firewall.Payload{Enabled: true, InboundDefaultDeny: true, Verdict: "mostly"}))},
+		{name: "a verdict not understood", in: controls.Input{Latest: latest(obs(evidence.FirewallPayload{Enabled: true, InboundDefaultDeny: true, Verdict: "mostly"}))},
 			wantStatus: store.Unknown, wantReason: `firewall verdict "mostly" not understood`, wantSeq: 21},
-		{name: "mac state 1 passes", in: controls.Input{Latest: latest(obs(firewall.Payload{Enabled: true, InboundDefaultDeny: true, Verdict: firewall.VerdictDeny,
+		{name: "mac state 1 passes", in: controls.Input{Latest: latest(obs(evidence.FirewallPayload{Enabled: true, InboundDefaultDeny: true, Verdict: evidence.FirewallVerdictDeny,
 			Reason: "Application Firewall on (state 1)", BlockAll: &off, Backends: alf}))},
 			wantStatus: store.Pass, wantReason: "Application Firewall on (state 1)", wantSeq: 21},
 		// v1 agents: their Linux "deny" cannot be trusted.
-		{name: "v1 linux deny is unknown", in: controls.Input{Latest: latest(obs(firewall.Payload{Enabled: true, InboundDefaultDeny: true, DecidedBy: "nftables", Backends: []firewall.Backend{nft}}))},
+		{name: "v1 linux deny is unknown", in: controls.Input{Latest: latest(obs(evidence.FirewallPayload{Enabled: true, InboundDefaultDeny: true, DecidedBy: "nftables", Backends: []evidence.FirewallBackend{nft}}))},
 			wantStatus: store.Unknown, wantReason: "upgrade the agent", wantSeq: 21},
-		{name: "v1 linux accepts by default", in: controls.Input{Latest: latest(obs(firewall.Payload{Enabled: true, DecidedBy: "ufw", Backends: []firewall.Backend{{Name: "ufw", Active: true}}}))},
+		{name: "v1 linux accepts by default", in: controls.Input{Latest: latest(obs(evidence.FirewallPayload{Enabled: true, DecidedBy: "ufw", Backends: []evidence.FirewallBackend{{Name: "ufw", Active: true}}}))},
 			wantStatus: store.Fail, wantReason: "inbound traffic is accepted by default", wantSeq: 21},
-		{name: "v1 disabled", in: controls.Input{Latest: latest(obs(firewall.Payload{}))}, wantStatus: store.Fail, wantReason: "no active host firewall found", wantSeq: 21},
-		{name: "v1 mac state 1", in: controls.Input{Latest: latest(obs(firewall.Payload{Enabled: true, DecidedBy: "alf", Backends: []firewall.Backend{{Name: "alf", Active: true, Detail: "global state 1"}}}))},
+		{name: "v1 disabled", in: controls.Input{Latest: latest(obs(evidence.FirewallPayload{}))}, wantStatus: store.Fail, wantReason: "no active host firewall found", wantSeq: 21},
+		{name: "v1 mac state 1", in: controls.Input{Latest: latest(obs(evidence.FirewallPayload{Enabled: true, DecidedBy: "alf", Backends: []evidence.FirewallBackend{{Name: "alf", Active: true, Detail: "global state 1"}}}))},
 			wantStatus: store.Pass, wantReason: "Application Firewall on", wantSeq: 21},
-		{name: "v1 one Windows profile off", in: controls.Input{Latest: latest(obs(firewall.Payload{DecidedBy: "windows:Public", Backends: []firewall.Backend{
+		{name: "v1 one Windows profile off", in: controls.Input{Latest: latest(obs(evidence.FirewallPayload{DecidedBy: "windows:Public", Backends: []evidence.FirewallBackend{
 			{Name: "windows:Domain", Active: true, InboundDefaultDeny: true}, {Name: "windows:Private", Active: true, InboundDefaultDeny: true}, {Name: "windows:Public"}}}))},
 			wantStatus: store.Fail, wantReason: "windows:Public", wantSeq: 21},
 		{name: "no observation", in: controls.Input{}, wantStatus: store.Unknown, wantReason: "no firewall evidence"},
@@ -262,12 +259,12 @@ func TestFirewall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	on1 := firewall.Payload{Enabled: true, InboundDefaultDeny: true, Verdict: firewall.VerdictDeny, Reason: "Application Firewall on (state 1)", BlockAll: &off, Backends: alf}
+	on1 := evidence.FirewallPayload{Enabled: true, InboundDefaultDeny: true, Verdict: evidence.FirewallVerdictDeny, Reason: "Application Firewall on (state 1)", BlockAll: &off, Backends: alf}
 	blockAll := on1
 	blockAll.BlockAll, blockAll.Reason = &on, "Application Firewall on (state 2)"
 	unknownBlock := on1
 	unknownBlock.BlockAll = nil
-	linux := firewall.Payload{Enabled: true, InboundDefaultDeny: true, Verdict: firewall.VerdictDeny, Reason: "IPv4 inbound denied by default", Backends: []firewall.Backend{nft}}
+	linux := evidence.FirewallPayload{Enabled: true, InboundDefaultDeny: true, Verdict: evidence.FirewallVerdictDeny, Reason: "IPv4 inbound denied by default", Backends: []evidence.FirewallBackend{nft}}
 	runEval(t, strict, []evalCase{
 		{name: "block all required, off", in: controls.Input{Latest: latest(obs(on1))}, wantStatus: store.Fail, wantReason: "block all: off", wantSeq: 21},
 		{name: "block all required, unknown", in: controls.Input{Latest: latest(obs(unknownBlock))}, wantStatus: store.Fail, wantReason: "block all: unknown", wantSeq: 21},
@@ -281,14 +278,16 @@ func TestFirewall(t *testing.T) {
 
 func TestSecureBoot(t *testing.T) {
 	yes, no := true, false
-	obs := func(p secureboot.Payload) store.Observation { return okObs(t, secureboot.Name, 31, collected, p) }
+	obs := func(p evidence.SecureBootPayload) store.Observation {
+		return okObs(t, evidence.SecureBoot, 31, collected, p)
+	}
 	runEval(t, only(t, "DC-BOOT-01"), []evalCase{
-		{name: "no UEFI", in: controls.Input{Latest: latest(obs(secureboot.Payload{}))}, wantStatus: store.NotApplicable, wantReason: "booted without UEFI firmware", wantSeq: 31},
-		{name: "enabled", in: controls.Input{Latest: latest(obs(secureboot.Payload{UEFI: true, Enabled: &yes, SetupMode: &no, ShimValidation: &yes}))}, wantStatus: store.Pass, wantReason: "Secure Boot enabled and enforcing", wantSeq: 31},
-		{name: "enabled, setup mode unknown", in: controls.Input{Latest: latest(obs(secureboot.Payload{UEFI: true, Enabled: &yes}))}, wantStatus: store.Pass, wantReason: "enforcing", wantSeq: 31},
-		{name: "disabled", in: controls.Input{Latest: latest(obs(secureboot.Payload{UEFI: true, Enabled: &no}))}, wantStatus: store.Fail, wantReason: "Secure Boot is disabled", wantSeq: 31},
-		{name: "setup mode", in: controls.Input{Latest: latest(obs(secureboot.Payload{UEFI: true, Enabled: &yes, SetupMode: &yes}))}, wantStatus: store.Fail, wantReason: "setup mode: keys are not enforced", wantSeq: 31},
-		{name: "unreadable", in: controls.Input{Latest: latest(obs(secureboot.Payload{UEFI: true}))}, wantStatus: store.Unknown, wantReason: "SecureBoot variable could not be read", wantSeq: 31},
+		{name: "no UEFI", in: controls.Input{Latest: latest(obs(evidence.SecureBootPayload{}))}, wantStatus: store.NotApplicable, wantReason: "booted without UEFI firmware", wantSeq: 31},
+		{name: "enabled", in: controls.Input{Latest: latest(obs(evidence.SecureBootPayload{UEFI: true, Enabled: &yes, SetupMode: &no, ShimValidation: &yes}))}, wantStatus: store.Pass, wantReason: "Secure Boot enabled and enforcing", wantSeq: 31},
+		{name: "enabled, setup mode unknown", in: controls.Input{Latest: latest(obs(evidence.SecureBootPayload{UEFI: true, Enabled: &yes}))}, wantStatus: store.Pass, wantReason: "enforcing", wantSeq: 31},
+		{name: "disabled", in: controls.Input{Latest: latest(obs(evidence.SecureBootPayload{UEFI: true, Enabled: &no}))}, wantStatus: store.Fail, wantReason: "Secure Boot is disabled", wantSeq: 31},
+		{name: "setup mode", in: controls.Input{Latest: latest(obs(evidence.SecureBootPayload{UEFI: true, Enabled: &yes, SetupMode: &yes}))}, wantStatus: store.Fail, wantReason: "setup mode: keys are not enforced", wantSeq: 31},
+		{name: "unreadable", in: controls.Input{Latest: latest(obs(evidence.SecureBootPayload{UEFI: true}))}, wantStatus: store.Unknown, wantReason: "SecureBoot variable could not be read", wantSeq: 31},
 		{name: "no observation", in: controls.Input{}, wantStatus: store.Unknown, wantReason: "no secureboot evidence"},
 	})
 }
@@ -307,26 +306,26 @@ var (
 )
 
 func TestTPM(t *testing.T) {
-	obs := func(p tpm.Payload) store.Observation { return okObs(t, tpm.Name, 41, collected, p) }
-	tpm20 := tpm.Payload{Present: true, Version: "2.0", Devices: []tpm.Device{{Name: "tpm0", Version: "2.0"}}}
-	mac := tpm.Payload{NotApplicable: "Macs have no TPM"}
+	obs := func(p evidence.TPMPayload) store.Observation { return okObs(t, evidence.TPM, 41, collected, p) }
+	tpm20 := evidence.TPMPayload{Present: true, Version: "2.0", Devices: []evidence.TPMDevice{{Name: "tpm0", Version: "2.0"}}}
+	mac := evidence.TPMPayload{NotApplicable: "Macs have no TPM"}
 	notEnrolled := &controls.TPMEvidence{GOOS: "linux"}
 	macNotEnrolled := &controls.TPMEvidence{GOOS: "darwin"}
 	enrolled := &controls.TPMEvidence{Enrolled: true, EKTrust: "allowlist", EnrolledAt: now.Add(-time.Hour)}
 	cases := []evalCase{
-		{name: "absent", in: controls.Input{Latest: latest(obs(tpm.Payload{}))}, wantStatus: store.Fail, wantReason: "no TPM: this device has no TPM", wantSeq: 41},
-		{name: "absent, enrolled without TPM", in: controls.Input{Latest: latest(obs(tpm.Payload{})), TPM: notEnrolled}, wantStatus: store.Fail, wantReason: "no TPM", wantSeq: 41},
+		{name: "absent", in: controls.Input{Latest: latest(obs(evidence.TPMPayload{}))}, wantStatus: store.Fail, wantReason: "no TPM: this device has no TPM", wantSeq: 41},
+		{name: "absent, enrolled without TPM", in: controls.Input{Latest: latest(obs(evidence.TPMPayload{})), TPM: notEnrolled}, wantStatus: store.Fail, wantReason: "no TPM", wantSeq: 41},
 		{name: "macOS", in: controls.Input{Latest: latest(obs(mac)), TPM: macNotEnrolled}, wantStatus: store.NotApplicable, wantReason: "not applicable: Macs have no TPM", wantSeq: 41},
 		{name: "a PC claiming a Mac's not applicable", in: controls.Input{Latest: latest(obs(mac)), TPM: notEnrolled}, wantStatus: store.Fail,
 			wantReason: "no TPM: this linux device reports that it cannot have one", wantSeq: 41},
-		{name: "1.2", in: controls.Input{Latest: latest(obs(tpm.Payload{Present: true, Version: "1.2"}))}, wantStatus: store.Fail, wantReason: "TPM 1.2 found; TPM 2.0 is required", wantSeq: 41},
+		{name: "1.2", in: controls.Input{Latest: latest(obs(evidence.TPMPayload{Present: true, Version: "1.2"}))}, wantStatus: store.Fail, wantReason: "TPM 1.2 found; TPM 2.0 is required", wantSeq: 41},
 		{name: "no observation", in: controls.Input{}, wantStatus: store.Unknown, wantReason: "no tpm evidence"},
 	}
 	withAttestation := []evalCase{
 		{name: "2.0, no TPM information", in: controls.Input{Latest: latest(obs(tpm20))}, wantStatus: store.Unknown, wantReason: "no attestation information", wantSeq: 41},
 		{name: "2.0, enrolled without it", in: controls.Input{Latest: latest(obs(tpm20)), TPM: notEnrolled}, wantStatus: store.Fail, wantReason: "enrolled without it", wantSeq: 41},
 		{name: "enrolled, not attested yet", in: controls.Input{TPM: enrolled}, wantStatus: store.Unknown, wantReason: "TPM bound at enrollment (EK: allowlist); no attestation received yet"},
-		{name: "verified quote", in: controls.Input{Latest: latest(obs(tpm.Payload{})), TPM: attested(now.Add(-time.Hour), goodQuote)}, wantStatus: store.Pass,
+		{name: "verified quote", in: controls.Input{Latest: latest(obs(evidence.TPMPayload{})), TPM: attested(now.Add(-time.Hour), goodQuote)}, wantStatus: store.Pass,
 			wantReason: "TPM 2.0 quote verified with the AK bound at enrollment (EK: manufacturer-certificate issued by CN=swtpm-localca); PCRs sha256 0-7; event log replayed", wantSeq: 97},
 		{name: "verified quote, no event log", in: controls.Input{TPM: attested(now.Add(-time.Hour), noLog)}, wantStatus: store.Pass, wantReason: "event log missing: no such file", wantSeq: 97},
 		{name: "failed quote", in: controls.Input{Latest: latest(obs(tpm20)), TPM: attested(now.Add(-time.Hour), badQuote)}, wantStatus: store.Fail,
@@ -351,7 +350,7 @@ func TestTPM(t *testing.T) {
 // marked as not attested.
 func TestSecureBootAttested(t *testing.T) {
 	yes := true
-	osSaysOn := latest(okObs(t, secureboot.Name, 31, collected, secureboot.Payload{UEFI: true, Enabled: &yes}))
+	osSaysOn := latest(okObs(t, evidence.SecureBoot, 31, collected, evidence.SecureBootPayload{UEFI: true, Enabled: &yes}))
 	runEval(t, only(t, "DC-BOOT-01"), []evalCase{
 		{name: "event log says on", in: controls.Input{Latest: osSaysOn, TPM: attested(now.Add(-time.Hour), goodQuote)}, wantStatus: store.Pass,
 			wantReason: "Secure Boot enabled (from the TPM event log, replayed against a verified quote)", wantSeq: 97},
@@ -370,7 +369,7 @@ func TestAgentFresh(t *testing.T) {
 	at := func(d time.Duration) *time.Time { v := now.Add(-d); return &v }
 	// seen is a device whose newest accepted evidence was received d ago.
 	seen := func(d time.Duration) controls.Input {
-		o := okObs(t, tpm.Name, 7, now.Add(-d), tpm.Payload{})
+		o := okObs(t, evidence.TPM, 7, now.Add(-d), evidence.TPMPayload{})
 		return controls.Input{LastSeen: at(d), Latest: latest(o)}
 	}
 	runEval(t, only(t, "DC-AGENT-01"), []evalCase{
@@ -387,7 +386,7 @@ func TestAgentFresh(t *testing.T) {
 // fresh evidence arrived.
 func TestAgentFreshFalsePass(t *testing.T) {
 	at := func(d time.Duration) *time.Time { v := now.Add(-d); return &v }
-	old := okObs(t, tpm.Name, 7, now.Add(-3*day), tpm.Payload{})
+	old := okObs(t, evidence.TPM, 7, now.Add(-3*day), evidence.TPMPayload{})
 	// A clock set ahead: the device claims its evidence is from tomorrow.
 	future := old
 	future.CollectedAt = now.Add(day)
@@ -401,7 +400,7 @@ func TestAgentFreshFalsePass(t *testing.T) {
 		{name: "device clock ahead", in: controls.Input{LastSeen: at(3 * day), Latest: latest(future)}, wantStatus: store.Fail, wantReason: "no report for 72h0m0s"},
 		// Evaluated as of a past time (a period report): a later report
 		// must not make that time look covered.
-		{name: "report after the evaluation time", in: controls.Input{Now: now.Add(-5 * day), LastSeen: at(0), Latest: latest(okObs(t, tpm.Name, 7, now, tpm.Payload{}))},
+		{name: "report after the evaluation time", in: controls.Input{Now: now.Add(-5 * day), LastSeen: at(0), Latest: latest(okObs(t, evidence.TPM, 7, now, evidence.TPMPayload{}))},
 			wantStatus: store.Unknown, wantReason: "received after the evaluation time"},
 	})
 }
@@ -409,15 +408,15 @@ func TestAgentFreshFalsePass(t *testing.T) {
 // TestStaleness: whatever a check decided, evidence older than the control's
 // max_age is not counted.
 func TestStaleness(t *testing.T) {
-	enc := diskencryption.Payload{Volumes: []diskencryption.Volume{{Device: "/dev/sda1", Mountpoints: []string{"/"}, Encrypted: true, Method: "LUKS2"}}}
-	plain := diskencryption.Payload{Volumes: []diskencryption.Volume{{Device: "/dev/sda1", Mountpoints: []string{"/"}}}}
+	enc := evidence.DiskEncryptionPayload{Volumes: []evidence.DiskVolume{{Device: "/dev/sda1", Mountpoints: []string{"/"}, Encrypted: true, Method: "LUKS2"}}}
+	plain := evidence.DiskEncryptionPayload{Volumes: []evidence.DiskVolume{{Device: "/dev/sda1", Mountpoints: []string{"/"}}}}
 	runEval(t, only(t, "DC-ENC-01"), []evalCase{
-		{name: "47h old pass holds", in: controls.Input{Latest: latest(okObs(t, diskencryption.Name, 5, now.Add(-47*time.Hour), enc))}, wantStatus: store.Pass, wantReason: "all 1 fixed volumes encrypted", wantSeq: 5},
-		{name: "exactly 48h holds", in: controls.Input{Latest: latest(okObs(t, diskencryption.Name, 5, now.Add(-48*time.Hour), enc))}, wantStatus: store.Pass, wantReason: "encrypted", wantSeq: 5},
-		{name: "49h old pass is unknown", in: controls.Input{Latest: latest(okObs(t, diskencryption.Name, 5, now.Add(-49*time.Hour), enc))}, wantStatus: store.Unknown,
+		{name: "47h old pass holds", in: controls.Input{Latest: latest(okObs(t, evidence.DiskEncryption, 5, now.Add(-47*time.Hour), enc))}, wantStatus: store.Pass, wantReason: "all 1 fixed volumes encrypted", wantSeq: 5},
+		{name: "exactly 48h holds", in: controls.Input{Latest: latest(okObs(t, evidence.DiskEncryption, 5, now.Add(-48*time.Hour), enc))}, wantStatus: store.Pass, wantReason: "encrypted", wantSeq: 5},
+		{name: "49h old pass is unknown", in: controls.Input{Latest: latest(okObs(t, evidence.DiskEncryption, 5, now.Add(-49*time.Hour), enc))}, wantStatus: store.Unknown,
 			wantReason: "no fresh evidence: newest is 49h0m0s old (window 48h0m0s); it said: all 1 fixed volumes encrypted", wantSeq: 5},
-		{name: "stale fail is unknown too", in: controls.Input{Latest: latest(okObs(t, diskencryption.Name, 5, now.Add(-10*day), plain))}, wantStatus: store.Unknown, wantReason: "no fresh evidence", wantSeq: 5},
-		{name: "stale error is unknown with the same words", in: controls.Input{Latest: latest(store.Observation{Seq: 5, Collector: diskencryption.Name, CollectedAt: now.Add(-3 * day), Status: "error", Error: "boom"})},
+		{name: "stale fail is unknown too", in: controls.Input{Latest: latest(okObs(t, evidence.DiskEncryption, 5, now.Add(-10*day), plain))}, wantStatus: store.Unknown, wantReason: "no fresh evidence", wantSeq: 5},
+		{name: "stale error is unknown with the same words", in: controls.Input{Latest: latest(store.Observation{Seq: 5, Collector: evidence.DiskEncryption, CollectedAt: now.Add(-3 * day), Status: "error", Error: "boom"})},
 			wantStatus: store.Unknown, wantReason: "no fresh evidence: newest is 72h0m0s old (window 48h0m0s); it said: diskencryption collection failed: boom", wantSeq: 5},
 	})
 
@@ -425,10 +424,10 @@ func TestStaleness(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fw := firewall.Payload{Enabled: true, InboundDefaultDeny: true, Verdict: firewall.VerdictDeny, Reason: "inbound default deny", DecidedBy: "nftables"}
+	fw := evidence.FirewallPayload{Enabled: true, InboundDefaultDeny: true, Verdict: evidence.FirewallVerdictDeny, Reason: "inbound default deny", DecidedBy: "nftables"}
 	runEval(t, short, []evalCase{
-		{name: "custom max_age 30m, 20m old", in: controls.Input{Latest: latest(okObs(t, firewall.Name, 6, now.Add(-20*time.Minute), fw))}, wantStatus: store.Pass, wantReason: "inbound default deny", wantSeq: 6},
-		{name: "custom max_age 30m, 1h old", in: controls.Input{Latest: latest(okObs(t, firewall.Name, 6, now.Add(-time.Hour), fw))}, wantStatus: store.Unknown, wantReason: "no fresh evidence: newest is 1h0m0s old (window 30m0s)", wantSeq: 6},
+		{name: "custom max_age 30m, 20m old", in: controls.Input{Latest: latest(okObs(t, evidence.Firewall, 6, now.Add(-20*time.Minute), fw))}, wantStatus: store.Pass, wantReason: "inbound default deny", wantSeq: 6},
+		{name: "custom max_age 30m, 1h old", in: controls.Input{Latest: latest(okObs(t, evidence.Firewall, 6, now.Add(-time.Hour), fw))}, wantStatus: store.Unknown, wantReason: "no fresh evidence: newest is 1h0m0s old (window 30m0s)", wantSeq: 6},
 	})
 }
 
@@ -438,11 +437,11 @@ func TestEvaluateAll(t *testing.T) {
 	yes := true
 	seen := now.Add(-10 * time.Minute)
 	in := controls.Input{Now: now, LastSeen: &seen, Latest: latest(
-		okObs(t, diskencryption.Name, 1, collected, diskencryption.Payload{Volumes: []diskencryption.Volume{{Device: "/dev/sda1", Mountpoints: []string{"/"}, Encrypted: true, Method: "LUKS2"}}}),
-		withParser(okObs(t, patches.Name, 2, collected, withIndex(patches.Payload{Manager: "apt", AutoUpdates: &patches.AutoUpdates{Enabled: true, Mechanism: "unattended-upgrades"}}, collected)), 3),
-		okObs(t, firewall.Name, 3, collected, firewall.Payload{Enabled: false}),
-		okObs(t, secureboot.Name, 4, collected, secureboot.Payload{UEFI: true, Enabled: &yes}),
-		okObs(t, tpm.Name, 5, collected, tpm.Payload{Present: true, Version: "2.0"}),
+		okObs(t, evidence.DiskEncryption, 1, collected, evidence.DiskEncryptionPayload{Volumes: []evidence.DiskVolume{{Device: "/dev/sda1", Mountpoints: []string{"/"}, Encrypted: true, Method: "LUKS2"}}}),
+		withParser(okObs(t, evidence.Patches, 2, collected, withIndex(evidence.PatchesPayload{Manager: "apt", AutoUpdates: &evidence.AutoUpdates{Enabled: true, Mechanism: "unattended-upgrades"}}, collected)), 3),
+		okObs(t, evidence.Firewall, 3, collected, evidence.FirewallPayload{Enabled: false}),
+		okObs(t, evidence.SecureBoot, 4, collected, evidence.SecureBootPayload{UEFI: true, Enabled: &yes}),
+		okObs(t, evidence.TPM, 5, collected, evidence.TPMPayload{Present: true, Version: "2.0"}),
 	)}
 	want := map[string]struct {
 		status string
@@ -476,12 +475,12 @@ func TestEvaluateInvalidParams(t *testing.T) {
 
 func TestEvaluationState(t *testing.T) {
 	exit := 0
-	srcs, err := json.Marshal([]collectors.Source{{Kind: "command", Ref: "/usr/sbin/nft -j list ruleset", ExitCode: &exit}})
+	srcs, err := json.Marshal([]evidence.Source{{Kind: "command", Ref: "/usr/sbin/nft -j list ruleset", ExitCode: &exit}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := okObs(t, firewall.Name, 42, collected, firewall.Payload{Enabled: true, InboundDefaultDeny: true, Verdict: firewall.VerdictDeny, DecidedBy: "nftables",
-		Backends: []firewall.Backend{{Name: "nftables", Active: true, InboundDefaultDeny: true}}})
+	o := okObs(t, evidence.Firewall, 42, collected, evidence.FirewallPayload{Enabled: true, InboundDefaultDeny: true, Verdict: evidence.FirewallVerdictDeny, DecidedBy: "nftables",
+		Backends: []evidence.FirewallBackend{{Name: "nftables", Active: true, InboundDefaultDeny: true}}})
 	o.Sources = srcs
 	e := only(t, "DC-FW-01").Evaluate(controls.Input{Now: now, Latest: latest(o)})[0]
 	st := e.State()
@@ -489,19 +488,19 @@ func TestEvaluationState(t *testing.T) {
 		t.Errorf("State() = %+v", st)
 	}
 	var ev struct {
-		Collector   string              `json:"collector"`
-		Seq         uint64              `json:"seq"`
-		CollectedAt time.Time           `json:"collected_at"`
-		Facts       firewall.Payload    `json:"facts"`
-		Sources     []collectors.Source `json:"sources"`
+		Collector   string                   `json:"collector"`
+		Seq         uint64                   `json:"seq"`
+		CollectedAt time.Time                `json:"collected_at"`
+		Facts       evidence.FirewallPayload `json:"facts"`
+		Sources     []evidence.Source        `json:"sources"`
 	}
 	if err := json.Unmarshal(st.Evidence, &ev); err != nil {
 		t.Fatalf("evidence %s: %v", st.Evidence, err)
 	}
-	if ev.Collector != firewall.Name || ev.Seq != 42 || !ev.CollectedAt.Equal(collected) {
+	if ev.Collector != evidence.Firewall || ev.Seq != 42 || !ev.CollectedAt.Equal(collected) {
 		t.Errorf("evidence = %s", st.Evidence)
 	}
-	if len(ev.Facts.Backends) != 1 || ev.Facts.Backends[0].Name != "nftables" || ev.Facts.Verdict != firewall.VerdictDeny {
+	if len(ev.Facts.Backends) != 1 || ev.Facts.Backends[0].Name != "nftables" || ev.Facts.Verdict != evidence.FirewallVerdictDeny {
 		t.Errorf("evidence facts = %+v", ev.Facts)
 	}
 	if len(ev.Sources) != 1 || ev.Sources[0].Ref != "/usr/sbin/nft -j list ruleset" || ev.Sources[0].ExitCode == nil || *ev.Sources[0].ExitCode != 0 {
@@ -518,10 +517,10 @@ func TestEvaluationState(t *testing.T) {
 // The open interval carries "pending since" forward, so scoring does not
 // rescan history; a stale or foreign interval falls back to the history.
 func TestSecurityPatchesCarriesPendingSince(t *testing.T) {
-	pl := func(pending int) patches.Payload {
-		return patches.Payload{Manager: "apt", OS: patches.OSRelease{ID: "debian", VersionID: "12"}, PendingSecurityUpdates: pending}
+	pl := func(pending int) evidence.PatchesPayload {
+		return evidence.PatchesPayload{Manager: "apt", OS: evidence.OSRelease{ID: "debian", VersionID: "12"}, PendingSecurityUpdates: pending}
 	}
-	newest := okObs(t, patches.Name, 50, collected, withIndex(pl(3), collected))
+	newest := okObs(t, evidence.Patches, 50, collected, withIndex(pl(3), collected))
 	prev := func(seq uint64, pending int, since time.Time) map[string]store.ControlState {
 		ev, _ := json.Marshal(map[string]any{"seq": seq, "facts": map[string]any{
 			"pending_security_updates": pending, "pending_since": since.Format(time.RFC3339Nano)}})
@@ -539,7 +538,7 @@ func TestSecurityPatchesCarriesPendingSince(t *testing.T) {
 		{name: "previous had none pending: starts now", in: controls.Input{Latest: latest(newest), Current: prev(49, 0, collected.Add(-30*day)), History: noHistory},
 			wantStatus: store.Pass, wantReason: "less than a day", wantSeq: 50},
 		{name: "interval from a newer observation is not trusted", in: controls.Input{Latest: latest(newest), Current: prev(60, 2, collected.Add(-30*day)),
-			History: history(newest, okObs(t, patches.Name, 49, collected.Add(-2*day), pl(1)))},
+			History: history(newest, okObs(t, evidence.Patches, 49, collected.Add(-2*day), pl(1)))},
 			wantStatus: store.Pass, wantReason: "for 2 days", wantSeq: 50},
 	})
 }

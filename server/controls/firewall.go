@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/evident-dev/evident/collectors/firewall"
+	"github.com/evident-dev/evident/proto/evidence"
 	"github.com/evident-dev/evident/server/store"
 )
 
@@ -30,7 +30,7 @@ func newFirewall(raw json.RawMessage) (evaluator, error) {
 // fails, unknown stays unknown, each with the collector's reason (which
 // names the rule that lets traffic in, or what could not be read).
 func checkFirewall(in Input, params firewallParams) Result {
-	p, o, r, ok := observed[firewall.Payload](in, firewall.Name)
+	p, o, r, ok := observed[evidence.FirewallPayload](in, evidence.Firewall)
 	if !ok {
 		return r
 	}
@@ -42,7 +42,7 @@ func checkFirewall(in Input, params firewallParams) Result {
 		reason = "firewall verdict " + p.Verdict
 	}
 	switch p.Verdict {
-	case firewall.VerdictDeny:
+	case evidence.FirewallVerdictDeny:
 		if params.RequireBlockAll && isALF(p) && (p.BlockAll == nil || !*p.BlockAll) {
 			state := "off"
 			if p.BlockAll == nil {
@@ -51,15 +51,15 @@ func checkFirewall(in Input, params firewallParams) Result {
 			return decided(o, store.Fail, "policy requires the Application Firewall to block all incoming connections (block all: "+state+"): "+reason, p)
 		}
 		return decided(o, store.Pass, reason, p)
-	case firewall.VerdictOpen:
+	case evidence.FirewallVerdictOpen:
 		return decided(o, store.Fail, reason, p)
-	case firewall.VerdictUnknown:
+	case evidence.FirewallVerdictUnknown:
 		return decided(o, store.Unknown, reason, p)
 	}
 	return decided(o, store.Unknown, fmt.Sprintf("firewall verdict %q not understood", p.Verdict), p)
 }
 
-func isALF(p firewall.Payload) bool {
+func isALF(p evidence.FirewallPayload) bool {
 	for _, b := range p.Backends {
 		if b.Name == "alf" {
 			return true
@@ -74,7 +74,7 @@ func isALF(p firewall.Payload) bool {
 // every connection, so it never passes; its macOS reading of state 1 as
 // "not default deny" was too strict, so ALF on passes; Windows profiles
 // are judged as before (inbound rules were not read: noted in the reason).
-func firewallV1(o store.Observation, p firewall.Payload) Result {
+func firewallV1(o store.Observation, p evidence.FirewallPayload) Result {
 	switch {
 	case isALF(p):
 		for _, b := range p.Backends {

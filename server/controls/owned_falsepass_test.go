@@ -3,9 +3,7 @@ package controls_test
 import (
 	"testing"
 
-	"github.com/evident-dev/evident/collectors/patches"
-	"github.com/evident-dev/evident/collectors/screenlock"
-	"github.com/evident-dev/evident/collectors/secureboot"
+	"github.com/evident-dev/evident/proto/evidence"
 	"github.com/evident-dev/evident/server/controls"
 	"github.com/evident-dev/evident/server/store"
 )
@@ -14,36 +12,36 @@ import (
 // control; it must now fail or be unknown, with a reason.
 
 func TestAutoUpdatesFalsePass(t *testing.T) {
-	obs := func(v int, a *patches.AutoUpdates) store.Observation {
-		return withParser(okObs(t, patches.Name, 11, collected, patches.Payload{Manager: "apt", AutoUpdates: a}), v)
+	obs := func(v int, a *evidence.AutoUpdates) store.Observation {
+		return withParser(okObs(t, evidence.Patches, 11, collected, evidence.PatchesPayload{Manager: "apt", AutoUpdates: a}), v)
 	}
 	runEval(t, only(t, "DC-PATCH-02"), []evalCase{
-		{name: "v3 scheduled", in: controls.Input{Latest: latest(obs(3, &patches.AutoUpdates{Enabled: true, Mechanism: "unattended-upgrades",
+		{name: "v3 scheduled", in: controls.Input{Latest: latest(obs(3, &evidence.AutoUpdates{Enabled: true, Mechanism: "unattended-upgrades",
 			Detail: "apt-daily.timer, apt-daily-upgrade.timer enabled and active"}))}, wantStatus: store.Pass, wantReason: "enabled and active", wantSeq: 11},
 		// v2 said enabled from the apt setting alone (timers not read).
-		{name: "v2 enabled", in: controls.Input{Latest: latest(obs(2, &patches.AutoUpdates{Enabled: true, Mechanism: "unattended-upgrades"}))},
+		{name: "v2 enabled", in: controls.Input{Latest: latest(obs(2, &evidence.AutoUpdates{Enabled: true, Mechanism: "unattended-upgrades"}))},
 			wantStatus: store.Unknown, wantReason: "does not check that the update job is scheduled", wantSeq: 11},
-		{name: "v2 disabled stays a fail", in: controls.Input{Latest: latest(obs(2, &patches.AutoUpdates{Mechanism: "unattended-upgrades"}))},
+		{name: "v2 disabled stays a fail", in: controls.Input{Latest: latest(obs(2, &evidence.AutoUpdates{Mechanism: "unattended-upgrades"}))},
 			wantStatus: store.Fail, wantReason: "not enabled", wantSeq: 11},
-		{name: "v3 unknown", in: controls.Input{Latest: latest(obs(3, &patches.AutoUpdates{Unknown: true, Mechanism: "unattended-upgrades",
+		{name: "v3 unknown", in: controls.Input{Latest: latest(obs(3, &evidence.AutoUpdates{Unknown: true, Mechanism: "unattended-upgrades",
 			Detail: "systemctl is-active: System has not been booted with systemd"}))}, wantStatus: store.Unknown, wantReason: "could not be determined", wantSeq: 11},
 	})
 }
 
 func TestSecureBootFalsePass(t *testing.T) {
 	yes, no := true, false
-	obs := func(v int, p secureboot.Payload) store.Observation {
-		return withParser(okObs(t, secureboot.Name, 31, collected, p), v)
+	obs := func(v int, p evidence.SecureBootPayload) store.Observation {
+		return withParser(okObs(t, evidence.SecureBoot, 31, collected, p), v)
 	}
 	linux := &controls.DeviceFacts{OS: "linux"}
 	runEval(t, only(t, "DC-BOOT-01"), []evalCase{
-		{name: "shim validation disabled", in: controls.Input{Latest: latest(obs(2, secureboot.Payload{UEFI: true, Enabled: &yes, SetupMode: &no, ShimValidation: &no}))},
+		{name: "shim validation disabled", in: controls.Input{Latest: latest(obs(2, evidence.SecureBootPayload{UEFI: true, Enabled: &yes, SetupMode: &no, ShimValidation: &no}))},
 			wantStatus: store.Fail, wantReason: "validation is disabled in shim", wantSeq: 31},
-		{name: "v1 linux: shim not read", in: controls.Input{Latest: latest(obs(1, secureboot.Payload{UEFI: true, Enabled: &yes, SetupMode: &no}))},
+		{name: "v1 linux: shim not read", in: controls.Input{Latest: latest(obs(1, evidence.SecureBootPayload{UEFI: true, Enabled: &yes, SetupMode: &no}))},
 			wantStatus: store.Unknown, wantReason: "does not read shim's validation state", wantSeq: 31},
-		{name: "linux SetupMode unreadable", in: controls.Input{Device: linux, Latest: latest(obs(2, secureboot.Payload{UEFI: true, Enabled: &yes, ShimValidation: &yes}))},
+		{name: "linux SetupMode unreadable", in: controls.Input{Device: linux, Latest: latest(obs(2, evidence.SecureBootPayload{UEFI: true, Enabled: &yes, ShimValidation: &yes}))},
 			wantStatus: store.Unknown, wantReason: "SetupMode variable could not be read", wantSeq: 31},
-		{name: "windows registry on", in: controls.Input{Device: &controls.DeviceFacts{OS: "windows"}, Latest: latest(obs(2, secureboot.Payload{UEFI: true, Enabled: &yes, Detail: "UEFISecureBootEnabled = 1"}))},
+		{name: "windows registry on", in: controls.Input{Device: &controls.DeviceFacts{OS: "windows"}, Latest: latest(obs(2, evidence.SecureBootPayload{UEFI: true, Enabled: &yes, Detail: "UEFISecureBootEnabled = 1"}))},
 			wantStatus: store.Pass, wantReason: "enforcing", wantSeq: 31},
 	})
 }
@@ -51,11 +49,11 @@ func TestSecureBootFalsePass(t *testing.T) {
 func TestScreenLockFalsePass(t *testing.T) {
 	yes := true
 	idle := 600
-	obs := func(v int, p screenlock.Payload) store.Observation {
-		return withParser(okObs(t, screenlock.Name, 41, collected, p), v)
+	obs := func(v int, p evidence.ScreenLockPayload) store.Observation {
+		return withParser(okObs(t, evidence.ScreenLock, 41, collected, p), v)
 	}
-	gnome := func(enforced bool) screenlock.Payload {
-		return screenlock.Payload{Applicable: true, Enabled: &yes, PasswordOnWake: &yes, IdleSeconds: &idle, Enforced: enforced, Mechanism: "gnome-dconf", Detail: "dconf system policy"}
+	gnome := func(enforced bool) evidence.ScreenLockPayload {
+		return evidence.ScreenLockPayload{Applicable: true, Enabled: &yes, PasswordOnWake: &yes, IdleSeconds: &idle, Enforced: enforced, Mechanism: "gnome-dconf", Detail: "dconf system policy"}
 	}
 	runEval(t, only(t, "DC-LOCK-01"), []evalCase{
 		{name: "v2 enforced", in: controls.Input{Latest: latest(obs(2, gnome(true)))}, wantStatus: store.Pass, wantReason: "locks after 600 s of inactivity (enforced by policy)", wantSeq: 41},
@@ -64,7 +62,7 @@ func TestScreenLockFalsePass(t *testing.T) {
 		// v1 counted GNOME as enforced without the lock-delay lock and did
 		// not read disable-lock-screen.
 		{name: "v1 gnome enforced", in: controls.Input{Latest: latest(obs(1, gnome(true)))}, wantStatus: store.Unknown, wantReason: "screenlock parser v1", wantSeq: 41},
-		{name: "windows policy", in: controls.Input{Latest: latest(obs(1, screenlock.Payload{Applicable: true, Enabled: &yes, PasswordOnWake: &yes, IdleSeconds: &idle,
+		{name: "windows policy", in: controls.Input{Latest: latest(obs(1, evidence.ScreenLockPayload{Applicable: true, Enabled: &yes, PasswordOnWake: &yes, IdleSeconds: &idle,
 			Enforced: true, Mechanism: "windows-policy"}))}, wantStatus: store.Pass, wantReason: "600 s", wantSeq: 41},
 	})
 }

@@ -8,8 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/evident-dev/evident/collectors"
-	"github.com/evident-dev/evident/collectors/tpm"
+	"github.com/evident-dev/evident/proto/evidence"
 	"github.com/evident-dev/evident/server/attest"
 	"github.com/evident-dev/evident/server/store"
 )
@@ -78,14 +77,14 @@ func (a *AttestationEvidence) result(status, reason string, t *TPMEvidence) Resu
 		"covers_seq": []uint64{a.FirstSeq, a.LastSeq}, "report_sha256": a.Verdict.ReportSHA256,
 	}
 	// Each verification step is listed where an auditor reads sources.
-	srcs := make([]collectors.Source, 0, len(a.Verdict.Checks))
+	srcs := make([]evidence.Source, 0, len(a.Verdict.Checks))
 	for _, c := range a.Verdict.Checks {
 		outcome := "ok"
 		if !c.OK {
 			outcome = "FAILED"
 		}
 		ref := "attestation " + fmt.Sprint(a.ID) + " check " + c.Name + ": " + outcome
-		srcs = append(srcs, collectors.Source{Kind: "verify", Ref: ref, Excerpt: c.Detail})
+		srcs = append(srcs, evidence.Source{Kind: "verify", Ref: ref, Excerpt: c.Detail})
 	}
 	return Result{Status: status, Reason: reason, EvidenceSeq: a.LastSeq, EvidenceAt: a.At,
 		Evidence: &Evidence{Collector: attestationCollector, Seq: a.LastSeq, CollectedAt: a.At, Facts: facts, Sources: srcs}}
@@ -113,7 +112,7 @@ func newTPM(raw json.RawMessage) (evaluator, error) {
 			return a.result(store.Pass, fmt.Sprintf("TPM 2.0 quote verified with the AK bound at enrollment (EK: %s); PCRs %s; event log %s",
 				trust, strings.Join(a.Verdict.Banks, "+")+" 0-7", a.Verdict.EventLog), t)
 		}
-		tp, o, r, ok := observed[tpm.Payload](in, tpm.Name)
+		tp, o, r, ok := observed[evidence.TPMPayload](in, evidence.TPM)
 		enrolled := in.TPM != nil && in.TPM.Enrolled
 		switch {
 		case enrolled && p.RequireAttestation:

@@ -10,7 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/evident-dev/evident/collectors"
+	"github.com/evident-dev/evident/proto/evidence"
 	evidentv1 "github.com/evident-dev/evident/proto/evident/v1"
 )
 
@@ -52,7 +52,7 @@ func TestConvert(t *testing.T) {
 	if string(got.Payload) != string(o.PayloadJson) {
 		t.Errorf("payload = %s", got.Payload)
 	}
-	var srcs []collectors.Source
+	var srcs []evidence.Source
 	if err := json.Unmarshal(got.Sources, &srcs); err != nil {
 		t.Fatalf("sources %s: %v", got.Sources, err)
 	}

@@ -26,8 +26,8 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
-	"github.com/evident-dev/evident/collectors"
 	"github.com/evident-dev/evident/internal/enrolltoken"
+	"github.com/evident-dev/evident/proto/evidence"
 	evidentv1 "github.com/evident-dev/evident/proto/evident/v1"
 	"github.com/evident-dev/evident/server/attest"
 	"github.com/evident-dev/evident/server/controls"
@@ -373,7 +373,7 @@ func rejected(o *evidentv1.Observation, received time.Time, err error) store.Obs
 	}
 	payload, _ := json.Marshal(map[string]string{"collector": name})
 	return store.Observation{Seq: o.GetSeq(), Collector: rejectedCollector, CollectedAt: received, ReceivedAt: received,
-		Status: string(collectors.StatusError), Error: "rejected by server: " + err.Error(), Payload: payload, Sources: []byte("[]")}
+		Status: string(evidence.StatusError), Error: "rejected by server: " + err.Error(), Payload: payload, Sources: []byte("[]")}
 }
 
 func convert(o *evidentv1.Observation, received time.Time, lastCollected *time.Time) (store.Observation, error) {
@@ -389,17 +389,17 @@ func convert(o *evidentv1.Observation, received time.Time, lastCollected *time.T
 	case len(o.GetSources()) > 64:
 		return store.Observation{}, errors.New("more than 64 sources")
 	}
-	st, ok := map[evidentv1.Observation_Status]collectors.Status{
-		evidentv1.Observation_STATUS_OK:          collectors.StatusOK,
-		evidentv1.Observation_STATUS_ERROR:       collectors.StatusError,
-		evidentv1.Observation_STATUS_UNSUPPORTED: collectors.StatusUnsupported,
+	st, ok := map[evidentv1.Observation_Status]evidence.Status{
+		evidentv1.Observation_STATUS_OK:          evidence.StatusOK,
+		evidentv1.Observation_STATUS_ERROR:       evidence.StatusError,
+		evidentv1.Observation_STATUS_UNSUPPORTED: evidence.StatusUnsupported,
 	}[o.GetStatus()]
 	if !ok {
 		return store.Observation{}, errors.New("status unspecified")
 	}
-	srcs := make([]collectors.Source, 0, len(o.GetSources()))
+	srcs := make([]evidence.Source, 0, len(o.GetSources()))
 	for _, s := range o.GetSources() {
-		cs := collectors.Source{Kind: s.GetKind(), Ref: s.GetRef(), Excerpt: s.GetExcerpt(), Error: s.GetError()}
+		cs := evidence.Source{Kind: s.GetKind(), Ref: s.GetRef(), Excerpt: s.GetExcerpt(), Error: s.GetError()}
 		if s.ExitCode != nil {
 			c := int(s.GetExitCode())
 			cs.ExitCode = &c

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/evident-dev/evident/collectors/diskencryption"
+	"github.com/evident-dev/evident/proto/evidence"
 	"github.com/evident-dev/evident/server/controls"
 	"github.com/evident-dev/evident/server/pki"
 	"github.com/evident-dev/evident/server/store"
@@ -30,9 +30,9 @@ func TestRescoreMakesSilentDevicesStale(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	payload, _ := json.Marshal(diskencryption.Payload{Volumes: []diskencryption.Volume{
+	payload, _ := json.Marshal(evidence.DiskEncryptionPayload{Volumes: []evidence.DiskVolume{
 		{Device: "/dev/nvme0n1p3", Mountpoints: []string{"/"}, Role: "system", Encrypted: true, Method: "LUKS2"}}})
-	if _, err := st.Ingest(ctx, dev.ID, []store.Observation{{Seq: 1, Collector: diskencryption.Name, CollectedAt: t0,
+	if _, err := st.Ingest(ctx, dev.ID, []store.Observation{{Seq: 1, Collector: evidence.DiskEncryption, CollectedAt: t0,
 		Status: "ok", Payload: payload, Sources: []byte("[]")}}, t0); err != nil {
 		t.Fatal(err)
 	}

@@ -4,20 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"github.com/evident-dev/evident/internal/golden"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/evident-dev/evident/collectors"
-	"github.com/evident-dev/evident/collectors/all"
-	"github.com/evident-dev/evident/collectors/diskencryption"
-	"github.com/evident-dev/evident/collectors/firewall"
-	"github.com/evident-dev/evident/collectors/patches"
-	"github.com/evident-dev/evident/collectors/secureboot"
-	"github.com/evident-dev/evident/collectors/tpm"
+	"github.com/evident-dev/evident/internal/golden"
+	"github.com/evident-dev/evident/proto/evidence"
 	"github.com/evident-dev/evident/server/controls"
 	"github.com/evident-dev/evident/server/report"
 	"github.com/evident-dev/evident/server/store"
@@ -46,7 +40,7 @@ func openStore(t *testing.T) *sqlite.Store {
 	return st
 }
 
-func obs(t *testing.T, seq uint64, collector string, at time.Time, payload any, sources ...collectors.Source) store.Observation {
+func obs(t *testing.T, seq uint64, collector string, at time.Time, payload any, sources ...evidence.Source) store.Observation {
 	t.Helper()
 	b, err := json.Marshal(payload)
 	if err != nil {
@@ -64,10 +58,8 @@ func obs(t *testing.T, seq uint64, collector string, at time.Time, payload any, 
 // parserVersion is the version today's agent reports for a collector: the
 // fixtures are payloads of a current agent.
 func parserVersion(collector string) int {
-	for _, c := range all.Default() {
-		if v, ok := c.(collectors.Versioned); ok && c.Name() == collector {
-			return v.ParserVersion()
-		}
+	if v, ok := evidence.CurrentVersion(collector); ok {
+		return v
 	}
 	return 1
 }
@@ -111,20 +103,20 @@ func fleet(t *testing.T, p *controls.Policy) *sqlite.Store {
 	c := first.Add(-5 * time.Minute)
 	indexAt := c.Add(-3 * time.Hour)
 	report1 := []store.Observation{
-		obs(t, 1, diskencryption.Name, c, diskencryption.Payload{Volumes: []diskencryption.Volume{
+		obs(t, 1, evidence.DiskEncryption, c, evidence.DiskEncryptionPayload{Volumes: []evidence.DiskVolume{
 			{Device: "/dev/nvme0n1p3", Mountpoints: []string{"/"}, Role: "system", Encrypted: true, Method: "LUKS2"}}},
-			collectors.Source{Kind: "command", Ref: "/usr/bin/lsblk -J -b -o NAME,TYPE", ExitCode: &exit0}),
-		obs(t, 2, patches.Name, c, patches.Payload{Manager: "apt", OS: patches.OSRelease{ID: "debian", VersionID: "12", PrettyName: "Debian GNU/Linux 12 (bookworm)"},
-			Index:       &patches.PackageIndex{Refreshed: &indexAt, Source: "/var/lib/apt/lists/deb.debian.org_debian-security_dists_bookworm-security_InRelease"},
-			AutoUpdates: &patches.AutoUpdates{Mechanism: "unattended-upgrades", Detail: "APT::Periodic::Unattended-Upgrade is 0"}}),
-		obs(t, 3, firewall.Name, c, firewall.Payload{Enabled: true, InboundDefaultDeny: true, Verdict: firewall.VerdictDeny,
+			evidence.Source{Kind: "command", Ref: "/usr/bin/lsblk -J -b -o NAME,TYPE", ExitCode: &exit0}),
+		obs(t, 2, evidence.Patches, c, evidence.PatchesPayload{Manager: "apt", OS: evidence.OSRelease{ID: "debian", VersionID: "12", PrettyName: "Debian GNU/Linux 12 (bookworm)"},
+			Index:       &evidence.PackageIndex{Refreshed: &indexAt, Source: "/var/lib/apt/lists/deb.debian.org_debian-security_dists_bookworm-security_InRelease"},
+			AutoUpdates: &evidence.AutoUpdates{Mechanism: "unattended-upgrades", Detail: "APT::Periodic::Unattended-Upgrade is 0"}}),
+		obs(t, 3, evidence.Firewall, c, evidence.FirewallPayload{Enabled: true, InboundDefaultDeny: true, Verdict: evidence.FirewallVerdictDeny,
 			Reason: "IPv4 inbound denied by default; IPv6 inbound denied by default", DecidedBy: "nftables",
-			Backends: []firewall.Backend{{Name: "nftables", Active: true, InboundDefaultDeny: true, Detail: "chain input policy drop"}}},
-			collectors.Source{Kind: "command", Ref: "/usr/sbin/nft -j list ruleset", ExitCode: &exit0},
-			collectors.Source{Kind: "command", Ref: "/usr/sbin/ufw status", ExitCode: &exit1, Error: "ufw is not running"}),
-		obs(t, 4, secureboot.Name, c, secureboot.Payload{UEFI: true, Enabled: &yes, SetupMode: &no, ShimValidation: &yes},
-			collectors.Source{Kind: "file", Ref: "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"}),
-		obs(t, 5, tpm.Name, c, tpm.Payload{Present: true, Version: "2.0"}),
+			Backends: []evidence.FirewallBackend{{Name: "nftables", Active: true, InboundDefaultDeny: true, Detail: "chain input policy drop"}}},
+			evidence.Source{Kind: "command", Ref: "/usr/sbin/nft -j list ruleset", ExitCode: &exit0},
+			evidence.Source{Kind: "command", Ref: "/usr/sbin/ufw status", ExitCode: &exit1, Error: "ufw is not running"}),
+		obs(t, 4, evidence.SecureBoot, c, evidence.SecureBootPayload{UEFI: true, Enabled: &yes, SetupMode: &no, ShimValidation: &yes},
+			evidence.Source{Kind: "file", Ref: "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"}),
+		obs(t, 5, evidence.TPM, c, evidence.TPMPayload{Present: true, Version: "2.0"}),
 	}
 	if _, err := st.Ingest(ctx, alphaID, report1, first); err != nil {
 		t.Fatal(err)
@@ -132,7 +124,7 @@ func fleet(t *testing.T, p *controls.Policy) *sqlite.Store {
 	score(t, st, p, alphaID, first)
 	// A second disk observation: the same status, so the intervals that
 	// hold count a second evaluation.
-	report2 := []store.Observation{obs(t, 6, diskencryption.Name, second.Add(-time.Minute), diskencryption.Payload{Volumes: []diskencryption.Volume{
+	report2 := []store.Observation{obs(t, 6, evidence.DiskEncryption, second.Add(-time.Minute), evidence.DiskEncryptionPayload{Volumes: []evidence.DiskVolume{
 		{Device: "/dev/nvme0n1p3", Mountpoints: []string{"/"}, Role: "system", Encrypted: true, Method: "LUKS2"}}})}
 	if _, err := st.Ingest(ctx, alphaID, report2, second); err != nil {
 		t.Fatal(err)
@@ -201,7 +193,7 @@ func TestBuildFleet(t *testing.T) {
 	if enc.Since == nil || !enc.Since.Equal(first) || enc.Checks != 2 {
 		t.Errorf("DC-ENC-01 since %v, %d evaluations; want %s, 2", enc.Since, enc.Checks, first)
 	}
-	if enc.Evidence == nil || enc.Evidence.Seq != 6 || enc.Evidence.Collector != diskencryption.Name {
+	if enc.Evidence == nil || enc.Evidence.Seq != 6 || enc.Evidence.Collector != evidence.DiskEncryption {
 		t.Errorf("DC-ENC-01 evidence = %+v, want diskencryption seq 6", enc.Evidence)
 	}
 

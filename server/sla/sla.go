@@ -22,12 +22,11 @@ package sla
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"sort"
 	"time"
 
-	"github.com/evident-dev/evident/collectors/patches"
+	"github.com/evident-dev/evident/proto/evidence"
 	"github.com/evident-dev/evident/server/store"
 )
 
@@ -81,8 +80,9 @@ type Figures struct {
 	Items   []Item  `json:"items"`
 	// Observations counts the patches observations read up to the end of
 	// the period; the others were skipped: Failed (collection failed or
-	// unsupported), Undecodable (payload not understood), NoList (no
-	// package manager list, e.g. Windows).
+	// unsupported), Undecodable (payload not understood, or from a patches
+	// parser newer than this server), NoList (no package manager list,
+	// e.g. Windows).
 	Observations int `json:"observations"`
 	Failed       int `json:"failed"`
 	Undecodable  int `json:"undecodable"`
@@ -113,7 +113,7 @@ func Compute(obs []store.Observation, from, to time.Time, within time.Duration) 
 	f := Figures{From: from, To: to, Within: within, Items: []Item{}}
 	sorted := make([]store.Observation, 0, len(obs))
 	for _, o := range obs {
-		if o.Collector == patches.Name && !o.CollectedAt.After(to) {
+		if o.Collector == evidence.Patches && !o.CollectedAt.After(to) {
 			sorted = append(sorted, o)
 		}
 	}
@@ -133,8 +133,8 @@ func Compute(obs []store.Observation, from, to time.Time, within time.Duration) 
 			f.Failed++
 			continue
 		}
-		var p patches.Payload
-		if err := json.Unmarshal(o.Payload, &p); err != nil {
+		p, err := evidence.Decode[evidence.PatchesPayload](evidence.Patches, o.ParserVersion, o.Payload)
+		if err != nil {
 			f.Undecodable++
 			continue
 		}
@@ -257,7 +257,7 @@ const MaxHistory = 100_000
 // observations (newest first): beyond that, the oldest updates may be seen
 // as first pending later than they were.
 func ForDevice(ctx context.Context, h History, deviceID string, from, to time.Time, within time.Duration) (Figures, error) {
-	obs, err := h.History(ctx, deviceID, patches.Name, MaxHistory)
+	obs, err := h.History(ctx, deviceID, evidence.Patches, MaxHistory)
 	if err != nil {
 		return Figures{}, fmt.Errorf("device %s: %w", deviceID, err)
 	}

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/evident-dev/evident/collectors/patches"
+	"github.com/evident-dev/evident/proto/evidence"
 	"github.com/evident-dev/evident/server/sla"
 	"github.com/evident-dev/evident/server/store"
 )
@@ -38,7 +38,7 @@ func history(t *testing.T, snaps ...snap) []store.Observation {
 	t.Helper()
 	var out []store.Observation
 	for i, s := range snaps {
-		o := store.Observation{Seq: uint64(i + 1), Collector: patches.Name, CollectedAt: t0.Add(s.at), Status: "ok"}
+		o := store.Observation{Seq: uint64(i + 1), Collector: evidence.Patches, CollectedAt: t0.Add(s.at), Status: "ok"}
 		if s.status != "" {
 			o.Status, o.Error = s.status, "apt-get failed"
 		}
@@ -46,13 +46,13 @@ func history(t *testing.T, snaps ...snap) []store.Observation {
 		case s.raw != "":
 			o.Payload = json.RawMessage(s.raw)
 		default:
-			p := patches.Payload{Manager: "apt", OS: patches.OSRelease{ID: "ubuntu", VersionID: "24.04"}}
+			p := evidence.PatchesPayload{Manager: "apt", OS: evidence.OSRelease{ID: "ubuntu", VersionID: "24.04"}}
 			if s.manager == "none" {
-				p = patches.Payload{OS: patches.OSRelease{ID: "windows"}}
+				p = evidence.PatchesPayload{OS: evidence.OSRelease{ID: "windows"}}
 			}
 			for _, nv := range s.pending {
 				n, v, _ := strings.Cut(nv, "=")
-				p.PendingSecurity = append(p.PendingSecurity, patches.Package{Name: n, Version: v, Origin: "Ubuntu:24.04/noble-security"})
+				p.PendingSecurity = append(p.PendingSecurity, evidence.Package{Name: n, Version: v, Origin: "Ubuntu:24.04/noble-security"})
 			}
 			p.PendingSecurityUpdates = len(p.PendingSecurity) + s.extra
 			p.PendingUpdates = p.PendingSecurityUpdates + 3
@@ -215,7 +215,7 @@ func (h fakeHistory) History(_ context.Context, id, collector string, limit int)
 	if !ok {
 		return nil, errors.New("no such device")
 	}
-	if collector != patches.Name || limit <= 0 {
+	if collector != evidence.Patches || limit <= 0 {
 		return nil, errors.New("bad query")
 	}
 	return obs, nil
@@ -246,8 +246,8 @@ func FuzzCompute(f *testing.F) {
 	f.Add([]byte(`{"manager":"apt","pending_security_updates":1,"pending_security":[{"name":"a","version":"1"}]}`), int64(0))
 	f.Fuzz(func(t *testing.T, payload []byte, at int64) {
 		obs := []store.Observation{
-			{Seq: 1, Collector: patches.Name, CollectedAt: t0, Status: "ok", Payload: payload},
-			{Seq: 2, Collector: patches.Name, CollectedAt: t0.Add(time.Duration(at)), Status: "ok", Payload: payload},
+			{Seq: 1, Collector: evidence.Patches, CollectedAt: t0, Status: "ok", Payload: payload},
+			{Seq: 2, Collector: evidence.Patches, CollectedAt: t0.Add(time.Duration(at)), Status: "ok", Payload: payload},
 		}
 		if _, err := sla.Compute(obs, from, to, day); err != nil {
 			t.Fatal(err)

@@ -11,9 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/evident-dev/evident/collectors"
-	"github.com/evident-dev/evident/collectors/firewall"
-	"github.com/evident-dev/evident/collectors/secureboot"
+	"github.com/evident-dev/evident/proto/evidence"
 	"github.com/evident-dev/evident/server/controls"
 	"github.com/evident-dev/evident/server/store"
 	"github.com/evident-dev/evident/server/web"
@@ -75,18 +73,18 @@ func Seed(t testing.TB, st store.Store) Fleet {
 		}
 	}
 	on, off := true, false
-	deny := firewall.Payload{Enabled: true, InboundDefaultDeny: true, Verdict: firewall.VerdictDeny, Reason: "IPv4 inbound denied by default; IPv6 inbound denied by default", DecidedBy: "nftables",
-		Backends: []firewall.Backend{{Name: "nftables", Active: true, InboundDefaultDeny: true, Detail: "chain input policy drop"}}}
-	openFW := firewall.Payload{Enabled: true, InboundDefaultDeny: false, Verdict: firewall.VerdictOpen, Reason: "Application Firewall off (state 0)", DecidedBy: "alf",
-		Backends: []firewall.Backend{{Name: "alf", Active: false, Detail: "global state 0"}}}
-	noFW := firewall.Payload{Verdict: firewall.VerdictOpen, Reason: "IPv4 tcp open: no input filter for ip", Backends: []firewall.Backend{{Name: "nftables", Active: false}}}
-	sb := secureboot.Payload{UEFI: true, Enabled: &on, SetupMode: &off, ShimValidation: &on}
-	fwSrc := collectors.Source{Kind: "command", Ref: "/usr/sbin/nft -j list ruleset", ExitCode: new(int), Excerpt: `"policy": "drop"`}
-	sbSrc := collectors.Source{Kind: "file", Ref: "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c", Excerpt: "06 00 00 00 01"}
+	deny := evidence.FirewallPayload{Enabled: true, InboundDefaultDeny: true, Verdict: evidence.FirewallVerdictDeny, Reason: "IPv4 inbound denied by default; IPv6 inbound denied by default", DecidedBy: "nftables",
+		Backends: []evidence.FirewallBackend{{Name: "nftables", Active: true, InboundDefaultDeny: true, Detail: "chain input policy drop"}}}
+	openFW := evidence.FirewallPayload{Enabled: true, InboundDefaultDeny: false, Verdict: evidence.FirewallVerdictOpen, Reason: "Application Firewall off (state 0)", DecidedBy: "alf",
+		Backends: []evidence.FirewallBackend{{Name: "alf", Active: false, Detail: "global state 0"}}}
+	noFW := evidence.FirewallPayload{Verdict: evidence.FirewallVerdictOpen, Reason: "IPv4 tcp open: no input filter for ip", Backends: []evidence.FirewallBackend{{Name: "nftables", Active: false}}}
+	sb := evidence.SecureBootPayload{UEFI: true, Enabled: &on, SetupMode: &off, ShimValidation: &on}
+	fwSrc := evidence.Source{Kind: "command", Ref: "/usr/sbin/nft -j list ruleset", ExitCode: new(int), Excerpt: `"policy": "drop"`}
+	sbSrc := evidence.Source{Kind: "file", Ref: "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c", Excerpt: "06 00 00 00 01"}
 
 	type report struct {
 		at time.Duration // before Now
-		fw firewall.Payload
+		fw evidence.FirewallPayload
 	}
 	script := map[string][]report{
 		Alice: {{days(25), deny}, {days(15), noFW}, {days(8), deny}, {time.Hour, deny}},
@@ -99,8 +97,8 @@ func Seed(t testing.TB, st store.Store) Fleet {
 			at := Now.Add(-r.at)
 			seq += 2
 			obs := []store.Observation{
-				observation(t, seq-1, firewall.Name, at, r.fw, fwSrc),
-				observation(t, seq, secureboot.Name, at, sb, sbSrc),
+				observation(t, seq-1, evidence.Firewall, at, r.fw, fwSrc),
+				observation(t, seq, evidence.SecureBoot, at, sb, sbSrc),
 			}
 			if _, err := st.Ingest(ctx, id, obs, at); err != nil {
 				t.Fatalf("Ingest: %v", err)
@@ -125,13 +123,13 @@ func Seed(t testing.TB, st store.Store) Fleet {
 	return f
 }
 
-func observation(t testing.TB, seq uint64, collector string, at time.Time, payload any, src collectors.Source) store.Observation {
+func observation(t testing.TB, seq uint64, collector string, at time.Time, payload any, src evidence.Source) store.Observation {
 	t.Helper()
 	b, err := json.Marshal(payload)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := json.Marshal([]collectors.Source{src})
+	s, err := json.Marshal([]evidence.Source{src})
 	if err != nil {
 		t.Fatal(err)
 	}
