@@ -31,6 +31,7 @@ type nftTable struct {
 	sets         map[string][]json.RawMessage // named sets and maps: their elements
 	decoded      map[string][]any             // sets' elements, decoded on first use
 	noted        map[string]bool              // sets whose literals were noted
+	dynamic      map[string]bool              // sets that rules fill from the packet path
 	base         []*baseChain
 }
 
@@ -326,6 +327,15 @@ func buildNftRule(t *nftTable, r nftRule, lit *literals) builtRule {
 				// quota) decide whether the rule matches, and nft's listing
 				// drops the protocol dependency of its key.
 				out.rule.conds = append(out.rule.conds, cond{desc: "set update " + compact(raw), eval: func(*probe) tri { return maybe }})
+				// The set it fills is no snapshot: packets change it (port
+				// knocking, "recently seen" lists).
+				var u struct{ Set string }
+				if json.Unmarshal(raw, &u) == nil && strings.HasPrefix(u.Set, "@") {
+					if t.dynamic == nil {
+						t.dynamic = map[string]bool{}
+					}
+					t.dynamic[u.Set[1:]] = true
+				}
 			case "limit", "quota":
 				// The sender chooses the rate: a limit or a quota matches
 				// some packets and not others.
@@ -1046,7 +1056,12 @@ func (l left) memberDepth(p *probe, t *nftTable, right any, depth int) tri {
 			if !ok {
 				return maybe
 			}
-			return any3(es)
+			if res := any3(es); res == yes || !t.dynamic[r[1:]] {
+				return res
+			}
+			// Not in the set now, but packets fill it: the sender may
+			// get itself added.
+			return maybe
 		}
 	case []any:
 		// a list of flags or names: any of them
