@@ -42,13 +42,26 @@ func Unsupported(name, goos string) error {
 
 // ByOS is a Collector that reads each OS with its own function, chosen by
 // the host's OS (not the build's), so a snapshot of any OS replays anywhere.
-// An OS without a function is unsupported.
+// Every collector is a ByOS: none switches on the OS itself.
+//
+// An OS without a function is read by Other, or is unsupported when Other
+// is nil. A reader that needs more than the context and the host (a clock,
+// options) is a closure over them, built by the collector's constructor:
+//
+//	func newCollector(now func() time.Time) collectors.ByOS {
+//		return collectors.ByOS{Signal: Name, Version: ParserVersion,
+//			Linux: func(ctx context.Context, h platform.Host) (collectors.Result, error) {
+//				return collectLinux(ctx, h, now())
+//			}}
+//	}
 type ByOS struct {
 	Signal  string // the collector name
 	Version int    // parser version
 	Linux   func(context.Context, platform.Host) (Result, error)
 	Darwin  func(context.Context, platform.Host) (Result, error)
 	Windows func(context.Context, platform.Host) (Result, error)
+	// Other reads an OS without a function above; nil: unsupported.
+	Other func(context.Context, platform.Host) (Result, error)
 }
 
 // Name implements Collector.
@@ -67,6 +80,9 @@ func (c ByOS) Collect(ctx context.Context, host platform.Host) (Result, error) {
 		read = c.Darwin
 	case "windows":
 		read = c.Windows
+	}
+	if read == nil {
+		read = c.Other
 	}
 	if read == nil {
 		return Result{}, Unsupported(c.Signal, host.GOOS())

@@ -432,4 +432,12 @@ func TestByOS(t *testing.T) {
 			t.Errorf("%s: payload %v err %v", tc.goos, res.Payload, err)
 		}
 	}
+	// Other reads every OS without a function of its own.
+	c.Other = read("other")
+	for goos, want := range map[string]string{"linux": "linux", "darwin": "other", "plan9": "other"} {
+		res, err := c.Collect(context.Background(), platformtest.Replay{Live: &platform.Live{}, OS: goos})
+		if err != nil || res.Payload != want {
+			t.Errorf("%s with Other: payload %v err %v", goos, res.Payload, err)
+		}
+	}
 }

@@ -13,36 +13,22 @@ import (
 	"github.com/evident-dev/evident/platform"
 )
 
-// collector reads OS facts.
-type collector struct{}
+// New returns the osinfo collector. On Linux every fact is read through the
+// Host (/etc/os-release, /proc, DMI), so a recorded snapshot replays to
+// exactly the live result; Windows and macOS too. Other OSes are read with
+// gopsutil on the live machine until their Host-based readers land.
+func New() collectors.Collector {
+	return collectors.ByOS{Signal: Name, Version: ParserVersion, Linux: collectLinux, Darwin: collectDarwin, Windows: collectWindows,
+		Other: collectOther}
+}
 
-// New returns the osinfo collector.
-func New() collectors.Collector { return collector{} }
-
-// Name implements collectors.Collector.
-func (collector) Name() string { return Name }
-
-// ParserVersion implements collectors.Versioned.
-func (collector) ParserVersion() int { return ParserVersion }
-
-// Collect implements collectors.Collector. On Linux every fact is read
-// through the Host (/etc/os-release, /proc, DMI), so a recorded snapshot
-// replays to exactly the live result. Other OSes are read with gopsutil on
-// the live machine until their Host-based readers land.
-func (collector) Collect(ctx context.Context, h platform.Host) (collectors.Result, error) {
-	switch h.GOOS() {
-	case "linux":
-		return collectLinux(ctx, h)
-	case "windows":
-		return collectWindows(ctx, h)
-	case "darwin":
-		return collectDarwin(ctx, h)
-	default:
-		if live, ok := h.(*platform.Live); ok && live.Root == "" {
-			return collectGopsutil(ctx, h.GOOS())
-		}
-		return collectors.Result{}, collectors.Unsupported(Name, h.GOOS())
+// collectOther reads an OS without a Host-based reader, from the live
+// machine only: a snapshot or another root of such an OS is unsupported.
+func collectOther(ctx context.Context, h platform.Host) (collectors.Result, error) {
+	if live, ok := h.(*platform.Live); ok && live.Root == "" {
+		return collectGopsutil(ctx, h.GOOS())
 	}
+	return collectors.Result{}, collectors.Unsupported(Name, h.GOOS())
 }
 
 func collectGopsutil(ctx context.Context, goos string) (collectors.Result, error) {

@@ -174,7 +174,7 @@ func TestCollectZypper(t *testing.T) {
 		cmdKey(zypperPatchesArgv): {ExitCode: 101, Stdout: platformtest.ReadFixture(t, "zypper/list-patches-security.xml")},
 		cmdKey(zypperRebootArgv):  {ExitCode: 0},
 	}}
-	c := collector{now: func() time.Time { return testNow }}
+	c := newCollector(func() time.Time { return testNow })
 	res, err := c.Collect(context.Background(), h)
 	if err != nil {
 		t.Fatal(err)
@@ -247,7 +247,7 @@ func TestCollectApk(t *testing.T) {
 	h := platformtest.Replay{OS: "linux", Live: &platform.Live{Root: "testdata/alpine320"}, Commands: map[string]platform.Result{
 		cmdKey(apkVersionArgv): {Stdout: platformtest.ReadFixture(t, "apk/version-updates.txt")},
 	}}
-	res, err := collector{now: func() time.Time { return testNow }}.Collect(context.Background(), h)
+	res, err := newCollector(func() time.Time { return testNow }).Collect(context.Background(), h)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,7 +302,7 @@ func TestCollectDnfAdvisoryAge(t *testing.T) {
 		"dnf -q updateinfo list --security": {Stdout: []byte("FEDORA-2026-1a2b3c4d5e Important/Sec. openssl-1:3.1.7-1.fc40.x86_64\nFEDORA-2026-0011223344 Low/Sec. curl-8.9.2-1.fc40.x86_64\n")},
 		"dnf -q updateinfo info --security": {Stdout: platformtest.ReadFixture(t, "dnf/updateinfo-info-security.txt")},
 	}}
-	res, err := collector{now: func() time.Time { return testNow }}.Collect(context.Background(), h)
+	res, err := newCollector(func() time.Time { return testNow }).Collect(context.Background(), h)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,32 +12,13 @@ import (
 	"github.com/evident-dev/evident/platform"
 )
 
-type collector struct{}
-
 // New returns the screen lock collector.
-func New() collectors.Collector { return collector{} }
-
-// Name implements collectors.Collector.
-func (collector) Name() string { return Name }
-
-// ParserVersion implements collectors.Versioned.
 //
-// v2 (GNOME): enforced needs lock-delay locked too; disable-lock-screen and
-// idle-activation-enabled are read; a non-GNOME session makes it unknown.
-func (collector) ParserVersion() int { return ParserVersion }
-
-// Collect implements collectors.Collector, by the host's OS.
-func (collector) Collect(ctx context.Context, h platform.Host) (collectors.Result, error) {
-	switch h.GOOS() {
-	case "linux":
-		return collectLinux(h)
-	case "darwin":
-		return collectDarwin(ctx, h)
-	case "windows":
-		return collectWindows(h)
-	default:
-		return collectors.Result{}, collectors.Unsupported(Name, h.GOOS())
-	}
+// Parser v2 (GNOME): enforced needs lock-delay locked too;
+// disable-lock-screen and idle-activation-enabled are read; a non-GNOME
+// session makes it unknown.
+func New() collectors.Collector {
+	return collectors.ByOS{Signal: Name, Version: ParserVersion, Linux: collectLinux, Darwin: collectDarwin, Windows: collectWindows}
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -48,7 +29,7 @@ const (
 	gnomeLockDelay = 0
 )
 
-func collectLinux(h platform.Host) (collectors.Result, error) {
+func collectLinux(_ context.Context, h platform.Host) (collectors.Result, error) {
 	var res collectors.Result
 	var sessions []string
 	for _, pat := range []string{"/usr/share/xsessions/*.desktop", "/usr/share/wayland-sessions/*.desktop"} {
@@ -239,7 +220,7 @@ const (
 	policyValue = "InactivityTimeoutSecs"
 )
 
-func collectWindows(h platform.Host) (collectors.Result, error) {
+func collectWindows(_ context.Context, h platform.Host) (collectors.Result, error) {
 	var res collectors.Result
 	p := Payload{Applicable: true, Mechanism: "windows-policy", PasswordOnWake: ptr(true)}
 	v, err := h.Registry(policyKey, policyValue)

@@ -2,7 +2,8 @@
 // design (DESIGN.md §1, "Layers and dependency rules"): the server never
 // imports the agent, the collectors or the platform layer, and its binary
 // links none of the OS libraries they use; collectors never import the
-// agent or the server; the platform layer imports neither; the evidence
-// contract and the wire protocol import nothing else of this module. Every
-// broken rule is printed as "A imports B".
+// agent or the server; the platform layer imports neither, nor installers
+// (it is given the packaged service files); the evidence contract and the
+// wire protocol import nothing else of this module. Every broken rule is
+// printed as "A imports B".
 package archtest

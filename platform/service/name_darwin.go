@@ -11,9 +11,9 @@ import (
 // Name is the launchd label, as in the pkg's LaunchDaemon.
 const Name = "com.evident.agent"
 
-func options() kservice.KeyValue {
+func options(d Definitions) kservice.KeyValue {
 	kv := kservice.KeyValue{"KeepAlive": true, "RunAtLoad": true}
-	if t := launchdTemplate(); t != "" {
+	if t := d.LaunchdTemplate(); t != "" {
 		kv["LaunchdConfig"] = t
 	}
 	return kv

@@ -12,9 +12,9 @@ import (
 // Name is the systemd unit's name, as in the packages.
 const Name = "evident-agent"
 
-func options() kservice.KeyValue {
+func options(d Definitions) kservice.KeyValue {
 	kv := kservice.KeyValue{}
-	if t := systemdTemplate(); t != "" {
+	if t := d.SystemdTemplate(); t != "" {
 		kv["SystemdScript"] = t
 	}
 	return kv

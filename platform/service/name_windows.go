@@ -13,7 +13,7 @@ import (
 // Name is the Windows service name, as in the MSI's ServiceInstall.
 const Name = "evident-agent"
 
-func options() kservice.KeyValue {
+func options(Definitions) kservice.KeyValue {
 	return kservice.KeyValue{
 		"StartType":              "automatic",
 		"OnFailure":              "restart",

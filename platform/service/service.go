@@ -1,8 +1,8 @@
 // Package service runs and manages evident-agent as a system service through
 // kardianos/service: systemd on Linux, launchd on macOS, the service control
 // manager on Windows. The service definitions are the same files the
-// packages install (installers/), so `evident-agent install` and a deb, pkg
-// or MSI produce the same service.
+// packages install, given by the caller (Definitions), so `evident-agent
+// install` and a deb, pkg or MSI produce the same service.
 package service
 
 import (
@@ -40,15 +40,15 @@ const (
 const StopTimeout = 20 * time.Second
 
 // Config is the service definition for the agent binary at exe, running
-// `exe run args...`.
-func Config(exe string, args ...string) *kservice.Config {
+// `exe run args...`, written from defs.
+func Config(exe string, defs Definitions, args ...string) *kservice.Config {
 	return &kservice.Config{
 		Name:        Name,
 		DisplayName: DisplayName,
 		Description: Description,
 		Executable:  exe,
 		Arguments:   append([]string{"run"}, args...),
-		Option:      options(),
+		Option:      options(defs),
 	}
 }
 
@@ -110,7 +110,8 @@ func (p *program) Stop(kservice.Service) error {
 // non-zero, when fn fails on its own.
 func RunManaged(exe string, stderr io.Writer, fn func(context.Context, io.Writer) error, fail func(error)) error {
 	p := &program{run: fn, fail: fail, log: stderr}
-	s, err := kservice.New(p, Config(exe))
+	// Running writes no definition: the packaged files are not needed.
+	s, err := kservice.New(p, Config(exe, Definitions{}))
 	if err != nil {
 		return err
 	}
@@ -130,10 +131,10 @@ type Manager struct {
 	exe string
 }
 
-// NewManager returns a manager for the agent at exe; args are added to the
-// `run` of a service it installs.
-func NewManager(exe string, args ...string) (*Manager, error) {
-	s, err := kservice.New(&program{}, Config(exe, args...))
+// NewManager returns a manager for the agent at exe; a service it installs
+// is written from defs and runs `exe run args...`.
+func NewManager(exe string, defs Definitions, args ...string) (*Manager, error) {
+	s, err := kservice.New(&program{}, Config(exe, defs, args...))
 	if err != nil {
 		return nil, fmt.Errorf("service manager: %w", err)
 	}

@@ -1,34 +1,22 @@
 package service
 
-import (
-	"strings"
-	"testing"
+import "testing"
 
-	"github.com/evident-dev/evident/installers"
-)
-
-// TestTemplatesFollowThePackages: the definitions `install` writes are the
-// packaged files with only the binary path templated. If a packaged file
-// changes so the substitution no longer applies, this fails instead of
-// `install` silently writing a service that runs /usr/bin/evident-agent.
-func TestTemplatesFollowThePackages(t *testing.T) {
-	for _, tc := range []struct {
-		name, packaged, template, placeholder, binary, packagedLine string
-	}{
-		{"systemd", installers.SystemdUnit, systemdTemplate(), "ExecStart={{Path | cmdEscape}}{{range Arguments}} {{. | cmd}}{{end}}", installers.LinuxBinary, "ExecStart=" + installers.LinuxBinary + " run"},
-		{"launchd", installers.LaunchdPlist, launchdTemplate(), "<string>{{Path | html}}</string>", installers.DarwinBinary, "<string>" + installers.DarwinBinary + "</string>"},
-	} {
-		if strings.Count(tc.template, "{{Path") != 1 || !strings.Contains(tc.template, tc.placeholder) {
-			t.Errorf("%s: template lacks the binary placeholder", tc.name)
-		}
-		if strings.Contains(tc.template, tc.binary) {
-			t.Errorf("%s: template still names %s", tc.name, tc.binary)
-		}
-		if strings.Count(tc.packaged, "{{") != 0 {
-			t.Errorf("%s: the packaged file contains template syntax", tc.name)
-		}
-		if got := strings.Replace(tc.template, tc.placeholder, tc.packagedLine, 1); got != tc.packaged {
-			t.Errorf("%s: template differs from the packaged file beyond the binary path", tc.name)
-		}
+// TestTemplates: a definition becomes a template by replacing the packaged
+// binary path only (installers' tests check the real packaged files).
+func TestTemplates(t *testing.T) {
+	d := Definitions{
+		SystemdUnit: "[Service]\nExecStart=/usr/bin/agent run\nRestart=on-failure\n", LinuxBinary: "/usr/bin/agent",
+		LaunchdPlist: "<array>\n<string>/usr/local/bin/agent</string>\n<string>run</string>\n</array>\n", DarwinBinary: "/usr/local/bin/agent",
+	}
+	if got, want := d.SystemdTemplate(), "[Service]\n"+SystemdExecStart+"\nRestart=on-failure\n"; got != want {
+		t.Errorf("systemd template:\n%s\nwant:\n%s", got, want)
+	}
+	if got, want := d.LaunchdTemplate(), "<array>\n"+LaunchdProgram+"\n<string>run</string>\n</array>\n"; got != want {
+		t.Errorf("launchd template:\n%s\nwant:\n%s", got, want)
+	}
+	// No files (running, not installing): kardianos' own templates apply.
+	if (Definitions{}).SystemdTemplate() != "" || (Definitions{}).LaunchdTemplate() != "" {
+		t.Error("zero Definitions give a template")
 	}
 }

@@ -8,9 +8,19 @@ import (
 	"strings"
 
 	"github.com/evident-dev/evident/agent/config"
+	"github.com/evident-dev/evident/installers"
 	"github.com/evident-dev/evident/internal/cli"
 	"github.com/evident-dev/evident/platform/service"
 )
+
+// definitions are the service files the packages install: `install` writes
+// the same, running this binary.
+func definitions() service.Definitions {
+	return service.Definitions{
+		SystemdUnit: installers.SystemdUnit, LinuxBinary: installers.LinuxBinary,
+		LaunchdPlist: installers.LaunchdPlist, DarwinBinary: installers.DarwinBinary,
+	}
+}
 
 // manager controls the service; args are added to the `run` of a service
 // it installs.
@@ -22,7 +32,7 @@ func manager(args ...string) (*service.Manager, error) {
 	if p, err := filepath.EvalSymlinks(exe); err == nil {
 		exe = p
 	}
-	return service.NewManager(exe, args...)
+	return service.NewManager(exe, definitions(), args...)
 }
 
 func (a app) cmdInstall(args []string) error {

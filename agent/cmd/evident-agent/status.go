@@ -40,7 +40,7 @@ func (a app) cmdStatus(args []string) error {
 	}
 	tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
 	if exe, xerr := os.Executable(); xerr == nil {
-		if m, merr := service.NewManager(exe); merr == nil {
+		if m, merr := service.NewManager(exe, definitions()); merr == nil {
 			fmt.Fprintf(tw, "service:\t%s (%s)\n", m.Status(), m.System())
 		}
 	}
