@@ -2,8 +2,6 @@ package web
 
 import (
 	"bytes"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"html/template"
@@ -18,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/evident-dev/evident/server/admin"
 	"github.com/evident-dev/evident/server/period"
 	"github.com/evident-dev/evident/server/report"
 	"github.com/evident-dev/evident/server/store"
@@ -49,6 +48,9 @@ var funcs = template.FuncMap{
 		}
 		return fmt.Sprint(t)
 	},
+	// lastDay is the last day a waiver covers: its expiry is the instant
+	// it stops applying (an expiry date's following midnight).
+	"lastDay":     func(t time.Time) string { return t.Add(-time.Nanosecond).UTC().Format("2006-01-02") },
 	"statusLabel": statusLabel,
 	"statusClass": func(s string) string { return "st-" + strings.ReplaceAll(s, "_", "-") },
 	"statusColor": statusColor,
@@ -502,84 +504,56 @@ func (s *Server) auditPage(w http.ResponseWriter, r *http.Request, u *user) {
 
 // --- admin actions ---
 
+// adminFailed shows what went wrong with an admin service call and reports
+// whether the request ends here: a refusal is a 400 (404 when something
+// does not exist) with the service's message, the same the CLI prints; an
+// action done but not audited is logged and carries on; anything else is a
+// 500.
+func (s *Server) adminFailed(w http.ResponseWriter, r *http.Request, u *user, what string, err error) bool {
+	if err == nil {
+		return false
+	}
+	if rf, ok := errors.AsType[*admin.Refusal](err); ok {
+		if errors.Is(err, store.ErrNotFound) {
+			s.errorPage(w, r, u, http.StatusNotFound, "Not found", rf.Error())
+		} else {
+			s.errorPage(w, r, u, http.StatusBadRequest, "Bad request", rf.Error())
+		}
+		return true
+	}
+	if errors.Is(err, admin.ErrNotAudited) {
+		s.log.Error("web: audit log write failed", "err", err)
+		return false
+	}
+	s.internalError(w, r, u, what, err)
+	return true
+}
+
 func (s *Server) tpmChange(w http.ResponseWriter, r *http.Request, u *user) {
 	id := r.PostForm.Get("device_id")
 	hours := 24
 	if h := r.PostForm.Get("hours"); h != "" {
 		n, err := strconv.Atoi(h)
-		if err != nil || n < 1 || n > 168 || len(h) > 4 {
+		if err != nil || len(h) > 4 {
 			s.errorPage(w, r, u, http.StatusBadRequest, "Bad request", "hours must be a whole number from 1 to 168.")
 			return
 		}
 		hours = n
 	}
-	if id == "" || len(id) > maxDeviceID {
-		s.errorPage(w, r, u, http.StatusBadRequest, "Bad request", "A device id is required.")
+	if _, err := s.adm.AllowTPMChange(r.Context(), u.actor(), id, time.Duration(hours)*time.Hour); s.adminFailed(w, r, u, "allowing the TPM change failed", err) {
 		return
 	}
-	if _, err := s.st.Device(r.Context(), id); errors.Is(err, store.ErrNotFound) {
-		s.errorPage(w, r, u, http.StatusNotFound, "Not found", "No such device.")
-		return
-	} else if err != nil {
-		s.internalError(w, r, u, "reading the device failed", err)
-		return
-	}
-	until := s.now().UTC().Add(time.Duration(hours) * time.Hour)
-	if err := s.st.AllowTPMChange(r.Context(), id, until); err != nil {
-		s.internalError(w, r, u, "allowing the TPM change failed", err)
-		return
-	}
-	s.audit(r.Context(), u.actor(), "tpm-change", fmt.Sprintf("device_id=%s until=%s", id, until.Format(time.RFC3339)))
 	http.Redirect(w, r, path.Join("/devices", url.PathEscape(id))+"?done=tpm-change", http.StatusSeeOther)
 }
 
-// maxWaiverText bounds a waiver's reason and approver.
-const maxWaiverText = 512
-
 // grantWaiver records an exception (waiver) for a device's control, or for
-// all its controls: admins only, audited.
+// all its controls: admins only, audited by the admin service.
 func (s *Server) grantWaiver(w http.ResponseWriter, r *http.Request, u *user) {
 	f := r.PostForm
-	id, control := f.Get("device_id"), f.Get("control_id")
-	reason, approver := strings.TrimSpace(f.Get("reason")), strings.TrimSpace(f.Get("approver"))
-	if id == "" || len(id) > maxDeviceID || len(control) > maxDeviceID || (control != "" && !s.hasControl(control)) {
-		s.errorPage(w, r, u, http.StatusBadRequest, "Bad request", "A device and, if given, a control of the policy are required.")
+	wv, err := s.adm.AddWaiver(r.Context(), u.actor(), admin.WaiverRequest{DeviceID: f.Get("device_id"), ControlID: f.Get("control_id"),
+		Reason: f.Get("reason"), Approver: f.Get("approver"), Expires: f.Get("expires")})
+	if s.adminFailed(w, r, u, "recording the waiver failed", err) {
 		return
 	}
-	if reason == "" || approver == "" || len(reason) > maxWaiverText || len(approver) > maxWaiverText {
-		s.errorPage(w, r, u, http.StatusBadRequest, "Bad request", "A reason and an approver are required (at most 512 characters each).")
-		return
-	}
-	exp, err := time.Parse("2006-01-02", f.Get("expires"))
-	if err != nil {
-		s.errorPage(w, r, u, http.StatusBadRequest, "Bad request", "The expiry must be a date (YYYY-MM-DD).")
-		return
-	}
-	if _, err := s.st.Device(r.Context(), id); errors.Is(err, store.ErrNotFound) {
-		s.errorPage(w, r, u, http.StatusNotFound, "Not found", "No such device.")
-		return
-	} else if err != nil {
-		s.internalError(w, r, u, "reading the device failed", err)
-		return
-	}
-	now := s.now().UTC()
-	wv := store.Waiver{ID: "wvr_" + randomHex(6), DeviceID: id, ControlID: control, Reason: reason, Approver: approver,
-		CreatedBy: u.actor(), CreatedAt: now, StartsAt: now, ExpiresAt: exp.Add(24*time.Hour - time.Nanosecond)}
-	if err := wv.Validate(); err != nil {
-		s.errorPage(w, r, u, http.StatusBadRequest, "Bad request", err.Error())
-		return
-	}
-	if err := s.st.CreateWaiver(r.Context(), wv); err != nil {
-		s.internalError(w, r, u, "recording the waiver failed", err)
-		return
-	}
-	s.audit(r.Context(), u.actor(), "waiver.add", fmt.Sprintf("waiver=%s device_id=%s control=%s approver=%q expires=%s",
-		wv.ID, id, control, approver, wv.ExpiresAt.Format(time.RFC3339)))
-	http.Redirect(w, r, path.Join("/devices", url.PathEscape(id))+"?done=waiver", http.StatusSeeOther)
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
+	http.Redirect(w, r, path.Join("/devices", url.PathEscape(wv.DeviceID))+"?done=waiver", http.StatusSeeOther)
 }

@@ -12,8 +12,9 @@
 // once. Every form carries a CSRF token derived from the session secret
 // (the login form a double-submit cookie), and every unsafe request must be
 // same-origin (Sec-Fetch-Site / Origin). The API under /api/v1/ takes
-// `Authorization: Bearer TOKEN` and is read-only. Logins, logouts, admin
-// actions and refused attempts go to the audit log.
+// `Authorization: Bearer TOKEN` and is read-only. Logins, logouts and
+// refused attempts go to the audit log; admin actions are done (and
+// audited) by the admin service, the one the CLI uses too.
 //
 // No page makes an external request: styles and charts (inline SVG) are
 // embedded, and the Content-Security-Policy allows only 'self'.
@@ -27,7 +28,6 @@ import (
 	"crypto/subtle"
 	"embed"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"html/template"
@@ -38,6 +38,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/evident-dev/evident/server/admin"
 	"github.com/evident-dev/evident/server/controls"
 	"github.com/evident-dev/evident/server/store"
 )
@@ -90,6 +91,7 @@ type Config struct {
 // Server is the web UI and API handler.
 type Server struct {
 	st     store.Store
+	adm    *admin.Service
 	policy *controls.Policy
 	now    func() time.Time
 	log    *slog.Logger
@@ -119,6 +121,11 @@ func New(cfg Config) (*Server, error) {
 	if s.ttl > MaxSessionTTL {
 		s.ttl = MaxSessionTTL
 	}
+	ids := make([]string, len(cfg.Policy.Controls))
+	for i, c := range cfg.Policy.Controls {
+		ids[i] = c.ID
+	}
+	s.adm = admin.New(cfg.Store, s.now, ids)
 	var err error
 	if s.pages, err = parsePages(); err != nil {
 		return nil, err
@@ -191,22 +198,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // --- tokens and sessions ---
 
 // TokenPrefix starts every web/API token, so a leaked one is recognisable.
-const TokenPrefix = "evw1_"
+const TokenPrefix = admin.TokenPrefix
 
 // NewToken returns a fresh role token, its id and its hash (what the store
-// keeps).
-func NewToken() (token, id string, hash []byte) {
-	token = TokenPrefix + randString(32)
-	var b [6]byte
-	rand.Read(b[:])
-	return token, "tok_" + hex.EncodeToString(b[:]), HashToken(token)
-}
+// keeps). Tokens are issued by the admin service; this is its NewToken.
+func NewToken() (token, id string, hash []byte) { return admin.NewToken() }
 
-// HashToken is how a token is stored and looked up.
-func HashToken(token string) []byte {
-	h := sha256.Sum256([]byte(token))
-	return h[:]
-}
+// HashToken is how a token (or a session secret) is stored and looked up.
+func HashToken(token string) []byte { return admin.HashToken(token) }
 
 func randString(n int) string {
 	b := make([]byte, n)

@@ -21,12 +21,12 @@ import (
 	"github.com/evident-dev/evident/internal/clock"
 	"github.com/evident-dev/evident/internal/enrolltoken"
 	"github.com/evident-dev/evident/internal/version"
+	"github.com/evident-dev/evident/server/admin"
 	"github.com/evident-dev/evident/server/attest"
 	"github.com/evident-dev/evident/server/controls"
 	"github.com/evident-dev/evident/server/ingest"
 	"github.com/evident-dev/evident/server/pki"
 	"github.com/evident-dev/evident/server/report"
-	"github.com/evident-dev/evident/server/store"
 	"github.com/evident-dev/evident/server/store/sqlite"
 )
 
@@ -41,6 +41,8 @@ Usage:
   evident-server attest verify  verify a TPM2_Quote made with tpm2-tools (tpm2_quote)
   evident-server token create --role auditor|admin
                                 a login token for the web UI and the read-only API (shown once)
+  evident-server token revoke TOKEN_ID
+                                revoke a token at once and end its web sessions
   evident-server export bundle --out FILE [--from T --to T]
                                 a signed, hash-chained evidence bundle an auditor verifies offline
   evident-server verify BUNDLE  check a bundle offline: signature, file hashes, every device's hash chain
@@ -55,6 +57,12 @@ Usage:
   evident-server version        print the version
 
 Every command takes --data-dir (env EVIDENT_DATA_DIR, default /var/lib/evident-server).
+
+The admin commands (secret create, token create|revoke, inventory import, waiver add|revoke,
+device allow-tpm-change) go through the same admin service as the web UI: the same checks, and
+one audit-log entry each, done or refused (ACTION.denied), that names who did it. The actor is
+cli:USER@HOST (the OS user and host); with --as NAME it is cli:NAME (os user USER@HOST).
+
 Run "evident-server COMMAND -h" for a command's flags.
 `
 
@@ -86,11 +94,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		err = cmdAttestVerify(args[2:], stdout, stderr)
 	case "token":
-		if len(args) < 2 || args[1] != "create" {
-			fmt.Fprintln(stderr, "usage: evident-server token create --role auditor|admin [--label L] [--expires 720h]")
+		sub := map[string]func([]string, io.Writer, io.Writer) error{"create": cmdTokenCreate, "revoke": cmdTokenRevoke}
+		if len(args) < 2 || sub[args[1]] == nil {
+			fmt.Fprintln(stderr, tokenCreateUsage)
+			fmt.Fprintln(stderr, tokenRevokeUsage)
 			return 2
 		}
-		err = cmdTokenCreate(args[2:], stdout, stderr)
+		err = sub[args[1]](args[2:], stdout, stderr)
 	case "export":
 		if len(args) < 2 || args[1] != "bundle" {
 			fmt.Fprintln(stderr, "usage: evident-server export bundle --out FILE [--from T --to T] [--device ID]")
@@ -294,15 +304,17 @@ func cmdRun(args []string, stderr io.Writer) error {
 }
 
 func cmdSecretCreate(args []string, stdout, stderr io.Writer) error {
-	fs, dir := newFlags("secret create", stderr, "evident-server secret create: make an enrollment secret and print the token\n(evt1.<secret>.<CA SHA-256>) that agents pass to `evident-agent enroll --token`.\nOnly its hash is stored: the token is shown once.")
+	fs, dir := newFlags("secret create", stderr, "evident-server secret create: make an enrollment secret and print the token\n(evt1.<secret>.<CA SHA-256>) that agents pass to `evident-agent enroll --token`.\nOnly its hash is stored: the token is shown once. Audited (secret.create).")
 	label := fs.String("label", "", "a note to recognise this secret by (e.g. \"jamf-2026\")")
 	single := fs.Bool("single-use", false, "the secret enrolls one device only")
 	expires := fs.Duration("expires", 0, "the secret stops working after this long (e.g. 720h; 0 = never)")
+	as := asFlag(fs)
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
-	if *expires < 0 {
-		return errors.New("--expires must not be negative")
+	actor, err := cliActor(*as, stderr)
+	if err != nil {
+		return err
 	}
 	ca, err := pki.LoadOrCreateWithClock(filepath.Join(*dir, "pki"), clock.Now)
 	if err != nil {
@@ -313,19 +325,13 @@ func cmdSecretCreate(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer st.Close()
-	now := clock.Now().UTC()
-	secret := enrolltoken.NewSecret()
-	rec := store.EnrollSecret{ID: "sec_" + pki.NewDeviceID()[4:16], Hash: enrolltoken.HashSecret(secret), Label: *label, CreatedAt: now, SingleUse: *single}
-	if *expires > 0 {
-		t := now.Add(*expires)
-		rec.ExpiresAt = &t
-	}
-	if err := st.CreateEnrollSecret(context.Background(), rec); err != nil {
+	secret, rec, err := adminService(st).CreateEnrollSecret(context.Background(), actor, admin.SecretRequest{Label: *label, SingleUse: *single, TTL: *expires})
+	if err != nil && !errors.Is(err, admin.ErrNotAudited) {
 		return err
 	}
 	fmt.Fprintln(stdout, enrolltoken.Token{Secret: secret, CAPin: ca.Fingerprint()}.String())
 	fmt.Fprintf(stderr, "created enrollment secret %s; the token above is shown once\n", rec.ID)
-	return nil
+	return err
 }
 
 func cmdReport(args []string, stdout, stderr io.Writer) error {
@@ -443,32 +449,31 @@ func loadEKPolicy(dir, roots, allow string) (*attest.EKPolicy, string, error) {
 }
 
 func cmdAllowTPMChange(args []string, stdout, stderr io.Writer) error {
-	fs, dir := newFlags("device allow-tpm-change", stderr, "evident-server device allow-tpm-change DEVICE_ID: let this device's next enrollment change its TPM\n(EK: new mainboard or TPM cleared) or attestation key (AK: agent reinstalled). Without it such\nan enrollment is refused, so a stolen enrollment token cannot take over a known device's identity.")
-	valid := fs.Duration("for", 24*time.Hour, "how long the permission lasts; it is used up by one enrollment")
+	fs, dir := newFlags("device allow-tpm-change", stderr, "evident-server device allow-tpm-change DEVICE_ID: let this device's next enrollment change its TPM\n(EK: new mainboard or TPM cleared) or attestation key (AK: agent reinstalled). Without it such\nan enrollment is refused, so a stolen enrollment token cannot take over a known device's identity.\nAudited (tpm-change).")
+	valid := fs.Duration("for", 24*time.Hour, "how long the permission lasts (at most 168h); it is used up by one enrollment")
+	as := asFlag(fs)
 	// The id may come before or after the flags.
 	id, err := cli.ParseOne(fs, args)
 	if err != nil {
 		return err
 	}
-	if id == "" || *valid <= 0 {
-		fmt.Fprintln(stderr, "usage: evident-server device allow-tpm-change [--for 24h] DEVICE_ID")
+	if id == "" {
+		fmt.Fprintln(stderr, "usage: evident-server device allow-tpm-change [--for 24h] [--as NAME] DEVICE_ID")
 		return cli.ErrUsage
+	}
+	actor, err := cliActor(*as, stderr)
+	if err != nil {
+		return err
 	}
 	st, err := openExisting(*dir, false)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	ctx := context.Background()
-	if _, err := st.Device(ctx, id); errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("no device %q (see `evident-server report`)", id)
-	} else if err != nil {
-		return err
-	}
-	until := clock.Now().Add(*valid).UTC()
-	if err := st.AllowTPMChange(ctx, id, until); err != nil {
+	until, err := adminService(st).AllowTPMChange(context.Background(), actor, id, *valid)
+	if err != nil && !errors.Is(err, admin.ErrNotAudited) {
 		return err
 	}
 	fmt.Fprintf(stdout, "device %s may change its TPM or attestation key at its next enrollment until %s\n", id, until.Format(time.RFC3339))
-	return nil
+	return err
 }

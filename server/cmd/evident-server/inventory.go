@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -16,15 +14,16 @@ import (
 
 	"github.com/evident-dev/evident/internal/cli"
 	"github.com/evident-dev/evident/internal/clock"
+	"github.com/evident-dev/evident/server/admin"
 	"github.com/evident-dev/evident/server/controls"
 	"github.com/evident-dev/evident/server/inventory"
-	"github.com/evident-dev/evident/server/store"
 )
 
 const (
-	inventoryImportUsage = "usage: evident-server inventory import [--source TEXT] FILE"
-	waiverAddUsage       = "usage: evident-server waiver add --device ID [--control ID] --reason TEXT --approver NAME --expires DATE [--starts DATE]"
-	waiverRevokeUsage    = "usage: evident-server waiver revoke WAIVER_ID"
+	inventoryImportUsage = "usage: evident-server inventory import [--source TEXT] [--as NAME] FILE"
+	waiverRevokeUsage    = "usage: evident-server waiver revoke [--as NAME] WAIVER_ID"
+	tokenCreateUsage     = "usage: evident-server token create --role auditor|admin [--label L] [--expires 720h] [--as NAME]"
+	tokenRevokeUsage     = "usage: evident-server token revoke [--as NAME] TOKEN_ID"
 )
 
 func cmdInventoryImport(args []string, stdout, stderr io.Writer) error {
@@ -32,8 +31,9 @@ func cmdInventoryImport(args []string, stdout, stderr io.Writer) error {
 		"fleet against with a CSV exported from an MDM, HR system or identity provider. The header row names the\n"+
 		"columns: serial (serial_number, \"Serial Number\"), hostname (host, device_name, computer_name) and owner\n"+
 		"(user, email, assigned_user); other columns are ignored. Every row needs a serial number or a hostname.\n"+
-		fmt.Sprintf("At most %d MiB and %d rows. The import is recorded with the file's SHA-256.", inventory.MaxBytes>>20, inventory.MaxRows))
+		fmt.Sprintf("At most %d MiB and %d rows. The import is recorded with the file's SHA-256 and audited (inventory.import).", inventory.MaxBytes>>20, inventory.MaxRows))
 	source := fs.String("source", "", "where the file comes from, shown in reports (e.g. \"Jamf export 2026-11\")")
+	as := asFlag(fs)
 	path, err := cli.ParseOne(fs, args)
 	if err != nil {
 		return err
@@ -42,23 +42,24 @@ func cmdInventoryImport(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, inventoryImportUsage)
 		return cli.ErrUsage
 	}
+	actor, err := cliActor(*as, stderr)
+	if err != nil {
+		return err
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	inv, err := inventory.Parse(f)
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
 	st, err := openExisting(*dir, false)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	imp, err := st.ReplaceInventory(context.Background(), store.InventoryImport{ImportedAt: clock.Now().UTC(), Source: *source,
-		Filename: filepath.Base(path), SHA256: inv.SHA256}, inv.Rows)
-	if err != nil {
+	imp, inv, err := adminService(st).ImportInventory(context.Background(), actor, admin.InventoryRequest{Source: *source, Filename: filepath.Base(path), CSV: f})
+	if _, refused := errors.AsType[*admin.Refusal](err); refused {
+		return fmt.Errorf("%s: %w", path, err)
+	} else if err != nil && !errors.Is(err, admin.ErrNotAudited) {
 		return err
 	}
 	for _, d := range inv.Duplicates {
@@ -72,64 +73,31 @@ func cmdInventoryImport(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "imported %d devices from %s (sha256 %s; columns %s; %d blank rows skipped, %d duplicates); import %d replaces the previous inventory\n",
 		imp.Rows, filepath.Base(path), inv.SHA256, strings.Join(cols, " "), inv.Blank, len(inv.Duplicates), imp.ID)
-	return nil
-}
-
-// parseWaiverTime reads a waiver bound: an RFC 3339 time, or a date, which
-// is midnight UTC starting that day, or with endOfDay the midnight ending
-// it (--expires 2026-12-31 covers the 31st).
-func parseWaiverTime(flag, s string, endOfDay bool) (time.Time, error) {
-	if t, err := time.Parse(time.RFC3339, s); err == nil {
-		return t.UTC(), nil
-	}
-	if t, err := time.Parse("2006-01-02", s); err == nil {
-		if endOfDay {
-			t = t.AddDate(0, 0, 1)
-		}
-		return t, nil
-	}
-	return time.Time{}, fmt.Errorf("--%s %q: want a date (2026-12-31) or an RFC 3339 time (2026-12-31T18:00:00Z)", flag, s)
-}
-
-func newWaiverID() string {
-	b := make([]byte, 6)
-	rand.Read(b)
-	return "wvr_" + hex.EncodeToString(b)
+	return err
 }
 
 func cmdWaiverAdd(args []string, stdout, stderr io.Writer) error {
 	fs, dir := newFlags("waiver add", stderr, "evident-server waiver add: grant an exception. While it is in force, a device's failing (or unknown)\n"+
 		"control is reported as a waived exception, with the reason and the approver: still listed in every period\n"+
-		"report, counted apart from compliant time. It expires (at most one year after it starts) and can be revoked.")
+		"report, counted apart from compliant time. It expires (in the future, at most one year after it starts) and\n"+
+		"can be revoked. Audited (waiver.add; a refused request as waiver.add.denied); the waiver records the actor.")
 	device := fs.String("device", "", "the device id (required)")
 	control := fs.String("control", "", "the control id, e.g. DC-ENC-01 (default: every control)")
 	reason := fs.String("reason", "", "why the exception is accepted (required)")
 	approver := fs.String("approver", "", "who approved it (required)")
 	expiresS := fs.String("expires", "", "when it stops applying: a date (through the end of that day, UTC) or an RFC 3339 time (required)")
 	startsS := fs.String("starts", "", "when it starts applying: a date (midnight UTC) or an RFC 3339 time (default: now)")
-	createdBy := fs.String("created-by", os.Getenv("USER"), "who recorded it")
+	as := asFlag(fs)
+	createdBy := fs.String("created-by", "", "the same as --as (kept for existing scripts)")
 	policyPath := fs.String("policy", "", "control pack JSON file --control is checked against (default: the built-in pack)")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
-	if *device == "" || strings.TrimSpace(*reason) == "" || strings.TrimSpace(*approver) == "" || *expiresS == "" {
-		fmt.Fprintln(stderr, "waiver add needs --device, --reason, --approver and --expires")
-		fmt.Fprintln(stderr, waiverAddUsage)
-		return cli.ErrUsage
+	if *as == "" {
+		as = createdBy
 	}
-	now := clock.Now().UTC()
-	w := store.Waiver{ID: newWaiverID(), DeviceID: *device, ControlID: strings.TrimSpace(*control), Reason: strings.TrimSpace(*reason),
-		Approver: strings.TrimSpace(*approver), CreatedBy: *createdBy, CreatedAt: now, StartsAt: now}
-	var err error
-	if *startsS != "" {
-		if w.StartsAt, err = parseWaiverTime("starts", *startsS, false); err != nil {
-			return err
-		}
-	}
-	if w.ExpiresAt, err = parseWaiverTime("expires", *expiresS, true); err != nil {
-		return err
-	}
-	if err := w.Validate(); err != nil {
+	actor, err := cliActor(*as, stderr)
+	if err != nil {
 		return err
 	}
 	st, err := openExisting(*dir, false)
@@ -137,22 +105,18 @@ func cmdWaiverAdd(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer st.Close()
-	ctx := context.Background()
-	if _, err := st.Device(ctx, w.DeviceID); errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("no device %q (see `evident-server report`)", w.DeviceID)
-	} else if err != nil {
-		return err
-	}
-	if w.ControlID != "" {
+	if c := strings.TrimSpace(*control); c != "" {
 		policy, err := loadPolicy(*policyPath)
 		if err != nil {
 			return err
 		}
-		if !slices.ContainsFunc(policy.Controls, func(c controls.Control) bool { return c.ID == w.ControlID }) {
-			fmt.Fprintf(stderr, "warning: %s is not a control of the %s pack: the waiver waives nothing unless the server's pack has it\n", w.ControlID, policy.Name)
+		if !slices.ContainsFunc(policy.Controls, func(pc controls.Control) bool { return pc.ID == c }) {
+			fmt.Fprintf(stderr, "warning: %s is not a control of the %s pack: the waiver waives nothing unless the server's pack has it\n", c, policy.Name)
 		}
 	}
-	if err := st.CreateWaiver(ctx, w); err != nil {
+	w, err := adminService(st).AddWaiver(context.Background(), actor, admin.WaiverRequest{DeviceID: *device, ControlID: *control,
+		Reason: *reason, Approver: *approver, Starts: *startsS, Expires: *expiresS})
+	if err != nil && !errors.Is(err, admin.ErrNotAudited) {
 		return err
 	}
 	what := w.ControlID
@@ -161,7 +125,7 @@ func cmdWaiverAdd(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "waiver %s: device %s, %s, from %s until %s, approved by %s\n", w.ID, w.DeviceID, what,
 		w.StartsAt.Format(time.RFC3339), w.ExpiresAt.Format(time.RFC3339), w.Approver)
-	return nil
+	return err
 }
 
 func cmdWaiverList(args []string, stdout, stderr io.Writer) error {
@@ -206,7 +170,8 @@ func cmdWaiverList(args []string, stdout, stderr io.Writer) error {
 }
 
 func cmdWaiverRevoke(args []string, stdout, stderr io.Writer) error {
-	fs, dir := newFlags("waiver revoke", stderr, "evident-server waiver revoke WAIVER_ID: end a waiver now. It stays in the record and in reports\nfor the time it was in force.")
+	fs, dir := newFlags("waiver revoke", stderr, "evident-server waiver revoke WAIVER_ID: end a waiver now. It stays in the record and in reports\nfor the time it was in force. Audited (waiver.revoke).")
+	as := asFlag(fs)
 	id, err := cli.ParseOne(fs, args)
 	if err != nil {
 		return err
@@ -215,21 +180,19 @@ func cmdWaiverRevoke(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, waiverRevokeUsage)
 		return cli.ErrUsage
 	}
+	actor, err := cliActor(*as, stderr)
+	if err != nil {
+		return err
+	}
 	st, err := openExisting(*dir, false)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	ctx := context.Background()
-	if err := st.RevokeWaiver(ctx, id, clock.Now().UTC()); errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("no waiver %q (see `evident-server waiver list --all`)", id)
-	} else if err != nil {
-		return err
-	}
-	w, err := st.Waiver(ctx, id)
-	if err != nil {
+	w, err := adminService(st).RevokeWaiver(context.Background(), actor, id)
+	if err != nil && !errors.Is(err, admin.ErrNotAudited) {
 		return err
 	}
 	fmt.Fprintf(stdout, "waiver %s revoked at %s\n", id, w.RevokedAt.Format(time.RFC3339))
-	return nil
+	return err
 }

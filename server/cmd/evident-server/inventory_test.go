@@ -10,8 +10,10 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/evident-dev/evident/internal/cli"
+	"github.com/evident-dev/evident/server/store"
 	"github.com/evident-dev/evident/server/store/sqlite"
 )
 
@@ -90,12 +92,26 @@ func TestWaiverCommands(t *testing.T) {
 	list := func(args []string, o, e *bytes.Buffer) error { return cmdWaiverList(args, o, e) }
 	revoke := func(args []string, o, e *bytes.Buffer) error { return cmdWaiverRevoke(args, o, e) }
 
+	// An expired waiver, recorded directly: waiver add refuses an expiry in
+	// the past.
+	st, err := sqlite.Open(dbPath(dir), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expired := store.Waiver{ID: "wvr_0000000000e1", DeviceID: "dev-1", ControlID: "DC-ENC-01", Reason: "replacement on order", Approver: "CISO",
+		CreatedBy: "alice", CreatedAt: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC), StartsAt: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC),
+		ExpiresAt: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	if err := st.CreateWaiver(context.Background(), expired); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+
 	out, err := run(add, "--device", "dev-1", "--control", "DC-ENC-01", "--reason", "replacement on order", "--approver", "CISO",
-		"--starts", "2025-01-01", "--expires", "2025-12-31", "--created-by", "alice")
+		"--starts", "2098-01-01", "--expires", "2098-12-31", "--created-by", "alice")
 	if err != nil {
 		t.Fatalf("waiver add: %v\n%s", err, stderr.String())
 	}
-	m := regexp.MustCompile(`^waiver (wvr_[0-9a-f]{12}): device dev-1, DC-ENC-01, from 2025-01-01T00:00:00Z until 2026-01-01T00:00:00Z, approved by CISO\n$`).FindStringSubmatch(out)
+	m := regexp.MustCompile(`^waiver (wvr_[0-9a-f]{12}): device dev-1, DC-ENC-01, from 2098-01-01T00:00:00Z until 2099-01-01T00:00:00Z, approved by CISO\n$`).FindStringSubmatch(out)
 	if m == nil {
 		t.Fatalf("waiver add output = %q", out)
 	}
@@ -114,11 +130,11 @@ func TestWaiverCommands(t *testing.T) {
 	if err != nil {
 		t.Fatalf("waiver list: %v", err)
 	}
-	if strings.Contains(out, id) || strings.Count(out, "pending") != 2 || !strings.Contains(out, " * ") {
-		t.Errorf("waiver list =\n%s\nwant the two future waivers only", out)
+	if strings.Contains(out, expired.ID) || strings.Count(out, "pending") != 3 || !strings.Contains(out, " * ") {
+		t.Errorf("waiver list =\n%s\nwant the three future waivers only", out)
 	}
 	out, err = run(list, "--all")
-	if err != nil || !strings.Contains(out, id) || !strings.Contains(out, "replacement on order") {
+	if err != nil || !strings.Contains(out, expired.ID) || !strings.Contains(out, "replacement on order") {
 		t.Errorf("waiver list --all = %v\n%s", err, out)
 	}
 
@@ -136,10 +152,10 @@ func TestWaiverCommands(t *testing.T) {
 	if _, err := run(add, "--device", "dev-unknown", "--reason", "r", "--approver", "a", "--starts", "2098-06-01", "--expires", "2099-01-01"); err == nil || !strings.Contains(err.Error(), "no device") {
 		t.Errorf("waiver add for an unknown device = %v", err)
 	}
-	if _, err := run(add, "--device", "dev-1", "--reason", "r", "--approver", "a", "--starts", "2026-01-01", "--expires", "2027-01-02"); err == nil || !strings.Contains(err.Error(), "more than 1 year") {
+	if _, err := run(add, "--device", "dev-1", "--reason", "r", "--approver", "a", "--starts", "2097-01-01", "--expires", "2098-01-02"); err == nil || !strings.Contains(err.Error(), "more than 1 year") {
 		t.Errorf("waiver add over a year = %v", err)
 	}
-	if _, err := run(add, "--device", "dev-1", "--reason", "r", "--approver", "a", "--expires", "next tuesday"); err == nil || !strings.Contains(err.Error(), "--expires") {
+	if _, err := run(add, "--device", "dev-1", "--reason", "r", "--approver", "a", "--expires", "next tuesday"); err == nil || !strings.Contains(err.Error(), `expires "next tuesday"`) {
 		t.Errorf("waiver add with a bad date = %v", err)
 	}
 }
@@ -151,10 +167,9 @@ func TestWaiverUsage(t *testing.T) {
 		f    func([]string, *bytes.Buffer, *bytes.Buffer) error
 		args []string
 	}{
-		{"add without device", func(a []string, o, e *bytes.Buffer) error { return cmdWaiverAdd(a, o, e) }, []string{"--reason", "r", "--approver", "a", "--expires", "2099-01-01"}},
-		{"add without reason", func(a []string, o, e *bytes.Buffer) error { return cmdWaiverAdd(a, o, e) }, []string{"--device", "dev-1", "--approver", "a", "--expires", "2099-01-01"}},
-		{"add without approver", func(a []string, o, e *bytes.Buffer) error { return cmdWaiverAdd(a, o, e) }, []string{"--device", "dev-1", "--reason", "r", "--expires", "2099-01-01"}},
-		{"add without expiry", func(a []string, o, e *bytes.Buffer) error { return cmdWaiverAdd(a, o, e) }, []string{"--device", "dev-1", "--reason", "r", "--approver", "a"}},
+		// A missing --device, --reason, --approver or --expires is refused
+		// by the admin service (and audited): see TestAdminRefusals.
+		{"add with a bad --as", func(a []string, o, e *bytes.Buffer) error { return cmdWaiverAdd(a, o, e) }, []string{"--as", "x\ny", "--device", "dev-1", "--reason", "r", "--approver", "a", "--expires", "2099-01-01"}},
 		{"add with an argument", func(a []string, o, e *bytes.Buffer) error { return cmdWaiverAdd(a, o, e) }, []string{"--device", "dev-1", "--reason", "r", "--approver", "a", "--expires", "2099-01-01", "extra"}},
 		{"list with an argument", func(a []string, o, e *bytes.Buffer) error { return cmdWaiverList(a, o, e) }, []string{"extra"}},
 		{"revoke without id", func(a []string, o, e *bytes.Buffer) error { return cmdWaiverRevoke(a, o, e) }, nil},
