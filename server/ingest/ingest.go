@@ -32,6 +32,7 @@ import (
 	"github.com/evident-dev/evident/server/attest"
 	"github.com/evident-dev/evident/server/controls"
 	"github.com/evident-dev/evident/server/pki"
+	"github.com/evident-dev/evident/server/scorer"
 	"github.com/evident-dev/evident/server/store"
 )
 
@@ -326,41 +327,7 @@ func (s *Server) Rescore(ctx context.Context, now time.Time) error {
 // Score evaluates the policy on a device's latest evidence as of at and
 // records the resulting control states.
 func (s *Server) Score(ctx context.Context, deviceID string, at time.Time) error {
-	latest, err := s.Store.Latest(ctx, deviceID)
-	if err != nil {
-		return err
-	}
-	dev, err := s.Store.Device(ctx, deviceID)
-	if err != nil {
-		return err
-	}
-	open, err := s.Store.CurrentStates(ctx, deviceID)
-	if err != nil {
-		return err
-	}
-	current := make(map[string]store.ControlState, len(open))
-	for _, st := range open {
-		current[st.ControlID] = st
-	}
-	tpmEv, err := controls.LoadTPMEvidence(ctx, s.Store, deviceID, dev.GOOS)
-	if err != nil {
-		return err
-	}
-	lastSeen := dev.LastSeenAt
-	if lastSeen == nil && len(latest) > 0 {
-		lastSeen = &at
-	}
-	evals := s.Policy.Evaluate(controls.Input{
-		Now: at, Latest: latest, LastSeen: lastSeen, Current: current, TPM: tpmEv, Device: controls.FactsOf(dev),
-		History: func(c string, limit int) ([]store.Observation, error) {
-			return s.Store.History(ctx, dev.ID, c, limit)
-		},
-	})
-	states := make([]store.ControlState, len(evals))
-	for i, e := range evals {
-		states[i] = e.State()
-	}
-	return s.Store.ApplyStates(ctx, deviceID, states, at)
+	return scorer.Score(ctx, s.Store, s.Policy, deviceID, at)
 }
 
 // rejectedCollector holds observations the server could not accept.

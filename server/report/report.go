@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/evident-dev/evident/server/controls"
+	"github.com/evident-dev/evident/server/scorer"
 	"github.com/evident-dev/evident/server/store"
 )
 
@@ -122,10 +123,6 @@ func Build(ctx context.Context, st store.Store, p *controls.Policy, opt Options)
 }
 
 func buildDevice(ctx context.Context, st store.Store, p *controls.Policy, d store.Device, now time.Time, waivers []store.Waiver) (Device, error) {
-	latest, err := st.Latest(ctx, d.ID)
-	if err != nil {
-		return Device{}, err
-	}
 	counts, err := st.Counts(ctx, d.ID)
 	if err != nil {
 		return Device{}, err
@@ -146,18 +143,14 @@ func buildDevice(ctx context.Context, st store.Store, p *controls.Policy, d stor
 		History: History{Observations: counts.Total, FirstSeq: counts.MinSeq, LastSeq: counts.MaxSeq,
 			Since: counts.First, Until: counts.Last, Intervals: len(hist)},
 	}
-	tpmEv, err := controls.LoadTPMEvidence(ctx, st, d.ID, d.GOOS)
-	if err != nil {
-		return Device{}, err
-	}
 	waivedAll := true
 	if facts, err := p.GroupsOf(controls.FactsOf(d)); err == nil {
 		rd.Groups = facts.Groups
 	}
-	evals := p.Evaluate(controls.Input{
-		Now: now, Latest: latest, LastSeen: d.LastSeenAt, Current: open, TPM: tpmEv, Device: controls.FactsOf(d),
-		History: func(c string, limit int) ([]store.Observation, error) { return st.History(ctx, d.ID, c, limit) },
-	})
+	evals, err := scorer.Evaluate(ctx, st, p, d, now)
+	if err != nil {
+		return Device{}, err
+	}
 	for _, e := range evals {
 		c := Control{ID: e.Control.ID, Title: e.Control.Title, Criteria: e.Control.Criteria,
 			Status: e.Status, Reason: e.Reason, Evidence: e.Evidence}

@@ -14,6 +14,7 @@ import (
 	"github.com/evident-dev/evident/proto/evidence"
 	"github.com/evident-dev/evident/server/controls"
 	"github.com/evident-dev/evident/server/report"
+	"github.com/evident-dev/evident/server/scorer"
 	"github.com/evident-dev/evident/server/store"
 	"github.com/evident-dev/evident/server/store/sqlite"
 )
@@ -68,18 +69,7 @@ func parserVersion(collector string) int {
 // states, as the ingest server does after each report.
 func score(t *testing.T, st store.Store, p *controls.Policy, id string, at time.Time) {
 	t.Helper()
-	ctx := context.Background()
-	latest, err := st.Latest(ctx, id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	evals := p.Evaluate(controls.Input{Now: at, Latest: latest, LastSeen: &at, TPM: &controls.TPMEvidence{},
-		History: func(c string, limit int) ([]store.Observation, error) { return st.History(ctx, id, c, limit) }})
-	states := make([]store.ControlState, len(evals))
-	for i, e := range evals {
-		states[i] = e.State()
-	}
-	if err := st.ApplyStates(ctx, id, states, at); err != nil {
+	if err := scorer.Score(context.Background(), st, p, id, at); err != nil {
 		t.Fatal(err)
 	}
 }

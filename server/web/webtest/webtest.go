@@ -13,6 +13,7 @@ import (
 
 	"github.com/evident-dev/evident/proto/evidence"
 	"github.com/evident-dev/evident/server/controls"
+	"github.com/evident-dev/evident/server/scorer"
 	"github.com/evident-dev/evident/server/store"
 	"github.com/evident-dev/evident/server/web"
 )
@@ -140,22 +141,7 @@ func observation(t testing.TB, seq uint64, collector string, at time.Time, paylo
 // records the states, as the ingest server does.
 func score(t testing.TB, st store.Store, p *controls.Policy, id string, at time.Time) {
 	t.Helper()
-	ctx := context.Background()
-	latest, err := st.Latest(ctx, id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := st.Device(ctx, id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	evals := p.Evaluate(controls.Input{Now: at, Latest: latest, LastSeen: d.LastSeenAt,
-		History: func(c string, limit int) ([]store.Observation, error) { return st.History(ctx, id, c, limit) }})
-	states := make([]store.ControlState, len(evals))
-	for i, e := range evals {
-		states[i] = e.State()
-	}
-	if err := st.ApplyStates(ctx, id, states, at); err != nil {
-		t.Fatalf("ApplyStates: %v", err)
+	if err := scorer.Score(context.Background(), st, p, id, at); err != nil {
+		t.Fatalf("score: %v", err)
 	}
 }

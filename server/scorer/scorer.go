@@ -1,0 +1,85 @@
+// Package scorer is the server's one scorer: it gathers what the policy
+// evaluates for a device (its newest evidence per collector, its open
+// control intervals, its TPM enrollment and latest attestation, its facts)
+// and evaluates it. Ingest, the periodic rescore, reports and test
+// fixtures all score through it, so they cannot drift apart.
+package scorer
+
+import (
+	"context"
+	"time"
+
+	"github.com/evident-dev/evident/server/controls"
+	"github.com/evident-dev/evident/server/store"
+)
+
+// Store is what scoring reads.
+type Store interface {
+	store.TPM
+	Device(ctx context.Context, id string) (store.Device, error)
+	Latest(ctx context.Context, deviceID string) (map[string]store.Observation, error)
+	History(ctx context.Context, deviceID, collector string, limit int) ([]store.Observation, error)
+	CurrentStates(ctx context.Context, deviceID string) ([]store.ControlState, error)
+}
+
+// Writer is what scoring and recording the states needs.
+type Writer interface {
+	Store
+	ApplyStates(ctx context.Context, deviceID string, states []store.ControlState, at time.Time) error
+}
+
+// Input gathers the evaluation input of one device as of now.
+func Input(ctx context.Context, st Store, dev store.Device, now time.Time) (controls.Input, error) {
+	latest, err := st.Latest(ctx, dev.ID)
+	if err != nil {
+		return controls.Input{}, err
+	}
+	open, err := st.CurrentStates(ctx, dev.ID)
+	if err != nil {
+		return controls.Input{}, err
+	}
+	current := make(map[string]store.ControlState, len(open))
+	for _, s := range open {
+		current[s.ControlID] = s
+	}
+	tpmEv, err := controls.LoadTPMEvidence(ctx, st, dev.ID, dev.GOOS)
+	if err != nil {
+		return controls.Input{}, err
+	}
+	lastSeen := dev.LastSeenAt
+	if lastSeen == nil && len(latest) > 0 {
+		lastSeen = &now // evidence is being stored: the device is being seen now
+	}
+	id := dev.ID
+	return controls.Input{
+		Now: now, Latest: latest, LastSeen: lastSeen, Current: current, TPM: tpmEv, Device: controls.FactsOf(dev),
+		History: func(c string, limit int) ([]store.Observation, error) { return st.History(ctx, id, c, limit) },
+	}, nil
+}
+
+// Evaluate scores one device as of now.
+func Evaluate(ctx context.Context, st Store, p *controls.Policy, dev store.Device, now time.Time) ([]controls.Evaluation, error) {
+	in, err := Input(ctx, st, dev, now)
+	if err != nil {
+		return nil, err
+	}
+	return p.Evaluate(in), nil
+}
+
+// Score scores a device as of at and records the resulting control states
+// (what ingest does after each report, and the periodic rescore).
+func Score(ctx context.Context, st Writer, p *controls.Policy, deviceID string, at time.Time) error {
+	dev, err := st.Device(ctx, deviceID)
+	if err != nil {
+		return err
+	}
+	evals, err := Evaluate(ctx, st, p, dev, at)
+	if err != nil {
+		return err
+	}
+	states := make([]store.ControlState, len(evals))
+	for i, e := range evals {
+		states[i] = e.State()
+	}
+	return st.ApplyStates(ctx, deviceID, states, at)
+}
