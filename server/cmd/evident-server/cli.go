@@ -2,13 +2,11 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -16,11 +14,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/evident-dev/evident/internal/atomicfile"
 	"github.com/evident-dev/evident/internal/cli"
 	"github.com/evident-dev/evident/internal/clock"
 	"github.com/evident-dev/evident/internal/enrolltoken"
 	"github.com/evident-dev/evident/internal/version"
+	"github.com/evident-dev/evident/server"
 	"github.com/evident-dev/evident/server/admin"
 	"github.com/evident-dev/evident/server/attest"
 	"github.com/evident-dev/evident/server/controls"
@@ -158,7 +156,7 @@ func newFlags(name string, stderr io.Writer, help string) (*flag.FlagSet, *strin
 	return fs, dir
 }
 
-func dbPath(dir string) string { return filepath.Join(dir, "evident.db") }
+func dbPath(dir string) string { return server.DBPath(dir) }
 
 // openExisting opens the database of a data directory that must already
 // hold one (commands other than run never create it), read-only or not.
@@ -207,100 +205,17 @@ func cmdRun(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ca, err := pki.LoadOrCreateWithClock(filepath.Join(*dir, "pki"), clock.Now)
-	if err != nil {
-		return err
-	}
-	hosts := []string{"localhost", "127.0.0.1", "::1"}
-	if h, err := os.Hostname(); err == nil {
-		hosts = append(hosts, h)
-	}
+	var names []string
 	for _, s := range strings.Split(*sans, ",") {
 		if s = strings.TrimSpace(s); s != "" {
-			hosts = append(hosts, s)
+			names = append(names, s)
 		}
-	}
-	cert, err := ca.ServerCertificate(filepath.Join(*dir, "pki"), hosts)
-	if err != nil {
-		return fmt.Errorf("server certificate: %w", err)
-	}
-	st, err := sqlite.Open(dbPath(*dir), false)
-	if err != nil {
-		return fmt.Errorf("open database %s: %w", dbPath(*dir), err)
-	}
-	defer st.Close()
-	ekPolicy, rootsDir, err := loadEKPolicy(*dir, *ekRoots, *ekAllow)
-	if err != nil {
-		return err
-	}
-	log.Info("TPM enrollment trust", "ek_roots_dir", rootsDir, "ek_allowlist_entries", len(ekPolicy.AllowedEKs))
-	srv := &ingest.Server{Store: st, CA: ca, Policy: policy, Log: log, Now: clock.Now, EKPolicy: ekPolicy, AttestEvery: *attestEvery, NonceTTL: *nonceTTL}
-	g := srv.GRPCServer(cert)
-	lis, err := net.Listen("tcp", *listen)
-	if err != nil {
-		return err
-	}
-	if err := atomicfile.WriteFile(filepath.Join(*dir, "listen.addr"), []byte(lis.Addr().String()+"\n"), 0o644); err != nil {
-		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if *webListen != "" {
-		var webTLS *tls.Config
-		if host, _, err := net.SplitHostPort(*webListen); err != nil {
-			return fmt.Errorf("--web-listen %q: %w", *webListen, err)
-		} else if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-			webTLS = &tls.Config{Certificates: []tls.Certificate{cert}}
-		}
-		stopWeb, url, err := startWeb(ctx, st, policy, *webListen, log, webTLS)
-		if err != nil {
-			return fmt.Errorf("web UI: %w", err)
-		}
-		defer stopWeb()
-		if err := atomicfile.WriteFile(filepath.Join(*dir, "web.url"), []byte(url+"\n"), 0o644); err != nil {
-			return err
-		}
-		log.Info("web UI listening", "url", url)
-	}
-	log.Info("evident-server listening", "addr", lis.Addr().String(), "version", version.Version,
-		"data_dir", *dir, "ca_sha256", ca.Fingerprint(), "names", strings.Join(hosts, ","), "controls", len(policy.Controls))
-	errc := make(chan error, 1)
-	go func() { errc <- g.Serve(lis) }()
-	go func() {
-		t := time.NewTicker(*rescore)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				now := clock.Now()
-				if err := srv.Rescore(ctx, now); err != nil && ctx.Err() == nil {
-					log.Error("rescoring failed", "err", err)
-				}
-				if err := st.PurgeExpired(ctx, now); err != nil && ctx.Err() == nil {
-					log.Warn("purging expired nonces failed", "err", err)
-				}
-			}
-		}
-	}()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	log.Info("shutting down: waiting for streams to finish")
-	done := make(chan struct{})
-	go func() { g.GracefulStop(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(2 * time.Second):
-		// Agents hold their streams open; cut them. Anything not acked is
-		// resent by the agents, and Stop waits for handlers to return.
-		g.Stop()
-	}
-	log.Info("stopped")
-	return nil
+	return server.Run(ctx, server.Config{DataDir: *dir, Listen: *listen, SANs: names, Policy: policy, Log: log,
+		RescoreEvery: *rescore, EKRoots: *ekRoots, EKAllowlist: *ekAllow, AttestEvery: *attestEvery, NonceTTL: *nonceTTL,
+		WebListen: *webListen})
 }
 
 func cmdSecretCreate(args []string, stdout, stderr io.Writer) error {
@@ -426,26 +341,6 @@ func cmdAttestVerify(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintln(stdout, "quote verified:", res)
 	return nil
-}
-
-// loadEKPolicy loads the EK trust: the given paths, or DATA_DIR/ek-roots and
-// DATA_DIR/ek-allowlist when they exist.
-func loadEKPolicy(dir, roots, allow string) (*attest.EKPolicy, string, error) {
-	if roots == "" {
-		if fi, err := os.Stat(filepath.Join(dir, "ek-roots")); err == nil && fi.IsDir() {
-			roots = filepath.Join(dir, "ek-roots")
-		}
-	}
-	if allow == "" {
-		if _, err := os.Stat(filepath.Join(dir, "ek-allowlist")); err == nil {
-			allow = filepath.Join(dir, "ek-allowlist")
-		}
-	}
-	p, err := attest.LoadEKPolicy(roots, allow)
-	if err != nil {
-		return nil, "", fmt.Errorf("TPM EK trust: %w", err)
-	}
-	return p, roots, nil
 }
 
 func cmdAllowTPMChange(args []string, stdout, stderr io.Writer) error {

@@ -2,21 +2,13 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
-	"net/http"
-	"sync"
 	"time"
 
 	"github.com/evident-dev/evident/internal/cli"
-	"github.com/evident-dev/evident/internal/clock"
 	"github.com/evident-dev/evident/server/admin"
-	"github.com/evident-dev/evident/server/controls"
-	"github.com/evident-dev/evident/server/store"
 	"github.com/evident-dev/evident/server/store/sqlite"
 	"github.com/evident-dev/evident/server/web"
 )
@@ -85,82 +77,4 @@ func cmdTokenRevoke(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "token %s revoked; its web sessions are ended\n", id)
 	return err
-}
-
-// startWeb serves the web UI and API on addr until stop is called or ctx
-// ends. With tlsConf (it must hold the server certificate and must not
-// require client certificates: browsers have none) it serves HTTPS and the
-// session cookie is Secure; with nil it serves plain HTTP, allowed only on a
-// loopback address (put a TLS-terminating proxy in front for anything
-// else). url is the address actually listened on (port 0 picks one).
-func startWeb(ctx context.Context, st store.Store, pol *controls.Policy, addr string, log *slog.Logger, tlsConf *tls.Config) (stop func(), url string, err error) {
-	if tlsConf == nil {
-		host, _, err := net.SplitHostPort(addr)
-		if err != nil {
-			return nil, "", fmt.Errorf("web listen address %q: %w", addr, err)
-		}
-		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-			return nil, "", fmt.Errorf("web listen address %q: plain HTTP is only served on loopback (127.0.0.1, ::1, localhost); serve it with TLS", addr)
-		}
-	}
-	h, err := web.New(web.Config{Store: st, Policy: pol, Log: log, Now: clock.Now})
-	if err != nil {
-		return nil, "", err
-	}
-	lis, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, "", err
-	}
-	scheme := "http"
-	var tc *tls.Config
-	if tlsConf != nil {
-		tc = tlsConf.Clone()
-		tc.ClientAuth = tls.NoClientCert
-		if tc.MinVersion < tls.VersionTLS12 {
-			tc.MinVersion = tls.VersionTLS12
-		}
-		scheme = "https"
-	}
-	srv := &http.Server{
-		Handler:           h,
-		TLSConfig:         tc,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      2 * time.Minute,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	url = scheme + "://" + lis.Addr().String()
-	go func() {
-		serve := func() error { return srv.Serve(lis) }
-		if tc != nil {
-			// ServeTLS adds HTTP/2 to the certificate config's protocols.
-			serve = func() error { return srv.ServeTLS(lis, "", "") }
-		}
-		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("web server stopped", "err", err)
-		}
-	}()
-	done := make(chan struct{})
-	go func() {
-		select {
-		case <-ctx.Done():
-		case <-done:
-		}
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(sctx)
-	}()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			close(done)
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			srv.Shutdown(sctx)
-		})
-	}
-	log.Info("web UI listening", "url", url)
-	return stop, url, nil
 }
