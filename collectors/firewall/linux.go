@@ -237,7 +237,26 @@ func evaluateViews(views []view, v6 bool, hn hostNet) Payload {
 			addrs[fam], truncated[fam] = addrs[fam][:maxDaddrs], true
 		}
 	}
+	// The verdict first, over every view together: it gets the work
+	// budget before the backends' own lines.
 	budget := maxWork
+	combined := map[string]Family{}
+	p.Verdict = VerdictDeny
+	for _, fam := range families {
+		f := familyVerdict(all, fam, ifaces[fam], addrs[fam], lit, &budget)
+		if f.Verdict == VerdictDeny && truncated[fam] {
+			f.Verdict = VerdictUnknown
+			f.Reason = fmt.Sprintf("%s: the host has more than %d addresses; the first %d deny: %s", familyName(fam), maxDaddrs, maxDaddrs, f.Reason)
+		}
+		combined[fam] = f
+		p.Families = append(p.Families, f)
+		switch {
+		case f.Verdict == VerdictOpen:
+			p.Verdict = VerdictOpen
+		case f.Verdict == VerdictUnknown && p.Verdict == VerdictDeny:
+			p.Verdict = VerdictUnknown
+		}
+	}
 	for _, v := range views {
 		b := Backend{Name: v.backend}
 		var details []string
@@ -250,15 +269,21 @@ func evaluateViews(views []view, v6 bool, hn hostNet) Payload {
 			details = append(details, "no prerouting or input chain loaded")
 		}
 		// A backend's own line: does it alone deny the families it hooks?
+		// With one backend that is the verdict already computed.
 		deny := b.Active
 		for _, fam := range families {
 			covers := false
 			for _, bc := range v.bcs {
 				covers = covers || bc.family == fam || bc.family == "inet"
 			}
-			if deny && covers && familyVerdict(v.bcs, fam, ifaces[fam], addrs[fam], lit, &budget).Verdict != VerdictDeny {
-				deny = false
+			if !deny || !covers {
+				continue
 			}
+			f := combined[fam]
+			if len(views) > 1 {
+				f = familyVerdict(v.bcs, fam, ifaces[fam], addrs[fam], lit, &budget)
+			}
+			deny = f.Verdict == VerdictDeny
 		}
 		b.InboundDefaultDeny = deny
 		b.Detail = strings.Join(details, "; ")
@@ -270,21 +295,6 @@ func evaluateViews(views []view, v6 bool, hn hostNet) Payload {
 	}
 	if p.DecidedBy == "" {
 		p.DecidedBy = "kernel ruleset"
-	}
-	p.Verdict = VerdictDeny
-	for _, fam := range families {
-		f := familyVerdict(all, fam, ifaces[fam], addrs[fam], lit, &budget)
-		if f.Verdict == VerdictDeny && truncated[fam] {
-			f.Verdict = VerdictUnknown
-			f.Reason = fmt.Sprintf("%s: the host has more than %d addresses; the first %d deny: %s", familyName(fam), maxDaddrs, maxDaddrs, f.Reason)
-		}
-		p.Families = append(p.Families, f)
-		switch {
-		case f.Verdict == VerdictOpen:
-			p.Verdict = VerdictOpen
-		case f.Verdict == VerdictUnknown && p.Verdict == VerdictDeny:
-			p.Verdict = VerdictUnknown
-		}
 	}
 	var reasons []string
 	for _, f := range p.Families {

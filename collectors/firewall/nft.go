@@ -145,7 +145,7 @@ func buildNft(objs []map[string]json.RawMessage) (*nftRuleset, error) {
 				// table's name, the release name, or nothing), so a flags
 				// value is never trusted: the text listing decides. Until
 				// then a table that says dormant is taken at its word.
-				for _, f := range flagList(t.Flags) {
+				for _, f := range stringsOf(t.Flags) {
 					tb.dormant = tb.dormant || f == "dormant"
 				}
 				rs.undecidedFlags = append(rs.undecidedFlags, t.Family+" "+t.Name)
@@ -228,20 +228,6 @@ func buildNft(objs []map[string]json.RawMessage) (*nftRuleset, error) {
 }
 
 func keptFamily(f string) bool { return f == "ip" || f == "ip6" || f == "inet" }
-
-// flagList reads a flags value: a string or a list of strings. nil means
-// it is neither.
-func flagList(raw json.RawMessage) []string {
-	var one string
-	if json.Unmarshal(raw, &one) == nil {
-		return []string{one}
-	}
-	var many []string
-	if json.Unmarshal(raw, &many) == nil {
-		return many
-	}
-	return nil
-}
 
 // dormantFromText reads `nft list table FAMILY NAME`: a dormant table says
 // "flags dormant" before its first chain.

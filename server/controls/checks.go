@@ -218,23 +218,20 @@ func checkAutoUpdates(in Input) Result {
 		return decided(o, store.Unknown, fmt.Sprintf("%s configured (%s), but this agent (patches parser v%d) does not check that the update job is scheduled: upgrade the agent",
 			what, a.Detail, o.ParserVersion), a)
 	case a.Enabled:
-		reason := "automatic updates enabled"
-		if a.Mechanism != "" {
-			reason += " (" + a.Mechanism + ")"
-		}
-		if a.Detail != "" {
-			reason += ": " + a.Detail
-		}
-		return decided(o, store.Pass, reason, a)
+		return decided(o, store.Pass, autoUpdatesReason("automatic updates enabled", a), a)
 	}
-	why := "automatic updates not enabled"
+	return decided(o, store.Fail, autoUpdatesReason("automatic updates not enabled", a), a)
+}
+
+// autoUpdatesReason: "automatic updates enabled (mechanism): detail".
+func autoUpdatesReason(head string, a *evidence.AutoUpdates) string {
 	if a.Mechanism != "" {
-		why += " (" + a.Mechanism + ")"
+		head += " (" + a.Mechanism + ")"
 	}
 	if a.Detail != "" {
-		why += ": " + a.Detail
+		head += ": " + a.Detail
 	}
-	return decided(o, store.Fail, why, a)
+	return head
 }
 
 // secureBootShimVersion is the secureboot parser that reads shim's

@@ -38,3 +38,16 @@ func cliActor(as string, stderr io.Writer) (string, error) {
 // CLI does not know the running server's control pack, so any control id
 // is accepted (waiver add warns about ids its own pack lacks).
 func adminService(st admin.Store) *admin.Service { return admin.New(st, clock.Now, nil) }
+
+// adminCLI opens the data directory's store for one admin command and
+// gives it the service and the CLI's actor; done closes the store.
+func adminCLI(dir, as string, stderr io.Writer) (svc *admin.Service, actor string, done func(), err error) {
+	if actor, err = cliActor(as, stderr); err != nil {
+		return nil, "", nil, err
+	}
+	st, err := openExisting(dir, false)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	return adminService(st), actor, func() { st.Close() }, nil
+}

@@ -240,7 +240,8 @@ func cmdSecretCreate(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer st.Close()
-	secret, rec, err := adminService(st).CreateEnrollSecret(context.Background(), actor, admin.SecretRequest{Label: *label, SingleUse: *single, TTL: *expires})
+	svc := adminService(st)
+	secret, rec, err := svc.CreateEnrollSecret(context.Background(), actor, admin.SecretRequest{Label: *label, SingleUse: *single, TTL: *expires})
 	if err != nil && !errors.Is(err, admin.ErrNotAudited) {
 		return err
 	}
@@ -356,16 +357,12 @@ func cmdAllowTPMChange(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "usage: evident-server device allow-tpm-change [--for 24h] [--as NAME] DEVICE_ID")
 		return cli.ErrUsage
 	}
-	actor, err := cliActor(*as, stderr)
+	svc, actor, done, err := adminCLI(*dir, *as, stderr)
 	if err != nil {
 		return err
 	}
-	st, err := openExisting(*dir, false)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	until, err := adminService(st).AllowTPMChange(context.Background(), actor, id, *valid)
+	defer done()
+	until, err := svc.AllowTPMChange(context.Background(), actor, id, *valid)
 	if err != nil && !errors.Is(err, admin.ErrNotAudited) {
 		return err
 	}

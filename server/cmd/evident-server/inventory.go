@@ -56,7 +56,8 @@ func cmdInventoryImport(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer st.Close()
-	imp, inv, err := adminService(st).ImportInventory(context.Background(), actor, admin.InventoryRequest{Source: *source, Filename: filepath.Base(path), CSV: f})
+	svc := adminService(st)
+	imp, inv, err := svc.ImportInventory(context.Background(), actor, admin.InventoryRequest{Source: *source, Filename: filepath.Base(path), CSV: f})
 	if _, refused := errors.AsType[*admin.Refusal](err); refused {
 		return fmt.Errorf("%s: %w", path, err)
 	} else if err != nil && !errors.Is(err, admin.ErrNotAudited) {
@@ -96,15 +97,11 @@ func cmdWaiverAdd(args []string, stdout, stderr io.Writer) error {
 	if *as == "" {
 		as = createdBy
 	}
-	actor, err := cliActor(*as, stderr)
+	svc, actor, done, err := adminCLI(*dir, *as, stderr)
 	if err != nil {
 		return err
 	}
-	st, err := openExisting(*dir, false)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
+	defer done()
 	if c := strings.TrimSpace(*control); c != "" {
 		policy, err := loadPolicy(*policyPath)
 		if err != nil {
@@ -114,7 +111,7 @@ func cmdWaiverAdd(args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stderr, "warning: %s is not a control of the %s pack: the waiver waives nothing unless the server's pack has it\n", c, policy.Name)
 		}
 	}
-	w, err := adminService(st).AddWaiver(context.Background(), actor, admin.WaiverRequest{DeviceID: *device, ControlID: *control,
+	w, err := svc.AddWaiver(context.Background(), actor, admin.WaiverRequest{DeviceID: *device, ControlID: *control,
 		Reason: *reason, Approver: *approver, Starts: *startsS, Expires: *expiresS})
 	if err != nil && !errors.Is(err, admin.ErrNotAudited) {
 		return err
@@ -180,16 +177,12 @@ func cmdWaiverRevoke(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, waiverRevokeUsage)
 		return cli.ErrUsage
 	}
-	actor, err := cliActor(*as, stderr)
+	svc, actor, done, err := adminCLI(*dir, *as, stderr)
 	if err != nil {
 		return err
 	}
-	st, err := openExisting(*dir, false)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	w, err := adminService(st).RevokeWaiver(context.Background(), actor, id)
+	defer done()
+	w, err := svc.RevokeWaiver(context.Background(), actor, id)
 	if err != nil && !errors.Is(err, admin.ErrNotAudited) {
 		return err
 	}

@@ -37,7 +37,8 @@ func cmdTokenCreate(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("open database %s: %w", dbPath(*dir), err)
 	}
 	defer st.Close()
-	tok, rec, err := adminService(st).CreateToken(context.Background(), actor, admin.TokenRequest{Role: *role, Label: *label, TTL: *expires})
+	svc := adminService(st)
+	tok, rec, err := svc.CreateToken(context.Background(), actor, admin.TokenRequest{Role: *role, Label: *label, TTL: *expires})
 	if err != nil && !errors.Is(err, admin.ErrNotAudited) {
 		return err
 	}
@@ -62,16 +63,12 @@ func cmdTokenRevoke(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, tokenRevokeUsage)
 		return cli.ErrUsage
 	}
-	actor, err := cliActor(*as, stderr)
+	svc, actor, done, err := adminCLI(*dir, *as, stderr)
 	if err != nil {
 		return err
 	}
-	st, err := openExisting(*dir, false)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	err = adminService(st).RevokeToken(context.Background(), actor, id)
+	defer done()
+	err = svc.RevokeToken(context.Background(), actor, id)
 	if err != nil && !errors.Is(err, admin.ErrNotAudited) {
 		return err
 	}
