@@ -54,6 +54,17 @@ type Config struct {
 // DBPath is the store's file under a data directory.
 func DBPath(dir string) string { return filepath.Join(dir, "evident.db") }
 
+// OpenStore opens the store of a data directory: the one place that picks
+// the backend (SQLite, embedded). A writable open creates and migrates it;
+// a read-only open (reports next to a running server) never does.
+func OpenStore(dir string, readOnly bool) (store.Store, error) {
+	st, err := sqlite.Open(DBPath(dir), readOnly)
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", DBPath(dir), err)
+	}
+	return st, nil
+}
+
 // Run serves until ctx ends or the gRPC server fails.
 func Run(ctx context.Context, cfg Config) error {
 	if cfg.RescoreEvery <= 0 || cfg.AttestEvery <= 0 || cfg.NonceTTL <= 0 {
@@ -76,9 +87,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("server certificate: %w", err)
 	}
-	st, err := sqlite.Open(DBPath(cfg.DataDir), false)
+	st, err := OpenStore(cfg.DataDir, false)
 	if err != nil {
-		return fmt.Errorf("open database %s: %w", DBPath(cfg.DataDir), err)
+		return err
 	}
 	defer st.Close()
 	ekPolicy, rootsDir, err := loadEKPolicy(cfg.DataDir, cfg.EKRoots, cfg.EKAllowlist)
@@ -119,18 +130,23 @@ func Run(ctx context.Context, cfg Config) error {
 	go func() {
 		t := time.NewTicker(cfg.RescoreEvery)
 		defer t.Stop()
+		// A first rescore at start records what changed while the server
+		// was down (silent devices, a changed policy) before the first tick.
+		first := make(chan struct{}, 1)
+		first <- struct{}{}
 		for {
 			select {
 			case <-ctx.Done():
 				return
+			case <-first:
 			case <-t.C:
-				now := clock.Now()
-				if err := srv.Rescore(ctx, now); err != nil && ctx.Err() == nil {
-					log.Error("rescoring failed", "err", err)
-				}
-				if err := st.PurgeExpired(ctx, now); err != nil && ctx.Err() == nil {
-					log.Warn("purging expired nonces failed", "err", err)
-				}
+			}
+			now := clock.Now()
+			if err := srv.Rescore(ctx, now); err != nil && ctx.Err() == nil {
+				log.Error("rescoring failed", "err", err)
+			}
+			if err := st.PurgeExpired(ctx, now); err != nil && ctx.Err() == nil {
+				log.Warn("purging expired nonces failed", "err", err)
 			}
 		}
 	}()

@@ -23,6 +23,7 @@ import (
 
 	"github.com/evident-dev/evident/server/bundle"
 	"github.com/evident-dev/evident/server/pki"
+	"github.com/evident-dev/evident/server/states"
 	"github.com/evident-dev/evident/server/store"
 	"github.com/evident-dev/evident/server/store/sqlite"
 )
@@ -84,15 +85,15 @@ func newFixture(t testing.TB) *fixture {
 	ingest("dev-a", 7, 8, t0.Add(3*time.Hour)) // a resend: out of order
 	ingest("dev-b", 1, 5, t0.Add(2*time.Hour))
 	for i, status := range []string{store.Pass, store.Fail, store.Pass} {
-		err := f.st.ApplyStates(ctx, "dev-a", []store.ControlState{
+		err := states.Record(ctx, f.st, "dev-a", []store.ControlState{
 			{ControlID: "DC-FW-01", Status: status, Reason: "firewall " + status, EvidenceSeq: uint64(i + 1), Evidence: json.RawMessage(`{"x":1}`)},
 			{ControlID: "DC-DISK-01", Status: store.Pass, Reason: "encrypted"},
-		}, t0.Add(time.Duration(i+1)*time.Hour))
+		}, nil, t0.Add(time.Duration(i+1)*time.Hour))
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := f.st.ApplyStates(ctx, "dev-b", []store.ControlState{{ControlID: "DC-FW-01", Status: store.Unknown}}, t0.Add(time.Hour)); err != nil {
+	if err := states.Record(ctx, f.st, "dev-b", []store.ControlState{{ControlID: "DC-FW-01", Status: store.Unknown}}, nil, t0.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	return f

@@ -31,6 +31,7 @@ import (
 	evidentv1 "github.com/evident-dev/evident/proto/evident/v1"
 	"github.com/evident-dev/evident/server/attest"
 	"github.com/evident-dev/evident/server/controls"
+	"github.com/evident-dev/evident/server/devices"
 	"github.com/evident-dev/evident/server/pki"
 	"github.com/evident-dev/evident/server/scorer"
 	"github.com/evident-dev/evident/server/store"
@@ -53,12 +54,21 @@ const (
 	maxConcurrentStream = 10000
 )
 
+// Store is what the ingest server uses: enrollment, TPM enrollment and
+// attestation, evidence, and recording the scores.
+type Store interface {
+	store.Enrollment
+	store.TPM
+	store.Evidence
+	store.Recorder
+}
+
 // Server implements the Enrollment and Evidence services.
 type Server struct {
 	evidentv1.UnimplementedEnrollmentServer
 	evidentv1.UnimplementedEvidenceServer
 
-	Store  store.Store
+	Store  Store
 	CA     *pki.CA
 	Policy *controls.Policy
 	Log    *slog.Logger
@@ -166,7 +176,7 @@ func (s *Server) finishEnroll(ctx context.Context, req *evidentv1.EnrollRequest,
 	if err != nil {
 		return nil, s.secretError(err, h)
 	}
-	dev, err := s.Store.EnrollDevice(ctx, store.Device{
+	dev, err := devices.Enroll(ctx, s.Store, store.Device{
 		ID: pki.NewDeviceID(), Hostname: h.GetHostname(), GOOS: h.GetGoos(), GOARCH: h.GetGoarch(),
 		OSVersion: h.GetOsVersion(), MachineID: h.GetMachineId(), SerialNumber: h.GetSerialNumber(),
 		AgentVersion: h.GetAgentVersion(), SecretID: secret.ID, EnrolledAt: s.now(), TPM: tpm,
@@ -178,6 +188,11 @@ func (s *Server) finishEnroll(ctx context.Context, req *evidentv1.EnrollRequest,
 	der, err := s.CA.SignDevice(req.GetCsr(), dev.ID)
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "csr: %v", err)
+	}
+	// The device is in the population from enrollment: its controls are
+	// recorded (unknown: no report yet) so every read shows it the same way.
+	if err := s.Score(ctx, dev.ID, dev.EnrolledAt); err != nil {
+		s.Log.Error("enrollment: scoring failed", "device", dev.ID, "err", err)
 	}
 	s.Log.Info("device enrolled", "device", dev.ID, "hostname", dev.Hostname, "previous_device", dev.PreviousID, "secret", secret.ID, "tpm", tpm != nil)
 	return &evidentv1.EnrollResponse{DeviceId: dev.ID, Certificate: der, CaBundle: s.CA.PEM()}, nil

@@ -259,7 +259,19 @@ const minGap = time.Second
 // Durations are exact (nanoseconds) while they add up; the seconds
 // reported are rounded to the nearest second, and CompliantPercent is
 // computed from the exact durations.
-func Build(ctx context.Context, st store.Store, p *controls.Policy, opt Options) (*Report, error) {
+// Store is what a period report reads: the intervals overlapping the
+// period, the devices, the waivers, the inventory, and the evidence
+// history of the sampled devices (and of every device for the patch SLA).
+type Store interface {
+	store.Periods
+	sla.History
+	Inventory(ctx context.Context) (store.InventoryImport, []store.InventoryRow, error)
+	Devices(ctx context.Context) ([]store.Device, error)
+	StateHistory(ctx context.Context, deviceID string) ([]store.ControlState, error)
+	WaiversOverlapping(ctx context.Context, from, to time.Time) ([]store.Waiver, error)
+}
+
+func Build(ctx context.Context, st Store, p *controls.Policy, opt Options) (*Report, error) {
 	if p == nil {
 		return nil, errors.New("period report: no policy")
 	}

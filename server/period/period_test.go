@@ -17,6 +17,7 @@ import (
 
 	"github.com/evident-dev/evident/server/controls"
 	"github.com/evident-dev/evident/server/period"
+	"github.com/evident-dev/evident/server/states"
 	"github.com/evident-dev/evident/server/store"
 	"github.com/evident-dev/evident/server/store/sqlite"
 )
@@ -81,7 +82,7 @@ func history(t testing.TB) store.Store {
 		seq[id+control]++
 		s := store.ControlState{ControlID: control, Status: status, Reason: reason, EvidenceSeq: seq[id+control],
 			Evidence: json.RawMessage(fmt.Sprintf(`{"control": %q, "status": %q}`, control, status))}
-		if err := st.ApplyStates(ctx, id, []store.ControlState{s}, at); err != nil {
+		if err := states.Record(ctx, st, id, []store.ControlState{s}, nil, at); err != nil {
 			t.Fatal(err)
 		}
 	}

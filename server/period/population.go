@@ -10,7 +10,9 @@ import (
 
 // population reconciles the devices enrolled before the period end with the
 // newest imported inventory (see Population for the matching rules).
-func population(ctx context.Context, st store.Inventory, devices []DeviceRef, reported map[string]bool) (Population, error) {
+func population(ctx context.Context, st interface {
+	Inventory(ctx context.Context) (store.InventoryImport, []store.InventoryRow, error)
+}, devices []DeviceRef, reported map[string]bool) (Population, error) {
 	p := Population{InInventoryNeverEnrolled: []InventoryRow{}, InInventorySilent: []Match{}, EnrolledNotInInventory: []DeviceRef{}}
 	imp, rows, err := st.Inventory(ctx)
 	if errors.Is(err, store.ErrNotFound) {

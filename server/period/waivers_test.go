@@ -10,6 +10,7 @@ import (
 
 	"github.com/evident-dev/evident/internal/golden"
 	"github.com/evident-dev/evident/server/period"
+	"github.com/evident-dev/evident/server/states"
 	"github.com/evident-dev/evident/server/store"
 	"github.com/evident-dev/evident/server/store/sqlite"
 )
@@ -52,7 +53,7 @@ func (f *fixture) apply(id string, at time.Time, control, status, reason string)
 	f.t.Helper()
 	f.seq[id+control]++
 	s := store.ControlState{ControlID: control, Status: status, Reason: reason, EvidenceSeq: f.seq[id+control]}
-	if err := f.st.ApplyStates(f.t.Context(), id, []store.ControlState{s}, at); err != nil {
+	if err := states.Record(f.t.Context(), f.st, id, []store.ControlState{s}, nil, at); err != nil {
 		f.t.Fatal(err)
 	}
 }

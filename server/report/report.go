@@ -1,12 +1,13 @@
 // Package report builds the fleet posture report: for each device, each
-// control of the policy with its status as of now, the reason and evidence
-// that decided it, its SOC 2 criteria, how long it has held, and how much
+// control of the policy with its recorded status (the open interval, as the
+// server last evaluated it), the reason and evidence that decided it, its SOC 2 criteria, how long it has held, and how much
 // evidence history backs it. It renders as a text table or JSON.
 package report
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -15,7 +16,6 @@ import (
 	"time"
 
 	"github.com/evident-dev/evident/server/controls"
-	"github.com/evident-dev/evident/server/scorer"
 	"github.com/evident-dev/evident/server/store"
 )
 
@@ -34,7 +34,10 @@ type Device struct {
 	OS         string     `json:"os"`
 	EnrolledAt time.Time  `json:"enrolled_at"`
 	LastSeenAt *time.Time `json:"last_seen_at,omitempty"`
-	Compliant  bool       `json:"compliant"` // no control fails or is unknown
+	Compliant  bool       `json:"compliant"` // every control passes or does not apply
+	// EvaluatedAt is the oldest of its controls' newest evaluations: the
+	// statuses hold as of then.
+	EvaluatedAt time.Time `json:"evaluated_at"`
 	// CompliantOrWaived is true when every failing or unknown control is
 	// covered by a waiver in force.
 	CompliantOrWaived bool      `json:"compliant_or_waived"`
@@ -61,14 +64,16 @@ type History struct {
 
 // Control is one control's status on a device.
 type Control struct {
-	ID       string             `json:"id"`
-	Title    string             `json:"title"`
-	Criteria []string           `json:"criteria"`
-	Status   string             `json:"status"`
-	Reason   string             `json:"reason"`
-	Since    *time.Time         `json:"since,omitempty"` // start of the current status interval
-	Checks   int                `json:"evaluations"`     // evaluations in that interval
-	Evidence *controls.Evidence `json:"evidence,omitempty"`
+	ID       string     `json:"id"`
+	Title    string     `json:"title"`
+	Criteria []string   `json:"criteria"`
+	Status   string     `json:"status"`
+	Reason   string     `json:"reason"`
+	Since    *time.Time `json:"since,omitempty"` // start of the current status interval
+	Checks   int        `json:"evaluations"`     // evaluations in that interval
+	// EvaluatedAt is the newest evaluation that confirmed the status.
+	EvaluatedAt *time.Time         `json:"evaluated_at,omitempty"`
+	Evidence    *controls.Evidence `json:"evidence,omitempty"`
 	// Waiver is the waiver in force for this control on this device, if
 	// any: shown with the status, never changing it.
 	Waiver *Waiver `json:"waiver,omitempty"`
@@ -88,12 +93,20 @@ type Options struct {
 	Now    time.Time
 }
 
-// Build assembles the report from the store.
-func Build(ctx context.Context, st store.Store, p *controls.Policy, opt Options) (*Fleet, error) {
-	devs, err := st.Devices(ctx)
-	if err != nil {
-		return nil, err
-	}
+// Store is what a report reads: the recorded states (the read model), never
+// a re-scoring, so a report agrees with the web pages, the API and the
+// period report at the same instant.
+type Store interface {
+	store.Posture
+	Device(ctx context.Context, id string) (store.Device, error)
+	Counts(ctx context.Context, deviceID string) (store.ObservationCounts, error)
+	CurrentStates(ctx context.Context, deviceID string) ([]store.ControlState, error)
+	StateHistory(ctx context.Context, deviceID string) ([]store.ControlState, error)
+	WaiversOverlapping(ctx context.Context, from, to time.Time) ([]store.Waiver, error)
+}
+
+// Build assembles the report from the recorded states.
+func Build(ctx context.Context, st Store, p *controls.Policy, opt Options) (*Fleet, error) {
 	f := &Fleet{GeneratedAt: opt.Now.UTC(), Policy: p.Name, Summary: map[string]int{}, Devices: []Device{}}
 	active, err := st.WaiversOverlapping(ctx, opt.Now, opt.Now.Add(time.Nanosecond))
 	if err != nil {
@@ -103,33 +116,85 @@ func Build(ctx context.Context, st store.Store, p *controls.Policy, opt Options)
 	for _, w := range active {
 		waivers[w.DeviceID] = append(waivers[w.DeviceID], w)
 	}
-	for _, d := range devs {
-		if opt.Device != "" && d.ID != opt.Device && d.Hostname != opt.Device {
-			continue
-		}
-		rd, err := buildDevice(ctx, st, p, d, opt.Now, waivers[d.ID])
+	add := func(d store.Device) error {
+		rd, _, err := BuildDevice(ctx, st, p, d, waivers[d.ID])
 		if err != nil {
-			return nil, fmt.Errorf("device %s: %w", d.ID, err)
+			return fmt.Errorf("device %s: %w", d.ID, err)
 		}
 		for _, c := range rd.Controls {
 			f.Summary[c.Status]++
 		}
 		f.Devices = append(f.Devices, rd)
+		return nil
 	}
-	if opt.Device != "" && len(f.Devices) == 0 {
-		return nil, fmt.Errorf("no device with id or hostname %q", opt.Device)
+	if opt.Device != "" {
+		devs, err := Lookup(ctx, st, opt.Device)
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range devs {
+			if err := add(d); err != nil {
+				return nil, err
+			}
+		}
+		return f, nil
 	}
-	return f, nil
+	q := store.DeviceQuery{Limit: store.MaxPageSize}
+	for {
+		page, err := st.DevicePage(ctx, q)
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range page.Devices {
+			if err := add(d.Device); err != nil {
+				return nil, err
+			}
+		}
+		if page.Next == "" {
+			return f, nil
+		}
+		q.After = page.Next
+	}
 }
 
-func buildDevice(ctx context.Context, st store.Store, p *controls.Policy, d store.Device, now time.Time, waivers []store.Waiver) (Device, error) {
+// Lookup finds the devices a report names: by id, or else by hostname.
+func Lookup(ctx context.Context, st Store, name string) ([]store.Device, error) {
+	d, err := st.Device(ctx, name)
+	if err == nil {
+		return []store.Device{d}, nil
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	page, err := st.DevicePage(ctx, store.DeviceQuery{Hostname: name, HostnameExact: true, Limit: store.MaxPageSize})
+	if err != nil {
+		return nil, err
+	}
+	if len(page.Devices) == 0 {
+		return nil, fmt.Errorf("no device with id or hostname %q", name)
+	}
+	out := make([]store.Device, len(page.Devices))
+	for i, d := range page.Devices {
+		out[i] = d.Device
+	}
+	return out, nil
+}
+
+// NoEvaluation is the reason shown for a control of the policy with no
+// recorded state (a device that has not reported since the control was
+// added, or at all).
+const NoEvaluation = "no evaluation recorded yet"
+
+// BuildDevice is one device's posture from its recorded states, with the
+// waivers in force for it; it returns the device's intervals too.
+func BuildDevice(ctx context.Context, st Store, p *controls.Policy, d store.Device, waivers []store.Waiver) (Device, []store.ControlState, error) {
 	counts, err := st.Counts(ctx, d.ID)
 	if err != nil {
-		return Device{}, err
+		return Device{}, nil, err
 	}
 	hist, err := st.StateHistory(ctx, d.ID)
 	if err != nil {
-		return Device{}, err
+		return Device{}, nil, err
 	}
 	open := map[string]store.ControlState{}
 	for _, s := range hist {
@@ -147,26 +212,28 @@ func buildDevice(ctx context.Context, st store.Store, p *controls.Policy, d stor
 	if facts, err := p.GroupsOf(controls.FactsOf(d)); err == nil {
 		rd.Groups = facts.Groups
 	}
-	evals, err := scorer.Evaluate(ctx, st, p, d, now)
-	if err != nil {
-		return Device{}, err
-	}
-	for _, e := range evals {
-		c := Control{ID: e.Control.ID, Title: e.Control.Title, Criteria: e.Control.Criteria,
-			Status: e.Status, Reason: e.Reason, Evidence: e.Evidence}
-		// The interval's start holds only if the stored state agrees with
-		// the status as of now (it may have gone stale since).
-		if s, ok := open[e.Control.ID]; ok && s.Status == e.Status {
-			since := s.Since
-			c.Since, c.Checks = &since, s.Evaluations
+	for _, pc := range p.Controls {
+		c := Control{ID: pc.ID, Title: pc.Title, Criteria: pc.Criteria, Status: store.NoData, Reason: NoEvaluation}
+		if s, ok := open[pc.ID]; ok {
+			since, evaluated := s.Since, s.EvaluatedAt
+			c.Status, c.Reason, c.Since, c.Checks, c.EvaluatedAt = s.Status, s.Reason, &since, s.Evaluations, &evaluated
+			if len(s.Evidence) > 0 {
+				var ev controls.Evidence
+				if err := json.Unmarshal(s.Evidence, &ev); err == nil {
+					c.Evidence = &ev
+				}
+			}
+			if rd.EvaluatedAt.IsZero() || s.EvaluatedAt.Before(rd.EvaluatedAt) {
+				rd.EvaluatedAt = s.EvaluatedAt
+			}
 		}
 		for _, w := range waivers {
 			// A waiver for this control wins over one for every control.
-			if w.Covers(e.Control.ID) && (c.Waiver == nil || w.ControlID != "") {
+			if w.Covers(pc.ID) && (c.Waiver == nil || w.ControlID != "") {
 				c.Waiver = &Waiver{ID: w.ID, Reason: w.Reason, Approver: w.Approver, ExpiresAt: w.End()}
 			}
 		}
-		if e.Status == store.Fail || e.Status == store.Unknown {
+		if c.Status != store.Pass && c.Status != store.NotApplicable {
 			rd.Compliant = false
 			if c.Waiver == nil {
 				waivedAll = false
@@ -175,7 +242,7 @@ func buildDevice(ctx context.Context, st store.Store, p *controls.Policy, d stor
 		rd.Controls = append(rd.Controls, c)
 	}
 	rd.CompliantOrWaived = rd.Compliant || waivedAll
-	return rd, nil
+	return rd, hist, nil
 }
 
 // WriteJSON writes the report as indented JSON.
@@ -205,7 +272,11 @@ func WriteText(w io.Writer, f *Fleet) error {
 		if d.LastSeenAt != nil {
 			seen = d.LastSeenAt.Format(time.RFC3339)
 		}
-		fmt.Fprintf(w, "  enrolled %s, last report %s\n", d.EnrolledAt.Format(time.RFC3339), seen)
+		evaluated := "never"
+		if !d.EvaluatedAt.IsZero() {
+			evaluated = d.EvaluatedAt.Format(time.RFC3339)
+		}
+		fmt.Fprintf(w, "  enrolled %s, last report %s, statuses as evaluated %s\n", d.EnrolledAt.Format(time.RFC3339), seen, evaluated)
 		if d.PreviousID != "" {
 			fmt.Fprintf(w, "  re-enrollment %d of this machine (same machine id); its previous device is %s\n", d.Reenrolled, d.PreviousID)
 		}

@@ -87,6 +87,7 @@ func fleet(t *testing.T, p *controls.Policy) *sqlite.Store {
 		if _, err := st.EnrollDevice(ctx, d); err != nil {
 			t.Fatalf("enroll %s: %v", d.Hostname, err)
 		}
+		score(t, st, p, d.ID, d.EnrolledAt) // as enrollment does
 	}
 	yes, no := true, false
 	exit0, exit1 := 0, 1
@@ -176,8 +177,10 @@ func TestBuildFleet(t *testing.T) {
 	if h.Observations != 6 || h.FirstSeq != 1 || h.LastSeq != 6 || !h.Since.Equal(first.Add(-5*time.Minute)) || !h.Until.Equal(second.Add(-time.Minute)) {
 		t.Errorf("alpha history = %+v", h)
 	}
-	if h.Intervals != len(p.Controls) {
-		t.Errorf("alpha intervals = %d, want %d (no status changed)", h.Intervals, len(p.Controls))
+	// Recorded at enrollment (9, nothing reported yet), then the 7 that
+	// the first report changed; the second report changed none.
+	if h.Intervals != len(p.Controls)+7 {
+		t.Errorf("alpha intervals = %d, want %d", h.Intervals, len(p.Controls)+7)
 	}
 	enc := alpha.Controls[0]
 	if enc.Since == nil || !enc.Since.Equal(first) || enc.Checks != 2 {
@@ -191,8 +194,8 @@ func TestBuildFleet(t *testing.T) {
 		t.Errorf("beta = %+v", beta)
 	}
 	for _, c := range beta.Controls {
-		if c.Status != store.Unknown || c.Evidence != nil || c.Since != nil {
-			t.Errorf("beta %s = %s, evidence %v, since %v; want unknown without evidence", c.ID, c.Status, c.Evidence, c.Since)
+		if c.Status != store.Unknown || c.Evidence != nil || c.Since == nil || !c.Since.Equal(enrolled.Add(time.Hour)) {
+			t.Errorf("beta %s = %s, evidence %v, since %v; want unknown without evidence since enrollment", c.ID, c.Status, c.Evidence, c.Since)
 		}
 	}
 	// alpha: 5 pass, 2 fail (one is TPM 2.0 present but enrolled without
@@ -220,11 +223,11 @@ func TestWriteText(t *testing.T) {
 		"Evident device posture report, 2026-03-01T12:00:00Z\n",
 		"Policy: " + p.Name + "\n",
 		"Device alpha (" + alphaID + ", linux Debian GNU/Linux 12): NOT COMPLIANT\n",
-		"  enrolled 2026-03-01T09:00:00Z, last report 2026-03-01T11:30:00Z\n",
-		"  evidence history: 6 observations (seq 1-6) collected 2026-03-01T10:55:00Z to 2026-03-01T11:29:00Z; 9 control status intervals\n",
+		"  enrolled 2026-03-01T09:00:00Z, last report 2026-03-01T11:30:00Z, statuses as evaluated 2026-03-01T11:30:00Z\n",
+		"  evidence history: 6 observations (seq 1-6) collected 2026-03-01T10:55:00Z to 2026-03-01T11:29:00Z; 16 control status intervals\n",
 		"Device beta (" + betaID + ", linux): NOT COMPLIANT\n",
-		"  enrolled 2026-03-01T10:00:00Z, last report never\n",
-		"  evidence history: 0 observations (seq 0-0) collected - to -; 0 control status intervals\n",
+		"  enrolled 2026-03-01T10:00:00Z, last report never, statuses as evaluated 2026-03-01T10:00:00Z\n",
+		"  evidence history: 0 observations (seq 0-0) collected - to -; 9 control status intervals\n",
 		"PASS", "FAIL", "UNKNOWN",
 		"2026-03-01 11:00 (2 checks)",
 		"automatic updates not enabled (unattended-upgrades): APT::Periodic::Unattended-Upgrade is 0",
@@ -369,12 +372,13 @@ func TestEmptyFleet(t *testing.T) {
 	}
 }
 
-// TestStaleReport: a report generated long after the last evidence shows
-// everything unknown, and does not claim the stored interval's start for a
-// status that no longer holds.
+// TestStaleReport: a report after the rescore long after the last evidence
+// shows everything unknown, and does not claim the earlier interval's start
+// for a status that no longer holds.
 func TestStaleReport(t *testing.T) {
 	p := controls.Default()
 	st := fleet(t, p)
+	score(t, st, p, alphaID, now.Add(72*time.Hour)) // the periodic rescore
 	f := build(t, st, p, report.Options{Device: "alpha", Now: now.Add(72 * time.Hour)})
 	for _, c := range f.Devices[0].Controls {
 		if c.Status != store.Unknown && c.Status != store.Fail {
@@ -385,14 +389,15 @@ func TestStaleReport(t *testing.T) {
 		if c.ID != "DC-AGENT-01" && !noEvidence && !strings.Contains(c.Reason, "no fresh evidence") {
 			t.Errorf("%s reason %q, want no fresh evidence", c.ID, c.Reason)
 		}
-		// DC-MAL-01 and DC-LOCK-01 were already unknown (no evidence), so
-		// their intervals still hold; every other status changed.
+		// DC-MAL-01 and DC-LOCK-01 were unknown (no evidence) from
+		// enrollment, so their intervals still hold; every other status
+		// changed at the rescore.
+		want := now.Add(72 * time.Hour)
 		if noEvidence {
-			if c.Since == nil || !c.Since.Equal(first) {
-				t.Errorf("%s since %v, want the unknown interval from %s", c.ID, c.Since, first)
-			}
-		} else if c.Since != nil {
-			t.Errorf("%s since %s: the stored %s interval no longer holds", c.ID, c.Since, c.ID)
+			want = enrolled
+		}
+		if c.Since == nil || !c.Since.Equal(want) {
+			t.Errorf("%s since %v, want %s", c.ID, c.Since, want)
 		}
 	}
 	agent := f.Devices[0].Controls[len(f.Devices[0].Controls)-1]

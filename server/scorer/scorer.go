@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/evident-dev/evident/server/controls"
+	"github.com/evident-dev/evident/server/states"
 	"github.com/evident-dev/evident/server/store"
 )
 
@@ -25,7 +26,7 @@ type Store interface {
 // Writer is what scoring and recording the states needs.
 type Writer interface {
 	Store
-	ApplyStates(ctx context.Context, deviceID string, states []store.ControlState, at time.Time) error
+	store.Recorder
 }
 
 // Input gathers the evaluation input of one device as of now.
@@ -67,19 +68,25 @@ func Evaluate(ctx context.Context, st Store, p *controls.Policy, dev store.Devic
 }
 
 // Score scores a device as of at and records the resulting control states
-// (what ingest does after each report, and the periodic rescore).
+// (what ingest does after each report, and the periodic rescore), with
+// the device's policy groups for the read model.
 func Score(ctx context.Context, st Writer, p *controls.Policy, deviceID string, at time.Time) error {
 	dev, err := st.Device(ctx, deviceID)
 	if err != nil {
 		return err
 	}
-	evals, err := Evaluate(ctx, st, p, dev, at)
+	in, err := Input(ctx, st, dev, at)
 	if err != nil {
 		return err
 	}
-	states := make([]store.ControlState, len(evals))
+	evals := p.Evaluate(in)
+	next := make([]store.ControlState, len(evals))
 	for i, e := range evals {
-		states[i] = e.State()
+		next[i] = e.State()
 	}
-	return st.ApplyStates(ctx, deviceID, states, at)
+	var groups []string
+	if facts, err := p.GroupsOf(in.Device); err == nil {
+		groups = facts.Groups
+	}
+	return states.Record(ctx, st, deviceID, next, groups, at)
 }

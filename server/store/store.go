@@ -33,6 +33,8 @@ type Store interface {
 	Web
 	Inventory
 	Waivers
+	Posture
+	RecordStates(ctx context.Context, p StatePlan) error
 	Close() error
 }
 
@@ -47,13 +49,10 @@ type Enrollment interface {
 	// first half of a TPM enrollment checks the secret before it spends
 	// TPM work, and the second half spends it.
 	PeekEnrollSecret(ctx context.Context, hash []byte, now time.Time) (EnrollSecret, error)
-	// EnrollDevice records a new device, and its TPM when d.TPM is set.
-	// The new device is linked (PreviousID, Reenrolled) to the latest
-	// earlier device with the same EK, or else with the same machine id, so
-	// its history is recognised, but it keeps its own id: the machine id is
-	// asserted by the client and must never grant another identity. Every
-	// earlier device with the same EK is superseded (SupersededBy): the
-	// TPM proved it is the same machine.
+	// EnrollDevice records a new device as given (its links to earlier
+	// devices are package devices' rule), and its TPM when d.TPM is set.
+	// A TPM names one live device: every earlier device with the same EK
+	// is superseded (SupersededBy) in the same transaction.
 	EnrollDevice(ctx context.Context, d Device) (Device, error)
 	Device(ctx context.Context, id string) (Device, error)
 	// DeviceByMachineID returns the newest device with this machine id;
@@ -167,12 +166,8 @@ type Evidence interface {
 	Counts(ctx context.Context, deviceID string) (ObservationCounts, error)
 }
 
-// Scores is what scoring and reports need.
+// Scores is what scoring and reports read; package states records.
 type Scores interface {
-	// ApplyStates records evaluated control states at time at: an open
-	// interval with the same status is kept (its evidence updated); a
-	// different status closes it and opens a new one.
-	ApplyStates(ctx context.Context, deviceID string, states []ControlState, at time.Time) error
 	// CurrentStates returns the open interval of every control of a device.
 	CurrentStates(ctx context.Context, deviceID string) ([]ControlState, error)
 	// StateHistory returns every interval of a device, oldest first.
@@ -251,6 +246,8 @@ const (
 
 // ControlState is one interval of a control's status on a device.
 type ControlState struct {
+	// ID names a stored interval (0 before it is stored).
+	ID        int64 `json:"-"`
 	ControlID string
 	Status    string
 	Reason    string

@@ -25,14 +25,20 @@ func writeJSONError(w http.ResponseWriter, code int, msg string) {
 	writeJSON(w, code, map[string]string{"error": msg})
 }
 
+// apiFleet is the fleet's aggregates: devices, compliant devices, and per
+// control the devices in each status. The devices themselves are paged at
+// /api/v1/devices.
 func (s *Server) apiFleet(w http.ResponseWriter, r *http.Request, u *user) {
-	f, err := s.fleet(r)
+	o, err := s.overview(r, 0)
 	if err != nil {
 		s.log.Error("web: api fleet", "err", err)
 		writeJSONError(w, http.StatusInternalServerError, "internal error")
 		return
 	}
-	writeJSON(w, http.StatusOK, f)
+	writeJSON(w, http.StatusOK, struct {
+		*report.Overview
+		DevicesURL string `json:"devices_url"`
+	}{o, "/api/v1/devices"})
 }
 
 type apiDevice struct {
@@ -41,11 +47,14 @@ type apiDevice struct {
 	OS         string            `json:"os"`
 	LastSeenAt *time.Time        `json:"last_seen_at,omitempty"`
 	Compliant  bool              `json:"compliant"`
+	Groups     []string          `json:"groups,omitempty"`
 	Controls   map[string]string `json:"controls"` // control id -> status
 }
 
+// apiDevices is one page of the device list: the filters, sort, cursor and
+// limit of /devices as query parameters; next is the following page's URL.
 func (s *Server) apiDevices(w http.ResponseWriter, r *http.Request, u *user) {
-	_, devs, _, err := s.filteredDevices(r)
+	_, page, err := s.listPage(r)
 	if errors.Is(err, errBadFilter) {
 		writeJSONError(w, http.StatusBadRequest, err.Error())
 		return
@@ -56,14 +65,21 @@ func (s *Server) apiDevices(w http.ResponseWriter, r *http.Request, u *user) {
 		return
 	}
 	out := []apiDevice{}
-	for _, d := range devs {
-		a := apiDevice{ID: d.ID, Hostname: d.Hostname, OS: d.OS, LastSeenAt: d.LastSeenAt, Compliant: d.Compliant, Controls: map[string]string{}}
-		for _, c := range d.Controls {
-			a.Controls[c.ID] = c.Status
+	for _, d := range page.Devices {
+		a := apiDevice{ID: d.ID, Hostname: d.Hostname, OS: osOf(d.Device), LastSeenAt: d.LastSeenAt, Compliant: d.Compliant,
+			Groups: d.Groups, Controls: map[string]string{}}
+		for i, st := range s.statusesOf(d) {
+			a.Controls[s.policy.Controls[i].ID] = st
 		}
 		out = append(out, a)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"devices": out})
+	resp := map[string]any{"devices": out}
+	if page.Next != "" {
+		q := r.URL.Query()
+		q.Set("cursor", page.Next)
+		resp["next"] = "/api/v1/devices?" + q.Encode()
+	}
+	writeJSON(w, http.StatusOK, resp)
 }
 
 func (s *Server) apiDevice(w http.ResponseWriter, r *http.Request, u *user) {
@@ -72,7 +88,8 @@ func (s *Server) apiDevice(w http.ResponseWriter, r *http.Request, u *user) {
 		writeJSONError(w, http.StatusNotFound, "no such device")
 		return
 	}
-	if _, err := s.st.Device(r.Context(), id); errors.Is(err, store.ErrNotFound) {
+	dev, err := s.st.Device(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) {
 		writeJSONError(w, http.StatusNotFound, "no such device")
 		return
 	} else if err != nil {
@@ -80,7 +97,7 @@ func (s *Server) apiDevice(w http.ResponseWriter, r *http.Request, u *user) {
 		writeJSONError(w, http.StatusInternalServerError, "internal error")
 		return
 	}
-	d, hist, err := s.deviceReport(r, id)
+	d, hist, err := s.deviceReport(r, dev)
 	if err != nil {
 		s.log.Error("web: api device", "err", err)
 		writeJSONError(w, http.StatusInternalServerError, "internal error")

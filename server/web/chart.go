@@ -6,27 +6,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/evident-dev/evident/server/report"
 	"github.com/evident-dev/evident/server/store"
 )
 
 // Charts are computed here as plain geometry and drawn by the templates as
 // inline SVG: no script, no external request.
-
-// statusAt is a control's status on a device at t from its intervals ("" when
-// no interval covers t).
-func statusAt(hist []store.ControlState, control string, t time.Time) string {
-	st := ""
-	var since time.Time
-	for _, s := range hist {
-		if s.ControlID != control || s.Since.After(t) || (s.Until != nil && !t.Before(*s.Until)) {
-			continue
-		}
-		if st == "" || !s.Since.Before(since) {
-			st, since = s.Status, s.Since
-		}
-	}
-	return st
-}
 
 // compliance is the fleet's compliance sampled once a day.
 type compliance struct {
@@ -40,54 +25,20 @@ type compliance struct {
 	PerControl [][]float64
 }
 
-// dailyCompliance samples the intervals at the end of each of the last days
-// (the last sample is now).
-func dailyCompliance(devs []store.Device, hist map[string][]store.ControlState, controls []string, now time.Time, days int) compliance {
-	c := compliance{Controls: controls, PerControl: make([][]float64, len(controls))}
-	today := now.Truncate(24 * time.Hour)
-	for i := days - 1; i >= 0; i-- {
-		t := today.Add(-time.Duration(i-1) * 24 * time.Hour).Add(-time.Nanosecond)
-		if t.After(now) {
-			t = now
-		}
-		c.Times = append(c.Times, t)
-		enrolled, ok := 0, 0
-		pass := make([]int, len(controls))
-		scope := make([]int, len(controls))
-		for _, d := range devs {
-			if d.EnrolledAt.After(t) {
-				continue
-			}
-			enrolled++
-			good := true
-			for j, id := range controls {
-				switch statusAt(hist[d.ID], id, t) {
-				case store.Pass:
-					pass[j]++
-					scope[j]++
-				case store.NotApplicable:
-				default:
-					scope[j]++
-					good = false
-				}
-			}
-			if good {
-				ok++
-			}
-		}
-		c.Overall = append(c.Overall, percent(ok, enrolled))
-		for j := range controls {
-			c.PerControl[j] = append(c.PerControl[j], percent(pass[j], scope[j]))
+// dailyCompliance is the overview's daily figures as chart input.
+func dailyCompliance(o *report.Overview) compliance {
+	c := compliance{PerControl: make([][]float64, len(o.Controls))}
+	for _, ctl := range o.Controls {
+		c.Controls = append(c.Controls, ctl.ID)
+	}
+	for _, d := range o.Days {
+		c.Times = append(c.Times, d.At)
+		c.Overall = append(c.Overall, d.CompliantPercent)
+		for j := range c.Controls {
+			c.PerControl[j] = append(c.PerControl[j], d.PassPercent[j])
 		}
 	}
 	return c
-}
-
-func percent(n, of int) float64 {
-	if of == 0 {
-		return -1
-	}
-	return 100 * float64(n) / float64(of)
 }
 
 // chart is a line chart's geometry.

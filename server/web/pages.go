@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"path"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -156,13 +155,8 @@ func urlQueryEscape(s string) string { return url.QueryEscape(s) }
 // --- fleet overview ---
 
 type controlSummary struct {
-	ID, Title               string
-	Criteria                []string
-	Pass, Fail, Unknown, NA int
-	PassPercent             float64
-	InScope                 int
-	FailLink, UnknownLink   string
-	PassLink                string
+	report.ControlOverview
+	FailLink, UnknownLink, PassLink string
 }
 
 type fleetView struct {
@@ -172,81 +166,33 @@ type fleetView struct {
 	GeneratedAt        time.Time
 }
 
-func (s *Server) fleet(r *http.Request) (*report.Fleet, error) {
-	return report.Build(r.Context(), s.st, s.policy, report.Options{Now: s.now().UTC()})
+// overview reads the fleet's aggregates (and the daily figures when days >
+// 0): never a loop over devices.
+func (s *Server) overview(r *http.Request, days int) (*report.Overview, error) {
+	return report.BuildOverview(r.Context(), s.st, s.policy, s.now().UTC(), days)
 }
 
 func (s *Server) fleetPage(w http.ResponseWriter, r *http.Request, u *user) {
-	f, err := s.fleet(r)
+	o, err := s.overview(r, chartDays)
 	if err != nil {
-		s.internalError(w, r, u, "building the fleet report failed", err)
+		s.internalError(w, r, u, "reading the fleet overview failed", err)
 		return
 	}
-	v := fleetView{Devices: len(f.Devices), GeneratedAt: f.GeneratedAt}
-	byID := map[string]*controlSummary{}
-	for _, c := range s.policy.Controls {
-		v.Controls = append(v.Controls, controlSummary{ID: c.ID, Title: c.Title, Criteria: c.Criteria,
-			PassLink: "/devices?control=" + url.QueryEscape(c.ID) + "&status=pass",
-			FailLink: "/devices?control=" + url.QueryEscape(c.ID) + "&status=fail", UnknownLink: "/devices?control=" + url.QueryEscape(c.ID) + "&status=unknown"})
+	v := fleetView{Devices: o.Devices, Compliant: o.Compliant, GeneratedAt: o.GeneratedAt}
+	for _, c := range o.Controls {
+		link := "/devices?control=" + url.QueryEscape(c.ID) + "&status="
+		v.Controls = append(v.Controls, controlSummary{ControlOverview: c,
+			PassLink: link + store.Pass, FailLink: link + store.Fail, UnknownLink: link + store.Unknown})
 	}
-	for i := range v.Controls {
-		byID[v.Controls[i].ID] = &v.Controls[i]
-	}
-	for _, d := range f.Devices {
-		if d.Compliant {
-			v.Compliant++
-		}
-		for _, c := range d.Controls {
-			cs := byID[c.ID]
-			if cs == nil {
-				continue
-			}
-			switch c.Status {
-			case store.Pass:
-				cs.Pass++
-			case store.Fail:
-				cs.Fail++
-			case store.NotApplicable:
-				cs.NA++
-			default:
-				cs.Unknown++
-			}
-		}
-	}
-	for i := range v.Controls {
-		c := &v.Controls[i]
-		c.InScope = c.Pass + c.Fail + c.Unknown
-		if c.InScope > 0 {
-			c.PassPercent = 100 * float64(c.Pass) / float64(c.InScope)
-		}
-	}
-	devs, err := s.st.Devices(r.Context())
-	if err != nil {
-		s.internalError(w, r, u, "listing devices failed", err)
-		return
-	}
-	hist := map[string][]store.ControlState{}
-	for _, d := range devs {
-		h, err := s.st.StateHistory(r.Context(), d.ID)
-		if err != nil {
-			s.internalError(w, r, u, "reading state history failed", err)
-			return
-		}
-		hist[d.ID] = h
-	}
-	ids := make([]string, len(s.policy.Controls))
-	for i, c := range s.policy.Controls {
-		ids[i] = c.ID
-	}
-	v.Chart = complianceChart(dailyCompliance(devs, hist, ids, s.now().UTC(), chartDays))
+	v.Chart = complianceChart(dailyCompliance(o))
 	s.render(w, r, http.StatusOK, "fleet.html", u, "Fleet overview", v)
 }
 
 // --- device list ---
 
 type deviceFilter struct {
-	Control, Status, OS, Group, SeenBefore string
-	seenBefore                             time.Duration
+	Control, Status, OS, Group, SeenBefore, Q, Sort string
+	seenBefore                                      time.Duration
 }
 
 type deviceRow struct {
@@ -262,9 +208,12 @@ type devicesView struct {
 	Statuses []string
 	OSes     []string
 	Groups   []string
+	Sorts    []string
 	Rows     []deviceRow
 	Total    int
-	Error    string
+	// Next is the query of the following page ("" on the last).
+	Next  string
+	Error string
 }
 
 var errBadFilter = errors.New("bad filter")
@@ -289,33 +238,73 @@ func parseDuration(v string) (time.Duration, error) {
 	return d, nil
 }
 
-func (s *Server) parseFilter(q url.Values) (deviceFilter, error) {
-	f := deviceFilter{Control: q.Get("control"), Status: q.Get("status"), OS: q.Get("os"), Group: q.Get("group"), SeenBefore: q.Get("seen_before")}
-	for _, v := range []string{f.Control, f.Status, f.OS, f.Group, f.SeenBefore} {
+// deviceStatuses are the status filters of the device list: a control's
+// status (no_data: no recorded state), or the device's posture.
+var deviceStatuses = []string{store.Pass, store.Fail, store.Unknown, store.NotApplicable, store.NoData, "compliant", "noncompliant"}
+
+// knownOSes are the platforms agents run on.
+var knownOSes = []string{"darwin", "linux", "windows"}
+
+// parseFilter turns the device list's query parameters into a store query:
+// control, status, os, group, seen_before, q (hostname contains), sort
+// (hostname or last_seen), cursor and limit.
+func (s *Server) parseFilter(q url.Values) (deviceFilter, store.DeviceQuery, error) {
+	f := deviceFilter{Control: q.Get("control"), Status: q.Get("status"), OS: q.Get("os"), Group: q.Get("group"),
+		SeenBefore: q.Get("seen_before"), Q: q.Get("q"), Sort: q.Get("sort")}
+	dq := store.DeviceQuery{Control: f.Control, GOOS: f.OS, Group: f.Group, Hostname: f.Q, Sort: f.Sort, After: q.Get("cursor"), Limit: pageSize}
+	for _, v := range []string{f.Control, f.Status, f.OS, f.Group, f.SeenBefore, f.Q, f.Sort, q.Get("limit")} {
 		if len(v) > maxParamLen {
-			return f, fmt.Errorf("%w: a filter value is too long", errBadFilter)
+			return f, dq, fmt.Errorf("%w: a filter value is too long", errBadFilter)
 		}
 	}
+	if len(dq.After) > 2*maxParamLen+256 {
+		return f, dq, fmt.Errorf("%w: the cursor is too long", errBadFilter)
+	}
 	if _, ok := s.policy.Groups[f.Group]; f.Group != "" && !ok {
-		return f, fmt.Errorf("%w: no group %q in the policy", errBadFilter, f.Group)
+		return f, dq, fmt.Errorf("%w: no group %q in the policy", errBadFilter, f.Group)
 	}
 	if f.Control != "" && !s.hasControl(f.Control) {
-		return f, fmt.Errorf("%w: no control %q in the policy", errBadFilter, f.Control)
+		return f, dq, fmt.Errorf("%w: no control %q in the policy", errBadFilter, f.Control)
 	}
 	switch f.Status {
-	case "", store.Pass, store.Fail, store.Unknown, store.NotApplicable, "compliant", "noncompliant":
+	case "":
+	case "compliant", "noncompliant":
+		c := f.Status == "compliant"
+		dq.Compliant = &c
 	default:
-		return f, fmt.Errorf("%w: status must be pass, fail, unknown, not_applicable, compliant or noncompliant", errBadFilter)
+		if !slices.Contains(deviceStatuses, f.Status) {
+			return f, dq, fmt.Errorf("%w: status must be one of %s", errBadFilter, strings.Join(deviceStatuses, ", "))
+		}
+		dq.Status = f.Status
+		for _, c := range s.policy.Controls {
+			dq.Controls = append(dq.Controls, c.ID)
+		}
+	}
+	switch f.Sort {
+	case "", store.SortHostname, store.SortLastSeen:
+	default:
+		return f, dq, fmt.Errorf("%w: sort must be %s or %s", errBadFilter, store.SortHostname, store.SortLastSeen)
 	}
 	if f.SeenBefore != "" {
 		d, err := parseDuration(f.SeenBefore)
 		if err != nil {
-			return f, fmt.Errorf("%w: seen_before must be a duration like 24h or 7d", errBadFilter)
+			return f, dq, fmt.Errorf("%w: seen_before must be a duration like 24h or 7d", errBadFilter)
 		}
 		f.seenBefore = d
+		dq.SeenBefore = s.now().UTC().Add(-d)
 	}
-	return f, nil
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > store.MaxPageSize {
+			return f, dq, fmt.Errorf("%w: limit must be a whole number from 1 to %d", errBadFilter, store.MaxPageSize)
+		}
+		dq.Limit = n
+	}
+	return f, dq, nil
 }
+
+// pageSize is the device list's default page.
+const pageSize = 50
 
 func (s *Server) hasControl(id string) bool {
 	for _, c := range s.policy.Controls {
@@ -326,53 +315,38 @@ func (s *Server) hasControl(id string) bool {
 	return false
 }
 
-func (f deviceFilter) match(d report.Device, now time.Time) bool {
-	if f.OS != "" && !strings.HasPrefix(strings.ToLower(d.OS), strings.ToLower(f.OS)) {
-		return false
+// listPage reads one page of the device list as the query parameters ask.
+func (s *Server) listPage(r *http.Request) (deviceFilter, store.DevicePage, error) {
+	f, dq, err := s.parseFilter(r.URL.Query())
+	if err != nil {
+		return f, store.DevicePage{}, err
 	}
-	if f.seenBefore > 0 && d.LastSeenAt != nil && !d.LastSeenAt.Before(now.Add(-f.seenBefore)) {
-		return false
+	page, err := s.st.DevicePage(r.Context(), dq)
+	if errors.Is(err, store.ErrBadCursor) {
+		return f, page, fmt.Errorf("%w: the page cursor is not valid for this list; start from the first page", errBadFilter)
 	}
-	if f.Group != "" && !slices.Contains(d.Groups, f.Group) {
-		return false
-	}
-	switch f.Status {
-	case "":
-		return true
-	case "compliant":
-		return d.Compliant
-	case "noncompliant":
-		return !d.Compliant
-	}
-	for _, c := range d.Controls {
-		if (f.Control == "" || c.ID == f.Control) && c.Status == f.Status {
-			return true
-		}
-	}
-	return false
+	return f, page, err
 }
 
-func (s *Server) filteredDevices(r *http.Request) (deviceFilter, []report.Device, *report.Fleet, error) {
-	f, err := s.parseFilter(r.URL.Query())
-	if err != nil {
-		return f, nil, nil, err
-	}
-	fl, err := s.fleet(r)
-	if err != nil {
-		return f, nil, nil, err
-	}
-	now := s.now().UTC()
-	var out []report.Device
-	for _, d := range fl.Devices {
-		if f.match(d, now) {
-			out = append(out, d)
+// statusesOf are a listed device's statuses in policy order ("no_data" for a
+// control without a recorded state).
+func (s *Server) statusesOf(d store.DeviceStatus) []string {
+	out := make([]string, len(s.policy.Controls))
+	for i, c := range s.policy.Controls {
+		out[i] = store.NoData
+		for _, st := range d.States {
+			if st.ControlID == c.ID {
+				out[i] = st.Status
+			}
 		}
 	}
-	return f, out, fl, nil
+	return out
 }
+
+func osOf(d store.Device) string { return strings.TrimSpace(d.GOOS + " " + d.OSVersion) }
 
 func (s *Server) devicesPage(w http.ResponseWriter, r *http.Request, u *user) {
-	v := devicesView{Statuses: []string{store.Pass, store.Fail, store.Unknown, store.NotApplicable, "compliant", "noncompliant"}}
+	v := devicesView{Statuses: deviceStatuses, OSes: knownOSes, Sorts: []string{store.SortHostname, store.SortLastSeen}}
 	for _, c := range s.policy.Controls {
 		v.Controls = append(v.Controls, c.ID)
 	}
@@ -380,7 +354,7 @@ func (s *Server) devicesPage(w http.ResponseWriter, r *http.Request, u *user) {
 		v.Groups = append(v.Groups, g)
 	}
 	slices.Sort(v.Groups)
-	f, devs, fl, err := s.filteredDevices(r)
+	f, page, err := s.listPage(r)
 	v.Filter = f
 	if errors.Is(err, errBadFilter) {
 		v.Error = err.Error()
@@ -388,30 +362,23 @@ func (s *Server) devicesPage(w http.ResponseWriter, r *http.Request, u *user) {
 		return
 	}
 	if err != nil {
-		s.internalError(w, r, u, "building the fleet report failed", err)
+		s.internalError(w, r, u, "listing devices failed", err)
 		return
 	}
-	v.Total = len(fl.Devices)
-	oses := map[string]bool{}
-	for _, d := range fl.Devices {
-		if goos, _, _ := strings.Cut(d.OS, " "); goos != "" {
-			oses[goos] = true
-		}
+	fc, err := s.st.FleetCounts(r.Context())
+	if err != nil {
+		s.internalError(w, r, u, "reading the fleet counts failed", err)
+		return
 	}
-	for o := range oses {
-		v.OSes = append(v.OSes, o)
+	v.Total = fc.Devices
+	for _, d := range page.Devices {
+		v.Rows = append(v.Rows, deviceRow{ID: d.ID, Hostname: d.Hostname, OS: osOf(d.Device), LastSeenAt: d.LastSeenAt,
+			Compliant: d.Compliant, Statuses: s.statusesOf(d)})
 	}
-	sort.Strings(v.OSes)
-	for _, d := range devs {
-		row := deviceRow{ID: d.ID, Hostname: d.Hostname, OS: d.OS, LastSeenAt: d.LastSeenAt, Compliant: d.Compliant}
-		st := map[string]string{}
-		for _, c := range d.Controls {
-			st[c.ID] = c.Status
-		}
-		for _, c := range v.Controls {
-			row.Statuses = append(row.Statuses, st[c])
-		}
-		v.Rows = append(v.Rows, row)
+	if page.Next != "" {
+		q := r.URL.Query()
+		q.Set("cursor", page.Next)
+		v.Next = "/devices?" + q.Encode()
 	}
 	s.render(w, r, http.StatusOK, "devices.html", u, "Devices", v)
 }
@@ -451,18 +418,21 @@ func (s *Server) lookupDevice(w http.ResponseWriter, r *http.Request, u *user) (
 	return d, true
 }
 
-func (s *Server) deviceReport(r *http.Request, id string) (report.Device, []store.ControlState, error) {
-	f, err := report.Build(r.Context(), s.st, s.policy, report.Options{Device: id, Now: s.now().UTC()})
+// deviceReport is one device's recorded posture and intervals, with the
+// waivers in force for it.
+func (s *Server) deviceReport(r *http.Request, d store.Device) (report.Device, []store.ControlState, error) {
+	now := s.now().UTC()
+	active, err := s.st.WaiversOverlapping(r.Context(), now, now.Add(time.Nanosecond))
 	if err != nil {
 		return report.Device{}, nil, err
 	}
-	for _, d := range f.Devices {
-		if d.ID == id {
-			hist, err := s.st.StateHistory(r.Context(), id)
-			return d, hist, err
+	var mine []store.Waiver
+	for _, w := range active {
+		if w.DeviceID == d.ID {
+			mine = append(mine, w)
 		}
 	}
-	return report.Device{}, nil, store.ErrNotFound
+	return report.BuildDevice(r.Context(), s.st, s.policy, d, mine)
 }
 
 func (s *Server) devicePage(w http.ResponseWriter, r *http.Request, u *user) {
@@ -470,7 +440,7 @@ func (s *Server) devicePage(w http.ResponseWriter, r *http.Request, u *user) {
 	if !ok {
 		return
 	}
-	rd, hist, err := s.deviceReport(r, d.ID)
+	rd, hist, err := s.deviceReport(r, d)
 	if err != nil {
 		s.internalError(w, r, u, "building the device report failed", err)
 		return

@@ -40,6 +40,8 @@ import (
 
 	"github.com/evident-dev/evident/server/admin"
 	"github.com/evident-dev/evident/server/controls"
+	"github.com/evident-dev/evident/server/period"
+	"github.com/evident-dev/evident/server/report"
 	"github.com/evident-dev/evident/server/store"
 )
 
@@ -72,9 +74,18 @@ const (
 	loginCookie   = "evident_login_csrf"
 )
 
+// Store is what the web UI and API use: logins and the audit log, the
+// read model (report.Store), period reports and the admin service.
+type Store interface {
+	store.Web
+	report.Store
+	period.Store
+	admin.Store
+}
+
 // Config is what the handler is built from.
 type Config struct {
-	Store  store.Store
+	Store  Store
 	Policy *controls.Policy
 	// Now is the clock (default time.Now).
 	Now func() time.Time
@@ -90,7 +101,7 @@ type Config struct {
 
 // Server is the web UI and API handler.
 type Server struct {
-	st     store.Store
+	st     Store
 	adm    *admin.Service
 	policy *controls.Policy
 	now    func() time.Time

@@ -429,8 +429,15 @@ func TestPages(t *testing.T) {
 		not  []string
 	}{
 		{"/", 200, []string{"Fleet overview", "DC-FW-01", "DC-BOOT-01", "DC-AGENT-01", "<polyline", "all controls"}, nil},
-		{"/devices", 200, []string{"laptop-alice", "macbook-bob", "desk-carol", "3 of 3 devices"}, nil},
-		{"/devices?control=DC-FW-01&status=fail", 200, []string{"macbook-bob", "1 of 3 devices"}, []string{"laptop-alice", "desk-carol"}},
+		{"/devices", 200, []string{"laptop-alice", "macbook-bob", "desk-carol", "3 shown of 3 devices"}, []string{"next page"}},
+		{"/devices?control=DC-FW-01&status=fail", 200, []string{"macbook-bob", "1 shown of 3 devices"}, []string{"laptop-alice", "desk-carol"}},
+		{"/devices?limit=1", 200, []string{"desk-carol", "1 shown of 3 devices", "next page", "cursor="}, []string{"laptop-alice", "macbook-bob"}},
+		{"/devices?limit=1&sort=last_seen", 200, []string{"desk-carol", "next page"}, []string{"laptop-alice", "macbook-bob"}},
+		{"/devices?q=MACBOOK", 200, []string{"macbook-bob"}, []string{"laptop-alice", "desk-carol"}},
+		{"/devices?q=%25", 200, []string{"No device matches"}, []string{"laptop-alice"}},
+		{"/devices?cursor=garbage", 400, []string{"cursor is not valid"}, nil},
+		{"/devices?sort=evil", 400, []string{"sort must be"}, nil},
+		{"/devices?limit=100000", 400, []string{"limit must be"}, nil},
 		{"/devices?status=compliant", 200, []string{"laptop-alice"}, []string{"macbook-bob", "desk-carol"}},
 		{"/devices?os=windows", 200, []string{"desk-carol"}, []string{"laptop-alice", "macbook-bob"}},
 		{"/devices?seen_before=3d", 200, []string{"desk-carol"}, []string{"laptop-alice", "macbook-bob"}},
@@ -555,10 +562,40 @@ func TestBearerAPI(t *testing.T) {
 	auditor := "Bearer " + e.fleet.AuditorToken
 	code, body := get("/api/v1/fleet", auditor)
 	var fleet struct {
-		Devices []struct{ Hostname string } `json:"devices"`
+		Devices, Compliant int
+		Controls           []struct {
+			ID         string
+			Pass, Fail int
+			Unknown    int
+			NoData     int `json:"no_data"`
+		}
+		DevicesURL string `json:"devices_url"`
 	}
-	if code != 200 || json.Unmarshal([]byte(body), &fleet) != nil || len(fleet.Devices) != 3 {
-		t.Errorf("API fleet = %d, %d devices\n%s", code, len(fleet.Devices), body)
+	if code != 200 || json.Unmarshal([]byte(body), &fleet) != nil || fleet.Devices != 3 || fleet.Compliant != 1 ||
+		len(fleet.Controls) != len(e.fleet.Policy.Controls) || fleet.DevicesURL != "/api/v1/devices" {
+		t.Errorf("API fleet = %d, %+v\n%s", code, fleet, body)
+	}
+	// Every device is on exactly one page, following next links.
+	seen := map[string]int{}
+	for next, pages := "/api/v1/devices?limit=2", 0; next != ""; pages++ {
+		if pages > 3 {
+			t.Fatalf("API devices: more pages than devices")
+		}
+		code, body := get(next, auditor)
+		var page struct {
+			Devices []struct{ Hostname string }
+			Next    string
+		}
+		if code != 200 || json.Unmarshal([]byte(body), &page) != nil {
+			t.Fatalf("API devices page %s = %d\n%s", next, code, body)
+		}
+		for _, d := range page.Devices {
+			seen[d.Hostname]++
+		}
+		next = page.Next
+	}
+	if len(seen) != 3 || seen["laptop-alice"] != 1 || seen["macbook-bob"] != 1 || seen["desk-carol"] != 1 {
+		t.Errorf("API devices paged: %v, want each of the 3 devices once", seen)
 	}
 	code, body = get("/api/v1/devices?control=DC-FW-01&status=fail", auditor)
 	if code != 200 || !strings.Contains(body, "macbook-bob") || strings.Contains(body, "laptop-alice") {

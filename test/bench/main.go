@@ -10,7 +10,9 @@
 //     fsync);
 //   - server ingest observations/s on SQLite against raw SQLite inserts;
 //   - end-to-end ingest over gRPC/mTLS loopback against a stream that acks
-//     without storing.
+//     without storing;
+//   - the read path (fleet overview, device list pages, device page, API) on
+//     fleets of 1,000, 10,000 and 100,000 devices against a raw SQLite page.
 //
 // Run it with `make bench` (it needs bin/ from `make build`).
 package main
@@ -21,6 +23,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"syscall"
 	"time"
 )
@@ -28,7 +31,19 @@ import (
 func main() {
 	quick := flag.Bool("quick", false, "smaller workloads (smoke test)")
 	bin := flag.String("bin", "bin", "directory holding evident-agent and evident-server")
+	only := flag.String("only", "", "run one group only: readpath")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fail(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fail(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	dir, err := os.MkdirTemp("", "evident-bench")
 	if err != nil {
 		fail(err)
@@ -40,11 +55,20 @@ func main() {
 	}
 	fmt.Printf("Evident benchmarks (%s, %d CPUs)\n\n", time.Now().UTC().Format(time.RFC3339), numCPU())
 
+	sizes := []int{1000, 10000, 100000}
+	if *quick {
+		sizes = []int{1000, 10000}
+	}
+	if *only == "readpath" {
+		benchReadPath(filepath.Join(dir, "read"), sizes)
+		return
+	}
 	obs := benchCollection(5 / max(1, scale/5))
 	benchAgentRSS(filepath.Join(dir, "rss"), *bin, 20*time.Second/time.Duration(scale))
 	benchOutbox(filepath.Join(dir, "outbox"), obs, 400/scale)
 	benchSQLite(filepath.Join(dir, "sqlite"), obs, 200/scale)
 	benchGRPC(context.Background(), filepath.Join(dir, "grpc"), obs, 200/scale)
+	benchReadPath(filepath.Join(dir, "read"), sizes)
 }
 
 func fail(err error) {

@@ -144,7 +144,7 @@ func TestAuditorInBrowser(t *testing.T) {
 		chromedp.Navigate(srv.URL+"/devices?control=DC-FW-01&status=fail"),
 		chromedp.WaitVisible(chromedp.ID("devices")),
 	)
-	u.wantText("devices", "macbook-bob", "1 of 3 devices", "fail")
+	u.wantText("devices", "macbook-bob", "1 shown of 3 devices", "fail")
 	if strings.Contains(u.text(), "laptop-alice") {
 		t.Errorf("device list filtered on DC-FW-01=fail shows laptop-alice")
 	}

@@ -14,9 +14,9 @@ import (
 
 	"github.com/evident-dev/evident/internal/cli"
 	"github.com/evident-dev/evident/internal/clock"
+	"github.com/evident-dev/evident/server"
 	"github.com/evident-dev/evident/server/bundle"
 	"github.com/evident-dev/evident/server/pki"
-	"github.com/evident-dev/evident/server/store/sqlite"
 )
 
 // maxAttach bounds a file attached to a bundle with --attach.
@@ -85,7 +85,7 @@ func cmdExportBundle(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("evidence signing key: %w", err)
 	}
 	opts.Certificates = []*x509.Certificate{cert, ca.Cert}
-	st, err := sqlite.Open(dbPath(*dir), true)
+	st, err := server.OpenStore(*dir, true)
 	if err != nil {
 		return err
 	}

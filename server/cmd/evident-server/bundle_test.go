@@ -15,6 +15,7 @@ import (
 
 	"github.com/evident-dev/evident/internal/cli"
 	"github.com/evident-dev/evident/server/pki"
+	"github.com/evident-dev/evident/server/states"
 	"github.com/evident-dev/evident/server/store"
 	"github.com/evident-dev/evident/server/store/sqlite"
 )
@@ -43,7 +44,7 @@ func seedDataDir(t *testing.T) string {
 			t.Fatal(err)
 		}
 	}
-	if err := st.ApplyStates(ctx, "dev-1", []store.ControlState{{ControlID: "DC-FW-01", Status: store.Pass}}, t0); err != nil {
+	if err := states.Record(ctx, st, "dev-1", []store.ControlState{{ControlID: "DC-FW-01", Status: store.Pass}}, nil, t0); err != nil {
 		t.Fatal(err)
 	}
 	return dir

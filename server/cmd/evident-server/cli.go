@@ -25,7 +25,7 @@ import (
 	"github.com/evident-dev/evident/server/ingest"
 	"github.com/evident-dev/evident/server/pki"
 	"github.com/evident-dev/evident/server/report"
-	"github.com/evident-dev/evident/server/store/sqlite"
+	"github.com/evident-dev/evident/server/store"
 )
 
 const usage = `evident-server: enrolls devices, stores their evidence, scores SOC 2 device controls.
@@ -160,15 +160,11 @@ func dbPath(dir string) string { return server.DBPath(dir) }
 
 // openExisting opens the database of a data directory that must already
 // hold one (commands other than run never create it), read-only or not.
-func openExisting(dir string, readOnly bool) (*sqlite.Store, error) {
+func openExisting(dir string, readOnly bool) (store.Store, error) {
 	if _, err := os.Stat(dbPath(dir)); err != nil {
 		return nil, fmt.Errorf("no database at %s: start `evident-server run --data-dir %s` first", dbPath(dir), dir)
 	}
-	st, err := sqlite.Open(dbPath(dir), readOnly)
-	if err != nil {
-		return nil, fmt.Errorf("open database %s: %w", dbPath(dir), err)
-	}
-	return st, nil
+	return server.OpenStore(dir, readOnly)
 }
 
 func loadPolicy(path string) (*controls.Policy, error) {
@@ -235,7 +231,7 @@ func cmdSecretCreate(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	st, err := sqlite.Open(dbPath(*dir), false)
+	st, err := server.OpenStore(*dir, false)
 	if err != nil {
 		return err
 	}
@@ -251,10 +247,10 @@ func cmdSecretCreate(args []string, stdout, stderr io.Writer) error {
 }
 
 func cmdReport(args []string, stdout, stderr io.Writer) error {
-	fs, dir := newFlags("report", stderr, "evident-server report: print each device's posture against the control pack, with the\nevidence that decided each control and its SOC 2 criteria. Reads the database read-only,\nso it is safe while the server runs.")
+	fs, dir := newFlags("report", stderr, "evident-server report: print each device's posture against the control pack, as the server\nlast evaluated it (the recorded control intervals, the same the web pages and period reports\nread), with the evidence that decided each control and its SOC 2 criteria. Reads the\ndatabase read-only, so it is safe while the server runs.")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
 	device := fs.String("device", "", "only this device (id or hostname)")
-	policyPath := fs.String("policy", "", "control pack JSON file (default: the built-in pack)")
+	policyPath := fs.String("policy", "", "control pack JSON file the server runs with: its controls, titles and groups (default: the built-in pack); statuses are the recorded ones")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}

@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/evident-dev/evident/internal/cli"
+	"github.com/evident-dev/evident/server"
 	"github.com/evident-dev/evident/server/admin"
-	"github.com/evident-dev/evident/server/store/sqlite"
 	"github.com/evident-dev/evident/server/web"
 )
 
@@ -32,9 +32,9 @@ func cmdTokenCreate(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	st, err := sqlite.Open(dbPath(*dir), false)
+	st, err := server.OpenStore(*dir, false)
 	if err != nil {
-		return fmt.Errorf("open database %s: %w", dbPath(*dir), err)
+		return err
 	}
 	defer st.Close()
 	svc := adminService(st)

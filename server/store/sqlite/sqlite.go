@@ -26,6 +26,10 @@ var migrations embed.FS
 // Store is the SQLite store.
 type Store struct {
 	db *sql.DB
+
+	// stmts are the hot write statements, prepared at Open (writable
+	// stores only) and read-only after.
+	stmts map[string]*sql.Stmt
 }
 
 var _ store.Store = (*Store)(nil)
@@ -61,11 +65,20 @@ func Open(path string, readOnly bool) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
+	if err := s.prepare(context.Background()); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("prepare statements: %w", err)
+	}
 	return s, nil
 }
 
 // Close implements store.Store.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	for _, st := range s.stmts {
+		st.Close()
+	}
+	return s.db.Close()
+}
 
 type migration struct {
 	version int
@@ -229,37 +242,14 @@ func (s *Store) EnrollDevice(ctx context.Context, d store.Device) (store.Device,
 		return d, err
 	}
 	defer tx.Rollback()
-	d.PreviousID, d.Reenrolled = "", 0
-	if d.TPM != nil {
-		// The TPM names the machine better than any asserted id.
-		var prev string
-		var re int
-		err := tx.QueryRowContext(ctx, `SELECT d.id, d.reenrolled FROM device_tpm t JOIN devices d ON d.id = t.device_id
-			WHERE t.ek_hash = ? ORDER BY t.enrolled_at DESC, t.device_id DESC LIMIT 1`, d.TPM.EKHash).Scan(&prev, &re)
-		switch {
-		case err == nil:
-			d.PreviousID, d.Reenrolled = prev, re+1
-		case !errors.Is(err, sql.ErrNoRows):
-			return d, err
-		}
-	}
-	if d.PreviousID == "" && d.MachineID != "" {
-		var prev string
-		var re int
-		err := tx.QueryRowContext(ctx, `SELECT id, reenrolled FROM devices WHERE machine_id = ?
-			ORDER BY enrolled_at DESC, id DESC LIMIT 1`, d.MachineID).Scan(&prev, &re)
-		switch {
-		case err == nil:
-			d.PreviousID, d.Reenrolled = prev, re+1
-		case !errors.Is(err, sql.ErrNoRows):
-			return d, err
-		}
-	}
 	_, err = tx.ExecContext(ctx, `INSERT INTO devices (id, hostname, goos, goarch, os_version, machine_id, serial_number,
 		agent_version, secret_id, enrolled_at, previous_id, reenrolled) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`,
 		d.ID, d.Hostname, d.GOOS, d.GOARCH, d.OSVersion, d.MachineID, d.SerialNumber, d.AgentVersion, d.SecretID,
 		nanos(d.EnrolledAt), d.PreviousID, d.Reenrolled)
 	if err != nil {
+		return d, err
+	}
+	if err := s.counter(ctx, tx, "", "devices", +1, d.EnrolledAt); err != nil {
 		return d, err
 	}
 	if t := d.TPM; t != nil {
@@ -470,49 +460,7 @@ func (s *Store) Counts(ctx context.Context, deviceID string) (store.ObservationC
 	return c, nil
 }
 
-// ApplyStates implements store.Scores.
-func (s *Store) ApplyStates(ctx context.Context, deviceID string, states []store.ControlState, at time.Time) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	for _, st := range states {
-		var id int64
-		var status string
-		var since int64
-		err := tx.QueryRowContext(ctx, `SELECT id, status, since_at FROM control_states
-			WHERE device_id = ? AND control_id = ? AND until_at IS NULL`, deviceID, st.ControlID).Scan(&id, &status, &since)
-		switch {
-		case err == nil && status == st.Status:
-			_, err = tx.ExecContext(ctx, `UPDATE control_states SET reason = ?, evidence_seq = ?, evidence = ?,
-				evaluated_at = MAX(evaluated_at, ?), evaluations = evaluations + 1 WHERE id = ?`,
-				st.Reason, int64(st.EvidenceSeq), []byte(st.Evidence), nanos(at), id)
-			if err != nil {
-				return err
-			}
-			continue
-		case err == nil:
-			// Intervals never run backwards: a late evaluation closes at
-			// the later of its own time and the open interval's start.
-			until := max(nanos(at), since)
-			if _, err := tx.ExecContext(ctx, `UPDATE control_states SET until_at = ? WHERE id = ?`, until, id); err != nil {
-				return err
-			}
-		case !errors.Is(err, sql.ErrNoRows):
-			return err
-		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO control_states (device_id, control_id, status, reason, evidence_seq,
-			evidence, since_at, evaluated_at) VALUES (?,?,?,?,?,?,?,?)`,
-			deviceID, st.ControlID, st.Status, st.Reason, int64(st.EvidenceSeq), []byte(st.Evidence), max(nanos(at), since), nanos(at))
-		if err != nil {
-			return err
-		}
-	}
-	return tx.Commit()
-}
-
-const stateCols = `control_id, status, reason, evidence_seq, evidence, since_at, until_at, evaluated_at, evaluations`
+const stateCols = `id, control_id, status, reason, evidence_seq, evidence, since_at, until_at, evaluated_at, evaluations`
 
 func (s *Store) states(ctx context.Context, q string, args ...any) ([]store.ControlState, error) {
 	rows, err := s.db.QueryContext(ctx, q, args...)
@@ -526,7 +474,7 @@ func (s *Store) states(ctx context.Context, q string, args ...any) ([]store.Cont
 		var seq, since, eval int64
 		var until sql.NullInt64
 		var ev []byte
-		if err := rows.Scan(&st.ControlID, &st.Status, &st.Reason, &seq, &ev, &since, &until, &eval, &st.Evaluations); err != nil {
+		if err := rows.Scan(&st.ID, &st.ControlID, &st.Status, &st.Reason, &seq, &ev, &since, &until, &eval, &st.Evaluations); err != nil {
 			return nil, err
 		}
 		st.EvidenceSeq, st.Evidence, st.Since, st.Until, st.EvaluatedAt = uint64(seq), ev, fromNanos(since), timePtr(until), fromNanos(eval)

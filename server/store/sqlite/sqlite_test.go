@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/evident-dev/evident/server/states"
 	"github.com/evident-dev/evident/server/store"
 	"github.com/evident-dev/evident/server/store/sqlite"
 	"github.com/evident-dev/evident/server/store/storetest"
@@ -121,7 +122,7 @@ func TestReopenKeepsData(t *testing.T) {
 	if _, err := s.UseEnrollSecret(ctx, []byte("h"), t0); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.ApplyStates(ctx, "dev-1", []store.ControlState{{ControlID: "c1", Status: store.Pass}}, t0); err != nil {
+	if err := states.Record(ctx, s, "dev-1", []store.ControlState{{ControlID: "c1", Status: store.Pass}}, nil, t0); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
@@ -285,8 +286,8 @@ func TestReadOnlyAlongsideWriter(t *testing.T) {
 		{"CreateEnrollSecret", func(ctx context.Context) error {
 			return r.CreateEnrollSecret(ctx, store.EnrollSecret{ID: "s", Hash: []byte("h"), CreatedAt: t0})
 		}},
-		{"ApplyStates", func(ctx context.Context) error {
-			return r.ApplyStates(ctx, "dev-1", []store.ControlState{{ControlID: "c1", Status: store.Pass}}, t0)
+		{"RecordStates", func(ctx context.Context) error {
+			return r.RecordStates(ctx, store.StatePlan{DeviceID: "dev-1", At: t0, Open: []store.ControlState{{ControlID: "c1", Status: store.Pass, Since: t0, EvaluatedAt: t0}}})
 		}},
 	}
 	for _, wr := range writes {

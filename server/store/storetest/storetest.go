@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/evident-dev/evident/server/devices"
+	"github.com/evident-dev/evident/server/states"
 	"github.com/evident-dev/evident/server/store"
 )
 
@@ -42,6 +44,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("LatestHistory", func(t *testing.T) { testLatestHistory(t, open) })
 	t.Run("ApplyStates", func(t *testing.T) { testApplyStates(t, open) })
 	t.Run("ApplyStatesLate", func(t *testing.T) { testApplyStatesLate(t, open) })
+	t.Run("Posture", func(t *testing.T) { testPosture(t, open) })
 	t.Run("ConcurrentIngest", func(t *testing.T) { testConcurrentIngest(t, open) })
 	t.Run("TPMEnrollment", func(t *testing.T) { testTPMEnrollment(t, open) })
 	t.Run("SingleUse", func(t *testing.T) { testSingleUse(t, open) })
@@ -211,9 +214,11 @@ func device(id, machineID string) store.Device {
 	}
 }
 
+// mustEnroll enrolls d as the server does: linked by package devices, then
+// stored.
 func mustEnroll(t *testing.T, s store.Store, d store.Device) store.Device {
 	t.Helper()
-	got, err := s.EnrollDevice(t.Context(), d)
+	got, err := devices.Enroll(t.Context(), s, d)
 	if err != nil {
 		t.Fatalf("EnrollDevice(%s): %v", d.ID, err)
 	}
@@ -306,8 +311,8 @@ func testReenroll(t *testing.T, open func(*testing.T) store.Store) {
 		again := device(fmt.Sprintf("dev-new-%d", n), "machine-1")
 		again.Hostname = fmt.Sprintf("renamed-%d", n)
 		again.EnrolledAt = at(time.Duration(n) * 24 * time.Hour)
-		again.PreviousID, again.Reenrolled = "forged", 99 // set by the store, not the caller
-		got, err := s.EnrollDevice(ctx, again)
+		again.PreviousID, again.Reenrolled = "forged", 99 // set by the link rule, not the caller
+		got, err := devices.Enroll(ctx, s, again)
 		if err != nil {
 			t.Fatalf("re-enroll %d: %v", n, err)
 		}
@@ -621,10 +626,10 @@ func testLatestHistory(t *testing.T, open func(*testing.T) store.Store) {
 
 // --- scores ---
 
-func mustApply(t *testing.T, s store.Store, deviceID string, when time.Time, states ...store.ControlState) {
+func mustApply(t *testing.T, s store.Store, deviceID string, when time.Time, next ...store.ControlState) {
 	t.Helper()
-	if err := s.ApplyStates(t.Context(), deviceID, states, when); err != nil {
-		t.Fatalf("ApplyStates(%s, %v): %v", deviceID, when, err)
+	if err := states.Record(t.Context(), s, deviceID, next, nil, when); err != nil {
+		t.Fatalf("states.Record(%s, %v): %v", deviceID, when, err)
 	}
 }
 
@@ -643,6 +648,14 @@ func mustHistory(t *testing.T, s store.Store, deviceID string) map[string][]stor
 		t.Fatalf("StateHistory(%s): %v", deviceID, err)
 	}
 	checkIntervals(t, h)
+	ids := map[int64]bool{}
+	for i := range h {
+		if h[i].ID == 0 || ids[h[i].ID] {
+			t.Errorf("StateHistory(%s): interval %s since %v has id %d, want a distinct non-zero id", deviceID, h[i].ControlID, h[i].Since, h[i].ID)
+		}
+		ids[h[i].ID] = true
+		h[i].ID = 0
+	}
 	return byControl(h)
 }
 
@@ -660,6 +673,12 @@ func mustCurrent(t *testing.T, s store.Store, deviceID string) map[string]store.
 		if _, dup := m[st.ControlID]; dup {
 			t.Errorf("CurrentStates returned two open intervals for %s", st.ControlID)
 		}
+		// The id is the store's: it must name the interval, its value is
+		// not compared.
+		if st.ID == 0 {
+			t.Errorf("CurrentStates returned %s without an interval id", st.ControlID)
+		}
+		st.ID = 0
 		m[st.ControlID] = st
 	}
 	return m

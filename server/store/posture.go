@@ -1,0 +1,133 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrConflict is returned by RecordStates when an interval the plan
+// confirms or closes is no longer the open one (another evaluation of the
+// same device landed first): read the current states again and re-plan.
+var ErrConflict = errors.New("conflict: the device's open intervals changed")
+
+// ErrBadCursor is returned for a page cursor that is malformed or belongs
+// to another sort order.
+var ErrBadCursor = errors.New("bad page cursor")
+
+// Recorder is what recording an evaluation needs: the device's open
+// intervals, and a plan of interval changes applied in one transaction.
+// The rules that make the plan (package states) are not the store's: a
+// backend only stores it, and keeps the read model's aggregates (Posture)
+// in step with the intervals it writes.
+type Recorder interface {
+	CurrentStates(ctx context.Context, deviceID string) ([]ControlState, error)
+	// RecordStates applies p in one transaction: every Confirm and Close
+	// names an interval that must still be open with the status the plan
+	// read, or nothing is written and ErrConflict is returned.
+	RecordStates(ctx context.Context, p StatePlan) error
+}
+
+// StatePlan is one evaluation of a device as interval changes.
+type StatePlan struct {
+	DeviceID string
+	At       time.Time
+	// Confirm extends open intervals whose status holds: reason, evidence
+	// and evaluation time are updated, evaluations counted.
+	Confirm []ControlState
+	// Close ends open intervals (ID, Status, Until).
+	Close []ControlState
+	// Open starts new intervals.
+	Open []ControlState
+	// Compliant is the device's posture after the plan: every control of
+	// the policy passes or does not apply. Groups are the policy's device
+	// groups it is in.
+	Compliant bool
+	Groups    []string
+}
+
+// Status a device list filter uses for a control with no open interval.
+const NoData = "no_data"
+
+// Posture is the read model: what the fleet overview, the device lists,
+// device pages and the API read, never by re-scoring. Its aggregates are
+// kept by the store in the transaction that writes the intervals, so every
+// front end reads the same states at the same instant.
+type Posture interface {
+	// FleetCounts returns the current aggregates.
+	FleetCounts(ctx context.Context) (FleetCounts, error)
+	// DailyCounts returns the aggregates as they stood at the end of each
+	// UTC day from the day of from to the day of to, oldest first; a day
+	// before any record has zero counts.
+	DailyCounts(ctx context.Context, from, to time.Time) ([]DayCounts, error)
+	// DevicePage returns up to q.Limit devices matching q in q.Sort order,
+	// after q.After, each with its open intervals (without evidence).
+	DevicePage(ctx context.Context, q DeviceQuery) (DevicePage, error)
+}
+
+// FleetCounts are the fleet's aggregates: devices enrolled, compliant
+// devices, and per control the devices whose open interval has each status
+// (Controls[control][status]). Devices with no interval of a control are
+// the rest.
+type FleetCounts struct {
+	Devices   int
+	Compliant int
+	Controls  map[string]map[string]int
+}
+
+// DayCounts are the aggregates at the end of one UTC day.
+type DayCounts struct {
+	Day time.Time // midnight UTC starting the day
+	FleetCounts
+}
+
+// Device list sort orders.
+const (
+	SortHostname = "hostname"  // case-insensitive, then id
+	SortLastSeen = "last_seen" // longest silent first (never seen first), then id
+)
+
+// MaxPageSize bounds a device page.
+const MaxPageSize = 500
+
+// DeviceQuery selects a page of the device list. Every filter is optional.
+type DeviceQuery struct {
+	// Control and Status: devices whose open interval of Control has
+	// Status (NoData: no open interval). Status without Control: any
+	// control of Controls.
+	Control, Status string
+	// Controls are the policy's controls (stored intervals of controls
+	// no longer in the policy are not matched).
+	Controls []string
+	// Compliant, when set, keeps compliant (true) or not compliant devices.
+	Compliant *bool
+	GOOS      string
+	Group     string
+	// SeenBefore keeps devices last seen before it, or never.
+	SeenBefore time.Time
+	// Hostname keeps devices whose hostname starts with it (ASCII letters
+	// case-insensitive: an index range, whatever the fleet's size);
+	// HostnameExact those whose hostname is exactly it.
+	Hostname      string
+	HostnameExact bool
+	Sort          string
+	// After is the cursor a previous page returned (Next); empty for the
+	// first page.
+	After string
+	Limit int
+}
+
+// DevicePage is one page of the device list.
+type DevicePage struct {
+	Devices []DeviceStatus
+	// Next is the cursor of the following page; empty on the last.
+	Next string
+}
+
+// DeviceStatus is a device with its open intervals, without evidence.
+type DeviceStatus struct {
+	Device
+	Compliant bool
+	Groups    []string
+	States    []ControlState
+}

@@ -1,0 +1,499 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/evident-dev/evident/server/store"
+)
+
+const day = int64(24 * time.Hour)
+
+// The write path of every report runs the same few statements; parsing
+// them each time is most of their cost in SQLite. They are prepared once
+// when a writable store opens (not inside a transaction: the writer's one
+// connection is busy then).
+var hotStatements = []string{stmtCount, stmtDaily, stmtClose, stmtConfirm, stmtOpen, stmtCompliant, stmtUngroup, stmtGroup}
+
+const (
+	stmtCount = `INSERT INTO posture_counts (control_id, status, devices) VALUES (?,?,?)
+		ON CONFLICT (control_id, status) DO UPDATE SET devices = devices + excluded.devices`
+	stmtDaily = `INSERT INTO posture_daily (day, control_id, status, devices)
+		SELECT max(?, ifnull((SELECT max(day) FROM posture_daily), ?)), control_id, status, devices
+		FROM posture_counts WHERE control_id = ? AND status = ?
+		ON CONFLICT (day, control_id, status) DO UPDATE SET devices = excluded.devices`
+	stmtClose = `UPDATE control_states SET until_at = ?
+		WHERE id = ? AND device_id = ? AND status = ? AND until_at IS NULL`
+	stmtConfirm = `UPDATE control_states SET reason = ?, evidence_seq = ?, evidence = ?,
+		evaluated_at = MAX(evaluated_at, ?), evaluations = evaluations + 1
+		WHERE id = ? AND device_id = ? AND status = ? AND until_at IS NULL`
+	stmtOpen = `INSERT INTO control_states (device_id, control_id, status, reason, evidence_seq,
+		evidence, since_at, evaluated_at) VALUES (?,?,?,?,?,?,?,?)`
+	stmtCompliant = `UPDATE devices SET compliant = ? WHERE id = ? AND compliant <> ?`
+	stmtUngroup   = `DELETE FROM device_groups WHERE device_id = ?`
+	stmtGroup     = `INSERT OR IGNORE INTO device_groups (grp, device_id) VALUES (?, ?)`
+)
+
+func (s *Store) prepare(ctx context.Context) error {
+	s.stmts = map[string]*sql.Stmt{}
+	for _, q := range hotStatements {
+		st, err := s.db.PrepareContext(ctx, q)
+		if err != nil {
+			return err
+		}
+		s.stmts[q] = st
+	}
+	return nil
+}
+
+// exec runs query in tx, prepared when it is one of hotStatements.
+func (s *Store) exec(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {
+	if st, ok := s.stmts[query]; ok {
+		return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+	}
+	return tx.ExecContext(ctx, query, args...)
+}
+
+func unixDay(t time.Time) int64 {
+	n := nanos(t)
+	d := n / day
+	if n < 0 && n%day != 0 {
+		d--
+	}
+	return d
+}
+
+// counter moves one aggregate by delta and records its value for the day of
+// at, in the caller's transaction. The daily history only grows forward: a
+// change recorded after a later day's (a late evaluation, two racing across
+// midnight) is recorded on that later day, so the newest day always holds
+// the current counts.
+func (s *Store) counter(ctx context.Context, tx *sql.Tx, control, status string, delta int, at time.Time) error {
+	if _, err := s.exec(ctx, tx, stmtCount, control, status, delta); err != nil {
+		return err
+	}
+	d := unixDay(at)
+	_, err := s.exec(ctx, tx, stmtDaily, d, d, control, status)
+	return err
+}
+
+func affectedOne(res sql.Result, err error) error {
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n != 1 {
+		return store.ErrConflict
+	}
+	return nil
+}
+
+// RecordStates implements store.Recorder.
+func (s *Store) RecordStates(ctx context.Context, p store.StatePlan) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	at := nanos(p.At)
+	// The aggregates move once per (control, status) the plan touches.
+	deltas := map[[2]string]int{}
+	for _, c := range p.Close {
+		if c.Until == nil {
+			return fmt.Errorf("close interval %d: no end", c.ID)
+		}
+		if err := affectedOne(s.exec(ctx, tx, stmtClose, nanos(*c.Until), c.ID, p.DeviceID, c.Status)); err != nil {
+			return err
+		}
+		deltas[[2]string{c.ControlID, c.Status}]--
+	}
+	for _, c := range p.Confirm {
+		if err := affectedOne(s.exec(ctx, tx, stmtConfirm,
+			c.Reason, int64(c.EvidenceSeq), []byte(c.Evidence), at, c.ID, p.DeviceID, c.Status)); err != nil {
+			return err
+		}
+	}
+	for _, o := range p.Open {
+		_, err := s.exec(ctx, tx, stmtOpen,
+			p.DeviceID, o.ControlID, o.Status, o.Reason, int64(o.EvidenceSeq), []byte(o.Evidence), nanos(o.Since), nanos(o.EvaluatedAt))
+		if err != nil {
+			if strings.Contains(err.Error(), "UNIQUE constraint failed") {
+				return store.ErrConflict // another evaluation opened it first
+			}
+			return err
+		}
+		deltas[[2]string{o.ControlID, o.Status}]++
+	}
+	for k, d := range deltas {
+		if d == 0 {
+			continue
+		}
+		if err := s.counter(ctx, tx, k[0], k[1], d, p.At); err != nil {
+			return err
+		}
+	}
+	compliant := 0
+	if p.Compliant {
+		compliant = 1
+	}
+	res, err := s.exec(ctx, tx, stmtCompliant, compliant, p.DeviceID, compliant)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n == 1 {
+		if err := s.counter(ctx, tx, "", "compliant", 2*compliant-1, p.At); err != nil {
+			return err
+		}
+	}
+	if _, err := s.exec(ctx, tx, stmtUngroup, p.DeviceID); err != nil {
+		return err
+	}
+	for _, g := range p.Groups {
+		if _, err := s.exec(ctx, tx, stmtGroup, g, p.DeviceID); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+// FleetCounts implements store.Posture.
+func (s *Store) FleetCounts(ctx context.Context) (store.FleetCounts, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT control_id, status, devices FROM posture_counts`)
+	if err != nil {
+		return store.FleetCounts{}, err
+	}
+	defer rows.Close()
+	fc := store.FleetCounts{Controls: map[string]map[string]int{}}
+	for rows.Next() {
+		var control, status string
+		var n int
+		if err := rows.Scan(&control, &status, &n); err != nil {
+			return fc, err
+		}
+		addCount(&fc, control, status, n)
+	}
+	return fc, rows.Err()
+}
+
+func addCount(fc *store.FleetCounts, control, status string, n int) {
+	if control == "" {
+		switch status {
+		case "devices":
+			fc.Devices = n
+		case "compliant":
+			fc.Compliant = n
+		}
+		return
+	}
+	if n == 0 {
+		delete(fc.Controls[control], status)
+		return
+	}
+	if fc.Controls[control] == nil {
+		fc.Controls[control] = map[string]int{}
+	}
+	fc.Controls[control][status] = n
+}
+
+// maxDays bounds DailyCounts.
+const maxDays = 3700
+
+// DailyCounts implements store.Posture.
+func (s *Store) DailyCounts(ctx context.Context, from, to time.Time) ([]store.DayCounts, error) {
+	d0, d1 := unixDay(from), unixDay(to)
+	if d1 < d0 || d1-d0 >= maxDays {
+		return nil, fmt.Errorf("daily counts: %s to %s is not a range of 1 to %d days", from.Format(time.DateOnly), to.Format(time.DateOnly), maxDays)
+	}
+	cur := store.FleetCounts{Controls: map[string]map[string]int{}}
+	// The counts standing at the start: each aggregate's newest day before.
+	rows, err := s.db.QueryContext(ctx, `SELECT control_id, status, devices, max(day) FROM posture_daily
+		WHERE day < ? GROUP BY control_id, status`, d0)
+	if err != nil {
+		return nil, err
+	}
+	for rows.Next() {
+		var control, status string
+		var n int
+		var dd int64
+		if err := rows.Scan(&control, &status, &n, &dd); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		addCount(&cur, control, status, n)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	rows, err = s.db.QueryContext(ctx, `SELECT day, control_id, status, devices FROM posture_daily
+		WHERE day >= ? AND day <= ? ORDER BY day`, d0, d1)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := make([]store.DayCounts, 0, d1-d0+1)
+	next := d0
+	flush := func(upTo int64) {
+		for ; next < upTo; next++ {
+			out = append(out, store.DayCounts{Day: time.Unix(0, next*day).UTC(), FleetCounts: cloneCounts(cur)})
+		}
+	}
+	for rows.Next() {
+		var dd int64
+		var control, status string
+		var n int
+		if err := rows.Scan(&dd, &control, &status, &n); err != nil {
+			return nil, err
+		}
+		flush(dd)
+		addCount(&cur, control, status, n)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	flush(d1 + 1)
+	return out, nil
+}
+
+func cloneCounts(fc store.FleetCounts) store.FleetCounts {
+	c := store.FleetCounts{Devices: fc.Devices, Compliant: fc.Compliant, Controls: make(map[string]map[string]int, len(fc.Controls))}
+	for k, v := range fc.Controls {
+		m := make(map[string]int, len(v))
+		for s, n := range v {
+			m[s] = n
+		}
+		c.Controls[k] = m
+	}
+	return c
+}
+
+// cursor is a device list position: the sort it belongs to, the sort key
+// of the last row shown and its id.
+type cursor struct {
+	Sort string `json:"s"`
+	Key  any    `json:"k"`
+	ID   string `json:"i"`
+}
+
+func encodeCursor(c cursor) string {
+	b, _ := json.Marshal(c)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeCursor(s, sort string) (cursor, error) {
+	var raw struct {
+		Sort string          `json:"s"`
+		Key  json.RawMessage `json:"k"`
+		ID   string          `json:"i"`
+	}
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || len(b) > 4096 || json.Unmarshal(b, &raw) != nil || raw.Sort != sort || raw.ID == "" ||
+		len(raw.Key) == 0 || string(raw.Key) == "null" {
+		return cursor{}, store.ErrBadCursor
+	}
+	c := cursor{Sort: raw.Sort, ID: raw.ID}
+	// The key is decoded as its sort's type: a last_seen key is Unix
+	// nanoseconds, which a float64 would round (and so skip or repeat rows).
+	switch sort {
+	case store.SortHostname:
+		var k string
+		if json.Unmarshal(raw.Key, &k) != nil {
+			return c, store.ErrBadCursor
+		}
+		c.Key = k
+	case store.SortLastSeen:
+		var k int64
+		if json.Unmarshal(raw.Key, &k) != nil {
+			return c, store.ErrBadCursor
+		}
+		c.Key = k
+	default:
+		return c, store.ErrBadCursor
+	}
+	return c, nil
+}
+
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?,", n), ",")
+}
+
+// DevicePage implements store.Posture.
+func (s *Store) DevicePage(ctx context.Context, q store.DeviceQuery) (store.DevicePage, error) {
+	if q.Sort == "" {
+		q.Sort = store.SortHostname
+	}
+	if q.Limit <= 0 {
+		q.Limit = 50
+	}
+	q.Limit = min(q.Limit, store.MaxPageSize)
+	var where []string
+	var args []any
+	add := func(cond string, a ...any) { where = append(where, cond); args = append(args, a...) }
+	openState := `SELECT 1 FROM control_states c WHERE c.device_id = d.id AND c.until_at IS NULL`
+	switch {
+	case q.Status == "":
+	case q.Control != "" && q.Status == store.NoData:
+		add(`NOT EXISTS (`+openState+` AND c.control_id = ?)`, q.Control)
+	case q.Control != "":
+		add(`EXISTS (`+openState+` AND c.control_id = ? AND c.status = ?)`, q.Control, q.Status)
+	case len(q.Controls) == 0:
+		return store.DevicePage{}, fmt.Errorf("device query: status %q without a control needs the policy's controls", q.Status)
+	case q.Status == store.NoData:
+		a := []any{}
+		for _, c := range q.Controls {
+			a = append(a, c)
+		}
+		add(`(SELECT count(*) FROM control_states c WHERE c.device_id = d.id AND c.until_at IS NULL AND c.control_id IN (`+
+			placeholders(len(q.Controls))+`)) < ?`, append(a, len(q.Controls))...)
+	default:
+		a := []any{q.Status}
+		for _, c := range q.Controls {
+			a = append(a, c)
+		}
+		add(`EXISTS (`+openState+` AND c.status = ? AND c.control_id IN (`+placeholders(len(q.Controls))+`))`, a...)
+	}
+	if q.Compliant != nil {
+		c := 0
+		if *q.Compliant {
+			c = 1
+		}
+		add(`d.compliant = ?`, c)
+	}
+	if q.GOOS != "" {
+		add(`d.goos = ?`, q.GOOS)
+	}
+	if q.Group != "" {
+		add(`EXISTS (SELECT 1 FROM device_groups g WHERE g.grp = ? AND g.device_id = d.id)`, q.Group)
+	}
+	if !q.SeenBefore.IsZero() {
+		add(`ifnull(d.last_seen_at, 0) < ?`, nanos(q.SeenBefore))
+	}
+	switch {
+	case q.Hostname == "":
+	case q.HostnameExact:
+		add(`d.hostname = ?`, q.Hostname)
+	default:
+		// A prefix is an index range: from the prefix up to the prefix
+		// followed by the greatest code point (hostnames are UTF-8).
+		add(`d.hostname >= ? COLLATE NOCASE AND d.hostname < ? COLLATE NOCASE`, q.Hostname, q.Hostname+"\U0010FFFF")
+	}
+	var order string
+	switch q.Sort {
+	case store.SortHostname:
+		order = `d.hostname COLLATE NOCASE, d.id`
+	case store.SortLastSeen:
+		order = `ifnull(d.last_seen_at, 0), d.id`
+	default:
+		return store.DevicePage{}, fmt.Errorf("device query: unknown sort %q", q.Sort)
+	}
+	if q.After != "" {
+		c, err := decodeCursor(q.After, q.Sort)
+		if err != nil {
+			return store.DevicePage{}, err
+		}
+		if q.Sort == store.SortHostname {
+			// The first term starts the index range; the second skips the
+			// rows of the same key already shown.
+			add(`d.hostname >= ? COLLATE NOCASE AND (d.hostname > ? COLLATE NOCASE OR d.id > ?)`, c.Key, c.Key, c.ID)
+		} else {
+			add(`ifnull(d.last_seen_at, 0) >= ? AND (ifnull(d.last_seen_at, 0) > ? OR d.id > ?)`, c.Key, c.Key, c.ID)
+		}
+	}
+	query := `SELECT ` + prefixed("d.", deviceCols) + `, d.compliant FROM devices d`
+	if len(where) > 0 {
+		query += ` WHERE ` + strings.Join(where, ` AND `)
+	}
+	query += ` ORDER BY ` + order + ` LIMIT ?`
+	args = append(args, q.Limit+1)
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return store.DevicePage{}, err
+	}
+	var page store.DevicePage
+	for rows.Next() {
+		var ds store.DeviceStatus
+		var seen sql.NullInt64
+		var enrolled int64
+		d := &ds.Device
+		if err := rows.Scan(&d.ID, &d.Hostname, &d.GOOS, &d.GOARCH, &d.OSVersion, &d.MachineID, &d.SerialNumber,
+			&d.AgentVersion, &d.SecretID, &enrolled, &seen, &d.PreviousID, &d.Reenrolled, &d.SupersededBy, &ds.Compliant); err != nil {
+			rows.Close()
+			return page, err
+		}
+		d.EnrolledAt, d.LastSeenAt = fromNanos(enrolled), timePtr(seen)
+		page.Devices = append(page.Devices, ds)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return page, err
+	}
+	if len(page.Devices) > q.Limit {
+		page.Devices = page.Devices[:q.Limit]
+		last := page.Devices[q.Limit-1]
+		c := cursor{Sort: q.Sort, ID: last.ID, Key: last.Hostname}
+		if q.Sort == store.SortLastSeen {
+			var k int64
+			if last.LastSeenAt != nil {
+				k = nanos(*last.LastSeenAt)
+			}
+			c.Key = k
+		}
+		page.Next = encodeCursor(c)
+	}
+	if len(page.Devices) == 0 {
+		return page, nil
+	}
+	return page, s.fillPage(ctx, page.Devices)
+}
+
+// fillPage reads the open intervals and groups of a page's devices.
+func (s *Store) fillPage(ctx context.Context, devs []store.DeviceStatus) error {
+	idx := make(map[string]int, len(devs))
+	ids := make([]any, len(devs))
+	for i, d := range devs {
+		idx[d.ID], ids[i] = i, d.ID
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT device_id, id, control_id, status, reason, evidence_seq, since_at, evaluated_at, evaluations
+		FROM control_states WHERE until_at IS NULL AND device_id IN (`+placeholders(len(ids))+`) ORDER BY device_id, control_id`, ids...)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var dev string
+		var st store.ControlState
+		var seq, since, eval int64
+		if err := rows.Scan(&dev, &st.ID, &st.ControlID, &st.Status, &st.Reason, &seq, &since, &eval, &st.Evaluations); err != nil {
+			rows.Close()
+			return err
+		}
+		st.EvidenceSeq, st.Since, st.EvaluatedAt = uint64(seq), fromNanos(since), fromNanos(eval)
+		devs[idx[dev]].States = append(devs[idx[dev]].States, st)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	rows, err = s.db.QueryContext(ctx, `SELECT device_id, grp FROM device_groups WHERE device_id IN (`+placeholders(len(ids))+`) ORDER BY grp`, ids...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var dev, g string
+		if err := rows.Scan(&dev, &g); err != nil {
+			return err
+		}
+		devs[idx[dev]].Groups = append(devs[idx[dev]].Groups, g)
+	}
+	return rows.Err()
+}
