@@ -127,7 +127,13 @@ func Run(ctx context.Context, cfg Config) error {
 		"data_dir", cfg.DataDir, "ca_sha256", ca.Fingerprint(), "names", strings.Join(hosts, ","), "controls", len(cfg.Policy.Controls))
 	errc := make(chan error, 1)
 	go func() { errc <- g.Serve(lis) }()
+	var bg sync.WaitGroup
+	defer bg.Wait() // before the store closes (deferred earlier, runs later)
+	ctx, stop := context.WithCancel(ctx)
+	defer stop() // runs before the Wait: ends the rescore loop however Run returns
+	bg.Add(1)
 	go func() {
+		defer bg.Done()
 		t := time.NewTicker(cfg.RescoreEvery)
 		defer t.Stop()
 		// A first rescore at start records what changed while the server

@@ -332,6 +332,9 @@ func (s *Server) Rescore(ctx context.Context, now time.Time) error {
 	}
 	var errs []error
 	for _, d := range devs {
+		if err := ctx.Err(); err != nil {
+			return err // shutting down
+		}
 		if err := s.Score(ctx, d.ID, now); err != nil {
 			errs = append(errs, fmt.Errorf("device %s: %w", d.ID, err))
 		}

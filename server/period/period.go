@@ -244,10 +244,10 @@ const DefaultSampleSize = 25
 // interval.
 const NoEvidence = "no evidence recorded"
 
-// minGap is the shortest stretch without an interval that counts: the
-// moments between an enrollment and the device's first evaluation (its
-// first report lands within a second) are neither compliant nor an
-// exception.
+// minGap is the shortest stretch without evidence that counts: the moments
+// between an enrollment and the device's first report (it lands within a
+// second) are neither compliant nor an exception, whether no interval
+// covers them or the unknown one recorded at enrollment.
 const minGap = time.Second
 
 // Build computes the period report from the store: one range scan of the
@@ -560,6 +560,11 @@ func (c *control) account(d *device, ivs []store.ControlState) {
 		}
 		if s.Before(cursor) {
 			s = cursor // overlapping intervals never count twice
+		}
+		if !open && iv.Status == store.Unknown && iv.EvidenceSeq == 0 && e.Sub(s) < minGap {
+			// No evidence for less than minGap (recorded at enrollment,
+			// closed by the first report): counted as the gap it is.
+			continue
 		}
 		if gap := s.Sub(cursor); gap >= minGap {
 			inScope += gap

@@ -488,3 +488,44 @@ func TestBuildGrace(t *testing.T) {
 		})
 	}
 }
+
+// TestBuildEnrollmentUnknown: the unknown recorded at enrollment (no
+// evidence yet) is an exception only when it lasts: closed by the first
+// report within a second it is the moment between enrollment and report,
+// as a gap without any interval would be.
+func TestBuildEnrollmentUnknown(t *testing.T) {
+	for _, tt := range []struct {
+		name        string
+		firstReport time.Duration
+		exceptions  int
+	}{
+		{"first report within a second", 300 * time.Millisecond, 0},
+		{"first report five seconds later", 5 * time.Second, 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			st, err := sqlite.Open(filepath.Join(t.TempDir(), "evident.db"), false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			enrolled := day(3, 10)
+			if _, err := st.EnrollDevice(t.Context(), store.Device{ID: "dev-1", Hostname: "h", EnrolledAt: enrolled}); err != nil {
+				t.Fatal(err)
+			}
+			for _, ctl := range policy.Controls {
+				if err := states.Record(t.Context(), st, "dev-1", []store.ControlState{{ControlID: ctl.ID, Status: store.Unknown, Reason: "the agent has never reported"}}, nil, enrolled); err != nil {
+					t.Fatal(err)
+				}
+				if err := states.Record(t.Context(), st, "dev-1", []store.ControlState{{ControlID: ctl.ID, Status: store.Pass, EvidenceSeq: 1}}, nil, enrolled.Add(tt.firstReport)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			rep := build(t, st, period.Options{From: day(3, 1), To: day(3, 31), Now: day(4, 1)})
+			for _, c := range rep.Controls {
+				if len(c.Exceptions) != tt.exceptions || (tt.exceptions == 0 && c.DevicesAlwaysCompliant != 1) {
+					t.Errorf("%s: %d exceptions, %d always compliant; want %d exceptions", c.ID, len(c.Exceptions), c.DevicesAlwaysCompliant, tt.exceptions)
+				}
+			}
+		})
+	}
+}

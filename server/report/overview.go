@@ -13,8 +13,8 @@ import (
 type Overview struct {
 	GeneratedAt time.Time         `json:"generated_at"`
 	Policy      string            `json:"policy"`
-	Devices     int               `json:"devices"`
-	Compliant   int               `json:"compliant"`
+	Devices     int               `json:"devices_enrolled"`
+	Compliant   int               `json:"devices_compliant"`
 	Controls    []ControlOverview `json:"controls"`
 	// Days are the daily figures, oldest first, when asked for.
 	Days []DayOverview `json:"days,omitempty"`

@@ -7,6 +7,8 @@ package scorer
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/evident-dev/evident/server/controls"
@@ -69,24 +71,37 @@ func Evaluate(ctx context.Context, st Store, p *controls.Policy, dev store.Devic
 
 // Score scores a device as of at and records the resulting control states
 // (what ingest does after each report, and the periodic rescore), with
-// the device's policy groups for the read model.
+// the device's policy groups for the read model. The plan is made from the
+// open intervals the evaluation read; when another evaluation of the
+// device was recorded in between (store.ErrConflict), the device is
+// evaluated again on what is stored now, never recorded on stale input.
 func Score(ctx context.Context, st Writer, p *controls.Policy, deviceID string, at time.Time) error {
-	dev, err := st.Device(ctx, deviceID)
-	if err != nil {
-		return err
+	for range states.Attempts {
+		dev, err := st.Device(ctx, deviceID)
+		if err != nil {
+			return err
+		}
+		in, err := Input(ctx, st, dev, at)
+		if err != nil {
+			return err
+		}
+		evals := p.Evaluate(in)
+		next := make([]store.ControlState, len(evals))
+		for i, e := range evals {
+			next[i] = e.State()
+		}
+		var groups []string
+		if facts, err := p.GroupsOf(in.Device); err == nil {
+			groups = facts.Groups
+		}
+		current := make([]store.ControlState, 0, len(in.Current))
+		for _, s := range in.Current {
+			current = append(current, s)
+		}
+		err = st.RecordStates(ctx, states.Plan(deviceID, current, next, groups, at))
+		if !errors.Is(err, store.ErrConflict) {
+			return err
+		}
 	}
-	in, err := Input(ctx, st, dev, at)
-	if err != nil {
-		return err
-	}
-	evals := p.Evaluate(in)
-	next := make([]store.ControlState, len(evals))
-	for i, e := range evals {
-		next[i] = e.State()
-	}
-	var groups []string
-	if facts, err := p.GroupsOf(in.Device); err == nil {
-		groups = facts.Groups
-	}
-	return states.Record(ctx, st, deviceID, next, groups, at)
+	return fmt.Errorf("scoring %s: %w (%d attempts)", deviceID, store.ErrConflict, states.Attempts)
 }

@@ -71,3 +71,83 @@ func TestScoreRecordsWhatEvaluateSays(t *testing.T) {
 		}
 	}
 }
+
+// racing records, just before the first plan it is given, another
+// report's evidence and score for the same device: the plan it was given
+// is then stale.
+type racing struct {
+	*sqlite.Store
+	race func() error
+}
+
+func (r *racing) RecordStates(ctx context.Context, p store.StatePlan) error {
+	if r.race != nil {
+		race := r.race
+		r.race = nil
+		if err := race(); err != nil {
+			return err
+		}
+	}
+	return r.Store.RecordStates(ctx, p)
+}
+
+// TestScoreReevaluatesOnConflict: when another evaluation of the device is
+// recorded between reading its state and recording, the scorer evaluates
+// again on what is stored now; it never records the older evaluation's
+// result over the newer one.
+func TestScoreReevaluatesOnConflict(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlite.Open(filepath.Join(t.TempDir(), "evident.db"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	const id = "dev_dddddddddddddddddddddddddddddddd"
+	at := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	if _, err := st.EnrollDevice(ctx, store.Device{ID: id, Hostname: "d", GOOS: "linux", MachineID: "m-d", EnrolledAt: at.Add(-time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	fwObs := func(seq uint64, verdict string, at time.Time) []store.Observation {
+		fw, _ := json.Marshal(evidence.FirewallPayload{Enabled: true, InboundDefaultDeny: verdict == evidence.FirewallVerdictDeny, Verdict: verdict,
+			Reason: "firewall " + verdict, Backends: []evidence.FirewallBackend{{Name: "nftables", Active: true}}})
+		return []store.Observation{{Seq: seq, Collector: evidence.Firewall, CollectedAt: at, Status: "ok", ParserVersion: evidence.FirewallParserVersion, Payload: fw}}
+	}
+	p := controls.Default()
+	if _, err := st.Ingest(ctx, id, fwObs(1, evidence.FirewallVerdictDeny, at), at); err != nil {
+		t.Fatal(err)
+	}
+	if err := scorer.Score(ctx, st, p, id, at); err != nil {
+		t.Fatal(err)
+	}
+	// The rescore at +1 min reads "deny"; before it records, a report
+	// saying "open" arrives and is scored.
+	r := &racing{Store: st}
+	r.race = func() error {
+		later := at.Add(90 * time.Second)
+		if _, err := st.Ingest(ctx, id, fwObs(2, evidence.FirewallVerdictOpen, later), later); err != nil {
+			return err
+		}
+		return scorer.Score(ctx, st, p, id, later)
+	}
+	if err := scorer.Score(ctx, r, p, id, at.Add(2*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if r.race != nil {
+		t.Fatal("the race never ran")
+	}
+	hist, err := st.StateHistory(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fw []string
+	for _, s := range hist {
+		if s.ControlID == "DC-FW-01" {
+			fw = append(fw, s.Status)
+		}
+	}
+	// Pass from the first report, fail from the racing one, which the
+	// rescore, evaluated again, confirms.
+	if len(fw) != 2 || fw[0] != store.Pass || fw[1] != store.Fail {
+		t.Errorf("DC-FW-01 history = %v, want [pass fail]: the rescore must not record its stale pass", fw)
+	}
+}

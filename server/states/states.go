@@ -66,15 +66,17 @@ func maxTime(a, b time.Time) time.Time {
 	return b
 }
 
-// attempts bounds the retries when another evaluation of the same device
+// Attempts bounds the retries when another evaluation of the same device
 // lands between reading its intervals and recording the plan.
-const attempts = 5
+const Attempts = 5
 
 // Record records an evaluation of a device at time at: it reads the open
 // intervals, plans, and stores the plan, planning again when a concurrent
-// evaluation of the same device changed them first.
+// evaluation of the same device changed them first. For states that do not
+// depend on the stored ones (fixtures, imports); scoring re-evaluates on
+// a conflict instead (scorer.Score).
 func Record(ctx context.Context, st store.Recorder, deviceID string, next []store.ControlState, groups []string, at time.Time) error {
-	for range attempts {
+	for range Attempts {
 		cur, err := st.CurrentStates(ctx, deviceID)
 		if err != nil {
 			return err
@@ -84,5 +86,5 @@ func Record(ctx context.Context, st store.Recorder, deviceID string, next []stor
 			return err
 		}
 	}
-	return fmt.Errorf("recording the states of %s: %w (%d attempts)", deviceID, store.ErrConflict, attempts)
+	return fmt.Errorf("recording the states of %s: %w (%d attempts)", deviceID, store.ErrConflict, Attempts)
 }

@@ -32,10 +32,11 @@ type Recorder interface {
 type StatePlan struct {
 	DeviceID string
 	At       time.Time
-	// Confirm extends open intervals whose status holds: reason, evidence
-	// and evaluation time are updated, evaluations counted.
+	// Confirm extends open intervals (ID, ControlID, Status) whose status
+	// holds: reason, evidence and evaluation time are updated, evaluations
+	// counted.
 	Confirm []ControlState
-	// Close ends open intervals (ID, Status, Until).
+	// Close ends open intervals (ID, ControlID, Status, Until).
 	Close []ControlState
 	// Open starts new intervals.
 	Open []ControlState

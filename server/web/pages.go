@@ -77,7 +77,7 @@ func statusLabel(s string) string {
 		return "unknown"
 	case store.NotApplicable:
 		return "n/a"
-	case "":
+	case "", store.NoData:
 		return "no data"
 	}
 	return s
@@ -246,7 +246,7 @@ var deviceStatuses = []string{store.Pass, store.Fail, store.Unknown, store.NotAp
 var knownOSes = []string{"darwin", "linux", "windows"}
 
 // parseFilter turns the device list's query parameters into a store query:
-// control, status, os, group, seen_before, q (hostname contains), sort
+// control, status, os, group, seen_before, q (hostname prefix), sort
 // (hostname or last_seen), cursor and limit.
 func (s *Server) parseFilter(q url.Values) (deviceFilter, store.DeviceQuery, error) {
 	f := deviceFilter{Control: q.Get("control"), Status: q.Get("status"), OS: q.Get("os"), Group: q.Get("group"),

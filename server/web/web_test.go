@@ -562,8 +562,9 @@ func TestBearerAPI(t *testing.T) {
 	auditor := "Bearer " + e.fleet.AuditorToken
 	code, body := get("/api/v1/fleet", auditor)
 	var fleet struct {
-		Devices, Compliant int
-		Controls           []struct {
+		Devices   int `json:"devices_enrolled"`
+		Compliant int `json:"devices_compliant"`
+		Controls  []struct {
 			ID         string
 			Pass, Fail int
 			Unknown    int

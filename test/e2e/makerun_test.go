@@ -124,7 +124,7 @@ func TestMakeServe(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 200 || !strings.Contains(string(body), `"devices"`) {
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"devices_enrolled"`) {
 		t.Errorf("GET /api/v1/fleet with the printed token: %d %s", resp.StatusCode, body)
 	}
 }

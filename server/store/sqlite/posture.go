@@ -28,10 +28,10 @@ const (
 		FROM posture_counts WHERE control_id = ? AND status = ?
 		ON CONFLICT (day, control_id, status) DO UPDATE SET devices = excluded.devices`
 	stmtClose = `UPDATE control_states SET until_at = ?
-		WHERE id = ? AND device_id = ? AND status = ? AND until_at IS NULL`
+		WHERE id = ? AND device_id = ? AND control_id = ? AND status = ? AND until_at IS NULL`
 	stmtConfirm = `UPDATE control_states SET reason = ?, evidence_seq = ?, evidence = ?,
 		evaluated_at = MAX(evaluated_at, ?), evaluations = evaluations + 1
-		WHERE id = ? AND device_id = ? AND status = ? AND until_at IS NULL`
+		WHERE id = ? AND device_id = ? AND control_id = ? AND status = ? AND until_at IS NULL`
 	stmtOpen = `INSERT INTO control_states (device_id, control_id, status, reason, evidence_seq,
 		evidence, since_at, evaluated_at) VALUES (?,?,?,?,?,?,?,?)`
 	stmtCompliant = `UPDATE devices SET compliant = ? WHERE id = ? AND compliant <> ?`
@@ -110,14 +110,14 @@ func (s *Store) RecordStates(ctx context.Context, p store.StatePlan) error {
 		if c.Until == nil {
 			return fmt.Errorf("close interval %d: no end", c.ID)
 		}
-		if err := affectedOne(s.exec(ctx, tx, stmtClose, nanos(*c.Until), c.ID, p.DeviceID, c.Status)); err != nil {
+		if err := affectedOne(s.exec(ctx, tx, stmtClose, nanos(*c.Until), c.ID, p.DeviceID, c.ControlID, c.Status)); err != nil {
 			return err
 		}
 		deltas[[2]string{c.ControlID, c.Status}]--
 	}
 	for _, c := range p.Confirm {
 		if err := affectedOne(s.exec(ctx, tx, stmtConfirm,
-			c.Reason, int64(c.EvidenceSeq), []byte(c.Evidence), at, c.ID, p.DeviceID, c.Status)); err != nil {
+			c.Reason, int64(c.EvidenceSeq), []byte(c.Evidence), at, c.ID, p.DeviceID, c.ControlID, c.Status)); err != nil {
 			return err
 		}
 	}
@@ -415,7 +415,14 @@ func (s *Store) DevicePage(ctx context.Context, q store.DeviceQuery) (store.Devi
 	}
 	query += ` ORDER BY ` + order + ` LIMIT ?`
 	args = append(args, q.Limit+1)
-	rows, err := s.db.QueryContext(ctx, query, args...)
+	// One read transaction: the rows, their intervals and groups agree
+	// even while evaluations are recorded.
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return store.DevicePage{}, err
+	}
+	defer tx.Rollback()
+	rows, err := tx.QueryContext(ctx, query, args...)
 	if err != nil {
 		return store.DevicePage{}, err
 	}
@@ -453,17 +460,17 @@ func (s *Store) DevicePage(ctx context.Context, q store.DeviceQuery) (store.Devi
 	if len(page.Devices) == 0 {
 		return page, nil
 	}
-	return page, s.fillPage(ctx, page.Devices)
+	return page, fillPage(ctx, tx, page.Devices)
 }
 
 // fillPage reads the open intervals and groups of a page's devices.
-func (s *Store) fillPage(ctx context.Context, devs []store.DeviceStatus) error {
+func fillPage(ctx context.Context, tx *sql.Tx, devs []store.DeviceStatus) error {
 	idx := make(map[string]int, len(devs))
 	ids := make([]any, len(devs))
 	for i, d := range devs {
 		idx[d.ID], ids[i] = i, d.ID
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT device_id, id, control_id, status, reason, evidence_seq, since_at, evaluated_at, evaluations
+	rows, err := tx.QueryContext(ctx, `SELECT device_id, id, control_id, status, reason, evidence_seq, since_at, evaluated_at, evaluations
 		FROM control_states WHERE until_at IS NULL AND device_id IN (`+placeholders(len(ids))+`) ORDER BY device_id, control_id`, ids...)
 	if err != nil {
 		return err
@@ -483,7 +490,7 @@ func (s *Store) fillPage(ctx context.Context, devs []store.DeviceStatus) error {
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	rows, err = s.db.QueryContext(ctx, `SELECT device_id, grp FROM device_groups WHERE device_id IN (`+placeholders(len(ids))+`) ORDER BY grp`, ids...)
+	rows, err = tx.QueryContext(ctx, `SELECT device_id, grp FROM device_groups WHERE device_id IN (`+placeholders(len(ids))+`) ORDER BY grp`, ids...)
 	if err != nil {
 		return err
 	}

@@ -42,8 +42,10 @@ INSERT INTO posture_counts (control_id, status, devices) SELECT '', 'devices', c
 INSERT INTO posture_counts (control_id, status, devices) SELECT '', 'compliant', count(*) FROM devices WHERE compliant = 1;
 
 -- The aggregates as they stood at the end of each UTC day (day = Unix days)
--- they changed; a day without a row kept the previous day's counts. The
--- history starts with this migration: earlier days are not reconstructed.
+-- they changed; a day without a row kept the previous day's counts. The 30
+-- days before this migration are rebuilt from the intervals (the fleet
+-- page's chart); earlier days are not. Devices are compliant on a day when
+-- some interval covers its end and none of those is fail or unknown.
 CREATE TABLE posture_daily (
     day        INTEGER NOT NULL,
     control_id TEXT NOT NULL,
@@ -51,5 +53,41 @@ CREATE TABLE posture_daily (
     devices    INTEGER NOT NULL,
     PRIMARY KEY (day, control_id, status)
 ) WITHOUT ROWID;
+WITH RECURSIVE days(d) AS (
+    SELECT CAST(strftime('%s', 'now') AS INTEGER) / 86400 - 30
+    UNION ALL SELECT d + 1 FROM days WHERE d < CAST(strftime('%s', 'now') AS INTEGER) / 86400 - 1
+), ends(d, t) AS (
+    SELECT d, (d + 1) * 86400000000000 - 1 FROM days
+), keys(control_id, status) AS (
+    SELECT DISTINCT control_id, status FROM control_states
+), covering(d, control_id, status, n) AS (
+    SELECT e.d, c.control_id, c.status, count(*) FROM ends e JOIN control_states c
+        ON c.since_at <= e.t AND (c.until_at IS NULL OR c.until_at > e.t)
+    GROUP BY e.d, c.control_id, c.status
+)
 INSERT INTO posture_daily (day, control_id, status, devices)
-    SELECT CAST(strftime('%s', 'now') AS INTEGER) / 86400, control_id, status, devices FROM posture_counts WHERE devices <> 0;
+    SELECT e.d, k.control_id, k.status, ifnull(v.n, 0) FROM ends e CROSS JOIN keys k
+        LEFT JOIN covering v ON v.d = e.d AND v.control_id = k.control_id AND v.status = k.status
+    WHERE EXISTS (SELECT 1 FROM devices WHERE enrolled_at <= e.t);
+WITH RECURSIVE days(d) AS (
+    SELECT CAST(strftime('%s', 'now') AS INTEGER) / 86400 - 30
+    UNION ALL SELECT d + 1 FROM days WHERE d < CAST(strftime('%s', 'now') AS INTEGER) / 86400 - 1
+), ends(d, t) AS (
+    SELECT d, (d + 1) * 86400000000000 - 1 FROM days
+)
+INSERT INTO posture_daily (day, control_id, status, devices)
+    SELECT e.d, '', 'devices', (SELECT count(*) FROM devices v WHERE v.enrolled_at <= e.t) FROM ends e
+    WHERE EXISTS (SELECT 1 FROM devices WHERE enrolled_at <= e.t)
+    UNION ALL
+    SELECT e.d, '', 'compliant', (SELECT count(*) FROM devices v WHERE v.enrolled_at <= e.t
+        AND EXISTS (SELECT 1 FROM control_states c WHERE c.device_id = v.id AND c.since_at <= e.t AND (c.until_at IS NULL OR c.until_at > e.t))
+        AND NOT EXISTS (SELECT 1 FROM control_states c WHERE c.device_id = v.id AND c.since_at <= e.t AND (c.until_at IS NULL OR c.until_at > e.t)
+                        AND c.status NOT IN ('pass', 'not_applicable'))) FROM ends e
+    WHERE EXISTS (SELECT 1 FROM devices WHERE enrolled_at <= e.t);
+-- Today: the aggregates now, and zero for what the rebuilt days counted and
+-- no open interval has any more.
+INSERT INTO posture_daily (day, control_id, status, devices)
+    SELECT CAST(strftime('%s', 'now') AS INTEGER) / 86400, control_id, status, devices FROM posture_counts WHERE devices <> 0
+    UNION
+    SELECT CAST(strftime('%s', 'now') AS INTEGER) / 86400, control_id, status, 0 FROM posture_daily p
+    WHERE NOT EXISTS (SELECT 1 FROM posture_counts c WHERE c.control_id = p.control_id AND c.status = p.status AND c.devices <> 0);
