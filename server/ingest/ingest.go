@@ -101,6 +101,14 @@ func (s *Server) GRPCServer(serverCert tls.Certificate) *grpc.Server {
 		grpc.MaxRecvMsgSize(MaxMessageBytes),
 		grpc.MaxSendMsgSize(MaxMessageBytes),
 		grpc.MaxConcurrentStreams(maxConcurrentStream),
+		// A connected agent is idle nearly all the time, and its reports
+		// are a few KiB: the transport's default 32 KiB read and write
+		// buffers per connection were a third of an idle stream's cost.
+		// Without them the framer reads the TLS connection (which buffers
+		// a record) directly, and each frame is written as it is framed.
+		// test/bench -only streams measures it.
+		grpc.ReadBufferSize(0),
+		grpc.WriteBufferSize(0),
 		// Stop waits for handlers, so the store is never closed under an
 		// ingest in progress.
 		grpc.WaitForHandlers(true),

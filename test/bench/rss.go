@@ -19,22 +19,8 @@ import (
 // its resident memory and CPU from /proc.
 func benchAgentRSS(dir, bin string, d time.Duration) {
 	srvDir, agentDir := filepath.Join(dir, "server"), filepath.Join(dir, "agent")
-	srv := exec.Command(filepath.Join(bin, "evident-server"), "run", "--data-dir", srvDir, "--listen", "127.0.0.1:0", "--log-level", "warn")
-	if err := srv.Start(); err != nil {
-		fail(fmt.Errorf("start server (run `make build` first): %w", err))
-	}
+	srv, addr := startServer(bin, srvDir, "--log-level", "warn")
 	defer func() { _ = srv.Process.Signal(syscall.SIGTERM); _ = srv.Wait() }()
-	var addr string
-	for range 200 {
-		if b, err := os.ReadFile(filepath.Join(srvDir, "listen.addr")); err == nil && len(b) > 0 {
-			addr = strings.TrimSpace(string(b))
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if addr == "" {
-		fail(fmt.Errorf("server did not start"))
-	}
 	tok, err := exec.Command(filepath.Join(bin, "evident-server"), "secret", "create", "--data-dir", srvDir).Output()
 	if err != nil {
 		fail(err)
@@ -67,6 +53,24 @@ func benchAgentRSS(dir, bin string, d time.Duration) {
 	fmt.Printf("  steady RSS %.1f MiB (max %.1f MiB over %s, %d samples)\n", float64(rss[len(rss)-1])/1024, float64(maxRSS)/1024, wall.Round(time.Second), len(rss))
 	fmt.Printf("  CPU of the agent process %s over %s = %.2f%% of one core (commands it runs are children, not counted here)\n\n",
 		cpu, wall.Round(time.Second), 100*cpu.Seconds()/wall.Seconds())
+}
+
+// startServer runs bin/evident-server on a data directory, listening on a
+// free loopback port, and returns it with its address once it listens.
+func startServer(bin, dir string, args ...string) (*exec.Cmd, string) {
+	srv := exec.Command(filepath.Join(bin, "evident-server"), append([]string{"run", "--data-dir", dir, "--listen", "127.0.0.1:0"}, args...)...)
+	if err := srv.Start(); err != nil {
+		fail(fmt.Errorf("start server (run `make build` first): %w", err))
+	}
+	for range 200 {
+		if b, err := os.ReadFile(filepath.Join(dir, "listen.addr")); err == nil && len(b) > 0 {
+			return srv, strings.TrimSpace(string(b))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_ = srv.Process.Kill()
+	fail(fmt.Errorf("server did not start"))
+	return nil, ""
 }
 
 func procRSSKiB(pid int) int {

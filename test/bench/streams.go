@@ -1,0 +1,132 @@
+//go:build linux
+
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	evidentv1 "github.com/evident-dev/evident/proto/evident/v1"
+	"github.com/evident-dev/evident/server/pki"
+	"github.com/evident-dev/evident/server/store"
+	"github.com/evident-dev/evident/server/store/sqlite"
+)
+
+// benchIdleStreams measures what a connected, idle agent costs the real
+// server process: n devices (enrolled straight into the store, each with
+// its own key and certificate) each open an mTLS stream, say hello, send
+// one report, wait for its ack and stay connected. The figure is the
+// server's RSS growth per stream, read from /proc, once every stream is
+// idle.
+func benchIdleStreams(dir, bin string, n int, idle time.Duration) {
+	srvDir := filepath.Join(dir, "streams")
+	srv, addr := startServer(bin, srvDir, "--log-level", "error", "--rescore-interval", "1h")
+	defer func() { _ = srv.Process.Signal(syscall.SIGTERM); _ = srv.Wait() }()
+	ca, err := pki.LoadOrCreate(filepath.Join(srvDir, "pki"))
+	if err != nil {
+		fail(err)
+	}
+	st, err := sqlite.Open(filepath.Join(srvDir, "evident.db"), false)
+	if err != nil {
+		fail(err)
+	}
+	ctx := context.Background()
+	certs := make([]tls.Certificate, n)
+	for i := range certs {
+		d, err := st.EnrollDevice(ctx, store.Device{ID: pki.NewDeviceID(), Hostname: fmt.Sprintf("idle-%05d", i), GOOS: "linux", EnrolledAt: time.Now()})
+		if err != nil {
+			fail(err)
+		}
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+		if err != nil {
+			fail(err)
+		}
+		der, err := ca.SignDevice(csr, d.ID)
+		if err != nil {
+			fail(err)
+		}
+		certs[i] = tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	}
+	st.Close()
+	pid := srv.Process.Pid
+	time.Sleep(2 * time.Second)
+	before := procRSSKiB(pid)
+	t0 := time.Now()
+	var mu sync.Mutex
+	var conns []*grpc.ClientConn
+	var streams []grpc.BidiStreamingClient[evidentv1.AgentMessage, evidentv1.ServerMessage]
+	errs := 0
+	sem := make(chan struct{}, 64)
+	var wg sync.WaitGroup
+	for i := range certs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			conn, stream, err := idleStream(ctx, addr, ca, certs[i])
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs++
+				return
+			}
+			conns, streams = append(conns, conn), append(streams, stream)
+		}()
+	}
+	wg.Wait()
+	connected := time.Since(t0)
+	afterConnect := procRSSKiB(pid)
+	// Idle long enough for the Go runtime's forced GC (every 2 min, even
+	// with nothing allocated), which shrinks the stacks grown by the TLS
+	// handshakes and frees their garbage: the steady state of a fleet.
+	time.Sleep(idle)
+	after := procRSSKiB(pid)
+	fmt.Printf("Idle agent streams (the real server process, mTLS, one report each then idle; %d streams opened in %s, %d errors)\n",
+		len(streams), connected.Round(time.Millisecond), errs)
+	per := func(kib int) float64 { return float64(kib-before) / float64(max(1, len(streams))) }
+	fmt.Printf("  server RSS %.1f MiB before; just connected %.1f MiB (%.1f KiB per stream); idle %s %.1f MiB (%.1f KiB per stream)\n\n",
+		float64(before)/1024, float64(afterConnect)/1024, per(afterConnect), idle, float64(after)/1024, per(after))
+	for _, c := range conns {
+		c.Close()
+	}
+}
+
+// idleStream connects one device, says hello, sends one report, waits for
+// its ack and leaves the stream open.
+func idleStream(ctx context.Context, addr string, ca *pki.CA, cert tls.Certificate) (*grpc.ClientConn, grpc.BidiStreamingClient[evidentv1.AgentMessage, evidentv1.ServerMessage], error) {
+	conf := &tls.Config{RootCAs: ca.Pool(), ServerName: "127.0.0.1", Certificates: []tls.Certificate{cert}}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(conf)))
+	if err != nil {
+		return nil, nil, err
+	}
+	stream, err := evidentv1.NewEvidenceClient(conn).Stream(ctx)
+	if err == nil {
+		err = stream.Send(&evidentv1.AgentMessage{Msg: &evidentv1.AgentMessage_Hello{Hello: &evidentv1.Hello{AgentVersion: "bench"}}})
+	}
+	if err == nil {
+		o := &evidentv1.Observation{Seq: 1, Collector: "osinfo", CollectedAt: timestamppb.Now(), Status: evidentv1.Observation_STATUS_OK, PayloadJson: []byte(`{}`)}
+		err = stream.Send(&evidentv1.AgentMessage{Msg: &evidentv1.AgentMessage_Report{Report: &evidentv1.Report{Observations: []*evidentv1.Observation{o}}}})
+	}
+	if err == nil {
+		_, err = stream.Recv()
+	}
+	if err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	return conn, stream, nil
+}
