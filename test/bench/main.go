@@ -31,7 +31,7 @@ import (
 func main() {
 	quick := flag.Bool("quick", false, "smaller workloads (smoke test)")
 	bin := flag.String("bin", "bin", "directory holding evident-agent and evident-server")
-	only := flag.String("only", "", "run one group only: readpath, streams or grpc")
+	only := flag.String("only", "", "run one group only: readpath, streams, report or grpc")
 	nStreams := flag.Int("streams", 2000, "idle agent streams to hold open (each is a file descriptor on both sides)")
 	idle := flag.Duration("idle", 130*time.Second, "how long the streams stay idle before the server's RSS is read")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
@@ -68,6 +68,9 @@ func main() {
 	case "streams":
 		benchIdleStreams(dir, *bin, *nStreams, *idle)
 		return
+	case "report":
+		benchReportCPU(dir, *bin, benchCollection(1), 20, 100)
+		return
 	case "grpc":
 		benchGRPC(context.Background(), filepath.Join(dir, "grpc"), benchCollection(1), 200/scale)
 		return
@@ -77,6 +80,7 @@ func main() {
 	benchOutbox(filepath.Join(dir, "outbox"), obs, 400/scale)
 	benchSQLite(filepath.Join(dir, "sqlite"), obs, 200/scale)
 	benchGRPC(context.Background(), filepath.Join(dir, "grpc"), obs, 200/scale)
+	benchReportCPU(dir, *bin, obs, 20, 50/scale)
 	benchIdleStreams(dir, *bin, *nStreams/scale, *idle/time.Duration(scale))
 	benchReadPath(filepath.Join(dir, "read"), sizes)
 }

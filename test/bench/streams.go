@@ -17,6 +17,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	evidentv1 "github.com/evident-dev/evident/proto/evident/v1"
@@ -39,29 +40,8 @@ func benchIdleStreams(dir, bin string, n int, idle time.Duration) {
 	if err != nil {
 		fail(err)
 	}
-	st, err := sqlite.Open(filepath.Join(srvDir, "evident.db"), false)
-	if err != nil {
-		fail(err)
-	}
 	ctx := context.Background()
-	certs := make([]tls.Certificate, n)
-	for i := range certs {
-		d, err := st.EnrollDevice(ctx, store.Device{ID: pki.NewDeviceID(), Hostname: fmt.Sprintf("idle-%05d", i), GOOS: "linux", EnrolledAt: time.Now()})
-		if err != nil {
-			fail(err)
-		}
-		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
-		if err != nil {
-			fail(err)
-		}
-		der, err := ca.SignDevice(csr, d.ID)
-		if err != nil {
-			fail(err)
-		}
-		certs[i] = tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-	}
-	st.Close()
+	certs := enrollStraight(srvDir, ca, n)
 	pid := srv.Process.Pid
 	time.Sleep(2 * time.Second)
 	before := procRSSKiB(pid)
@@ -129,4 +109,104 @@ func idleStream(ctx context.Context, addr string, ca *pki.CA, cert tls.Certifica
 		return nil, nil, err
 	}
 	return conn, stream, nil
+}
+
+// benchReportCPU measures the real server process's CPU per report of one
+// real collection cycle (8 observations): devices streams each send
+// reports one at a time (waiting for each ack, as an agent's cycle does)
+// while the server's CPU time is read from /proc. The client's TLS and
+// protobuf work is in this process, not counted.
+func benchReportCPU(dir, bin string, cycle [][]byte, devices, reports int) {
+	srvDir := filepath.Join(dir, "reports")
+	srv, addr := startServer(bin, srvDir, "--log-level", "error", "--rescore-interval", "1h")
+	defer func() { _ = srv.Process.Signal(syscall.SIGTERM); _ = srv.Wait() }()
+	ca, err := pki.LoadOrCreate(filepath.Join(srvDir, "pki"))
+	if err != nil {
+		fail(err)
+	}
+	certs := enrollStraight(srvDir, ca, devices)
+	obs := decode(cycle)
+	ctx := context.Background()
+	type dev struct {
+		conn   *grpc.ClientConn
+		stream grpc.BidiStreamingClient[evidentv1.AgentMessage, evidentv1.ServerMessage]
+	}
+	devs := make([]dev, devices)
+	for i := range devs {
+		conn, stream, err := idleStream(ctx, addr, ca, certs[i])
+		if err != nil {
+			fail(err)
+		}
+		devs[i] = dev{conn, stream}
+		defer conn.Close()
+	}
+	pid := srv.Process.Pid
+	cpu0, t0 := procCPU(pid), time.Now()
+	var wg sync.WaitGroup
+	var failed error
+	var mu sync.Mutex
+	for _, d := range devs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			seq := uint64(1) // idleStream sent seq 1
+			for range reports {
+				r := &evidentv1.Report{}
+				for _, o := range obs {
+					o = proto.Clone(o).(*evidentv1.Observation)
+					seq++
+					o.Seq, o.CollectedAt = seq, timestamppb.Now()
+					r.Observations = append(r.Observations, o)
+				}
+				err := d.stream.Send(&evidentv1.AgentMessage{Msg: &evidentv1.AgentMessage_Report{Report: r}})
+				if err == nil {
+					_, err = d.stream.Recv()
+				}
+				if err != nil {
+					mu.Lock()
+					failed = err
+					mu.Unlock()
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if failed != nil {
+		fail(failed)
+	}
+	wall, cpu := time.Since(t0), procCPU(pid)-cpu0
+	total := devices * reports
+	fmt.Printf("Server CPU per report (the real server process; %d devices × %d reports of %d observations, each sent after the previous ack)\n",
+		devices, reports, len(obs))
+	fmt.Printf("  %.2f ms of server CPU per report (%s over %s wall; %.0f reports/s)\n\n",
+		float64(cpu)/float64(time.Millisecond)/float64(total), cpu, wall.Round(time.Millisecond), float64(total)/wall.Seconds())
+}
+
+// enrollStraight enrolls n devices straight into a server's store (not
+// through the Enroll RPC) and signs a certificate for each with its CA.
+func enrollStraight(srvDir string, ca *pki.CA, n int) []tls.Certificate {
+	st, err := sqlite.Open(filepath.Join(srvDir, "evident.db"), false)
+	if err != nil {
+		fail(err)
+	}
+	defer st.Close()
+	certs := make([]tls.Certificate, n)
+	for i := range certs {
+		d, err := st.EnrollDevice(context.Background(), store.Device{ID: pki.NewDeviceID(), Hostname: fmt.Sprintf("bench-%05d", i), GOOS: "linux", EnrolledAt: time.Now()})
+		if err != nil {
+			fail(err)
+		}
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+		if err != nil {
+			fail(err)
+		}
+		der, err := ca.SignDevice(csr, d.ID)
+		if err != nil {
+			fail(err)
+		}
+		certs[i] = tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	}
+	return certs
 }
