@@ -108,10 +108,32 @@ func TestPostureMigration(t *testing.T) {
 // aggregates from the intervals, so the fleet page's chart is not blank
 // after it. (The migration runs on the real clock: so does this fixture.)
 func TestPostureMigrationChart(t *testing.T) {
-	today := time.Now().UTC().Truncate(24 * time.Hour)
+	// The migration reads the real clock: a run that crosses midnight UTC
+	// between the fixture and the upgrade is run again, on the new day.
+	for attempt := 0; ; attempt++ {
+		today := time.Now().UTC().Truncate(24 * time.Hour)
+		days := migratedChart(t, today)
+		if !time.Now().UTC().Truncate(24*time.Hour).Equal(today) && attempt == 0 {
+			continue
+		}
+		type fig struct{ devices, compliant, pass, fail int }
+		want := map[int]fig{-25: {0, 0, 0, 0}, -15: {1, 1, 1, 0}, -8: {2, 2, 2, 0}, -3: {2, 1, 1, 1}, 0: {2, 1, 1, 1}}
+		for off, w := range want {
+			d := days[29+off]
+			got := fig{d.Devices, d.Compliant, d.Controls["c1"][store.Pass], d.Controls["c1"][store.Fail]}
+			if got != w || !d.Day.Equal(today.AddDate(0, 0, off)) {
+				t.Errorf("day %+d (%s): %+v, want %+v", off, d.Day.Format(time.DateOnly), got, w)
+			}
+		}
+		return
+	}
+}
+
+// migratedChart upgrades a schema-5 fleet recorded relative to today and
+// returns the last 30 days of daily figures. a: enrolled 20 days ago,
+// pass, fails from 5 days ago; b: enrolled 10 days ago, pass throughout.
+func migratedChart(t *testing.T, today time.Time) []store.DayCounts {
 	at := func(days int) int64 { return today.AddDate(0, 0, days).Add(12 * time.Hour).UnixNano() }
-	// a: enrolled 20 days ago, pass, fails from 5 days ago; b: enrolled 10
-	// days ago, pass throughout.
 	st := openSchema5(t,
 		stmt{`INSERT INTO devices (id, hostname, enrolled_at) VALUES ('a', 'a', ?), ('b', 'b', ?)`, []any{at(-20), at(-10)}},
 		stmt{`INSERT INTO control_states (device_id, control_id, status, since_at, until_at, evaluated_at) VALUES
@@ -122,13 +144,5 @@ func TestPostureMigrationChart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	type fig struct{ devices, compliant, pass, fail int }
-	want := map[int]fig{-25: {0, 0, 0, 0}, -15: {1, 1, 1, 0}, -8: {2, 2, 2, 0}, -3: {2, 1, 1, 1}, 0: {2, 1, 1, 1}}
-	for off, w := range want {
-		d := days[29+off]
-		got := fig{d.Devices, d.Compliant, d.Controls["c1"][store.Pass], d.Controls["c1"][store.Fail]}
-		if got != w || !d.Day.Equal(today.AddDate(0, 0, off)) {
-			t.Errorf("day %+d (%s): %+v, want %+v", off, d.Day.Format(time.DateOnly), got, w)
-		}
-	}
+	return days
 }
