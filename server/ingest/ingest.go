@@ -82,6 +82,59 @@ type Server struct {
 	NonceTTL      time.Duration
 	ActivationTTL time.Duration
 	AttestEvery   time.Duration
+
+	// MaxInFlight bounds the reports stored and scored at once (default
+	// DefaultMaxInFlight); a report that waits longer than QueueWait
+	// (default DefaultQueueWait) for its turn is refused with Unavailable,
+	// a retryable status: the agent keeps it in its outbox and retries
+	// with backoff, so an overloaded server sheds load instead of
+	// queueing without bound, and nothing acknowledged is lost.
+	MaxInFlight int
+	QueueWait   time.Duration
+
+	admitOnce sync.Once
+	slots     chan struct{}
+}
+
+// Admission defaults: SQLite writes one transaction at a time, so more
+// reports in flight than this only wait longer.
+const (
+	DefaultMaxInFlight = 16
+	DefaultQueueWait   = 10 * time.Second
+)
+
+// errOverloaded is the status an agent gets when its report waited too long.
+var errOverloaded = status.Error(codes.Unavailable, "server overloaded: the report was not stored; retry later")
+
+// admit waits for a slot to store a report; release gives it back. It
+// fails with errOverloaded after QueueWait, or when ctx ends.
+func (s *Server) admit(ctx context.Context) (release func(), err error) {
+	s.admitOnce.Do(func() {
+		n := s.MaxInFlight
+		if n <= 0 {
+			n = DefaultMaxInFlight
+		}
+		s.slots = make(chan struct{}, n)
+	})
+	select {
+	case s.slots <- struct{}{}:
+		return func() { <-s.slots }, nil
+	default:
+	}
+	wait := s.QueueWait
+	if wait <= 0 {
+		wait = DefaultQueueWait
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case s.slots <- struct{}{}:
+		return func() { <-s.slots }, nil
+	case <-t.C:
+		return nil, errOverloaded
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // GRPCServer builds the gRPC server: mTLS with client certificates
@@ -269,7 +322,13 @@ func (s *Server) Stream(stream grpc.BidiStreamingServer[evidentv1.AgentMessage, 
 			}
 		case *evidentv1.AgentMessage_Heartbeat:
 		case *evidentv1.AgentMessage_Report:
+			release, err := s.admit(ctx)
+			if err != nil {
+				log.Warn("report refused: server overloaded", "max_in_flight", cap(s.slots))
+				return err
+			}
 			upTo, err := s.ingest(ctx, deviceID, m.Report.GetObservations(), &lastCollected)
+			release()
 			if err != nil {
 				log.Error("ingest failed", "err", err)
 				return err
