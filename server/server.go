@@ -49,6 +49,10 @@ type Config struct {
 	AttestEvery, NonceTTL time.Duration
 	// WebListen serves the web UI and API when set.
 	WebListen string
+	// MaxInFlight and QueueWait bound the reports being stored at once
+	// and how long one may wait (ingest.Server; zero: the defaults).
+	MaxInFlight int
+	QueueWait   time.Duration
 }
 
 // DBPath is the store's file under a data directory.
@@ -97,7 +101,8 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	log.Info("TPM enrollment trust", "ek_roots_dir", rootsDir, "ek_allowlist_entries", len(ekPolicy.AllowedEKs))
-	srv := &ingest.Server{Store: st, CA: ca, Policy: cfg.Policy, Log: log, Now: clock.Now, EKPolicy: ekPolicy, AttestEvery: cfg.AttestEvery, NonceTTL: cfg.NonceTTL}
+	srv := &ingest.Server{Store: st, CA: ca, Policy: cfg.Policy, Log: log, Now: clock.Now, EKPolicy: ekPolicy, AttestEvery: cfg.AttestEvery, NonceTTL: cfg.NonceTTL,
+		MaxInFlight: cfg.MaxInFlight, QueueWait: cfg.QueueWait}
 	g := srv.GRPCServer(cert)
 	lis, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

@@ -185,12 +185,17 @@ func cmdRun(args []string, stderr io.Writer) error {
 	ekAllow := fs.String("ek-allowlist", "", "file of allowed EK public key SHA-256 hashes, one hex per line, for TPMs without a trusted EK certificate\n(default: DATA_DIR/ek-allowlist when it exists)")
 	attestEvery := fs.Duration("attest-interval", ingest.DefaultAttestEvery, "how often a connected TPM device is asked for a fresh quote (it is also asked on every connect)")
 	nonceTTL := fs.Duration("nonce-ttl", ingest.DefaultNonceTTL, "how long an attestation nonce stays valid")
+	maxInFlight := fs.Int("max-in-flight", ingest.DefaultMaxInFlight, "reports stored and scored at once; more wait their turn")
+	queueWait := fs.Duration("queue-wait", ingest.DefaultQueueWait, "how long a report may wait for its turn before it is refused as overloaded\n(a retryable status: the agent keeps the report and resends it after a backoff)")
 	webListen := fs.String("web-listen", "", "serve the web UI and read-only API on this address (empty: off). On a loopback address\n(127.0.0.1:8080) it is plain HTTP; anywhere else HTTPS with the server certificate. Log in with a token\nfrom `evident-server token create`.")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	if *rescore <= 0 || *attestEvery <= 0 || *nonceTTL <= 0 {
 		return errors.New("--rescore-interval, --attest-interval and --nonce-ttl must be positive")
+	}
+	if *maxInFlight < 1 || *maxInFlight > 4096 || *queueWait <= 0 {
+		return errors.New("--max-in-flight must be from 1 to 4096 and --queue-wait positive")
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
@@ -211,7 +216,7 @@ func cmdRun(args []string, stderr io.Writer) error {
 	defer stop()
 	return server.Run(ctx, server.Config{DataDir: *dir, Listen: *listen, SANs: names, Policy: policy, Log: log,
 		RescoreEvery: *rescore, EKRoots: *ekRoots, EKAllowlist: *ekAllow, AttestEvery: *attestEvery, NonceTTL: *nonceTTL,
-		WebListen: *webListen})
+		WebListen: *webListen, MaxInFlight: *maxInFlight, QueueWait: *queueWait})
 }
 
 func cmdSecretCreate(args []string, stdout, stderr io.Writer) error {

@@ -1,0 +1,26 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+// TestRunRefusesBadLimits: `run` refuses admission limits that would stop
+// ingest (no slot, no wait) or are absurd, before it opens anything.
+func TestRunRefusesBadLimits(t *testing.T) {
+	for _, args := range [][]string{
+		{"--max-in-flight", "0"},
+		{"--max-in-flight", "-3"},
+		{"--max-in-flight", "100000"},
+		{"--queue-wait", "0s"},
+		{"--queue-wait", "-1s"},
+	} {
+		var stdout, stderr bytes.Buffer
+		dir := t.TempDir()
+		code := run(append([]string{"run", "--data-dir", dir, "--listen", "127.0.0.1:0"}, args...), &stdout, &stderr)
+		if code == 0 || !strings.Contains(stderr.String(), "--max-in-flight must be from 1 to 4096 and --queue-wait positive") {
+			t.Errorf("run %v: exit %d, stderr %q; want a refusal naming the limits", args, code, stderr.String())
+		}
+	}
+}
