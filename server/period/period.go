@@ -306,7 +306,7 @@ func Build(ctx context.Context, st Store, p *controls.Policy, opt Options) (*Rep
 		if !d.EnrolledAt.Before(to) {
 			continue
 		}
-		ref := DeviceRef{ID: d.ID, Hostname: d.Hostname, SerialNumber: d.SerialNumber, OS: strings.TrimSpace(d.GOOS + " " + d.OSVersion),
+		ref := DeviceRef{ID: d.ID, Hostname: d.Hostname, SerialNumber: d.SerialNumber, OS: d.OS(),
 			EnrolledAt: d.EnrolledAt.UTC(), LastSeenAt: d.LastSeenAt}
 		r.Devices = append(r.Devices, ref)
 		dv := &device{ref: ref, start: from, end: end, seen: make([]bool, len(p.Controls))}

@@ -203,7 +203,7 @@ func BuildDevice(ctx context.Context, st Store, p *controls.Policy, d store.Devi
 		}
 	}
 	rd := Device{
-		ID: d.ID, Hostname: d.Hostname, OS: strings.TrimSpace(d.GOOS + " " + d.OSVersion), EnrolledAt: d.EnrolledAt,
+		ID: d.ID, Hostname: d.Hostname, OS: d.OS(), EnrolledAt: d.EnrolledAt,
 		LastSeenAt: d.LastSeenAt, Compliant: true, Reenrolled: d.Reenrolled, PreviousID: d.PreviousID, AgentVersion: d.AgentVersion,
 		History: History{Observations: counts.Total, FirstSeq: counts.MinSeq, LastSeq: counts.MaxSeq,
 			Since: counts.First, Until: counts.Last, Intervals: len(hist)},

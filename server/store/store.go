@@ -12,6 +12,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"time"
 )
 
@@ -211,6 +212,10 @@ type Device struct {
 	// a superseded device no longer authenticates.
 	SupersededBy string
 }
+
+// OS is the device's platform and version as reports show it
+// ("linux Debian GNU/Linux 12").
+func (d Device) OS() string { return strings.TrimSpace(d.GOOS + " " + d.OSVersion) }
 
 // Observation as stored.
 type Observation struct {

@@ -66,7 +66,7 @@ func (s *Server) apiDevices(w http.ResponseWriter, r *http.Request, u *user) {
 	}
 	out := []apiDevice{}
 	for _, d := range page.Devices {
-		a := apiDevice{ID: d.ID, Hostname: d.Hostname, OS: osOf(d.Device), LastSeenAt: d.LastSeenAt, Compliant: d.Compliant,
+		a := apiDevice{ID: d.ID, Hostname: d.Hostname, OS: d.Device.OS(), LastSeenAt: d.LastSeenAt, Compliant: d.Compliant,
 			Groups: d.Groups, Controls: map[string]string{}}
 		for i, st := range s.statusesOf(d) {
 			a.Controls[s.policy.Controls[i].ID] = st

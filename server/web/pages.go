@@ -343,8 +343,6 @@ func (s *Server) statusesOf(d store.DeviceStatus) []string {
 	return out
 }
 
-func osOf(d store.Device) string { return strings.TrimSpace(d.GOOS + " " + d.OSVersion) }
-
 func (s *Server) devicesPage(w http.ResponseWriter, r *http.Request, u *user) {
 	v := devicesView{Statuses: deviceStatuses, OSes: knownOSes, Sorts: []string{store.SortHostname, store.SortLastSeen}}
 	for _, c := range s.policy.Controls {
@@ -372,7 +370,7 @@ func (s *Server) devicesPage(w http.ResponseWriter, r *http.Request, u *user) {
 	}
 	v.Total = fc.Devices
 	for _, d := range page.Devices {
-		v.Rows = append(v.Rows, deviceRow{ID: d.ID, Hostname: d.Hostname, OS: osOf(d.Device), LastSeenAt: d.LastSeenAt,
+		v.Rows = append(v.Rows, deviceRow{ID: d.ID, Hostname: d.Hostname, OS: d.Device.OS(), LastSeenAt: d.LastSeenAt,
 			Compliant: d.Compliant, Statuses: s.statusesOf(d)})
 	}
 	if page.Next != "" {

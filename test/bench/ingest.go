@@ -4,11 +4,7 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -171,14 +167,8 @@ func benchGRPC(ctx context.Context, dir string, cycle [][]byte, n int) {
 	if err != nil {
 		fail(err)
 	}
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
-	der, err := ca.SignDevice(csr, dev.ID)
-	if err != nil {
-		fail(err)
-	}
 	clientTLS := &tls.Config{RootCAs: ca.Pool(), ServerName: "127.0.0.1",
-		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+		Certificates: []tls.Certificate{deviceCert(ca, dev.ID)}}
 
 	srv := &ingest.Server{Store: st, CA: ca, Policy: controls.Default(), Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	real := srv.GRPCServer(cert)

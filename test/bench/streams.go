@@ -197,16 +197,25 @@ func enrollStraight(srvDir string, ca *pki.CA, n int) []tls.Certificate {
 		if err != nil {
 			fail(err)
 		}
-		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
-		if err != nil {
-			fail(err)
-		}
-		der, err := ca.SignDevice(csr, d.ID)
-		if err != nil {
-			fail(err)
-		}
-		certs[i] = tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+		certs[i] = deviceCert(ca, d.ID)
 	}
 	return certs
+}
+
+// deviceCert makes a device key and has the CA sign its certificate, as
+// enrollment does.
+func deviceCert(ca *pki.CA, id string) tls.Certificate {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		fail(err)
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+	if err != nil {
+		fail(err)
+	}
+	der, err := ca.SignDevice(csr, id)
+	if err != nil {
+		fail(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
