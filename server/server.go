@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,6 +28,7 @@ import (
 	"github.com/evident-dev/evident/server/ingest"
 	"github.com/evident-dev/evident/server/pki"
 	"github.com/evident-dev/evident/server/store"
+	"github.com/evident-dev/evident/server/store/postgres"
 	"github.com/evident-dev/evident/server/store/sqlite"
 	"github.com/evident-dev/evident/server/web"
 )
@@ -34,6 +36,8 @@ import (
 // Config is what a running server needs.
 type Config struct {
 	DataDir string
+	// Store names the store (OpenStoreSpec): "" is SQLite under DataDir.
+	Store string
 	// Listen is the gRPC address (port 0 picks one, written to
 	// DATA_DIR/listen.addr).
 	Listen string
@@ -55,18 +59,82 @@ type Config struct {
 	QueueWait   time.Duration
 }
 
-// DBPath is the store's file under a data directory.
+// DBPath is the SQLite store's file under a data directory.
 func DBPath(dir string) string { return filepath.Join(dir, "evident.db") }
 
-// OpenStore opens the store of a data directory: the one place that picks
-// the backend (SQLite, embedded). A writable open creates and migrates it;
-// a read-only open (reports next to a running server) never does.
+// OpenStore opens the default store of a data directory (SQLite).
 func OpenStore(dir string, readOnly bool) (store.Store, error) {
-	st, err := sqlite.Open(DBPath(dir), readOnly)
+	return OpenStoreSpec("", dir, readOnly)
+}
+
+// OpenStoreSpec opens the store a spec names: the one place that picks the
+// backend. "" is SQLite under the data directory (embedded, the default);
+// sqlite:///PATH a SQLite file elsewhere; postgres://… (or postgresql://)
+// a PostgreSQL database, which several server replicas can share. A
+// writable open creates and migrates it; a read-only open (reports next to
+// a running server) never does. Errors never show a password of the spec.
+func OpenStoreSpec(spec, dir string, readOnly bool) (store.Store, error) {
+	kind, path, err := ParseStoreSpec(spec, dir)
 	if err != nil {
-		return nil, fmt.Errorf("open database %s: %w", DBPath(dir), err)
+		return nil, err
 	}
-	return st, nil
+	switch kind {
+	case "postgres":
+		st, err := postgres.Open(context.Background(), spec, readOnly)
+		if err != nil {
+			return nil, fmt.Errorf("open database %s: %s", redactURL(spec), redactErr(err, spec))
+		}
+		return st, nil
+	default:
+		st, err := sqlite.Open(path, readOnly)
+		if err != nil {
+			return nil, fmt.Errorf("open database %s: %w", path, err)
+		}
+		return st, nil
+	}
+}
+
+// ParseStoreSpec says which backend a store spec names ("sqlite" or
+// "postgres") and, for SQLite, the file.
+func ParseStoreSpec(spec, dir string) (kind, path string, err error) {
+	switch {
+	case spec == "":
+		return "sqlite", DBPath(dir), nil
+	case strings.HasPrefix(spec, "postgres://"), strings.HasPrefix(spec, "postgresql://"):
+		if _, err := url.Parse(spec); err != nil {
+			return "", "", fmt.Errorf("store %s: not a URL", redactURL(spec))
+		}
+		return "postgres", "", nil
+	case strings.HasPrefix(spec, "sqlite://"):
+		u, err := url.Parse(spec)
+		if err != nil || u.Host != "" || u.Path == "" || u.RawQuery != "" {
+			return "", "", fmt.Errorf("store %q: want sqlite:///PATH (an absolute path, three slashes)", spec)
+		}
+		return "sqlite", filepath.FromSlash(u.Path), nil
+	default:
+		return "", "", fmt.Errorf("store %s: want sqlite:///PATH or postgres://USER@HOST:PORT/DB", redactURL(spec))
+	}
+}
+
+// redactURL hides a URL's password; anything unparsable is hidden whole.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable store URL)"
+	}
+	return u.Redacted()
+}
+
+// redactErr is err's text with the spec's password taken out, should the
+// driver quote it.
+func redactErr(err error, spec string) string {
+	msg := err.Error()
+	if u, perr := url.Parse(spec); perr == nil && u.User != nil {
+		if pw, ok := u.User.Password(); ok && pw != "" {
+			msg = strings.ReplaceAll(msg, pw, "xxxxx")
+		}
+	}
+	return msg
 }
 
 // Run serves until ctx ends or the gRPC server fails.
@@ -91,7 +159,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("server certificate: %w", err)
 	}
-	st, err := OpenStore(cfg.DataDir, false)
+	st, err := OpenStoreSpec(cfg.Store, cfg.DataDir, false)
 	if err != nil {
 		return err
 	}
@@ -145,6 +213,8 @@ func Run(ctx context.Context, cfg Config) error {
 		// was down (silent devices, a changed policy) before the first tick.
 		first := make(chan struct{}, 1)
 		first <- struct{}{}
+		holder := leaseHolder(cfg.DataDir)
+		held := false
 		for {
 			select {
 			case <-ctx.Done():
@@ -153,6 +223,24 @@ func Run(ctx context.Context, cfg Config) error {
 			case <-t.C:
 			}
 			now := clock.Now()
+			// Replicas sharing the store take turns: the holder of the
+			// rescore lease does the periodic work and renews the lease
+			// each round; when it stops, another replica takes over once
+			// the lease lapses (two intervals).
+			ok, err := st.TakeLease(ctx, "rescore", holder, now, now.Add(2*cfg.RescoreEvery))
+			if err != nil {
+				if ctx.Err() == nil {
+					log.Error("taking the rescore lease failed", "err", err)
+				}
+				continue
+			}
+			if ok != held {
+				held = ok
+				log.Info("rescore lease", "held", ok, "holder", holder)
+			}
+			if !ok {
+				continue
+			}
 			if err := srv.Rescore(ctx, now); err != nil && ctx.Err() == nil {
 				log.Error("rescoring failed", "err", err)
 			}
@@ -178,6 +266,18 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// leaseHolder names this replica among those sharing a store: its host and
+// data directory (each replica has its own, for its certificate and
+// listen address). It is stable across restarts, so a restarted replica
+// renews its own lease at once instead of waiting for it to lapse.
+func leaseHolder(dir string) string {
+	h, _ := os.Hostname()
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
+	return h + ":" + dir
 }
 
 // loadEKPolicy loads the EK trust: the given paths, or DATA_DIR/ek-roots and

@@ -76,7 +76,10 @@ func Evaluate(ctx context.Context, st Store, p *controls.Policy, dev store.Devic
 // device was recorded in between (store.ErrConflict), the device is
 // evaluated again on what is stored now, never recorded on stale input.
 func Score(ctx context.Context, st Writer, p *controls.Policy, deviceID string, at time.Time) error {
-	for range states.Attempts {
+	for n := range states.Attempts {
+		if err := states.Backoff(ctx, n); err != nil {
+			return err
+		}
 		dev, err := st.Device(ctx, deviceID)
 		if err != nil {
 			return err

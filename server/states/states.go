@@ -20,6 +20,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"time"
 
@@ -70,13 +71,35 @@ func maxTime(a, b time.Time) time.Time {
 // lands between reading its intervals and recording the plan.
 const Attempts = 5
 
+// Backoff waits before attempt n (from 1) after a conflict: a random
+// 0 to 2^n ms, so two evaluations of one device that keep colliding (two
+// replicas, a report racing a rescore) fall out of step instead of
+// colliding again. It returns early with ctx's error when ctx ends.
+func Backoff(ctx context.Context, n int) error {
+	if n <= 0 {
+		return ctx.Err()
+	}
+	d := time.Duration(rand.Int64N(int64(time.Millisecond) << min(n, 10)))
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
 // Record records an evaluation of a device at time at: it reads the open
 // intervals, plans, and stores the plan, planning again when a concurrent
 // evaluation of the same device changed them first. For states that do not
 // depend on the stored ones (fixtures, imports); scoring re-evaluates on
 // a conflict instead (scorer.Score).
 func Record(ctx context.Context, st store.Recorder, deviceID string, next []store.ControlState, groups []string, at time.Time) error {
-	for range Attempts {
+	for n := range Attempts {
+		if err := Backoff(ctx, n); err != nil {
+			return err
+		}
 		cur, err := st.CurrentStates(ctx, deviceID)
 		if err != nil {
 			return err

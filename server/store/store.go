@@ -35,8 +35,18 @@ type Store interface {
 	Inventory
 	Waivers
 	Posture
+	Leases
 	RecordStates(ctx context.Context, p StatePlan) error
 	Close() error
+}
+
+// Leases let one of several server replicas sharing a store do the
+// periodic work (rescoring the fleet, purging expired records) at a time.
+type Leases interface {
+	// TakeLease takes the named lease for holder until until, or renews it
+	// when holder already has it. It returns false, taking nothing, while
+	// another holder's lease has not expired at now.
+	TakeLease(ctx context.Context, name, holder string, now, until time.Time) (bool, error)
 }
 
 // Enrollment is what enrollment needs.

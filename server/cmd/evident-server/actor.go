@@ -41,7 +41,7 @@ func adminService(st admin.Store) *admin.Service { return admin.New(st, clock.No
 
 // adminCLI opens the data directory's store for one admin command and
 // gives it the service and the CLI's actor; done closes the store.
-func adminCLI(dir, as string, stderr io.Writer) (svc *admin.Service, actor string, done func(), err error) {
+func adminCLI(dir *place, as string, stderr io.Writer) (svc *admin.Service, actor string, done func(), err error) {
 	if actor, err = cliActor(as, stderr); err != nil {
 		return nil, "", nil, err
 	}

@@ -14,7 +14,6 @@ import (
 
 	"github.com/evident-dev/evident/internal/cli"
 	"github.com/evident-dev/evident/internal/clock"
-	"github.com/evident-dev/evident/server"
 	"github.com/evident-dev/evident/server/bundle"
 	"github.com/evident-dev/evident/server/pki"
 )
@@ -72,10 +71,12 @@ func cmdExportBundle(args []string, stdout, stderr io.Writer) error {
 		}
 		opts.Extra[filepath.Base(p)] = b
 	}
-	if _, err := os.Stat(dbPath(*dir)); err != nil {
-		return fmt.Errorf("no database at %s: start `evident-server run --data-dir %s` first", dbPath(*dir), *dir)
+	st, err := openExisting(dir, true)
+	if err != nil {
+		return err
 	}
-	pkiDir := filepath.Join(*dir, "pki")
+	defer st.Close()
+	pkiDir := filepath.Join(dir.dir, "pki")
 	ca, err := pki.LoadOrCreateWithClock(pkiDir, clock.Now)
 	if err != nil {
 		return err
@@ -85,11 +86,6 @@ func cmdExportBundle(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("evidence signing key: %w", err)
 	}
 	opts.Certificates = []*x509.Certificate{cert, ca.Cert}
-	st, err := server.OpenStore(*dir, true)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
 
 	// Written beside the target and renamed: a failed export leaves no
 	// half bundle under the requested name.

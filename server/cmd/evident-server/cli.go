@@ -150,21 +150,40 @@ func defaultDataDir() string {
 	return "/var/lib/evident-server"
 }
 
-func newFlags(name string, stderr io.Writer, help string) (*flag.FlagSet, *string) {
+// place is where a command finds the server's state: the data directory
+// (CA, certificates, TPM trust) and the store.
+type place struct {
+	dir   string
+	store string
+}
+
+func newFlags(name string, stderr io.Writer, help string) (*flag.FlagSet, *place) {
 	fs := cli.NewFlagSet(name, stderr, help)
-	dir := fs.String("data-dir", defaultDataDir(), "server data directory: CA, certificates and the SQLite database (env EVIDENT_DATA_DIR)")
-	return fs, dir
+	p := &place{}
+	fs.StringVar(&p.dir, "data-dir", defaultDataDir(), "server data directory: CA, certificates and the SQLite database (env EVIDENT_DATA_DIR)")
+	fs.StringVar(&p.store, "store", os.Getenv("EVIDENT_STORE"), "the store: empty for SQLite under --data-dir (the default), sqlite:///PATH, or\npostgres://USER@HOST:PORT/DB for one database several server replicas share (env EVIDENT_STORE;\nprefer the environment or a ~/.pgpass file for a password: arguments are visible to other users)")
+	return fs, p
 }
 
 func dbPath(dir string) string { return server.DBPath(dir) }
 
-// openExisting opens the database of a data directory that must already
-// hold one (commands other than run never create it), read-only or not.
-func openExisting(dir string, readOnly bool) (store.Store, error) {
-	if _, err := os.Stat(dbPath(dir)); err != nil {
-		return nil, fmt.Errorf("no database at %s: start `evident-server run --data-dir %s` first", dbPath(dir), dir)
+// open opens the store, creating and migrating it (run, and the commands
+// that write to it).
+func (p *place) open() (store.Store, error) { return server.OpenStoreSpec(p.store, p.dir, false) }
+
+// openExisting opens a store that must already exist (commands other than
+// run never create it), read-only or not.
+func openExisting(p *place, readOnly bool) (store.Store, error) {
+	kind, path, err := server.ParseStoreSpec(p.store, p.dir)
+	if err != nil {
+		return nil, err
 	}
-	return server.OpenStore(dir, readOnly)
+	if kind == "sqlite" {
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("no database at %s: start `evident-server run --data-dir %s` first", path, p.dir)
+		}
+	}
+	return server.OpenStoreSpec(p.store, p.dir, readOnly)
 }
 
 func loadPolicy(path string) (*controls.Policy, error) {
@@ -214,7 +233,7 @@ func cmdRun(args []string, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return server.Run(ctx, server.Config{DataDir: *dir, Listen: *listen, SANs: names, Policy: policy, Log: log,
+	return server.Run(ctx, server.Config{DataDir: dir.dir, Store: dir.store, Listen: *listen, SANs: names, Policy: policy, Log: log,
 		RescoreEvery: *rescore, EKRoots: *ekRoots, EKAllowlist: *ekAllow, AttestEvery: *attestEvery, NonceTTL: *nonceTTL,
 		WebListen: *webListen, MaxInFlight: *maxInFlight, QueueWait: *queueWait})
 }
@@ -232,11 +251,11 @@ func cmdSecretCreate(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ca, err := pki.LoadOrCreateWithClock(filepath.Join(*dir, "pki"), clock.Now)
+	ca, err := pki.LoadOrCreateWithClock(filepath.Join(dir.dir, "pki"), clock.Now)
 	if err != nil {
 		return err
 	}
-	st, err := server.OpenStore(*dir, false)
+	st, err := dir.open()
 	if err != nil {
 		return err
 	}
@@ -263,7 +282,7 @@ func cmdReport(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	st, err := openExisting(*dir, true)
+	st, err := openExisting(dir, true)
 	if err != nil {
 		return err
 	}
@@ -358,7 +377,7 @@ func cmdAllowTPMChange(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "usage: evident-server device allow-tpm-change [--for 24h] [--as NAME] DEVICE_ID")
 		return cli.ErrUsage
 	}
-	svc, actor, done, err := adminCLI(*dir, *as, stderr)
+	svc, actor, done, err := adminCLI(dir, *as, stderr)
 	if err != nil {
 		return err
 	}

@@ -51,7 +51,7 @@ func cmdInventoryImport(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer f.Close()
-	st, err := openExisting(*dir, false)
+	st, err := openExisting(dir, false)
 	if err != nil {
 		return err
 	}
@@ -97,7 +97,7 @@ func cmdWaiverAdd(args []string, stdout, stderr io.Writer) error {
 	if *as == "" {
 		as = createdBy
 	}
-	svc, actor, done, err := adminCLI(*dir, *as, stderr)
+	svc, actor, done, err := adminCLI(dir, *as, stderr)
 	if err != nil {
 		return err
 	}
@@ -131,7 +131,7 @@ func cmdWaiverList(args []string, stdout, stderr io.Writer) error {
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
-	st, err := openExisting(*dir, true)
+	st, err := openExisting(dir, true)
 	if err != nil {
 		return err
 	}
@@ -177,7 +177,7 @@ func cmdWaiverRevoke(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, waiverRevokeUsage)
 		return cli.ErrUsage
 	}
-	svc, actor, done, err := adminCLI(*dir, *as, stderr)
+	svc, actor, done, err := adminCLI(dir, *as, stderr)
 	if err != nil {
 		return err
 	}

@@ -71,7 +71,7 @@ func cmdReportPeriod(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	st, err := openExisting(*dir, true)
+	st, err := openExisting(dir, true)
 	if err != nil {
 		return err
 	}

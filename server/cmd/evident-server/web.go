@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/evident-dev/evident/internal/cli"
-	"github.com/evident-dev/evident/server"
 	"github.com/evident-dev/evident/server/admin"
 	"github.com/evident-dev/evident/server/web"
 )
@@ -32,7 +31,7 @@ func cmdTokenCreate(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	st, err := server.OpenStore(*dir, false)
+	st, err := dir.open()
 	if err != nil {
 		return err
 	}
@@ -63,7 +62,7 @@ func cmdTokenRevoke(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, tokenRevokeUsage)
 		return cli.ErrUsage
 	}
-	svc, actor, done, err := adminCLI(*dir, *as, stderr)
+	svc, actor, done, err := adminCLI(dir, *as, stderr)
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package sqlite
+package sqlstore
 
 import (
 	"context"
@@ -21,12 +21,8 @@ func (s *Store) ReplaceInventory(ctx context.Context, imp store.InventoryImport,
 		return imp, err
 	}
 	imp.Rows = len(rows)
-	res, err := tx.ExecContext(ctx, `INSERT INTO inventory_imports (imported_at, source, filename, row_count, sha256) VALUES (?,?,?,?,?)`,
-		nanos(imp.ImportedAt), imp.Source, imp.Filename, imp.Rows, imp.SHA256)
-	if err != nil {
-		return imp, err
-	}
-	if imp.ID, err = res.LastInsertId(); err != nil {
+	if err := tx.QueryRowContext(ctx, `INSERT INTO inventory_imports (imported_at, source, filename, row_count, sha256) VALUES (?,?,?,?,?)
+		RETURNING id`, nanos(imp.ImportedAt), imp.Source, imp.Filename, imp.Rows, imp.SHA256).Scan(&imp.ID); err != nil {
 		return imp, err
 	}
 	ins, err := tx.PrepareContext(ctx, `INSERT INTO inventory (import_id, line, serial_number, hostname, owner) VALUES (?,?,?,?,?)`)

@@ -1,4 +1,4 @@
-package sqlite
+package sqlstore
 
 import (
 	"context"
@@ -43,8 +43,8 @@ func (s *Store) StatesOverlapping(ctx context.Context, from, to time.Time, fn fu
 // received in the period ends the search.
 func (s *Store) DevicesReportedBetween(ctx context.Context, from, to time.Time) (map[string]bool, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT d.id FROM devices d
-		WHERE d.last_seen_at >= ?1 AND EXISTS (SELECT 1 FROM observations o
-			WHERE o.device_id = d.id AND o.received_at >= ?1 AND o.received_at < ?2)`, nanos(from), nanos(to))
+		WHERE d.last_seen_at >= ? AND EXISTS (SELECT 1 FROM observations o
+			WHERE o.device_id = d.id AND o.received_at >= ? AND o.received_at < ?)`, nanos(from), nanos(from), nanos(to))
 	if err != nil {
 		return nil, err
 	}

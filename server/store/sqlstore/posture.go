@@ -1,11 +1,13 @@
-package sqlite
+package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -22,21 +24,21 @@ var hotStatements = []string{stmtCount, stmtDaily, stmtClose, stmtConfirm, stmtO
 
 const (
 	stmtCount = `INSERT INTO posture_counts (control_id, status, devices) VALUES (?,?,?)
-		ON CONFLICT (control_id, status) DO UPDATE SET devices = devices + excluded.devices`
+		ON CONFLICT (control_id, status) DO UPDATE SET devices = posture_counts.devices + excluded.devices`
 	stmtDaily = `INSERT INTO posture_daily (day, control_id, status, devices)
-		SELECT max(?, ifnull((SELECT max(day) FROM posture_daily), ?)), control_id, status, devices
+		SELECT GREATEST(?, COALESCE((SELECT max(day) FROM posture_daily), ?)), control_id, status, devices
 		FROM posture_counts WHERE control_id = ? AND status = ?
 		ON CONFLICT (day, control_id, status) DO UPDATE SET devices = excluded.devices`
 	stmtClose = `UPDATE control_states SET until_at = ?
 		WHERE id = ? AND device_id = ? AND control_id = ? AND status = ? AND until_at IS NULL`
 	stmtConfirm = `UPDATE control_states SET reason = ?, evidence_seq = ?, evidence = ?,
-		evaluated_at = MAX(evaluated_at, ?), evaluations = evaluations + 1
+		evaluated_at = GREATEST(evaluated_at, ?), evaluations = evaluations + 1
 		WHERE id = ? AND device_id = ? AND control_id = ? AND status = ? AND until_at IS NULL`
 	stmtOpen = `INSERT INTO control_states (device_id, control_id, status, reason, evidence_seq,
 		evidence, since_at, evaluated_at) VALUES (?,?,?,?,?,?,?,?)`
 	stmtCompliant = `UPDATE devices SET compliant = ? WHERE id = ? AND compliant <> ?`
 	stmtUngroup   = `DELETE FROM device_groups WHERE device_id = ?`
-	stmtGroup     = `INSERT OR IGNORE INTO device_groups (grp, device_id) VALUES (?, ?)`
+	stmtGroup     = `INSERT INTO device_groups (grp, device_id) VALUES (?, ?) ON CONFLICT DO NOTHING`
 )
 
 func (s *Store) prepare(ctx context.Context) error {
@@ -52,7 +54,7 @@ func (s *Store) prepare(ctx context.Context) error {
 }
 
 // exec runs query in tx, prepared when it is one of hotStatements.
-func (s *Store) exec(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {
+func (s *Store) exec(ctx context.Context, tx Tx, query string, args ...any) (sql.Result, error) {
 	if st, ok := s.stmts[query]; ok {
 		return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
 	}
@@ -73,7 +75,7 @@ func unixDay(t time.Time) int64 {
 // change recorded after a later day's (a late evaluation, two racing across
 // midnight) is recorded on that later day, so the newest day always holds
 // the current counts.
-func (s *Store) counter(ctx context.Context, tx *sql.Tx, control, status string, delta int, at time.Time) error {
+func (s *Store) counter(ctx context.Context, tx Tx, control, status string, delta int, at time.Time) error {
 	if _, err := s.exec(ctx, tx, stmtCount, control, status, delta); err != nil {
 		return err
 	}
@@ -96,8 +98,20 @@ func affectedOne(res sql.Result, err error) error {
 	return nil
 }
 
-// RecordStates implements store.Recorder.
+// RecordStates implements store.Recorder. A plan that no longer fits the
+// stored intervals (a concurrent evaluation of the device landed first) is
+// store.ErrConflict, and so is a transaction the database aborted for a
+// concurrent one (PostgreSQL's deadlock and serialization failures): the
+// caller re-plans either way.
 func (s *Store) RecordStates(ctx context.Context, p store.StatePlan) error {
+	err := s.recordStates(ctx, p)
+	if err != nil && s.d.Contended != nil && s.d.Contended(err) {
+		return store.ErrConflict
+	}
+	return err
+}
+
+func (s *Store) recordStates(ctx context.Context, p store.StatePlan) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -125,33 +139,40 @@ func (s *Store) RecordStates(ctx context.Context, p store.StatePlan) error {
 		_, err := s.exec(ctx, tx, stmtOpen,
 			p.DeviceID, o.ControlID, o.Status, o.Reason, int64(o.EvidenceSeq), []byte(o.Evidence), nanos(o.Since), nanos(o.EvaluatedAt))
 		if err != nil {
-			if strings.Contains(err.Error(), "UNIQUE constraint failed") {
+			if s.d.Unique(err) {
 				return store.ErrConflict // another evaluation opened it first
 			}
 			return err
 		}
 		deltas[[2]string{o.ControlID, o.Status}]++
 	}
-	for k, d := range deltas {
-		if d == 0 {
-			continue
-		}
-		if err := s.counter(ctx, tx, k[0], k[1], d, p.At); err != nil {
-			return err
-		}
-	}
-	compliant := 0
-	if p.Compliant {
-		compliant = 1
-	}
-	res, err := s.exec(ctx, tx, stmtCompliant, compliant, p.DeviceID, compliant)
+	res, err := s.exec(ctx, tx, stmtCompliant, p.Compliant, p.DeviceID, p.Compliant)
 	if err != nil {
 		return err
 	}
 	if n, err := res.RowsAffected(); err != nil {
 		return err
 	} else if n == 1 {
-		if err := s.counter(ctx, tx, "", "compliant", 2*compliant-1, p.At); err != nil {
+		d := -1
+		if p.Compliant {
+			d = 1
+		}
+		deltas[[2]string{"", "compliant"}] = d
+	}
+	// Aggregate rows are shared by every device: they are locked in one
+	// order (PostgreSQL holds their row locks to commit), so two
+	// evaluations never wait on each other in a cycle.
+	keys := make([][2]string, 0, len(deltas))
+	for k, d := range deltas {
+		if d != 0 {
+			keys = append(keys, k)
+		}
+	}
+	slices.SortFunc(keys, func(a, b [2]string) int {
+		return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1]))
+	})
+	for _, k := range keys {
+		if err := s.counter(ctx, tx, k[0], k[1], deltas[k], p.At); err != nil {
 			return err
 		}
 	}
@@ -216,8 +237,9 @@ func (s *Store) DailyCounts(ctx context.Context, from, to time.Time) ([]store.Da
 	}
 	cur := store.FleetCounts{Controls: map[string]map[string]int{}}
 	// The counts standing at the start: each aggregate's newest day before.
-	rows, err := s.db.QueryContext(ctx, `SELECT control_id, status, devices, max(day) FROM posture_daily
-		WHERE day < ? GROUP BY control_id, status`, d0)
+	rows, err := s.db.QueryContext(ctx, `SELECT p.control_id, p.status, p.devices, p.day FROM posture_daily p
+		WHERE p.day = (SELECT max(q.day) FROM posture_daily q
+			WHERE q.control_id = p.control_id AND q.status = p.status AND q.day < ?)`, d0)
 	if err != nil {
 		return nil, err
 	}
@@ -338,6 +360,7 @@ func (s *Store) DevicePage(ctx context.Context, q store.DeviceQuery) (store.Devi
 	q.Limit = min(q.Limit, store.MaxPageSize)
 	var where []string
 	var args []any
+	ci := s.d.CaseFold
 	add := func(cond string, a ...any) { where = append(where, cond); args = append(args, a...) }
 	openState := `SELECT 1 FROM control_states c WHERE c.device_id = d.id AND c.until_at IS NULL`
 	switch {
@@ -363,11 +386,7 @@ func (s *Store) DevicePage(ctx context.Context, q store.DeviceQuery) (store.Devi
 		add(`EXISTS (`+openState+` AND c.status = ? AND c.control_id IN (`+placeholders(len(q.Controls))+`))`, a...)
 	}
 	if q.Compliant != nil {
-		c := 0
-		if *q.Compliant {
-			c = 1
-		}
-		add(`d.compliant = ?`, c)
+		add(`d.compliant = ?`, *q.Compliant)
 	}
 	if q.GOOS != "" {
 		add(`d.goos = ?`, q.GOOS)
@@ -376,7 +395,7 @@ func (s *Store) DevicePage(ctx context.Context, q store.DeviceQuery) (store.Devi
 		add(`EXISTS (SELECT 1 FROM device_groups g WHERE g.grp = ? AND g.device_id = d.id)`, q.Group)
 	}
 	if !q.SeenBefore.IsZero() {
-		add(`ifnull(d.last_seen_at, 0) < ?`, nanos(q.SeenBefore))
+		add(`COALESCE(d.last_seen_at, 0) < ?`, nanos(q.SeenBefore))
 	}
 	switch {
 	case q.Hostname == "":
@@ -385,14 +404,14 @@ func (s *Store) DevicePage(ctx context.Context, q store.DeviceQuery) (store.Devi
 	default:
 		// A prefix is an index range: from the prefix up to the prefix
 		// followed by the greatest code point (hostnames are UTF-8).
-		add(`d.hostname >= ? COLLATE NOCASE AND d.hostname < ? COLLATE NOCASE`, q.Hostname, q.Hostname+"\U0010FFFF")
+		add(ci(`d.hostname`)+` >= `+ci(`?`)+` AND `+ci(`d.hostname`)+` < `+ci(`?`), q.Hostname, q.Hostname+"\U0010FFFF")
 	}
 	var order string
 	switch q.Sort {
 	case store.SortHostname:
-		order = `d.hostname COLLATE NOCASE, d.id`
+		order = ci(`d.hostname`) + `, d.id`
 	case store.SortLastSeen:
-		order = `ifnull(d.last_seen_at, 0), d.id`
+		order = `COALESCE(d.last_seen_at, 0), d.id`
 	default:
 		return store.DevicePage{}, fmt.Errorf("device query: unknown sort %q", q.Sort)
 	}
@@ -404,9 +423,9 @@ func (s *Store) DevicePage(ctx context.Context, q store.DeviceQuery) (store.Devi
 		if q.Sort == store.SortHostname {
 			// The first term starts the index range; the second skips the
 			// rows of the same key already shown.
-			add(`d.hostname >= ? COLLATE NOCASE AND (d.hostname > ? COLLATE NOCASE OR d.id > ?)`, c.Key, c.Key, c.ID)
+			add(ci(`d.hostname`)+` >= `+ci(`?`)+` AND (`+ci(`d.hostname`)+` > `+ci(`?`)+` OR d.id > ?)`, c.Key, c.Key, c.ID)
 		} else {
-			add(`ifnull(d.last_seen_at, 0) >= ? AND (ifnull(d.last_seen_at, 0) > ? OR d.id > ?)`, c.Key, c.Key, c.ID)
+			add(`COALESCE(d.last_seen_at, 0) >= ? AND (COALESCE(d.last_seen_at, 0) > ? OR d.id > ?)`, c.Key, c.Key, c.ID)
 		}
 	}
 	query := `SELECT ` + prefixed("d.", deviceCols) + `, d.compliant FROM devices d`
@@ -464,7 +483,7 @@ func (s *Store) DevicePage(ctx context.Context, q store.DeviceQuery) (store.Devi
 }
 
 // fillPage reads the open intervals and groups of a page's devices.
-func fillPage(ctx context.Context, tx *sql.Tx, devs []store.DeviceStatus) error {
+func fillPage(ctx context.Context, tx Tx, devs []store.DeviceStatus) error {
 	idx := make(map[string]int, len(devs))
 	ids := make([]any, len(devs))
 	for i, d := range devs {

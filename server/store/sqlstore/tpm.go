@@ -1,4 +1,4 @@
-package sqlite
+package sqlstore
 
 import (
 	"context"
@@ -132,12 +132,10 @@ func (s *Store) TakeNonce(ctx context.Context, deviceID string, value []byte, no
 
 // AddAttestation implements store.TPM.
 func (s *Store) AddAttestation(ctx context.Context, a store.Attestation) (int64, error) {
-	r, err := s.db.ExecContext(ctx, `INSERT INTO attestations (device_id, received_at, verified, verdict, first_seq, last_seq, raw)
-		VALUES (?,?,?,?,?,?,?)`, a.DeviceID, nanos(a.ReceivedAt), a.Verified, []byte(a.Verdict), int64(a.FirstSeq), int64(a.LastSeq), a.Raw)
-	if err != nil {
-		return 0, err
-	}
-	return r.LastInsertId()
+	var id int64
+	err := s.db.QueryRowContext(ctx, `INSERT INTO attestations (device_id, received_at, verified, verdict, first_seq, last_seq, raw)
+		VALUES (?,?,?,?,?,?,?) RETURNING id`, a.DeviceID, nanos(a.ReceivedAt), a.Verified, []byte(a.Verdict), int64(a.FirstSeq), int64(a.LastSeq), a.Raw).Scan(&id)
+	return id, err
 }
 
 // LatestAttestation implements store.TPM.
@@ -146,7 +144,7 @@ func (s *Store) LatestAttestation(ctx context.Context, deviceID string, verified
 	var at, first, last int64
 	var verdict []byte
 	err := s.db.QueryRowContext(ctx, `SELECT id, received_at, verified, verdict, first_seq, last_seq, raw FROM attestations
-		WHERE device_id = ? AND (verified = 1 OR NOT ?) ORDER BY id DESC LIMIT 1`, deviceID, verifiedOnly).Scan(&a.ID, &at, &a.Verified, &verdict, &first, &last, &a.Raw)
+		WHERE device_id = ? AND (verified OR NOT ?) ORDER BY id DESC LIMIT 1`, deviceID, verifiedOnly).Scan(&a.ID, &at, &a.Verified, &verdict, &first, &last, &a.Raw)
 	if errors.Is(err, sql.ErrNoRows) {
 		return a, store.ErrNotFound
 	}

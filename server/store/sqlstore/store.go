@@ -1,0 +1,381 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/evident-dev/evident/server/store"
+)
+
+// Store is the store.Store of a SQL database.
+type Store struct {
+	db DB
+	d  *Dialect
+
+	// stmts are the hot write statements, prepared at New (writable
+	// stores only) and read-only after.
+	stmts map[string]*sql.Stmt
+}
+
+var _ store.Store = (*Store)(nil)
+
+// New returns the store over db, which the caller has opened and migrated.
+// A writable store prepares its hot write statements; Close closes db.
+func New(db *sql.DB, d *Dialect, writable bool) (*Store, error) {
+	s := &Store{db: DB{db, d}, d: d}
+	if writable {
+		if err := s.prepare(context.Background()); err != nil {
+			return nil, fmt.Errorf("prepare statements: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// Close implements store.Store.
+func (s *Store) Close() error {
+	for _, st := range s.stmts {
+		st.Close()
+	}
+	return s.db.raw.Close()
+}
+
+func nanos(t time.Time) int64 { return t.UTC().UnixNano() }
+
+func fromNanos(n int64) time.Time { return time.Unix(0, n).UTC() }
+
+func nullNanos(t *time.Time) any {
+	if t == nil {
+		return nil
+	}
+	return nanos(*t)
+}
+
+func timePtr(n sql.NullInt64) *time.Time {
+	if !n.Valid {
+		return nil
+	}
+	t := fromNanos(n.Int64)
+	return &t
+}
+
+// CreateEnrollSecret implements store.Enrollment.
+func (s *Store) CreateEnrollSecret(ctx context.Context, e store.EnrollSecret) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO enroll_secrets (id, hash, label, created_at, expires_at, single_use, uses, revoked_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, e.ID, e.Hash, e.Label, nanos(e.CreatedAt), nullNanos(e.ExpiresAt), e.SingleUse, e.Uses, nullNanos(e.RevokedAt))
+	return err
+}
+
+// UseEnrollSecret implements store.Enrollment.
+func (s *Store) UseEnrollSecret(ctx context.Context, hash []byte, now time.Time) (store.EnrollSecret, error) {
+	return s.enrollSecret(ctx, hash, now, true)
+}
+
+// PeekEnrollSecret implements store.Enrollment.
+func (s *Store) PeekEnrollSecret(ctx context.Context, hash []byte, now time.Time) (store.EnrollSecret, error) {
+	return s.enrollSecret(ctx, hash, now, false)
+}
+
+func (s *Store) enrollSecret(ctx context.Context, hash []byte, now time.Time, use bool) (store.EnrollSecret, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return store.EnrollSecret{}, err
+	}
+	defer tx.Rollback()
+	if use {
+		// Count the use first: the update locks the row, so two concurrent
+		// uses of a single-use secret (two replicas) are decided one after
+		// the other, the second seeing the first's count. A refused use
+		// rolls the count back.
+		if _, err := tx.ExecContext(ctx, `UPDATE enroll_secrets SET uses = uses + 1 WHERE hash = ?`, hash); err != nil {
+			return store.EnrollSecret{}, err
+		}
+	}
+	var e store.EnrollSecret
+	var exp, rev sql.NullInt64
+	var created int64
+	err = tx.QueryRowContext(ctx, `SELECT id, hash, label, created_at, expires_at, single_use, uses, revoked_at
+		FROM enroll_secrets WHERE hash = ?`, hash).Scan(&e.ID, &e.Hash, &e.Label, &created, &exp, &e.SingleUse, &e.Uses, &rev)
+	if errors.Is(err, sql.ErrNoRows) {
+		return e, store.ErrNotFound
+	}
+	if err != nil {
+		return e, err
+	}
+	e.CreatedAt, e.ExpiresAt, e.RevokedAt = fromNanos(created), timePtr(exp), timePtr(rev)
+	before := e.Uses
+	if use {
+		before--
+	}
+	if e.RevokedAt != nil || (e.ExpiresAt != nil && !now.Before(*e.ExpiresAt)) || (e.SingleUse && before > 0) {
+		return e, store.ErrNotFound
+	}
+	if !use {
+		return e, nil
+	}
+	return e, tx.Commit()
+}
+
+// EnrollDevice implements store.Enrollment.
+func (s *Store) EnrollDevice(ctx context.Context, d store.Device) (store.Device, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return d, err
+	}
+	defer tx.Rollback()
+	_, err = tx.ExecContext(ctx, `INSERT INTO devices (id, hostname, goos, goarch, os_version, machine_id, serial_number,
+		agent_version, secret_id, enrolled_at, previous_id, reenrolled) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`,
+		d.ID, d.Hostname, d.GOOS, d.GOARCH, d.OSVersion, d.MachineID, d.SerialNumber, d.AgentVersion, d.SecretID,
+		nanos(d.EnrolledAt), d.PreviousID, d.Reenrolled)
+	if err != nil {
+		return d, err
+	}
+	if err := s.counter(ctx, tx, "", "devices", +1, d.EnrolledAt); err != nil {
+		return d, err
+	}
+	if t := d.TPM; t != nil {
+		_, err = tx.ExecContext(ctx, `UPDATE devices SET superseded_by = ? WHERE superseded_by = '' AND id IN
+			(SELECT device_id FROM device_tpm WHERE ek_hash = ?)`, d.ID, t.EKHash)
+		if err != nil {
+			return d, err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO device_tpm (device_id, ek_hash, ek_trust, ek_cert_subject, ek_cert_issuer,
+			ek_cert_serial, ak_public, enrolled_at) VALUES (?,?,?,?,?,?,?,?)`,
+			d.ID, t.EKHash, t.EKTrust, t.EKCertSubject, t.EKCertIssuer, t.EKCertSerial, t.AKPublic, nanos(d.EnrolledAt))
+		if err != nil {
+			return d, err
+		}
+	}
+	stored, err := scanDevice(tx.QueryRowContext(ctx, `SELECT `+deviceCols+` FROM devices WHERE id = ?`, d.ID))
+	if err != nil {
+		return d, err
+	}
+	return stored, tx.Commit()
+}
+
+const deviceCols = `id, hostname, goos, goarch, os_version, machine_id, serial_number, agent_version, secret_id, enrolled_at, last_seen_at, previous_id, reenrolled, superseded_by`
+
+func scanDevice(sc interface{ Scan(...any) error }) (store.Device, error) {
+	var d store.Device
+	var enrolled int64
+	var seen sql.NullInt64
+	err := sc.Scan(&d.ID, &d.Hostname, &d.GOOS, &d.GOARCH, &d.OSVersion, &d.MachineID, &d.SerialNumber,
+		&d.AgentVersion, &d.SecretID, &enrolled, &seen, &d.PreviousID, &d.Reenrolled, &d.SupersededBy)
+	d.EnrolledAt, d.LastSeenAt = fromNanos(enrolled), timePtr(seen)
+	return d, err
+}
+
+// Device implements store.Enrollment.
+func (s *Store) Device(ctx context.Context, id string) (store.Device, error) {
+	d, err := scanDevice(s.db.QueryRowContext(ctx, `SELECT `+deviceCols+` FROM devices WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return d, store.ErrNotFound
+	}
+	return d, err
+}
+
+// DeviceByMachineID implements store.Enrollment.
+func (s *Store) DeviceByMachineID(ctx context.Context, machineID string) (store.Device, error) {
+	if machineID == "" {
+		return store.Device{}, store.ErrNotFound
+	}
+	d, err := scanDevice(s.db.QueryRowContext(ctx, `SELECT `+deviceCols+` FROM devices WHERE machine_id = ?
+		ORDER BY enrolled_at DESC, id DESC LIMIT 1`, machineID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return d, store.ErrNotFound
+	}
+	return d, err
+}
+
+// Devices implements store.Enrollment.
+func (s *Store) Devices(ctx context.Context) ([]store.Device, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+deviceCols+` FROM devices ORDER BY hostname, id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.Device
+	for rows.Next() {
+		d, err := scanDevice(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// Ingest implements store.Evidence. Each newly stored observation is
+// appended to the device's hash chain (store.Chain); the head is read and
+// written inside the same immediate transaction as the inserts, so
+// concurrent batches of one device chain one after the other.
+func (s *Store) Ingest(ctx context.Context, deviceID string, obs []store.Observation, receivedAt time.Time) (int, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	// Last seen first: the update locks the device's row (in PostgreSQL),
+	// so batches of one device arriving at two replicas chain one after
+	// the other rather than both from the same head.
+	if _, err := tx.ExecContext(ctx, `UPDATE devices SET last_seen_at = GREATEST(COALESCE(last_seen_at, 0), ?) WHERE id = ?`, nanos(receivedAt), deviceID); err != nil {
+		return 0, err
+	}
+	head, err := chainHead(ctx, tx, deviceID)
+	if err != nil {
+		return 0, err
+	}
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO observations (device_id, seq, collector, collected_at, received_at,
+		clock_skew, status, error, parser_version, payload, sources, duration_ms, chain_index, chain_hash)
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (device_id, seq) DO NOTHING`)
+	if err != nil {
+		return 0, err
+	}
+	defer stmt.Close()
+	n := 0
+	newest := map[string]uint64{}
+	rec := fromNanos(nanos(receivedAt))
+	for _, o := range obs {
+		// Hash exactly what is stored: times as UTC nanoseconds.
+		o.CollectedAt, o.ReceivedAt = fromNanos(nanos(o.CollectedAt)), rec
+		idx := head.Index + 1
+		h := store.ChainHash(head.Hash, deviceID, idx, o)
+		r, err := stmt.ExecContext(ctx, deviceID, int64(o.Seq), o.Collector, nanos(o.CollectedAt), nanos(receivedAt),
+			o.ClockSkew, o.Status, o.Error, o.ParserVersion, []byte(o.Payload), []byte(o.Sources), o.DurationMS, int64(idx), h)
+		if err != nil {
+			return 0, fmt.Errorf("store seq %d: %w", o.Seq, err)
+		}
+		k, _ := r.RowsAffected()
+		if k == 0 {
+			continue // a duplicate: the chain does not advance
+		}
+		n += int(k)
+		head = store.ChainLink{Index: idx, Hash: h}
+		if o.Seq > newest[o.Collector] {
+			newest[o.Collector] = o.Seq
+		}
+	}
+	if n > 0 {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO chain_heads (device_id, chain_index, chain_hash) VALUES (?, ?, ?)
+			ON CONFLICT (device_id) DO UPDATE SET chain_index = excluded.chain_index, chain_hash = excluded.chain_hash`,
+			deviceID, int64(head.Index), head.Hash); err != nil {
+			return 0, err
+		}
+	}
+	for c, seq := range newest {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO latest_observations (device_id, collector, seq) VALUES (?, ?, ?)
+			ON CONFLICT (device_id, collector) DO UPDATE SET seq = GREATEST(latest_observations.seq, excluded.seq)`, deviceID, c, int64(seq)); err != nil {
+			return 0, err
+		}
+	}
+	return n, tx.Commit()
+}
+
+const obsCols = `seq, collector, collected_at, received_at, clock_skew, status, error, parser_version, payload, sources, duration_ms`
+
+func scanObs(sc interface{ Scan(...any) error }) (store.Observation, error) {
+	var o store.Observation
+	var seq, col, rec int64
+	var payload, sources []byte
+	err := sc.Scan(&seq, &o.Collector, &col, &rec, &o.ClockSkew, &o.Status, &o.Error, &o.ParserVersion, &payload, &sources, &o.DurationMS)
+	o.Seq, o.CollectedAt, o.ReceivedAt, o.Payload, o.Sources = uint64(seq), fromNanos(col), fromNanos(rec), payload, sources
+	return o, err
+}
+
+// Latest implements store.Evidence.
+func (s *Store) Latest(ctx context.Context, deviceID string) (map[string]store.Observation, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+prefixed("o.", obsCols)+` FROM latest_observations l
+		JOIN observations o ON o.device_id = l.device_id AND o.seq = l.seq WHERE l.device_id = ?`, deviceID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]store.Observation{}
+	for rows.Next() {
+		o, err := scanObs(rows)
+		if err != nil {
+			return nil, err
+		}
+		out[o.Collector] = o
+	}
+	return out, rows.Err()
+}
+
+func prefixed(p, cols string) string {
+	parts := strings.Split(cols, ", ")
+	for i := range parts {
+		parts[i] = p + parts[i]
+	}
+	return strings.Join(parts, ", ")
+}
+
+// History implements store.Evidence.
+func (s *Store) History(ctx context.Context, deviceID, collector string, limit int) ([]store.Observation, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+obsCols+` FROM observations WHERE device_id = ? AND collector = ?
+		ORDER BY seq DESC LIMIT ?`, deviceID, collector, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.Observation
+	for rows.Next() {
+		o, err := scanObs(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, o)
+	}
+	return out, rows.Err()
+}
+
+// Counts implements store.Evidence.
+func (s *Store) Counts(ctx context.Context, deviceID string) (store.ObservationCounts, error) {
+	var c store.ObservationCounts
+	var minSeq, maxSeq, first, last sql.NullInt64
+	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*), MIN(seq), MAX(seq), MIN(collected_at), MAX(collected_at)
+		FROM observations WHERE device_id = ?`, deviceID).Scan(&c.Total, &minSeq, &maxSeq, &first, &last)
+	if err != nil {
+		return c, err
+	}
+	c.MinSeq, c.MaxSeq = uint64(minSeq.Int64), uint64(maxSeq.Int64)
+	if first.Valid {
+		c.First, c.Last = fromNanos(first.Int64), fromNanos(last.Int64)
+	}
+	return c, nil
+}
+
+const stateCols = `id, control_id, status, reason, evidence_seq, evidence, since_at, until_at, evaluated_at, evaluations`
+
+func (s *Store) states(ctx context.Context, q string, args ...any) ([]store.ControlState, error) {
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.ControlState
+	for rows.Next() {
+		var st store.ControlState
+		var seq, since, eval int64
+		var until sql.NullInt64
+		var ev []byte
+		if err := rows.Scan(&st.ID, &st.ControlID, &st.Status, &st.Reason, &seq, &ev, &since, &until, &eval, &st.Evaluations); err != nil {
+			return nil, err
+		}
+		st.EvidenceSeq, st.Evidence, st.Since, st.Until, st.EvaluatedAt = uint64(seq), ev, fromNanos(since), timePtr(until), fromNanos(eval)
+		out = append(out, st)
+	}
+	return out, rows.Err()
+}
+
+// CurrentStates implements store.Scores.
+func (s *Store) CurrentStates(ctx context.Context, deviceID string) ([]store.ControlState, error) {
+	return s.states(ctx, `SELECT `+stateCols+` FROM control_states WHERE device_id = ? AND until_at IS NULL ORDER BY control_id`, deviceID)
+}
+
+// StateHistory implements store.Scores.
+func (s *Store) StateHistory(ctx context.Context, deviceID string) ([]store.ControlState, error) {
+	return s.states(ctx, `SELECT `+stateCols+` FROM control_states WHERE device_id = ? ORDER BY control_id, since_at, id`, deviceID)
+}

@@ -1,0 +1,135 @@
+package storetest
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/evident-dev/evident/server/states"
+	"github.com/evident-dev/evident/server/store"
+)
+
+// testConcurrentSecretUse: a single-use secret presented by many enrollments
+// at once (several server replicas on one database) enrolls exactly one.
+func testConcurrentSecretUse(t *testing.T, open func(*testing.T) store.Store) {
+	s := open(t)
+	tests := []struct {
+		name   string
+		secret store.EnrollSecret
+		want   int // successful uses of 16
+	}{
+		{"single use", store.EnrollSecret{ID: "once", Hash: []byte("h-once"), CreatedAt: t0, SingleUse: true}, 1},
+		{"reusable", store.EnrollSecret{ID: "many", Hash: []byte("h-many"), CreatedAt: t0}, 16},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := s.CreateEnrollSecret(t.Context(), tt.secret); err != nil {
+				t.Fatal(err)
+			}
+			var mu sync.Mutex
+			ok := 0
+			var wg sync.WaitGroup
+			for range 16 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					_, err := s.UseEnrollSecret(t.Context(), tt.secret.Hash, at(time.Minute))
+					switch {
+					case err == nil:
+						mu.Lock()
+						ok++
+						mu.Unlock()
+					case err != store.ErrNotFound:
+						t.Errorf("UseEnrollSecret: %v", err)
+					}
+				}()
+			}
+			wg.Wait()
+			if ok != tt.want {
+				t.Errorf("%d of 16 concurrent uses succeeded, want %d", ok, tt.want)
+			}
+			got, err := s.PeekEnrollSecret(t.Context(), tt.secret.Hash, at(time.Minute))
+			if tt.secret.SingleUse {
+				if err != store.ErrNotFound {
+					t.Errorf("single-use secret after use: %v, want ErrNotFound", err)
+				}
+			} else if err != nil || got.Uses != tt.want {
+				t.Errorf("uses recorded = %d (%v), want %d", got.Uses, err, tt.want)
+			}
+		})
+	}
+}
+
+// testConcurrentEvaluations: many devices evaluated at once, every
+// evaluation moving the same fleet-wide aggregates, and each device's
+// evaluations raced by a second one of the same states (a report's scoring
+// against a rescore on another replica): no evaluation fails for another's
+// sake, and the aggregates end equal to the devices' final states.
+func testConcurrentEvaluations(t *testing.T, open func(*testing.T) store.Store) {
+	s := open(t)
+	const devices, rounds = 12, 6
+	for i := range devices {
+		mustEnroll(t, s, device(fmt.Sprintf("dev-%02d", i), fmt.Sprintf("m-%02d", i)))
+	}
+	statuses := []string{store.Pass, store.Fail, store.Unknown}
+	// Round r of device i: c1 and c2 take statuses that differ by device
+	// and round, so evaluations close and open intervals of every status.
+	next := func(i, r int) []store.ControlState {
+		return []store.ControlState{
+			{ControlID: "c1", Status: statuses[(i+r)%3], Reason: "r"},
+			{ControlID: "c2", Status: statuses[(i*2+r)%3], Reason: "r"},
+		}
+	}
+	var wg sync.WaitGroup
+	for i := range devices {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := fmt.Sprintf("dev-%02d", i)
+			for r := range rounds {
+				when := at(time.Duration(r) * time.Second)
+				var race sync.WaitGroup
+				for range 2 {
+					race.Add(1)
+					go func() {
+						defer race.Done()
+						if err := states.Record(t.Context(), s, id, next(i, r), nil, when); err != nil {
+							t.Errorf("states.Record(%s, round %d): %v", id, r, err)
+						}
+					}()
+				}
+				race.Wait()
+			}
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	want := store.FleetCounts{Devices: devices, Controls: map[string]map[string]int{}}
+	for i := range devices {
+		cur, err := s.CurrentStates(t.Context(), fmt.Sprintf("dev-%02d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(cur) != 2 {
+			t.Errorf("dev-%02d has %d open intervals, want 2", i, len(cur))
+		}
+		compliant := true
+		for _, c := range cur {
+			if want.Controls[c.ControlID] == nil {
+				want.Controls[c.ControlID] = map[string]int{}
+			}
+			want.Controls[c.ControlID][c.Status]++
+			compliant = compliant && c.Status == store.Pass
+		}
+		if compliant {
+			want.Compliant++
+		}
+	}
+	got := mustFleet(t, s)
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("FleetCounts after concurrent evaluations = %+v, want %+v (from the open intervals)", got, want)
+	}
+}
