@@ -75,6 +75,10 @@ cross-check: ## Check with CGO_ENABLED=0 that the agent builds for darwin, windo
 test-race: ## Run the tests with the race detector
 	$(GO) test -race -count=1 ./...
 
+.PHONY: load
+load: build ## Load test: DEVICES simulated agents (1000) against SPAWN local server replicas (1) on STORE (empty: SQLite) every INTERVAL (10s) for DURATION (1m); checks exactly-once
+	$(GO) run ./test/load -bin $(BIN)/evident-server -devices $(or $(DEVICES),1000) -spawn $(or $(SPAWN),1) -interval $(or $(INTERVAL),10s) -duration $(or $(DURATION),1m) $(if $(STORE),-store '$(STORE)')
+
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME (default 10s) each
 	GO=$(GO) FUZZTIME=$(FUZZTIME) ./test/fuzz.sh

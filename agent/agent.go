@@ -31,8 +31,9 @@ import (
 // Config is the agent's configuration after flags and environment.
 type Config struct {
 	DataDir string
-	// Server overrides the server address recorded at enrollment (a server
-	// that moved); empty keeps it.
+	// Server overrides the server addresses recorded at enrollment (a
+	// server that moved, replicas added): HOST:PORT, or several
+	// comma-separated. Empty keeps them.
 	Server           string
 	Interval         time.Duration // between collection cycles; jittered ±10%
 	CollectorTimeout time.Duration // per collector

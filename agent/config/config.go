@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"slices"
 	"strconv"
@@ -20,6 +19,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/evident-dev/evident/agent/serverlist"
 	"github.com/evident-dev/evident/internal/enrolltoken"
 	"github.com/evident-dev/evident/platform"
 )
@@ -60,7 +60,7 @@ func (k Key) Flag() string { return strings.ReplaceAll(k.Name, "_", "-") }
 
 var keys = []Key{
 	{Name: Server, Env: "EVIDENT_SERVER", Managed: "Server", check: checkServer,
-		Help: "server address HOST:PORT"},
+		Help: "server address HOST:PORT, or several comma-separated (replicas; at most 16)"},
 	{Name: EnrollSecret, Env: "EVIDENT_ENROLL_SECRET", EnvAlias: "EVIDENT_ENROLL_TOKEN", Managed: "EnrollSecret", Secret: true, check: checkSecret,
 		Help: "enrollment token evt1.… printed by `evident-server secret create`; used once, to enroll"},
 	{Name: DataDir, Env: "EVIDENT_DATA_DIR", Managed: "DataDir", check: checkPath,
@@ -402,14 +402,8 @@ func names() []string {
 }
 
 func checkServer(v string) error {
-	host, port, err := net.SplitHostPort(v)
-	if err != nil || host == "" {
-		return errors.New("want HOST:PORT")
-	}
-	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-		return errors.New("port must be 1-65535")
-	}
-	return nil
+	_, err := serverlist.Parse(v)
+	return err
 }
 
 func checkSecret(v string) error {

@@ -142,6 +142,9 @@ func TestLoadErrors(t *testing.T) {
 		{"file too large", Inputs{Env: Environment{DefaultFile: writeTemp(t, "a.yaml", "# "+strings.Repeat("x", MaxFileBytes)+"\n")}}, "larger than", true},
 		{"bad server from env", Inputs{Env: Environment{LookupEnv: envOf(map[string]string{"EVIDENT_SERVER": "no-port"})}}, `server "no-port" from environment EVIDENT_SERVER: want HOST:PORT`, true},
 		{"bad port", Inputs{Flags: map[string]string{Server: "h:99999"}}, "port must be", true},
+		{"bad replica in a list", Inputs{Env: Environment{DefaultFile: writeTemp(t, "a.yaml", "server: a.example:8443,b.example\n")}},
+			`server "a.example:8443,b.example" from config file`, true},
+		{"bad replica named", Inputs{Flags: map[string]string{Server: "a.example:8443,,b.example:8443"}}, `address 2 "": empty`, true},
 		{"bad duration from managed", Inputs{Env: Environment{Managed: mapManaged{"Interval": "soon"}}}, `interval "soon" from managed`, true},
 		{"negative duration", Inputs{Flags: map[string]string{CollectorTimeout: "-1s"}}, "must be positive", true},
 		{"bad log level", Inputs{Flags: map[string]string{LogLevel: "loud"}}, "want debug", true},
@@ -287,15 +290,17 @@ func TestWriteFile(t *testing.T) {
 			t.Errorf("mode %v, want 0600", st.Mode().Perm())
 		}
 	}
-	// Replace in place; a value YAML must quote round-trips.
-	if err := WriteFile(path, map[string]string{Server: "[::1]:8443", TPMEventLog: "/tmp/a: b#c"}); err != nil {
+	// Replace in place; a value YAML must quote round-trips, and so does a
+	// list of server replicas.
+	replicas := "[::1]:8443, evident-2.example.com:8443"
+	if err := WriteFile(path, map[string]string{Server: replicas, TPMEventLog: "/tmp/a: b#c"}); err != nil {
 		t.Fatal(err)
 	}
 	got, err := Load(Inputs{Env: Environment{DefaultFile: path}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Get(Server) != "[::1]:8443" || got.Get(TPMEventLog) != "/tmp/a: b#c" || got.Get(Interval) != "1h" || got.Get(EnrollSecret) != fileSecret {
+	if got.Get(Server) != replicas || got.Get(TPMEventLog) != "/tmp/a: b#c" || got.Get(Interval) != "1h" || got.Get(EnrollSecret) != fileSecret {
 		t.Errorf("after rewrite: %v", got.values)
 	}
 	// New file in a new directory.

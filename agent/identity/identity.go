@@ -21,6 +21,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/evident-dev/evident/internal/atomicfile"
@@ -30,6 +31,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
+	"github.com/evident-dev/evident/agent/serverlist"
 	"github.com/evident-dev/evident/internal/enrolltoken"
 	evidentv1 "github.com/evident-dev/evident/proto/evident/v1"
 )
@@ -108,10 +110,18 @@ func (id *Identity) CertExpiry() time.Time {
 // TLSConfig is the mTLS client configuration for the evidence stream. The
 // certificate comes through a callback so a renewal takes effect without a
 // restart.
+//
+// With one server address, ServerName is its host. With several it is left
+// empty: gRPC sets it at each handshake to the host of the address dialled
+// (serverlist.NewClient gives each address its own).
 func (id *Identity) TLSConfig() (*tls.Config, error) {
-	host, _, err := net.SplitHostPort(id.Server)
+	servers, err := serverlist.Parse(id.Server)
 	if err != nil {
 		return nil, fmt.Errorf("server address %q: %w", id.Server, err)
+	}
+	var host string
+	if len(servers) == 1 {
+		host = serverlist.Host(servers[0])
 	}
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
@@ -153,9 +163,10 @@ type EnrollOptions struct {
 }
 
 // Enroll enrolls this device with the server at addr using token, and writes
-// the identity into dir. The server is trusted only if it presents a chain
-// containing the CA pinned in the token and a certificate valid for addr's
-// host.
+// the identity into dir. addr is a server setting: one HOST:PORT or several,
+// comma-separated (replicas; the first that answers enrolls the device). A
+// server is trusted only if it presents a chain containing the CA pinned in
+// the token and a certificate valid for the host of the address dialled.
 //
 // With opts.TPM, enrollment takes two calls: the server answers the first
 // with a credential challenge for the EK and AK, and issues the
@@ -165,10 +176,11 @@ func Enroll(ctx context.Context, dir, addr, token string, facts *HostFacts, opts
 	if err != nil {
 		return nil, err
 	}
-	host, _, err := net.SplitHostPort(addr)
+	servers, err := serverlist.Parse(addr)
 	if err != nil {
-		return nil, fmt.Errorf("server address %q: want HOST:PORT", addr)
+		return nil, fmt.Errorf("server address %q: %w", addr, err)
 	}
+	addr = strings.Join(servers, ",")
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
@@ -179,7 +191,7 @@ func Enroll(ctx context.Context, dir, addr, token string, facts *HostFacts, opts
 	if err != nil {
 		return nil, err
 	}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(PinnedTLS(host, tok.CAPin))))
+	conn, err := serverlist.NewClient(servers, grpc.WithTransportCredentials(PinnedCredentials(tok.CAPin)))
 	if err != nil {
 		return nil, err
 	}
@@ -259,6 +271,26 @@ func Enroll(ctx context.Context, dir, addr, token string, facts *HostFacts, opts
 		}
 	}
 	return Load(dir)
+}
+
+// PinnedCredentials are gRPC transport credentials that trust a server as
+// PinnedTLS does, for the host of whichever address gRPC dials: the
+// address's ServerName, or the channel's authority.
+func PinnedCredentials(pin string) credentials.TransportCredentials {
+	return pinnedCreds{TransportCredentials: credentials.NewTLS(PinnedTLS("", pin)), pin: pin}
+}
+
+type pinnedCreds struct {
+	credentials.TransportCredentials // everything but the client handshake
+	pin                              string
+}
+
+func (c pinnedCreds) ClientHandshake(ctx context.Context, authority string, raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	return credentials.NewTLS(PinnedTLS(serverlist.Host(authority), c.pin)).ClientHandshake(ctx, authority, raw)
+}
+
+func (c pinnedCreds) Clone() credentials.TransportCredentials {
+	return pinnedCreds{TransportCredentials: c.TransportCredentials.Clone(), pin: c.pin}
 }
 
 // PinnedTLS trusts a server only through the CA whose certificate's SHA-256

@@ -331,4 +331,61 @@ func TestLoadTLSConfig(t *testing.T) {
 	if _, err := id.TLSConfig(); err == nil {
 		t.Error("TLSConfig with a server address without a port succeeded")
 	}
+	id.Server = "127.0.0.1:8443,a.example:1"
+	if cfg, err := id.TLSConfig(); err != nil || cfg.ServerName != "" {
+		t.Errorf("TLSConfig with two servers: ServerName %q, %v; want none (gRPC names each address's host)", cfg.ServerName, err)
+	}
+	id.Server = "127.0.0.1:8443,"
+	if _, err := id.TLSConfig(); err == nil || !strings.Contains(err.Error(), "address 2") {
+		t.Errorf("TLSConfig with an empty entry: %v; want it named", err)
+	}
+}
+
+// PinnedCredentials verify each server for the host gRPC dials it by (the
+// handshake's authority), so one enrollment can go to any replica of a
+// list whose certificates name only their own host.
+func TestPinnedCredentialsVerifyTheDialledHost(t *testing.T) {
+	ca := newCA(t, "evident CA")
+	later := time.Now().Add(time.Hour)
+	byIP, byIPKey := ca.issue(t, x509.ExtKeyUsageServerAuth, later, nil, net.ParseIP("127.0.0.1"))
+	byName, byNameKey := ca.issue(t, x509.ExtKeyUsageServerAuth, later, []string{"localhost"})
+	serve := func(leaf *x509.Certificate, key *ecdsa.PrivateKey) string {
+		_, port, _ := net.SplitHostPort(serveTLS(t, &tls.Config{NextProtos: []string{"h2"},
+			Certificates: []tls.Certificate{{Certificate: [][]byte{leaf.Raw, ca.cert.Raw}, PrivateKey: key}}}))
+		return port
+	}
+	ipPort, namePort := serve(byIP, byIPKey), serve(byName, byNameKey)
+	tests := []struct {
+		name, port, authority, wantErr string
+	}{
+		{name: "IP replica by its IP", port: ipPort, authority: "127.0.0.1:" + ipPort},
+		{name: "named replica by its name", port: namePort, authority: "localhost:" + namePort},
+		{name: "named replica by an IP it does not hold", port: namePort, authority: "127.0.0.1:" + namePort,
+			wantErr: `pinned CA for "127.0.0.1"`},
+		{name: "IP replica by a name it does not hold", port: ipPort, authority: "localhost:" + ipPort,
+			wantErr: `pinned CA for "localhost"`},
+	}
+	creds := identity.PinnedCredentials(ca.pin())
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			raw, err := net.Dial("tcp", "127.0.0.1:"+tt.port)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer raw.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			conn, _, err := creds.Clone().ClientHandshake(ctx, tt.authority, raw)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("handshake: %v", err)
+				}
+				conn.Close()
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("handshake err = %v, want %q", err, tt.wantErr)
+			}
+		})
+	}
 }

@@ -3,6 +3,10 @@
 // everything up to seq N is stored, so the outbox deletes it. After any
 // reconnect it resends from the last ack + 1; the server stores by
 // (device_id, seq) idempotently, so a resend never duplicates evidence.
+//
+// Server may list several server replicas: the stream goes to one of them
+// (serverlist.NewClient: pick_first over a shuffled list), and a stream
+// that breaks is reopened on whichever answers next.
 package uplink
 
 import (
@@ -19,10 +23,12 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/evident-dev/evident/agent/outbox"
+	"github.com/evident-dev/evident/agent/serverlist"
 	evidentv1 "github.com/evident-dev/evident/proto/evident/v1"
 )
 
@@ -36,7 +42,8 @@ const (
 
 // Uplink sends the outbox to the server.
 type Uplink struct {
-	Outbox       *outbox.Outbox
+	Outbox *outbox.Outbox
+	// Server is the server setting: HOST:PORT, or several comma-separated.
 	Server       string
 	TLS          func() (*tls.Config, error)
 	AgentVersion string
@@ -61,7 +68,10 @@ type Uplink struct {
 
 // State is what status reports about the uplink.
 type State struct {
-	Connected   bool      `json:"connected"`
+	Connected bool `json:"connected"`
+	// Peer is the address of the server the current (or last) stream
+	// connected to.
+	Peer        string    `json:"peer,omitempty"`
 	LastAckSeq  uint64    `json:"last_ack_seq"`
 	LastAckAt   time.Time `json:"last_ack_at,omitzero"`
 	LastError   string    `json:"last_error,omitempty"`
@@ -122,7 +132,11 @@ func (u *Uplink) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	conn, err := grpc.NewClient(u.Server,
+	servers, err := serverlist.Parse(u.Server)
+	if err != nil {
+		return fmt.Errorf("server address %q: %w", u.Server, err)
+	}
+	conn, err := serverlist.NewClient(servers,
 		grpc.WithTransportCredentials(credentials.NewTLS(tlsConf)),
 		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(4<<20), grpc.MaxCallRecvMsgSize(4<<20)),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 20 * time.Second}),
@@ -135,7 +149,7 @@ func (u *Uplink) Run(ctx context.Context) error {
 	backoff := time.Second
 	for {
 		began := time.Now()
-		acked, err := u.session(ctx, client)
+		acked, server, err := u.session(ctx, client)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -152,7 +166,10 @@ func (u *Uplink) Run(ctx context.Context) error {
 			s.LastError, s.LastErrorAt = describe(err), time.Now()
 			s.NextRetryIn = wait.Round(time.Millisecond).String()
 		})
-		u.Log.Warn("evidence stream interrupted; will retry", "server", u.Server, "err", describe(err), "retry_in", wait.Round(time.Millisecond))
+		if server == "" { // no stream: no server of the list answered
+			server = u.Server
+		}
+		u.Log.Warn("evidence stream interrupted; will retry", "server", server, "err", describe(err), "retry_in", wait.Round(time.Millisecond))
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -172,26 +189,39 @@ func describe(err error) string {
 	return err.Error()
 }
 
-// session runs one stream. It reports whether the server acked anything.
-func (u *Uplink) session(ctx context.Context, client evidentv1.EvidenceClient) (bool, error) {
+// session runs one stream. It reports whether the server acked anything,
+// and the address of the server it streamed to ("" if none).
+func (u *Uplink) session(ctx context.Context, client evidentv1.EvidenceClient) (bool, string, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream, err := client.Stream(ctx)
 	if err != nil {
-		return false, err
+		return false, "", err
 	}
 	st, err := u.Outbox.Stats()
 	if err != nil {
-		return false, err
+		return false, "", err
 	}
 	if err := stream.Send(&evidentv1.AgentMessage{Msg: &evidentv1.AgentMessage_Hello{Hello: &evidentv1.Hello{
 		AgentVersion: u.AgentVersion, LastAckedSeq: st.LastAcked,
 	}}}); err != nil {
-		return false, err
+		return false, "", err
 	}
-	u.setState(func(s *State) { s.Connected, s.ConnectedAt, s.NextRetryIn = true, time.Now(), "" })
-	u.Log.Info("evidence stream connected", "server", u.Server, "last_acked_seq", st.LastAcked, "pending", st.Depth)
+	// The stream's transport is the connection pick_first chose: its peer
+	// is the server of the list this stream went to.
+	server := "unknown"
+	if p, ok := peer.FromContext(stream.Context()); ok && p.Addr != nil {
+		server = p.Addr.String()
+	}
+	u.setState(func(s *State) { s.Connected, s.Peer, s.ConnectedAt, s.NextRetryIn = true, server, time.Now(), "" })
+	u.Log.Info("evidence stream connected", "server", server, "last_acked_seq", st.LastAcked, "pending", st.Depth)
+	acked, err := u.exchange(ctx, stream, st.LastAcked)
+	return acked, server, err
+}
 
+// exchange sends the outbox on stream from lastAcked + 1 and applies the
+// server's acks until the stream or ctx ends.
+func (u *Uplink) exchange(ctx context.Context, stream grpc.BidiStreamingClient[evidentv1.AgentMessage, evidentv1.ServerMessage], lastAcked uint64) (bool, error) {
 	acks := make(chan uint64, window*2)
 	recvErr := make(chan error, 1)
 	go func() {
@@ -234,7 +264,7 @@ func (u *Uplink) session(ctx context.Context, client evidentv1.EvidenceClient) (
 		}
 	}()
 
-	sent, acked := st.LastAcked, st.LastAcked
+	sent, acked := lastAcked, lastAcked
 	gotAck := false
 	var inflight []uint64 // last seq of each batch in flight
 	heartbeat := time.NewTicker(time.Minute)

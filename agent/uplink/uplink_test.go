@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -78,21 +79,38 @@ func ack(s grpc.BidiStreamingServer[evidentv1.AgentMessage, evidentv1.ServerMess
 	return s.Send(&evidentv1.ServerMessage{Msg: &evidentv1.ServerMessage_Ack{Ack: &evidentv1.Ack{UpToSeq: n}}})
 }
 
-// setup starts srv over loopback mTLS and returns an uplink for an outbox
-// holding n entries of size bytes each.
-func setup(t *testing.T, srv *server, n, size int) (*uplink.Uplink, *outbox.Outbox) {
+// testPKI is a server CA and a device certificate it signed.
+type testPKI struct {
+	ca     *pki.CA
+	device tls.Certificate
+}
+
+func newPKI(t *testing.T) *testPKI {
 	t.Helper()
 	dir := t.TempDir()
 	ca, err := pki.LoadOrCreate(filepath.Join(dir, "pki"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, err := ca.ServerCertificate(filepath.Join(dir, "pki"), []string{"127.0.0.1"})
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+	der, err := ca.SignDevice(csr, pki.NewDeviceID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testPKI{ca: ca, device: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}}
+}
+
+// serve starts srv over loopback mTLS with a certificate naming only sans,
+// and returns its address and the gRPC server (stopped at the end).
+func (p *testPKI) serve(t *testing.T, srv *server, sans ...string) (string, *grpc.Server) {
+	t.Helper()
+	cert, err := p.ca.ServerCertificate(t.TempDir(), sans)
 	if err != nil {
 		t.Fatal(err)
 	}
 	g := grpc.NewServer(grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{cert},
-		ClientCAs: ca.Pool(), ClientAuth: tls.RequireAndVerifyClientCert})))
+		ClientCAs: p.ca.Pool(), ClientAuth: tls.RequireAndVerifyClientCert})))
 	evidentv1.RegisterEvidenceServer(g, srv)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -100,17 +118,16 @@ func setup(t *testing.T, srv *server, n, size int) (*uplink.Uplink, *outbox.Outb
 	}
 	go g.Serve(lis)
 	t.Cleanup(g.Stop)
+	return lis.Addr().String(), g
+}
 
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
-	der, err := ca.SignDevice(csr, pki.NewDeviceID())
-	if err != nil {
-		t.Fatal(err)
-	}
-	clientTLS := &tls.Config{RootCAs: ca.Pool(), ServerName: "127.0.0.1",
-		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
-
-	ob, err := outbox.Open(filepath.Join(dir, "outbox.db"), outbox.Options{NoSync: true})
+// uplink returns an uplink to servers (the server setting) for a fresh
+// outbox holding n entries of size bytes each. The TLS configuration names
+// no server: each address's own host is verified.
+func (p *testPKI) uplink(t *testing.T, servers string, n, size int) (*uplink.Uplink, *outbox.Outbox) {
+	t.Helper()
+	clientTLS := &tls.Config{RootCAs: p.ca.Pool(), Certificates: []tls.Certificate{p.device}}
+	ob, err := outbox.Open(filepath.Join(t.TempDir(), "outbox.db"), outbox.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,9 +139,18 @@ func setup(t *testing.T, srv *server, n, size int) (*uplink.Uplink, *outbox.Outb
 			t.Fatal(err)
 		}
 	}
-	up := &uplink.Uplink{Outbox: ob, Server: lis.Addr().String(), TLS: func() (*tls.Config, error) { return clientTLS, nil },
+	up := &uplink.Uplink{Outbox: ob, Server: servers, TLS: func() (*tls.Config, error) { return clientTLS, nil },
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	return up, ob
+}
+
+// setup starts srv over loopback mTLS and returns an uplink for an outbox
+// holding n entries of size bytes each.
+func setup(t *testing.T, srv *server, n, size int) (*uplink.Uplink, *outbox.Outbox) {
+	t.Helper()
+	p := newPKI(t)
+	addr, _ := p.serve(t, srv, "127.0.0.1")
+	return p.uplink(t, addr, n, size)
 }
 
 func run(t *testing.T, up *uplink.Uplink) {
@@ -220,5 +246,163 @@ func TestCollectNowIsForwarded(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("CollectNow never forwarded")
+	}
+}
+
+// replicaStore is the database two server replicas share. It keeps the
+// first copy of each seq, as the real server does by (device, seq), and
+// counts the copies received after it: resends the real server ignores.
+type replicaStore struct {
+	mu     sync.Mutex
+	stored map[uint64]int // seq: the replica that stored it
+	resent map[uint64]int // seq: copies received after the stored one
+}
+
+func (rs *replicaStore) store(replica int, seqs []uint64) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	for _, q := range seqs {
+		if _, ok := rs.stored[q]; ok {
+			rs.resent[q]++
+			continue
+		}
+		rs.stored[q] = replica
+	}
+}
+
+// The uplink streams to one of two replicas; that one stops mid-stream with
+// observations received but unacked; the uplink reconnects to the other,
+// which gets the rest. Each replica's certificate names only its own
+// address's host (127.0.0.1 for one, localhost for the other), so both
+// streams succeed only if each address's host is what TLS verifies.
+func TestFailoverToAnotherReplica(t *testing.T) {
+	p := newPKI(t)
+	rs := &replicaStore{stored: map[uint64]int{}, resent: map[uint64]int{}}
+	var (
+		srvs    [2]*server
+		grpcs   [2]*grpc.Server
+		addrs   [2]string
+		streams [2]atomic.Int32
+		release [2]atomic.Bool // acks everything; until then, only the first report
+	)
+	for i, host := range []string{"127.0.0.1", "localhost"} {
+		srvs[i] = &server{
+			onHello: func(grpc.BidiStreamingServer[evidentv1.AgentMessage, evidentv1.ServerMessage]) error {
+				streams[i].Add(1)
+				return nil
+			},
+			reply: func(s grpc.BidiStreamingServer[evidentv1.AgentMessage, evidentv1.ServerMessage], seqs []uint64) error {
+				rs.store(i, seqs)
+				if release[i].Load() || len(srvs[i].received()) == 1 {
+					return ack(s, seqs[len(seqs)-1])
+				}
+				return nil
+			},
+		}
+		var lis string
+		lis, grpcs[i] = p.serve(t, srvs[i], host)
+		_, port, _ := net.SplitHostPort(lis)
+		addrs[i] = net.JoinHostPort(host, port)
+	}
+	// 400 KiB entries: two per report, so 20 entries make 10 reports.
+	up, ob := p.uplink(t, addrs[0]+", "+addrs[1], 20, 400<<10)
+	run(t, up)
+
+	// The first replica acks report 1 (seqs 1-2), so the window of four
+	// slides to report 5: it has received seqs 1-10 and acked 2.
+	first := -1
+	eventually(t, "five reports at one replica", func() bool {
+		for i := range srvs {
+			if len(srvs[i].received()) >= 5 {
+				first = i
+				return true
+			}
+		}
+		return false
+	})
+	other := 1 - first
+	if st, _ := ob.Stats(); st.LastAcked != 2 || st.Depth != 18 {
+		t.Fatalf("outbox before the stop: %+v; want seqs 3-20 pending", st)
+	}
+	release[other].Store(true)
+	grpcs[first].Stop()
+
+	eventually(t, "an empty outbox", func() bool { st, _ := ob.Stats(); return st.Depth == 0 })
+	if st, _ := ob.Stats(); st.LastAcked != 20 {
+		t.Fatalf("last acked %d, want 20", st.LastAcked)
+	}
+	if n := streams[first].Load(); n != 1 {
+		t.Errorf("%d streams to the stopped replica, want 1", n)
+	}
+	if n := streams[other].Load(); n < 1 {
+		t.Errorf("no stream to the surviving replica")
+	}
+	_, port, _ := net.SplitHostPort(addrs[other])
+	if st := up.State(); !st.Connected || st.Reconnects < 1 || st.Peer != "127.0.0.1:"+port {
+		t.Errorf("uplink state %+v; want connected to 127.0.0.1:%s after a reconnect", st, port)
+	}
+
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	// Stored exactly once across both replicas: seqs 1-10 by the first
+	// (what it received before it stopped), 11-20 by the other.
+	for q := uint64(1); q <= 20; q++ {
+		want := first
+		if q > 10 {
+			want = other
+		}
+		if got, ok := rs.stored[q]; !ok || got != want {
+			t.Errorf("seq %d stored by replica %d (stored: %v), want replica %d", q, got, ok, want)
+		}
+	}
+	if len(rs.stored) != 20 {
+		t.Errorf("%d seqs stored, want 20: %v", len(rs.stored), rs.stored)
+	}
+	// The only copies beyond the stored ones are the resend after the
+	// reconnect of what the first replica received but never acked: seqs
+	// 3-10, once each. The real server ignores them by (device, seq).
+	for q := uint64(3); q <= 10; q++ {
+		if rs.resent[q] != 1 {
+			t.Errorf("seq %d resent %d times, want once", q, rs.resent[q])
+		}
+	}
+	if len(rs.resent) != 8 {
+		t.Errorf("resent seqs %v, want 3-10 once each", rs.resent)
+	}
+}
+
+// With the list shuffled per channel, a fleet spreads over the replicas.
+// Each of 20 uplinks goes to either replica first with probability 1/2, so
+// all landing on one replica has probability 2 * 2^-20 = 2^-19; without the
+// shuffle, pick_first sends every one to the first address.
+func TestUplinksSpreadOverReplicas(t *testing.T) {
+	p := newPKI(t)
+	var (
+		addrs  [2]string
+		hellos [2]atomic.Int32
+	)
+	for i := range addrs {
+		addrs[i], _ = p.serve(t, &server{onHello: func(grpc.BidiStreamingServer[evidentv1.AgentMessage, evidentv1.ServerMessage]) error {
+			hellos[i].Add(1)
+			return nil
+		}}, "127.0.0.1")
+	}
+	const uplinks = 20
+	for range uplinks {
+		up, _ := p.uplink(t, addrs[0]+","+addrs[1], 0, 0)
+		run(t, up)
+	}
+	eventually(t, "every uplink connected", func() bool { return hellos[0].Load()+hellos[1].Load() >= uplinks })
+	if a, b := hellos[0].Load(), hellos[1].Load(); a == 0 || b == 0 {
+		t.Fatalf("streams per replica: %d and %d; want both used", a, b)
+	}
+}
+
+func TestRunRefusesABadServerList(t *testing.T) {
+	p := newPKI(t)
+	up, _ := p.uplink(t, "127.0.0.1:1,,127.0.0.1:2", 0, 0)
+	err := up.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), `address 2 "": empty`) {
+		t.Fatalf("Run = %v, want the empty entry named", err)
 	}
 }

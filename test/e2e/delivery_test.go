@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/evident-dev/evident/agent"
-	"github.com/evident-dev/evident/agent/outbox"
 )
 
 // TestExactlyOnceAcrossCrashes kills the agent with SIGKILL while reports are
@@ -69,19 +67,7 @@ func TestExactlyOnceAcrossCrashes(t *testing.T) {
 	}
 	srv.p.stop(t)
 
-	ob, err := outbox.Open(agent.OutboxPath(agentDir), outbox.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := ob.Stats()
-	ob.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	persisted := st.NextSeq - 1
-	if st.Depth != 0 || st.LastAcked != persisted || st.Dropped != 0 {
-		t.Fatalf("agent outbox after --once: %+v; want empty, all %d acked, nothing dropped", st, persisted)
-	}
+	persisted := drained(t, agentDir)
 	c := counts(t, srvDir, device)
 	// (device_id, seq) is the primary key, so Total == MaxSeq-MinSeq+1 with
 	// MinSeq 1 and MaxSeq N means seqs 1..N are each stored exactly once.

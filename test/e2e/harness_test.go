@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/evident-dev/evident/agent"
+	"github.com/evident-dev/evident/agent/outbox"
 	"github.com/evident-dev/evident/internal/clock"
 	"github.com/evident-dev/evident/server/store"
 	"github.com/evident-dev/evident/server/store/sqlite"
@@ -230,4 +232,25 @@ func deviceRecord(t *testing.T, dir, id string) store.Device {
 // offset. Processes given the same offset share one clock.
 func clockEnv(offset time.Duration) []string {
 	return []string{clock.OffsetEnv + "=" + offset.String()}
+}
+
+// drained checks that an agent's outbox is empty with everything acked and
+// nothing dropped, and returns how many observations the agent persisted
+// (seqs 1..N).
+func drained(t *testing.T, agentDir string) uint64 {
+	t.Helper()
+	ob, err := outbox.Open(agent.OutboxPath(agentDir), outbox.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := ob.Stats()
+	ob.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	persisted := st.NextSeq - 1
+	if st.Depth != 0 || st.LastAcked != persisted || st.Dropped != 0 {
+		t.Fatalf("agent outbox of %s: %+v; want empty, all %d acked, nothing dropped", agentDir, st, persisted)
+	}
+	return persisted
 }

@@ -34,7 +34,8 @@ Usage:
   evident-agent collect [--json]        run every collector once and print what it found (no server needed)
   evident-agent install --server HOST:PORT --enroll-secret TOKEN
                                         write the config and install and start the system service
-                                        (systemd, launchd, Windows service); the agent enrolls itself
+                                        (systemd, launchd, Windows service); the agent enrolls itself.
+                                        Server replicas: --server a.example:8443,b.example:8443
   evident-agent uninstall [--purge]     stop and remove the service (--purge: also its config and data)
   evident-agent start | stop | restart  control the installed service
   evident-agent status [--json]         the service's state and the running agent's: last report,

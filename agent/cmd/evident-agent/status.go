@@ -54,7 +54,7 @@ func (a app) cmdStatus(args []string) error {
 	}
 	conn := "disconnected"
 	if s.Uplink.Connected {
-		conn = "connected"
+		conn = "connected to " + s.Uplink.Peer
 	}
 	rows := [][2]string{
 		{"device", s.DeviceID},

@@ -1,0 +1,73 @@
+//go:build linux
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// raiseFileLimit raises this process's soft limit on open files to the
+// hard limit (each stream is a file descriptor) and returns it.
+func raiseFileLimit() (uint64, error) {
+	var r syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r); err != nil {
+		return 0, err
+	}
+	if r.Cur < r.Max {
+		r.Cur = r.Max
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &r); err != nil {
+			return 0, fmt.Errorf("raise the open-file limit to %d: %w", r.Max, err)
+		}
+	}
+	return r.Cur, nil
+}
+
+// procUsage reads a process's resident set size and user+system CPU time
+// from one read of /proc/PID/stat, so both are of the same instant (zero
+// when the process is gone). Fields after the command name, from state
+// (3): utime is 14, stime 15, rss (pages) 24; clock ticks are 100 Hz.
+func procUsage(pid int) (rssKiB int64, cpu time.Duration) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, 0
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 22 {
+		return 0, 0
+	}
+	num := func(field int) int64 { n, _ := strconv.ParseInt(f[field-3], 10, 64); return n }
+	return num(24) * int64(os.Getpagesize()) / 1024, time.Duration(num(14)+num(15)) * 10 * time.Millisecond
+}
+
+// sourceIP is the loopback address device i connects from: 127.a.b.c
+// with a, b and c from 1 to 250, so a large fleet against loopback targets
+// does not run out of ephemeral ports on one source address.
+func sourceIP(i int) net.IP {
+	n := i % (250 * 250 * 250)
+	return net.IPv4(127, byte(1+n/62500), byte(1+n/250%250), byte(1+n%250))
+}
+
+// dialer returns the dial function device i uses for target: from its own
+// loopback source address when spread is set and the target is an IPv4
+// loopback address, else the default route.
+func dialer(i int, target string, spread bool) func(context.Context, string) (net.Conn, error) {
+	d := &net.Dialer{Timeout: 20 * time.Second}
+	if host, _, err := net.SplitHostPort(target); err == nil && spread {
+		if ip := net.ParseIP(host); ip != nil && ip.To4() != nil && ip.IsLoopback() {
+			d.LocalAddr = &net.TCPAddr{IP: sourceIP(i)}
+		}
+	}
+	return func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }
+}
