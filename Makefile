@@ -79,6 +79,10 @@ test-race: ## Run the tests with the race detector
 load: build ## Load test: DEVICES simulated agents (1000) against SPAWN local server replicas (1) on STORE (empty: SQLite) every INTERVAL (10s) for DURATION (1m); checks exactly-once
 	$(GO) run ./test/load -bin $(BIN)/evident-server -devices $(or $(DEVICES),1000) -spawn $(or $(SPAWN),1) -interval $(or $(INTERVAL),10s) -duration $(or $(DURATION),1m) $(if $(STORE),-store '$(STORE)')
 
+.PHONY: bench-scale
+bench-scale: build ## Fleet-scale table (not in make test; long): SQLite and PostgreSQL at SIZES (1000,10000,50000) streams, with the raw write limits (PG=postgres://… for the database)
+	$(GO) run ./test/load scale -bin $(BIN)/evident-server $(if $(SIZES),-sizes $(SIZES)) $(if $(STORES),-stores $(STORES)) $(if $(PG),-pg '$(PG)')
+
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME (default 10s) each
 	GO=$(GO) FUZZTIME=$(FUZZTIME) ./test/fuzz.sh

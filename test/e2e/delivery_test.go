@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"testing"
 	"time"
-
 )
 
 // TestExactlyOnceAcrossCrashes kills the agent with SIGKILL while reports are

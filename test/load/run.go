@@ -24,6 +24,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == workerArg {
 		return runWorker(stdin, stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == scaleArg {
+		return runScale(args[1:], stdout, stderr)
+	}
 	o, err := parseFlags(args, stderr)
 	if err == nil {
 		err = load(o, stdout, stderr)

@@ -80,7 +80,7 @@ func Open(ctx context.Context, url string, readOnly bool) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	s, err := sqlstore.New(db, dialect, !readOnly)
+	s, err := sqlstore.New(db, nil, dialect, !readOnly)
 	if err != nil {
 		db.Close()
 		return nil, err
@@ -88,7 +88,9 @@ func Open(ctx context.Context, url string, readOnly bool) (*Store, error) {
 	return s, nil
 }
 
-func loadMigrations() ([]sqlstore.Migration, error) { return sqlstore.Migrations(migrations, "migrations") }
+func loadMigrations() ([]sqlstore.Migration, error) {
+	return sqlstore.Migrations(migrations, "migrations")
+}
 
 // SchemaVersion is the newest migration this binary knows.
 func SchemaVersion() int {

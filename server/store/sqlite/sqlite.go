@@ -30,6 +30,9 @@ var dialect = &sqlstore.Dialect{
 	Max2:     "max",
 	CaseFold: func(expr string) string { return expr + " COLLATE NOCASE" },
 	Unique:   func(err error) bool { return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed") },
+	// One connection writes: without grouping, every report waits for the
+	// fsync of the one before.
+	GroupCommit: true,
 }
 
 // Open opens (creating and migrating) the database at path. readOnly opens
@@ -53,7 +56,7 @@ func Open(path string, readOnly bool) (*Store, error) {
 			db.Close()
 			return nil, err
 		}
-		return sqlstore.New(db, dialect, false)
+		return sqlstore.New(db, nil, dialect, false)
 	}
 	// One writer: SQLite serialises writes anyway, and a single connection
 	// avoids SQLITE_BUSY between our own goroutines.
@@ -62,15 +65,27 @@ func Open(path string, readOnly bool) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	s, err := sqlstore.New(db, dialect, true)
+	// Readers beside the writer: in WAL mode they read the last commit
+	// without waiting for the writer's transaction, so scoring and pages
+	// do not queue behind the next report's commit.
+	reads, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=query_only(1)")
 	if err != nil {
 		db.Close()
+		return nil, err
+	}
+	reads.SetMaxOpenConns(4)
+	s, err := sqlstore.New(db, reads, dialect, true)
+	if err != nil {
+		db.Close()
+		reads.Close()
 		return nil, err
 	}
 	return s, nil
 }
 
-func loadMigrations() ([]sqlstore.Migration, error) { return sqlstore.Migrations(migrations, "migrations") }
+func loadMigrations() ([]sqlstore.Migration, error) {
+	return sqlstore.Migrations(migrations, "migrations")
+}
 
 // SchemaVersion is the newest migration this binary knows.
 func SchemaVersion() int {

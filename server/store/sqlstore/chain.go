@@ -30,14 +30,14 @@ func chainHead(ctx context.Context, q queryer, deviceID string) (store.ChainLink
 
 // ChainHead implements store.Chain.
 func (s *Store) ChainHead(ctx context.Context, deviceID string) (store.ChainLink, error) {
-	return chainHead(ctx, s.db, deviceID)
+	return chainHead(ctx, s.rdb, deviceID)
 }
 
 // ObservationsForExport implements store.Chain.
 func (s *Store) ObservationsForExport(ctx context.Context, deviceID string, from, to time.Time, fn func(store.ChainedObservation) error) error {
 	// One read transaction: the segment bounds and the rows agree even
 	// while the server ingests.
-	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	tx, err := s.rdb.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return err
 	}

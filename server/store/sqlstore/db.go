@@ -33,6 +33,10 @@ type Dialect struct {
 	// concurrent one got in its way (a deadlock or serialization failure):
 	// retrying it is safe. SQLite serialises writers and never does.
 	Contended func(error) bool
+	// GroupCommit commits concurrent evidence and state writes together
+	// (see group): for a database with one writer, where each commit is
+	// an fsync the next write waits for.
+	GroupCommit bool
 
 	cache sync.Map // query as written -> query in this dialect
 }

@@ -42,7 +42,7 @@ func (s *Store) ReplaceInventory(ctx context.Context, imp store.InventoryImport,
 func (s *Store) Inventory(ctx context.Context) (store.InventoryImport, []store.InventoryRow, error) {
 	var imp store.InventoryImport
 	var at int64
-	err := s.db.QueryRowContext(ctx, `SELECT id, imported_at, source, filename, row_count, sha256 FROM inventory_imports
+	err := s.rdb.QueryRowContext(ctx, `SELECT id, imported_at, source, filename, row_count, sha256 FROM inventory_imports
 		ORDER BY id DESC LIMIT 1`).Scan(&imp.ID, &at, &imp.Source, &imp.Filename, &imp.Rows, &imp.SHA256)
 	if errors.Is(err, sql.ErrNoRows) {
 		return imp, nil, store.ErrNotFound
@@ -51,7 +51,7 @@ func (s *Store) Inventory(ctx context.Context) (store.InventoryImport, []store.I
 		return imp, nil, err
 	}
 	imp.ImportedAt = fromNanos(at)
-	rows, err := s.db.QueryContext(ctx, `SELECT line, serial_number, hostname, owner FROM inventory WHERE import_id = ? ORDER BY line`, imp.ID)
+	rows, err := s.rdb.QueryContext(ctx, `SELECT line, serial_number, hostname, owner FROM inventory WHERE import_id = ? ORDER BY line`, imp.ID)
 	if err != nil {
 		return imp, nil, err
 	}
@@ -82,7 +82,7 @@ func scanWaiver(sc interface{ Scan(...any) error }) (store.Waiver, error) {
 }
 
 func (s *Store) waivers(ctx context.Context, query string, args ...any) ([]store.Waiver, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+waiverCols+` FROM waivers `+query, args...)
+	rows, err := s.rdb.QueryContext(ctx, `SELECT `+waiverCols+` FROM waivers `+query, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -111,7 +111,7 @@ func (s *Store) CreateWaiver(ctx context.Context, w store.Waiver) error {
 
 // Waiver implements store.Waivers.
 func (s *Store) Waiver(ctx context.Context, id string) (store.Waiver, error) {
-	return scanWaiver(s.db.QueryRowContext(ctx, `SELECT `+waiverCols+` FROM waivers WHERE id = ?`, id))
+	return scanWaiver(s.rdb.QueryRowContext(ctx, `SELECT `+waiverCols+` FROM waivers WHERE id = ?`, id))
 }
 
 // ListWaivers implements store.Waivers.

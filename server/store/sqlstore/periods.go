@@ -14,7 +14,7 @@ import (
 // USING INDEX control_states_range), and checks since_at < to on the index
 // entry before it reads the row.
 func (s *Store) StatesOverlapping(ctx context.Context, from, to time.Time, fn func(store.DeviceState) error) error {
-	rows, err := s.db.QueryContext(ctx, `SELECT device_id, control_id, status, reason, evidence_seq, since_at, until_at,
+	rows, err := s.rdb.QueryContext(ctx, `SELECT device_id, control_id, status, reason, evidence_seq, since_at, until_at,
 		evaluated_at, evaluations FROM control_states
 		WHERE since_at < ? AND (until_at IS NULL OR until_at > ?)
 		ORDER BY device_id, control_id, since_at`, nanos(to), nanos(from))
@@ -42,7 +42,7 @@ func (s *Store) StatesOverlapping(ctx context.Context, from, to time.Time, fn fu
 // without reading its observations; for the others, the first observation
 // received in the period ends the search.
 func (s *Store) DevicesReportedBetween(ctx context.Context, from, to time.Time) (map[string]bool, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT d.id FROM devices d
+	rows, err := s.rdb.QueryContext(ctx, `SELECT d.id FROM devices d
 		WHERE d.last_seen_at >= ? AND EXISTS (SELECT 1 FROM observations o
 			WHERE o.device_id = d.id AND o.received_at >= ? AND o.received_at < ?)`, nanos(from), nanos(from), nanos(to))
 	if err != nil {

@@ -20,7 +20,8 @@ const day = int64(24 * time.Hour)
 // them each time is most of their cost in SQLite. They are prepared once
 // when a writable store opens (not inside a transaction: the writer's one
 // connection is busy then).
-var hotStatements = []string{stmtCount, stmtDaily, stmtClose, stmtConfirm, stmtOpen, stmtCompliant, stmtUngroup, stmtGroup}
+var hotStatements = []string{stmtCount, stmtDaily, stmtClose, stmtConfirm, stmtOpen, stmtCompliant, stmtUngroup, stmtGroup,
+	stmtLastSeen, stmtObserve, stmtChainHead, stmtLatest}
 
 const (
 	stmtCount = `INSERT INTO posture_counts (control_id, status, devices) VALUES (?,?,?)
@@ -112,11 +113,11 @@ func (s *Store) RecordStates(ctx context.Context, p store.StatePlan) error {
 }
 
 func (s *Store) recordStates(ctx context.Context, p store.StatePlan) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
+	return s.write(ctx, func(tx Tx) error { return s.applyPlan(ctx, tx, p) })
+}
+
+// applyPlan applies an evaluation's plan in tx.
+func (s *Store) applyPlan(ctx context.Context, tx Tx, p store.StatePlan) error {
 	at := nanos(p.At)
 	// The aggregates move once per (control, status) the plan touches.
 	deltas := map[[2]string]int{}
@@ -184,12 +185,12 @@ func (s *Store) recordStates(ctx context.Context, p store.StatePlan) error {
 			return err
 		}
 	}
-	return tx.Commit()
+	return nil
 }
 
 // FleetCounts implements store.Posture.
 func (s *Store) FleetCounts(ctx context.Context) (store.FleetCounts, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT control_id, status, devices FROM posture_counts`)
+	rows, err := s.rdb.QueryContext(ctx, `SELECT control_id, status, devices FROM posture_counts`)
 	if err != nil {
 		return store.FleetCounts{}, err
 	}
@@ -237,7 +238,7 @@ func (s *Store) DailyCounts(ctx context.Context, from, to time.Time) ([]store.Da
 	}
 	cur := store.FleetCounts{Controls: map[string]map[string]int{}}
 	// The counts standing at the start: each aggregate's newest day before.
-	rows, err := s.db.QueryContext(ctx, `SELECT p.control_id, p.status, p.devices, p.day FROM posture_daily p
+	rows, err := s.rdb.QueryContext(ctx, `SELECT p.control_id, p.status, p.devices, p.day FROM posture_daily p
 		WHERE p.day = (SELECT max(q.day) FROM posture_daily q
 			WHERE q.control_id = p.control_id AND q.status = p.status AND q.day < ?)`, d0)
 	if err != nil {
@@ -257,7 +258,7 @@ func (s *Store) DailyCounts(ctx context.Context, from, to time.Time) ([]store.Da
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	rows, err = s.db.QueryContext(ctx, `SELECT day, control_id, status, devices FROM posture_daily
+	rows, err = s.rdb.QueryContext(ctx, `SELECT day, control_id, status, devices FROM posture_daily
 		WHERE day >= ? AND day <= ? ORDER BY day`, d0, d1)
 	if err != nil {
 		return nil, err
@@ -436,7 +437,7 @@ func (s *Store) DevicePage(ctx context.Context, q store.DeviceQuery) (store.Devi
 	args = append(args, q.Limit+1)
 	// One read transaction: the rows, their intervals and groups agree
 	// even while evaluations are recorded.
-	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	tx, err := s.rdb.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return store.DevicePage{}, err
 	}

@@ -14,22 +14,36 @@ import (
 // Store is the store.Store of a SQL database.
 type Store struct {
 	db DB
-	d  *Dialect
+	// rdb reads: a pool of its own for SQLite (WAL readers do not wait for
+	// the one writer), db itself otherwise.
+	rdb DB
+	d   *Dialect
 
 	// stmts are the hot write statements, prepared at New (writable
 	// stores only) and read-only after.
 	stmts map[string]*sql.Stmt
+
+	// group commits writes together (Dialect.GroupCommit, writable only).
+	group *group
 }
 
 var _ store.Store = (*Store)(nil)
 
 // New returns the store over db, which the caller has opened and migrated.
-// A writable store prepares its hot write statements; Close closes db.
-func New(db *sql.DB, d *Dialect, writable bool) (*Store, error) {
-	s := &Store{db: DB{db, d}, d: d}
+// reads, when not nil, is a pool the reads go to (SQLite's readers beside
+// its one writer). A writable store prepares its hot write statements;
+// Close closes db and reads.
+func New(db, reads *sql.DB, d *Dialect, writable bool) (*Store, error) {
+	if reads == nil {
+		reads = db
+	}
+	s := &Store{db: DB{db, d}, rdb: DB{reads, d}, d: d}
 	if writable {
 		if err := s.prepare(context.Background()); err != nil {
 			return nil, fmt.Errorf("prepare statements: %w", err)
+		}
+		if d.GroupCommit {
+			s.startGroup()
 		}
 	}
 	return s, nil
@@ -37,8 +51,12 @@ func New(db *sql.DB, d *Dialect, writable bool) (*Store, error) {
 
 // Close implements store.Store.
 func (s *Store) Close() error {
+	s.stopGroup()
 	for _, st := range s.stmts {
 		st.Close()
+	}
+	if s.rdb.raw != s.db.raw {
+		s.rdb.raw.Close()
 	}
 	return s.db.raw.Close()
 }
@@ -80,24 +98,32 @@ func (s *Store) PeekEnrollSecret(ctx context.Context, hash []byte, now time.Time
 }
 
 func (s *Store) enrollSecret(ctx context.Context, hash []byte, now time.Time, use bool) (store.EnrollSecret, error) {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return store.EnrollSecret{}, err
+	if !use {
+		return readSecret(ctx, s.rdb, hash, now, 0)
 	}
-	defer tx.Rollback()
-	if use {
+	var e store.EnrollSecret
+	err := s.write(ctx, func(tx Tx) error {
 		// Count the use first: the update locks the row, so two concurrent
 		// uses of a single-use secret (two replicas) are decided one after
 		// the other, the second seeing the first's count. A refused use
 		// rolls the count back.
 		if _, err := tx.ExecContext(ctx, `UPDATE enroll_secrets SET uses = uses + 1 WHERE hash = ?`, hash); err != nil {
-			return store.EnrollSecret{}, err
+			return err
 		}
-	}
+		var err error
+		e, err = readSecret(ctx, tx, hash, now, 1)
+		return err
+	})
+	return e, err
+}
+
+// readSecret reads the secret of hash and checks that it can enroll at now,
+// given that counted of its uses are the present one's.
+func readSecret(ctx context.Context, q queryer, hash []byte, now time.Time, counted int) (store.EnrollSecret, error) {
 	var e store.EnrollSecret
 	var exp, rev sql.NullInt64
 	var created int64
-	err = tx.QueryRowContext(ctx, `SELECT id, hash, label, created_at, expires_at, single_use, uses, revoked_at
+	err := q.QueryRowContext(ctx, `SELECT id, hash, label, created_at, expires_at, single_use, uses, revoked_at
 		FROM enroll_secrets WHERE hash = ?`, hash).Scan(&e.ID, &e.Hash, &e.Label, &created, &exp, &e.SingleUse, &e.Uses, &rev)
 	if errors.Is(err, sql.ErrNoRows) {
 		return e, store.ErrNotFound
@@ -106,27 +132,28 @@ func (s *Store) enrollSecret(ctx context.Context, hash []byte, now time.Time, us
 		return e, err
 	}
 	e.CreatedAt, e.ExpiresAt, e.RevokedAt = fromNanos(created), timePtr(exp), timePtr(rev)
-	before := e.Uses
-	if use {
-		before--
-	}
-	if e.RevokedAt != nil || (e.ExpiresAt != nil && !now.Before(*e.ExpiresAt)) || (e.SingleUse && before > 0) {
+	if e.RevokedAt != nil || (e.ExpiresAt != nil && !now.Before(*e.ExpiresAt)) || (e.SingleUse && e.Uses-counted > 0) {
 		return e, store.ErrNotFound
 	}
-	if !use {
-		return e, nil
-	}
-	return e, tx.Commit()
+	return e, nil
 }
 
 // EnrollDevice implements store.Enrollment.
 func (s *Store) EnrollDevice(ctx context.Context, d store.Device) (store.Device, error) {
-	tx, err := s.db.BeginTx(ctx, nil)
+	var stored store.Device
+	err := s.write(ctx, func(tx Tx) error {
+		var err error
+		stored, err = s.enrollDevice(ctx, tx, d)
+		return err
+	})
 	if err != nil {
 		return d, err
 	}
-	defer tx.Rollback()
-	_, err = tx.ExecContext(ctx, `INSERT INTO devices (id, hostname, goos, goarch, os_version, machine_id, serial_number,
+	return stored, nil
+}
+
+func (s *Store) enrollDevice(ctx context.Context, tx Tx, d store.Device) (store.Device, error) {
+	_, err := tx.ExecContext(ctx, `INSERT INTO devices (id, hostname, goos, goarch, os_version, machine_id, serial_number,
 		agent_version, secret_id, enrolled_at, previous_id, reenrolled) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`,
 		d.ID, d.Hostname, d.GOOS, d.GOARCH, d.OSVersion, d.MachineID, d.SerialNumber, d.AgentVersion, d.SecretID,
 		nanos(d.EnrolledAt), d.PreviousID, d.Reenrolled)
@@ -149,11 +176,7 @@ func (s *Store) EnrollDevice(ctx context.Context, d store.Device) (store.Device,
 			return d, err
 		}
 	}
-	stored, err := scanDevice(tx.QueryRowContext(ctx, `SELECT `+deviceCols+` FROM devices WHERE id = ?`, d.ID))
-	if err != nil {
-		return d, err
-	}
-	return stored, tx.Commit()
+	return scanDevice(tx.QueryRowContext(ctx, `SELECT `+deviceCols+` FROM devices WHERE id = ?`, d.ID))
 }
 
 const deviceCols = `id, hostname, goos, goarch, os_version, machine_id, serial_number, agent_version, secret_id, enrolled_at, last_seen_at, previous_id, reenrolled, superseded_by`
@@ -170,7 +193,7 @@ func scanDevice(sc interface{ Scan(...any) error }) (store.Device, error) {
 
 // Device implements store.Enrollment.
 func (s *Store) Device(ctx context.Context, id string) (store.Device, error) {
-	d, err := scanDevice(s.db.QueryRowContext(ctx, `SELECT `+deviceCols+` FROM devices WHERE id = ?`, id))
+	d, err := scanDevice(s.rdb.QueryRowContext(ctx, `SELECT `+deviceCols+` FROM devices WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return d, store.ErrNotFound
 	}
@@ -182,7 +205,7 @@ func (s *Store) DeviceByMachineID(ctx context.Context, machineID string) (store.
 	if machineID == "" {
 		return store.Device{}, store.ErrNotFound
 	}
-	d, err := scanDevice(s.db.QueryRowContext(ctx, `SELECT `+deviceCols+` FROM devices WHERE machine_id = ?
+	d, err := scanDevice(s.rdb.QueryRowContext(ctx, `SELECT `+deviceCols+` FROM devices WHERE machine_id = ?
 		ORDER BY enrolled_at DESC, id DESC LIMIT 1`, machineID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return d, store.ErrNotFound
@@ -192,7 +215,7 @@ func (s *Store) DeviceByMachineID(ctx context.Context, machineID string) (store.
 
 // Devices implements store.Enrollment.
 func (s *Store) Devices(ctx context.Context) ([]store.Device, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+deviceCols+` FROM devices ORDER BY hostname, id`)
+	rows, err := s.rdb.QueryContext(ctx, `SELECT `+deviceCols+` FROM devices ORDER BY hostname, id`)
 	if err != nil {
 		return nil, err
 	}
@@ -213,28 +236,41 @@ func (s *Store) Devices(ctx context.Context) ([]store.Device, error) {
 // written inside the same immediate transaction as the inserts, so
 // concurrent batches of one device chain one after the other.
 func (s *Store) Ingest(ctx context.Context, deviceID string, obs []store.Observation, receivedAt time.Time) (int, error) {
-	tx, err := s.db.BeginTx(ctx, nil)
+	var n int
+	err := s.write(ctx, func(tx Tx) error {
+		var err error
+		n, err = s.ingest(ctx, tx, deviceID, obs, receivedAt)
+		return err
+	})
 	if err != nil {
 		return 0, err
 	}
-	defer tx.Rollback()
+	return n, nil
+}
+
+const (
+	stmtLastSeen = `UPDATE devices SET last_seen_at = GREATEST(COALESCE(last_seen_at, 0), ?) WHERE id = ?`
+	stmtObserve  = `INSERT INTO observations (device_id, seq, collector, collected_at, received_at,
+		clock_skew, status, error, parser_version, payload, sources, duration_ms, chain_index, chain_hash)
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (device_id, seq) DO NOTHING`
+	stmtChainHead = `INSERT INTO chain_heads (device_id, chain_index, chain_hash) VALUES (?, ?, ?)
+		ON CONFLICT (device_id) DO UPDATE SET chain_index = excluded.chain_index, chain_hash = excluded.chain_hash`
+	stmtLatest = `INSERT INTO latest_observations (device_id, collector, seq) VALUES (?, ?, ?)
+		ON CONFLICT (device_id, collector) DO UPDATE SET seq = GREATEST(latest_observations.seq, excluded.seq)`
+)
+
+// ingest stores one batch of a device's observations in tx.
+func (s *Store) ingest(ctx context.Context, tx Tx, deviceID string, obs []store.Observation, receivedAt time.Time) (int, error) {
 	// Last seen first: the update locks the device's row (in PostgreSQL),
 	// so batches of one device arriving at two replicas chain one after
 	// the other rather than both from the same head.
-	if _, err := tx.ExecContext(ctx, `UPDATE devices SET last_seen_at = GREATEST(COALESCE(last_seen_at, 0), ?) WHERE id = ?`, nanos(receivedAt), deviceID); err != nil {
+	if _, err := s.exec(ctx, tx, stmtLastSeen, nanos(receivedAt), deviceID); err != nil {
 		return 0, err
 	}
 	head, err := chainHead(ctx, tx, deviceID)
 	if err != nil {
 		return 0, err
 	}
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO observations (device_id, seq, collector, collected_at, received_at,
-		clock_skew, status, error, parser_version, payload, sources, duration_ms, chain_index, chain_hash)
-		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (device_id, seq) DO NOTHING`)
-	if err != nil {
-		return 0, err
-	}
-	defer stmt.Close()
 	n := 0
 	newest := map[string]uint64{}
 	rec := fromNanos(nanos(receivedAt))
@@ -243,7 +279,7 @@ func (s *Store) Ingest(ctx context.Context, deviceID string, obs []store.Observa
 		o.CollectedAt, o.ReceivedAt = fromNanos(nanos(o.CollectedAt)), rec
 		idx := head.Index + 1
 		h := store.ChainHash(head.Hash, deviceID, idx, o)
-		r, err := stmt.ExecContext(ctx, deviceID, int64(o.Seq), o.Collector, nanos(o.CollectedAt), nanos(receivedAt),
+		r, err := s.exec(ctx, tx, stmtObserve, deviceID, int64(o.Seq), o.Collector, nanos(o.CollectedAt), nanos(receivedAt),
 			o.ClockSkew, o.Status, o.Error, o.ParserVersion, []byte(o.Payload), []byte(o.Sources), o.DurationMS, int64(idx), h)
 		if err != nil {
 			return 0, fmt.Errorf("store seq %d: %w", o.Seq, err)
@@ -259,19 +295,16 @@ func (s *Store) Ingest(ctx context.Context, deviceID string, obs []store.Observa
 		}
 	}
 	if n > 0 {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO chain_heads (device_id, chain_index, chain_hash) VALUES (?, ?, ?)
-			ON CONFLICT (device_id) DO UPDATE SET chain_index = excluded.chain_index, chain_hash = excluded.chain_hash`,
-			deviceID, int64(head.Index), head.Hash); err != nil {
+		if _, err := s.exec(ctx, tx, stmtChainHead, deviceID, int64(head.Index), head.Hash); err != nil {
 			return 0, err
 		}
 	}
 	for c, seq := range newest {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO latest_observations (device_id, collector, seq) VALUES (?, ?, ?)
-			ON CONFLICT (device_id, collector) DO UPDATE SET seq = GREATEST(latest_observations.seq, excluded.seq)`, deviceID, c, int64(seq)); err != nil {
+		if _, err := s.exec(ctx, tx, stmtLatest, deviceID, c, int64(seq)); err != nil {
 			return 0, err
 		}
 	}
-	return n, tx.Commit()
+	return n, nil
 }
 
 const obsCols = `seq, collector, collected_at, received_at, clock_skew, status, error, parser_version, payload, sources, duration_ms`
@@ -287,7 +320,7 @@ func scanObs(sc interface{ Scan(...any) error }) (store.Observation, error) {
 
 // Latest implements store.Evidence.
 func (s *Store) Latest(ctx context.Context, deviceID string) (map[string]store.Observation, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+prefixed("o.", obsCols)+` FROM latest_observations l
+	rows, err := s.rdb.QueryContext(ctx, `SELECT `+prefixed("o.", obsCols)+` FROM latest_observations l
 		JOIN observations o ON o.device_id = l.device_id AND o.seq = l.seq WHERE l.device_id = ?`, deviceID)
 	if err != nil {
 		return nil, err
@@ -314,7 +347,7 @@ func prefixed(p, cols string) string {
 
 // History implements store.Evidence.
 func (s *Store) History(ctx context.Context, deviceID, collector string, limit int) ([]store.Observation, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+obsCols+` FROM observations WHERE device_id = ? AND collector = ?
+	rows, err := s.rdb.QueryContext(ctx, `SELECT `+obsCols+` FROM observations WHERE device_id = ? AND collector = ?
 		ORDER BY seq DESC LIMIT ?`, deviceID, collector, limit)
 	if err != nil {
 		return nil, err
@@ -335,7 +368,7 @@ func (s *Store) History(ctx context.Context, deviceID, collector string, limit i
 func (s *Store) Counts(ctx context.Context, deviceID string) (store.ObservationCounts, error) {
 	var c store.ObservationCounts
 	var minSeq, maxSeq, first, last sql.NullInt64
-	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*), MIN(seq), MAX(seq), MIN(collected_at), MAX(collected_at)
+	err := s.rdb.QueryRowContext(ctx, `SELECT COUNT(*), MIN(seq), MAX(seq), MIN(collected_at), MAX(collected_at)
 		FROM observations WHERE device_id = ?`, deviceID).Scan(&c.Total, &minSeq, &maxSeq, &first, &last)
 	if err != nil {
 		return c, err
@@ -350,7 +383,7 @@ func (s *Store) Counts(ctx context.Context, deviceID string) (store.ObservationC
 const stateCols = `id, control_id, status, reason, evidence_seq, evidence, since_at, until_at, evaluated_at, evaluations`
 
 func (s *Store) states(ctx context.Context, q string, args ...any) ([]store.ControlState, error) {
-	rows, err := s.db.QueryContext(ctx, q, args...)
+	rows, err := s.rdb.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}

@@ -51,13 +51,13 @@ func scanTPM(sc interface{ Scan(...any) error }, extra ...any) (store.DeviceTPM,
 
 // DeviceTPM implements store.TPM.
 func (s *Store) DeviceTPM(ctx context.Context, deviceID string) (store.DeviceTPM, error) {
-	return scanTPM(s.db.QueryRowContext(ctx, `SELECT `+tpmCols+` FROM device_tpm WHERE device_id = ?`, deviceID))
+	return scanTPM(s.rdb.QueryRowContext(ctx, `SELECT `+tpmCols+` FROM device_tpm WHERE device_id = ?`, deviceID))
 }
 
 // DeviceByEK implements store.TPM.
 func (s *Store) DeviceByEK(ctx context.Context, ekHash []byte) (string, store.DeviceTPM, error) {
 	var id string
-	t, err := scanTPM(s.db.QueryRowContext(ctx, `SELECT `+tpmCols+`, device_id FROM device_tpm WHERE ek_hash = ?
+	t, err := scanTPM(s.rdb.QueryRowContext(ctx, `SELECT `+tpmCols+`, device_id FROM device_tpm WHERE ek_hash = ?
 		ORDER BY enrolled_at DESC, device_id DESC LIMIT 1`, ekHash), &id)
 	return id, t, err
 }
@@ -68,7 +68,7 @@ func (s *Store) MachineTPM(ctx context.Context, machineID string) (string, store
 		return "", store.DeviceTPM{}, store.ErrNotFound
 	}
 	var id string
-	t, err := scanTPM(s.db.QueryRowContext(ctx, `SELECT t.ek_hash, t.ek_trust, t.ek_cert_subject, t.ek_cert_issuer, t.ek_cert_serial,
+	t, err := scanTPM(s.rdb.QueryRowContext(ctx, `SELECT t.ek_hash, t.ek_trust, t.ek_cert_subject, t.ek_cert_issuer, t.ek_cert_serial,
 		t.ak_public, t.enrolled_at, t.device_id FROM device_tpm t JOIN devices d ON d.id = t.device_id
 		WHERE d.machine_id = ? ORDER BY t.enrolled_at DESC, t.device_id DESC LIMIT 1`, machineID), &id)
 	return id, t, err
@@ -77,7 +77,7 @@ func (s *Store) MachineTPM(ctx context.Context, machineID string) (string, store
 // HasLiveNonce implements store.TPM.
 func (s *Store) HasLiveNonce(ctx context.Context, deviceID string, now time.Time) (bool, error) {
 	var n int
-	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM attest_nonces WHERE device_id = ? AND expires_at > ?`, deviceID, nanos(now)).Scan(&n)
+	err := s.rdb.QueryRowContext(ctx, `SELECT count(*) FROM attest_nonces WHERE device_id = ? AND expires_at > ?`, deviceID, nanos(now)).Scan(&n)
 	return n > 0, err
 }
 
@@ -143,7 +143,7 @@ func (s *Store) LatestAttestation(ctx context.Context, deviceID string, verified
 	a := store.Attestation{DeviceID: deviceID}
 	var at, first, last int64
 	var verdict []byte
-	err := s.db.QueryRowContext(ctx, `SELECT id, received_at, verified, verdict, first_seq, last_seq, raw FROM attestations
+	err := s.rdb.QueryRowContext(ctx, `SELECT id, received_at, verified, verdict, first_seq, last_seq, raw FROM attestations
 		WHERE device_id = ? AND (verified OR NOT ?) ORDER BY id DESC LIMIT 1`, deviceID, verifiedOnly).Scan(&a.ID, &at, &a.Verified, &verdict, &first, &last, &a.Raw)
 	if errors.Is(err, sql.ErrNoRows) {
 		return a, store.ErrNotFound

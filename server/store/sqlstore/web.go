@@ -36,7 +36,7 @@ func (s *Store) CreateToken(ctx context.Context, t store.Token) error {
 
 // TokenByHash implements store.Web.
 func (s *Store) TokenByHash(ctx context.Context, hash []byte, now time.Time) (store.Token, error) {
-	t, err := scanToken(s.db.QueryRowContext(ctx, `SELECT `+tokenCols+` FROM tokens WHERE hash = ?`, hash))
+	t, err := scanToken(s.rdb.QueryRowContext(ctx, `SELECT `+tokenCols+` FROM tokens WHERE hash = ?`, hash))
 	if err != nil {
 		return t, err
 	}
@@ -51,7 +51,7 @@ func (s *Store) TokenByHash(ctx context.Context, hash []byte, now time.Time) (st
 
 // Tokens implements store.Web.
 func (s *Store) Tokens(ctx context.Context) ([]store.Token, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+tokenCols+` FROM tokens ORDER BY created_at DESC, id`)
+	rows, err := s.rdb.QueryContext(ctx, `SELECT `+tokenCols+` FROM tokens ORDER BY created_at DESC, id`)
 	if err != nil {
 		return nil, err
 	}
@@ -111,7 +111,7 @@ func (s *Store) Session(ctx context.Context, hash []byte, now time.Time) (store.
 	se := store.Session{Hash: hash}
 	var created, exp int64
 	var tokExp, tokRev sql.NullInt64
-	err := s.db.QueryRowContext(ctx, `SELECT s.token_id, s.created_at, s.expires_at, t.role, t.label, t.expires_at, t.revoked_at
+	err := s.rdb.QueryRowContext(ctx, `SELECT s.token_id, s.created_at, s.expires_at, t.role, t.label, t.expires_at, t.revoked_at
 		FROM web_sessions s JOIN tokens t ON t.id = s.token_id WHERE s.hash = ?`, hash).
 		Scan(&se.TokenID, &created, &exp, &se.Role, &se.Label, &tokExp, &tokRev)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -147,7 +147,7 @@ func (s *Store) AuditLog(ctx context.Context, limit int) ([]store.AuditEntry, er
 	if limit <= 0 {
 		return nil, nil
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT id, at, actor, action, detail FROM audit_log ORDER BY id DESC LIMIT ?`, limit)
+	rows, err := s.rdb.QueryContext(ctx, `SELECT id, at, actor, action, detail FROM audit_log ORDER BY id DESC LIMIT ?`, limit)
 	if err != nil {
 		return nil, err
 	}
