@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"slices"
 	"strings"
 	"time"
@@ -24,12 +25,12 @@ var hotStatements = []string{stmtCount, stmtDaily, stmtClose, stmtConfirm, stmtO
 	stmtLastSeen, stmtObserve, stmtChainHead, stmtLatest}
 
 const (
-	stmtCount = `INSERT INTO posture_counts (control_id, status, devices) VALUES (?,?,?)
-		ON CONFLICT (control_id, status) DO UPDATE SET devices = posture_counts.devices + excluded.devices`
-	stmtDaily = `INSERT INTO posture_daily (day, control_id, status, devices)
-		SELECT GREATEST(?, COALESCE((SELECT max(day) FROM posture_daily), ?)), control_id, status, devices
-		FROM posture_counts WHERE control_id = ? AND status = ?
-		ON CONFLICT (day, control_id, status) DO UPDATE SET devices = excluded.devices`
+	stmtCount = `INSERT INTO posture_counts (control_id, status, shard, devices) VALUES (?,?,?,?)
+		ON CONFLICT (control_id, status, shard) DO UPDATE SET devices = posture_counts.devices + excluded.devices`
+	stmtDaily = `INSERT INTO posture_daily (day, control_id, status, shard, devices)
+		SELECT GREATEST(?, COALESCE((SELECT max(day) FROM posture_daily), ?)), control_id, status, shard, devices
+		FROM posture_counts WHERE control_id = ? AND status = ? AND shard = ?
+		ON CONFLICT (day, control_id, status, shard) DO UPDATE SET devices = excluded.devices`
 	stmtClose = `UPDATE control_states SET until_at = ?
 		WHERE id = ? AND device_id = ? AND control_id = ? AND status = ? AND until_at IS NULL`
 	stmtConfirm = `UPDATE control_states SET reason = ?, evidence_seq = ?, evidence = ?,
@@ -76,13 +77,30 @@ func unixDay(t time.Time) int64 {
 // change recorded after a later day's (a late evaluation, two racing across
 // midnight) is recorded on that later day, so the newest day always holds
 // the current counts.
-func (s *Store) counter(ctx context.Context, tx Tx, control, status string, delta int, at time.Time) error {
-	if _, err := s.exec(ctx, tx, stmtCount, control, status, delta); err != nil {
+//
+// Each aggregate is kept in Shards rows, a device's changes going to the
+// row of its shard, and read as their sum: the aggregates are shared by the
+// whole fleet, and a database that locks the row it updates until commit
+// (PostgreSQL) would otherwise serialise every enrollment and every status
+// change of the fleet on one row.
+func (s *Store) counter(ctx context.Context, tx Tx, deviceID, control, status string, delta int, at time.Time) error {
+	sh := shard(deviceID)
+	if _, err := s.exec(ctx, tx, stmtCount, control, status, sh, delta); err != nil {
 		return err
 	}
 	d := unixDay(at)
-	_, err := s.exec(ctx, tx, stmtDaily, d, d, control, status)
+	_, err := s.exec(ctx, tx, stmtDaily, d, d, control, status, sh)
 	return err
+}
+
+// Shards is how many rows hold each aggregate.
+const Shards = 16
+
+// shard is the aggregate row a device's changes go to.
+func shard(deviceID string) int {
+	h := fnv.New32a()
+	h.Write([]byte(deviceID))
+	return int(h.Sum32() % Shards)
 }
 
 func affectedOne(res sql.Result, err error) error {
@@ -173,7 +191,7 @@ func (s *Store) applyPlan(ctx context.Context, tx Tx, p store.StatePlan) error {
 		return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1]))
 	})
 	for _, k := range keys {
-		if err := s.counter(ctx, tx, k[0], k[1], deltas[k], p.At); err != nil {
+		if err := s.counter(ctx, tx, p.DeviceID, k[0], k[1], deltas[k], p.At); err != nil {
 			return err
 		}
 	}
@@ -190,7 +208,7 @@ func (s *Store) applyPlan(ctx context.Context, tx Tx, p store.StatePlan) error {
 
 // FleetCounts implements store.Posture.
 func (s *Store) FleetCounts(ctx context.Context) (store.FleetCounts, error) {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT control_id, status, devices FROM posture_counts`)
+	rows, err := s.rdb.QueryContext(ctx, `SELECT control_id, status, sum(devices) FROM posture_counts GROUP BY control_id, status`)
 	if err != nil {
 		return store.FleetCounts{}, err
 	}
@@ -236,29 +254,45 @@ func (s *Store) DailyCounts(ctx context.Context, from, to time.Time) ([]store.Da
 	if d1 < d0 || d1-d0 >= maxDays {
 		return nil, fmt.Errorf("daily counts: %s to %s is not a range of 1 to %d days", from.Format(time.DateOnly), to.Format(time.DateOnly), maxDays)
 	}
-	cur := store.FleetCounts{Controls: map[string]map[string]int{}}
-	// The counts standing at the start: each aggregate's newest day before.
-	rows, err := s.rdb.QueryContext(ctx, `SELECT p.control_id, p.status, p.devices, p.day FROM posture_daily p
+	// Each aggregate row (control, status, shard) as it stood: at the
+	// start, its newest day before; then day by day. A day's counts are
+	// the sums over the shards.
+	type key struct {
+		control, status string
+		shard           int
+	}
+	cur := map[key]int{}
+	rows, err := s.rdb.QueryContext(ctx, `SELECT p.control_id, p.status, p.shard, p.devices FROM posture_daily p
 		WHERE p.day = (SELECT max(q.day) FROM posture_daily q
-			WHERE q.control_id = p.control_id AND q.status = p.status AND q.day < ?)`, d0)
+			WHERE q.control_id = p.control_id AND q.status = p.status AND q.shard = p.shard AND q.day < ?)`, d0)
 	if err != nil {
 		return nil, err
 	}
 	for rows.Next() {
-		var control, status string
+		var k key
 		var n int
-		var dd int64
-		if err := rows.Scan(&control, &status, &n, &dd); err != nil {
+		if err := rows.Scan(&k.control, &k.status, &k.shard, &n); err != nil {
 			rows.Close()
 			return nil, err
 		}
-		addCount(&cur, control, status, n)
+		cur[k] = n
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	rows, err = s.rdb.QueryContext(ctx, `SELECT day, control_id, status, devices FROM posture_daily
+	sum := func() store.FleetCounts {
+		totals := map[[2]string]int{}
+		for k, n := range cur {
+			totals[[2]string{k.control, k.status}] += n
+		}
+		fc := store.FleetCounts{Controls: map[string]map[string]int{}}
+		for k, n := range totals {
+			addCount(&fc, k[0], k[1], n)
+		}
+		return fc
+	}
+	rows, err = s.rdb.QueryContext(ctx, `SELECT day, control_id, status, shard, devices FROM posture_daily
 		WHERE day >= ? AND day <= ? ORDER BY day`, d0, d1)
 	if err != nil {
 		return nil, err
@@ -267,19 +301,23 @@ func (s *Store) DailyCounts(ctx context.Context, from, to time.Time) ([]store.Da
 	out := make([]store.DayCounts, 0, d1-d0+1)
 	next := d0
 	flush := func(upTo int64) {
+		if next >= upTo {
+			return
+		}
+		fc := sum()
 		for ; next < upTo; next++ {
-			out = append(out, store.DayCounts{Day: time.Unix(0, next*day).UTC(), FleetCounts: cloneCounts(cur)})
+			out = append(out, store.DayCounts{Day: time.Unix(0, next*day).UTC(), FleetCounts: cloneCounts(fc)})
 		}
 	}
 	for rows.Next() {
 		var dd int64
-		var control, status string
+		var k key
 		var n int
-		if err := rows.Scan(&dd, &control, &status, &n); err != nil {
+		if err := rows.Scan(&dd, &k.control, &k.status, &k.shard, &n); err != nil {
 			return nil, err
 		}
 		flush(dd)
-		addCount(&cur, control, status, n)
+		cur[k] = n
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
