@@ -36,7 +36,7 @@ import (
 // Config is what a running server needs.
 type Config struct {
 	DataDir string
-	// Store names the store (OpenStoreSpec): "" is SQLite under DataDir.
+	// Store names the store (OpenStore): "" is SQLite under DataDir.
 	Store string
 	// Listen is the gRPC address (port 0 picks one, written to
 	// DATA_DIR/listen.addr).
@@ -62,18 +62,13 @@ type Config struct {
 // DBPath is the SQLite store's file under a data directory.
 func DBPath(dir string) string { return filepath.Join(dir, "evident.db") }
 
-// OpenStore opens the default store of a data directory (SQLite).
-func OpenStore(dir string, readOnly bool) (store.Store, error) {
-	return OpenStoreSpec("", dir, readOnly)
-}
-
-// OpenStoreSpec opens the store a spec names: the one place that picks the
+// OpenStore opens the store a spec names: the one place that picks the
 // backend. "" is SQLite under the data directory (embedded, the default);
 // sqlite:///PATH a SQLite file elsewhere; postgres://… (or postgresql://)
 // a PostgreSQL database, which several server replicas can share. A
 // writable open creates and migrates it; a read-only open (reports next to
 // a running server) never does. Errors never show a password of the spec.
-func OpenStoreSpec(spec, dir string, readOnly bool) (store.Store, error) {
+func OpenStore(spec, dir string, readOnly bool) (store.Store, error) {
 	kind, path, err := ParseStoreSpec(spec, dir)
 	if err != nil {
 		return nil, err
@@ -159,7 +154,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("server certificate: %w", err)
 	}
-	st, err := OpenStoreSpec(cfg.Store, cfg.DataDir, false)
+	st, err := OpenStore(cfg.Store, cfg.DataDir, false)
 	if err != nil {
 		return err
 	}

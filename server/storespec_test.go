@@ -46,8 +46,8 @@ func TestParseStoreSpec(t *testing.T) {
 
 // A PostgreSQL store that cannot be reached is an error naming the
 // database without its password.
-func TestOpenStoreSpecHidesPassword(t *testing.T) {
-	_, err := OpenStoreSpec("postgres://evident:hunter2@127.0.0.1:1/evident?connect_timeout=2", t.TempDir(), false)
+func TestOpenStoreHidesPassword(t *testing.T) {
+	_, err := OpenStore("postgres://evident:hunter2@127.0.0.1:1/evident?connect_timeout=2", t.TempDir(), false)
 	if err == nil {
 		t.Fatal("opening an unreachable PostgreSQL succeeded")
 	}

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,6 +25,7 @@ import (
 	"github.com/evident-dev/evident/internal/cli"
 	"github.com/evident-dev/evident/server/store"
 	"github.com/evident-dev/evident/server/store/postgres"
+	"github.com/evident-dev/evident/server/store/postgres/pgtest"
 	"github.com/evident-dev/evident/server/store/sqlite"
 )
 
@@ -201,7 +201,7 @@ func scaleRun(o scaleOptions, self, st string, n int, extra []string, stderr io.
 	replicas := max(1, (n+14999)/15000)
 	args := append([]string{"-devices", strconv.Itoa(n), "-spawn", strconv.Itoa(replicas), "-bin", o.bin, "-json"}, extra...)
 	if st == "postgres" {
-		u, drop, err := freshSchema(o.pgURL)
+		u, drop, err := pgtest.Schema(context.Background(), o.pgURL, "evident_scale_")
 		if err != nil {
 			return scaleRow{}, err
 		}
@@ -226,37 +226,6 @@ func scaleRun(o scaleOptions, self, st string, n int, extra []string, stderr io.
 		return row, fmt.Errorf("the load generator printed no summary: %w", err)
 	}
 	return row, nil
-}
-
-// freshSchema creates an empty schema on the PostgreSQL server and returns
-// a URL using it, and a function that drops it.
-func freshSchema(base string) (string, func(), error) {
-	db, err := sql.Open("pgx", base)
-	if err != nil {
-		return "", nil, err
-	}
-	name := fmt.Sprintf("evident_scale_%d", time.Now().UnixNano())
-	if _, err := db.Exec(`CREATE SCHEMA ` + name); err != nil {
-		db.Close()
-		return "", nil, fmt.Errorf("postgres at %s: %w", redacted(base), err)
-	}
-	u, err := url.Parse(base)
-	if err != nil {
-		db.Close()
-		return "", nil, err
-	}
-	q := u.Query()
-	q.Set("search_path", name)
-	u.RawQuery = q.Encode()
-	return u.String(), func() { _, _ = db.Exec(`DROP SCHEMA ` + name + ` CASCADE`); db.Close() }, nil
-}
-
-func redacted(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	return u.Redacted()
 }
 
 // postgresCPU is the CPU time of every postgres process on this machine
@@ -342,7 +311,7 @@ func rawLimit(o scaleOptions, st string, tmpls []template) (float64, string, err
 		}
 		return float64(len(rows)) / time.Since(t0).Seconds(), "SQLite batched INSERT (500 rows a transaction)", nil
 	default:
-		u, drop, err := freshSchema(o.pgURL)
+		u, drop, err := pgtest.Schema(ctx, o.pgURL, "evident_scale_")
 		if err != nil {
 			return 0, "", err
 		}

@@ -19,7 +19,7 @@ type counter interface {
 // openStore opens the servers' store read-only, as evident-server does for
 // a spec (empty: the SQLite store of the data directory).
 func openStore(dataDir, spec string) (counter, error) {
-	return server.OpenStoreSpec(spec, dataDir, true)
+	return server.OpenStore(spec, dataDir, true)
 }
 
 // exactlyOnce is the outcome of the end-of-run check.

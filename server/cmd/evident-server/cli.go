@@ -169,7 +169,7 @@ func dbPath(dir string) string { return server.DBPath(dir) }
 
 // open opens the store, creating and migrating it (run, and the commands
 // that write to it).
-func (p *place) open() (store.Store, error) { return server.OpenStoreSpec(p.store, p.dir, false) }
+func (p *place) open() (store.Store, error) { return server.OpenStore(p.store, p.dir, false) }
 
 // openExisting opens a store that must already exist (commands other than
 // run never create it), read-only or not.
@@ -183,7 +183,7 @@ func openExisting(p *place, readOnly bool) (store.Store, error) {
 			return nil, fmt.Errorf("no database at %s: start `evident-server run --data-dir %s` first", path, p.dir)
 		}
 	}
-	return server.OpenStoreSpec(p.store, p.dir, readOnly)
+	return server.OpenStore(p.store, p.dir, readOnly)
 }
 
 func loadPolicy(path string) (*controls.Policy, error) {

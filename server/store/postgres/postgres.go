@@ -29,7 +29,6 @@ type Store = sqlstore.Store
 // case-folded with lower() and ordered bytewise (COLLATE "C"), which the
 // hostname indexes are built on.
 var dialect = &sqlstore.Dialect{
-	Name:     "postgres",
 	Numbered: true,
 	Max2:     "GREATEST",
 	CaseFold: func(expr string) string { return "lower(" + expr + `) COLLATE "C"` },

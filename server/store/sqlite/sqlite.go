@@ -26,7 +26,6 @@ type Store = sqlstore.Store
 // dialect is SQLite's: ? placeholders, max for the scalar maximum, ASCII
 // case folding (NOCASE, which the hostname indexes are built with).
 var dialect = &sqlstore.Dialect{
-	Name:     "sqlite",
 	Max2:     "max",
 	CaseFold: func(expr string) string { return expr + " COLLATE NOCASE" },
 	Unique:   func(err error) bool { return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed") },

@@ -16,8 +16,6 @@ import (
 
 // Dialect is what differs between the SQL backends.
 type Dialect struct {
-	// Name is the backend's name in errors ("sqlite", "postgres").
-	Name string
 	// Numbered is true when placeholders are $1, $2, … rather than ?.
 	Numbered bool
 	// Max2 is the name of the two-argument scalar maximum: SQLite's max,

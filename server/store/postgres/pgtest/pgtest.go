@@ -10,6 +10,8 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"net/url"
 	"os"
 	"testing"
@@ -34,42 +36,66 @@ func ServerURL() string {
 func URL(t testing.TB) string {
 	t.Helper()
 	base := ServerURL()
-	db, err := sql.Open("pgx", base)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	u, drop, err := Schema(ctx, base, "evident_test_")
+	if errors.Is(err, errUnreachable) {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("pgtest: PostgreSQL is required under CI: %v", err)
+		}
+		t.Skipf("pgtest: %v (set EVIDENT_TEST_POSTGRES)", err)
+	}
 	if err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	t.Cleanup(func() {
+		if err := drop(); err != nil {
+			t.Errorf("pgtest: %v", err)
+		}
+	})
+	return u
+}
+
+var errUnreachable = errors.New("no PostgreSQL")
+
+// Schema creates an empty schema named prefix plus a random suffix on the
+// server at base, and returns a URL whose connections use it (search_path)
+// and a function that drops it with everything in it. The load generator's
+// scale runs use it too, one fresh schema a run.
+func Schema(ctx context.Context, base, prefix string) (string, func() error, error) {
+	db, err := sql.Open("pgx", base)
+	if err != nil {
+		return "", nil, err
+	}
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("pgtest: PostgreSQL at %s is required under CI: %v", redact(base), err)
-		}
-		t.Skipf("pgtest: no PostgreSQL at %s (set EVIDENT_TEST_POSTGRES): %v", redact(base), err)
+		return "", nil, fmt.Errorf("%w at %s: %v", errUnreachable, redact(base), err)
 	}
 	b := make([]byte, 6)
 	rand.Read(b)
-	schema := "evident_test_" + hex.EncodeToString(b)
+	schema := prefix + hex.EncodeToString(b)
 	if _, err := db.ExecContext(ctx, `CREATE SCHEMA `+schema); err != nil {
 		db.Close()
-		t.Fatalf("pgtest: create schema: %v", err)
+		return "", nil, fmt.Errorf("create schema at %s: %v", redact(base), err)
 	}
-	t.Cleanup(func() {
+	drop := func() error {
 		defer db.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		if _, err := db.ExecContext(ctx, `DROP SCHEMA `+schema+` CASCADE`); err != nil {
-			t.Errorf("pgtest: drop schema %s: %v", schema, err)
+			return fmt.Errorf("drop schema %s: %w", schema, err)
 		}
-	})
+		return nil
+	}
 	u, err := url.Parse(base)
 	if err != nil {
-		t.Fatalf("pgtest: %v", err)
+		drop()
+		return "", nil, fmt.Errorf("%s: not a URL", redact(base))
 	}
 	q := u.Query()
 	q.Set("search_path", schema)
 	u.RawQuery = q.Encode()
-	return u.String()
+	return u.String(), drop, nil
 }
 
 func redact(s string) string {
