@@ -57,6 +57,8 @@ type Config struct {
 	// and how long one may wait (ingest.Server; zero: the defaults).
 	MaxInFlight int
 	QueueWait   time.Duration
+	// DebugListen serves runtime profiles on a loopback address when set.
+	DebugListen string
 }
 
 // DBPath is the SQLite store's file under a data directory.
@@ -191,6 +193,13 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		log.Info("web UI listening", "url", url)
 	}
+	if cfg.DebugListen != "" {
+		stopDebug, err := startDebug(context.WithoutCancel(ctx), cfg.DebugListen, log)
+		if err != nil {
+			return err
+		}
+		defer stopDebug()
+	}
 	log.Info("evident-server listening", "addr", lis.Addr().String(), "version", version.Version,
 		"data_dir", cfg.DataDir, "ca_sha256", ca.Fingerprint(), "names", strings.Join(hosts, ","), "controls", len(cfg.Policy.Controls))
 	errc := make(chan error, 1)
@@ -209,7 +218,7 @@ func Run(ctx context.Context, cfg Config) error {
 		first := make(chan struct{}, 1)
 		first <- struct{}{}
 		holder := leaseHolder(cfg.DataDir)
-		held := false
+		held, rescoredAll := false, false
 		for {
 			select {
 			case <-ctx.Done():
@@ -236,8 +245,19 @@ func Run(ctx context.Context, cfg Config) error {
 			if !ok {
 				continue
 			}
-			if err := srv.Rescore(ctx, now); err != nil && ctx.Err() == nil {
-				log.Error("rescoring failed", "err", err)
+			// The first round evaluates every device (the policy may have
+			// changed while the server was down); later rounds only those
+			// whose evidence or grace period has run out since.
+			// (A device that failed stays due: its rescore time is unchanged.)
+			if !rescoredAll {
+				if err := srv.Rescore(ctx, now); err != nil && ctx.Err() == nil {
+					log.Error("rescoring failed", "err", err)
+				}
+				rescoredAll = ctx.Err() == nil
+			} else if n, err := srv.RescoreDue(ctx, now); err != nil && ctx.Err() == nil {
+				log.Error("rescoring failed", "err", err, "devices", n)
+			} else if n > 0 {
+				log.Debug("rescored", "devices", n)
 			}
 			if err := st.PurgeExpired(ctx, now); err != nil && ctx.Err() == nil {
 				log.Warn("purging expired nonces failed", "err", err)

@@ -124,6 +124,29 @@ func (u *Uplink) Wake() {
 	}
 }
 
+// RecordBytes bounds what the agent writes to its TLS connection at once,
+// and so the TLS records the server receives. crypto/tls keeps a
+// connection's read buffer at the size of the largest record it has read,
+// for the connection's life: a server holding tens of thousands of idle
+// agent connections holds one such buffer each. Records of 16 KiB (what a
+// report of a few collectors is sent in otherwise) left 10 to 28 KiB per
+// connection; 2 KiB records leave at most a few KiB, for a record header
+// and tag (22 bytes) every 2 KiB sent.
+const RecordBytes = 2 << 10
+
+// DialOptions are the agent's connection settings, apart from its
+// credentials: message limits, keepalive, and writes in RecordBytes
+// (the buffer goes back to a shared pool after each flush, so an idle
+// agent holds none).
+func DialOptions() []grpc.DialOption {
+	return []grpc.DialOption{
+		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(4<<20), grpc.MaxCallRecvMsgSize(4<<20)),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 20 * time.Second}),
+		grpc.WithWriteBufferSize(RecordBytes),
+		grpc.WithSharedWriteBuffer(true),
+	}
+}
+
 // Run connects and streams until ctx ends, reconnecting with exponential
 // backoff and jitter (1 s to 1 min). It returns ctx's error.
 func (u *Uplink) Run(ctx context.Context) error {
@@ -136,11 +159,7 @@ func (u *Uplink) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("server address %q: %w", u.Server, err)
 	}
-	conn, err := serverlist.NewClient(servers,
-		grpc.WithTransportCredentials(credentials.NewTLS(tlsConf)),
-		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(4<<20), grpc.MaxCallRecvMsgSize(4<<20)),
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 20 * time.Second}),
-	)
+	conn, err := serverlist.NewClient(servers, append(DialOptions(), grpc.WithTransportCredentials(credentials.NewTLS(tlsConf)))...)
 	if err != nil {
 		return fmt.Errorf("server address %q: %w", u.Server, err)
 	}

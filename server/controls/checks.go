@@ -292,7 +292,7 @@ func checkAgentFresh(in Input) Result {
 			"), but the server has accepted no evidence from it"}
 	case !in.Now.IsZero() && newest.ReceivedAt.After(in.Now):
 		return Result{Status: store.Unknown, Reason: "the newest evidence was received after the evaluation time " + in.Now.UTC().Format(time.RFC3339) +
-			": freshness at that time is not known"}
+			": freshness at that time is not known", ChangesAt: newest.ReceivedAt}
 	}
 	// Policy.Evaluate fails it when the evidence is older than the
 	// control's max_age.

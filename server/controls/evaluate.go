@@ -51,6 +51,10 @@ type Result struct {
 	// count the time as an exception.
 	InGrace    bool
 	GraceUntil time.Time
+	// ChangesAt is a moment after the evaluation time at which the check
+	// itself knows its result changes (beyond evidence going stale and
+	// grace ending, which RescoreAt reads from the fields above).
+	ChangesAt time.Time
 }
 
 // Evidence is what an auditor sees next to a status.
@@ -94,6 +98,40 @@ func (p *Policy) Evaluate(in Input) []Evaluation {
 		out = append(out, Evaluation{Control: c, Result: r})
 	}
 	return out
+}
+
+// MaxRescoreGap bounds RescoreAt: every device is evaluated again at least
+// this often, whatever its evidence says, so a check whose result moves
+// with time in a way RescoreAt does not know is late by a day at most.
+const MaxRescoreGap = 24 * time.Hour
+
+// RescoreAt is when evals, made as of at, can next change with time alone:
+// the earliest moment a control's evidence becomes older than its max_age,
+// or a control's grace period ends; at most MaxRescoreGap after at. Every
+// other input of a check is the evidence, which changes only with a new
+// report (scored as it arrives). A CEL check may read the evaluation time
+// (now): with one, the device is due at every rescore (at itself).
+func RescoreAt(evals []Evaluation, at time.Time) time.Time {
+	next := at.Add(MaxRescoreGap)
+	earlier := func(t time.Time) {
+		if t.After(at) && t.Before(next) {
+			next = t
+		}
+	}
+	for _, e := range evals {
+		if e.Control.Check == "cel" {
+			return at
+		}
+		if e.InGrace {
+			earlier(e.GraceUntil)
+		}
+		earlier(e.ChangesAt)
+		if !e.EvidenceAt.IsZero() && e.Control.MaxAge.Duration > 0 {
+			// Stale once its age is over max_age: just after the deadline.
+			earlier(e.EvidenceAt.Add(e.Control.MaxAge.Duration + time.Nanosecond))
+		}
+	}
+	return next
 }
 
 // inScope evaluates applies_to. When it returns false, the Result says why.

@@ -61,6 +61,7 @@ type Store interface {
 	store.TPM
 	store.Evidence
 	store.Recorder
+	DevicesDue(ctx context.Context, now time.Time) ([]string, error)
 }
 
 // Server implements the Enrollment and Evidence services.
@@ -379,7 +380,16 @@ func (s *Server) ingest(ctx context.Context, deviceID string, in []*evidentv1.Ob
 	}
 	s.Log.Debug("report stored", "device", deviceID, "observations", len(out), "new", n, "up_to_seq", upTo)
 	if n > 0 {
-		if err := s.Score(ctx, deviceID, *lastCollected); err != nil {
+		// Scored as of when the server received the evidence (or its
+		// collection time, when a device clock ahead of the server's within
+		// the tolerated skew put that later). As of its collection time the
+		// evidence had not arrived yet, and DC-AGENT-01 could not pass:
+		// every report made it unknown until the next rescore.
+		at := received
+		if lastCollected.After(at) {
+			at = *lastCollected
+		}
+		if err := s.Score(ctx, deviceID, at); err != nil {
 			// Evidence is stored; scores can be recomputed from it.
 			s.Log.Error("scoring failed", "device", deviceID, "err", err)
 		}
@@ -387,26 +397,48 @@ func (s *Server) ingest(ctx context.Context, deviceID string, in []*evidentv1.Ob
 	return upTo, nil
 }
 
-// Rescore evaluates every device as of now, so stored intervals go stale when
-// evidence stops arriving (a silent device's "pass" becomes "unknown", and
-// DC-AGENT-01 fails), instead of staying open until its next report. The
-// server runs it periodically; a status change is recorded at now, so it is
-// late by at most the rescore period.
+// Rescore evaluates every device as of now: at server start, when the
+// policy may have changed.
 func (s *Server) Rescore(ctx context.Context, now time.Time) error {
 	devs, err := s.Store.Devices(ctx)
 	if err != nil {
 		return err
 	}
+	ids := make([]string, len(devs))
+	for i, d := range devs {
+		ids[i] = d.ID
+	}
+	_, err = s.rescore(ctx, ids, now)
+	return err
+}
+
+// RescoreDue evaluates, as of now, the devices whose recorded evaluation can
+// have changed with time alone (controls.RescoreAt): stored intervals go
+// stale when evidence stops arriving (a silent device's "pass" becomes
+// "unknown", and DC-AGENT-01 fails) instead of staying open until its next
+// report. The server runs it periodically; a status change is recorded at
+// now, so it is late by at most the rescore period. A device that reports
+// is scored as its reports arrive and is not due. It returns how many
+// devices it evaluated.
+func (s *Server) RescoreDue(ctx context.Context, now time.Time) (int, error) {
+	ids, err := s.Store.DevicesDue(ctx, now)
+	if err != nil {
+		return 0, err
+	}
+	return s.rescore(ctx, ids, now)
+}
+
+func (s *Server) rescore(ctx context.Context, ids []string, now time.Time) (int, error) {
 	var errs []error
-	for _, d := range devs {
+	for i, id := range ids {
 		if err := ctx.Err(); err != nil {
-			return err // shutting down
+			return i, err // shutting down
 		}
-		if err := s.Score(ctx, d.ID, now); err != nil {
-			errs = append(errs, fmt.Errorf("device %s: %w", d.ID, err))
+		if err := s.Score(ctx, id, now); err != nil {
+			errs = append(errs, fmt.Errorf("device %s: %w", id, err))
 		}
 	}
-	return errors.Join(errs...)
+	return len(ids), errors.Join(errs...)
 }
 
 // Score evaluates the policy on a device's latest evidence as of at and

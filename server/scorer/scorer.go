@@ -101,7 +101,9 @@ func Score(ctx context.Context, st Writer, p *controls.Policy, deviceID string, 
 		for _, s := range in.Current {
 			current = append(current, s)
 		}
-		err = st.RecordStates(ctx, states.Plan(deviceID, current, next, groups, at))
+		plan := states.Plan(deviceID, current, next, groups, at)
+		plan.RescoreAt = controls.RescoreAt(evals, at)
+		err = st.RecordStates(ctx, plan)
 		if !errors.Is(err, store.ErrConflict) {
 			return err
 		}

@@ -45,6 +45,11 @@ type StatePlan struct {
 	// groups it is in.
 	Compliant bool
 	Groups    []string
+	// RescoreAt is when this evaluation can next change with time alone
+	// (evidence going stale, a grace period ending): the periodic rescore
+	// evaluates the device again once it has passed. Zero: at every
+	// periodic rescore.
+	RescoreAt time.Time
 }
 
 // Status a device list filter uses for a control with no open interval.

@@ -37,6 +37,10 @@ type Store interface {
 	Posture
 	Leases
 	RecordStates(ctx context.Context, p StatePlan) error
+	// DevicesDue lists the devices whose recorded evaluation can have
+	// changed with time alone by now (StatePlan.RescoreAt at or before
+	// now), in id order: what the periodic rescore evaluates.
+	DevicesDue(ctx context.Context, now time.Time) ([]string, error)
 	Close() error
 }
 

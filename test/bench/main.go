@@ -35,6 +35,7 @@ func main() {
 	nStreams := flag.Int("streams", 2000, "idle agent streams to hold open (each is a file descriptor on both sides)")
 	idle := flag.Duration("idle", 130*time.Second, "how long the streams stay idle before the server's RSS is read")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
+	flag.StringVar(&serverDebug, "server-debug-listen", "", "serve the started servers' runtime profiles on this loopback address (evident-server run --debug-listen)")
 	flag.Parse()
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -66,7 +67,7 @@ func main() {
 		benchReadPath(filepath.Join(dir, "read"), sizes)
 		return
 	case "streams":
-		benchIdleStreams(dir, *bin, *nStreams, *idle)
+		benchIdleStreams(dir, *bin, benchCollection(1), *nStreams, *idle)
 		return
 	case "report":
 		benchReportCPU(dir, *bin, benchCollection(1), 20, 100)
@@ -81,7 +82,7 @@ func main() {
 	benchSQLite(filepath.Join(dir, "sqlite"), obs, 200/scale)
 	benchGRPC(context.Background(), filepath.Join(dir, "grpc"), obs, 200/scale)
 	benchReportCPU(dir, *bin, obs, 20, 50/scale)
-	benchIdleStreams(dir, *bin, *nStreams/scale, *idle/time.Duration(scale))
+	benchIdleStreams(dir, *bin, obs, *nStreams/scale, *idle/time.Duration(scale))
 	benchReadPath(filepath.Join(dir, "read"), sizes)
 }
 

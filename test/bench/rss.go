@@ -57,7 +57,13 @@ func benchAgentRSS(dir, bin string, d time.Duration) {
 
 // startServer runs bin/evident-server on a data directory, listening on a
 // free loopback port, and returns it with its address once it listens.
+// serverDebug is -server-debug-listen.
+var serverDebug string
+
 func startServer(bin, dir string, args ...string) (*exec.Cmd, string) {
+	if serverDebug != "" {
+		args = append(args, "--debug-listen", serverDebug)
+	}
 	srv := exec.Command(filepath.Join(bin, "evident-server"), append([]string{"run", "--data-dir", dir, "--listen", "127.0.0.1:0"}, args...)...)
 	if err := srv.Start(); err != nil {
 		fail(fmt.Errorf("start server (run `make build` first): %w", err))

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/evident-dev/evident/agent/uplink"
 	evidentv1 "github.com/evident-dev/evident/proto/evident/v1"
 	"github.com/evident-dev/evident/server/pki"
 	"github.com/evident-dev/evident/server/store"
@@ -28,11 +29,11 @@ import (
 
 // benchIdleStreams measures what a connected, idle agent costs the real
 // server process: n devices (enrolled straight into the store, each with
-// its own key and certificate) each open an mTLS stream, say hello, send
-// one report, wait for its ack and stay connected. The figure is the
-// server's RSS growth per stream, read from /proc, once every stream is
-// idle.
-func benchIdleStreams(dir, bin string, n int, idle time.Duration) {
+// its own key and certificate) each open an mTLS stream with the agent's
+// connection settings, say hello, send one report of a real collection
+// cycle, wait for its ack and stay connected. The figure is the server's
+// RSS growth per stream, read from /proc, once every stream is idle.
+func benchIdleStreams(dir, bin string, cycle [][]byte, n int, idle time.Duration) {
 	srvDir := filepath.Join(dir, "streams")
 	srv, addr := startServer(bin, srvDir, "--log-level", "error", "--rescore-interval", "1h")
 	defer func() { _ = srv.Process.Signal(syscall.SIGTERM); _ = srv.Wait() }()
@@ -42,6 +43,7 @@ func benchIdleStreams(dir, bin string, n int, idle time.Duration) {
 	}
 	ctx := context.Background()
 	certs := enrollStraight(srvDir, ca, n)
+	obs := decode(cycle)
 	pid := srv.Process.Pid
 	time.Sleep(2 * time.Second)
 	before := procRSSKiB(pid)
@@ -57,7 +59,7 @@ func benchIdleStreams(dir, bin string, n int, idle time.Duration) {
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			conn, stream, err := idleStream(ctx, addr, ca, certs[i])
+			conn, stream, err := idleStream(ctx, addr, ca, certs[i], obs)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -75,7 +77,7 @@ func benchIdleStreams(dir, bin string, n int, idle time.Duration) {
 	// handshakes and frees their garbage: the steady state of a fleet.
 	time.Sleep(idle)
 	after := procRSSKiB(pid)
-	fmt.Printf("Idle agent streams (the real server process, mTLS, one report each then idle; %d streams opened in %s, %d errors)\n",
+	fmt.Printf("Idle agent streams (the real server process, mTLS and the agent's connection settings, one report of %d observations each, then idle; %d streams opened in %s, %d errors)\n", len(obs),
 		len(streams), connected.Round(time.Millisecond), errs)
 	per := func(kib int) float64 { return float64(kib-before) / float64(max(1, len(streams))) }
 	fmt.Printf("  server RSS %.1f MiB before; just connected %.1f MiB (%.1f KiB per stream); idle %s %.1f MiB (%.1f KiB per stream)\n\n",
@@ -85,11 +87,12 @@ func benchIdleStreams(dir, bin string, n int, idle time.Duration) {
 	}
 }
 
-// idleStream connects one device, says hello, sends one report, waits for
-// its ack and leaves the stream open.
-func idleStream(ctx context.Context, addr string, ca *pki.CA, cert tls.Certificate) (*grpc.ClientConn, grpc.BidiStreamingClient[evidentv1.AgentMessage, evidentv1.ServerMessage], error) {
+// idleStream connects one device as the agent does, says hello, sends one
+// report of obs (seqs from 1), waits for its ack and leaves the stream
+// open. It returns the last seq sent.
+func idleStream(ctx context.Context, addr string, ca *pki.CA, cert tls.Certificate, obs []*evidentv1.Observation) (*grpc.ClientConn, grpc.BidiStreamingClient[evidentv1.AgentMessage, evidentv1.ServerMessage], error) {
 	conf := &tls.Config{RootCAs: ca.Pool(), ServerName: "127.0.0.1", Certificates: []tls.Certificate{cert}}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(conf)))
+	conn, err := grpc.NewClient(addr, append(uplink.DialOptions(), grpc.WithTransportCredentials(credentials.NewTLS(conf)))...)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -98,8 +101,13 @@ func idleStream(ctx context.Context, addr string, ca *pki.CA, cert tls.Certifica
 		err = stream.Send(&evidentv1.AgentMessage{Msg: &evidentv1.AgentMessage_Hello{Hello: &evidentv1.Hello{AgentVersion: "bench"}}})
 	}
 	if err == nil {
-		o := &evidentv1.Observation{Seq: 1, Collector: "osinfo", CollectedAt: timestamppb.Now(), Status: evidentv1.Observation_STATUS_OK, PayloadJson: []byte(`{}`)}
-		err = stream.Send(&evidentv1.AgentMessage{Msg: &evidentv1.AgentMessage_Report{Report: &evidentv1.Report{Observations: []*evidentv1.Observation{o}}}})
+		r := &evidentv1.Report{}
+		for i, o := range obs {
+			o = proto.Clone(o).(*evidentv1.Observation)
+			o.Seq, o.CollectedAt = uint64(i+1), timestamppb.Now()
+			r.Observations = append(r.Observations, o)
+		}
+		err = stream.Send(&evidentv1.AgentMessage{Msg: &evidentv1.AgentMessage_Report{Report: r}})
 	}
 	if err == nil {
 		_, err = stream.Recv()
@@ -133,7 +141,7 @@ func benchReportCPU(dir, bin string, cycle [][]byte, devices, reports int) {
 	}
 	devs := make([]dev, devices)
 	for i := range devs {
-		conn, stream, err := idleStream(ctx, addr, ca, certs[i])
+		conn, stream, err := idleStream(ctx, addr, ca, certs[i], obs)
 		if err != nil {
 			fail(err)
 		}
@@ -149,7 +157,7 @@ func benchReportCPU(dir, bin string, cycle [][]byte, devices, reports int) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			seq := uint64(1) // idleStream sent seq 1
+			seq := uint64(len(obs)) // idleStream sent the first report
 			for range reports {
 				r := &evidentv1.Report{}
 				for _, o := range obs {

@@ -22,10 +22,10 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
 	"github.com/evident-dev/evident/agent/identity"
+	"github.com/evident-dev/evident/agent/uplink"
 	evidentv1 "github.com/evident-dev/evident/proto/evident/v1"
 )
 
@@ -437,18 +437,16 @@ func (d *device) close(s *session) {
 	}
 }
 
-// dialOptions are the agent's connection settings. Read and write
-// buffers are off: a generator holding thousands of connections would
-// otherwise spend 64 KiB on each (the server runs without them too).
+// dialOptions are the agent's connection settings (uplink.DialOptions:
+// what the server receives is what real agents send), without a read
+// buffer: a generator holding thousands of connections would otherwise
+// spend 32 KiB on each.
 func dialOptions(i int, target string, conf *tls.Config, spread bool) []grpc.DialOption {
-	return []grpc.DialOption{
+	return append(uplink.DialOptions(),
 		grpc.WithTransportCredentials(credentials.NewTLS(conf)),
 		grpc.WithContextDialer(dialer(i, target, spread)),
-		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(4<<20), grpc.MaxCallRecvMsgSize(4<<20)),
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 20 * time.Second}),
 		grpc.WithReadBufferSize(0),
-		grpc.WithWriteBufferSize(0),
-	}
+	)
 }
 
 // pinnedTLS is the agent's first-contact trust: the CA pinned in the

@@ -207,6 +207,7 @@ func cmdRun(args []string, stderr io.Writer) error {
 	maxInFlight := fs.Int("max-in-flight", ingest.DefaultMaxInFlight, "reports stored and scored at once; more wait their turn")
 	queueWait := fs.Duration("queue-wait", ingest.DefaultQueueWait, "how long a report may wait for its turn before it is refused as overloaded\n(a retryable status: the agent keeps the report and resends it after a backoff)")
 	webListen := fs.String("web-listen", "", "serve the web UI and read-only API on this address (empty: off). On a loopback address\n(127.0.0.1:8080) it is plain HTTP; anywhere else HTTPS with the server certificate. Log in with a token\nfrom `evident-server token create`.")
+	debugListen := fs.String("debug-listen", "", "serve Go runtime profiles (/debug/pprof/) on this loopback address, e.g. 127.0.0.1:6060 (empty: off)")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
@@ -235,7 +236,7 @@ func cmdRun(args []string, stderr io.Writer) error {
 	defer stop()
 	return server.Run(ctx, server.Config{DataDir: dir.dir, Store: dir.store, Listen: *listen, SANs: names, Policy: policy, Log: log,
 		RescoreEvery: *rescore, EKRoots: *ekRoots, EKAllowlist: *ekAllow, AttestEvery: *attestEvery, NonceTTL: *nonceTTL,
-		WebListen: *webListen, MaxInFlight: *maxInFlight, QueueWait: *queueWait})
+		WebListen: *webListen, MaxInFlight: *maxInFlight, QueueWait: *queueWait, DebugListen: *debugListen})
 }
 
 func cmdSecretCreate(args []string, stdout, stderr io.Writer) error {

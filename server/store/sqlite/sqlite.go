@@ -32,6 +32,8 @@ var dialect = &sqlstore.Dialect{
 	// One connection writes: without grouping, every report waits for the
 	// fsync of the one before.
 	GroupCommit: true,
+	// The driver parses a statement on every call unless it is prepared.
+	CacheStatements: true,
 }
 
 // Open opens (creating and migrating) the database at path. readOnly opens

@@ -35,6 +35,14 @@ type Dialect struct {
 	// (see group): for a database with one writer, where each commit is
 	// an fsync the next write waits for.
 	GroupCommit bool
+	// CacheStatements keeps every query prepared on the connections it ran
+	// on, for a driver that would otherwise parse it on every call (SQLite;
+	// pgx caches its own).
+	CacheStatements bool
+	// Trace, when set, sees every statement as sent to the database (tests
+	// check the query plans of the hot paths with it). Set it before the
+	// store is used.
+	Trace func(query string)
 
 	cache sync.Map // query as written -> query in this dialect
 }
@@ -44,6 +52,9 @@ type Dialect struct {
 // the device list's filter combinations.
 func (d *Dialect) rewrite(q string) string {
 	if v, ok := d.cache.Load(q); ok {
+		if d.Trace != nil {
+			d.Trace(v.(string))
+		}
 		return v.(string)
 	}
 	out := q
@@ -54,6 +65,9 @@ func (d *Dialect) rewrite(q string) string {
 		out = numberPlaceholders(out)
 	}
 	d.cache.Store(q, out)
+	if d.Trace != nil {
+		d.Trace(out)
+	}
 	return out
 }
 
@@ -94,26 +108,112 @@ func numberPlaceholders(q string) string {
 	return b.String()
 }
 
+// maxCachedStatements bounds a statement cache: the queries are a fixed
+// set plus the device list's filter combinations.
+const maxCachedStatements = 256
+
+// stmtCache holds the prepared statements of one *sql.DB, by query as sent.
+type stmtCache struct {
+	mu sync.Mutex
+	m  map[string]*sql.Stmt
+}
+
+// get returns q prepared on db, or nil when it is not (the cache is full,
+// or preparing failed: the caller runs q unprepared and gets the error).
+// The lock is not held while preparing, which waits for a connection: a
+// caller holding one (iterating rows) must never wait on the lock.
+func (c *stmtCache) get(ctx context.Context, db *sql.DB, q string) *sql.Stmt {
+	if c == nil {
+		return nil
+	}
+	c.mu.Lock()
+	st, ok := c.m[q]
+	full := len(c.m) >= maxCachedStatements || c.m == nil
+	c.mu.Unlock()
+	if ok || full {
+		return st
+	}
+	st, err := db.PrepareContext(context.WithoutCancel(ctx), q)
+	if err != nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil { // closed meanwhile
+		st.Close()
+		return nil
+	}
+	if prev, ok := c.m[q]; ok {
+		st.Close()
+		return prev
+	}
+	c.m[q] = st
+	return st
+}
+
+// cached returns q when it is already prepared, without preparing it.
+func (c *stmtCache) cached(q string) *sql.Stmt {
+	if c == nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[q]
+}
+
+func (c *stmtCache) close() {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, st := range c.m {
+		st.Close()
+	}
+	c.m = nil
+}
+
+func newDB(raw *sql.DB, d *Dialect) DB {
+	db := DB{raw: raw, d: d}
+	if d.CacheStatements {
+		db.stmts = &stmtCache{m: map[string]*sql.Stmt{}}
+	}
+	return db
+}
+
 // DB is a *sql.DB whose queries are written in the shared SQL and rewritten
 // for the dialect on the way in.
 type DB struct {
-	raw *sql.DB
-	d   *Dialect
+	raw   *sql.DB
+	d     *Dialect
+	stmts *stmtCache // nil: statements are not cached
 }
 
 // ExecContext runs q.
 func (db DB) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
-	return db.raw.ExecContext(ctx, db.d.rewrite(q), args...)
+	q = db.d.rewrite(q)
+	if st := db.stmts.get(ctx, db.raw, q); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
+	return db.raw.ExecContext(ctx, q, args...)
 }
 
 // QueryContext runs q.
 func (db DB) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
-	return db.raw.QueryContext(ctx, db.d.rewrite(q), args...)
+	q = db.d.rewrite(q)
+	if st := db.stmts.get(ctx, db.raw, q); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return db.raw.QueryContext(ctx, q, args...)
 }
 
 // QueryRowContext runs q.
 func (db DB) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
-	return db.raw.QueryRowContext(ctx, db.d.rewrite(q), args...)
+	q = db.d.rewrite(q)
+	if st := db.stmts.get(ctx, db.raw, q); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return db.raw.QueryRowContext(ctx, q, args...)
 }
 
 // PrepareContext prepares q.
@@ -124,33 +224,56 @@ func (db DB) PrepareContext(ctx context.Context, q string) (*sql.Stmt, error) {
 // BeginTx starts a transaction.
 func (db DB) BeginTx(ctx context.Context, opts *sql.TxOptions) (Tx, error) {
 	tx, err := db.raw.BeginTx(ctx, opts)
-	return Tx{tx, db.d}, err
+	return Tx{tx, db}, err
 }
 
 // Tx is a *sql.Tx speaking the shared SQL.
 type Tx struct {
 	raw *sql.Tx
-	d   *Dialect
+	db  DB
+}
+
+// stmt returns q prepared for this transaction when it was prepared on the
+// database before, or nil. A transaction never prepares on the database: a
+// database with one connection (SQLite's writer) would wait for the very
+// connection the transaction holds.
+func (tx Tx) stmt(ctx context.Context, q string) *sql.Stmt {
+	if st := tx.db.stmts.cached(q); st != nil {
+		return tx.raw.StmtContext(ctx, st)
+	}
+	return nil
 }
 
 // ExecContext runs q.
 func (tx Tx) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
-	return tx.raw.ExecContext(ctx, tx.d.rewrite(q), args...)
+	q = tx.db.d.rewrite(q)
+	if st := tx.stmt(ctx, q); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
+	return tx.raw.ExecContext(ctx, q, args...)
 }
 
 // QueryContext runs q.
 func (tx Tx) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
-	return tx.raw.QueryContext(ctx, tx.d.rewrite(q), args...)
+	q = tx.db.d.rewrite(q)
+	if st := tx.stmt(ctx, q); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return tx.raw.QueryContext(ctx, q, args...)
 }
 
 // QueryRowContext runs q.
 func (tx Tx) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
-	return tx.raw.QueryRowContext(ctx, tx.d.rewrite(q), args...)
+	q = tx.db.d.rewrite(q)
+	if st := tx.stmt(ctx, q); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return tx.raw.QueryRowContext(ctx, q, args...)
 }
 
 // PrepareContext prepares q for this transaction.
 func (tx Tx) PrepareContext(ctx context.Context, q string) (*sql.Stmt, error) {
-	return tx.raw.PrepareContext(ctx, tx.d.rewrite(q))
+	return tx.raw.PrepareContext(ctx, tx.db.d.rewrite(q))
 }
 
 // StmtContext returns st bound to this transaction.

@@ -21,7 +21,7 @@ const day = int64(24 * time.Hour)
 // them each time is most of their cost in SQLite. They are prepared once
 // when a writable store opens (not inside a transaction: the writer's one
 // connection is busy then).
-var hotStatements = []string{stmtCount, stmtDaily, stmtClose, stmtConfirm, stmtOpen, stmtCompliant, stmtUngroup, stmtGroup,
+var hotStatements = []string{stmtCount, stmtDaily, stmtClose, stmtConfirm, stmtOpen, stmtCompliant, stmtRescoreAt, stmtUngroup, stmtGroup,
 	stmtLastSeen, stmtObserve, stmtChainHead, stmtLatest}
 
 const (
@@ -39,6 +39,7 @@ const (
 	stmtOpen = `INSERT INTO control_states (device_id, control_id, status, reason, evidence_seq,
 		evidence, since_at, evaluated_at) VALUES (?,?,?,?,?,?,?,?)`
 	stmtCompliant = `UPDATE devices SET compliant = ? WHERE id = ? AND compliant <> ?`
+	stmtRescoreAt = `UPDATE devices SET rescore_at = ? WHERE id = ? AND rescore_at <> ?`
 	stmtUngroup   = `DELETE FROM device_groups WHERE device_id = ?`
 	stmtGroup     = `INSERT INTO device_groups (grp, device_id) VALUES (?, ?) ON CONFLICT DO NOTHING`
 )
@@ -134,6 +135,24 @@ func (s *Store) recordStates(ctx context.Context, p store.StatePlan) error {
 	return s.write(ctx, func(tx Tx) error { return s.applyPlan(ctx, tx, p) })
 }
 
+// DevicesDue implements store.Recorder.
+func (s *Store) DevicesDue(ctx context.Context, now time.Time) ([]string, error) {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT id FROM devices WHERE rescore_at <= ? ORDER BY id`, nanos(now))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
 // applyPlan applies an evaluation's plan in tx.
 func (s *Store) applyPlan(ctx context.Context, tx Tx, p store.StatePlan) error {
 	at := nanos(p.At)
@@ -164,6 +183,13 @@ func (s *Store) applyPlan(ctx context.Context, tx Tx, p store.StatePlan) error {
 			return err
 		}
 		deltas[[2]string{o.ControlID, o.Status}]++
+	}
+	var rescoreAt int64 // 0: every periodic rescore
+	if !p.RescoreAt.IsZero() {
+		rescoreAt = nanos(p.RescoreAt)
+	}
+	if _, err := s.exec(ctx, tx, stmtRescoreAt, rescoreAt, p.DeviceID, rescoreAt); err != nil {
+		return err
 	}
 	res, err := s.exec(ctx, tx, stmtCompliant, p.Compliant, p.DeviceID, p.Compliant)
 	if err != nil {

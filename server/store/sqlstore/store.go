@@ -37,7 +37,11 @@ func New(db, reads *sql.DB, d *Dialect, writable bool) (*Store, error) {
 	if reads == nil {
 		reads = db
 	}
-	s := &Store{db: DB{db, d}, rdb: DB{reads, d}, d: d}
+	s := &Store{db: newDB(db, d), d: d}
+	s.rdb = s.db
+	if reads != db {
+		s.rdb = newDB(reads, d)
+	}
 	if writable {
 		if err := s.prepare(context.Background()); err != nil {
 			return nil, fmt.Errorf("prepare statements: %w", err)
@@ -55,7 +59,9 @@ func (s *Store) Close() error {
 	for _, st := range s.stmts {
 		st.Close()
 	}
+	s.db.stmts.close()
 	if s.rdb.raw != s.db.raw {
+		s.rdb.stmts.close()
 		s.rdb.raw.Close()
 	}
 	return s.db.raw.Close()
@@ -205,8 +211,10 @@ func (s *Store) DeviceByMachineID(ctx context.Context, machineID string) (store.
 	if machineID == "" {
 		return store.Device{}, store.ErrNotFound
 	}
+	// "machine_id <> ''" lets the planner use the partial index (built
+	// without empty ids); without it every enrollment read the whole table.
 	d, err := scanDevice(s.rdb.QueryRowContext(ctx, `SELECT `+deviceCols+` FROM devices WHERE machine_id = ?
-		ORDER BY enrolled_at DESC, id DESC LIMIT 1`, machineID))
+		AND machine_id <> '' ORDER BY enrolled_at DESC, id DESC LIMIT 1`, machineID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return d, store.ErrNotFound
 	}

@@ -70,7 +70,7 @@ func (s *Store) MachineTPM(ctx context.Context, machineID string) (string, store
 	var id string
 	t, err := scanTPM(s.rdb.QueryRowContext(ctx, `SELECT t.ek_hash, t.ek_trust, t.ek_cert_subject, t.ek_cert_issuer, t.ek_cert_serial,
 		t.ak_public, t.enrolled_at, t.device_id FROM device_tpm t JOIN devices d ON d.id = t.device_id
-		WHERE d.machine_id = ? ORDER BY t.enrolled_at DESC, t.device_id DESC LIMIT 1`, machineID), &id)
+		WHERE d.machine_id = ? AND d.machine_id <> '' ORDER BY t.enrolled_at DESC, t.device_id DESC LIMIT 1`, machineID), &id)
 	return id, t, err
 }
 

@@ -25,6 +25,55 @@ func testPosture(t *testing.T, open func(*testing.T) store.Store) {
 	t.Run("DailyCountsLate", func(t *testing.T) { testDailyCountsLate(t, open) })
 	t.Run("DevicePage", func(t *testing.T) { testDevicePage(t, open) })
 	t.Run("DevicePageErrors", func(t *testing.T) { testDevicePageErrors(t, open) })
+	t.Run("DevicesDue", func(t *testing.T) { testDevicesDue(t, open) })
+}
+
+// testDevicesDue: a plan's RescoreAt decides when the periodic rescore
+// picks the device up again; a device never evaluated, and a plan without
+// a time (zero), are due at once; a later plan moves the time, either way.
+func testDevicesDue(t *testing.T, open func(*testing.T) store.Store) {
+	ctx := t.Context()
+	s := open(t)
+	for _, id := range []string{"dev-a", "dev-b", "dev-c", "dev-d"} {
+		mustEnroll(t, s, device(id, ""))
+	}
+	record := func(id string, rescoreAt time.Time) {
+		t.Helper()
+		cur, err := s.CurrentStates(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := states.Plan(id, cur, []store.ControlState{{ControlID: "DC-ENC-01", Status: store.Pass}}, nil, t0)
+		p.RescoreAt = rescoreAt
+		if err := s.RecordStates(ctx, p); err != nil {
+			t.Fatalf("RecordStates(%s): %v", id, err)
+		}
+	}
+	due := func(now time.Time, want ...string) {
+		t.Helper()
+		got, err := s.DevicesDue(ctx, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, want) && !(len(got) == 0 && len(want) == 0) {
+			t.Errorf("DevicesDue(t0%+v) = %v; want %v", now.Sub(t0), got, want)
+		}
+	}
+	due(t0, "dev-a", "dev-b", "dev-c", "dev-d") // never evaluated
+	record("dev-a", t0.Add(time.Hour))
+	record("dev-b", time.Time{})
+	record("dev-c", t0.Add(3*time.Hour))
+	record("dev-d", t0.Add(3*time.Hour))
+	due(t0, "dev-b")
+	due(t0.Add(time.Hour-time.Nanosecond), "dev-b")
+	due(t0.Add(time.Hour), "dev-a", "dev-b")
+	due(t0.Add(4*time.Hour), "dev-a", "dev-b", "dev-c", "dev-d")
+	record("dev-d", t0.Add(2*time.Hour)) // earlier
+	record("dev-c", t0.Add(5*time.Hour)) // later
+	record("dev-b", t0.Add(5*time.Hour))
+	due(t0.Add(2*time.Hour), "dev-a", "dev-d")
+	due(t0.Add(4*time.Hour), "dev-a", "dev-d")
+	due(t0.Add(5*time.Hour), "dev-a", "dev-b", "dev-c", "dev-d")
 }
 
 // counts is FleetCounts.Controls: control -> status -> devices.
