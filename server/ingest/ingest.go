@@ -166,7 +166,10 @@ func (s *Server) GRPCServer(serverCert tls.Certificate) *grpc.Server {
 		// Stop waits for handlers, so the store is never closed under an
 		// ingest in progress.
 		grpc.WaitForHandlers(true),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
+		// Agents ping after 3 idle minutes (uplink.KeepaliveEvery): the
+		// server pings only a client silent for longer, to find the dead
+		// ones (a laptop that left the network without closing).
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 5 * time.Minute, Timeout: 20 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 20 * time.Second, PermitWithoutStream: true}),
 		grpc.ChainUnaryInterceptor(UnaryAuth(s.Store)),
 		grpc.ChainStreamInterceptor(StreamAuth(s.Store)),
@@ -322,6 +325,7 @@ func (s *Server) Stream(stream grpc.BidiStreamingServer[evidentv1.AgentMessage, 
 				return err
 			}
 		case *evidentv1.AgentMessage_Heartbeat:
+			// Sent by agents before gRPC keepalive replaced it; nothing to do.
 		case *evidentv1.AgentMessage_Report:
 			release, err := s.admit(ctx)
 			if err != nil {

@@ -242,8 +242,6 @@ func (d *device) stream() {
 
 	next := time.NewTimer(mrand.N(w.cfg.Interval))
 	defer next.Stop()
-	heartbeat := time.NewTicker(time.Minute)
-	defer heartbeat.Stop()
 	var s *session
 	var retry <-chan time.Time // set while waiting to reconnect
 	wait, maxWait := time.Second, time.Minute
@@ -309,12 +307,6 @@ func (d *device) stream() {
 			}
 		case <-retry:
 			retry = nil
-		case <-heartbeat.C:
-			if s != nil && !s.broken {
-				if err := s.stream.Send(&evidentv1.AgentMessage{Msg: &evidentv1.AgentMessage_Heartbeat{Heartbeat: &evidentv1.Heartbeat{}}}); err != nil {
-					sendFailed(err)
-				}
-			}
 		case ev := <-events:
 			if ev.err == nil {
 				ev.err = d.ack(s, ev.ack)
