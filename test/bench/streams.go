@@ -101,13 +101,7 @@ func idleStream(ctx context.Context, addr string, ca *pki.CA, cert tls.Certifica
 		err = stream.Send(&evidentv1.AgentMessage{Msg: &evidentv1.AgentMessage_Hello{Hello: &evidentv1.Hello{AgentVersion: "bench"}}})
 	}
 	if err == nil {
-		r := &evidentv1.Report{}
-		for i, o := range obs {
-			o = proto.Clone(o).(*evidentv1.Observation)
-			o.Seq, o.CollectedAt = uint64(i+1), timestamppb.Now()
-			r.Observations = append(r.Observations, o)
-		}
-		err = stream.Send(&evidentv1.AgentMessage{Msg: &evidentv1.AgentMessage_Report{Report: r}})
+		err = stream.Send(&evidentv1.AgentMessage{Msg: &evidentv1.AgentMessage_Report{Report: report(obs, 1)}})
 	}
 	if err == nil {
 		_, err = stream.Recv()
@@ -159,14 +153,8 @@ func benchReportCPU(dir, bin string, cycle [][]byte, devices, reports int) {
 			defer wg.Done()
 			seq := uint64(len(obs)) // idleStream sent the first report
 			for range reports {
-				r := &evidentv1.Report{}
-				for _, o := range obs {
-					o = proto.Clone(o).(*evidentv1.Observation)
-					seq++
-					o.Seq, o.CollectedAt = seq, timestamppb.Now()
-					r.Observations = append(r.Observations, o)
-				}
-				err := d.stream.Send(&evidentv1.AgentMessage{Msg: &evidentv1.AgentMessage_Report{Report: r}})
+				err := d.stream.Send(&evidentv1.AgentMessage{Msg: &evidentv1.AgentMessage_Report{Report: report(obs, seq+1)}})
+				seq += uint64(len(obs))
 				if err == nil {
 					_, err = d.stream.Recv()
 				}
@@ -189,6 +177,17 @@ func benchReportCPU(dir, bin string, cycle [][]byte, devices, reports int) {
 		devices, reports, len(obs))
 	fmt.Printf("  %.2f ms of server CPU per report (%s over %s wall; %.0f reports/s)\n\n",
 		float64(cpu)/float64(time.Millisecond)/float64(total), cpu, wall.Round(time.Millisecond), float64(total)/wall.Seconds())
+}
+
+// report is obs as one report with seqs from first on, collected now.
+func report(obs []*evidentv1.Observation, first uint64) *evidentv1.Report {
+	r := &evidentv1.Report{Observations: make([]*evidentv1.Observation, len(obs))}
+	for i, o := range obs {
+		o = proto.Clone(o).(*evidentv1.Observation)
+		o.Seq, o.CollectedAt = first+uint64(i), timestamppb.Now()
+		r.Observations[i] = o
+	}
+	return r
 }
 
 // enrollStraight enrolls n devices straight into a server's store (not

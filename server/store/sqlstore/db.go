@@ -112,31 +112,38 @@ func numberPlaceholders(q string) string {
 // set plus the device list's filter combinations.
 const maxCachedStatements = 256
 
-// stmtCache holds the prepared statements of one *sql.DB, by query as sent.
+// stmtCache holds the prepared statements of one *sql.DB, by query as sent:
+// the ones prepared ahead (DB.prepare), and, when lazy, every query the
+// first time it runs outside a transaction.
 type stmtCache struct {
-	mu sync.Mutex
-	m  map[string]*sql.Stmt
+	mu   sync.Mutex
+	m    map[string]*sql.Stmt
+	lazy bool
 }
 
-// get returns q prepared on db, or nil when it is not (the cache is full,
-// or preparing failed: the caller runs q unprepared and gets the error).
-// The lock is not held while preparing, which waits for a connection: a
-// caller holding one (iterating rows) must never wait on the lock.
+// get returns q prepared on db, or nil when it is not (not prepared ahead
+// and not lazy, the cache is full, or preparing failed: the caller runs q
+// unprepared and gets the error). The lock is not held while preparing,
+// which waits for a connection: a caller holding one (iterating rows) must
+// never wait on the lock.
 func (c *stmtCache) get(ctx context.Context, db *sql.DB, q string) *sql.Stmt {
-	if c == nil {
-		return nil
-	}
 	c.mu.Lock()
 	st, ok := c.m[q]
-	full := len(c.m) >= maxCachedStatements || c.m == nil
+	skip := ok || !c.lazy || c.m == nil || len(c.m) >= maxCachedStatements
 	c.mu.Unlock()
-	if ok || full {
+	if skip {
 		return st
 	}
 	st, err := db.PrepareContext(context.WithoutCancel(ctx), q)
 	if err != nil {
 		return nil
 	}
+	return c.put(q, st)
+}
+
+// put keeps st for q and returns what the cache holds for q (st, or one
+// put meanwhile; nil after close).
+func (c *stmtCache) put(q string, st *sql.Stmt) *sql.Stmt {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil { // closed meanwhile
@@ -153,18 +160,12 @@ func (c *stmtCache) get(ctx context.Context, db *sql.DB, q string) *sql.Stmt {
 
 // cached returns q when it is already prepared, without preparing it.
 func (c *stmtCache) cached(q string) *sql.Stmt {
-	if c == nil {
-		return nil
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.m[q]
 }
 
 func (c *stmtCache) close() {
-	if c == nil {
-		return
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, st := range c.m {
@@ -174,11 +175,23 @@ func (c *stmtCache) close() {
 }
 
 func newDB(raw *sql.DB, d *Dialect) DB {
-	db := DB{raw: raw, d: d}
-	if d.CacheStatements {
-		db.stmts = &stmtCache{m: map[string]*sql.Stmt{}}
+	return DB{raw: raw, d: d, stmts: &stmtCache{m: map[string]*sql.Stmt{}, lazy: d.CacheStatements}}
+}
+
+// prepare prepares qs on the database now, for transactions to use (a
+// transaction never prepares on the database itself: a database with one
+// connection, SQLite's writer, would wait for the very connection the
+// transaction holds).
+func (db DB) prepare(ctx context.Context, qs []string) error {
+	for _, q := range qs {
+		q = db.d.rewrite(q)
+		st, err := db.raw.PrepareContext(ctx, q)
+		if err != nil {
+			return err
+		}
+		db.stmts.put(q, st)
 	}
-	return db
+	return nil
 }
 
 // DB is a *sql.DB whose queries are written in the shared SQL and rewritten
@@ -186,7 +199,7 @@ func newDB(raw *sql.DB, d *Dialect) DB {
 type DB struct {
 	raw   *sql.DB
 	d     *Dialect
-	stmts *stmtCache // nil: statements are not cached
+	stmts *stmtCache
 }
 
 // ExecContext runs q.
@@ -234,9 +247,7 @@ type Tx struct {
 }
 
 // stmt returns q prepared for this transaction when it was prepared on the
-// database before, or nil. A transaction never prepares on the database: a
-// database with one connection (SQLite's writer) would wait for the very
-// connection the transaction holds.
+// database before (DB.prepare, or a lazy cache), or nil.
 func (tx Tx) stmt(ctx context.Context, q string) *sql.Stmt {
 	if st := tx.db.stmts.cached(q); st != nil {
 		return tx.raw.StmtContext(ctx, st)

@@ -17,10 +17,9 @@ import (
 
 const day = int64(24 * time.Hour)
 
-// The write path of every report runs the same few statements; parsing
-// them each time is most of their cost in SQLite. They are prepared once
-// when a writable store opens (not inside a transaction: the writer's one
-// connection is busy then).
+// The write path of every report runs the same few statements, inside
+// transactions; parsing them each time is most of their cost in SQLite.
+// They are prepared once when a writable store opens (DB.prepare).
 var hotStatements = []string{stmtCount, stmtDaily, stmtClose, stmtConfirm, stmtOpen, stmtCompliant, stmtRescoreAt, stmtUngroup, stmtGroup,
 	stmtLastSeen, stmtObserve, stmtChainHead, stmtLatest}
 
@@ -44,26 +43,6 @@ const (
 	stmtGroup     = `INSERT INTO device_groups (grp, device_id) VALUES (?, ?) ON CONFLICT DO NOTHING`
 )
 
-func (s *Store) prepare(ctx context.Context) error {
-	s.stmts = map[string]*sql.Stmt{}
-	for _, q := range hotStatements {
-		st, err := s.db.PrepareContext(ctx, q)
-		if err != nil {
-			return err
-		}
-		s.stmts[q] = st
-	}
-	return nil
-}
-
-// exec runs query in tx, prepared when it is one of hotStatements.
-func (s *Store) exec(ctx context.Context, tx Tx, query string, args ...any) (sql.Result, error) {
-	if st, ok := s.stmts[query]; ok {
-		return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
-	}
-	return tx.ExecContext(ctx, query, args...)
-}
-
 func unixDay(t time.Time) int64 {
 	n := nanos(t)
 	d := n / day
@@ -86,11 +65,11 @@ func unixDay(t time.Time) int64 {
 // change of the fleet on one row.
 func (s *Store) counter(ctx context.Context, tx Tx, deviceID, control, status string, delta int, at time.Time) error {
 	sh := shard(deviceID)
-	if _, err := s.exec(ctx, tx, stmtCount, control, status, sh, delta); err != nil {
+	if _, err := tx.ExecContext(ctx, stmtCount, control, status, sh, delta); err != nil {
 		return err
 	}
 	d := unixDay(at)
-	_, err := s.exec(ctx, tx, stmtDaily, d, d, control, status, sh)
+	_, err := tx.ExecContext(ctx, stmtDaily, d, d, control, status, sh)
 	return err
 }
 
@@ -162,19 +141,19 @@ func (s *Store) applyPlan(ctx context.Context, tx Tx, p store.StatePlan) error {
 		if c.Until == nil {
 			return fmt.Errorf("close interval %d: no end", c.ID)
 		}
-		if err := affectedOne(s.exec(ctx, tx, stmtClose, nanos(*c.Until), c.ID, p.DeviceID, c.ControlID, c.Status)); err != nil {
+		if err := affectedOne(tx.ExecContext(ctx, stmtClose, nanos(*c.Until), c.ID, p.DeviceID, c.ControlID, c.Status)); err != nil {
 			return err
 		}
 		deltas[[2]string{c.ControlID, c.Status}]--
 	}
 	for _, c := range p.Confirm {
-		if err := affectedOne(s.exec(ctx, tx, stmtConfirm,
+		if err := affectedOne(tx.ExecContext(ctx, stmtConfirm,
 			c.Reason, int64(c.EvidenceSeq), []byte(c.Evidence), at, c.ID, p.DeviceID, c.ControlID, c.Status)); err != nil {
 			return err
 		}
 	}
 	for _, o := range p.Open {
-		_, err := s.exec(ctx, tx, stmtOpen,
+		_, err := tx.ExecContext(ctx, stmtOpen,
 			p.DeviceID, o.ControlID, o.Status, o.Reason, int64(o.EvidenceSeq), []byte(o.Evidence), nanos(o.Since), nanos(o.EvaluatedAt))
 		if err != nil {
 			if s.d.Unique(err) {
@@ -188,10 +167,10 @@ func (s *Store) applyPlan(ctx context.Context, tx Tx, p store.StatePlan) error {
 	if !p.RescoreAt.IsZero() {
 		rescoreAt = nanos(p.RescoreAt)
 	}
-	if _, err := s.exec(ctx, tx, stmtRescoreAt, rescoreAt, p.DeviceID, rescoreAt); err != nil {
+	if _, err := tx.ExecContext(ctx, stmtRescoreAt, rescoreAt, p.DeviceID, rescoreAt); err != nil {
 		return err
 	}
-	res, err := s.exec(ctx, tx, stmtCompliant, p.Compliant, p.DeviceID, p.Compliant)
+	res, err := tx.ExecContext(ctx, stmtCompliant, p.Compliant, p.DeviceID, p.Compliant)
 	if err != nil {
 		return err
 	}
@@ -221,11 +200,11 @@ func (s *Store) applyPlan(ctx context.Context, tx Tx, p store.StatePlan) error {
 			return err
 		}
 	}
-	if _, err := s.exec(ctx, tx, stmtUngroup, p.DeviceID); err != nil {
+	if _, err := tx.ExecContext(ctx, stmtUngroup, p.DeviceID); err != nil {
 		return err
 	}
 	for _, g := range p.Groups {
-		if _, err := s.exec(ctx, tx, stmtGroup, g, p.DeviceID); err != nil {
+		if _, err := tx.ExecContext(ctx, stmtGroup, g, p.DeviceID); err != nil {
 			return err
 		}
 	}

@@ -19,10 +19,6 @@ type Store struct {
 	rdb DB
 	d   *Dialect
 
-	// stmts are the hot write statements, prepared at New (writable
-	// stores only) and read-only after.
-	stmts map[string]*sql.Stmt
-
 	// group commits writes together (Dialect.GroupCommit, writable only).
 	group *group
 }
@@ -43,7 +39,7 @@ func New(db, reads *sql.DB, d *Dialect, writable bool) (*Store, error) {
 		s.rdb = newDB(reads, d)
 	}
 	if writable {
-		if err := s.prepare(context.Background()); err != nil {
+		if err := s.db.prepare(context.Background(), hotStatements); err != nil {
 			return nil, fmt.Errorf("prepare statements: %w", err)
 		}
 		if d.GroupCommit {
@@ -56,9 +52,6 @@ func New(db, reads *sql.DB, d *Dialect, writable bool) (*Store, error) {
 // Close implements store.Store.
 func (s *Store) Close() error {
 	s.stopGroup()
-	for _, st := range s.stmts {
-		st.Close()
-	}
 	s.db.stmts.close()
 	if s.rdb.raw != s.db.raw {
 		s.rdb.stmts.close()
@@ -272,7 +265,7 @@ func (s *Store) ingest(ctx context.Context, tx Tx, deviceID string, obs []store.
 	// Last seen first: the update locks the device's row (in PostgreSQL),
 	// so batches of one device arriving at two replicas chain one after
 	// the other rather than both from the same head.
-	if _, err := s.exec(ctx, tx, stmtLastSeen, nanos(receivedAt), deviceID); err != nil {
+	if _, err := tx.ExecContext(ctx, stmtLastSeen, nanos(receivedAt), deviceID); err != nil {
 		return 0, err
 	}
 	head, err := chainHead(ctx, tx, deviceID)
@@ -287,7 +280,7 @@ func (s *Store) ingest(ctx context.Context, tx Tx, deviceID string, obs []store.
 		o.CollectedAt, o.ReceivedAt = fromNanos(nanos(o.CollectedAt)), rec
 		idx := head.Index + 1
 		h := store.ChainHash(head.Hash, deviceID, idx, o)
-		r, err := s.exec(ctx, tx, stmtObserve, deviceID, int64(o.Seq), o.Collector, nanos(o.CollectedAt), nanos(receivedAt),
+		r, err := tx.ExecContext(ctx, stmtObserve, deviceID, int64(o.Seq), o.Collector, nanos(o.CollectedAt), nanos(receivedAt),
 			o.ClockSkew, o.Status, o.Error, o.ParserVersion, []byte(o.Payload), []byte(o.Sources), o.DurationMS, int64(idx), h)
 		if err != nil {
 			return 0, fmt.Errorf("store seq %d: %w", o.Seq, err)
@@ -303,12 +296,12 @@ func (s *Store) ingest(ctx context.Context, tx Tx, deviceID string, obs []store.
 		}
 	}
 	if n > 0 {
-		if _, err := s.exec(ctx, tx, stmtChainHead, deviceID, int64(head.Index), head.Hash); err != nil {
+		if _, err := tx.ExecContext(ctx, stmtChainHead, deviceID, int64(head.Index), head.Hash); err != nil {
 			return 0, err
 		}
 	}
 	for c, seq := range newest {
-		if _, err := s.exec(ctx, tx, stmtLatest, deviceID, c, int64(seq)); err != nil {
+		if _, err := tx.ExecContext(ctx, stmtLatest, deviceID, c, int64(seq)); err != nil {
 			return 0, err
 		}
 	}
