@@ -211,6 +211,11 @@ func Run(ctx context.Context, cfg Config) error {
 	bg.Add(1)
 	go func() {
 		defer bg.Done()
+		foldCounts(ctx, st, log)
+	}()
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
 		t := time.NewTicker(cfg.RescoreEvery)
 		defer t.Stop()
 		// A first rescore at start records what changed while the server
@@ -281,6 +286,36 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// FoldEvery is how often each replica folds the read model's aggregate
+// changes into its counts (store.Store.FoldCounts).
+const FoldEvery = time.Second
+
+// foldCounts folds the aggregate changes every FoldEvery until ctx ends.
+// Every replica folds: the store folds each change once, and a fleet's
+// changes are folded even while the rescore lease's holder is down.
+func foldCounts(ctx context.Context, st store.Store, log *slog.Logger) {
+	t := time.NewTicker(FoldEvery)
+	defer t.Stop()
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		_, err := st.FoldCounts(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil && !failing:
+			// Once per outage: the reads stay exact, only slower.
+			log.Warn("folding the fleet counts failed; retrying every second", "err", err)
+			failing = true
+		case err == nil && failing:
+			log.Info("folding the fleet counts works again")
+			failing = false
+		}
+	}
 }
 
 // leaseHolder names this replica among those sharing a store: its host and

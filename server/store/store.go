@@ -41,6 +41,12 @@ type Store interface {
 	// changed with time alone by now (StatePlan.RescoreAt at or before
 	// now), in id order: what the periodic rescore evaluates.
 	DevicesDue(ctx context.Context, now time.Time) ([]string, error)
+	// FoldCounts folds the read model's aggregate changes recorded since
+	// the last fold into its counts and daily history, and returns how
+	// many it folded. Reads are exact either way (they add what is not
+	// folded yet); folding keeps them cheap. Any number of replicas may
+	// fold at once: each change is folded once.
+	FoldCounts(ctx context.Context) (int, error)
 	Close() error
 }
 

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -177,4 +178,44 @@ func TestReplicasFailover(t *testing.T) {
 		}
 	}
 	t.Logf("%d agents over 2 replicas, %d on the killed one; %d observations, each stored exactly once", agents, len(per[victim]), total)
+
+	// The survivor folds the fleet's aggregate changes (each replica does,
+	// every second), and the overview's counts agree with the intervals
+	// they count.
+	raw, err := sql.Open("pgx", db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	waitFor(t, "the survivor folding the aggregate changes", time.Minute, func() bool {
+		var n int
+		if err := raw.QueryRow(`SELECT count(*) FROM posture_deltas`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 0
+	})
+	fc, err := pg.FleetCounts(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]map[string]int{}
+	rows, err := raw.Query(`SELECT control_id, status, count(*) FROM control_states WHERE until_at IS NULL GROUP BY control_id, status`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var c, st string
+		var n int
+		if err := rows.Scan(&c, &st, &n); err != nil {
+			t.Fatal(err)
+		}
+		if want[c] == nil {
+			want[c] = map[string]int{}
+		}
+		want[c][st] = n
+	}
+	if fc.Devices != agents || fmt.Sprint(fc.Controls) != fmt.Sprint(want) {
+		t.Errorf("fleet counts after the run: %d devices, %v; want %d devices and the open intervals' %v", fc.Devices, fc.Controls, agents, want)
+	}
 }

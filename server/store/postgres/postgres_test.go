@@ -3,8 +3,13 @@ package postgres_test
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/evident-dev/evident/server/devices"
+	"github.com/evident-dev/evident/server/states"
 
 	"github.com/evident-dev/evident/server/store"
 	"github.com/evident-dev/evident/server/store/postgres"
@@ -94,5 +99,80 @@ func TestOpenUnreachable(t *testing.T) {
 	_, err := postgres.Open(context.Background(), "postgres://nobody@127.0.0.1:1/none?connect_timeout=2", false)
 	if err == nil || !strings.Contains(err.Error(), "connect") {
 		t.Fatalf("Open(unreachable) = %v, want a connect error", err)
+	}
+}
+
+// The fleet's aggregate rows are shared by every device. An evaluation or
+// an enrollment must not wait on them: PostgreSQL holds a row's lock until
+// its transaction commits, so writing them in each evaluation made every
+// replica's evaluations queue behind each other. Here another transaction
+// holds every aggregate row locked while a device enrolls and is
+// evaluated; both must complete, and the counts must still be exact.
+func TestEvaluationsDoNotLockAggregates(t *testing.T) {
+	url := pgtest.URL(t)
+	s, err := postgres.Open(t.Context(), url, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	dev := func(id string) store.Device {
+		return store.Device{ID: id, Hostname: "host-" + id, GOOS: "linux", GOARCH: "amd64", MachineID: "m-" + id, SecretID: "s", EnrolledAt: t0}
+	}
+	if _, err := devices.Enroll(t.Context(), s, dev("dev-a")); err != nil {
+		t.Fatal(err)
+	}
+	if err := states.Record(t.Context(), s, "dev-a", []store.ControlState{{ControlID: "c1", Status: store.Fail}}, nil, t0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.FoldCounts(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+
+	db, err := sql.Open("pgx", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	lock, err := db.BeginTx(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Rollback()
+	var locked int
+	if err := lock.QueryRow(`SELECT count(*) FROM (SELECT 1 FROM posture_counts FOR UPDATE) l`).Scan(&locked); err != nil || locked == 0 {
+		t.Fatalf("locking the aggregate rows: %d rows, %v", locked, err)
+	}
+	if _, err := lock.Exec(`LOCK TABLE posture_daily IN EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+
+	// A deadline, not a measurement: waiting on the lock would last until
+	// the holder's rollback, after the test gave up.
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if _, err := devices.Enroll(ctx, s, dev("dev-b")); err != nil {
+		t.Fatalf("enrolling while the aggregate rows are locked: %v", err)
+	}
+	for _, id := range []string{"dev-a", "dev-b"} {
+		if err := states.Record(ctx, s, id, []store.ControlState{{ControlID: "c1", Status: store.Pass}}, nil, t0.Add(time.Minute)); err != nil {
+			t.Fatalf("evaluating %s while the aggregate rows are locked: %v", id, err)
+		}
+	}
+	want := store.FleetCounts{Devices: 2, Compliant: 2, Controls: map[string]map[string]int{"c1": {store.Pass: 2}}}
+	for _, folded := range []bool{false, true} {
+		if folded {
+			lock.Rollback()
+			if _, err := s.FoldCounts(ctx); err != nil {
+				t.Fatalf("FoldCounts after the lock: %v", err)
+			}
+		}
+		got, err := s.FleetCounts(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("FleetCounts (folded: %v) = %+v, want %+v", folded, got, want)
+		}
 	}
 }

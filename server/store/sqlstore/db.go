@@ -39,6 +39,10 @@ type Dialect struct {
 	// on, for a driver that would otherwise parse it on every call (SQLite;
 	// pgx caches its own).
 	CacheStatements bool
+	// Snapshot is the isolation level that gives a read transaction one
+	// snapshot of the database for all its statements: PostgreSQL's
+	// repeatable read. SQLite's default already does.
+	Snapshot sql.IsolationLevel
 	// Trace, when set, sees every statement as sent to the database (tests
 	// check the query plans of the hot paths with it). Set it before the
 	// store is used.

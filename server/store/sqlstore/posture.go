@@ -7,7 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"hash/fnv"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -20,15 +20,16 @@ const day = int64(24 * time.Hour)
 // The write path of every report runs the same few statements, inside
 // transactions; parsing them each time is most of their cost in SQLite.
 // They are prepared once when a writable store opens (DB.prepare).
-var hotStatements = []string{stmtCount, stmtDaily, stmtClose, stmtConfirm, stmtOpen, stmtCompliant, stmtRescoreAt, stmtUngroup, stmtGroup,
+var hotStatements = []string{stmtDelta, stmtClose, stmtConfirm, stmtOpen, stmtCompliant, stmtRescoreAt, stmtUngroup, stmtGroup,
 	stmtLastSeen, stmtObserve, stmtChainHead, stmtLatest}
 
 const (
-	stmtCount = `INSERT INTO posture_counts (control_id, status, shard, devices) VALUES (?,?,?,?)
+	stmtDelta = `INSERT INTO posture_deltas (day, control_id, status, delta) VALUES (?,?,?,?)`
+	stmtCount = `INSERT INTO posture_counts (control_id, status, shard, devices) VALUES (?,?,0,?)
 		ON CONFLICT (control_id, status, shard) DO UPDATE SET devices = posture_counts.devices + excluded.devices`
 	stmtDaily = `INSERT INTO posture_daily (day, control_id, status, shard, devices)
 		SELECT GREATEST(?, COALESCE((SELECT max(day) FROM posture_daily), ?)), control_id, status, shard, devices
-		FROM posture_counts WHERE control_id = ? AND status = ? AND shard = ?
+		FROM posture_counts WHERE control_id = ? AND status = ? AND shard = 0
 		ON CONFLICT (day, control_id, status, shard) DO UPDATE SET devices = excluded.devices`
 	stmtClose = `UPDATE control_states SET until_at = ?
 		WHERE id = ? AND device_id = ? AND control_id = ? AND status = ? AND until_at IS NULL`
@@ -52,35 +53,98 @@ func unixDay(t time.Time) int64 {
 	return d
 }
 
-// counter moves one aggregate by delta and records its value for the day of
-// at, in the caller's transaction. The daily history only grows forward: a
-// change recorded after a later day's (a late evaluation, two racing across
-// midnight) is recorded on that later day, so the newest day always holds
-// the current counts.
-//
-// Each aggregate is kept in Shards rows, a device's changes going to the
-// row of its shard, and read as their sum: the aggregates are shared by the
-// whole fleet, and a database that locks the row it updates until commit
-// (PostgreSQL) would otherwise serialise every enrollment and every status
-// change of the fleet on one row.
-func (s *Store) counter(ctx context.Context, tx Tx, deviceID, control, status string, delta int, at time.Time) error {
-	sh := shard(deviceID)
-	if _, err := tx.ExecContext(ctx, stmtCount, control, status, sh, delta); err != nil {
-		return err
-	}
-	d := unixDay(at)
-	_, err := tx.ExecContext(ctx, stmtDaily, d, d, control, status, sh)
+// counter records that one aggregate moved by delta on the day of at, in
+// the caller's transaction: a row of its own in posture_deltas, which no
+// other transaction touches. The aggregates are shared by the whole fleet;
+// updating their rows here would make every enrollment and every status
+// change of the fleet wait for the one before it to commit, on a database
+// that holds a row's lock until commit (PostgreSQL: with four replicas,
+// most connections waited on those rows). The store's folder adds the
+// deltas into posture_counts and posture_daily (FoldCounts, which each
+// server replica runs every second), and the readers add the deltas not
+// yet folded, so a count read is still exact at the instant it is read.
+func (s *Store) counter(ctx context.Context, tx Tx, control, status string, delta int, at time.Time) error {
+	_, err := tx.ExecContext(ctx, stmtDelta, unixDay(at), control, status, delta)
 	return err
 }
 
-// Shards is how many rows hold each aggregate.
-const Shards = 16
+// foldBatch bounds the deltas one fold transaction takes.
+const foldBatch = 4096
 
-// shard is the aggregate row a device's changes go to.
-func shard(deviceID string) int {
-	h := fnv.New32a()
-	h.Write([]byte(deviceID))
-	return int(h.Sum32() % Shards)
+// FoldCounts implements store.Store. It adds the recorded aggregate deltas into posture_counts and
+// posture_daily and deletes them, in transactions of up to foldBatch
+// deltas. Each delta is taken by the one transaction that deletes it, so
+// replicas folding at once never count one twice. The daily history only
+// grows forward: a change recorded after a later day's (a late evaluation,
+// two racing across midnight) is recorded on that later day, so the newest
+// day always holds the current counts.
+func (s *Store) FoldCounts(ctx context.Context) (int, error) {
+	folded := 0
+	for {
+		n, err := s.foldOnce(ctx)
+		folded += n
+		if err != nil || n < foldBatch {
+			if err != nil && s.d.Contended != nil && s.d.Contended(err) {
+				err = nil // another replica's fold: what is left waits for the next
+			}
+			return folded, err
+		}
+	}
+}
+
+func (s *Store) foldOnce(ctx context.Context) (int, error) {
+	type key struct {
+		day             int64
+		control, status string
+	}
+	sums := map[key]int{}
+	n := 0
+	err := s.write(ctx, func(tx Tx) error {
+		rows, err := tx.QueryContext(ctx, `DELETE FROM posture_deltas WHERE id IN
+			(SELECT id FROM posture_deltas ORDER BY id LIMIT ?) RETURNING day, control_id, status, delta`, foldBatch)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var k key
+			var d int
+			if err := rows.Scan(&k.day, &k.control, &k.status, &d); err != nil {
+				rows.Close()
+				return err
+			}
+			sums[k] += d
+			n++
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		// Day by day, each day's rows in one order: replicas folding at
+		// once lock the aggregate rows in the same order, so they never
+		// wait on each other in a cycle.
+		keys := make([]key, 0, len(sums))
+		for k, d := range sums {
+			if d != 0 {
+				keys = append(keys, k)
+			}
+		}
+		slices.SortFunc(keys, func(a, b key) int {
+			return cmp.Or(cmp.Compare(a.day, b.day), cmp.Compare(a.control, b.control), cmp.Compare(a.status, b.status))
+		})
+		for _, k := range keys {
+			if _, err := tx.ExecContext(ctx, stmtCount, k.control, k.status, sums[k]); err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, stmtDaily, k.day, k.day, k.control, k.status); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
 }
 
 func affectedOne(res sql.Result, err error) error {
@@ -183,20 +247,11 @@ func (s *Store) applyPlan(ctx context.Context, tx Tx, p store.StatePlan) error {
 		}
 		deltas[[2]string{"", "compliant"}] = d
 	}
-	// Aggregate rows are shared by every device: they are locked in one
-	// order (PostgreSQL holds their row locks to commit), so two
-	// evaluations never wait on each other in a cycle.
-	keys := make([][2]string, 0, len(deltas))
 	for k, d := range deltas {
-		if d != 0 {
-			keys = append(keys, k)
+		if d == 0 {
+			continue
 		}
-	}
-	slices.SortFunc(keys, func(a, b [2]string) int {
-		return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1]))
-	})
-	for _, k := range keys {
-		if err := s.counter(ctx, tx, p.DeviceID, k[0], k[1], deltas[k], p.At); err != nil {
+		if err := s.counter(ctx, tx, k[0], k[1], d, p.At); err != nil {
 			return err
 		}
 	}
@@ -211,9 +266,12 @@ func (s *Store) applyPlan(ctx context.Context, tx Tx, p store.StatePlan) error {
 	return nil
 }
 
-// FleetCounts implements store.Posture.
+// FleetCounts implements store.Posture: the folded aggregates plus the
+// deltas not yet folded, read in one statement (one snapshot).
 func (s *Store) FleetCounts(ctx context.Context) (store.FleetCounts, error) {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT control_id, status, sum(devices) FROM posture_counts GROUP BY control_id, status`)
+	rows, err := s.rdb.QueryContext(ctx, `SELECT control_id, status, sum(n) FROM (
+		SELECT control_id, status, devices AS n FROM posture_counts
+		UNION ALL SELECT control_id, status, delta FROM posture_deltas) a GROUP BY control_id, status`)
 	if err != nil {
 		return store.FleetCounts{}, err
 	}
@@ -259,15 +317,23 @@ func (s *Store) DailyCounts(ctx context.Context, from, to time.Time) ([]store.Da
 	if d1 < d0 || d1-d0 >= maxDays {
 		return nil, fmt.Errorf("daily counts: %s to %s is not a range of 1 to %d days", from.Format(time.DateOnly), to.Format(time.DateOnly), maxDays)
 	}
+	// One snapshot: a fold committing between the reads would otherwise
+	// count its deltas twice (in the days and as pending) or not at all.
+	tx, err := s.rdb.BeginTx(ctx, &sql.TxOptions{ReadOnly: true, Isolation: s.d.Snapshot})
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
 	// Each aggregate row (control, status, shard) as it stood: at the
 	// start, its newest day before; then day by day. A day's counts are
-	// the sums over the shards.
+	// the sums over the shards (rows of before the deltas; new changes
+	// are folded into shard 0).
 	type key struct {
 		control, status string
 		shard           int
 	}
 	cur := map[key]int{}
-	rows, err := s.rdb.QueryContext(ctx, `SELECT p.control_id, p.status, p.shard, p.devices FROM posture_daily p
+	rows, err := tx.QueryContext(ctx, `SELECT p.control_id, p.status, p.shard, p.devices FROM posture_daily p
 		WHERE p.day = (SELECT max(q.day) FROM posture_daily q
 			WHERE q.control_id = p.control_id AND q.status = p.status AND q.shard = p.shard AND q.day < ?)`, d0)
 	if err != nil {
@@ -297,7 +363,37 @@ func (s *Store) DailyCounts(ctx context.Context, from, to time.Time) ([]store.Da
 		}
 		return fc
 	}
-	rows, err = s.rdb.QueryContext(ctx, `SELECT day, control_id, status, shard, devices FROM posture_daily
+	// The deltas not yet folded, as the fold will record them: each on
+	// its day, or on the newest recorded day when that is later.
+	var newest int64 = math.MinInt64
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(max(day), ?) FROM posture_daily`, newest).Scan(&newest); err != nil {
+		return nil, err
+	}
+	type pending struct {
+		day int64
+		key key
+		n   int
+	}
+	var pend []pending
+	rows, err = tx.QueryContext(ctx, `SELECT day, control_id, status, sum(delta) FROM posture_deltas
+		GROUP BY day, control_id, status ORDER BY day`)
+	if err != nil {
+		return nil, err
+	}
+	for rows.Next() {
+		var p pending
+		if err := rows.Scan(&p.day, &p.key.control, &p.key.status, &p.n); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		p.day = max(p.day, newest)
+		pend = append(pend, p)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	rows, err = tx.QueryContext(ctx, `SELECT day, control_id, status, shard, devices FROM posture_daily
 		WHERE day >= ? AND day <= ? ORDER BY day`, d0, d1)
 	if err != nil {
 		return nil, err
@@ -326,6 +422,14 @@ func (s *Store) DailyCounts(ctx context.Context, from, to time.Time) ([]store.Da
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
+	}
+	// Every pending day is at or after every recorded one.
+	for _, p := range pend {
+		if p.day > d1 {
+			break
+		}
+		flush(p.day)
+		cur[p.key] += p.n
 	}
 	flush(d1 + 1)
 	return out, nil

@@ -159,7 +159,7 @@ func (s *Store) enrollDevice(ctx context.Context, tx Tx, d store.Device) (store.
 	if err != nil {
 		return d, err
 	}
-	if err := s.counter(ctx, tx, d.ID, "", "devices", +1, d.EnrolledAt); err != nil {
+	if err := s.counter(ctx, tx, "", "devices", +1, d.EnrolledAt); err != nil {
 		return d, err
 	}
 	if t := d.TPM; t != nil {

@@ -81,6 +81,27 @@ func testConcurrentEvaluations(t *testing.T, open func(*testing.T) store.Store) 
 			{ControlID: "c2", Status: statuses[(i*2+r)%3], Reason: "r"},
 		}
 	}
+	// Folds run all along, several at once (as every replica folds): each
+	// change must be folded exactly once.
+	stopFolds := make(chan struct{})
+	var folds sync.WaitGroup
+	for range 3 {
+		folds.Add(1)
+		go func() {
+			defer folds.Done()
+			for {
+				select {
+				case <-stopFolds:
+					return
+				default:
+				}
+				if _, err := s.FoldCounts(t.Context()); err != nil {
+					t.Errorf("FoldCounts during evaluations: %v", err)
+					return
+				}
+			}
+		}()
+	}
 	var wg sync.WaitGroup
 	for i := range devices {
 		wg.Add(1)
@@ -104,6 +125,8 @@ func testConcurrentEvaluations(t *testing.T, open func(*testing.T) store.Store) 
 		}()
 	}
 	wg.Wait()
+	close(stopFolds)
+	folds.Wait()
 	if t.Failed() {
 		t.FailNow()
 	}
@@ -128,8 +151,18 @@ func testConcurrentEvaluations(t *testing.T, open func(*testing.T) store.Store) 
 			want.Compliant++
 		}
 	}
-	got := mustFleet(t, s)
-	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Errorf("FleetCounts after concurrent evaluations = %+v, want %+v (from the open intervals)", got, want)
+	for _, folded := range []bool{false, true} {
+		if folded {
+			mustFold(t, s)
+		}
+		got := mustFleet(t, s)
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("FleetCounts after concurrent evaluations (folded: %v) = %+v, want %+v (from the open intervals)", folded, got, want)
+		}
+		// The daily history ends on the same counts.
+		days := mustDaily(t, s, at(0), at(0))
+		if fmt.Sprint(days[0].FleetCounts) != fmt.Sprint(want) {
+			t.Errorf("DailyCounts of the evaluations' day (folded: %v) = %+v, want %+v", folded, days[0].FleetCounts, want)
+		}
 	}
 }

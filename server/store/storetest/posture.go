@@ -3,6 +3,7 @@ package storetest
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -86,6 +87,17 @@ func mustRecord(t *testing.T, s store.Store, deviceID string, when time.Time, gr
 	if err := states.Record(t.Context(), s, deviceID, next, groups, when); err != nil {
 		t.Fatalf("states.Record(%s, %v): %v", deviceID, when, err)
 	}
+}
+
+// mustFold folds the aggregate changes recorded so far and returns how
+// many there were.
+func mustFold(t *testing.T, s store.Store) int {
+	t.Helper()
+	n, err := s.FoldCounts(t.Context())
+	if err != nil {
+		t.Fatalf("FoldCounts: %v", err)
+	}
+	return n
 }
 
 func mustFleet(t *testing.T, s store.Store) store.FleetCounts {
@@ -313,8 +325,13 @@ func testFleetCounts(t *testing.T, open func(*testing.T) store.Store) {
 	}
 	for _, step := range steps {
 		step.do(t)
+		// The same counts whether this step's changes are folded yet.
 		if got := mustFleet(t, s); !sameCounts(got, step.want) {
-			t.Errorf("after %q: FleetCounts = %+v, want %+v", step.name, got, step.want)
+			t.Errorf("after %q, not folded: FleetCounts = %+v, want %+v", step.name, got, step.want)
+		}
+		mustFold(t, s)
+		if got := mustFleet(t, s); !sameCounts(got, step.want) {
+			t.Errorf("after %q, folded: FleetCounts = %+v, want %+v", step.name, got, step.want)
 		}
 	}
 	// The aggregates agree with the intervals they summarise.
@@ -400,23 +417,35 @@ func testDailyCounts(t *testing.T, open func(*testing.T) store.Store) {
 		{"days are UTC days whatever the zone", time.Date(2026, 1, 3, 5, 0, 0, 0, east), time.Date(2026, 1, 3, 20, 0, 0, 0, west), 0, 2},
 		{"a year", utcDay(0), utcDay(365), 0, 365},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			got := mustDaily(t, s, tc.from, tc.to)
-			if len(got) != tc.last-tc.first+1 {
-				t.Fatalf("DailyCounts = %d days, want %d (days %d..%d)", len(got), tc.last-tc.first+1, tc.first, tc.last)
+	// Every range reads the same before the changes are folded into the
+	// daily history (as the changes not folded yet) and after.
+	for _, folded := range []bool{false, true} {
+		if folded {
+			if n := mustFold(t, s); n == 0 {
+				t.Fatal("FoldCounts folded nothing after enrollments and status changes")
 			}
-			for i, dc := range got {
-				n := tc.first + i
-				if !dc.Day.Equal(utcDay(n)) {
-					t.Errorf("day %d: Day = %v, want %v", i, dc.Day, utcDay(n))
+		}
+		for _, tc := range tests {
+			t.Run(fmt.Sprintf("%s/folded=%v", tc.name, folded), func(t *testing.T) {
+				got := mustDaily(t, s, tc.from, tc.to)
+				if len(got) != tc.last-tc.first+1 {
+					t.Fatalf("DailyCounts = %d days, want %d (days %d..%d)", len(got), tc.last-tc.first+1, tc.first, tc.last)
 				}
-				checkUTC(t, "Day", dc.Day)
-				if !sameCounts(dc.FleetCounts, want(n)) {
-					t.Errorf("%s: counts %+v, want %+v", utcDay(n).Format(time.DateOnly), dc.FleetCounts, want(n))
+				for i, dc := range got {
+					n := tc.first + i
+					if !dc.Day.Equal(utcDay(n)) {
+						t.Errorf("day %d: Day = %v, want %v", i, dc.Day, utcDay(n))
+					}
+					checkUTC(t, "Day", dc.Day)
+					if !sameCounts(dc.FleetCounts, want(n)) {
+						t.Errorf("%s: counts %+v, want %+v", utcDay(n).Format(time.DateOnly), dc.FleetCounts, want(n))
+					}
 				}
-			}
-		})
+			})
+		}
+	}
+	if n := mustFold(t, s); n != 0 {
+		t.Errorf("a second FoldCounts folded %d changes, want 0", n)
 	}
 	// The days returned are copies: changing one changes no other.
 	days := mustDaily(t, s, utcDay(3), utcDay(4))
@@ -451,33 +480,55 @@ func testDailyCounts(t *testing.T, open func(*testing.T) store.Store) {
 // history disagreeing with the current counts, nor changes the days before
 // its own.
 func testDailyCountsLate(t *testing.T, open func(*testing.T) store.Store) {
-	s := open(t)
-	hour := func(d, n int) time.Time { return utcDay(d).Add(time.Duration(n) * time.Hour) }
-	mustEnroll(t, s, device("dev-a", "machine-a"))
-	mustEnroll(t, s, device("dev-b", "machine-b"))
-	mustEnroll(t, s, device("dev-c", "machine-c"))
-	mustRecord(t, s, "dev-a", hour(0, 5), nil, st("c1", store.Pass))
-	mustRecord(t, s, "dev-b", hour(3, 1), nil, st("c1", store.Fail))
-	day0 := mustDaily(t, s, utcDay(0), utcDay(0))[0]
+	// Folded after every evaluation, late changes land on the newest day
+	// recorded; folded once at the end, on their own days. Either way the
+	// history agrees with the current counts and keeps its earlier days,
+	// and reads the same before and after the last fold.
+	for _, foldEach := range []bool{false, true} {
+		t.Run(fmt.Sprintf("fold each=%v", foldEach), func(t *testing.T) {
+			s := open(t)
+			hour := func(d, n int) time.Time { return utcDay(d).Add(time.Duration(n) * time.Hour) }
+			fold := func() {
+				if foldEach {
+					mustFold(t, s)
+				}
+			}
+			for _, id := range []string{"a", "b", "c"} {
+				mustEnroll(t, s, device("dev-"+id, "machine-"+id))
+			}
+			fold()
+			mustRecord(t, s, "dev-a", hour(0, 5), nil, st("c1", store.Pass))
+			fold()
+			mustRecord(t, s, "dev-b", hour(3, 1), nil, st("c1", store.Fail))
+			fold()
+			day0 := mustDaily(t, s, utcDay(0), utcDay(0))[0]
 
-	// Late, for days 1 and 2: a changes (its interval opened on day 0), c
-	// opens its first interval.
-	mustRecord(t, s, "dev-a", hour(1, 1), nil, st("c1", store.Fail))
-	mustRecord(t, s, "dev-c", hour(2, 1), nil, st("c1", store.Pass))
-	mustHistory(t, s, "dev-a")
+			// Late, for days 1 and 2: a changes (its interval opened on day 0), c
+			// opens its first interval.
+			mustRecord(t, s, "dev-a", hour(1, 1), nil, st("c1", store.Fail))
+			fold()
+			mustRecord(t, s, "dev-c", hour(2, 1), nil, st("c1", store.Pass))
+			fold()
+			mustHistory(t, s, "dev-a")
 
-	got := mustDaily(t, s, utcDay(0), utcDay(5))
-	if !sameCounts(got[0].FleetCounts, day0.FleetCounts) {
-		t.Errorf("day 0 changed by later days' evaluations: %+v, was %+v", got[0].FleetCounts, day0.FleetCounts)
-	}
-	now := mustFleet(t, s)
-	if want := fleet(3, 1, counts{"c1": {store.Fail: 2, store.Pass: 1}}); !sameCounts(now, want) {
-		t.Errorf("FleetCounts = %+v, want %+v", now, want)
-	}
-	for _, dc := range got[3:] {
-		if !sameCounts(dc.FleetCounts, now) {
-			t.Errorf("%s (after every evaluation) = %+v, but FleetCounts = %+v", dc.Day.Format(time.DateOnly), dc.FleetCounts, now)
-		}
+			got := mustDaily(t, s, utcDay(0), utcDay(5))
+			if !sameCounts(got[0].FleetCounts, day0.FleetCounts) {
+				t.Errorf("day 0 changed by later days' evaluations: %+v, was %+v", got[0].FleetCounts, day0.FleetCounts)
+			}
+			now := mustFleet(t, s)
+			if want := fleet(3, 1, counts{"c1": {store.Fail: 2, store.Pass: 1}}); !sameCounts(now, want) {
+				t.Errorf("FleetCounts = %+v, want %+v", now, want)
+			}
+			for _, dc := range got[3:] {
+				if !sameCounts(dc.FleetCounts, now) {
+					t.Errorf("%s (after every evaluation) = %+v, but FleetCounts = %+v", dc.Day.Format(time.DateOnly), dc.FleetCounts, now)
+				}
+			}
+			mustFold(t, s)
+			if again := mustDaily(t, s, utcDay(0), utcDay(5)); !reflect.DeepEqual(again, got) {
+				t.Errorf("DailyCounts changed by folding:\n%+v\nwas\n%+v", again, got)
+			}
+		})
 	}
 }
 
