@@ -64,6 +64,25 @@ type Evidence struct {
 	CollectedAt time.Time         `json:"collected_at"`
 	Facts       any               `json:"facts,omitempty"`
 	Sources     []evidence.Source `json:"sources,omitempty"`
+
+	// sources are the observation's sources as stored (JSON, validated at
+	// ingest), when Sources was not decoded from them: an evaluation
+	// copies them into each control's stored evidence without decoding
+	// and encoding them again, once per control and report.
+	sources json.RawMessage
+}
+
+// MarshalJSON encodes e; Sources, when not decoded, as the observation
+// stored them.
+func (e Evidence) MarshalJSON() ([]byte, error) {
+	type plain Evidence
+	if e.Sources != nil || len(e.sources) == 0 || string(e.sources) == "null" || !json.Valid(e.sources) {
+		return json.Marshal(plain(e))
+	}
+	return json.Marshal(struct {
+		plain
+		Sources json.RawMessage `json:"sources,omitempty"`
+	}{plain(e), e.sources})
 }
 
 // Evaluation pairs a control with its result.
@@ -310,9 +329,7 @@ func observed[T any](in Input, collector string) (T, store.Observation, Result, 
 }
 
 func evidenceOf(o store.Observation, facts any) *Evidence {
-	e := &Evidence{Collector: o.Collector, Seq: o.Seq, CollectedAt: o.CollectedAt, Facts: facts}
-	_ = json.Unmarshal(o.Sources, &e.Sources)
-	return e
+	return &Evidence{Collector: o.Collector, Seq: o.Seq, CollectedAt: o.CollectedAt, Facts: facts, sources: o.Sources}
 }
 
 func decided(o store.Observation, status, reason string, facts any) Result {

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -250,21 +251,57 @@ func (s *Store) Ingest(ctx context.Context, deviceID string, obs []store.Observa
 }
 
 const (
-	stmtLastSeen = `UPDATE devices SET last_seen_at = GREATEST(COALESCE(last_seen_at, 0), ?) WHERE id = ?`
-	stmtObserve  = `INSERT INTO observations (device_id, seq, collector, collected_at, received_at,
-		clock_skew, status, error, parser_version, payload, sources, duration_ms, chain_index, chain_hash)
-		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (device_id, seq) DO NOTHING`
+	stmtLastSeen  = `UPDATE devices SET last_seen_at = GREATEST(COALESCE(last_seen_at, 0), ?) WHERE id = ?`
+	stmtStored    = `SELECT seq FROM observations WHERE device_id = ? AND seq >= ? AND seq <= ?`
 	stmtChainHead = `INSERT INTO chain_heads (device_id, chain_index, chain_hash) VALUES (?, ?, ?)
 		ON CONFLICT (device_id) DO UPDATE SET chain_index = excluded.chain_index, chain_hash = excluded.chain_hash`
-	stmtLatest = `INSERT INTO latest_observations (device_id, collector, seq) VALUES (?, ?, ?)
-		ON CONFLICT (device_id, collector) DO UPDATE SET seq = GREATEST(latest_observations.seq, excluded.seq)`
 )
 
-// ingest stores one batch of a device's observations in tx.
+// rowsPerInsert bounds the rows of one multi-row insert: a report (8
+// observations from the standard collectors) is one statement, and the
+// statements of 1 to rowsPerInsert rows are prepared ahead.
+const rowsPerInsert = 8
+
+// stmtObserve inserts n observations.
+func stmtObserve(n int) string {
+	return `INSERT INTO observations (device_id, seq, collector, collected_at, received_at,
+		clock_skew, status, error, parser_version, payload, sources, duration_ms, chain_index, chain_hash)
+		VALUES ` + rowsOf(n, 14)
+}
+
+// stmtLatest moves n collectors' latest observations forward.
+func stmtLatest(n int) string {
+	return `INSERT INTO latest_observations (device_id, collector, seq) VALUES ` + rowsOf(n, 3) + `
+		ON CONFLICT (device_id, collector) DO UPDATE SET seq = GREATEST(latest_observations.seq, excluded.seq)`
+}
+
+// rowsOf is n rows of k placeholders: (?,?),(?,?).
+func rowsOf(n, k int) string {
+	row := "(" + placeholders(k) + ")"
+	return strings.TrimSuffix(strings.Repeat(row+",", n), ",")
+}
+
+// ingestStatements are the statements of every report's write, for
+// DB.prepare.
+func ingestStatements() []string {
+	qs := []string{stmtLastSeen, stmtStored, stmtChainHead}
+	for n := 1; n <= rowsPerInsert; n++ {
+		qs = append(qs, stmtObserve(n), stmtLatest(n))
+	}
+	return qs
+}
+
+// ingest stores one batch of a device's observations in tx: a handful of
+// statements whatever the batch's size (each is a round trip to
+// PostgreSQL).
 func (s *Store) ingest(ctx context.Context, tx Tx, deviceID string, obs []store.Observation, receivedAt time.Time) (int, error) {
+	if len(obs) == 0 {
+		return 0, nil
+	}
 	// Last seen first: the update locks the device's row (in PostgreSQL),
 	// so batches of one device arriving at two replicas chain one after
-	// the other rather than both from the same head.
+	// the other rather than both from the same head; which of the batch's
+	// seqs are stored already is then settled until commit.
 	if _, err := tx.ExecContext(ctx, stmtLastSeen, nanos(receivedAt), deviceID); err != nil {
 		return 0, err
 	}
@@ -272,36 +309,94 @@ func (s *Store) ingest(ctx context.Context, tx Tx, deviceID string, obs []store.
 	if err != nil {
 		return 0, err
 	}
+	lo, hi := obs[0].Seq, obs[0].Seq
+	for _, o := range obs {
+		lo, hi = min(lo, o.Seq), max(hi, o.Seq)
+	}
+	stored := map[uint64]bool{}
+	rows, err := tx.QueryContext(ctx, stmtStored, deviceID, int64(lo), int64(hi))
+	if err != nil {
+		return 0, err
+	}
+	for rows.Next() {
+		var seq int64
+		if err := rows.Scan(&seq); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		stored[uint64(seq)] = true
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	// The new ones, chained in order: a resent observation (stored
+	// already, or twice in the batch) does not advance the chain.
+	args := make([]any, 0, 14*min(len(obs), rowsPerInsert))
+	pending := 0
+	flush := func() error {
+		if pending == 0 {
+			return nil
+		}
+		res, err := tx.ExecContext(ctx, stmtObserve(pending), args...)
+		if err == nil {
+			var k int64
+			if k, err = res.RowsAffected(); err == nil && k != int64(pending) {
+				err = fmt.Errorf("%d of %d observations inserted", k, pending)
+			}
+		}
+		args, pending = args[:0], 0
+		return err
+	}
 	n := 0
 	newest := map[string]uint64{}
 	rec := fromNanos(nanos(receivedAt))
 	for _, o := range obs {
+		if stored[o.Seq] {
+			continue
+		}
+		stored[o.Seq] = true
 		// Hash exactly what is stored: times as UTC nanoseconds.
 		o.CollectedAt, o.ReceivedAt = fromNanos(nanos(o.CollectedAt)), rec
 		idx := head.Index + 1
 		h := store.ChainHash(head.Hash, deviceID, idx, o)
-		r, err := tx.ExecContext(ctx, stmtObserve, deviceID, int64(o.Seq), o.Collector, nanos(o.CollectedAt), nanos(receivedAt),
+		args = append(args, deviceID, int64(o.Seq), o.Collector, nanos(o.CollectedAt), nanos(receivedAt),
 			o.ClockSkew, o.Status, o.Error, o.ParserVersion, []byte(o.Payload), []byte(o.Sources), o.DurationMS, int64(idx), h)
-		if err != nil {
-			return 0, fmt.Errorf("store seq %d: %w", o.Seq, err)
-		}
-		k, _ := r.RowsAffected()
-		if k == 0 {
-			continue // a duplicate: the chain does not advance
-		}
-		n += int(k)
+		pending++
+		n++
 		head = store.ChainLink{Index: idx, Hash: h}
 		if o.Seq > newest[o.Collector] {
 			newest[o.Collector] = o.Seq
 		}
-	}
-	if n > 0 {
-		if _, err := tx.ExecContext(ctx, stmtChainHead, deviceID, int64(head.Index), head.Hash); err != nil {
-			return 0, err
+		if pending == rowsPerInsert {
+			if err := flush(); err != nil {
+				return 0, fmt.Errorf("store seqs up to %d: %w", o.Seq, err)
+			}
 		}
 	}
-	for c, seq := range newest {
-		if _, err := tx.ExecContext(ctx, stmtLatest, deviceID, c, int64(seq)); err != nil {
+	if err := flush(); err != nil {
+		return 0, fmt.Errorf("store seqs up to %d: %w", hi, err)
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	if _, err := tx.ExecContext(ctx, stmtChainHead, deviceID, int64(head.Index), head.Hash); err != nil {
+		return 0, err
+	}
+	// In collector order: two replicas' batches lock the rows alike.
+	collectors := make([]string, 0, len(newest))
+	for c := range newest {
+		collectors = append(collectors, c)
+	}
+	slices.Sort(collectors)
+	for len(collectors) > 0 {
+		part := collectors[:min(len(collectors), rowsPerInsert)]
+		collectors = collectors[len(part):]
+		args := make([]any, 0, 3*len(part))
+		for _, c := range part {
+			args = append(args, deviceID, c, int64(newest[c]))
+		}
+		if _, err := tx.ExecContext(ctx, stmtLatest(len(part)), args...); err != nil {
 			return 0, err
 		}
 	}
