@@ -129,20 +129,7 @@ func TestEvaluationsDoNotLockAggregates(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	db, err := sql.Open("pgx", url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	lock, err := db.BeginTx(t.Context(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lock.Rollback()
-	var locked int
-	if err := lock.QueryRow(`SELECT count(*) FROM (SELECT 1 FROM posture_counts FOR UPDATE) l`).Scan(&locked); err != nil || locked == 0 {
-		t.Fatalf("locking the aggregate rows: %d rows, %v", locked, err)
-	}
+	lock := lockRows(t, url, `SELECT 1 FROM posture_counts FOR UPDATE`)
 	if _, err := lock.Exec(`LOCK TABLE posture_daily IN EXCLUSIVE MODE`); err != nil {
 		t.Fatal(err)
 	}
@@ -175,4 +162,61 @@ func TestEvaluationsDoNotLockAggregates(t *testing.T) {
 			t.Errorf("FleetCounts (folded: %v) = %+v, want %+v", folded, got, want)
 		}
 	}
+}
+
+// A reusable enrollment secret enrolls a whole fleet: its uses must not be
+// counted under its row's lock, or every enrollment waits for the one
+// before it to commit. Here another transaction holds the secret's row
+// locked while it is used; the uses must complete and be counted.
+func TestSecretUsesDoNotLockSecret(t *testing.T) {
+	url := pgtest.URL(t)
+	s, err := postgres.Open(t.Context(), url, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	hash := []byte("fleet-secret-hash")
+	if err := s.CreateEnrollSecret(t.Context(), store.EnrollSecret{ID: "fleet", Hash: hash, CreatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	lock := lockRows(t, url, `SELECT 1 FROM enroll_secrets WHERE id = 'fleet' FOR UPDATE`)
+	// A deadline, not a measurement.
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	for i := range 3 {
+		got, err := s.UseEnrollSecret(ctx, hash, now)
+		if err != nil || got.Uses != i+1 {
+			t.Fatalf("use %d while the secret's row is locked: %d uses, %v", i+1, got.Uses, err)
+		}
+	}
+	lock.Rollback()
+	if _, err := s.FoldCounts(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.PeekEnrollSecret(ctx, hash, now); err != nil || got.Uses != 3 {
+		t.Errorf("after folding: %d uses, %v; want 3", got.Uses, err)
+	}
+}
+
+// lockRows runs query (a SELECT … FOR UPDATE) in a transaction of its own
+// connection and returns it, holding the rows' locks until it is rolled
+// back (at the end of the test at the latest).
+func lockRows(t *testing.T, url, query string) *sql.Tx {
+	t.Helper()
+	db, err := sql.Open("pgx", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	tx, err := db.BeginTx(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tx.Rollback() })
+	var locked int
+	if err := tx.QueryRow(`SELECT count(*) FROM (` + query + `) l`).Scan(&locked); err != nil || locked == 0 {
+		t.Fatalf("locking rows (%s): %d rows, %v", query, locked, err)
+	}
+	return tx
 }

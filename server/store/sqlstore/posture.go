@@ -71,25 +71,77 @@ func (s *Store) counter(ctx context.Context, tx Tx, control, status string, delt
 // foldBatch bounds the deltas one fold transaction takes.
 const foldBatch = 4096
 
-// FoldCounts implements store.Store. It adds the recorded aggregate deltas into posture_counts and
-// posture_daily and deletes them, in transactions of up to foldBatch
-// deltas. Each delta is taken by the one transaction that deletes it, so
+// FoldCounts implements store.Store. It adds the recorded aggregate deltas
+// into posture_counts and posture_daily and deletes them, in transactions
+// of up to foldBatch deltas. Each delta is taken by the one transaction that deletes it, so
 // replicas folding at once never count one twice. The daily history only
 // grows forward: a change recorded after a later day's (a late evaluation,
 // two racing across midnight) is recorded on that later day, so the newest
 // day always holds the current counts.
+//
+// It folds the uses of reusable enrollment secrets likewise
+// (enroll_secret_uses into enroll_secrets.uses).
 func (s *Store) FoldCounts(ctx context.Context) (int, error) {
 	folded := 0
-	for {
-		n, err := s.foldOnce(ctx)
-		folded += n
-		if err != nil || n < foldBatch {
+	for _, fold := range []func(context.Context) (int, error){s.foldOnce, s.foldSecretUses} {
+		for {
+			n, err := fold(ctx)
+			folded += n
 			if err != nil && s.d.Contended != nil && s.d.Contended(err) {
-				err = nil // another replica's fold: what is left waits for the next
+				break // another replica's fold: what is left waits for the next
 			}
-			return folded, err
+			if err != nil {
+				return folded, err
+			}
+			if n < foldBatch {
+				break
+			}
 		}
 	}
+	return folded, nil
+}
+
+// foldSecretUses adds up to foldBatch counted uses of enrollment secrets
+// into their rows, in secret order.
+func (s *Store) foldSecretUses(ctx context.Context) (int, error) {
+	uses := map[string]int{}
+	n := 0
+	err := s.write(ctx, func(tx Tx) error {
+		rows, err := tx.QueryContext(ctx, `DELETE FROM enroll_secret_uses WHERE id IN
+			(SELECT id FROM enroll_secret_uses ORDER BY id LIMIT ?) RETURNING secret_id, uses`, foldBatch)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var id string
+			var k int
+			if err := rows.Scan(&id, &k); err != nil {
+				rows.Close()
+				return err
+			}
+			uses[id] += k
+			n++
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		ids := make([]string, 0, len(uses))
+		for id := range uses {
+			ids = append(ids, id)
+		}
+		slices.Sort(ids)
+		for _, id := range ids {
+			if _, err := tx.ExecContext(ctx, `UPDATE enroll_secrets SET uses = uses + ? WHERE id = ?`, uses[id], id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
 }
 
 func (s *Store) foldOnce(ctx context.Context) (int, error) {

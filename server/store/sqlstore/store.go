@@ -103,28 +103,46 @@ func (s *Store) enrollSecret(ctx context.Context, hash []byte, now time.Time, us
 	}
 	var e store.EnrollSecret
 	err := s.write(ctx, func(tx Tx) error {
-		// Count the use first: the update locks the row, so two concurrent
-		// uses of a single-use secret (two replicas) are decided one after
-		// the other, the second seeing the first's count. A refused use
-		// rolls the count back.
-		if _, err := tx.ExecContext(ctx, `UPDATE enroll_secrets SET uses = uses + 1 WHERE hash = ?`, hash); err != nil {
+		var err error
+		if e, err = readSecret(ctx, tx, hash, now, 0); err != nil {
 			return err
 		}
-		var err error
-		e, err = readSecret(ctx, tx, hash, now, 1)
-		return err
+		if e.SingleUse {
+			// The conditional update locks the row: of two concurrent uses
+			// (two replicas), the second finds it used.
+			res, err := tx.ExecContext(ctx, `UPDATE enroll_secrets SET uses = uses + 1 WHERE id = ? AND uses = 0`, e.ID)
+			if err := affectedOne(res, err); err != nil {
+				if errors.Is(err, store.ErrConflict) {
+					return store.ErrNotFound
+				}
+				return err
+			}
+			e.Uses = 1
+			return nil
+		}
+		// A reusable secret enrolls a whole fleet (an MDM pushes one to
+		// every device): its uses are counted in rows of their own, folded
+		// into its row by FoldCounts, so enrollments never wait on each
+		// other's commits for that row.
+		if _, err := tx.ExecContext(ctx, `INSERT INTO enroll_secret_uses (secret_id, uses) VALUES (?, 1)`, e.ID); err != nil {
+			return err
+		}
+		e.Uses++
+		return nil
 	})
 	return e, err
 }
 
-// readSecret reads the secret of hash and checks that it can enroll at now,
-// given that counted of its uses are the present one's.
+// readSecret reads the secret of hash (its uses: the folded count plus the
+// uses not folded yet) and checks that it can enroll at now, given that
+// counted of its uses are the present one's.
 func readSecret(ctx context.Context, q queryer, hash []byte, now time.Time, counted int) (store.EnrollSecret, error) {
 	var e store.EnrollSecret
 	var exp, rev sql.NullInt64
 	var created int64
-	err := q.QueryRowContext(ctx, `SELECT id, hash, label, created_at, expires_at, single_use, uses, revoked_at
-		FROM enroll_secrets WHERE hash = ?`, hash).Scan(&e.ID, &e.Hash, &e.Label, &created, &exp, &e.SingleUse, &e.Uses, &rev)
+	err := q.QueryRowContext(ctx, `SELECT id, hash, label, created_at, expires_at, single_use,
+		uses + COALESCE((SELECT sum(u.uses) FROM enroll_secret_uses u WHERE u.secret_id = s.id), 0), revoked_at
+		FROM enroll_secrets s WHERE hash = ?`, hash).Scan(&e.ID, &e.Hash, &e.Label, &created, &exp, &e.SingleUse, &e.Uses, &rev)
 	if errors.Is(err, sql.ErrNoRows) {
 		return e, store.ErrNotFound
 	}

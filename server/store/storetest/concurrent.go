@@ -49,13 +49,28 @@ func testConcurrentSecretUse(t *testing.T, open func(*testing.T) store.Store) {
 			if ok != tt.want {
 				t.Errorf("%d of 16 concurrent uses succeeded, want %d", ok, tt.want)
 			}
-			got, err := s.PeekEnrollSecret(t.Context(), tt.secret.Hash, at(time.Minute))
-			if tt.secret.SingleUse {
-				if err != store.ErrNotFound {
-					t.Errorf("single-use secret after use: %v, want ErrNotFound", err)
+			// The same before and after the uses are folded into the
+			// secret's row.
+			for _, folded := range []bool{false, true} {
+				if folded {
+					mustFold(t, s)
 				}
-			} else if err != nil || got.Uses != tt.want {
-				t.Errorf("uses recorded = %d (%v), want %d", got.Uses, err, tt.want)
+				got, err := s.PeekEnrollSecret(t.Context(), tt.secret.Hash, at(time.Minute))
+				if tt.secret.SingleUse {
+					if err != store.ErrNotFound {
+						t.Errorf("single-use secret after use (folded: %v): %v, want ErrNotFound", folded, err)
+					}
+				} else if err != nil || got.Uses != tt.want {
+					t.Errorf("uses recorded (folded: %v) = %d (%v), want %d", folded, got.Uses, err, tt.want)
+				}
+			}
+			// One more use counts on top of the folded ones.
+			got, err := s.UseEnrollSecret(t.Context(), tt.secret.Hash, at(time.Minute))
+			switch {
+			case tt.secret.SingleUse && err != store.ErrNotFound:
+				t.Errorf("a single-use secret used again after folding: %v, want ErrNotFound", err)
+			case !tt.secret.SingleUse && (err != nil || got.Uses != tt.want+1):
+				t.Errorf("use after folding = %d uses (%v), want %d", got.Uses, err, tt.want+1)
 			}
 		})
 	}
