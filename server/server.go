@@ -288,15 +288,15 @@ func Run(ctx context.Context, cfg Config) error {
 	return nil
 }
 
-// FoldEvery is how often each replica folds the read model's aggregate
+// foldEvery is how often each replica folds the read model's aggregate
 // changes into its counts (store.Store.FoldCounts).
-const FoldEvery = time.Second
+const foldEvery = time.Second
 
-// foldCounts folds the aggregate changes every FoldEvery until ctx ends.
+// foldCounts folds the aggregate changes every foldEvery until ctx ends.
 // Every replica folds: the store folds each change once, and a fleet's
 // changes are folded even while the rescore lease's holder is down.
 func foldCounts(ctx context.Context, st store.Store, log *slog.Logger) {
-	t := time.NewTicker(FoldEvery)
+	t := time.NewTicker(foldEvery)
 	defer t.Stop()
 	failing := false
 	for {

@@ -76,13 +76,17 @@ type Evidence struct {
 // stored them.
 func (e Evidence) MarshalJSON() ([]byte, error) {
 	type plain Evidence
-	if e.Sources != nil || len(e.sources) == 0 || string(e.sources) == "null" || !json.Valid(e.sources) {
-		return json.Marshal(plain(e))
+	if e.Sources == nil && len(e.sources) > 0 && string(e.sources) != "null" {
+		b, err := json.Marshal(struct {
+			plain
+			Sources json.RawMessage `json:"sources,omitempty"`
+		}{plain(e), e.sources})
+		if err == nil {
+			return b, nil
+		}
+		// Sources that are not JSON (a damaged row) are left out.
 	}
-	return json.Marshal(struct {
-		plain
-		Sources json.RawMessage `json:"sources,omitempty"`
-	}{plain(e), e.sources})
+	return json.Marshal(plain(e))
 }
 
 // Evaluation pairs a control with its result.

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -71,109 +72,68 @@ func (s *Store) counter(ctx context.Context, tx Tx, control, status string, delt
 // foldBatch bounds the deltas one fold transaction takes.
 const foldBatch = 4096
 
-// FoldCounts implements store.Store. It adds the recorded aggregate deltas
-// into posture_counts and posture_daily and deletes them, in transactions
-// of up to foldBatch deltas. Each delta is taken by the one transaction that deletes it, so
-// replicas folding at once never count one twice. The daily history only
-// grows forward: a change recorded after a later day's (a late evaluation,
-// two racing across midnight) is recorded on that later day, so the newest
-// day always holds the current counts.
-//
-// It folds the uses of reusable enrollment secrets likewise
-// (enroll_secret_uses into enroll_secrets.uses).
+// FoldCounts implements store.Store. In transactions of up to foldBatch
+// changes each, it adds the recorded aggregate deltas into posture_counts
+// and posture_daily, and the counted uses of reusable enrollment secrets
+// into enroll_secrets.uses, deleting what it adds. Each change is taken by
+// the one transaction that deletes it, so replicas folding at once never
+// count one twice. The daily history only grows forward: a change
+// recorded after a later day's (a late evaluation, two racing across
+// midnight) is recorded on that later day, so the newest day always holds
+// the current counts.
 func (s *Store) FoldCounts(ctx context.Context) (int, error) {
 	folded := 0
-	for _, fold := range []func(context.Context) (int, error){s.foldOnce, s.foldSecretUses} {
-		for {
-			n, err := fold(ctx)
-			folded += n
-			if err != nil && s.d.Contended != nil && s.d.Contended(err) {
-				break // another replica's fold: what is left waits for the next
-			}
-			if err != nil {
-				return folded, err
-			}
-			if n < foldBatch {
-				break
-			}
+	for {
+		n, more, err := s.foldOnce(ctx)
+		folded += n
+		if err != nil && s.d.Contended != nil && s.d.Contended(err) {
+			return folded, nil // another replica's fold: what is left waits for the next
+		}
+		if err != nil || !more {
+			return folded, err
 		}
 	}
-	return folded, nil
 }
 
-// foldSecretUses adds up to foldBatch counted uses of enrollment secrets
-// into their rows, in secret order.
-func (s *Store) foldSecretUses(ctx context.Context) (int, error) {
-	uses := map[string]int{}
-	n := 0
-	err := s.write(ctx, func(tx Tx) error {
-		rows, err := tx.QueryContext(ctx, `DELETE FROM enroll_secret_uses WHERE id IN
-			(SELECT id FROM enroll_secret_uses ORDER BY id LIMIT ?) RETURNING secret_id, uses`, foldBatch)
-		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			var id string
-			var k int
-			if err := rows.Scan(&id, &k); err != nil {
-				rows.Close()
-				return err
-			}
-			uses[id] += k
-			n++
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		ids := make([]string, 0, len(uses))
-		for id := range uses {
-			ids = append(ids, id)
-		}
-		slices.Sort(ids)
-		for _, id := range ids {
-			if _, err := tx.ExecContext(ctx, `UPDATE enroll_secrets SET uses = uses + ? WHERE id = ?`, uses[id], id); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, err
-	}
-	return n, nil
-}
-
-func (s *Store) foldOnce(ctx context.Context) (int, error) {
+// foldOnce folds up to foldBatch aggregate deltas and foldBatch secret
+// uses in one transaction. more reports a full batch of either.
+func (s *Store) foldOnce(ctx context.Context) (n int, more bool, err error) {
 	type key struct {
 		day             int64
 		control, status string
 	}
-	sums := map[key]int{}
-	n := 0
-	err := s.write(ctx, func(tx Tx) error {
-		rows, err := tx.QueryContext(ctx, `DELETE FROM posture_deltas WHERE id IN
-			(SELECT id FROM posture_deltas ORDER BY id LIMIT ?) RETURNING day, control_id, status, delta`, foldBatch)
+	err = s.write(ctx, func(tx Tx) error {
+		n, more = 0, false
+		sums := map[key]int{}
+		deltas, err := takeBatch(ctx, tx, `DELETE FROM posture_deltas WHERE id IN
+			(SELECT id FROM posture_deltas ORDER BY id LIMIT ?) RETURNING day, control_id, status, delta`,
+			func(rows *sql.Rows) error {
+				var k key
+				var d int
+				err := rows.Scan(&k.day, &k.control, &k.status, &d)
+				sums[k] += d
+				return err
+			})
 		if err != nil {
 			return err
 		}
-		for rows.Next() {
-			var k key
-			var d int
-			if err := rows.Scan(&k.day, &k.control, &k.status, &d); err != nil {
-				rows.Close()
+		uses := map[string]int{}
+		used, err := takeBatch(ctx, tx, `DELETE FROM enroll_secret_uses WHERE id IN
+			(SELECT id FROM enroll_secret_uses ORDER BY id LIMIT ?) RETURNING secret_id, uses`,
+			func(rows *sql.Rows) error {
+				var id string
+				var k int
+				err := rows.Scan(&id, &k)
+				uses[id] += k
 				return err
-			}
-			sums[k] += d
-			n++
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+			})
+		if err != nil {
 			return err
 		}
-		// Day by day, each day's rows in one order: replicas folding at
-		// once lock the aggregate rows in the same order, so they never
-		// wait on each other in a cycle.
+		n, more = deltas+used, deltas == foldBatch || used == foldBatch
+		// Day by day, each day's rows in one order, then the secrets in
+		// id order: replicas folding at once lock the rows in the same
+		// order, so they never wait on each other in a cycle.
 		keys := make([]key, 0, len(sums))
 		for k, d := range sums {
 			if d != 0 {
@@ -191,12 +151,35 @@ func (s *Store) foldOnce(ctx context.Context) (int, error) {
 				return err
 			}
 		}
+		for _, id := range slices.Sorted(maps.Keys(uses)) {
+			if _, err := tx.ExecContext(ctx, `UPDATE enroll_secrets SET uses = uses + ? WHERE id = ?`, uses[id], id); err != nil {
+				return err
+			}
+		}
 		return nil
 	})
 	if err != nil {
+		return 0, false, err
+	}
+	return n, more, nil
+}
+
+// takeBatch runs a DELETE … LIMIT ? RETURNING query with foldBatch, calls
+// scan on each row it returns, and returns how many there were.
+func takeBatch(ctx context.Context, tx Tx, query string, scan func(*sql.Rows) error) (int, error) {
+	rows, err := tx.QueryContext(ctx, query, foldBatch)
+	if err != nil {
 		return 0, err
 	}
-	return n, nil
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		if err := scan(rows); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, rows.Err()
 }
 
 func affectedOne(res sql.Result, err error) error {
@@ -378,8 +361,8 @@ func (s *Store) DailyCounts(ctx context.Context, from, to time.Time) ([]store.Da
 	defer tx.Rollback()
 	// Each aggregate row (control, status, shard) as it stood: at the
 	// start, its newest day before; then day by day. A day's counts are
-	// the sums over the shards (rows of before the deltas; new changes
-	// are folded into shard 0).
+	// the sums over the shards (databases from before the deltas keep
+	// their shards' rows; changes are now folded into shard 0).
 	type key struct {
 		control, status string
 		shard           int

@@ -313,15 +313,15 @@ func ingestStatements() []string {
 // statements whatever the batch's size (each is a round trip to
 // PostgreSQL).
 func (s *Store) ingest(ctx context.Context, tx Tx, deviceID string, obs []store.Observation, receivedAt time.Time) (int, error) {
-	if len(obs) == 0 {
-		return 0, nil
-	}
 	// Last seen first: the update locks the device's row (in PostgreSQL),
 	// so batches of one device arriving at two replicas chain one after
 	// the other rather than both from the same head; which of the batch's
 	// seqs are stored already is then settled until commit.
 	if _, err := tx.ExecContext(ctx, stmtLastSeen, nanos(receivedAt), deviceID); err != nil {
 		return 0, err
+	}
+	if len(obs) == 0 {
+		return 0, nil
 	}
 	head, err := chainHead(ctx, tx, deviceID)
 	if err != nil {
