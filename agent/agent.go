@@ -162,6 +162,10 @@ type Agent struct {
 	cycleMu sync.Mutex
 	// attestations receives what the server concluded of each attestation.
 	attestations chan *evidentv1.AttestationResult
+	// renewErr is the last certificate renewal's failure ("" after a
+	// success); expiredLogged says the expiry was logged.
+	renewErr      string
+	expiredLogged bool
 }
 
 // MinOutboxBytes is the smallest outbox bound: the outbox refuses items over
@@ -363,6 +367,12 @@ type Status struct {
 	Outbox      outbox.Stats      `json:"outbox"`
 	Uplink      uplink.State      `json:"uplink"`
 	CertExpires time.Time         `json:"device_certificate_expires"`
+	// CertRenewAt is when the agent renews the certificate (two thirds of
+	// its lifetime).
+	CertRenewAt time.Time `json:"device_certificate_renew_at"`
+	// CertError says why the certificate cannot be used or renewed: its
+	// expiry, with what to do, or the last failed renewal.
+	CertError string `json:"device_certificate_error,omitempty"`
 	// TPM is the TPM the device is bound to ("" without one).
 	TPM               string    `json:"tpm,omitempty"`
 	LastAttestationAt time.Time `json:"last_attestation_at,omitzero"`
@@ -388,9 +398,17 @@ func (a *Agent) Status() Status {
 	for _, h := range a.watchdog.Hung() {
 		hung = append(hung, HungCollector{Name: h.Collector, Since: h.Since.UTC(), AbandonedAfter: h.Timeout.String()})
 	}
+	certErr := ""
+	if err := a.id.Expired(a.clock.Now()); err != nil {
+		certErr = err.Error()
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if certErr == "" && a.renewErr != "" {
+		certErr = "renewal failed: " + a.renewErr
+	}
 	return Status{
+		CertRenewAt: a.id.RenewAt(), CertError: certErr,
 		Version: a.cfg.Version, DeviceID: a.id.DeviceID, Server: a.id.Server, StartedAt: a.startedAt,
 		Interval: a.cfg.Interval.String(), Cycles: a.cycles, LastCycleAt: a.lastCycle, LastResults: a.lastResults,
 		Outbox: st, Uplink: a.up.State(), CertExpires: a.id.CertExpiry(),
@@ -560,6 +578,26 @@ func (a *Agent) Run(ctx context.Context, once bool, onceTimeout time.Duration) (
 			}
 		}
 	}()
+	renewCheck := make(chan struct{}, 1)
+	if once {
+		// One pass, before the stream opens: a run that exits as soon as
+		// everything is delivered must not cut a renewal short.
+		if _, err := a.renewOnce(ctx); err != nil {
+			a.cfg.Log.Warn("continuing with the current device certificate", "expires", a.id.CertExpiry().UTC())
+		}
+	} else {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.renewLoop(ctx, renewCheck)
+		}()
+	}
+	checkRenewal := func() {
+		select {
+		case renewCheck <- struct{}{}:
+		default:
+		}
+	}
 	acked := a.up.AckNotify()
 	upErr := make(chan error, 1)
 	wg.Add(2)
@@ -620,6 +658,7 @@ func (a *Agent) Run(ctx context.Context, once bool, onceTimeout time.Duration) (
 			} else if err != nil {
 				a.cfg.Log.Error("collection failed", "err", err)
 			}
+			checkRenewal()
 		}
 	}
 }

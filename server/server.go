@@ -59,6 +59,9 @@ type Config struct {
 	QueueWait   time.Duration
 	// DebugListen serves runtime profiles on a loopback address when set.
 	DebugListen string
+	// CredentialCheck is how often open streams are checked against
+	// revocations and renewals (zero: ingest.DefaultCredentialCheck).
+	CredentialCheck time.Duration
 }
 
 // DBPath is the SQLite store's file under a data directory.
@@ -152,7 +155,11 @@ func Run(ctx context.Context, cfg Config) error {
 		hosts = append(hosts, h)
 	}
 	hosts = append(hosts, cfg.SANs...)
-	cert, err := ca.ServerCertificate(filepath.Join(cfg.DataDir, "pki"), hosts)
+	certs, err := ca.ServerCertSource(filepath.Join(cfg.DataDir, "pki"), hosts)
+	if err != nil {
+		return fmt.Errorf("server certificate: %w", err)
+	}
+	cert, err := certs.Get()
 	if err != nil {
 		return fmt.Errorf("server certificate: %w", err)
 	}
@@ -167,8 +174,8 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	log.Info("TPM enrollment trust", "ek_roots_dir", rootsDir, "ek_allowlist_entries", len(ekPolicy.AllowedEKs))
 	srv := &ingest.Server{Store: st, CA: ca, Policy: cfg.Policy, Log: log, Now: clock.Now, EKPolicy: ekPolicy, AttestEvery: cfg.AttestEvery, NonceTTL: cfg.NonceTTL,
-		MaxInFlight: cfg.MaxInFlight, QueueWait: cfg.QueueWait}
-	g := srv.GRPCServer(cert)
+		MaxInFlight: cfg.MaxInFlight, QueueWait: cfg.QueueWait, ServerCert: certs.Get}
+	g := srv.GRPCServer(*cert)
 	lis, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err
@@ -181,7 +188,8 @@ func Run(ctx context.Context, cfg Config) error {
 		if host, _, err := net.SplitHostPort(cfg.WebListen); err != nil {
 			return fmt.Errorf("--web-listen %q: %w", cfg.WebListen, err)
 		} else if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-			webTLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+			// Renewed without a restart (see ingest.Server.ServerCert).
+			webTLS = &tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return certs.Get() }}
 		}
 		stopWeb, url, err := startWeb(ctx, st, cfg.Policy, cfg.WebListen, log, webTLS)
 		if err != nil {
@@ -212,6 +220,11 @@ func Run(ctx context.Context, cfg Config) error {
 	go func() {
 		defer bg.Done()
 		foldCounts(ctx, st, log)
+	}()
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		srv.WatchCredentials(ctx, cfg.CredentialCheck)
 	}()
 	bg.Add(1)
 	go func() {

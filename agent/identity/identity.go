@@ -22,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/evident-dev/evident/internal/atomicfile"
@@ -61,7 +62,10 @@ type Identity struct {
 	// platform's).
 	TPMEventLog string `json:"tpm_event_log,omitempty"`
 
-	dir  string
+	dir string
+	// mu guards cert and ca, which a renewal replaces while the uplink
+	// reads them at each handshake.
+	mu   sync.Mutex
 	cert tls.Certificate
 	ca   *x509.CertPool
 }
@@ -83,28 +87,49 @@ func Load(dir string) (*Identity, error) {
 		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, stateFile), err)
 	}
 	id.dir = dir
-	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, certFile), filepath.Join(dir, keyFile))
+	cert, err := loadCurrent(dir)
 	if err != nil {
 		return nil, fmt.Errorf("load device certificate: %w", err)
 	}
 	id.cert = cert
-	caPEM, err := os.ReadFile(filepath.Join(dir, caFile))
-	if err != nil {
+	if id.ca, err = loadCA(dir); err != nil {
 		return nil, err
-	}
-	id.ca = x509.NewCertPool()
-	if !id.ca.AppendCertsFromPEM(caPEM) {
-		return nil, fmt.Errorf("%s holds no certificate", filepath.Join(dir, caFile))
 	}
 	return &id, nil
 }
 
+func loadCA(dir string) (*x509.CertPool, error) {
+	caPEM, err := os.ReadFile(filepath.Join(dir, caFile))
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, fmt.Errorf("%s holds no certificate", filepath.Join(dir, caFile))
+	}
+	return pool, nil
+}
+
 // CertExpiry returns when the device certificate expires.
 func (id *Identity) CertExpiry() time.Time {
-	if leaf, err := x509.ParseCertificate(id.cert.Certificate[0]); err == nil {
-		return leaf.NotAfter
+	id.mu.Lock()
+	defer id.mu.Unlock()
+	return id.cert.Leaf.NotAfter
+}
+
+// ErrCertExpired is wrapped by Expired's error.
+var ErrCertExpired = errors.New("device certificate expired")
+
+// Expired returns, when the device certificate has expired at now, an
+// error saying when and what to do: the server refuses an expired
+// certificate, and only a new enrollment gives the device a new one.
+func (id *Identity) Expired(now time.Time) error {
+	exp := id.CertExpiry()
+	if now.Before(exp) {
+		return nil
 	}
-	return time.Time{}
+	return fmt.Errorf("%w on %s (it was not renewed in time: the device was offline or the server unreachable for the last third of its lifetime): re-enroll with `evident-agent enroll --force --server %s --token TOKEN` and a new enrollment token",
+		ErrCertExpired, exp.UTC().Format(time.RFC3339), id.Server)
 }
 
 // TLSConfig is the mTLS client configuration for the evidence stream. The
@@ -123,13 +148,19 @@ func (id *Identity) TLSConfig() (*tls.Config, error) {
 	if len(servers) == 1 {
 		host = serverlist.Host(servers[0])
 	}
+	id.mu.Lock()
+	pool := id.ca
+	id.mu.Unlock()
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
-		RootCAs:    id.ca,
+		RootCAs:    pool,
 		ServerName: host,
 		Time:       clock.Now,
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-			return &id.cert, nil
+			id.mu.Lock()
+			defer id.mu.Unlock()
+			c := id.cert
+			return &c, nil
 		},
 	}, nil
 }
@@ -254,6 +285,11 @@ func Enroll(ctx context.Context, dir, addr, token string, facts *HostFacts, opts
 		if id.TPM == "" {
 			id.TPM = "platform"
 		}
+	}
+	// A renewal of an earlier identity left half done must not be
+	// resumed under this one.
+	if err := removeNext(dir); err != nil {
+		return nil, err
 	}
 	state, _ := json.MarshalIndent(id, "", "  ")
 	for _, f := range []struct {

@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -58,6 +59,8 @@ type Uplink struct {
 	AttestationResults chan<- *evidentv1.AttestationResult
 
 	wake     chan struct{}
+	redial   chan struct{}
+	running  atomic.Bool
 	outgoing chan *evidentv1.AgentMessage
 	once     sync.Once
 
@@ -98,6 +101,7 @@ func (u *Uplink) setState(f func(*State)) {
 func (u *Uplink) init() {
 	u.once.Do(func() {
 		u.wake = make(chan struct{}, 1)
+		u.redial = make(chan struct{}, 1)
 		u.outgoing = make(chan *evidentv1.AgentMessage, 4)
 	})
 }
@@ -156,30 +160,63 @@ func DialOptions() []grpc.DialOption {
 	}
 }
 
+// errRedial ends a session on Redial.
+var errRedial = errors.New("redialling with new credentials")
+
+// Redial closes the current connection and connects again with a fresh
+// TLS configuration (u.TLS): after a certificate renewal, so the server
+// sees the new certificate at once. Nothing is lost: what was not acked is
+// resent on the new stream.
+func (u *Uplink) Redial() {
+	u.init()
+	if !u.running.Load() {
+		return // the first dial will use the new credentials
+	}
+	select {
+	case u.redial <- struct{}{}:
+	default:
+	}
+}
+
 // Run connects and streams until ctx ends, reconnecting with exponential
 // backoff and jitter (1 s to 1 min). It returns ctx's error.
 func (u *Uplink) Run(ctx context.Context) error {
 	u.init()
-	tlsConf, err := u.TLS()
-	if err != nil {
-		return err
-	}
+	u.running.Store(true)
+	defer u.running.Store(false)
 	servers, err := serverlist.Parse(u.Server)
 	if err != nil {
 		return fmt.Errorf("server address %q: %w", u.Server, err)
 	}
-	conn, err := serverlist.NewClient(servers, append(DialOptions(), grpc.WithTransportCredentials(credentials.NewTLS(tlsConf)))...)
-	if err != nil {
-		return fmt.Errorf("server address %q: %w", u.Server, err)
+	for {
+		tlsConf, err := u.TLS()
+		if err != nil {
+			return err
+		}
+		conn, err := serverlist.NewClient(servers, append(DialOptions(), grpc.WithTransportCredentials(credentials.NewTLS(tlsConf)))...)
+		if err != nil {
+			return fmt.Errorf("server address %q: %w", u.Server, err)
+		}
+		err = u.runConn(ctx, evidentv1.NewEvidenceClient(conn))
+		conn.Close()
+		if !errors.Is(err, errRedial) {
+			return err
+		}
+		u.Log.Info("reconnecting with the renewed device certificate")
 	}
-	defer conn.Close()
-	client := evidentv1.NewEvidenceClient(conn)
+}
+
+// runConn streams over one connection until ctx ends or Redial is called.
+func (u *Uplink) runConn(ctx context.Context, client evidentv1.EvidenceClient) error {
 	backoff := time.Second
 	for {
 		began := time.Now()
 		acked, server, err := u.session(ctx, client)
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if errors.Is(err, errRedial) {
+			return err
 		}
 		// A stream that delivered, or lived a while, was healthy: start the
 		// backoff over.
@@ -201,6 +238,8 @@ func (u *Uplink) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-u.redial:
+			return errRedial
 		case <-time.After(wait):
 		}
 		backoff = min(backoff*2, time.Minute)
@@ -330,6 +369,8 @@ func (u *Uplink) exchange(ctx context.Context, stream grpc.BidiStreamingClient[e
 		case err := <-recvErr:
 			return gotAck, err
 		case <-u.wake:
+		case <-u.redial:
+			return gotAck, errRedial
 		case m := <-u.outgoing:
 			if err := stream.Send(m); err != nil {
 				return gotAck, err

@@ -12,6 +12,12 @@ import "time"
 // a Go duration such as "9600h" or "-72h".
 const OffsetEnv = "EVIDENT_TEST_CLOCK_OFFSET"
 
+// FileEnv names a file whose content, a Go duration, shifts the clock of
+// evidenttest builds further, re-read while they run: a test moves the
+// clock of running servers and agents together (a simulated year of
+// certificate renewals) by rewriting it.
+const FileEnv = "EVIDENT_TEST_CLOCK_FILE"
+
 // Now returns the wall clock, shifted by the test offset in evidenttest
 // builds.
-func Now() time.Time { return time.Now().Add(offset) }
+func Now() time.Time { return time.Now().Add(shift()) }

@@ -5,6 +5,8 @@ package clock
 import (
 	"fmt"
 	"os"
+	"strings"
+	"sync"
 	"time"
 )
 
@@ -12,6 +14,36 @@ import (
 // duration stops the binary there: a test that meant to shift the clock must
 // not silently run on today's date.
 var offset = mustOffset(os.Getenv(OffsetEnv))
+
+// clockFile is FileEnv's file ("" without one); its shift is re-read at
+// most every fileEvery.
+var (
+	clockFile = os.Getenv(FileEnv)
+	fileMu    sync.Mutex
+	fileShift time.Duration
+	fileRead  time.Time
+)
+
+const fileEvery = 10 * time.Millisecond
+
+// shift is the offset plus the clock file's shift. A file that cannot be
+// read or parsed (being replaced) keeps the last shift read.
+func shift() time.Duration {
+	if clockFile == "" {
+		return offset
+	}
+	fileMu.Lock()
+	defer fileMu.Unlock()
+	if now := time.Now(); now.Sub(fileRead) >= fileEvery {
+		fileRead = now
+		if b, err := os.ReadFile(clockFile); err == nil {
+			if d, err := parseOffset(strings.TrimSpace(string(b))); err == nil {
+				fileShift = d
+			}
+		}
+	}
+	return offset + fileShift
+}
 
 func mustOffset(s string) time.Duration {
 	d, err := parseOffset(s)

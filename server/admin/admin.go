@@ -52,6 +52,8 @@ const (
 	ActionTokenRevoke     = "token.revoke"
 	ActionSecretCreate    = "secret.create"
 	ActionInventoryImport = "inventory.import"
+	ActionDeviceRevoke    = "device.revoke"
+	ActionDeviceRetire    = "device.retire"
 	Denied                = ".denied"
 )
 
@@ -67,6 +69,7 @@ type Store interface {
 	CreateEnrollSecret(ctx context.Context, s store.EnrollSecret) error
 	ReplaceInventory(ctx context.Context, imp store.InventoryImport, rows []store.InventoryRow) (store.InventoryImport, error)
 	AddAudit(ctx context.Context, e store.AuditEntry) (int64, error)
+	RevokeDevice(ctx context.Context, deviceID string, at time.Time, reason string, retire bool) error
 }
 
 // Service is the admin service.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -17,10 +18,24 @@ import (
 
 type deviceKey struct{}
 
+// caller is who an authenticated call comes from.
+type caller struct {
+	id string
+	// serial is the serial of the certificate it presented, and notBefore
+	// and notAfter its validity.
+	serial              string
+	notBefore, notAfter time.Time
+}
+
 // DeviceFromContext returns the authenticated device id of a call.
 func DeviceFromContext(ctx context.Context) (string, bool) {
-	id, ok := ctx.Value(deviceKey{}).(string)
-	return id, ok
+	c, ok := ctx.Value(deviceKey{}).(caller)
+	return c.id, ok
+}
+
+func callerFromContext(ctx context.Context) (caller, bool) {
+	c, ok := ctx.Value(deviceKey{}).(caller)
+	return c, ok
 }
 
 // unauthenticated lists the methods a caller may reach without a device
@@ -31,61 +46,95 @@ func unauthenticated(method string) bool {
 		strings.HasPrefix(method, "/grpc.reflection.")
 }
 
-// authenticate resolves the caller's device id from its verified client
-// certificate. The TLS layer has already verified the chain against the
-// device CA (tls.VerifyClientCertIfGiven); this checks that a chain is
-// present, that it names a device, and that the device is enrolled.
-func authenticate(ctx context.Context, devices store.Enrollment) (string, error) {
+// Credentials is what authentication reads and confirms.
+type Credentials interface {
+	Device(ctx context.Context, id string) (store.Device, error)
+	ConfirmCertificate(ctx context.Context, deviceID, serial string, at time.Time) (bool, error)
+}
+
+// authenticate resolves the caller from its verified client certificate.
+// The TLS layer has already verified the chain against the device CA
+// (tls.VerifyClientCertIfGiven), validity dates included; this checks that
+// a chain is present, that it names an enrolled device, and that the store
+// still accepts this certificate for it (not revoked, not replaced by a
+// confirmed renewal). The first call with a renewed certificate confirms
+// it.
+func authenticate(ctx context.Context, devices Credentials, now func() time.Time) (caller, error) {
 	p, ok := peer.FromContext(ctx)
 	if !ok {
-		return "", status.Error(codes.Unauthenticated, "no peer")
+		return caller{}, status.Error(codes.Unauthenticated, "no peer")
 	}
 	ti, ok := p.AuthInfo.(credentials.TLSInfo)
 	if !ok || len(ti.State.VerifiedChains) == 0 || len(ti.State.VerifiedChains[0]) == 0 {
-		return "", status.Error(codes.Unauthenticated, "a device certificate is required: enroll this device first (evident-agent enroll)")
+		return caller{}, status.Error(codes.Unauthenticated, "a device certificate is required: enroll this device first (evident-agent enroll)")
 	}
-	id, err := pki.DeviceID(ti.State.VerifiedChains[0][0])
+	leaf := ti.State.VerifiedChains[0][0]
+	id, err := pki.DeviceID(leaf)
 	if err != nil {
-		return "", status.Error(codes.Unauthenticated, err.Error())
+		return caller{}, status.Error(codes.Unauthenticated, err.Error())
 	}
 	d, err := devices.Device(ctx, id)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return "", status.Errorf(codes.PermissionDenied, "device %s is not enrolled on this server", id)
+			return caller{}, status.Errorf(codes.PermissionDenied, "device %s is not enrolled on this server", id)
 		}
-		return "", status.Error(codes.Unavailable, "device lookup failed")
+		return caller{}, status.Error(codes.Unavailable, "device lookup failed")
 	}
-	if d.SupersededBy != "" {
-		return "", status.Errorf(codes.PermissionDenied, "device %s was re-enrolled with the same TPM as %s; this identity is retired", id, d.SupersededBy)
+	serial := pki.Serial(leaf)
+	if err := refusal(d, serial); err != nil {
+		return caller{}, err
 	}
-	return id, nil
+	if d.NextCertSerial != "" && serial == d.NextCertSerial {
+		if _, err := devices.ConfirmCertificate(ctx, id, serial, now()); err != nil {
+			return caller{}, status.Error(codes.Unavailable, "confirming the renewed certificate failed; retry")
+		}
+	}
+	return caller{id: id, serial: serial, notBefore: leaf.NotBefore, notAfter: leaf.NotAfter}, nil
+}
+
+// refusal is why the store no longer accepts a device's certificate of
+// this serial, as the status the agent gets; nil when it does.
+func refusal(d store.Device, serial string) error {
+	switch {
+	case d.RevokedAt != nil && d.Retired:
+		return status.Errorf(codes.PermissionDenied, "device %s was retired on %s (%s): its credentials no longer authenticate",
+			d.ID, d.RevokedAt.UTC().Format(time.RFC3339), d.RevokeReason)
+	case d.RevokedAt != nil:
+		return status.Errorf(codes.PermissionDenied, "device %s was revoked on %s (%s): its credentials no longer authenticate; re-enroll it with a new enrollment secret",
+			d.ID, d.RevokedAt.UTC().Format(time.RFC3339), d.RevokeReason)
+	case d.SupersededBy != "":
+		return status.Errorf(codes.PermissionDenied, "device %s was re-enrolled with the same TPM as %s; this identity is retired", d.ID, d.SupersededBy)
+	case !d.Accepts(serial):
+		return status.Errorf(codes.PermissionDenied, "this certificate of device %s (serial %s) was replaced by a renewal and is no longer accepted", d.ID, serial)
+	}
+	return nil
 }
 
 // UnaryAuth is the unary interceptor enforcing device authentication.
-func UnaryAuth(devices store.Enrollment) grpc.UnaryServerInterceptor {
+func UnaryAuth(devices Credentials, now func() time.Time) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 		if unauthenticated(info.FullMethod) {
 			return h(ctx, req)
 		}
-		id, err := authenticate(ctx, devices)
+		c, err := authenticate(ctx, devices, now)
 		if err != nil {
 			return nil, err
 		}
-		return h(context.WithValue(ctx, deviceKey{}, id), req)
+		return h(context.WithValue(ctx, deviceKey{}, c), req)
 	}
 }
 
 // StreamAuth is the stream interceptor enforcing device authentication.
-func StreamAuth(devices store.Enrollment) grpc.StreamServerInterceptor {
+func StreamAuth(devices Credentials, now func() time.Time) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 		if unauthenticated(info.FullMethod) {
 			return h(srv, ss)
 		}
-		id, err := authenticate(ss.Context(), devices)
+		c, err := authenticate(ss.Context(), devices, now)
 		if err != nil {
 			return err
 		}
-		return h(srv, &authedStream{ServerStream: ss, ctx: context.WithValue(ss.Context(), deviceKey{}, id)})
+		return h(srv, &authedStream{ServerStream: ss, ctx: context.WithValue(ss.Context(), deviceKey{}, c)})
 	}
 }
 

@@ -61,6 +61,7 @@ type Store interface {
 	store.TPM
 	store.Evidence
 	store.Recorder
+	store.Credentials
 	DevicesDue(ctx context.Context, now time.Time) ([]string, error)
 }
 
@@ -68,6 +69,7 @@ type Store interface {
 type Server struct {
 	evidentv1.UnimplementedEnrollmentServer
 	evidentv1.UnimplementedEvidenceServer
+	evidentv1.UnimplementedCredentialsServer
 
 	Store  Store
 	CA     *pki.CA
@@ -95,6 +97,14 @@ type Server struct {
 
 	admitOnce sync.Once
 	slots     chan struct{}
+
+	// ServerCert, when set, gives the server certificate at each TLS
+	// handshake (renewed as it nears expiry); without it the certificate
+	// given to GRPCServer is served.
+	ServerCert func() (*tls.Certificate, error)
+
+	// streams are this replica's open evidence streams (WatchCredentials).
+	streams streamRegistry
 }
 
 // Admission defaults: SQLite writes one transaction at a time, so more
@@ -150,8 +160,16 @@ func (s *Server) GRPCServer(serverCert tls.Certificate) *grpc.Server {
 		ClientAuth:   tls.VerifyClientCertIfGiven,
 		Time:         s.now, // client certificates are valid on the server's clock
 	}
+	if s.ServerCert != nil {
+		// Each handshake asks it, so a renewed server certificate is
+		// served without a restart. (crypto/tls calls GetCertificate
+		// only when Certificates is empty or the client sent SNI, which
+		// it does not for an IP address.)
+		tlsConf.Certificates = nil
+		tlsConf.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.ServerCert() }
+	}
 	g := grpc.NewServer(
-		grpc.Creds(credentials.NewTLS(tlsConf)),
+		grpc.Creds(connTracker{TransportCredentials: credentials.NewTLS(tlsConf), reg: &s.streams}),
 		grpc.MaxRecvMsgSize(MaxMessageBytes),
 		grpc.MaxSendMsgSize(MaxMessageBytes),
 		grpc.MaxConcurrentStreams(maxConcurrentStream),
@@ -171,11 +189,12 @@ func (s *Server) GRPCServer(serverCert tls.Certificate) *grpc.Server {
 		// ones (a laptop that left the network without closing).
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 5 * time.Minute, Timeout: 20 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 20 * time.Second, PermitWithoutStream: true}),
-		grpc.ChainUnaryInterceptor(UnaryAuth(s.Store)),
-		grpc.ChainStreamInterceptor(StreamAuth(s.Store)),
+		grpc.ChainUnaryInterceptor(UnaryAuth(s.Store, s.now)),
+		grpc.ChainStreamInterceptor(StreamAuth(s.Store, s.now)),
 	)
 	evidentv1.RegisterEnrollmentServer(g, s)
 	evidentv1.RegisterEvidenceServer(g, s)
+	evidentv1.RegisterCredentialsServer(g, s)
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(g, hs)
@@ -206,8 +225,16 @@ func (s *Server) Enroll(ctx context.Context, req *evidentv1.EnrollRequest) (*evi
 	}
 	// Check everything the caller sent before spending the secret: a bad
 	// request must not use up a single-use token.
-	if _, err := pki.CheckCSR(req.GetCsr()); err != nil {
+	csr, err := pki.CheckCSR(req.GetCsr())
+	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "csr: %v", err)
+	}
+	keyHash, err := pki.KeySHA256(csr.PublicKey)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "csr key: %v", err)
+	}
+	if err := s.checkFreshKey(ctx, keyHash); err != nil {
+		return nil, err
 	}
 	if req.GetTpm() != nil {
 		return s.enrollTPM(ctx, req)
@@ -241,18 +268,23 @@ func (s *Server) finishEnroll(ctx context.Context, req *evidentv1.EnrollRequest,
 	if err != nil {
 		return nil, s.secretError(err, h)
 	}
+	id, now := pki.NewDeviceID(), s.now()
+	der, err := s.CA.SignDevice(req.GetCsr(), id)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "csr: %v", err)
+	}
+	cert, err := certRecord(der, id, now)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "issued certificate: %v", err)
+	}
 	dev, err := devices.Enroll(ctx, s.Store, store.Device{
-		ID: pki.NewDeviceID(), Hostname: h.GetHostname(), GOOS: h.GetGoos(), GOARCH: h.GetGoarch(),
+		ID: id, Hostname: h.GetHostname(), GOOS: h.GetGoos(), GOARCH: h.GetGoarch(),
 		OSVersion: h.GetOsVersion(), MachineID: h.GetMachineId(), SerialNumber: h.GetSerialNumber(),
-		AgentVersion: h.GetAgentVersion(), SecretID: secret.ID, EnrolledAt: s.now(), TPM: tpm,
+		AgentVersion: h.GetAgentVersion(), SecretID: secret.ID, EnrolledAt: now, TPM: tpm, Cert: &cert,
 	})
 	if err != nil {
 		s.Log.Error("enrollment: store device", "err", err)
 		return nil, status.Error(codes.Unavailable, "enrollment temporarily unavailable")
-	}
-	der, err := s.CA.SignDevice(req.GetCsr(), dev.ID)
-	if err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "csr: %v", err)
 	}
 	// The device is in the population from enrollment: its controls are
 	// recorded (unknown: no report yet) so every read shows it the same way.
@@ -271,6 +303,7 @@ func (s *Server) Stream(stream grpc.BidiStreamingServer[evidentv1.AgentMessage, 
 		return status.Error(codes.Unauthenticated, "no device identity")
 	}
 	log := s.Log.With("device", deviceID)
+	defer s.registerStream(ctx)()
 	out := &sender{stream: stream}
 	attesting, attestations, streamStart := false, 0, time.Now()
 	// The attestation loop sends on this stream: it must be done before

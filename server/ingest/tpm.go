@@ -210,6 +210,13 @@ func (s *sender) send(m *evidentv1.ServerMessage) error {
 	return s.stream.Send(m)
 }
 
+// newNonce is a fresh random challenge.
+func newNonce() ([]byte, error) {
+	nonce := make([]byte, nonceBytes)
+	_, err := rand.Read(nonce)
+	return nonce, err
+}
+
 // challenge issues a fresh single-use nonce to a device and sends it,
 // unless the device already holds an unexpired one (one at a time, however
 // often it reconnects).
@@ -217,8 +224,8 @@ func (s *Server) challenge(ctx context.Context, out *sender, deviceID string) er
 	if live, err := s.Store.HasLiveNonce(ctx, deviceID, s.now()); err != nil || live {
 		return err
 	}
-	nonce := make([]byte, nonceBytes)
-	if _, err := rand.Read(nonce); err != nil {
+	nonce, err := newNonce()
+	if err != nil {
 		return err
 	}
 	exp := s.now().Add(s.nonceTTL())

@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/evident-dev/evident/internal/atomicfile"
@@ -294,4 +295,66 @@ func parseURI(s string) ([]*url.URL, error) {
 		return nil, fmt.Errorf("device URI: %w", err)
 	}
 	return []*url.URL{u}, nil
+}
+
+// Serial is a certificate's serial number as the store keeps it: lowercase
+// hex.
+func Serial(cert *x509.Certificate) string { return cert.SerialNumber.Text(16) }
+
+// KeySHA256 is the SHA-256 of a certificate's or request's public key
+// (PKIX DER): how the store recognises a key certified before.
+func KeySHA256(pub any) ([]byte, error) {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(der)
+	return sum[:], nil
+}
+
+// serverRenewBefore is how long before its expiry the server certificate is
+// replaced.
+const serverRenewBefore = 30 * 24 * time.Hour
+
+// ServerCertSource serves the server certificate and replaces it, without
+// a restart, once it is within 30 days of expiry: the server runs for
+// years on certificates of one.
+type ServerCertSource struct {
+	ca    *CA
+	dir   string
+	hosts []string
+
+	mu   sync.Mutex
+	cert *tls.Certificate
+}
+
+// ServerCertSource loads (or issues) the server certificate as
+// ServerCertificate does and returns its source.
+func (ca *CA) ServerCertSource(dir string, hosts []string) (*ServerCertSource, error) {
+	s := &ServerCertSource{ca: ca, dir: dir, hosts: hosts}
+	if _, err := s.Get(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Get returns the current server certificate, renewing it first when it
+// is due. A failed renewal keeps serving the current one while it is
+// valid.
+func (s *ServerCertSource) Get() (*tls.Certificate, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.ca.now()
+	if s.cert != nil && now.Before(s.cert.Leaf.NotAfter.Add(-serverRenewBefore)) {
+		return s.cert, nil
+	}
+	c, err := s.ca.ServerCertificate(s.dir, s.hosts)
+	if err != nil {
+		if s.cert != nil && now.Before(s.cert.Leaf.NotAfter) {
+			return s.cert, nil
+		}
+		return nil, err
+	}
+	s.cert = &c
+	return s.cert, nil
 }

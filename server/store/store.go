@@ -36,6 +36,7 @@ type Store interface {
 	Waivers
 	Posture
 	Leases
+	Credentials
 	RecordStates(ctx context.Context, p StatePlan) error
 	// DevicesDue lists the devices whose recorded evaluation can have
 	// changed with time alone by now (StatePlan.RescoreAt at or before
@@ -57,6 +58,44 @@ type Leases interface {
 	// when holder already has it. It returns false, taking nothing, while
 	// another holder's lease has not expired at now.
 	TakeLease(ctx context.Context, name, holder string, now, until time.Time) (bool, error)
+}
+
+// Credentials is the ledger of device certificates and revocations: what
+// authenticates a device, kept in the store so every replica agrees.
+type Credentials interface {
+	// AddCertificate records a certificate issued to an enrolled device by
+	// renewal: it becomes the device's next certificate (NextCertSerial),
+	// accepted alongside the current one until ConfirmCertificate. A
+	// device has one next certificate: a newer renewal replaces it.
+	AddCertificate(ctx context.Context, deviceID string, c Certificate) error
+	// ConfirmCertificate makes the device's next certificate, when its
+	// serial is serial, the current one: the previous one is refused from
+	// then on. It returns false, changing nothing, when serial is not the
+	// device's next certificate.
+	ConfirmCertificate(ctx context.Context, deviceID, serial string, at time.Time) (bool, error)
+	// CertificateByKey returns the certificate ever issued for a key (the
+	// SHA-256 of its PKIX DER): a device key is never certified twice.
+	// ErrNotFound when none.
+	CertificateByKey(ctx context.Context, keySHA256 []byte) (Certificate, error)
+	// RevokeDevice revokes a device's credentials at at (retire: the
+	// device left the fleet for good). ErrNotFound for an unknown device;
+	// a device already revoked keeps its first revocation.
+	RevokeDevice(ctx context.Context, deviceID string, at time.Time, reason string, retire bool) error
+	// CredentialChanges lists the devices whose accepted certificates or
+	// revocation changed at or after since: what each replica checks its
+	// open streams against.
+	CredentialChanges(ctx context.Context, since time.Time) ([]Device, error)
+}
+
+// Certificate is a device certificate the CA issued.
+type Certificate struct {
+	// Serial is the certificate's serial number, lowercase hex.
+	Serial   string
+	DeviceID string
+	// KeySHA256 is the SHA-256 of the certified public key (PKIX DER).
+	KeySHA256 []byte
+	IssuedAt  time.Time
+	NotAfter  time.Time
 }
 
 // Enrollment is what enrollment needs.
@@ -231,6 +270,33 @@ type Device struct {
 	// SupersededBy is the device that re-enrolled with this device's TPM;
 	// a superseded device no longer authenticates.
 	SupersededBy string
+	// Cert is the certificate issued at enrollment: set by EnrollDevice's
+	// caller (reads leave it nil and fill CertSerial and CertNotAfter).
+	Cert *Certificate
+	// CertSerial is the device's accepted certificate ("" for a device
+	// enrolled before certificates were recorded: any certificate the CA
+	// issued for it authenticates until its first renewal is confirmed).
+	CertSerial   string
+	CertNotAfter time.Time
+	// NextCertSerial is a renewed certificate not confirmed yet: it
+	// authenticates too, and its first use confirms it.
+	NextCertSerial   string
+	NextCertNotAfter time.Time
+	// RevokedAt is when the device's credentials were revoked (nil if
+	// not); Retired means it left the fleet (disposed of, not stolen).
+	RevokedAt    *time.Time
+	RevokeReason string
+	Retired      bool
+}
+
+// Accepts reports whether a certificate of this serial authenticates the
+// device: not revoked or superseded, and the serial its current or next
+// certificate (any, for a device with no certificate recorded).
+func (d Device) Accepts(serial string) bool {
+	if d.RevokedAt != nil || d.SupersededBy != "" {
+		return false
+	}
+	return d.CertSerial == "" || serial == d.CertSerial || (d.NextCertSerial != "" && serial == d.NextCertSerial)
 }
 
 // OS is the device's platform and version as reports show it

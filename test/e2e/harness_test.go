@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -49,6 +50,20 @@ func TestMain(m *testing.M) {
 type proc struct {
 	cmd *exec.Cmd
 	log string
+
+	waitOnce sync.Once
+	done     chan struct{}
+	waitErr  error
+}
+
+// wait returns a channel closed when the process has exited; waitErr is
+// then its exit error. One goroutine waits, however many ask.
+func (p *proc) wait() <-chan struct{} {
+	p.waitOnce.Do(func() {
+		p.done = make(chan struct{})
+		go func() { p.waitErr = p.cmd.Wait(); close(p.done) }()
+	})
+	return p.done
 }
 
 func start(t *testing.T, logName string, bin string, args ...string) *proc {
@@ -91,20 +106,16 @@ func tail(b []byte, n int) string {
 }
 
 func (p *proc) kill() {
-	if p.cmd.ProcessState == nil {
-		_ = p.cmd.Process.Signal(syscall.SIGKILL)
-		_ = p.cmd.Wait()
-	}
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.wait()
 }
 
 func (p *proc) stop(t *testing.T) {
 	t.Helper()
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- p.cmd.Wait() }()
 	select {
-	case err := <-done:
-		if err != nil {
+	case <-p.wait():
+		if err := p.waitErr; err != nil {
 			t.Errorf("%s did not stop cleanly: %v", filepath.Base(p.cmd.Path), err)
 		}
 	case <-time.After(15 * time.Second):
@@ -139,8 +150,10 @@ func startServerEnv(t *testing.T, env []string, dir, listen string, extra ...str
 		if b, err := os.ReadFile(addrFile); err == nil && len(bytes.TrimSpace(b)) > 0 {
 			return &server{dir: dir, addr: string(bytes.TrimSpace(b)), p: p, env: env}
 		}
-		if p.cmd.ProcessState != nil {
-			break
+		select {
+		case <-p.wait():
+			t.Fatalf("server exited before writing %s: %v", addrFile, p.waitErr)
+		default:
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -253,4 +266,33 @@ func drained(t *testing.T, agentDir string) uint64 {
 		t.Fatalf("agent outbox of %s: %+v; want empty, all %d acked, nothing dropped", agentDir, st, persisted)
 	}
 	return persisted
+}
+
+// testClock is a clock file (clock.FileEnv) the test moves forward: every
+// process started with its env follows it while it runs.
+type testClock struct {
+	path string
+	now  time.Duration
+}
+
+func newTestClock(t *testing.T) *testClock {
+	t.Helper()
+	c := &testClock{path: filepath.Join(t.TempDir(), "clock")}
+	c.set(t, 0)
+	return c
+}
+
+func (c *testClock) env() []string { return []string{clock.FileEnv + "=" + c.path} }
+
+func (c *testClock) set(t *testing.T, d time.Duration) {
+	t.Helper()
+	tmp := c.path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(d.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, c.path); err != nil {
+		t.Fatal(err)
+	}
+	c.now = d
+	time.Sleep(30 * time.Millisecond) // every process has re-read it (clock.fileEvery)
 }

@@ -247,3 +247,53 @@ func TestTPMUntrustedEK(t *testing.T) {
 		t.Fatalf("enrollment with an untrusted EK: err %v\n%s", err, out)
 	}
 }
+
+// TestTPMRenewal: a TPM-bound device renews its certificate only with a
+// quote by its enrolled attestation key over the server's challenge and the
+// CSR. A copy of its identity files on a machine with another TPM (a new
+// AK there) is refused; the device itself renews.
+func TestTPMRenewal(t *testing.T) {
+	swtpmtest.Require(t, "swtpm", "swtpm_setup")
+	_, portA := swtpmtest.Start(t)
+	_, portB := swtpmtest.Start(t)
+	clk := newTestClock(t)
+	dir := t.TempDir()
+	swtpmtest.CopyLocalCA(t, filepath.Join(dir, "ek-roots"))
+	s := startServerEnv(t, clk.env(), dir, "127.0.0.1:0")
+	agentDir := t.TempDir()
+	device, out, err := enrollTPM(t, s, agentDir, portA, "m-renew")
+	if err != nil {
+		t.Fatalf("enroll: %v\n%s", err, out)
+	}
+	enrolledUntil := deviceRecord(t, s.dir, device).CertNotAfter
+	clk.set(t, 61*day)
+
+	// The copy: same key and certificate, another TPM, no AK blob (the
+	// enrolled one only loads on its own TPM).
+	copyDir := filepath.Join(t.TempDir(), "copy")
+	if err := os.CopyFS(copyDir, os.DirFS(agentDir)); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(copyDir, "outbox.db"))
+	if err := os.Remove(identity.AKPath(identity.Dir(copyDir))); err != nil {
+		t.Fatal(err)
+	}
+	_, e, err := run(t, clk.env(), agentBin, "run", "--once", "--data-dir", copyDir, "--collectors", "osinfo",
+		"--tpm", fmt.Sprintf("swtpm:127.0.0.1:%d", portB), "--once-timeout", "20s")
+	if !strings.Contains(e, "TPM proof refused") {
+		t.Fatalf("renewal from a copy on another TPM: %v\n%s", err, e)
+	}
+	if d := deviceRecord(t, s.dir, device); !d.CertNotAfter.Equal(enrolledUntil) || d.NextCertSerial != "" {
+		t.Fatalf("the copy was issued a certificate: %+v", d)
+	}
+
+	if o, e, err := run(t, clk.env(), agentBin, "run", "--once", "--data-dir", agentDir, "--collectors", "osinfo"); err != nil {
+		t.Fatalf("run --once: %v\n%s%s", err, o, e)
+	} else if !strings.Contains(e, "device certificate renewed") {
+		t.Fatalf("the device did not renew:\n%s", e)
+	}
+	d := deviceRecord(t, s.dir, device)
+	if !d.CertNotAfter.After(enrolledUntil.Add(60*day)) || d.NextCertSerial != "" {
+		t.Fatalf("after the device's renewal: certificate until %s (enrolled until %s), next %q", d.CertNotAfter, enrolledUntil, d.NextCertSerial)
+	}
+}

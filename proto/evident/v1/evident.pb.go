@@ -78,7 +78,7 @@ func (x Observation_Status) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Observation_Status.Descriptor instead.
 func (Observation_Status) EnumDescriptor() ([]byte, []int) {
-	return file_evident_v1_evident_proto_rawDescGZIP(), []int{14, 0}
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{18, 0}
 }
 
 type EnrollRequest struct {
@@ -585,6 +585,208 @@ func (x *EnrollResponse) GetActivation() *ActivationChallenge {
 	return nil
 }
 
+type RenewRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// PKCS#10 certificate request, DER, for the device's next key.
+	Csr []byte `protobuf:"bytes,1,opt,name=csr,proto3" json:"csr,omitempty"`
+	// The answer to the challenge of the previous Renew call, on a
+	// TPM-bound device: an Attestation whose nonce is the challenge's and
+	// whose report is the CSR, quoted by the enrolled attestation key.
+	Proof         *Attestation `protobuf:"bytes,2,opt,name=proof,proto3" json:"proof,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenewRequest) Reset() {
+	*x = RenewRequest{}
+	mi := &file_evident_v1_evident_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewRequest) ProtoMessage() {}
+
+func (x *RenewRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_evident_v1_evident_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewRequest.ProtoReflect.Descriptor instead.
+func (*RenewRequest) Descriptor() ([]byte, []int) {
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *RenewRequest) GetCsr() []byte {
+	if x != nil {
+		return x.Csr
+	}
+	return nil
+}
+
+func (x *RenewRequest) GetProof() *Attestation {
+	if x != nil {
+		return x.Proof
+	}
+	return nil
+}
+
+type RenewResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The next certificate, DER; empty when a challenge is returned.
+	Certificate []byte `protobuf:"bytes,1,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	// PEM bundle of the CA certificates the agent should trust for the
+	// server from now on.
+	CaBundle []byte `protobuf:"bytes,2,opt,name=ca_bundle,json=caBundle,proto3" json:"ca_bundle,omitempty"`
+	// Set, with no certificate, when the device is TPM-bound and the
+	// request carried no proof.
+	Challenge     *AttestationChallenge `protobuf:"bytes,3,opt,name=challenge,proto3" json:"challenge,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenewResponse) Reset() {
+	*x = RenewResponse{}
+	mi := &file_evident_v1_evident_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewResponse) ProtoMessage() {}
+
+func (x *RenewResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_evident_v1_evident_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewResponse.ProtoReflect.Descriptor instead.
+func (*RenewResponse) Descriptor() ([]byte, []int) {
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *RenewResponse) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+func (x *RenewResponse) GetCaBundle() []byte {
+	if x != nil {
+		return x.CaBundle
+	}
+	return nil
+}
+
+func (x *RenewResponse) GetChallenge() *AttestationChallenge {
+	if x != nil {
+		return x.Challenge
+	}
+	return nil
+}
+
+type ConfirmRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfirmRequest) Reset() {
+	*x = ConfirmRequest{}
+	mi := &file_evident_v1_evident_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfirmRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfirmRequest) ProtoMessage() {}
+
+func (x *ConfirmRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_evident_v1_evident_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfirmRequest.ProtoReflect.Descriptor instead.
+func (*ConfirmRequest) Descriptor() ([]byte, []int) {
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{9}
+}
+
+type ConfirmResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// When the confirmed certificate expires.
+	NotAfter      *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=not_after,json=notAfter,proto3" json:"not_after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfirmResponse) Reset() {
+	*x = ConfirmResponse{}
+	mi := &file_evident_v1_evident_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfirmResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfirmResponse) ProtoMessage() {}
+
+func (x *ConfirmResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_evident_v1_evident_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfirmResponse.ProtoReflect.Descriptor instead.
+func (*ConfirmResponse) Descriptor() ([]byte, []int) {
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ConfirmResponse) GetNotAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NotAfter
+	}
+	return nil
+}
+
 type AgentMessage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Msg:
@@ -600,7 +802,7 @@ type AgentMessage struct {
 
 func (x *AgentMessage) Reset() {
 	*x = AgentMessage{}
-	mi := &file_evident_v1_evident_proto_msgTypes[7]
+	mi := &file_evident_v1_evident_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -612,7 +814,7 @@ func (x *AgentMessage) String() string {
 func (*AgentMessage) ProtoMessage() {}
 
 func (x *AgentMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_evident_v1_evident_proto_msgTypes[7]
+	mi := &file_evident_v1_evident_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -625,7 +827,7 @@ func (x *AgentMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentMessage.ProtoReflect.Descriptor instead.
 func (*AgentMessage) Descriptor() ([]byte, []int) {
-	return file_evident_v1_evident_proto_rawDescGZIP(), []int{7}
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AgentMessage) GetMsg() isAgentMessage_Msg {
@@ -711,7 +913,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_evident_v1_evident_proto_msgTypes[8]
+	mi := &file_evident_v1_evident_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -723,7 +925,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_evident_v1_evident_proto_msgTypes[8]
+	mi := &file_evident_v1_evident_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -736,7 +938,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_evident_v1_evident_proto_rawDescGZIP(), []int{8}
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Hello) GetAgentVersion() string {
@@ -763,7 +965,7 @@ type Report struct {
 
 func (x *Report) Reset() {
 	*x = Report{}
-	mi := &file_evident_v1_evident_proto_msgTypes[9]
+	mi := &file_evident_v1_evident_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -775,7 +977,7 @@ func (x *Report) String() string {
 func (*Report) ProtoMessage() {}
 
 func (x *Report) ProtoReflect() protoreflect.Message {
-	mi := &file_evident_v1_evident_proto_msgTypes[9]
+	mi := &file_evident_v1_evident_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -788,7 +990,7 @@ func (x *Report) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Report.ProtoReflect.Descriptor instead.
 func (*Report) Descriptor() ([]byte, []int) {
-	return file_evident_v1_evident_proto_rawDescGZIP(), []int{9}
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Report) GetObservations() []*Observation {
@@ -821,7 +1023,7 @@ type Attestation struct {
 
 func (x *Attestation) Reset() {
 	*x = Attestation{}
-	mi := &file_evident_v1_evident_proto_msgTypes[10]
+	mi := &file_evident_v1_evident_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -833,7 +1035,7 @@ func (x *Attestation) String() string {
 func (*Attestation) ProtoMessage() {}
 
 func (x *Attestation) ProtoReflect() protoreflect.Message {
-	mi := &file_evident_v1_evident_proto_msgTypes[10]
+	mi := &file_evident_v1_evident_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -846,7 +1048,7 @@ func (x *Attestation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attestation.ProtoReflect.Descriptor instead.
 func (*Attestation) Descriptor() ([]byte, []int) {
-	return file_evident_v1_evident_proto_rawDescGZIP(), []int{10}
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Attestation) GetNonce() []byte {
@@ -912,7 +1114,7 @@ type Quote struct {
 
 func (x *Quote) Reset() {
 	*x = Quote{}
-	mi := &file_evident_v1_evident_proto_msgTypes[11]
+	mi := &file_evident_v1_evident_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -924,7 +1126,7 @@ func (x *Quote) String() string {
 func (*Quote) ProtoMessage() {}
 
 func (x *Quote) ProtoReflect() protoreflect.Message {
-	mi := &file_evident_v1_evident_proto_msgTypes[11]
+	mi := &file_evident_v1_evident_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -937,7 +1139,7 @@ func (x *Quote) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Quote.ProtoReflect.Descriptor instead.
 func (*Quote) Descriptor() ([]byte, []int) {
-	return file_evident_v1_evident_proto_rawDescGZIP(), []int{11}
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Quote) GetHashAlg() uint32 {
@@ -972,7 +1174,7 @@ type PCRValue struct {
 
 func (x *PCRValue) Reset() {
 	*x = PCRValue{}
-	mi := &file_evident_v1_evident_proto_msgTypes[12]
+	mi := &file_evident_v1_evident_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -984,7 +1186,7 @@ func (x *PCRValue) String() string {
 func (*PCRValue) ProtoMessage() {}
 
 func (x *PCRValue) ProtoReflect() protoreflect.Message {
-	mi := &file_evident_v1_evident_proto_msgTypes[12]
+	mi := &file_evident_v1_evident_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -997,7 +1199,7 @@ func (x *PCRValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PCRValue.ProtoReflect.Descriptor instead.
 func (*PCRValue) Descriptor() ([]byte, []int) {
-	return file_evident_v1_evident_proto_rawDescGZIP(), []int{12}
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PCRValue) GetHashAlg() uint32 {
@@ -1030,7 +1232,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_evident_v1_evident_proto_msgTypes[13]
+	mi := &file_evident_v1_evident_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1042,7 +1244,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_evident_v1_evident_proto_msgTypes[13]
+	mi := &file_evident_v1_evident_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1055,7 +1257,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_evident_v1_evident_proto_rawDescGZIP(), []int{13}
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Heartbeat) GetSentAt() *timestamppb.Timestamp {
@@ -1086,7 +1288,7 @@ type Observation struct {
 
 func (x *Observation) Reset() {
 	*x = Observation{}
-	mi := &file_evident_v1_evident_proto_msgTypes[14]
+	mi := &file_evident_v1_evident_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1098,7 +1300,7 @@ func (x *Observation) String() string {
 func (*Observation) ProtoMessage() {}
 
 func (x *Observation) ProtoReflect() protoreflect.Message {
-	mi := &file_evident_v1_evident_proto_msgTypes[14]
+	mi := &file_evident_v1_evident_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1111,7 +1313,7 @@ func (x *Observation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Observation.ProtoReflect.Descriptor instead.
 func (*Observation) Descriptor() ([]byte, []int) {
-	return file_evident_v1_evident_proto_rawDescGZIP(), []int{14}
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Observation) GetSeq() uint64 {
@@ -1191,7 +1393,7 @@ type Source struct {
 
 func (x *Source) Reset() {
 	*x = Source{}
-	mi := &file_evident_v1_evident_proto_msgTypes[15]
+	mi := &file_evident_v1_evident_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1203,7 +1405,7 @@ func (x *Source) String() string {
 func (*Source) ProtoMessage() {}
 
 func (x *Source) ProtoReflect() protoreflect.Message {
-	mi := &file_evident_v1_evident_proto_msgTypes[15]
+	mi := &file_evident_v1_evident_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1216,7 +1418,7 @@ func (x *Source) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Source.ProtoReflect.Descriptor instead.
 func (*Source) Descriptor() ([]byte, []int) {
-	return file_evident_v1_evident_proto_rawDescGZIP(), []int{15}
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Source) GetKind() string {
@@ -1270,7 +1472,7 @@ type ServerMessage struct {
 
 func (x *ServerMessage) Reset() {
 	*x = ServerMessage{}
-	mi := &file_evident_v1_evident_proto_msgTypes[16]
+	mi := &file_evident_v1_evident_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1282,7 +1484,7 @@ func (x *ServerMessage) String() string {
 func (*ServerMessage) ProtoMessage() {}
 
 func (x *ServerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_evident_v1_evident_proto_msgTypes[16]
+	mi := &file_evident_v1_evident_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1295,7 +1497,7 @@ func (x *ServerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerMessage.ProtoReflect.Descriptor instead.
 func (*ServerMessage) Descriptor() ([]byte, []int) {
-	return file_evident_v1_evident_proto_rawDescGZIP(), []int{16}
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ServerMessage) GetMsg() isServerMessage_Msg {
@@ -1395,7 +1597,7 @@ type AttestationChallenge struct {
 
 func (x *AttestationChallenge) Reset() {
 	*x = AttestationChallenge{}
-	mi := &file_evident_v1_evident_proto_msgTypes[17]
+	mi := &file_evident_v1_evident_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1407,7 +1609,7 @@ func (x *AttestationChallenge) String() string {
 func (*AttestationChallenge) ProtoMessage() {}
 
 func (x *AttestationChallenge) ProtoReflect() protoreflect.Message {
-	mi := &file_evident_v1_evident_proto_msgTypes[17]
+	mi := &file_evident_v1_evident_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1420,7 +1622,7 @@ func (x *AttestationChallenge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttestationChallenge.ProtoReflect.Descriptor instead.
 func (*AttestationChallenge) Descriptor() ([]byte, []int) {
-	return file_evident_v1_evident_proto_rawDescGZIP(), []int{17}
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AttestationChallenge) GetNonce() []byte {
@@ -1449,7 +1651,7 @@ type AttestationResult struct {
 
 func (x *AttestationResult) Reset() {
 	*x = AttestationResult{}
-	mi := &file_evident_v1_evident_proto_msgTypes[18]
+	mi := &file_evident_v1_evident_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1461,7 +1663,7 @@ func (x *AttestationResult) String() string {
 func (*AttestationResult) ProtoMessage() {}
 
 func (x *AttestationResult) ProtoReflect() protoreflect.Message {
-	mi := &file_evident_v1_evident_proto_msgTypes[18]
+	mi := &file_evident_v1_evident_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1474,7 +1676,7 @@ func (x *AttestationResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttestationResult.ProtoReflect.Descriptor instead.
 func (*AttestationResult) Descriptor() ([]byte, []int) {
-	return file_evident_v1_evident_proto_rawDescGZIP(), []int{18}
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AttestationResult) GetVerified() bool {
@@ -1500,7 +1702,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_evident_v1_evident_proto_msgTypes[19]
+	mi := &file_evident_v1_evident_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1512,7 +1714,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_evident_v1_evident_proto_msgTypes[19]
+	mi := &file_evident_v1_evident_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1525,7 +1727,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_evident_v1_evident_proto_rawDescGZIP(), []int{19}
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Ack) GetUpToSeq() uint64 {
@@ -1545,7 +1747,7 @@ type CollectNow struct {
 
 func (x *CollectNow) Reset() {
 	*x = CollectNow{}
-	mi := &file_evident_v1_evident_proto_msgTypes[20]
+	mi := &file_evident_v1_evident_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1557,7 +1759,7 @@ func (x *CollectNow) String() string {
 func (*CollectNow) ProtoMessage() {}
 
 func (x *CollectNow) ProtoReflect() protoreflect.Message {
-	mi := &file_evident_v1_evident_proto_msgTypes[20]
+	mi := &file_evident_v1_evident_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1570,7 +1772,7 @@ func (x *CollectNow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CollectNow.ProtoReflect.Descriptor instead.
 func (*CollectNow) Descriptor() ([]byte, []int) {
-	return file_evident_v1_evident_proto_rawDescGZIP(), []int{20}
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *CollectNow) GetCollectors() []string {
@@ -1591,7 +1793,7 @@ type Config struct {
 
 func (x *Config) Reset() {
 	*x = Config{}
-	mi := &file_evident_v1_evident_proto_msgTypes[21]
+	mi := &file_evident_v1_evident_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1603,7 +1805,7 @@ func (x *Config) String() string {
 func (*Config) ProtoMessage() {}
 
 func (x *Config) ProtoReflect() protoreflect.Message {
-	mi := &file_evident_v1_evident_proto_msgTypes[21]
+	mi := &file_evident_v1_evident_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1616,7 +1818,7 @@ func (x *Config) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Config.ProtoReflect.Descriptor instead.
 func (*Config) Descriptor() ([]byte, []int) {
-	return file_evident_v1_evident_proto_rawDescGZIP(), []int{21}
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Config) GetIntervalSeconds() uint32 {
@@ -1677,7 +1879,17 @@ const file_evident_v1_evident_proto_rawDesc = "" +
 	"\tca_bundle\x18\x03 \x01(\fR\bcaBundle\x12?\n" +
 	"\n" +
 	"activation\x18\x04 \x01(\v2\x1f.evident.v1.ActivationChallengeR\n" +
-	"activation\"\xe2\x01\n" +
+	"activation\"O\n" +
+	"\fRenewRequest\x12\x10\n" +
+	"\x03csr\x18\x01 \x01(\fR\x03csr\x12-\n" +
+	"\x05proof\x18\x02 \x01(\v2\x17.evident.v1.AttestationR\x05proof\"\x8e\x01\n" +
+	"\rRenewResponse\x12 \n" +
+	"\vcertificate\x18\x01 \x01(\fR\vcertificate\x12\x1b\n" +
+	"\tca_bundle\x18\x02 \x01(\fR\bcaBundle\x12>\n" +
+	"\tchallenge\x18\x03 \x01(\v2 .evident.v1.AttestationChallengeR\tchallenge\"\x10\n" +
+	"\x0eConfirmRequest\"J\n" +
+	"\x0fConfirmResponse\x127\n" +
+	"\tnot_after\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\"\xe2\x01\n" +
 	"\fAgentMessage\x12)\n" +
 	"\x05hello\x18\x01 \x01(\v2\x11.evident.v1.HelloH\x00R\x05hello\x12,\n" +
 	"\x06report\x18\x02 \x01(\v2\x12.evident.v1.ReportH\x00R\x06report\x125\n" +
@@ -1757,7 +1969,10 @@ const file_evident_v1_evident_proto_rawDesc = "" +
 	"\x10interval_seconds\x18\x01 \x01(\rR\x0fintervalSeconds2M\n" +
 	"\n" +
 	"Enrollment\x12?\n" +
-	"\x06Enroll\x12\x19.evident.v1.EnrollRequest\x1a\x1a.evident.v1.EnrollResponse2M\n" +
+	"\x06Enroll\x12\x19.evident.v1.EnrollRequest\x1a\x1a.evident.v1.EnrollResponse2\x8f\x01\n" +
+	"\vCredentials\x12<\n" +
+	"\x05Renew\x12\x18.evident.v1.RenewRequest\x1a\x19.evident.v1.RenewResponse\x12B\n" +
+	"\aConfirm\x12\x1a.evident.v1.ConfirmRequest\x1a\x1b.evident.v1.ConfirmResponse2M\n" +
 	"\bEvidence\x12A\n" +
 	"\x06Stream\x12\x18.evident.v1.AgentMessage\x1a\x19.evident.v1.ServerMessage(\x010\x01B;Z9github.com/evident-dev/evident/proto/evident/v1;evidentv1b\x06proto3"
 
@@ -1774,7 +1989,7 @@ func file_evident_v1_evident_proto_rawDescGZIP() []byte {
 }
 
 var file_evident_v1_evident_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_evident_v1_evident_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_evident_v1_evident_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_evident_v1_evident_proto_goTypes = []any{
 	(Observation_Status)(0),       // 0: evident.v1.Observation.Status
 	(*EnrollRequest)(nil),         // 1: evident.v1.EnrollRequest
@@ -1784,56 +1999,67 @@ var file_evident_v1_evident_proto_goTypes = []any{
 	(*ActivationChallenge)(nil),   // 5: evident.v1.ActivationChallenge
 	(*ActivationProof)(nil),       // 6: evident.v1.ActivationProof
 	(*EnrollResponse)(nil),        // 7: evident.v1.EnrollResponse
-	(*AgentMessage)(nil),          // 8: evident.v1.AgentMessage
-	(*Hello)(nil),                 // 9: evident.v1.Hello
-	(*Report)(nil),                // 10: evident.v1.Report
-	(*Attestation)(nil),           // 11: evident.v1.Attestation
-	(*Quote)(nil),                 // 12: evident.v1.Quote
-	(*PCRValue)(nil),              // 13: evident.v1.PCRValue
-	(*Heartbeat)(nil),             // 14: evident.v1.Heartbeat
-	(*Observation)(nil),           // 15: evident.v1.Observation
-	(*Source)(nil),                // 16: evident.v1.Source
-	(*ServerMessage)(nil),         // 17: evident.v1.ServerMessage
-	(*AttestationChallenge)(nil),  // 18: evident.v1.AttestationChallenge
-	(*AttestationResult)(nil),     // 19: evident.v1.AttestationResult
-	(*Ack)(nil),                   // 20: evident.v1.Ack
-	(*CollectNow)(nil),            // 21: evident.v1.CollectNow
-	(*Config)(nil),                // 22: evident.v1.Config
-	(*timestamppb.Timestamp)(nil), // 23: google.protobuf.Timestamp
+	(*RenewRequest)(nil),          // 8: evident.v1.RenewRequest
+	(*RenewResponse)(nil),         // 9: evident.v1.RenewResponse
+	(*ConfirmRequest)(nil),        // 10: evident.v1.ConfirmRequest
+	(*ConfirmResponse)(nil),       // 11: evident.v1.ConfirmResponse
+	(*AgentMessage)(nil),          // 12: evident.v1.AgentMessage
+	(*Hello)(nil),                 // 13: evident.v1.Hello
+	(*Report)(nil),                // 14: evident.v1.Report
+	(*Attestation)(nil),           // 15: evident.v1.Attestation
+	(*Quote)(nil),                 // 16: evident.v1.Quote
+	(*PCRValue)(nil),              // 17: evident.v1.PCRValue
+	(*Heartbeat)(nil),             // 18: evident.v1.Heartbeat
+	(*Observation)(nil),           // 19: evident.v1.Observation
+	(*Source)(nil),                // 20: evident.v1.Source
+	(*ServerMessage)(nil),         // 21: evident.v1.ServerMessage
+	(*AttestationChallenge)(nil),  // 22: evident.v1.AttestationChallenge
+	(*AttestationResult)(nil),     // 23: evident.v1.AttestationResult
+	(*Ack)(nil),                   // 24: evident.v1.Ack
+	(*CollectNow)(nil),            // 25: evident.v1.CollectNow
+	(*Config)(nil),                // 26: evident.v1.Config
+	(*timestamppb.Timestamp)(nil), // 27: google.protobuf.Timestamp
 }
 var file_evident_v1_evident_proto_depIdxs = []int32{
 	2,  // 0: evident.v1.EnrollRequest.host:type_name -> evident.v1.HostFacts
 	3,  // 1: evident.v1.EnrollRequest.tpm:type_name -> evident.v1.TPMIdentity
 	6,  // 2: evident.v1.EnrollRequest.activation:type_name -> evident.v1.ActivationProof
 	4,  // 3: evident.v1.TPMIdentity.ak:type_name -> evident.v1.AKParameters
-	23, // 4: evident.v1.ActivationChallenge.expires_at:type_name -> google.protobuf.Timestamp
+	27, // 4: evident.v1.ActivationChallenge.expires_at:type_name -> google.protobuf.Timestamp
 	5,  // 5: evident.v1.EnrollResponse.activation:type_name -> evident.v1.ActivationChallenge
-	9,  // 6: evident.v1.AgentMessage.hello:type_name -> evident.v1.Hello
-	10, // 7: evident.v1.AgentMessage.report:type_name -> evident.v1.Report
-	14, // 8: evident.v1.AgentMessage.heartbeat:type_name -> evident.v1.Heartbeat
-	11, // 9: evident.v1.AgentMessage.attestation:type_name -> evident.v1.Attestation
-	15, // 10: evident.v1.Report.observations:type_name -> evident.v1.Observation
-	12, // 11: evident.v1.Attestation.quotes:type_name -> evident.v1.Quote
-	13, // 12: evident.v1.Attestation.pcrs:type_name -> evident.v1.PCRValue
-	23, // 13: evident.v1.Heartbeat.sent_at:type_name -> google.protobuf.Timestamp
-	23, // 14: evident.v1.Observation.collected_at:type_name -> google.protobuf.Timestamp
-	0,  // 15: evident.v1.Observation.status:type_name -> evident.v1.Observation.Status
-	16, // 16: evident.v1.Observation.sources:type_name -> evident.v1.Source
-	20, // 17: evident.v1.ServerMessage.ack:type_name -> evident.v1.Ack
-	21, // 18: evident.v1.ServerMessage.collect_now:type_name -> evident.v1.CollectNow
-	22, // 19: evident.v1.ServerMessage.config:type_name -> evident.v1.Config
-	18, // 20: evident.v1.ServerMessage.attestation_challenge:type_name -> evident.v1.AttestationChallenge
-	19, // 21: evident.v1.ServerMessage.attestation_result:type_name -> evident.v1.AttestationResult
-	23, // 22: evident.v1.AttestationChallenge.expires_at:type_name -> google.protobuf.Timestamp
-	1,  // 23: evident.v1.Enrollment.Enroll:input_type -> evident.v1.EnrollRequest
-	8,  // 24: evident.v1.Evidence.Stream:input_type -> evident.v1.AgentMessage
-	7,  // 25: evident.v1.Enrollment.Enroll:output_type -> evident.v1.EnrollResponse
-	17, // 26: evident.v1.Evidence.Stream:output_type -> evident.v1.ServerMessage
-	25, // [25:27] is the sub-list for method output_type
-	23, // [23:25] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	15, // 6: evident.v1.RenewRequest.proof:type_name -> evident.v1.Attestation
+	22, // 7: evident.v1.RenewResponse.challenge:type_name -> evident.v1.AttestationChallenge
+	27, // 8: evident.v1.ConfirmResponse.not_after:type_name -> google.protobuf.Timestamp
+	13, // 9: evident.v1.AgentMessage.hello:type_name -> evident.v1.Hello
+	14, // 10: evident.v1.AgentMessage.report:type_name -> evident.v1.Report
+	18, // 11: evident.v1.AgentMessage.heartbeat:type_name -> evident.v1.Heartbeat
+	15, // 12: evident.v1.AgentMessage.attestation:type_name -> evident.v1.Attestation
+	19, // 13: evident.v1.Report.observations:type_name -> evident.v1.Observation
+	16, // 14: evident.v1.Attestation.quotes:type_name -> evident.v1.Quote
+	17, // 15: evident.v1.Attestation.pcrs:type_name -> evident.v1.PCRValue
+	27, // 16: evident.v1.Heartbeat.sent_at:type_name -> google.protobuf.Timestamp
+	27, // 17: evident.v1.Observation.collected_at:type_name -> google.protobuf.Timestamp
+	0,  // 18: evident.v1.Observation.status:type_name -> evident.v1.Observation.Status
+	20, // 19: evident.v1.Observation.sources:type_name -> evident.v1.Source
+	24, // 20: evident.v1.ServerMessage.ack:type_name -> evident.v1.Ack
+	25, // 21: evident.v1.ServerMessage.collect_now:type_name -> evident.v1.CollectNow
+	26, // 22: evident.v1.ServerMessage.config:type_name -> evident.v1.Config
+	22, // 23: evident.v1.ServerMessage.attestation_challenge:type_name -> evident.v1.AttestationChallenge
+	23, // 24: evident.v1.ServerMessage.attestation_result:type_name -> evident.v1.AttestationResult
+	27, // 25: evident.v1.AttestationChallenge.expires_at:type_name -> google.protobuf.Timestamp
+	1,  // 26: evident.v1.Enrollment.Enroll:input_type -> evident.v1.EnrollRequest
+	8,  // 27: evident.v1.Credentials.Renew:input_type -> evident.v1.RenewRequest
+	10, // 28: evident.v1.Credentials.Confirm:input_type -> evident.v1.ConfirmRequest
+	12, // 29: evident.v1.Evidence.Stream:input_type -> evident.v1.AgentMessage
+	7,  // 30: evident.v1.Enrollment.Enroll:output_type -> evident.v1.EnrollResponse
+	9,  // 31: evident.v1.Credentials.Renew:output_type -> evident.v1.RenewResponse
+	11, // 32: evident.v1.Credentials.Confirm:output_type -> evident.v1.ConfirmResponse
+	21, // 33: evident.v1.Evidence.Stream:output_type -> evident.v1.ServerMessage
+	30, // [30:34] is the sub-list for method output_type
+	26, // [26:30] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_evident_v1_evident_proto_init() }
@@ -1841,14 +2067,14 @@ func file_evident_v1_evident_proto_init() {
 	if File_evident_v1_evident_proto != nil {
 		return
 	}
-	file_evident_v1_evident_proto_msgTypes[7].OneofWrappers = []any{
+	file_evident_v1_evident_proto_msgTypes[11].OneofWrappers = []any{
 		(*AgentMessage_Hello)(nil),
 		(*AgentMessage_Report)(nil),
 		(*AgentMessage_Heartbeat)(nil),
 		(*AgentMessage_Attestation)(nil),
 	}
-	file_evident_v1_evident_proto_msgTypes[15].OneofWrappers = []any{}
-	file_evident_v1_evident_proto_msgTypes[16].OneofWrappers = []any{
+	file_evident_v1_evident_proto_msgTypes[19].OneofWrappers = []any{}
+	file_evident_v1_evident_proto_msgTypes[20].OneofWrappers = []any{
 		(*ServerMessage_Ack)(nil),
 		(*ServerMessage_CollectNow)(nil),
 		(*ServerMessage_Config)(nil),
@@ -1861,9 +2087,9 @@ func file_evident_v1_evident_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_evident_v1_evident_proto_rawDesc), len(file_evident_v1_evident_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   22,
+			NumMessages:   26,
 			NumExtensions: 0,
-			NumServices:   2,
+			NumServices:   3,
 		},
 		GoTypes:           file_evident_v1_evident_proto_goTypes,
 		DependencyIndexes: file_evident_v1_evident_proto_depIdxs,

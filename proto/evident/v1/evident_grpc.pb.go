@@ -130,6 +130,166 @@ var Enrollment_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
+	Credentials_Renew_FullMethodName   = "/evident.v1.Credentials/Renew"
+	Credentials_Confirm_FullMethodName = "/evident.v1.Credentials/Confirm"
+)
+
+// CredentialsClient is the client API for Credentials service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// Credentials keeps a device's identity alive: every call is mutual TLS
+// with the device's current certificate, so only the device itself can
+// renew it.
+type CredentialsClient interface {
+	// Renew issues a certificate for a new device key. The device's current
+	// certificate stays accepted until the new one is confirmed. A TPM-bound
+	// device renews in two calls: the first returns a challenge, the second
+	// carries quotes over it that bind the CSR.
+	Renew(ctx context.Context, in *RenewRequest, opts ...grpc.CallOption) (*RenewResponse, error)
+	// Confirm, called with the new certificate, makes it the device's only
+	// accepted one: the previous certificate is refused from then on.
+	Confirm(ctx context.Context, in *ConfirmRequest, opts ...grpc.CallOption) (*ConfirmResponse, error)
+}
+
+type credentialsClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewCredentialsClient(cc grpc.ClientConnInterface) CredentialsClient {
+	return &credentialsClient{cc}
+}
+
+func (c *credentialsClient) Renew(ctx context.Context, in *RenewRequest, opts ...grpc.CallOption) (*RenewResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RenewResponse)
+	err := c.cc.Invoke(ctx, Credentials_Renew_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *credentialsClient) Confirm(ctx context.Context, in *ConfirmRequest, opts ...grpc.CallOption) (*ConfirmResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ConfirmResponse)
+	err := c.cc.Invoke(ctx, Credentials_Confirm_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// CredentialsServer is the server API for Credentials service.
+// All implementations must embed UnimplementedCredentialsServer
+// for forward compatibility.
+//
+// Credentials keeps a device's identity alive: every call is mutual TLS
+// with the device's current certificate, so only the device itself can
+// renew it.
+type CredentialsServer interface {
+	// Renew issues a certificate for a new device key. The device's current
+	// certificate stays accepted until the new one is confirmed. A TPM-bound
+	// device renews in two calls: the first returns a challenge, the second
+	// carries quotes over it that bind the CSR.
+	Renew(context.Context, *RenewRequest) (*RenewResponse, error)
+	// Confirm, called with the new certificate, makes it the device's only
+	// accepted one: the previous certificate is refused from then on.
+	Confirm(context.Context, *ConfirmRequest) (*ConfirmResponse, error)
+	mustEmbedUnimplementedCredentialsServer()
+}
+
+// UnimplementedCredentialsServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedCredentialsServer struct{}
+
+func (UnimplementedCredentialsServer) Renew(context.Context, *RenewRequest) (*RenewResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Renew not implemented")
+}
+func (UnimplementedCredentialsServer) Confirm(context.Context, *ConfirmRequest) (*ConfirmResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Confirm not implemented")
+}
+func (UnimplementedCredentialsServer) mustEmbedUnimplementedCredentialsServer() {}
+func (UnimplementedCredentialsServer) testEmbeddedByValue()                     {}
+
+// UnsafeCredentialsServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to CredentialsServer will
+// result in compilation errors.
+type UnsafeCredentialsServer interface {
+	mustEmbedUnimplementedCredentialsServer()
+}
+
+func RegisterCredentialsServer(s grpc.ServiceRegistrar, srv CredentialsServer) {
+	// If the following call panics, it indicates UnimplementedCredentialsServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&Credentials_ServiceDesc, srv)
+}
+
+func _Credentials_Renew_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RenewRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CredentialsServer).Renew(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Credentials_Renew_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CredentialsServer).Renew(ctx, req.(*RenewRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Credentials_Confirm_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ConfirmRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CredentialsServer).Confirm(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Credentials_Confirm_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CredentialsServer).Confirm(ctx, req.(*ConfirmRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// Credentials_ServiceDesc is the grpc.ServiceDesc for Credentials service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Credentials_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "evident.v1.Credentials",
+	HandlerType: (*CredentialsServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "Renew",
+			Handler:    _Credentials_Renew_Handler,
+		},
+		{
+			MethodName: "Confirm",
+			Handler:    _Credentials_Confirm_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "evident/v1/evident.proto",
+}
+
+const (
 	Evidence_Stream_FullMethodName = "/evident.v1.Evidence/Stream"
 )
 

@@ -52,12 +52,14 @@ Usage:
                                 exceptions with reason, approver and expiry, shown in every period report
   evident-server device allow-tpm-change DEVICE
                                 let a device's next enrollment change its TPM (EK) or attestation key (AK)
+  evident-server device revoke|retire --reason TEXT DEVICE
+                                cut a device's credentials at once (revoke: lost or stolen; retire: disposed of)
   evident-server version        print the version
 
 Every command takes --data-dir (env EVIDENT_DATA_DIR, default /var/lib/evident-server).
 
 The admin commands (secret create, token create|revoke, inventory import, waiver add|revoke,
-device allow-tpm-change) go through the same admin service as the web UI: the same checks, and
+device allow-tpm-change|revoke|retire) go through the same admin service as the web UI: the same checks, and
 one audit-log entry each, done or refused (ACTION.denied), that names who did it. The actor is
 cli:USER@HOST (the OS user and host); with --as NAME it is cli:NAME (os user USER@HOST).
 
@@ -127,11 +129,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		err = sub[args[1]](args[2:], stdout, stderr)
 	case "device":
-		if len(args) < 2 || args[1] != "allow-tpm-change" {
+		sub := map[string]func([]string, io.Writer, io.Writer) error{"allow-tpm-change": cmdAllowTPMChange,
+			"revoke": func(a []string, o, e io.Writer) error { return cmdRevokeDevice(a, o, e, false) },
+			"retire": func(a []string, o, e io.Writer) error { return cmdRevokeDevice(a, o, e, true) }}
+		if len(args) < 2 || sub[args[1]] == nil {
 			fmt.Fprintln(stderr, "usage: evident-server device allow-tpm-change [--for 24h] DEVICE_ID")
+			fmt.Fprintln(stderr, "       evident-server device revoke|retire --reason TEXT DEVICE_ID")
 			return 2
 		}
-		err = cmdAllowTPMChange(args[2:], stdout, stderr)
+		err = sub[args[1]](args[2:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "evident-server", version.Version)
 	case "help", "-h", "--help":
@@ -388,5 +394,42 @@ func cmdAllowTPMChange(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "device %s may change its TPM or attestation key at its next enrollment until %s\n", id, until.Format(time.RFC3339))
+	return err
+}
+
+func cmdRevokeDevice(args []string, stdout, stderr io.Writer, retire bool) error {
+	name, what := "device revoke", "revoke a lost or stolen device's credentials"
+	if retire {
+		name, what = "device retire", "retire a device that left the fleet (disposed of, returned)"
+	}
+	fs, dir := newFlags(name, stderr, "evident-server "+name+" --reason TEXT DEVICE_ID: "+what+".\n"+
+		"Its open evidence streams are closed within seconds on every server replica, and it can no longer\n"+
+		"connect, renew its certificate or enroll again with its key. Its evidence stays, marked from this\n"+
+		"moment. A device that should report again enrolls anew with a new enrollment secret.\n"+
+		"Audited ("+strings.ReplaceAll(name, " ", ".")+").")
+	reason := fs.String("reason", "", "why (required): shown to the device, in the audit log and in reports")
+	as := asFlag(fs)
+	id, err := cli.ParseOne(fs, args)
+	if err != nil {
+		return err
+	}
+	if id == "" {
+		fmt.Fprintf(stderr, "usage: evident-server %s --reason TEXT [--as NAME] DEVICE_ID\n", name)
+		return cli.ErrUsage
+	}
+	svc, actor, done, err := adminCLI(dir, *as, stderr)
+	if err != nil {
+		return err
+	}
+	defer done()
+	err = svc.RevokeDevice(context.Background(), actor, id, *reason, retire)
+	if err != nil && !errors.Is(err, admin.ErrNotAudited) {
+		return err
+	}
+	verb := "revoked"
+	if retire {
+		verb = "retired"
+	}
+	fmt.Fprintf(stdout, "device %s %s: its streams close within %s on every server replica\n", id, verb, ingest.DefaultCredentialCheck)
 	return err
 }

@@ -631,15 +631,11 @@ func (s *Store) DevicePage(ctx context.Context, q store.DeviceQuery) (store.Devi
 	var page store.DevicePage
 	for rows.Next() {
 		var ds store.DeviceStatus
-		var seen sql.NullInt64
-		var enrolled int64
-		d := &ds.Device
-		if err := rows.Scan(&d.ID, &d.Hostname, &d.GOOS, &d.GOARCH, &d.OSVersion, &d.MachineID, &d.SerialNumber,
-			&d.AgentVersion, &d.SecretID, &enrolled, &seen, &d.PreviousID, &d.Reenrolled, &d.SupersededBy, &ds.Compliant); err != nil {
+		var err error
+		if ds.Device, err = scanDevice(rows, &ds.Compliant); err != nil {
 			rows.Close()
 			return page, err
 		}
-		d.EnrolledAt, d.LastSeenAt = fromNanos(enrolled), timePtr(seen)
 		page.Devices = append(page.Devices, ds)
 	}
 	rows.Close()

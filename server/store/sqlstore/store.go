@@ -181,6 +181,15 @@ func (s *Store) enrollDevice(ctx context.Context, tx Tx, d store.Device) (store.
 	if err := s.counter(ctx, tx, "", "devices", +1, d.EnrolledAt); err != nil {
 		return d, err
 	}
+	if c := d.Cert; c != nil {
+		if err := insertCert(ctx, tx, d.ID, *c); err != nil {
+			return d, err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE devices SET cert_serial = ?, cert_not_after = ? WHERE id = ?`,
+			c.Serial, nanos(c.NotAfter), d.ID); err != nil {
+			return d, err
+		}
+	}
 	if t := d.TPM; t != nil {
 		_, err = tx.ExecContext(ctx, `UPDATE devices SET superseded_by = ? WHERE superseded_by = '' AND id IN
 			(SELECT device_id FROM device_tpm WHERE ek_hash = ?)`, d.ID, t.EKHash)
@@ -197,15 +206,24 @@ func (s *Store) enrollDevice(ctx context.Context, tx Tx, d store.Device) (store.
 	return scanDevice(tx.QueryRowContext(ctx, `SELECT `+deviceCols+` FROM devices WHERE id = ?`, d.ID))
 }
 
-const deviceCols = `id, hostname, goos, goarch, os_version, machine_id, serial_number, agent_version, secret_id, enrolled_at, last_seen_at, previous_id, reenrolled, superseded_by`
+const deviceCols = `id, hostname, goos, goarch, os_version, machine_id, serial_number, agent_version, secret_id, enrolled_at, last_seen_at, previous_id, reenrolled, superseded_by,
+	cert_serial, cert_not_after, next_cert_serial, next_cert_not_after, revoked_at, revoke_reason, retired`
 
-func scanDevice(sc interface{ Scan(...any) error }) (store.Device, error) {
+// scanDevice scans deviceCols, then extra.
+func scanDevice(sc interface{ Scan(...any) error }, extra ...any) (store.Device, error) {
 	var d store.Device
-	var enrolled int64
-	var seen sql.NullInt64
-	err := sc.Scan(&d.ID, &d.Hostname, &d.GOOS, &d.GOARCH, &d.OSVersion, &d.MachineID, &d.SerialNumber,
-		&d.AgentVersion, &d.SecretID, &enrolled, &seen, &d.PreviousID, &d.Reenrolled, &d.SupersededBy)
-	d.EnrolledAt, d.LastSeenAt = fromNanos(enrolled), timePtr(seen)
+	var enrolled, certNotAfter, nextNotAfter int64
+	var seen, revoked sql.NullInt64
+	err := sc.Scan(append([]any{&d.ID, &d.Hostname, &d.GOOS, &d.GOARCH, &d.OSVersion, &d.MachineID, &d.SerialNumber,
+		&d.AgentVersion, &d.SecretID, &enrolled, &seen, &d.PreviousID, &d.Reenrolled, &d.SupersededBy,
+		&d.CertSerial, &certNotAfter, &d.NextCertSerial, &nextNotAfter, &revoked, &d.RevokeReason, &d.Retired}, extra...)...)
+	d.EnrolledAt, d.LastSeenAt, d.RevokedAt = fromNanos(enrolled), timePtr(seen), timePtr(revoked)
+	if certNotAfter != 0 {
+		d.CertNotAfter = fromNanos(certNotAfter)
+	}
+	if nextNotAfter != 0 {
+		d.NextCertNotAfter = fromNanos(nextNotAfter)
+	}
 	return d, err
 }
 
@@ -235,7 +253,12 @@ func (s *Store) DeviceByMachineID(ctx context.Context, machineID string) (store.
 
 // Devices implements store.Enrollment.
 func (s *Store) Devices(ctx context.Context) ([]store.Device, error) {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT `+deviceCols+` FROM devices ORDER BY hostname, id`)
+	return s.queryDevices(ctx, `SELECT `+deviceCols+` FROM devices ORDER BY hostname, id`)
+}
+
+// queryDevices reads the devices a query of deviceCols returns.
+func (s *Store) queryDevices(ctx context.Context, query string, args ...any) ([]store.Device, error) {
+	rows, err := s.rdb.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}

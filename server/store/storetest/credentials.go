@@ -1,0 +1,148 @@
+package storetest
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/evident-dev/evident/server/store"
+)
+
+// testCredentials: the certificate ledger and revocations. A device's
+// enrollment certificate is its accepted one; a renewal's is accepted
+// beside it until confirmed, and then alone; a key is certified once;
+// revocation keeps its first reason; every change of what authenticates a
+// device is listed by CredentialChanges from its time on.
+func testCredentials(t *testing.T, open func(*testing.T) store.Store) {
+	ctx := context.Background()
+	s := open(t)
+	cert := func(serial string, key byte, notAfter time.Time) store.Certificate {
+		return store.Certificate{Serial: serial, KeySHA256: []byte{key, 1, 2, 3}, IssuedAt: t0, NotAfter: notAfter}
+	}
+	enrolled := cert("a1", 0xa1, at(90*24*time.Hour))
+	if _, err := s.EnrollDevice(ctx, store.Device{ID: "dev-a", Hostname: "a", EnrolledAt: t0, Cert: &enrolled}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.EnrollDevice(ctx, store.Device{ID: "dev-legacy", Hostname: "legacy", EnrolledAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	device := func(id string) store.Device {
+		t.Helper()
+		d, err := s.Device(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	accepts := func(id string, want map[string]bool) {
+		t.Helper()
+		d := device(id)
+		for serial, ok := range want {
+			if d.Accepts(serial) != ok {
+				t.Errorf("%s accepts %q = %v, want %v (current %q, next %q)", id, serial, !ok, ok, d.CertSerial, d.NextCertSerial)
+			}
+		}
+	}
+	changes := func(since time.Time, want ...string) {
+		t.Helper()
+		ds, err := s.CredentialChanges(ctx, since)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, d := range ds {
+			got = append(got, d.ID)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Errorf("CredentialChanges(%s) = %v, want %v", since, got, want)
+		}
+	}
+
+	d := device("dev-a")
+	if d.CertSerial != "a1" || !d.CertNotAfter.Equal(enrolled.NotAfter) || d.NextCertSerial != "" {
+		t.Fatalf("enrolled device: serial %q until %s, next %q", d.CertSerial, d.CertNotAfter, d.NextCertSerial)
+	}
+	accepts("dev-a", map[string]bool{"a1": true, "a2": false, "": false})
+	accepts("dev-legacy", map[string]bool{"x": true})
+	changes(t0)
+
+	// The key ledger: each key once, whoever holds it.
+	if c, err := s.CertificateByKey(ctx, enrolled.KeySHA256); err != nil || c.DeviceID != "dev-a" || c.Serial != "a1" {
+		t.Fatalf("CertificateByKey(enrolled) = %+v, %v", c, err)
+	}
+	if _, err := s.CertificateByKey(ctx, []byte{9, 9}); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("CertificateByKey(unknown) err = %v, want ErrNotFound", err)
+	}
+
+	// Renewal: the next certificate is accepted beside the current one.
+	renewed := cert("a2", 0xa2, at(150*24*time.Hour))
+	if err := s.AddCertificate(ctx, "dev-a", renewed); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddCertificate(ctx, "dev-nope", cert("z", 0xff, t0)); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("AddCertificate(unknown device) err = %v, want ErrNotFound", err)
+	}
+	if err := s.AddCertificate(ctx, "dev-legacy", renewed); err == nil {
+		t.Error("AddCertificate with a serial already issued succeeded")
+	}
+	accepts("dev-a", map[string]bool{"a1": true, "a2": true, "a3": false})
+	if ok, err := s.ConfirmCertificate(ctx, "dev-a", "a1", at(time.Hour)); err != nil || ok {
+		t.Errorf("ConfirmCertificate(current serial) = %v, %v; want false", ok, err)
+	}
+	if ok, err := s.ConfirmCertificate(ctx, "dev-a", "a2", at(time.Hour)); err != nil || !ok {
+		t.Fatalf("ConfirmCertificate(next) = %v, %v", ok, err)
+	}
+	if ok, err := s.ConfirmCertificate(ctx, "dev-a", "a2", at(2*time.Hour)); err != nil || ok {
+		t.Errorf("ConfirmCertificate twice = %v, %v; want false", ok, err)
+	}
+	d = device("dev-a")
+	if d.CertSerial != "a2" || !d.CertNotAfter.Equal(renewed.NotAfter) || d.NextCertSerial != "" || !d.NextCertNotAfter.IsZero() {
+		t.Fatalf("after confirm: serial %q until %s, next %q until %s", d.CertSerial, d.CertNotAfter, d.NextCertSerial, d.NextCertNotAfter)
+	}
+	accepts("dev-a", map[string]bool{"a1": false, "a2": true})
+	changes(at(time.Hour), "dev-a")
+	changes(at(time.Hour + time.Nanosecond))
+
+	// A legacy device's first renewal makes its certificates counted.
+	legacy := cert("l1", 0x11, at(90*24*time.Hour))
+	if err := s.AddCertificate(ctx, "dev-legacy", legacy); err != nil {
+		t.Fatal(err)
+	}
+	accepts("dev-legacy", map[string]bool{"old": true, "l1": true})
+	if ok, err := s.ConfirmCertificate(ctx, "dev-legacy", "l1", at(3*time.Hour)); err != nil || !ok {
+		t.Fatalf("ConfirmCertificate(legacy) = %v, %v", ok, err)
+	}
+	accepts("dev-legacy", map[string]bool{"old": false, "l1": true})
+
+	// Revocation: the first one holds; nothing authenticates afterwards.
+	if err := s.RevokeDevice(ctx, "dev-a", at(5*time.Hour), "laptop stolen", false); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RevokeDevice(ctx, "dev-a", at(6*time.Hour), "again", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RevokeDevice(ctx, "dev-nope", at(6*time.Hour), "x", false); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("RevokeDevice(unknown) err = %v, want ErrNotFound", err)
+	}
+	d = device("dev-a")
+	if d.RevokedAt == nil || !d.RevokedAt.Equal(at(5*time.Hour)) || d.RevokeReason != "laptop stolen" || d.Retired {
+		t.Fatalf("revoked device: at %v reason %q retired %v", d.RevokedAt, d.RevokeReason, d.Retired)
+	}
+	accepts("dev-a", map[string]bool{"a2": false})
+	if err := s.RevokeDevice(ctx, "dev-legacy", at(7*time.Hour), "disposed", true); err != nil {
+		t.Fatal(err)
+	}
+	if d := device("dev-legacy"); !d.Retired || d.RevokeReason != "disposed" {
+		t.Errorf("retired device: retired %v reason %q", d.Retired, d.RevokeReason)
+	}
+	changes(at(6*time.Hour), "dev-a", "dev-legacy")
+	changes(at(7*time.Hour), "dev-legacy")
+	// The device list reads the same columns.
+	all, err := s.Devices(ctx)
+	if err != nil || len(all) != 2 || all[0].RevokedAt == nil || all[1].RevokedAt == nil {
+		t.Errorf("Devices = %+v, %v", all, err)
+	}
+}
