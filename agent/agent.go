@@ -55,6 +55,10 @@ type Config struct {
 	// write) may take before Run fails with ErrCycleHung. Default twice
 	// CollectorTimeout plus a minute.
 	CycleLimit time.Duration
+	// MetricsListen serves Prometheus metrics, /healthz and /readyz on
+	// this loopback address when set (port 0 picks one, written to
+	// DATA_DIR/metrics.url).
+	MetricsListen string
 }
 
 // Defaults.
@@ -166,6 +170,7 @@ type Agent struct {
 	// success); expiredLogged says the expiry was logged.
 	renewErr      string
 	expiredLogged bool
+	metrics       *agentMetrics
 }
 
 // MinOutboxBytes is the smallest outbox bound: the outbox refuses items over
@@ -262,7 +267,7 @@ func Open(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Agent{cfg: cfg, id: id, outbox: ob, clock: wallClock{}, watchdog: collectors.NewWatchdog(), startedAt: wall.Now()}
+	a := &Agent{cfg: cfg, id: id, outbox: ob, clock: wallClock{}, watchdog: collectors.NewWatchdog(), startedAt: wall.Now(), metrics: newAgentMetrics()}
 	a.up = &uplink.Uplink{Outbox: ob, Server: id.Server, TLS: id.TLSConfig, AgentVersion: cfg.Version, Log: cfg.Log}
 	return a, nil
 }
@@ -324,6 +329,10 @@ func (a *Agent) cycle(ctx context.Context, only []string) error {
 		}
 		entries = append(entries, b)
 		results[o.Collector] = string(o.Status)
+		if a.metrics != nil {
+			a.metrics.runs.WithLabelValues(o.Collector, string(o.Status)).Inc()
+			a.metrics.seconds.WithLabelValues(o.Collector).Set(float64(o.DurationMS) / 1000)
+		}
 		if o.Status == collectors.StatusError {
 			a.cfg.Log.Warn("collector failed", "collector", o.Collector, "err", o.Error)
 		}
@@ -578,6 +587,13 @@ func (a *Agent) Run(ctx context.Context, once bool, onceTimeout time.Duration) (
 			}
 		}
 	}()
+	if a.cfg.MetricsListen != "" {
+		stop, err := a.serveMetrics(ctx)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	renewCheck := make(chan struct{}, 1)
 	if once {
 		// One pass, before the stream opens: a run that exits as soon as

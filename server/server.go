@@ -22,6 +22,7 @@ import (
 
 	"github.com/evident-dev/evident/internal/atomicfile"
 	"github.com/evident-dev/evident/internal/clock"
+	"github.com/evident-dev/evident/internal/ops"
 	"github.com/evident-dev/evident/internal/version"
 	"github.com/evident-dev/evident/server/attest"
 	"github.com/evident-dev/evident/server/controls"
@@ -59,6 +60,10 @@ type Config struct {
 	QueueWait   time.Duration
 	// DebugListen serves runtime profiles on a loopback address when set.
 	DebugListen string
+	// MetricsListen serves Prometheus metrics (/metrics), /healthz and
+	// /readyz on this address when set (port 0 picks one, written to
+	// DATA_DIR/metrics.url).
+	MetricsListen string
 	// CredentialCheck is how often open streams are checked against
 	// revocations and renewals (zero: ingest.DefaultCredentialCheck).
 	CredentialCheck time.Duration
@@ -200,6 +205,22 @@ func Run(ctx context.Context, cfg Config) error {
 			return err
 		}
 		log.Info("web UI listening", "url", url)
+	}
+	if cfg.MetricsListen != "" {
+		lis, err := net.Listen("tcp", cfg.MetricsListen)
+		if err != nil {
+			return fmt.Errorf("--metrics-listen: %w", err)
+		}
+		reg := ops.NewRegistry("evident-server", version.Version)
+		reg.MustRegister(srv.Collectors()...)
+		reg.MustRegister(newCertExpiries(st))
+		stopOps := ops.Serve(context.WithoutCancel(ctx), lis, reg, st.Ping, log)
+		defer stopOps()
+		url := "http://" + lis.Addr().String()
+		if err := atomicfile.WriteFile(filepath.Join(cfg.DataDir, "metrics.url"), []byte(url+"\n"), 0o644); err != nil {
+			return err
+		}
+		log.Info("metrics, health and readiness served", "url", url+"/metrics")
 	}
 	if cfg.DebugListen != "" {
 		stopDebug, err := startDebug(context.WithoutCancel(ctx), cfg.DebugListen, log)

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"slices"
 	"strconv"
@@ -36,6 +37,7 @@ const (
 	LogLevel         = "log_level"
 	OutboxMaxBytes   = "outbox_max_bytes"
 	MachineID        = "machine_id"
+	MetricsListen    = "metrics_listen"
 )
 
 // EnvConfigFile names the config file in the environment.
@@ -79,6 +81,8 @@ var keys = []Key{
 		Help: "outbox size bound in bytes"},
 	{Name: MachineID, Env: "EVIDENT_MACHINE_ID", Managed: "MachineID",
 		Help: "hardware identity override for cloned VMs"},
+	{Name: MetricsListen, Env: "EVIDENT_METRICS_LISTEN", Managed: "MetricsListen", check: checkLoopback,
+		Help: "serve Prometheus metrics, /healthz and /readyz on this loopback address, e.g. 127.0.0.1:9465 (empty: off)"},
 }
 
 // Keys lists every setting, in display order.
@@ -409,6 +413,19 @@ func checkServer(v string) error {
 func checkSecret(v string) error {
 	_, err := enrolltoken.Parse(v)
 	return err
+}
+
+// checkLoopback accepts a HOST:PORT on a loopback address: the agent's
+// metrics describe the device and are for local monitoring only.
+func checkLoopback(v string) error {
+	host, _, err := net.SplitHostPort(v)
+	if err != nil {
+		return errors.New("want HOST:PORT, e.g. 127.0.0.1:9465")
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return errors.New("served on a loopback address only (127.0.0.1, ::1 or localhost)")
+	}
+	return nil
 }
 
 func checkPath(v string) error {

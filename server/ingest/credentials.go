@@ -91,6 +91,7 @@ func (s *Server) Renew(ctx context.Context, req *evidentv1.RenewRequest) (*evide
 		s.Log.Error("renewal: store certificate", "device", c.id, "err", err)
 		return nil, status.Error(codes.Unavailable, "renewal temporarily unavailable")
 	}
+	s.metrics().renewals.WithLabelValues("issued").Inc()
 	s.Log.Info("device certificate renewed", "device", c.id, "serial", rec.Serial, "not_after", rec.NotAfter, "previous_serial", c.serial)
 	return &evidentv1.RenewResponse{Certificate: der, CaBundle: s.CA.PEM()}, nil
 }
@@ -150,6 +151,7 @@ func (s *Server) checkRenewProof(ctx context.Context, deviceID string, tpm store
 	}
 	v := attest.VerifyAttestation(tpm.AKPublic, n.Value, proof, nil)
 	if len(v.Banks) == 0 || !passed(v, attest.CheckNonce) {
+		s.metrics().renewals.WithLabelValues("refused").Inc()
 		s.Log.Warn("renewal refused: TPM proof did not verify", "device", deviceID, "reasons", v.Reasons)
 		return status.Errorf(codes.PermissionDenied, "TPM proof refused: %s", strings.Join(v.Reasons, "; "))
 	}
@@ -334,8 +336,11 @@ func (s *Server) WatchCredentials(ctx context.Context, every time.Duration) {
 			byID[d.ID] = d
 			ids = append(ids, d.ID)
 		}
-		log := func(ls *liveStream, why string) {
-			s.Log.Warn("closing an evidence stream", "device", ls.deviceID, "serial", ls.serial, "reason", why)
+		closing := func(reason string) func(*liveStream, string) {
+			return func(ls *liveStream, why string) {
+				s.metrics().streamsClosed.WithLabelValues(reason).Inc()
+				s.Log.Warn("closing an evidence stream", "device", ls.deviceID, "serial", ls.serial, "reason", why)
+			}
 		}
 		s.streams.closeWhere(ids, func(ls *liveStream) string {
 			if d, ok := byID[ls.deviceID]; ok {
@@ -344,13 +349,13 @@ func (s *Server) WatchCredentials(ctx context.Context, every time.Duration) {
 				}
 			}
 			return ""
-		}, log)
+		}, closing("revoked"))
 		s.streams.closeWhere(nil, func(ls *liveStream) string {
 			if !ls.notAfter.IsZero() && !now.Before(ls.notAfter) {
 				return fmt.Sprintf("its certificate expired at %s", ls.notAfter.UTC().Format(time.RFC3339))
 			}
 			return ""
-		}, log)
+		}, closing("expired"))
 	}
 }
 

@@ -103,6 +103,8 @@ type Server struct {
 	// given to GRPCServer is served.
 	ServerCert func() (*tls.Certificate, error)
 
+	m *Metrics
+
 	// streams are this replica's open evidence streams (WatchCredentials).
 	streams streamRegistry
 }
@@ -120,18 +122,15 @@ var errOverloaded = status.Error(codes.Unavailable, "server overloaded: the repo
 // admit waits for a slot to store a report; release gives it back. It
 // fails with errOverloaded after QueueWait, or when ctx ends.
 func (s *Server) admit(ctx context.Context) (release func(), err error) {
-	s.admitOnce.Do(func() {
-		n := s.MaxInFlight
-		if n <= 0 {
-			n = DefaultMaxInFlight
-		}
-		s.slots = make(chan struct{}, n)
-	})
+	s.admitOnce.Do(s.initSlots)
 	select {
 	case s.slots <- struct{}{}:
 		return func() { <-s.slots }, nil
 	default:
 	}
+	m := s.metrics()
+	m.waiting.Inc()
+	defer m.waiting.Dec()
 	wait := s.QueueWait
 	if wait <= 0 {
 		wait = DefaultQueueWait
@@ -146,6 +145,14 @@ func (s *Server) admit(ctx context.Context) (release func(), err error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+func (s *Server) initSlots() {
+	n := s.MaxInFlight
+	if n <= 0 {
+		n = DefaultMaxInFlight
+	}
+	s.slots = make(chan struct{}, n)
 }
 
 // GRPCServer builds the gRPC server: mTLS with client certificates
@@ -291,6 +298,7 @@ func (s *Server) finishEnroll(ctx context.Context, req *evidentv1.EnrollRequest,
 	if err := s.Score(ctx, dev.ID, dev.EnrolledAt); err != nil {
 		s.Log.Error("enrollment: scoring failed", "device", dev.ID, "err", err)
 	}
+	s.metrics().enrollments.WithLabelValues(fmt.Sprint(tpm != nil)).Inc()
 	s.Log.Info("device enrolled", "device", dev.ID, "hostname", dev.Hostname, "previous_device", dev.PreviousID, "secret", secret.ID, "tpm", tpm != nil)
 	return &evidentv1.EnrollResponse{DeviceId: dev.ID, Certificate: der, CaBundle: s.CA.PEM()}, nil
 }
@@ -362,15 +370,20 @@ func (s *Server) Stream(stream grpc.BidiStreamingServer[evidentv1.AgentMessage, 
 		case *evidentv1.AgentMessage_Report:
 			release, err := s.admit(ctx)
 			if err != nil {
+				s.metrics().reports.WithLabelValues("overloaded").Inc()
 				log.Warn("report refused: server overloaded", "max_in_flight", cap(s.slots))
 				return err
 			}
+			began := time.Now()
 			upTo, err := s.ingest(ctx, deviceID, m.Report.GetObservations(), &lastCollected)
 			release()
 			if err != nil {
+				s.metrics().reports.WithLabelValues("failed").Inc()
 				log.Error("ingest failed", "err", err)
 				return err
 			}
+			s.metrics().reports.WithLabelValues("stored").Inc()
+			s.metrics().ingestSeconds.Observe(time.Since(began).Seconds())
 			if err := out.send(&evidentv1.ServerMessage{Msg: &evidentv1.ServerMessage_Ack{Ack: &evidentv1.Ack{UpToSeq: upTo}}}); err != nil {
 				return err
 			}
@@ -412,9 +425,14 @@ func (s *Server) ingest(ctx context.Context, deviceID string, in []*evidentv1.Ob
 		out = append(out, so)
 	}
 	n, err := s.Store.Ingest(ctx, deviceID, out, received)
+	m := s.metrics()
 	if err != nil {
+		m.storeErrors.WithLabelValues("ingest").Inc()
 		return 0, status.Error(codes.Unavailable, "store unavailable")
 	}
+	m.batchSize.Observe(float64(len(out)))
+	m.observations.WithLabelValues("received").Add(float64(len(out)))
+	m.observations.WithLabelValues("new").Add(float64(n))
 	s.Log.Debug("report stored", "device", deviceID, "observations", len(out), "new", n, "up_to_seq", upTo)
 	if n > 0 {
 		// Scored as of when the server received the evidence (or its
@@ -428,6 +446,7 @@ func (s *Server) ingest(ctx context.Context, deviceID string, in []*evidentv1.Ob
 		}
 		if err := s.Score(ctx, deviceID, at); err != nil {
 			// Evidence is stored; scores can be recomputed from it.
+			m.storeErrors.WithLabelValues("score").Inc()
 			s.Log.Error("scoring failed", "device", deviceID, "err", err)
 		}
 	}

@@ -341,6 +341,11 @@ func (s *Server) attestation(ctx context.Context, deviceID string, a *evidentv1.
 	if err := s.Score(ctx, deviceID, now); err != nil {
 		log.Error("scoring failed", "err", err)
 	}
+	outcome := "refused"
+	if v.Verified {
+		outcome = "verified"
+	}
+	s.metrics().attestations.WithLabelValues(outcome).Inc()
 	return &evidentv1.AttestationResult{Verified: v.Verified, Reasons: v.Reasons}, nil
 }
 

@@ -48,6 +48,8 @@ type Store interface {
 	// folded yet); folding keeps them cheap. Any number of replicas may
 	// fold at once: each change is folded once.
 	FoldCounts(ctx context.Context) (int, error)
+	// Ping checks that the store answers a query: what /readyz reports.
+	Ping(ctx context.Context) error
 	Close() error
 }
 
@@ -81,6 +83,9 @@ type Credentials interface {
 	// device left the fleet for good). ErrNotFound for an unknown device;
 	// a device already revoked keeps its first revocation.
 	RevokeDevice(ctx context.Context, deviceID string, at time.Time, reason string, retire bool) error
+	// CertificatesExpiring counts the devices not revoked whose accepted
+	// certificate expires before before (expired ones included).
+	CertificatesExpiring(ctx context.Context, before time.Time) (int, error)
 	// CredentialChanges lists the devices whose accepted certificates or
 	// revocation changed at or after since: what each replica checks its
 	// open streams against.

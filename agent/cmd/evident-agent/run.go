@@ -108,7 +108,7 @@ func enroll(ctx context.Context, cfg *config.Config, facts *identity.HostFacts) 
 
 // runSettings are the settings the daemon reads.
 var runSettings = []string{config.Server, config.EnrollSecret, config.DataDir, config.TPM, config.TPMEventLog,
-	config.Interval, config.CollectorTimeout, config.LogLevel, config.OutboxMaxBytes, config.MachineID}
+	config.Interval, config.CollectorTimeout, config.LogLevel, config.OutboxMaxBytes, config.MachineID, config.MetricsListen}
 
 // runOptions are run's own flags.
 type runOptions struct {
@@ -209,6 +209,7 @@ func (a app) daemon(ctx context.Context, st *settings, o runOptions, wait bool) 
 		Host:             h,
 		TPM:              cfg.Get(config.TPM),
 		TPMEventLog:      cfg.Get(config.TPMEventLog),
+		MetricsListen:    cfg.Get(config.MetricsListen),
 	})
 	if err != nil {
 		return err

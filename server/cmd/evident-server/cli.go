@@ -54,6 +54,10 @@ Usage:
                                 let a device's next enrollment change its TPM (EK) or attestation key (AK)
   evident-server device revoke|retire --reason TEXT DEVICE
                                 cut a device's credentials at once (revoke: lost or stolen; retire: disposed of)
+  evident-server backup --out FILE
+                                an online backup: the SQLite database (a consistent snapshot) and the CA
+  evident-server restore --from FILE
+                                restore a backup into --data-dir (the server stopped)
   evident-server version        print the version
 
 Every command takes --data-dir (env EVIDENT_DATA_DIR, default /var/lib/evident-server).
@@ -138,6 +142,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		err = sub[args[1]](args[2:], stdout, stderr)
+	case "backup":
+		err = cmdBackup(args[1:], stdout, stderr)
+	case "restore":
+		err = cmdRestore(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "evident-server", version.Version)
 	case "help", "-h", "--help":
@@ -213,6 +221,7 @@ func cmdRun(args []string, stderr io.Writer) error {
 	maxInFlight := fs.Int("max-in-flight", ingest.DefaultMaxInFlight, "reports stored and scored at once; more wait their turn")
 	queueWait := fs.Duration("queue-wait", ingest.DefaultQueueWait, "how long a report may wait for its turn before it is refused as overloaded\n(a retryable status: the agent keeps the report and resends it after a backoff)")
 	webListen := fs.String("web-listen", "", "serve the web UI and read-only API on this address (empty: off). On a loopback address\n(127.0.0.1:8080) it is plain HTTP; anywhere else HTTPS with the server certificate. Log in with a token\nfrom `evident-server token create`.")
+	metricsListen := fs.String("metrics-listen", "", "serve Prometheus metrics (/metrics), /healthz and /readyz on this address, e.g. :9464 (empty: off)")
 	debugListen := fs.String("debug-listen", "", "serve Go runtime profiles (/debug/pprof/) on this loopback address, e.g. 127.0.0.1:6060 (empty: off)")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
@@ -242,7 +251,7 @@ func cmdRun(args []string, stderr io.Writer) error {
 	defer stop()
 	return server.Run(ctx, server.Config{DataDir: dir.dir, Store: dir.store, Listen: *listen, SANs: names, Policy: policy, Log: log,
 		RescoreEvery: *rescore, EKRoots: *ekRoots, EKAllowlist: *ekAllow, AttestEvery: *attestEvery, NonceTTL: *nonceTTL,
-		WebListen: *webListen, MaxInFlight: *maxInFlight, QueueWait: *queueWait, DebugListen: *debugListen})
+		WebListen: *webListen, MaxInFlight: *maxInFlight, QueueWait: *queueWait, DebugListen: *debugListen, MetricsListen: *metricsListen})
 }
 
 func cmdSecretCreate(args []string, stdout, stderr io.Writer) error {
@@ -432,4 +441,54 @@ func cmdRevokeDevice(args []string, stdout, stderr io.Writer, retire bool) error
 	}
 	fmt.Fprintf(stdout, "device %s %s: its streams close within %s on every server replica\n", id, verb, ingest.DefaultCredentialCheck)
 	return err
+}
+
+func cmdBackup(args []string, stdout, stderr io.Writer) error {
+	fs, p := newFlags("backup", stderr, "evident-server backup --out FILE: write a backup of this server while it runs: a gzipped tar of\n"+
+		"the SQLite database (a consistent snapshot of the last commit, SQLite's VACUUM INTO) and the pki\n"+
+		"directory (the CA, whose key it holds: keep the file like the key; created 0600). With a PostgreSQL\n"+
+		"store it holds the pki directory only: back the database up with pg_dump (docs/deploy.md).")
+	out := fs.String("out", "", "backup file to write (required; must not exist)")
+	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	if *out == "" {
+		fmt.Fprintln(stderr, "--out is required")
+		return cli.ErrUsage
+	}
+	m, err := server.Backup(context.Background(), p.store, p.dir, *out, clock.Now())
+	if err != nil {
+		return err
+	}
+	what := "the SQLite database (schema " + fmt.Sprint(m.SchemaVersion) + ") and the CA"
+	if m.Store != "sqlite" {
+		what = "the CA only: back the PostgreSQL database up with pg_dump"
+	}
+	fmt.Fprintf(stdout, "backup written to %s: %s, %s\n", *out, what, m.CreatedAt.Format(time.RFC3339))
+	return nil
+}
+
+func cmdRestore(args []string, stdout, stderr io.Writer) error {
+	fs, p := newFlags("restore", stderr, "evident-server restore --from FILE: restore a backup into --data-dir. Every file is checked (the\n"+
+		"manifest's SHA-256s, SQLite's integrity check) before anything is written. It refuses to replace an\n"+
+		"existing database or another CA unless --force; stop the server first.")
+	from := fs.String("from", "", "backup file (required)")
+	force := fs.Bool("force", false, "replace an existing database and CA (the server must be stopped)")
+	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	if *from == "" {
+		fmt.Fprintln(stderr, "--from is required")
+		return cli.ErrUsage
+	}
+	m, err := server.Restore(context.Background(), *from, p.dir, *force)
+	if err != nil {
+		return err
+	}
+	what := "the database and the CA"
+	if m.Store != "sqlite" {
+		what = "the CA (restore the PostgreSQL database with pg_restore)"
+	}
+	fmt.Fprintf(stdout, "restored %s from the backup of %s into %s\n", what, m.CreatedAt.Format(time.RFC3339), p.dir)
+	return nil
 }

@@ -145,3 +145,47 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	}
 	return nil
 }
+
+// Backup writes a consistent copy of the database at path to out, which
+// must not exist: SQLite's VACUUM INTO, a snapshot of the last commit taken
+// through a read-only connection, so a running server keeps writing.
+func Backup(ctx context.Context, path, out string) error {
+	if _, err := os.Stat(path); err != nil {
+		return fmt.Errorf("database %s: %w", path, err)
+	}
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro&_pragma=busy_timeout(10000)")
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, "VACUUM INTO ?", out); err != nil {
+		return fmt.Errorf("back up %s: %w", path, err)
+	}
+	return nil
+}
+
+// CheckFile checks a database file a backup holds: SQLite's integrity
+// check, and a schema this binary can open (older ones are migrated at the
+// next start). It returns the schema version.
+func CheckFile(ctx context.Context, path string) (int, error) {
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	var res string
+	if err := db.QueryRowContext(ctx, "PRAGMA integrity_check").Scan(&res); err != nil {
+		return 0, fmt.Errorf("integrity check: %w", err)
+	}
+	if res != "ok" {
+		return 0, fmt.Errorf("integrity check: %s", res)
+	}
+	var v int
+	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return 0, err
+	}
+	if v == 0 || v > SchemaVersion() {
+		return v, fmt.Errorf("schema version %d: not a database this binary can open (it knows 1 to %d)", v, SchemaVersion())
+	}
+	return v, nil
+}

@@ -85,3 +85,17 @@ func (s *Store) RevokeDevice(ctx context.Context, deviceID string, at time.Time,
 func (s *Store) CredentialChanges(ctx context.Context, since time.Time) ([]store.Device, error) {
 	return s.queryDevices(ctx, `SELECT `+deviceCols+` FROM devices WHERE creds_changed_at >= ? AND creds_changed_at > 0`, nanos(since))
 }
+
+// CertificatesExpiring implements store.Credentials.
+func (s *Store) CertificatesExpiring(ctx context.Context, before time.Time) (int, error) {
+	var n int
+	err := s.rdb.QueryRowContext(ctx, `SELECT count(*) FROM devices WHERE revoked_at IS NULL AND superseded_by = ''
+		AND cert_not_after > 0 AND cert_not_after < ?`, nanos(before)).Scan(&n)
+	return n, err
+}
+
+// Ping implements store.Store.
+func (s *Store) Ping(ctx context.Context) error {
+	var one int
+	return s.rdb.QueryRowContext(ctx, `SELECT 1`).Scan(&one)
+}

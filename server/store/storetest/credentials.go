@@ -66,6 +66,17 @@ func testCredentials(t *testing.T, open func(*testing.T) store.Store) {
 		t.Fatalf("enrolled device: serial %q until %s, next %q", d.CertSerial, d.CertNotAfter, d.NextCertSerial)
 	}
 	accepts("dev-a", map[string]bool{"a1": true, "a2": false, "": false})
+	expiring := func(before time.Time, want int) {
+		t.Helper()
+		if n, err := s.CertificatesExpiring(ctx, before); err != nil || n != want {
+			t.Errorf("CertificatesExpiring(%s) = %d, %v; want %d", before, n, err, want)
+		}
+	}
+	expiring(enrolled.NotAfter, 0)
+	expiring(enrolled.NotAfter.Add(time.Nanosecond), 1) // the legacy device has no recorded certificate
+	if err := s.Ping(ctx); err != nil {
+		t.Errorf("Ping: %v", err)
+	}
 	accepts("dev-legacy", map[string]bool{"x": true})
 	changes(t0)
 
@@ -132,6 +143,7 @@ func testCredentials(t *testing.T, open func(*testing.T) store.Store) {
 		t.Fatalf("revoked device: at %v reason %q retired %v", d.RevokedAt, d.RevokeReason, d.Retired)
 	}
 	accepts("dev-a", map[string]bool{"a2": false})
+	expiring(at(1000*24*time.Hour), 1) // the revoked device no longer counts; the legacy one renewed
 	if err := s.RevokeDevice(ctx, "dev-legacy", at(7*time.Hour), "disposed", true); err != nil {
 		t.Fatal(err)
 	}
