@@ -171,6 +171,8 @@ type Agent struct {
 	renewErr      string
 	expiredLogged bool
 	metrics       *agentMetrics
+	// sched is the collection schedule (the server's, when it pushed one).
+	sched schedule
 }
 
 // MinOutboxBytes is the smallest outbox bound: the outbox refuses items over
@@ -315,6 +317,7 @@ func (a *Agent) cycle(ctx context.Context, only []string) error {
 		}
 	}
 	obs := a.watchdog.RunAll(ctx, reg, a.cfg.Host, a.cfg.CollectorTimeout, a.clock.Now)
+	a.ran(start, reg.Names())
 	if off := hostOffset(a.cfg.Host, a.clock.Now()); off != 0 {
 		for i := range obs {
 			obs[i].CollectedAt = obs[i].CollectedAt.Add(off)
@@ -365,17 +368,21 @@ func (a *Agent) cycle(ctx context.Context, only []string) error {
 
 // Status is what `evident-agent status` shows.
 type Status struct {
-	Version     string            `json:"version"`
-	DeviceID    string            `json:"device_id"`
-	Server      string            `json:"server"`
-	StartedAt   time.Time         `json:"started_at"`
-	Interval    string            `json:"interval"`
-	Cycles      int               `json:"collection_cycles"`
-	LastCycleAt time.Time         `json:"last_collection_at,omitzero"`
-	LastResults map[string]string `json:"last_results,omitempty"`
-	Outbox      outbox.Stats      `json:"outbox"`
-	Uplink      uplink.State      `json:"uplink"`
-	CertExpires time.Time         `json:"device_certificate_expires"`
+	Version   string    `json:"version"`
+	DeviceID  string    `json:"device_id"`
+	Server    string    `json:"server"`
+	StartedAt time.Time `json:"started_at"`
+	Interval  string    `json:"interval"`
+	// CollectorIntervals are the per-collector intervals the server set;
+	// ScheduleFromServer says the schedule is the server policy's.
+	CollectorIntervals map[string]string `json:"collector_intervals,omitempty"`
+	ScheduleFromServer bool              `json:"schedule_from_server,omitempty"`
+	Cycles             int               `json:"collection_cycles"`
+	LastCycleAt        time.Time         `json:"last_collection_at,omitzero"`
+	LastResults        map[string]string `json:"last_results,omitempty"`
+	Outbox             outbox.Stats      `json:"outbox"`
+	Uplink             uplink.State      `json:"uplink"`
+	CertExpires        time.Time         `json:"device_certificate_expires"`
 	// CertRenewAt is when the agent renews the certificate (two thirds of
 	// its lifetime).
 	CertRenewAt time.Time `json:"device_certificate_renew_at"`
@@ -407,6 +414,7 @@ func (a *Agent) Status() Status {
 	for _, h := range a.watchdog.Hung() {
 		hung = append(hung, HungCollector{Name: h.Collector, Since: h.Since.UTC(), AbandonedAfter: h.Timeout.String()})
 	}
+	interval, perCollector, fromServer := a.scheduleStatus()
 	certErr := ""
 	if err := a.id.Expired(a.clock.Now()); err != nil {
 		certErr = err.Error()
@@ -419,7 +427,7 @@ func (a *Agent) Status() Status {
 	return Status{
 		CertRenewAt: a.id.RenewAt(), CertError: certErr,
 		Version: a.cfg.Version, DeviceID: a.id.DeviceID, Server: a.id.Server, StartedAt: a.startedAt,
-		Interval: a.cfg.Interval.String(), Cycles: a.cycles, LastCycleAt: a.lastCycle, LastResults: a.lastResults,
+		Interval: interval, CollectorIntervals: perCollector, ScheduleFromServer: fromServer, Cycles: a.cycles, LastCycleAt: a.lastCycle, LastResults: a.lastResults,
 		Outbox: st, Uplink: a.up.State(), CertExpires: a.id.CertExpiry(),
 		TPM: a.id.TPM, LastAttestationAt: a.lastAttestation, LastAttestationOK: a.lastAttestationOK,
 		HungCollectors: hung,
@@ -554,6 +562,8 @@ func (a *Agent) Run(ctx context.Context, once bool, onceTimeout time.Duration) (
 	}()
 	collectNow := make(chan []string, 1)
 	a.up.CollectNow = collectNow
+	configs := make(chan *evidentv1.Config, 1)
+	a.up.Configs = configs
 	challenges := make(chan *evidentv1.AttestationChallenge, 1)
 	if a.id.TPM != "" {
 		a.up.Challenges = challenges
@@ -647,13 +657,18 @@ func (a *Agent) Run(ctx context.Context, once bool, onceTimeout time.Duration) (
 	}
 	for {
 		// ±10% jitter so a fleet started together does not report in step.
-		d := a.cfg.Interval - a.cfg.Interval/10 + rand.N(a.cfg.Interval/5+1)
+		iv := a.nextWait()
+		d := iv - iv/10 + rand.N(iv/5+1)
 		t := time.NewTimer(d)
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			a.cfg.Log.Info("evident-agent stopping")
 			return nil
+		case c := <-configs:
+			// The next wait follows the new schedule.
+			t.Stop()
+			a.applyConfig(c)
 		case err := <-upErr:
 			t.Stop()
 			return fmt.Errorf("evidence uplink: %w", err)
@@ -669,7 +684,13 @@ func (a *Agent) Run(ctx context.Context, once bool, onceTimeout time.Duration) (
 				a.cfg.Log.Error("collection failed", "err", err)
 			}
 		case <-t.C:
-			if err := a.runCycle(ctx, nil, hung); isHang(err) {
+			// A scheduled cycle runs the collectors whose own interval
+			// has passed (the server's schedule may set some apart).
+			due := a.due(a.clock.Now(), a.cfg.Registry.Names())
+			if due != nil && len(due) == 0 {
+				continue
+			}
+			if err := a.runCycle(ctx, due, hung); isHang(err) {
 				return err
 			} else if err != nil {
 				a.cfg.Log.Error("collection failed", "err", err)

@@ -250,6 +250,11 @@ func Run(ctx context.Context, cfg Config) error {
 	bg.Add(1)
 	go func() {
 		defer bg.Done()
+		srv.WatchCommands(ctx, 0)
+	}()
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
 		t := time.NewTicker(cfg.RescoreEvery)
 		defer t.Stop()
 		// A first rescore at start records what changed while the server

@@ -57,6 +57,10 @@ type Uplink struct {
 	// AttestationResults receives what the server concluded of each
 	// attestation; nil ignores them.
 	AttestationResults chan<- *evidentv1.AttestationResult
+	// Configs receives the collection schedule the server pushes after
+	// each Hello (a channel of capacity 1: an unread one is replaced by
+	// the newer); nil ignores them.
+	Configs chan *evidentv1.Config
 
 	wake     chan struct{}
 	redial   chan struct{}
@@ -318,6 +322,21 @@ func (u *Uplink) exchange(ctx context.Context, stream grpc.BidiStreamingClient[e
 					select {
 					case u.AttestationResults <- msg.AttestationResult:
 					default:
+					}
+				}
+			case *evidentv1.ServerMessage_Config:
+				if u.Configs != nil {
+					select {
+					case u.Configs <- msg.Config:
+					default:
+						select { // replace the unread, older one
+						case <-u.Configs:
+						default:
+						}
+						select {
+						case u.Configs <- msg.Config:
+						default:
+						}
 					}
 				}
 			case *evidentv1.ServerMessage_CollectNow:

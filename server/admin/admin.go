@@ -54,6 +54,7 @@ const (
 	ActionInventoryImport = "inventory.import"
 	ActionDeviceRevoke    = "device.revoke"
 	ActionDeviceRetire    = "device.retire"
+	ActionDeviceCollect   = "device.collect"
 	Denied                = ".denied"
 )
 
@@ -70,6 +71,7 @@ type Store interface {
 	ReplaceInventory(ctx context.Context, imp store.InventoryImport, rows []store.InventoryRow) (store.InventoryImport, error)
 	AddAudit(ctx context.Context, e store.AuditEntry) (int64, error)
 	RevokeDevice(ctx context.Context, deviceID string, at time.Time, reason string, retire bool) error
+	RequestCollection(ctx context.Context, r store.CollectRequest) (int64, error)
 }
 
 // Service is the admin service.

@@ -104,6 +104,9 @@ type Policy struct {
 	// membership (version 2).
 	Groups   map[string]string `json:"groups,omitempty"`
 	Controls []Control         `json:"controls"`
+	// Collection is the agents' collection schedule, pushed to each
+	// device over its stream (version 2); nil leaves every agent its own.
+	Collection *Collection `json:"collection,omitempty"`
 
 	// groups is Groups compiled by Parse.
 	groups []compiledGroup
@@ -169,6 +172,9 @@ func Default() *Policy {
 	}
 	return p
 }
+
+// DefaultJSON is the built-in control pack's source.
+func DefaultJSON() []byte { return bytes.Clone(defaultPolicy) }
 
 // Load reads a policy file.
 func Load(path string) (*Policy, error) {
@@ -247,6 +253,14 @@ func Parse(b []byte) (*Policy, error) {
 	p.groups, errs = compileGroups(p.Groups)
 	for _, e := range errs {
 		add(e)
+	}
+	if p.Collection != nil {
+		if p.Version < 2 {
+			needV2("collection")
+		}
+		for _, e := range p.Collection.check(p.Groups) {
+			add(e)
+		}
 	}
 	seen := map[string]bool{}
 	for i := range p.Controls {

@@ -177,6 +177,8 @@ type liveStream struct {
 	deviceID, serial string
 	notAfter         time.Time
 	conn             net.Conn
+	// out sends on the stream (commands: CollectNow).
+	out *sender
 }
 
 // streamRegistry holds a replica's open evidence streams by device, and
@@ -196,11 +198,11 @@ func (r *streamRegistry) init() {
 }
 
 // add registers a stream of caller c on the connection from addr.
-func (r *streamRegistry) add(c caller, addr net.Addr) (remove func()) {
+func (r *streamRegistry) add(c caller, addr net.Addr, out *sender) (remove func()) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.init()
-	ls := &liveStream{deviceID: c.id, serial: c.serial, notAfter: c.notAfter}
+	ls := &liveStream{deviceID: c.id, serial: c.serial, notAfter: c.notAfter, out: out}
 	if addr != nil {
 		ls.conn = r.conns[addr.String()]
 	}
@@ -305,30 +307,16 @@ func (s *Server) WatchCredentials(ctx context.Context, every time.Duration) {
 	if every <= 0 {
 		every = DefaultCredentialCheck
 	}
-	t := time.NewTicker(every)
-	defer t.Stop()
 	// Changes are stamped by the clock of whoever made them and are seen
 	// once committed: each check looks back a minute before the previous
 	// one, so a late commit or a replica's clock a little behind is not
 	// missed.
 	since := s.now().Add(-time.Minute)
-	failing := false
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		now := s.now()
+	s.poll(ctx, every, "checking credential changes", func(ctx context.Context, now time.Time) error {
 		changed, err := s.Store.CredentialChanges(ctx, since)
 		if err != nil {
-			if ctx.Err() == nil && !failing {
-				s.Log.Warn("checking credential changes failed; retrying", "err", err)
-			}
-			failing = true
-			continue
+			return err
 		}
-		failing = false
 		since = now.Add(-time.Minute)
 		byID := make(map[string]store.Device, len(changed))
 		ids := make([]string, 0, len(changed))
@@ -356,11 +344,37 @@ func (s *Server) WatchCredentials(ctx context.Context, every time.Duration) {
 			}
 			return ""
 		}, closing("expired"))
+		return nil
+	})
+}
+
+// poll calls f every interval until ctx ends. A failure is logged once per
+// streak of failures (f is retried at the next tick).
+func (s *Server) poll(ctx context.Context, every time.Duration, what string, f func(context.Context, time.Time) error) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		err := f(ctx, s.now())
+		switch {
+		case err != nil && ctx.Err() == nil && !failing:
+			s.Log.Warn(what+" failed; retrying", "err", err)
+			failing = true
+		case err == nil && failing:
+			s.Log.Info(what + " works again")
+			failing = false
+		}
 	}
 }
 
-// registerStream records an authenticated stream for WatchCredentials.
-func (s *Server) registerStream(ctx context.Context) func() {
+// registerStream records an authenticated stream for WatchCredentials and
+// WatchCommands.
+func (s *Server) registerStream(ctx context.Context, out *sender) func() {
 	c, ok := callerFromContext(ctx)
 	if !ok {
 		return func() {}
@@ -369,7 +383,17 @@ func (s *Server) registerStream(ctx context.Context) func() {
 	if p, ok := peer.FromContext(ctx); ok {
 		addr = p.Addr
 	}
-	return s.streams.add(c, addr)
+	return s.streams.add(c, addr, out)
+}
+
+// sender returns a stream of the device open on this replica, nil when none.
+func (r *streamRegistry) sender(deviceID string) *sender {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for ls := range r.streams[deviceID] {
+		return ls.out
+	}
+	return nil
 }
 
 // passed reports whether a verdict ran the named check and it passed.

@@ -62,6 +62,7 @@ type Store interface {
 	store.Evidence
 	store.Recorder
 	store.Credentials
+	store.Commands
 	DevicesDue(ctx context.Context, now time.Time) ([]string, error)
 }
 
@@ -311,8 +312,8 @@ func (s *Server) Stream(stream grpc.BidiStreamingServer[evidentv1.AgentMessage, 
 		return status.Error(codes.Unauthenticated, "no device identity")
 	}
 	log := s.Log.With("device", deviceID)
-	defer s.registerStream(ctx)()
 	out := &sender{stream: stream}
+	defer s.registerStream(ctx, out)()
 	attesting, attestations, streamStart := false, 0, time.Now()
 	// The attestation loop sends on this stream: it must be done before
 	// the handler returns.
@@ -341,6 +342,11 @@ func (s *Server) Stream(stream grpc.BidiStreamingServer[evidentv1.AgentMessage, 
 		switch m := msg.Msg.(type) {
 		case *evidentv1.AgentMessage_Hello:
 			log.Info("agent connected", "agent_version", m.Hello.GetAgentVersion(), "last_acked_seq", m.Hello.GetLastAckedSeq())
+			if cfg := s.configFor(ctx, deviceID); cfg != nil {
+				if err := out.send(&evidentv1.ServerMessage{Msg: &evidentv1.ServerMessage_Config{Config: cfg}}); err != nil {
+					return err
+				}
+			}
 			if !attesting {
 				if _, err := s.Store.DeviceTPM(ctx, deviceID); err == nil {
 					attesting = true

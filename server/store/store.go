@@ -37,6 +37,7 @@ type Store interface {
 	Posture
 	Leases
 	Credentials
+	Commands
 	RecordStates(ctx context.Context, p StatePlan) error
 	// DevicesDue lists the devices whose recorded evaluation can have
 	// changed with time alone by now (StatePlan.RescoreAt at or before
@@ -90,6 +91,34 @@ type Credentials interface {
 	// revocation changed at or after since: what each replica checks its
 	// open streams against.
 	CredentialChanges(ctx context.Context, since time.Time) ([]Device, error)
+}
+
+// Commands are requests for a device's agent, kept in the store until the
+// replica holding the device's stream sends them.
+type Commands interface {
+	// RequestCollection records a request for the device to collect now
+	// and returns its id.
+	RequestCollection(ctx context.Context, r CollectRequest) (int64, error)
+	// PendingCollections lists the requests not sent yet made at or after
+	// since, oldest first.
+	PendingCollections(ctx context.Context, since time.Time) ([]CollectRequest, error)
+	// MarkCollectionSent claims a request for sending: false when another
+	// replica already did.
+	MarkCollectionSent(ctx context.Context, id int64, at time.Time) (bool, error)
+	// Collection returns a request by id; ErrNotFound when unknown.
+	Collection(ctx context.Context, id int64) (CollectRequest, error)
+}
+
+// CollectRequest asks a device's agent to run collectors now.
+type CollectRequest struct {
+	ID       int64
+	DeviceID string
+	// Collectors to run; empty runs them all.
+	Collectors  []string
+	RequestedAt time.Time
+	RequestedBy string
+	// SentAt is when a replica sent it on the device's stream (nil until).
+	SentAt *time.Time
 }
 
 // Certificate is a device certificate the CA issued.

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/evident-dev/evident/server/admin"
 	"github.com/evident-dev/evident/server/report"
 	"github.com/evident-dev/evident/server/store"
 )
@@ -116,4 +117,45 @@ func (s *Server) apiPeriod(w http.ResponseWriter, r *http.Request, u *user) {
 		return
 	}
 	writeJSON(w, http.StatusOK, rep)
+}
+
+// apiCollect asks a device to collect now (admin tokens only; audited):
+// 202 with the request's id.
+func (s *Server) apiCollect(w http.ResponseWriter, r *http.Request, u *user) {
+	if u.Role != store.RoleAdmin {
+		s.audit(r.Context(), u.actor(), admin.ActionDeviceCollect+admin.Denied, "requires role admin; api device "+clipID(r.PathValue("id")))
+		writeJSONError(w, http.StatusForbidden, "this action requires the admin role")
+		return
+	}
+	var body struct {
+		Collectors []string `json:"collectors"`
+	}
+	if r.ContentLength != 0 {
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<10)).Decode(&body); err != nil {
+			writeJSONError(w, http.StatusBadRequest, "body: want {\"collectors\": [\"name\", …]} or nothing")
+			return
+		}
+	}
+	id, err := s.adm.RequestCollection(r.Context(), u.actor(), r.PathValue("id"), body.Collectors)
+	if err != nil && !errors.Is(err, admin.ErrNotAudited) {
+		if rf, ok := errors.AsType[*admin.Refusal](err); ok {
+			code := http.StatusBadRequest
+			if errors.Is(err, store.ErrNotFound) {
+				code = http.StatusNotFound
+			}
+			writeJSONError(w, code, rf.Error())
+			return
+		}
+		s.log.Error("web: api collect", "err", err)
+		writeJSONError(w, http.StatusInternalServerError, "internal error")
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]any{"request": id, "device_id": r.PathValue("id")})
+}
+
+func clipID(id string) string {
+	if len(id) > maxDeviceID {
+		return id[:maxDeviceID]
+	}
+	return id
 }

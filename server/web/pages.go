@@ -389,13 +389,16 @@ type deviceControl struct {
 }
 
 type deviceView struct {
-	Device     report.Device
-	Controls   []deviceControl
-	Axis       []axisTick
-	BarW, BarH int
-	From, To   time.Time
-	Done       string
-	CanAdmin   bool
+	Device report.Device
+	// Credentials is the device as the store authenticates it: its
+	// certificate's expiry, a revocation.
+	Credentials credentialsView
+	Controls    []deviceControl
+	Axis        []axisTick
+	BarW, BarH  int
+	From, To    time.Time
+	Done        string
+	CanAdmin    bool
 }
 
 func (s *Server) lookupDevice(w http.ResponseWriter, r *http.Request, u *user) (store.Device, bool) {
@@ -446,8 +449,10 @@ func (s *Server) devicePage(w http.ResponseWriter, r *http.Request, u *user) {
 	now := s.now().UTC()
 	from := now.Add(-chartDays * 24 * time.Hour)
 	v := deviceView{Device: rd, BarW: timelineW, BarH: timelineH, From: from, To: now, CanAdmin: u.IsAdmin(),
-		Axis: timelineAxis(from, now)}
+		Axis: timelineAxis(from, now), Credentials: credentials(d, now)}
 	switch r.URL.Query().Get("done") {
+	case "collect":
+		v.Done = "Collect-now request sent: the server passes it to the device within a second while it is connected; reload to see the new evidence."
 	case "tpm-change":
 		v.Done = "TPM change allowed: the device's next enrollment may replace its EK or AK."
 	case "waiver":
@@ -512,6 +517,42 @@ func (s *Server) tpmChange(w http.ResponseWriter, r *http.Request, u *user) {
 		return
 	}
 	http.Redirect(w, r, path.Join("/devices", url.PathEscape(id))+"?done=tpm-change", http.StatusSeeOther)
+}
+
+// collectNow asks a device to collect now: admins only, audited by the
+// admin service.
+func (s *Server) collectNow(w http.ResponseWriter, r *http.Request, u *user) {
+	id := r.PostForm.Get("device_id")
+	if _, err := s.adm.RequestCollection(r.Context(), u.actor(), id, nil); s.adminFailed(w, r, u, "requesting a collection failed", err) {
+		return
+	}
+	http.Redirect(w, r, path.Join("/devices", url.PathEscape(id))+"?done=collect", http.StatusSeeOther)
+}
+
+// credentialsView says how a device authenticates now.
+type credentialsView struct {
+	// State is "valid", "expired", "revoked" or "retired" ("" when the
+	// server has no certificate recorded: enrolled before it kept them).
+	State    string
+	NotAfter time.Time
+	Since    *time.Time
+	Reason   string
+}
+
+func credentials(d store.Device, now time.Time) credentialsView {
+	v := credentialsView{NotAfter: d.CertNotAfter, Since: d.RevokedAt, Reason: d.RevokeReason}
+	switch {
+	case d.RevokedAt != nil && d.Retired:
+		v.State = "retired"
+	case d.RevokedAt != nil:
+		v.State = "revoked"
+	case d.CertNotAfter.IsZero():
+	case !now.Before(d.CertNotAfter):
+		v.State = "expired"
+	default:
+		v.State = "valid"
+	}
+	return v
 }
 
 // grantWaiver records an exception (waiver) for a device's control, or for

@@ -161,6 +161,8 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /audit", s.page(s.auditPage))
 	m.HandleFunc("POST /admin/tpm-change", s.form(store.RoleAdmin, s.tpmChange))
 	m.HandleFunc("POST /admin/waiver", s.form(store.RoleAdmin, s.grantWaiver))
+	m.HandleFunc("POST /admin/collect", s.form(store.RoleAdmin, s.collectNow))
+	m.HandleFunc("POST /api/v1/devices/{id}/collect", s.api(s.apiCollect))
 	m.HandleFunc("GET /api/v1/fleet", s.api(s.apiFleet))
 	m.HandleFunc("GET /api/v1/devices", s.api(s.apiDevices))
 	m.HandleFunc("GET /api/v1/devices/{id}", s.api(s.apiDevice))

@@ -104,7 +104,7 @@ func idleStream(ctx context.Context, addr string, ca *pki.CA, cert tls.Certifica
 		err = stream.Send(&evidentv1.AgentMessage{Msg: &evidentv1.AgentMessage_Report{Report: report(obs, 1)}})
 	}
 	if err == nil {
-		_, err = stream.Recv()
+		err = recvAck(stream)
 	}
 	if err != nil {
 		conn.Close()
@@ -156,7 +156,7 @@ func benchReportCPU(dir, bin string, cycle [][]byte, devices, reports int) {
 				err := d.stream.Send(&evidentv1.AgentMessage{Msg: &evidentv1.AgentMessage_Report{Report: report(obs, seq+1)}})
 				seq += uint64(len(obs))
 				if err == nil {
-					_, err = d.stream.Recv()
+					err = recvAck(d.stream)
 				}
 				if err != nil {
 					mu.Lock()
@@ -225,4 +225,15 @@ func deviceCert(ca *pki.CA, id string) tls.Certificate {
 		fail(err)
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// recvAck reads the stream's messages up to the next ack (the server sends a
+// Config after Hello).
+func recvAck(stream grpc.BidiStreamingClient[evidentv1.AgentMessage, evidentv1.ServerMessage]) error {
+	for {
+		m, err := stream.Recv()
+		if err != nil || m.GetAck() != nil {
+			return err
+		}
+	}
 }

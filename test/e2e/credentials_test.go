@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,9 +26,8 @@ import (
 	"github.com/evident-dev/evident/internal/enrolltoken"
 	evidentv1 "github.com/evident-dev/evident/proto/evident/v1"
 	"github.com/evident-dev/evident/server/admin"
-	"github.com/evident-dev/evident/server/controls"
 	"github.com/evident-dev/evident/server/ingest"
-	"github.com/evident-dev/evident/server/pki"
+	"github.com/evident-dev/evident/server/ingest/ingesttest"
 	"github.com/evident-dev/evident/server/store"
 	"github.com/evident-dev/evident/server/store/sqlite"
 )
@@ -60,40 +58,26 @@ func (l *credLab) advance(d time.Duration) {
 
 func newCredLab(t *testing.T) *credLab {
 	t.Helper()
-	dir := t.TempDir()
 	l := &credLab{now: time.Now()}
-	ca, err := pki.LoadOrCreateWithClock(filepath.Join(dir, "pki"), l.clock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The agent checks the server's certificate on the wall clock: issue
-	// it before the server's clock moves.
-	cert, err := ca.ServerCertificate(filepath.Join(dir, "pki"), []string{"127.0.0.1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if l.st, err = sqlite.Open(filepath.Join(dir, "evident.db"), false); err != nil {
+	var err error
+	if l.st, err = sqlite.Open(filepath.Join(t.TempDir(), "evident.db"), false); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.st.Close() })
+	// The agent checks the server's certificate on the wall clock: Start
+	// issues it before the server's clock moves.
+	srv := ingesttest.Start(t, &ingest.Server{Store: l.st, Now: l.clock})
+	l.srv, l.addr = srv.Server, srv.Addr
 	secret := enrolltoken.NewSecret()
 	if err := l.st.CreateEnrollSecret(context.Background(), store.EnrollSecret{ID: "sec_lab", Hash: enrolltoken.HashSecret(secret), CreatedAt: l.now}); err != nil {
 		t.Fatal(err)
 	}
-	l.token = enrolltoken.Token{Secret: secret, CAPin: ca.Fingerprint()}.String()
-	l.srv = &ingest.Server{Store: l.st, CA: ca, Policy: controls.Default(), Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: l.clock}
-	g := l.srv.GRPCServer(cert)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.addr = lis.Addr().String()
-	go g.Serve(lis)
+	l.token = enrolltoken.Token{Secret: secret, CAPin: srv.CA.Fingerprint()}.String()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); l.srv.WatchCredentials(ctx, 50*time.Millisecond) }()
-	t.Cleanup(func() { cancel(); wg.Wait(); g.Stop() })
+	t.Cleanup(func() { cancel(); wg.Wait() })
 	return l
 }
 

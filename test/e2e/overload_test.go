@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -23,8 +22,8 @@ import (
 	"github.com/evident-dev/evident/agent/outbox"
 	"github.com/evident-dev/evident/agent/uplink"
 	evidentv1 "github.com/evident-dev/evident/proto/evident/v1"
-	"github.com/evident-dev/evident/server/controls"
 	"github.com/evident-dev/evident/server/ingest"
+	"github.com/evident-dev/evident/server/ingest/ingesttest"
 	"github.com/evident-dev/evident/server/pki"
 	"github.com/evident-dev/evident/server/store"
 	"github.com/evident-dev/evident/server/store/sqlite"
@@ -37,28 +36,13 @@ import (
 // outbox is drained.
 func TestOverloadIsRetryable(t *testing.T) {
 	dir := t.TempDir()
-	ca, err := pki.LoadOrCreate(filepath.Join(dir, "pki"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := ca.ServerCertificate(filepath.Join(dir, "pki"), []string{"127.0.0.1"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	st, err := sqlite.Open(filepath.Join(dir, "evident.db"), false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	srv := &ingest.Server{Store: st, CA: ca, Policy: controls.Default(), Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		MaxInFlight: 1, QueueWait: time.Millisecond}
-	g := srv.GRPCServer(cert)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go g.Serve(lis)
-	defer g.Stop()
+	srv := ingesttest.Start(t, &ingest.Server{Store: st, MaxInFlight: 1, QueueWait: time.Millisecond})
+	ca := srv.CA
 
 	const agents, perAgent = 6, 30
 	ctx, cancel := context.WithCancel(context.Background())
@@ -87,7 +71,7 @@ func TestOverloadIsRetryable(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer ob.Close()
-		up := &uplink.Uplink{Outbox: ob, Server: lis.Addr().String(), TLS: func() (*tls.Config, error) { return conf, nil },
+		up := &uplink.Uplink{Outbox: ob, Server: srv.Addr, TLS: func() (*tls.Config, error) { return conf, nil },
 			Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 		runs.Add(1)
 		go func() { defer runs.Done(); _ = up.Run(ctx) }()

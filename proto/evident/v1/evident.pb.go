@@ -1782,13 +1782,19 @@ func (x *CollectNow) GetCollectors() []string {
 	return nil
 }
 
-// Config is pushed by the server after Hello.
+// Config is pushed by the server after Hello: the collection schedule the
+// server's policy sets for this device (its policy groups'), applied at
+// once without a restart. An agent keeps its own setting for what is 0 or
+// absent.
 type Config struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Collection interval in seconds; 0 keeps the agent's own setting.
 	IntervalSeconds uint32 `protobuf:"varint,1,opt,name=interval_seconds,json=intervalSeconds,proto3" json:"interval_seconds,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Per-collector intervals in seconds, by collector name: a collector
+	// runs when its own interval has passed (the cycle interval otherwise).
+	CollectorIntervalSeconds map[string]uint32 `protobuf:"bytes,2,rep,name=collector_interval_seconds,json=collectorIntervalSeconds,proto3" json:"collector_interval_seconds,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields            protoimpl.UnknownFields
+	sizeCache                protoimpl.SizeCache
 }
 
 func (x *Config) Reset() {
@@ -1826,6 +1832,13 @@ func (x *Config) GetIntervalSeconds() uint32 {
 		return x.IntervalSeconds
 	}
 	return 0
+}
+
+func (x *Config) GetCollectorIntervalSeconds() map[string]uint32 {
+	if x != nil {
+		return x.CollectorIntervalSeconds
+	}
+	return nil
 }
 
 var File_evident_v1_evident_proto protoreflect.FileDescriptor
@@ -1964,9 +1977,13 @@ const file_evident_v1_evident_proto_rawDesc = "" +
 	"CollectNow\x12\x1e\n" +
 	"\n" +
 	"collectors\x18\x01 \x03(\tR\n" +
-	"collectors\"3\n" +
+	"collectors\"\xf0\x01\n" +
 	"\x06Config\x12)\n" +
-	"\x10interval_seconds\x18\x01 \x01(\rR\x0fintervalSeconds2M\n" +
+	"\x10interval_seconds\x18\x01 \x01(\rR\x0fintervalSeconds\x12n\n" +
+	"\x1acollector_interval_seconds\x18\x02 \x03(\v20.evident.v1.Config.CollectorIntervalSecondsEntryR\x18collectorIntervalSeconds\x1aK\n" +
+	"\x1dCollectorIntervalSecondsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x012M\n" +
 	"\n" +
 	"Enrollment\x12?\n" +
 	"\x06Enroll\x12\x19.evident.v1.EnrollRequest\x1a\x1a.evident.v1.EnrollResponse2\x8f\x01\n" +
@@ -1989,7 +2006,7 @@ func file_evident_v1_evident_proto_rawDescGZIP() []byte {
 }
 
 var file_evident_v1_evident_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_evident_v1_evident_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_evident_v1_evident_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_evident_v1_evident_proto_goTypes = []any{
 	(Observation_Status)(0),       // 0: evident.v1.Observation.Status
 	(*EnrollRequest)(nil),         // 1: evident.v1.EnrollRequest
@@ -2018,18 +2035,19 @@ var file_evident_v1_evident_proto_goTypes = []any{
 	(*Ack)(nil),                   // 24: evident.v1.Ack
 	(*CollectNow)(nil),            // 25: evident.v1.CollectNow
 	(*Config)(nil),                // 26: evident.v1.Config
-	(*timestamppb.Timestamp)(nil), // 27: google.protobuf.Timestamp
+	nil,                           // 27: evident.v1.Config.CollectorIntervalSecondsEntry
+	(*timestamppb.Timestamp)(nil), // 28: google.protobuf.Timestamp
 }
 var file_evident_v1_evident_proto_depIdxs = []int32{
 	2,  // 0: evident.v1.EnrollRequest.host:type_name -> evident.v1.HostFacts
 	3,  // 1: evident.v1.EnrollRequest.tpm:type_name -> evident.v1.TPMIdentity
 	6,  // 2: evident.v1.EnrollRequest.activation:type_name -> evident.v1.ActivationProof
 	4,  // 3: evident.v1.TPMIdentity.ak:type_name -> evident.v1.AKParameters
-	27, // 4: evident.v1.ActivationChallenge.expires_at:type_name -> google.protobuf.Timestamp
+	28, // 4: evident.v1.ActivationChallenge.expires_at:type_name -> google.protobuf.Timestamp
 	5,  // 5: evident.v1.EnrollResponse.activation:type_name -> evident.v1.ActivationChallenge
 	15, // 6: evident.v1.RenewRequest.proof:type_name -> evident.v1.Attestation
 	22, // 7: evident.v1.RenewResponse.challenge:type_name -> evident.v1.AttestationChallenge
-	27, // 8: evident.v1.ConfirmResponse.not_after:type_name -> google.protobuf.Timestamp
+	28, // 8: evident.v1.ConfirmResponse.not_after:type_name -> google.protobuf.Timestamp
 	13, // 9: evident.v1.AgentMessage.hello:type_name -> evident.v1.Hello
 	14, // 10: evident.v1.AgentMessage.report:type_name -> evident.v1.Report
 	18, // 11: evident.v1.AgentMessage.heartbeat:type_name -> evident.v1.Heartbeat
@@ -2037,8 +2055,8 @@ var file_evident_v1_evident_proto_depIdxs = []int32{
 	19, // 13: evident.v1.Report.observations:type_name -> evident.v1.Observation
 	16, // 14: evident.v1.Attestation.quotes:type_name -> evident.v1.Quote
 	17, // 15: evident.v1.Attestation.pcrs:type_name -> evident.v1.PCRValue
-	27, // 16: evident.v1.Heartbeat.sent_at:type_name -> google.protobuf.Timestamp
-	27, // 17: evident.v1.Observation.collected_at:type_name -> google.protobuf.Timestamp
+	28, // 16: evident.v1.Heartbeat.sent_at:type_name -> google.protobuf.Timestamp
+	28, // 17: evident.v1.Observation.collected_at:type_name -> google.protobuf.Timestamp
 	0,  // 18: evident.v1.Observation.status:type_name -> evident.v1.Observation.Status
 	20, // 19: evident.v1.Observation.sources:type_name -> evident.v1.Source
 	24, // 20: evident.v1.ServerMessage.ack:type_name -> evident.v1.Ack
@@ -2046,20 +2064,21 @@ var file_evident_v1_evident_proto_depIdxs = []int32{
 	26, // 22: evident.v1.ServerMessage.config:type_name -> evident.v1.Config
 	22, // 23: evident.v1.ServerMessage.attestation_challenge:type_name -> evident.v1.AttestationChallenge
 	23, // 24: evident.v1.ServerMessage.attestation_result:type_name -> evident.v1.AttestationResult
-	27, // 25: evident.v1.AttestationChallenge.expires_at:type_name -> google.protobuf.Timestamp
-	1,  // 26: evident.v1.Enrollment.Enroll:input_type -> evident.v1.EnrollRequest
-	8,  // 27: evident.v1.Credentials.Renew:input_type -> evident.v1.RenewRequest
-	10, // 28: evident.v1.Credentials.Confirm:input_type -> evident.v1.ConfirmRequest
-	12, // 29: evident.v1.Evidence.Stream:input_type -> evident.v1.AgentMessage
-	7,  // 30: evident.v1.Enrollment.Enroll:output_type -> evident.v1.EnrollResponse
-	9,  // 31: evident.v1.Credentials.Renew:output_type -> evident.v1.RenewResponse
-	11, // 32: evident.v1.Credentials.Confirm:output_type -> evident.v1.ConfirmResponse
-	21, // 33: evident.v1.Evidence.Stream:output_type -> evident.v1.ServerMessage
-	30, // [30:34] is the sub-list for method output_type
-	26, // [26:30] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	28, // 25: evident.v1.AttestationChallenge.expires_at:type_name -> google.protobuf.Timestamp
+	27, // 26: evident.v1.Config.collector_interval_seconds:type_name -> evident.v1.Config.CollectorIntervalSecondsEntry
+	1,  // 27: evident.v1.Enrollment.Enroll:input_type -> evident.v1.EnrollRequest
+	8,  // 28: evident.v1.Credentials.Renew:input_type -> evident.v1.RenewRequest
+	10, // 29: evident.v1.Credentials.Confirm:input_type -> evident.v1.ConfirmRequest
+	12, // 30: evident.v1.Evidence.Stream:input_type -> evident.v1.AgentMessage
+	7,  // 31: evident.v1.Enrollment.Enroll:output_type -> evident.v1.EnrollResponse
+	9,  // 32: evident.v1.Credentials.Renew:output_type -> evident.v1.RenewResponse
+	11, // 33: evident.v1.Credentials.Confirm:output_type -> evident.v1.ConfirmResponse
+	21, // 34: evident.v1.Evidence.Stream:output_type -> evident.v1.ServerMessage
+	31, // [31:35] is the sub-list for method output_type
+	27, // [27:31] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_evident_v1_evident_proto_init() }
@@ -2087,7 +2106,7 @@ func file_evident_v1_evident_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_evident_v1_evident_proto_rawDesc), len(file_evident_v1_evident_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   26,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -54,6 +54,8 @@ Usage:
                                 let a device's next enrollment change its TPM (EK) or attestation key (AK)
   evident-server device revoke|retire --reason TEXT DEVICE
                                 cut a device's credentials at once (revoke: lost or stolen; retire: disposed of)
+  evident-server device collect [--collectors a,b] DEVICE
+                                ask a connected device to collect now; the new evidence arrives within seconds
   evident-server backup --out FILE
                                 an online backup: the SQLite database (a consistent snapshot) and the CA
   evident-server restore --from FILE
@@ -63,7 +65,7 @@ Usage:
 Every command takes --data-dir (env EVIDENT_DATA_DIR, default /var/lib/evident-server).
 
 The admin commands (secret create, token create|revoke, inventory import, waiver add|revoke,
-device allow-tpm-change|revoke|retire) go through the same admin service as the web UI: the same checks, and
+device allow-tpm-change|revoke|retire|collect) go through the same admin service as the web UI: the same checks, and
 one audit-log entry each, done or refused (ACTION.denied), that names who did it. The actor is
 cli:USER@HOST (the OS user and host); with --as NAME it is cli:NAME (os user USER@HOST).
 
@@ -134,11 +136,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = sub[args[1]](args[2:], stdout, stderr)
 	case "device":
 		sub := map[string]func([]string, io.Writer, io.Writer) error{"allow-tpm-change": cmdAllowTPMChange,
-			"revoke": func(a []string, o, e io.Writer) error { return cmdRevokeDevice(a, o, e, false) },
-			"retire": func(a []string, o, e io.Writer) error { return cmdRevokeDevice(a, o, e, true) }}
+			"revoke":  func(a []string, o, e io.Writer) error { return cmdRevokeDevice(a, o, e, false) },
+			"retire":  func(a []string, o, e io.Writer) error { return cmdRevokeDevice(a, o, e, true) },
+			"collect": cmdCollect}
 		if len(args) < 2 || sub[args[1]] == nil {
 			fmt.Fprintln(stderr, "usage: evident-server device allow-tpm-change [--for 24h] DEVICE_ID")
 			fmt.Fprintln(stderr, "       evident-server device revoke|retire --reason TEXT DEVICE_ID")
+			fmt.Fprintln(stderr, "       evident-server device collect [--collectors a,b] DEVICE_ID")
 			return 2
 		}
 		err = sub[args[1]](args[2:], stdout, stderr)
@@ -491,4 +495,38 @@ func cmdRestore(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "restored %s from the backup of %s into %s\n", what, m.CreatedAt.Format(time.RFC3339), p.dir)
 	return nil
+}
+
+func cmdCollect(args []string, stdout, stderr io.Writer) error {
+	fs, dir := newFlags("device collect", stderr, "evident-server device collect DEVICE_ID: ask the device to run its collectors now. The server\n"+
+		"replica holding its stream sends the request within a second; the observations arrive as soon as the\n"+
+		"agent has collected (evident-server report --device ID shows them). A device that is not connected\n"+
+		"gets it when it connects within 10 minutes. Audited (device.collect).")
+	only := fs.String("collectors", "", "comma-separated collectors to run (default: all)")
+	as := asFlag(fs)
+	id, err := cli.ParseOne(fs, args)
+	if err != nil {
+		return err
+	}
+	if id == "" {
+		fmt.Fprintln(stderr, "usage: evident-server device collect [--collectors a,b] [--as NAME] DEVICE_ID")
+		return cli.ErrUsage
+	}
+	var names []string
+	for _, c := range strings.Split(*only, ",") {
+		if c = strings.TrimSpace(c); c != "" {
+			names = append(names, c)
+		}
+	}
+	svc, actor, done, err := adminCLI(dir, *as, stderr)
+	if err != nil {
+		return err
+	}
+	defer done()
+	req, err := svc.RequestCollection(context.Background(), actor, id, names)
+	if err != nil && !errors.Is(err, admin.ErrNotAudited) {
+		return err
+	}
+	fmt.Fprintf(stdout, "collect-now request %d for device %s recorded; the server sends it within %s while the device is connected\n", req, id, ingest.DefaultCommandCheck)
+	return err
 }

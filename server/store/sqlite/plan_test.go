@@ -11,9 +11,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -28,8 +25,8 @@ import (
 	"github.com/evident-dev/evident/internal/enrolltoken"
 	"github.com/evident-dev/evident/proto/evidence"
 	evidentv1 "github.com/evident-dev/evident/proto/evident/v1"
-	"github.com/evident-dev/evident/server/controls"
 	ingestsrv "github.com/evident-dev/evident/server/ingest"
+	"github.com/evident-dev/evident/server/ingest/ingesttest"
 	"github.com/evident-dev/evident/server/pki"
 	"github.com/evident-dev/evident/server/store"
 	"github.com/evident-dev/evident/server/store/sqlite"
@@ -69,29 +66,15 @@ func TestHotPathsUseIndexes(t *testing.T) {
 		}
 	}
 
-	ca, err := pki.LoadOrCreate(filepath.Join(dir, "pki"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := ca.ServerCertificate(filepath.Join(dir, "pki"), []string{"127.0.0.1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &ingestsrv.Server{Store: st, CA: ca, Policy: controls.Default(), Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	g := srv.GRPCServer(cert)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go g.Serve(lis)
-	defer g.Stop()
+	srv := ingesttest.Start(t, &ingestsrv.Server{Store: st})
+	ca := srv.CA
 
 	secret := enrolltoken.NewSecret()
 	if err := st.CreateEnrollSecret(ctx, store.EnrollSecret{ID: "sec_plan", Hash: enrolltoken.HashSecret(secret), CreatedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	for _, host := range [][2]string{{"laptop-1", "linux"}, {"desk-2", "windows"}, {"mac-3", "darwin"}} {
-		reportCycles(t, lis.Addr().String(), ca, secret, host[0], host[1])
+		reportCycles(t, srv.Addr, ca, secret, host[0], host[1])
 	}
 	if err := srv.Rescore(ctx, time.Now().Add(48*time.Hour)); err != nil {
 		t.Fatal(err)
@@ -246,6 +229,9 @@ func reportCycles(t *testing.T, addr string, ca *pki.CA, secret, hostname, goos 
 			t.Fatal(err)
 		}
 		m, err := stream.Recv()
+		for err == nil && m.GetAck() == nil { // the Config sent after Hello
+			m, err = stream.Recv()
+		}
 		if err != nil {
 			t.Fatalf("%s cycle %d: %v", hostname, i, err)
 		}

@@ -158,3 +158,58 @@ func testCredentials(t *testing.T, open func(*testing.T) store.Store) {
 		t.Errorf("Devices = %+v, %v", all, err)
 	}
 }
+
+// testCommands: collect-now requests wait until one replica claims each;
+// a claimed one is no longer pending and cannot be claimed again.
+func testCommands(t *testing.T, open func(*testing.T) store.Store) {
+	ctx := context.Background()
+	s := open(t)
+	if _, err := s.EnrollDevice(ctx, store.Device{ID: "dev-c", Hostname: "c", EnrolledAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	all, err := s.RequestCollection(ctx, store.CollectRequest{DeviceID: "dev-c", RequestedAt: at(time.Minute), RequestedBy: "cli:ann@host"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	some, err := s.RequestCollection(ctx, store.CollectRequest{DeviceID: "dev-c", Collectors: []string{"firewall", "osinfo"}, RequestedAt: at(2 * time.Minute), RequestedBy: "web:tok_1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RequestCollection(ctx, store.CollectRequest{DeviceID: "dev-none", RequestedAt: at(time.Minute), RequestedBy: "x"}); err == nil {
+		t.Error("a request for an unknown device was stored")
+	}
+	pending := func(since time.Time, want ...int64) {
+		t.Helper()
+		rs, err := s.PendingCollections(ctx, since)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []int64
+		for _, r := range rs {
+			got = append(got, r.ID)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("PendingCollections(%s) = %v, want %v", since, got, want)
+		}
+	}
+	pending(t0, all, some)
+	pending(at(2*time.Minute), some)
+	r, err := s.Collection(ctx, some)
+	if err != nil || r.DeviceID != "dev-c" || !slices.Equal(r.Collectors, []string{"firewall", "osinfo"}) || !r.RequestedAt.Equal(at(2*time.Minute)) ||
+		r.RequestedBy != "web:tok_1" || r.SentAt != nil {
+		t.Fatalf("Collection = %+v, %v", r, err)
+	}
+	if ok, err := s.MarkCollectionSent(ctx, all, at(3*time.Minute)); err != nil || !ok {
+		t.Fatalf("MarkCollectionSent = %v, %v", ok, err)
+	}
+	if ok, err := s.MarkCollectionSent(ctx, all, at(4*time.Minute)); err != nil || ok {
+		t.Errorf("second MarkCollectionSent = %v, %v; want false", ok, err)
+	}
+	pending(t0, some)
+	if r, err := s.Collection(ctx, all); err != nil || r.SentAt == nil || !r.SentAt.Equal(at(3*time.Minute)) || r.Collectors != nil {
+		t.Errorf("sent request = %+v, %v", r, err)
+	}
+	if _, err := s.Collection(ctx, 999); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Collection(unknown) err = %v", err)
+	}
+}
