@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -371,6 +372,7 @@ func sendProbe(spec string) {
 		timeout = probeTimeout
 	}
 	d := net.Dialer{Timeout: timeout}
+	network := proto
 	if sp := os.Getenv("EVIDENT_FW_PROBE_SPORT"); sp != "" && sp != "0" {
 		n, _ := strconv.Atoi(sp)
 		if proto == "tcp" {
@@ -378,8 +380,28 @@ func sendProbe(spec string) {
 		} else {
 			d.LocalAddr = &net.UDPAddr{Port: n}
 		}
+		// Every probe from this source port binds it at the same time (and
+		// a finished TCP probe holds it in TIME_WAIT): without
+		// SO_REUSEADDR all but one would fail to bind and read as drops,
+		// and a dual-stack IPv6 socket would take the port from IPv4.
+		d.Control = func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			if err := c.Control(func(fd uintptr) {
+				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
+			}); err != nil {
+				return err
+			}
+			return serr
+		}
+		if host, _, err := net.SplitHostPort(addr); err == nil {
+			if ip := net.ParseIP(host); ip != nil && ip.To4() != nil {
+				network += "4"
+			} else {
+				network += "6"
+			}
+		}
 	}
-	c, err := d.Dial(proto, addr)
+	c, err := d.Dial(network, addr)
 	if err != nil {
 		return
 	}
