@@ -4,6 +4,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -270,7 +271,15 @@ func Open(cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	a := &Agent{cfg: cfg, id: id, outbox: ob, clock: wallClock{}, watchdog: collectors.NewWatchdog(), startedAt: wall.Now(), metrics: newAgentMetrics()}
-	a.up = &uplink.Uplink{Outbox: ob, Server: id.Server, TLS: id.TLSConfig, AgentVersion: cfg.Version, Log: cfg.Log}
+	a.up = &uplink.Uplink{Outbox: ob, Server: id.Server, TLS: id.TLSConfig, AgentVersion: cfg.Version, Log: cfg.Log,
+		TrustHash: id.TrustHash, TrustBundle: func(b []byte) {
+			switch changed, err := id.SetTrust(b); {
+			case err != nil:
+				cfg.Log.Warn("the server's CA bundle was refused; keeping the current one", "err", err)
+			case changed:
+				cfg.Log.Info("CA bundle updated from the server (CA rollover)", "cas", bytes.Count(b, []byte("BEGIN CERTIFICATE")))
+			}
+		}}
 	return a, nil
 }
 

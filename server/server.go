@@ -151,7 +151,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if log == nil {
 		log = slog.Default()
 	}
-	ca, err := pki.LoadOrCreateWithClock(filepath.Join(cfg.DataDir, "pki"), clock.Now)
+	authority, err := pki.NewAuthority(filepath.Join(cfg.DataDir, "pki"), clock.Now)
 	if err != nil {
 		return err
 	}
@@ -160,7 +160,7 @@ func Run(ctx context.Context, cfg Config) error {
 		hosts = append(hosts, h)
 	}
 	hosts = append(hosts, cfg.SANs...)
-	certs, err := ca.ServerCertSource(filepath.Join(cfg.DataDir, "pki"), hosts)
+	certs, err := pki.NewServerCertSource(authority.Current, filepath.Join(cfg.DataDir, "pki"), hosts)
 	if err != nil {
 		return fmt.Errorf("server certificate: %w", err)
 	}
@@ -178,7 +178,8 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	log.Info("TPM enrollment trust", "ek_roots_dir", rootsDir, "ek_allowlist_entries", len(ekPolicy.AllowedEKs))
-	srv := &ingest.Server{Store: st, CA: ca, Policy: cfg.Policy, Log: log, Now: clock.Now, EKPolicy: ekPolicy, AttestEvery: cfg.AttestEvery, NonceTTL: cfg.NonceTTL,
+	ca := authority.Current()
+	srv := &ingest.Server{Store: st, CA: ca, Authority: authority, Policy: cfg.Policy, Log: log, Now: clock.Now, EKPolicy: ekPolicy, AttestEvery: cfg.AttestEvery, NonceTTL: cfg.NonceTTL,
 		MaxInFlight: cfg.MaxInFlight, QueueWait: cfg.QueueWait, ServerCert: certs.Get}
 	g := srv.GRPCServer(*cert)
 	lis, err := net.Listen("tcp", cfg.Listen)

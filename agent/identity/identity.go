@@ -68,6 +68,8 @@ type Identity struct {
 	mu   sync.Mutex
 	cert tls.Certificate
 	ca   *x509.CertPool
+	// caPEM is ca.pem as read or last written.
+	caPEM []byte
 }
 
 // Dir returns the identity directory under an agent data directory.
@@ -92,22 +94,14 @@ func Load(dir string) (*Identity, error) {
 		return nil, fmt.Errorf("load device certificate: %w", err)
 	}
 	id.cert = cert
-	if id.ca, err = loadCA(dir); err != nil {
+	if id.caPEM, err = os.ReadFile(filepath.Join(dir, caFile)); err != nil {
 		return nil, err
 	}
-	return &id, nil
-}
-
-func loadCA(dir string) (*x509.CertPool, error) {
-	caPEM, err := os.ReadFile(filepath.Join(dir, caFile))
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
+	id.ca = x509.NewCertPool()
+	if !id.ca.AppendCertsFromPEM(id.caPEM) {
 		return nil, fmt.Errorf("%s holds no certificate", filepath.Join(dir, caFile))
 	}
-	return pool, nil
+	return &id, nil
 }
 
 // CertExpiry returns when the device certificate expires.

@@ -175,6 +175,11 @@ func (id *Identity) RequestRenewal(ctx context.Context, prove Prover) error {
 	if pub, ok := leaf.PublicKey.(*ecdsa.PublicKey); !ok || !pub.Equal(&key.PublicKey) {
 		return errors.New("renewal: the server returned a certificate for a different key")
 	}
+	if b := resp.GetCaBundle(); len(b) > 0 {
+		if _, err := id.SetTrust(b); err != nil {
+			return fmt.Errorf("renewal: %w", err)
+		}
+	}
 	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: resp.GetCertificate()})
 	if err := atomicfile.WriteFile(filepath.Join(id.dir, nextCertFile), certPEM, 0o644); err != nil {
 		return fmt.Errorf("renewal: write the next certificate: %w", err)

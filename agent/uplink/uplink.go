@@ -57,6 +57,11 @@ type Uplink struct {
 	// AttestationResults receives what the server concluded of each
 	// attestation; nil ignores them.
 	AttestationResults chan<- *evidentv1.AttestationResult
+	// TrustHash gives the SHA-256 of the agent's CA bundle, sent in Hello;
+	// TrustBundle takes the bundle the server sends (a CA rollover). Nil
+	// leaves both out.
+	TrustHash   func() []byte
+	TrustBundle func([]byte)
 	// Configs receives the collection schedule the server pushes after
 	// each Hello (a channel of capacity 1: an unread one is replaced by
 	// the newer); nil ignores them.
@@ -273,9 +278,11 @@ func (u *Uplink) session(ctx context.Context, client evidentv1.EvidenceClient) (
 	if err != nil {
 		return false, "", err
 	}
-	if err := stream.Send(&evidentv1.AgentMessage{Msg: &evidentv1.AgentMessage_Hello{Hello: &evidentv1.Hello{
-		AgentVersion: u.AgentVersion, LastAckedSeq: st.LastAcked,
-	}}}); err != nil {
+	hello := &evidentv1.Hello{AgentVersion: u.AgentVersion, LastAckedSeq: st.LastAcked}
+	if u.TrustHash != nil {
+		hello.CaBundleSha256 = u.TrustHash()
+	}
+	if err := stream.Send(&evidentv1.AgentMessage{Msg: &evidentv1.AgentMessage_Hello{Hello: hello}}); err != nil {
 		return false, "", err
 	}
 	// The stream's transport is the connection pick_first chose: its peer
@@ -323,6 +330,10 @@ func (u *Uplink) exchange(ctx context.Context, stream grpc.BidiStreamingClient[e
 					case u.AttestationResults <- msg.AttestationResult:
 					default:
 					}
+				}
+			case *evidentv1.ServerMessage_TrustBundle:
+				if u.TrustBundle != nil {
+					u.TrustBundle(msg.TrustBundle.GetCaBundle())
 				}
 			case *evidentv1.ServerMessage_Config:
 				if u.Configs != nil {

@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
 	"time"
 
@@ -16,16 +17,30 @@ const (
 	commandTTL          = 10 * time.Minute
 )
 
-// WatchCommands sends, every interval (default DefaultCommandCheck), the
-// collect-now requests of devices whose stream is open on this replica:
-// whichever replica holds the stream claims the request in the store and
-// sends it, so a request made through any replica, the CLI or the API
-// reaches the device. It returns when ctx ends.
+// WatchCommands sends, every interval (default DefaultCommandCheck), a
+// changed CA trust bundle to every open stream, and the collect-now
+// requests of the devices whose stream is open on this replica: whichever
+// replica holds the stream claims the request in the store and sends it,
+// so a request made through any replica, the CLI or the API reaches the
+// device. It returns when ctx ends.
 func (s *Server) WatchCommands(ctx context.Context, every time.Duration) {
 	if every <= 0 {
 		every = DefaultCommandCheck
 	}
+	var bundle []byte
+	if s.Authority != nil {
+		bundle = s.ca().PEM()
+	}
 	s.poll(ctx, every, "reading collect-now requests", func(ctx context.Context, now time.Time) error {
+		if s.Authority != nil {
+			// A CA rollover changed the trust bundle: every open stream
+			// gets the new one (streams opened later get it after Hello).
+			if b := s.ca().PEM(); !bytes.Equal(b, bundle) {
+				n := s.streams.broadcast(&evidentv1.ServerMessage{Msg: &evidentv1.ServerMessage_TrustBundle{TrustBundle: &evidentv1.TrustBundle{CaBundle: b}}})
+				s.Log.Info("CA trust bundle changed; sent to the open streams", "streams", n, "cas", bytes.Count(b, []byte("BEGIN CERTIFICATE")))
+				bundle = b
+			}
+		}
 		reqs, err := s.Store.PendingCollections(ctx, now.Add(-commandTTL))
 		if err != nil {
 			return err

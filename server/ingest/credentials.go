@@ -64,7 +64,7 @@ func (s *Server) Renew(ctx context.Context, req *evidentv1.RenewRequest) (*evide
 	if err != nil {
 		return nil, status.Error(codes.Unavailable, "device lookup failed")
 	}
-	if d.NextCertSerial != "" && now.Before(d.NextCertNotAfter.Add(-s.CA.DeviceCertTTL).Add(renewEvery)) {
+	if d.NextCertSerial != "" && now.Before(d.NextCertNotAfter.Add(-s.ca().DeviceCertTTL).Add(renewEvery)) {
 		return nil, status.Errorf(codes.ResourceExhausted, "a certificate was issued to this device less than %s ago; confirm it or retry later", renewEvery)
 	}
 	if tpm, err := s.Store.DeviceTPM(ctx, c.id); err == nil {
@@ -79,7 +79,7 @@ func (s *Server) Renew(ctx context.Context, req *evidentv1.RenewRequest) (*evide
 	} else if req.GetProof() != nil {
 		return nil, status.Error(codes.InvalidArgument, "a TPM proof from a device enrolled without a TPM")
 	}
-	der, err := s.CA.SignDevice(req.GetCsr(), c.id)
+	der, err := s.ca().SignDevice(req.GetCsr(), c.id)
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "csr: %v", err)
 	}
@@ -93,7 +93,7 @@ func (s *Server) Renew(ctx context.Context, req *evidentv1.RenewRequest) (*evide
 	}
 	s.metrics().renewals.WithLabelValues("issued").Inc()
 	s.Log.Info("device certificate renewed", "device", c.id, "serial", rec.Serial, "not_after", rec.NotAfter, "previous_serial", c.serial)
-	return &evidentv1.RenewResponse{Certificate: der, CaBundle: s.CA.PEM()}, nil
+	return &evidentv1.RenewResponse{Certificate: der, CaBundle: s.ca().PEM()}, nil
 }
 
 // Confirm implements evidentv1.CredentialsServer. Authentication has done
@@ -384,6 +384,25 @@ func (s *Server) registerStream(ctx context.Context, out *sender) func() {
 		addr = p.Addr
 	}
 	return s.streams.add(c, addr, out)
+}
+
+// broadcast sends m on every open stream and returns on how many.
+func (r *streamRegistry) broadcast(m *evidentv1.ServerMessage) int {
+	r.mu.Lock()
+	var outs []*sender
+	for _, streams := range r.streams {
+		for ls := range streams {
+			outs = append(outs, ls.out)
+		}
+	}
+	r.mu.Unlock()
+	n := 0
+	for _, out := range outs {
+		if out != nil && out.send(m) == nil {
+			n++
+		}
+	}
+	return n
 }
 
 // sender returns a stream of the device open on this replica, nil when none.

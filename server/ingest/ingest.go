@@ -6,7 +6,9 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -72,11 +74,14 @@ type Server struct {
 	evidentv1.UnimplementedEvidenceServer
 	evidentv1.UnimplementedCredentialsServer
 
-	Store  Store
-	CA     *pki.CA
-	Policy *controls.Policy
-	Log    *slog.Logger
-	Now    func() time.Time
+	Store Store
+	// CA signs device certificates; Authority, when set, replaces it with
+	// the CA of the moment (a CA rollover takes effect without a restart).
+	CA        *pki.CA
+	Authority *pki.Authority
+	Policy    *controls.Policy
+	Log       *slog.Logger
+	Now       func() time.Time
 
 	// EKPolicy is the set of TPM manufacturer roots and allowed EKs; nil
 	// trusts no EK, so TPM enrollments are refused.
@@ -168,6 +173,20 @@ func (s *Server) GRPCServer(serverCert tls.Certificate) *grpc.Server {
 		ClientAuth:   tls.VerifyClientCertIfGiven,
 		Time:         s.now, // client certificates are valid on the server's clock
 	}
+	if s.Authority != nil {
+		// Device certificates are verified against the CAs trusted at
+		// each handshake.
+		base := tlsConf.Clone()
+		tlsConf.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			c := base.Clone()
+			c.ClientCAs = s.ca().Pool()
+			if s.ServerCert != nil {
+				c.Certificates = nil
+				c.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.ServerCert() }
+			}
+			return c, nil
+		}
+	}
 	if s.ServerCert != nil {
 		// Each handshake asks it, so a renewed server certificate is
 		// served without a restart. (crypto/tls calls GetCertificate
@@ -208,6 +227,14 @@ func (s *Server) GRPCServer(serverCert tls.Certificate) *grpc.Server {
 	healthpb.RegisterHealthServer(g, hs)
 	reflection.Register(g)
 	return g
+}
+
+// ca is the CA of the moment.
+func (s *Server) ca() *pki.CA {
+	if s.Authority != nil {
+		return s.Authority.Current()
+	}
+	return s.CA
 }
 
 func (s *Server) now() time.Time {
@@ -277,7 +304,7 @@ func (s *Server) finishEnroll(ctx context.Context, req *evidentv1.EnrollRequest,
 		return nil, s.secretError(err, h)
 	}
 	id, now := pki.NewDeviceID(), s.now()
-	der, err := s.CA.SignDevice(req.GetCsr(), id)
+	der, err := s.ca().SignDevice(req.GetCsr(), id)
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "csr: %v", err)
 	}
@@ -301,7 +328,7 @@ func (s *Server) finishEnroll(ctx context.Context, req *evidentv1.EnrollRequest,
 	}
 	s.metrics().enrollments.WithLabelValues(fmt.Sprint(tpm != nil)).Inc()
 	s.Log.Info("device enrolled", "device", dev.ID, "hostname", dev.Hostname, "previous_device", dev.PreviousID, "secret", secret.ID, "tpm", tpm != nil)
-	return &evidentv1.EnrollResponse{DeviceId: dev.ID, Certificate: der, CaBundle: s.CA.PEM()}, nil
+	return &evidentv1.EnrollResponse{DeviceId: dev.ID, Certificate: der, CaBundle: s.ca().PEM()}, nil
 }
 
 // Stream implements evidentv1.EvidenceServer.
@@ -342,6 +369,11 @@ func (s *Server) Stream(stream grpc.BidiStreamingServer[evidentv1.AgentMessage, 
 		switch m := msg.Msg.(type) {
 		case *evidentv1.AgentMessage_Hello:
 			log.Info("agent connected", "agent_version", m.Hello.GetAgentVersion(), "last_acked_seq", m.Hello.GetLastAckedSeq())
+			if bundle := s.ca().PEM(); !bytes.Equal(m.Hello.GetCaBundleSha256(), sha256Of(bundle)) {
+				if err := out.send(&evidentv1.ServerMessage{Msg: &evidentv1.ServerMessage_TrustBundle{TrustBundle: &evidentv1.TrustBundle{CaBundle: bundle}}}); err != nil {
+					return err
+				}
+			}
 			if cfg := s.configFor(ctx, deviceID); cfg != nil {
 				if err := out.send(&evidentv1.ServerMessage{Msg: &evidentv1.ServerMessage_Config{Config: cfg}}); err != nil {
 					return err
@@ -582,4 +614,9 @@ func convert(o *evidentv1.Observation, received time.Time, lastCollected *time.T
 		Status: string(st), Error: errText, ParserVersion: int(o.GetParserVersion()),
 		Payload: o.GetPayloadJson(), Sources: sources, DurationMS: int(o.GetDurationMs()),
 	}, nil
+}
+
+func sha256Of(b []byte) []byte {
+	h := sha256.Sum256(b)
+	return h[:]
 }

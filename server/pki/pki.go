@@ -5,6 +5,7 @@
 package pki
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -44,11 +45,22 @@ const DeviceURIPrefix = "evident://device/"
 
 // CA holds the server's certificate authority.
 type CA struct {
+	// Cert is the issuing CA: it signs the server's and the devices'
+	// certificates.
 	Cert *x509.Certificate
 	key  crypto.Signer
 	// DeviceCertTTL is the lifetime of issued device certificates.
 	DeviceCertTTL time.Duration
 	now           func() time.Time
+	// others are the other CAs trusted during a rollover: the next one
+	// (before it takes over) or the previous one (until the last device
+	// certificate it issued has expired).
+	others []*x509.Certificate
+	// Rollover is the rollover in progress (zero: none).
+	Rollover Rollover
+
+	poolOnce sync.Once
+	pool     *x509.CertPool
 }
 
 // LoadOrCreate loads the CA from dir, creating it (and dir, 0700) on first
@@ -74,8 +86,15 @@ func LoadOrCreateWithClock(dir string, now func() time.Time) (*CA, error) {
 	if !cert.IsCA {
 		return nil, fmt.Errorf("load CA: %s is not a CA certificate", certPath)
 	}
-	return &CA{Cert: cert, key: key, DeviceCertTTL: 90 * 24 * time.Hour, now: now}, nil
+	ca := &CA{Cert: cert, key: key, DeviceCertTTL: DefaultDeviceCertTTL, now: now}
+	if err := ca.loadRollover(dir); err != nil {
+		return nil, err
+	}
+	return ca, nil
 }
+
+// DefaultDeviceCertTTL is the lifetime of device certificates.
+const DefaultDeviceCertTTL = 90 * 24 * time.Hour
 
 func createCA(certPath, keyPath string, now time.Time) error {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -109,16 +128,32 @@ func Fingerprint(der []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// PEM returns the CA certificate in PEM form (the agent's trust bundle).
+// PEM returns the trusted CA certificates in PEM form, the issuing CA
+// first: the agents' trust bundle.
 func (ca *CA) PEM() []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Cert.Raw})
+	var b []byte
+	for _, c := range ca.Trusted() {
+		b = append(b, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	return b
 }
 
-// Pool returns a pool holding only this CA.
+// Trusted returns the CAs whose certificates are accepted: the issuing CA
+// first, then the next or previous one of a rollover.
+func (ca *CA) Trusted() []*x509.Certificate {
+	return append([]*x509.Certificate{ca.Cert}, ca.others...)
+}
+
+// Pool returns a pool of the trusted CAs (what device certificates are
+// verified against).
 func (ca *CA) Pool() *x509.CertPool {
-	p := x509.NewCertPool()
-	p.AddCert(ca.Cert)
-	return p
+	ca.poolOnce.Do(func() {
+		ca.pool = x509.NewCertPool()
+		for _, c := range ca.Trusted() {
+			ca.pool.AddCert(c)
+		}
+	})
+	return ca.pool
 }
 
 // ServerCertificate loads the server certificate from dir, issuing a new one
@@ -320,17 +355,19 @@ const serverRenewBefore = 30 * 24 * time.Hour
 // a restart, once it is within 30 days of expiry: the server runs for
 // years on certificates of one.
 type ServerCertSource struct {
-	ca    *CA
+	ca    func() *CA
 	dir   string
 	hosts []string
 
-	mu   sync.Mutex
-	cert *tls.Certificate
+	mu     sync.Mutex
+	cert   *tls.Certificate
+	issuer *x509.Certificate
 }
 
-// ServerCertSource loads (or issues) the server certificate as
-// ServerCertificate does and returns its source.
-func (ca *CA) ServerCertSource(dir string, hosts []string) (*ServerCertSource, error) {
+// NewServerCertSource loads (or issues) the server certificate as
+// ServerCertificate does and returns its source. ca gives the CA at each
+// call: after a CA rollover the certificate is reissued by the new one.
+func NewServerCertSource(ca func() *CA, dir string, hosts []string) (*ServerCertSource, error) {
 	s := &ServerCertSource{ca: ca, dir: dir, hosts: hosts}
 	if _, err := s.Get(); err != nil {
 		return nil, err
@@ -339,22 +376,23 @@ func (ca *CA) ServerCertSource(dir string, hosts []string) (*ServerCertSource, e
 }
 
 // Get returns the current server certificate, renewing it first when it
-// is due. A failed renewal keeps serving the current one while it is
-// valid.
+// is due or the issuing CA changed. A failed renewal keeps serving the
+// current one while it is valid.
 func (s *ServerCertSource) Get() (*tls.Certificate, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := s.ca.now()
-	if s.cert != nil && now.Before(s.cert.Leaf.NotAfter.Add(-serverRenewBefore)) {
+	ca := s.ca()
+	now := ca.now()
+	if s.cert != nil && s.issuer != nil && bytes.Equal(s.issuer.Raw, ca.Cert.Raw) && now.Before(s.cert.Leaf.NotAfter.Add(-serverRenewBefore)) {
 		return s.cert, nil
 	}
-	c, err := s.ca.ServerCertificate(s.dir, s.hosts)
+	c, err := ca.ServerCertificate(s.dir, s.hosts)
 	if err != nil {
 		if s.cert != nil && now.Before(s.cert.Leaf.NotAfter) {
 			return s.cert, nil
 		}
 		return nil, err
 	}
-	s.cert = &c
+	s.cert, s.issuer = &c, ca.Cert
 	return s.cert, nil
 }

@@ -28,16 +28,22 @@ const (
 // already pin.
 func (ca *CA) EvidenceSigner(dir string) (crypto.Signer, *x509.Certificate, error) {
 	certPath, keyPath := filepath.Join(dir, signingCertFile), filepath.Join(dir, signingKeyFile)
-	if cert, key, err := loadPair(certPath, keyPath); err == nil {
-		if err := cert.CheckSignatureFrom(ca.Cert); err != nil {
-			return nil, nil, fmt.Errorf("evidence signing certificate %s was not issued by this CA: %w", certPath, err)
+	var key *ecdsa.PrivateKey
+	if cert, k, err := loadPair(certPath, keyPath); err == nil {
+		if cert.CheckSignatureFrom(ca.Cert) == nil {
+			return k, cert, nil
 		}
-		return key, cert, nil
+		// Certified by a CA this one replaced (a rollover): the same key,
+		// certified again, so a bundle still verifies with --pubkey, and
+		// with the new CA's fingerprint.
+		ek, ok := k.(*ecdsa.PrivateKey)
+		if !ok {
+			return nil, nil, fmt.Errorf("evidence signing key %s is not ECDSA", keyPath)
+		}
+		key = ek
 	} else if _, serr := os.Stat(keyPath); serr == nil {
 		return nil, nil, fmt.Errorf("load evidence signing key: %w", err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
+	} else if key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
 		return nil, nil, err
 	}
 	now := ca.now()

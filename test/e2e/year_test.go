@@ -18,8 +18,10 @@ const day = 24 * time.Hour
 // TestAYearOfRenewals runs a server and an agent (the real binaries) through
 // 400 days of a moving clock, 5 days at a time with reports flowing: the
 // device certificate (90 days) renews every 60 days, the server certificate
-// (one year) renews itself without a restart, and every observation the
-// agent persisted is stored exactly once. The second run kills the agent at
+// (one year) renews itself without a restart, a CA rollover staged at day
+// 150 reaches the agent over its stream, takes over at day 160 and retires
+// the old CA at day 251, and every observation the agent persisted is
+// stored exactly once. The second run kills the agent at
 // every step of a renewal, one after the other, and restarts it: it never
 // loses its identity or an observation.
 func TestAYearOfRenewals(t *testing.T) {
@@ -60,8 +62,20 @@ func yearOfRenewals(t *testing.T, crashes []string) {
 	}
 	ag, point := startAgent(0)
 	starts := 1
+	firstCA := readCert(t, filepath.Join(srvDir, "pki", "ca.crt"))
+	caCount := func() int {
+		b, _ := os.ReadFile(filepath.Join(agentDir, "identity", "ca.pem"))
+		return strings.Count(string(b), "BEGIN CERTIFICATE")
+	}
 	for d := time.Duration(0); d <= 400*day; d += 5 * day {
 		clk.set(t, d)
+		if d == 150*day {
+			// A CA rollover mid-way: the new CA takes over at day 160.
+			if out, e, err := run(t, clk.env(), serverBin, "ca", "rotate", "--data-dir", srvDir, "--overlap", "240h"); err != nil {
+				t.Fatalf("ca rotate: %v\n%s%s", err, out, e)
+			}
+			waitFor(t, "the agent to trust both CAs", time.Minute, func() bool { return caCount() == 2 })
+		}
 		before := stored()
 		deadline := time.Now().Add(2 * time.Minute)
 		for stored() <= before {
@@ -113,11 +127,20 @@ func yearOfRenewals(t *testing.T, crashes []string) {
 	if !dev.CertNotAfter.After(start.Add(400 * day)) {
 		t.Errorf("the device's certificate expires %s: not renewed through the year", dev.CertNotAfter)
 	}
+	newCA := readCert(t, filepath.Join(srvDir, "pki", "ca.crt"))
+	deviceCert := readCert(t, filepath.Join(agentDir, "identity", "device.crt"))
+	if newCA.Equal(firstCA) || deviceCert.CheckSignatureFrom(newCA) != nil || caCount() != 1 {
+		t.Errorf("after the CA rollover: CA replaced %v, device certificate from the new CA %v, agent trusts %d CAs (want 1)",
+			!newCA.Equal(firstCA), deviceCert.CheckSignatureFrom(newCA) == nil, caCount())
+	}
 	last := readCert(t, filepath.Join(srvDir, "pki", "server.crt"))
+	if last.CheckSignatureFrom(newCA) != nil {
+		t.Errorf("the server certificate was not issued by the new CA")
+	}
 	if last.SerialNumber.Cmp(firstServerCert.SerialNumber) == 0 || !last.NotAfter.After(start.Add(400*day)) {
 		t.Errorf("server certificate after 400 days: %s to %s (the first ran to %s); want a renewed one", last.NotBefore, last.NotAfter, firstServerCert.NotAfter)
 	}
-	t.Logf("400 days: %d observations stored exactly once, %d device certificate renewals, %d agent starts, server certificate renewed (now valid to %s)",
+	t.Logf("400 days: %d observations stored exactly once, %d device certificate renewals, %d agent starts, a CA rollover (day 150 to 251), server certificate renewed (now valid to %s)",
 		c.Total, renewals, starts, last.NotAfter.Format(time.DateOnly))
 }
 

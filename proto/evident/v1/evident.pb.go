@@ -906,9 +906,12 @@ type Hello struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
 	AgentVersion string                 `protobuf:"bytes,1,opt,name=agent_version,json=agentVersion,proto3" json:"agent_version,omitempty"`
 	// The highest seq the agent has seen acknowledged.
-	LastAckedSeq  uint64 `protobuf:"varint,2,opt,name=last_acked_seq,json=lastAckedSeq,proto3" json:"last_acked_seq,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	LastAckedSeq uint64 `protobuf:"varint,2,opt,name=last_acked_seq,json=lastAckedSeq,proto3" json:"last_acked_seq,omitempty"`
+	// SHA-256 of the agent's CA bundle (its ca.pem): the server sends its
+	// own when they differ (a CA rollover).
+	CaBundleSha256 []byte `protobuf:"bytes,3,opt,name=ca_bundle_sha256,json=caBundleSha256,proto3" json:"ca_bundle_sha256,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Hello) Reset() {
@@ -953,6 +956,13 @@ func (x *Hello) GetLastAckedSeq() uint64 {
 		return x.LastAckedSeq
 	}
 	return 0
+}
+
+func (x *Hello) GetCaBundleSha256() []byte {
+	if x != nil {
+		return x.CaBundleSha256
+	}
+	return nil
 }
 
 // Report carries a batch of observations in seq order.
@@ -1465,6 +1475,7 @@ type ServerMessage struct {
 	//	*ServerMessage_Config
 	//	*ServerMessage_AttestationChallenge
 	//	*ServerMessage_AttestationResult
+	//	*ServerMessage_TrustBundle
 	Msg           isServerMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1552,6 +1563,15 @@ func (x *ServerMessage) GetAttestationResult() *AttestationResult {
 	return nil
 }
 
+func (x *ServerMessage) GetTrustBundle() *TrustBundle {
+	if x != nil {
+		if x, ok := x.Msg.(*ServerMessage_TrustBundle); ok {
+			return x.TrustBundle
+		}
+	}
+	return nil
+}
+
 type isServerMessage_Msg interface {
 	isServerMessage_Msg()
 }
@@ -1576,6 +1596,10 @@ type ServerMessage_AttestationResult struct {
 	AttestationResult *AttestationResult `protobuf:"bytes,5,opt,name=attestation_result,json=attestationResult,proto3,oneof"`
 }
 
+type ServerMessage_TrustBundle struct {
+	TrustBundle *TrustBundle `protobuf:"bytes,6,opt,name=trust_bundle,json=trustBundle,proto3,oneof"`
+}
+
 func (*ServerMessage_Ack) isServerMessage_Msg() {}
 
 func (*ServerMessage_CollectNow) isServerMessage_Msg() {}
@@ -1585,6 +1609,57 @@ func (*ServerMessage_Config) isServerMessage_Msg() {}
 func (*ServerMessage_AttestationChallenge) isServerMessage_Msg() {}
 
 func (*ServerMessage_AttestationResult) isServerMessage_Msg() {}
+
+func (*ServerMessage_TrustBundle) isServerMessage_Msg() {}
+
+// TrustBundle is the set of CA certificates the agent should trust for the
+// server from now on: sent after Hello when the agent's differs, and to
+// every open stream when it changes (a CA rollover staged, taking over,
+// ending).
+type TrustBundle struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// PEM CA certificates, the issuing CA first.
+	CaBundle      []byte `protobuf:"bytes,1,opt,name=ca_bundle,json=caBundle,proto3" json:"ca_bundle,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TrustBundle) Reset() {
+	*x = TrustBundle{}
+	mi := &file_evident_v1_evident_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TrustBundle) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TrustBundle) ProtoMessage() {}
+
+func (x *TrustBundle) ProtoReflect() protoreflect.Message {
+	mi := &file_evident_v1_evident_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TrustBundle.ProtoReflect.Descriptor instead.
+func (*TrustBundle) Descriptor() ([]byte, []int) {
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *TrustBundle) GetCaBundle() []byte {
+	if x != nil {
+		return x.CaBundle
+	}
+	return nil
+}
 
 // AttestationChallenge asks for a quote over a fresh single-use nonce.
 type AttestationChallenge struct {
@@ -1597,7 +1672,7 @@ type AttestationChallenge struct {
 
 func (x *AttestationChallenge) Reset() {
 	*x = AttestationChallenge{}
-	mi := &file_evident_v1_evident_proto_msgTypes[21]
+	mi := &file_evident_v1_evident_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1609,7 +1684,7 @@ func (x *AttestationChallenge) String() string {
 func (*AttestationChallenge) ProtoMessage() {}
 
 func (x *AttestationChallenge) ProtoReflect() protoreflect.Message {
-	mi := &file_evident_v1_evident_proto_msgTypes[21]
+	mi := &file_evident_v1_evident_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1622,7 +1697,7 @@ func (x *AttestationChallenge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttestationChallenge.ProtoReflect.Descriptor instead.
 func (*AttestationChallenge) Descriptor() ([]byte, []int) {
-	return file_evident_v1_evident_proto_rawDescGZIP(), []int{21}
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AttestationChallenge) GetNonce() []byte {
@@ -1651,7 +1726,7 @@ type AttestationResult struct {
 
 func (x *AttestationResult) Reset() {
 	*x = AttestationResult{}
-	mi := &file_evident_v1_evident_proto_msgTypes[22]
+	mi := &file_evident_v1_evident_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1663,7 +1738,7 @@ func (x *AttestationResult) String() string {
 func (*AttestationResult) ProtoMessage() {}
 
 func (x *AttestationResult) ProtoReflect() protoreflect.Message {
-	mi := &file_evident_v1_evident_proto_msgTypes[22]
+	mi := &file_evident_v1_evident_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1676,7 +1751,7 @@ func (x *AttestationResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttestationResult.ProtoReflect.Descriptor instead.
 func (*AttestationResult) Descriptor() ([]byte, []int) {
-	return file_evident_v1_evident_proto_rawDescGZIP(), []int{22}
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *AttestationResult) GetVerified() bool {
@@ -1702,7 +1777,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_evident_v1_evident_proto_msgTypes[23]
+	mi := &file_evident_v1_evident_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1714,7 +1789,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_evident_v1_evident_proto_msgTypes[23]
+	mi := &file_evident_v1_evident_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1727,7 +1802,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_evident_v1_evident_proto_rawDescGZIP(), []int{23}
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Ack) GetUpToSeq() uint64 {
@@ -1747,7 +1822,7 @@ type CollectNow struct {
 
 func (x *CollectNow) Reset() {
 	*x = CollectNow{}
-	mi := &file_evident_v1_evident_proto_msgTypes[24]
+	mi := &file_evident_v1_evident_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1759,7 +1834,7 @@ func (x *CollectNow) String() string {
 func (*CollectNow) ProtoMessage() {}
 
 func (x *CollectNow) ProtoReflect() protoreflect.Message {
-	mi := &file_evident_v1_evident_proto_msgTypes[24]
+	mi := &file_evident_v1_evident_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1772,7 +1847,7 @@ func (x *CollectNow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CollectNow.ProtoReflect.Descriptor instead.
 func (*CollectNow) Descriptor() ([]byte, []int) {
-	return file_evident_v1_evident_proto_rawDescGZIP(), []int{24}
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CollectNow) GetCollectors() []string {
@@ -1799,7 +1874,7 @@ type Config struct {
 
 func (x *Config) Reset() {
 	*x = Config{}
-	mi := &file_evident_v1_evident_proto_msgTypes[25]
+	mi := &file_evident_v1_evident_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1811,7 +1886,7 @@ func (x *Config) String() string {
 func (*Config) ProtoMessage() {}
 
 func (x *Config) ProtoReflect() protoreflect.Message {
-	mi := &file_evident_v1_evident_proto_msgTypes[25]
+	mi := &file_evident_v1_evident_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1824,7 +1899,7 @@ func (x *Config) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Config.ProtoReflect.Descriptor instead.
 func (*Config) Descriptor() ([]byte, []int) {
-	return file_evident_v1_evident_proto_rawDescGZIP(), []int{25}
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Config) GetIntervalSeconds() uint32 {
@@ -1908,10 +1983,11 @@ const file_evident_v1_evident_proto_rawDesc = "" +
 	"\x06report\x18\x02 \x01(\v2\x12.evident.v1.ReportH\x00R\x06report\x125\n" +
 	"\theartbeat\x18\x03 \x01(\v2\x15.evident.v1.HeartbeatH\x00R\theartbeat\x12;\n" +
 	"\vattestation\x18\x04 \x01(\v2\x17.evident.v1.AttestationH\x00R\vattestationB\x05\n" +
-	"\x03msg\"R\n" +
+	"\x03msg\"|\n" +
 	"\x05Hello\x12#\n" +
 	"\ragent_version\x18\x01 \x01(\tR\fagentVersion\x12$\n" +
-	"\x0elast_acked_seq\x18\x02 \x01(\x04R\flastAckedSeq\"E\n" +
+	"\x0elast_acked_seq\x18\x02 \x01(\x04R\flastAckedSeq\x12(\n" +
+	"\x10ca_bundle_sha256\x18\x03 \x01(\fR\x0ecaBundleSha256\"E\n" +
 	"\x06Report\x12;\n" +
 	"\fobservations\x18\x01 \x03(\v2\x17.evident.v1.ObservationR\fobservations\"\xeb\x01\n" +
 	"\vAttestation\x12\x14\n" +
@@ -1955,15 +2031,18 @@ const file_evident_v1_evident_proto_rawDesc = "" +
 	"\aexcerpt\x18\x04 \x01(\tR\aexcerpt\x12\x14\n" +
 	"\x05error\x18\x05 \x01(\tR\x05errorB\f\n" +
 	"\n" +
-	"_exit_code\"\xcd\x02\n" +
+	"_exit_code\"\x8b\x03\n" +
 	"\rServerMessage\x12#\n" +
 	"\x03ack\x18\x01 \x01(\v2\x0f.evident.v1.AckH\x00R\x03ack\x129\n" +
 	"\vcollect_now\x18\x02 \x01(\v2\x16.evident.v1.CollectNowH\x00R\n" +
 	"collectNow\x12,\n" +
 	"\x06config\x18\x03 \x01(\v2\x12.evident.v1.ConfigH\x00R\x06config\x12W\n" +
 	"\x15attestation_challenge\x18\x04 \x01(\v2 .evident.v1.AttestationChallengeH\x00R\x14attestationChallenge\x12N\n" +
-	"\x12attestation_result\x18\x05 \x01(\v2\x1d.evident.v1.AttestationResultH\x00R\x11attestationResultB\x05\n" +
-	"\x03msg\"g\n" +
+	"\x12attestation_result\x18\x05 \x01(\v2\x1d.evident.v1.AttestationResultH\x00R\x11attestationResult\x12<\n" +
+	"\ftrust_bundle\x18\x06 \x01(\v2\x17.evident.v1.TrustBundleH\x00R\vtrustBundleB\x05\n" +
+	"\x03msg\"*\n" +
+	"\vTrustBundle\x12\x1b\n" +
+	"\tca_bundle\x18\x01 \x01(\fR\bcaBundle\"g\n" +
 	"\x14AttestationChallenge\x12\x14\n" +
 	"\x05nonce\x18\x01 \x01(\fR\x05nonce\x129\n" +
 	"\n" +
@@ -2006,7 +2085,7 @@ func file_evident_v1_evident_proto_rawDescGZIP() []byte {
 }
 
 var file_evident_v1_evident_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_evident_v1_evident_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_evident_v1_evident_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_evident_v1_evident_proto_goTypes = []any{
 	(Observation_Status)(0),       // 0: evident.v1.Observation.Status
 	(*EnrollRequest)(nil),         // 1: evident.v1.EnrollRequest
@@ -2030,24 +2109,25 @@ var file_evident_v1_evident_proto_goTypes = []any{
 	(*Observation)(nil),           // 19: evident.v1.Observation
 	(*Source)(nil),                // 20: evident.v1.Source
 	(*ServerMessage)(nil),         // 21: evident.v1.ServerMessage
-	(*AttestationChallenge)(nil),  // 22: evident.v1.AttestationChallenge
-	(*AttestationResult)(nil),     // 23: evident.v1.AttestationResult
-	(*Ack)(nil),                   // 24: evident.v1.Ack
-	(*CollectNow)(nil),            // 25: evident.v1.CollectNow
-	(*Config)(nil),                // 26: evident.v1.Config
-	nil,                           // 27: evident.v1.Config.CollectorIntervalSecondsEntry
-	(*timestamppb.Timestamp)(nil), // 28: google.protobuf.Timestamp
+	(*TrustBundle)(nil),           // 22: evident.v1.TrustBundle
+	(*AttestationChallenge)(nil),  // 23: evident.v1.AttestationChallenge
+	(*AttestationResult)(nil),     // 24: evident.v1.AttestationResult
+	(*Ack)(nil),                   // 25: evident.v1.Ack
+	(*CollectNow)(nil),            // 26: evident.v1.CollectNow
+	(*Config)(nil),                // 27: evident.v1.Config
+	nil,                           // 28: evident.v1.Config.CollectorIntervalSecondsEntry
+	(*timestamppb.Timestamp)(nil), // 29: google.protobuf.Timestamp
 }
 var file_evident_v1_evident_proto_depIdxs = []int32{
 	2,  // 0: evident.v1.EnrollRequest.host:type_name -> evident.v1.HostFacts
 	3,  // 1: evident.v1.EnrollRequest.tpm:type_name -> evident.v1.TPMIdentity
 	6,  // 2: evident.v1.EnrollRequest.activation:type_name -> evident.v1.ActivationProof
 	4,  // 3: evident.v1.TPMIdentity.ak:type_name -> evident.v1.AKParameters
-	28, // 4: evident.v1.ActivationChallenge.expires_at:type_name -> google.protobuf.Timestamp
+	29, // 4: evident.v1.ActivationChallenge.expires_at:type_name -> google.protobuf.Timestamp
 	5,  // 5: evident.v1.EnrollResponse.activation:type_name -> evident.v1.ActivationChallenge
 	15, // 6: evident.v1.RenewRequest.proof:type_name -> evident.v1.Attestation
-	22, // 7: evident.v1.RenewResponse.challenge:type_name -> evident.v1.AttestationChallenge
-	28, // 8: evident.v1.ConfirmResponse.not_after:type_name -> google.protobuf.Timestamp
+	23, // 7: evident.v1.RenewResponse.challenge:type_name -> evident.v1.AttestationChallenge
+	29, // 8: evident.v1.ConfirmResponse.not_after:type_name -> google.protobuf.Timestamp
 	13, // 9: evident.v1.AgentMessage.hello:type_name -> evident.v1.Hello
 	14, // 10: evident.v1.AgentMessage.report:type_name -> evident.v1.Report
 	18, // 11: evident.v1.AgentMessage.heartbeat:type_name -> evident.v1.Heartbeat
@@ -2055,30 +2135,31 @@ var file_evident_v1_evident_proto_depIdxs = []int32{
 	19, // 13: evident.v1.Report.observations:type_name -> evident.v1.Observation
 	16, // 14: evident.v1.Attestation.quotes:type_name -> evident.v1.Quote
 	17, // 15: evident.v1.Attestation.pcrs:type_name -> evident.v1.PCRValue
-	28, // 16: evident.v1.Heartbeat.sent_at:type_name -> google.protobuf.Timestamp
-	28, // 17: evident.v1.Observation.collected_at:type_name -> google.protobuf.Timestamp
+	29, // 16: evident.v1.Heartbeat.sent_at:type_name -> google.protobuf.Timestamp
+	29, // 17: evident.v1.Observation.collected_at:type_name -> google.protobuf.Timestamp
 	0,  // 18: evident.v1.Observation.status:type_name -> evident.v1.Observation.Status
 	20, // 19: evident.v1.Observation.sources:type_name -> evident.v1.Source
-	24, // 20: evident.v1.ServerMessage.ack:type_name -> evident.v1.Ack
-	25, // 21: evident.v1.ServerMessage.collect_now:type_name -> evident.v1.CollectNow
-	26, // 22: evident.v1.ServerMessage.config:type_name -> evident.v1.Config
-	22, // 23: evident.v1.ServerMessage.attestation_challenge:type_name -> evident.v1.AttestationChallenge
-	23, // 24: evident.v1.ServerMessage.attestation_result:type_name -> evident.v1.AttestationResult
-	28, // 25: evident.v1.AttestationChallenge.expires_at:type_name -> google.protobuf.Timestamp
-	27, // 26: evident.v1.Config.collector_interval_seconds:type_name -> evident.v1.Config.CollectorIntervalSecondsEntry
-	1,  // 27: evident.v1.Enrollment.Enroll:input_type -> evident.v1.EnrollRequest
-	8,  // 28: evident.v1.Credentials.Renew:input_type -> evident.v1.RenewRequest
-	10, // 29: evident.v1.Credentials.Confirm:input_type -> evident.v1.ConfirmRequest
-	12, // 30: evident.v1.Evidence.Stream:input_type -> evident.v1.AgentMessage
-	7,  // 31: evident.v1.Enrollment.Enroll:output_type -> evident.v1.EnrollResponse
-	9,  // 32: evident.v1.Credentials.Renew:output_type -> evident.v1.RenewResponse
-	11, // 33: evident.v1.Credentials.Confirm:output_type -> evident.v1.ConfirmResponse
-	21, // 34: evident.v1.Evidence.Stream:output_type -> evident.v1.ServerMessage
-	31, // [31:35] is the sub-list for method output_type
-	27, // [27:31] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	25, // 20: evident.v1.ServerMessage.ack:type_name -> evident.v1.Ack
+	26, // 21: evident.v1.ServerMessage.collect_now:type_name -> evident.v1.CollectNow
+	27, // 22: evident.v1.ServerMessage.config:type_name -> evident.v1.Config
+	23, // 23: evident.v1.ServerMessage.attestation_challenge:type_name -> evident.v1.AttestationChallenge
+	24, // 24: evident.v1.ServerMessage.attestation_result:type_name -> evident.v1.AttestationResult
+	22, // 25: evident.v1.ServerMessage.trust_bundle:type_name -> evident.v1.TrustBundle
+	29, // 26: evident.v1.AttestationChallenge.expires_at:type_name -> google.protobuf.Timestamp
+	28, // 27: evident.v1.Config.collector_interval_seconds:type_name -> evident.v1.Config.CollectorIntervalSecondsEntry
+	1,  // 28: evident.v1.Enrollment.Enroll:input_type -> evident.v1.EnrollRequest
+	8,  // 29: evident.v1.Credentials.Renew:input_type -> evident.v1.RenewRequest
+	10, // 30: evident.v1.Credentials.Confirm:input_type -> evident.v1.ConfirmRequest
+	12, // 31: evident.v1.Evidence.Stream:input_type -> evident.v1.AgentMessage
+	7,  // 32: evident.v1.Enrollment.Enroll:output_type -> evident.v1.EnrollResponse
+	9,  // 33: evident.v1.Credentials.Renew:output_type -> evident.v1.RenewResponse
+	11, // 34: evident.v1.Credentials.Confirm:output_type -> evident.v1.ConfirmResponse
+	21, // 35: evident.v1.Evidence.Stream:output_type -> evident.v1.ServerMessage
+	32, // [32:36] is the sub-list for method output_type
+	28, // [28:32] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_evident_v1_evident_proto_init() }
@@ -2099,6 +2180,7 @@ func file_evident_v1_evident_proto_init() {
 		(*ServerMessage_Config)(nil),
 		(*ServerMessage_AttestationChallenge)(nil),
 		(*ServerMessage_AttestationResult)(nil),
+		(*ServerMessage_TrustBundle)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2106,7 +2188,7 @@ func file_evident_v1_evident_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_evident_v1_evident_proto_rawDesc), len(file_evident_v1_evident_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   27,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

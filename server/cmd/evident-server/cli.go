@@ -56,6 +56,8 @@ Usage:
                                 cut a device's credentials at once (revoke: lost or stolen; retire: disposed of)
   evident-server device collect [--collectors a,b] DEVICE
                                 ask a connected device to collect now; the new evidence arrives within seconds
+  evident-server ca show | ca rotate [--overlap 720h]
+                                the CAs trusted now; replace the CA, the new one trusted alongside during the overlap
   evident-server backup --out FILE
                                 an online backup: the SQLite database (a consistent snapshot) and the CA
   evident-server restore --from FILE
@@ -143,6 +145,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "usage: evident-server device allow-tpm-change [--for 24h] DEVICE_ID")
 			fmt.Fprintln(stderr, "       evident-server device revoke|retire --reason TEXT DEVICE_ID")
 			fmt.Fprintln(stderr, "       evident-server device collect [--collectors a,b] DEVICE_ID")
+			return 2
+		}
+		err = sub[args[1]](args[2:], stdout, stderr)
+	case "ca":
+		sub := map[string]func([]string, io.Writer, io.Writer) error{"rotate": cmdCARotate, "show": cmdCAShow}
+		if len(args) < 2 || sub[args[1]] == nil {
+			fmt.Fprintln(stderr, "usage: evident-server ca show | ca rotate [--overlap 720h]")
 			return 2
 		}
 		err = sub[args[1]](args[2:], stdout, stderr)
@@ -529,4 +538,46 @@ func cmdCollect(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "collect-now request %d for device %s recorded; the server sends it within %s while the device is connected\n", req, id, ingest.DefaultCommandCheck)
 	return err
+}
+
+func cmdCARotate(args []string, stdout, stderr io.Writer) error {
+	fs, p := newFlags("ca rotate", stderr, "evident-server ca rotate: start a CA rollover. A new CA is created and trusted at once beside the\n"+
+		"current one: running servers push the two-CA bundle to every agent within seconds. After --overlap the\n"+
+		"new CA takes over (the server's certificate and every device certificate from then on), and the old one\n"+
+		"stays trusted until the last device certificate it issued has expired (90 days and a day later).\n"+
+		"An agent offline for the whole overlap must be enrolled again, and enrollment tokens made before the\n"+
+		"takeover pin the old CA: create new ones then (secret create). With several replicas, run it on one and\n"+
+		"copy its pki directory's ca-next.* and rollover.json to the others before the takeover.")
+	overlap := fs.Duration("overlap", 30*24*time.Hour, "how long both CAs are trusted before the new one takes over")
+	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	c, r, err := pki.Rotate(filepath.Join(p.dir, "pki"), clock.Now(), *overlap)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "new CA %s (SHA-256 %s) trusted from now; it takes over at %s\n", c.Subject.CommonName, pki.Fingerprint(c.Raw), r.ActivateAt.Format(time.RFC3339))
+	fmt.Fprintf(stdout, "after that, create new enrollment tokens (evident-server secret create): they pin the new CA\n")
+	return nil
+}
+
+func cmdCAShow(args []string, stdout, stderr io.Writer) error {
+	fs, p := newFlags("ca show", stderr, "evident-server ca show: the CAs this server trusts and the rollover in progress.")
+	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	ca, err := pki.LoadOrCreateWithClock(filepath.Join(p.dir, "pki"), clock.Now)
+	if err != nil {
+		return err
+	}
+	for i, c := range ca.Trusted() {
+		role := "issuing"
+		if i > 0 && !ca.Rollover.ActivateAt.IsZero() {
+			role = "next, takes over " + ca.Rollover.ActivateAt.Format(time.RFC3339)
+		} else if i > 0 {
+			role = "previous, trusted until " + ca.Rollover.RetireAt.Format(time.RFC3339)
+		}
+		fmt.Fprintf(stdout, "%s  %s  valid to %s  (%s)\n", pki.Fingerprint(c.Raw), c.Subject.CommonName, c.NotAfter.Format(time.DateOnly), role)
+	}
+	return nil
 }
