@@ -51,6 +51,7 @@ const (
 	ActionTokenCreate     = "token.create"
 	ActionTokenRevoke     = "token.revoke"
 	ActionSecretCreate    = "secret.create"
+	ActionSecretRevoke    = "secret.revoke"
 	ActionInventoryImport = "inventory.import"
 	ActionDeviceRevoke    = "device.revoke"
 	ActionDeviceRetire    = "device.retire"
@@ -72,6 +73,7 @@ type Store interface {
 	AddAudit(ctx context.Context, e store.AuditEntry) (int64, error)
 	RevokeDevice(ctx context.Context, deviceID string, at time.Time, reason string, retire bool) error
 	RequestCollection(ctx context.Context, r store.CollectRequest) (int64, error)
+	RevokeEnrollSecret(ctx context.Context, id string, at time.Time) error
 }
 
 // Service is the admin service.

@@ -85,6 +85,12 @@ func (s *Service) CreateToken(ctx context.Context, actor string, r TokenRequest)
 
 // RevokeToken revokes a token and ends its web sessions.
 func (s *Service) RevokeToken(ctx context.Context, actor, id string) error {
+	return s.revokeByID(ctx, actor, ActionTokenRevoke, "token", id, s.st.RevokeToken)
+}
+
+// revokeByID revokes the thing (a token, a secret) of this id, audited as
+// action.
+func (s *Service) revokeByID(ctx context.Context, actor, action, what, id string, revoke func(context.Context, string, time.Time) error) error {
 	if err := checkActor(actor); err != nil {
 		return err
 	}
@@ -92,18 +98,18 @@ func (s *Service) RevokeToken(ctx context.Context, actor, id string) error {
 	var err error
 	switch {
 	case id == "":
-		err = refuse("a token id is required")
+		err = refuse("a %s id is required", what)
 	case len(id) > MaxID:
-		err = refuse("the token id is longer than %d characters", MaxID)
+		err = refuse("the %s id is longer than %d characters", what, MaxID)
 	default:
-		if err = s.st.RevokeToken(ctx, id, s.now().UTC()); errors.Is(err, store.ErrNotFound) {
-			err = notFound("no token %q", id)
+		if err = revoke(ctx, id, s.now().UTC()); errors.Is(err, store.ErrNotFound) {
+			err = notFound("no %s %q", what, id)
 		}
 	}
 	if err != nil {
-		return s.refused(ctx, actor, ActionTokenRevoke, detail("id", id), err)
+		return s.refused(ctx, actor, action, detail("id", id), err)
 	}
-	return s.audit(ctx, actor, ActionTokenRevoke, detail("id", id))
+	return s.audit(ctx, actor, action, detail("id", id))
 }
 
 // SecretRequest asks for an enrollment secret.
@@ -140,4 +146,10 @@ func (s *Service) CreateEnrollSecret(ctx context.Context, actor string, r Secret
 	}
 	return secret, rec, s.audit(ctx, actor, ActionSecretCreate, detail("id", rec.ID, "label", r.Label,
 		"single_use", strconv.FormatBool(r.SingleUse), "expires", expiryText(rec.ExpiresAt)))
+}
+
+// RevokeSecret revokes an enrollment secret at once: no device enrolls with
+// it from then on (devices it enrolled keep their identity). Audited.
+func (s *Service) RevokeSecret(ctx context.Context, actor, id string) error {
+	return s.revokeByID(ctx, actor, ActionSecretRevoke, "enrollment secret", id, s.st.RevokeEnrollSecret)
 }

@@ -153,6 +153,13 @@ type Enrollment interface {
 	// ErrNotFound when none.
 	DeviceByMachineID(ctx context.Context, machineID string) (Device, error)
 	Devices(ctx context.Context) ([]Device, error)
+	// EnrollSecrets returns every enrollment secret (hashes only), newest
+	// first, with its uses counted.
+	EnrollSecrets(ctx context.Context) ([]EnrollSecret, error)
+	// RevokeEnrollSecret revokes a secret: it enrolls nothing from then on.
+	// ErrNotFound when there is no such secret; a revoked one keeps its
+	// first revocation.
+	RevokeEnrollSecret(ctx context.Context, id string, at time.Time) error
 }
 
 // TPM is what TPM-bound enrollment and attestation need (DESIGN §4).

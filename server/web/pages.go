@@ -451,6 +451,8 @@ func (s *Server) devicePage(w http.ResponseWriter, r *http.Request, u *user) {
 	v := deviceView{Device: rd, BarW: timelineW, BarH: timelineH, From: from, To: now, CanAdmin: u.IsAdmin(),
 		Axis: timelineAxis(from, now), Credentials: credentials(d, now)}
 	switch r.URL.Query().Get("done") {
+	case "revoke":
+		v.Done = "Credentials cut: the device's streams close within seconds on every server replica, and it can no longer connect, renew or enroll with its key."
 	case "collect":
 		v.Done = "Collect-now request sent: the server passes it to the device within a second while it is connected; reload to see the new evidence."
 	case "tpm-change":
@@ -527,6 +529,60 @@ func (s *Server) collectNow(w http.ResponseWriter, r *http.Request, u *user) {
 		return
 	}
 	http.Redirect(w, r, path.Join("/devices", url.PathEscape(id))+"?done=collect", http.StatusSeeOther)
+}
+
+// revokeDevice revokes or retires a device: admins only, audited by the
+// admin service.
+func (s *Server) revokeDevice(w http.ResponseWriter, r *http.Request, u *user) {
+	id := r.PostForm.Get("device_id")
+	retire := r.PostForm.Get("kind") == "retire"
+	if err := s.adm.RevokeDevice(r.Context(), u.actor(), id, r.PostForm.Get("reason"), retire); s.adminFailed(w, r, u, "revoking the device failed", err) {
+		return
+	}
+	http.Redirect(w, r, path.Join("/devices", url.PathEscape(id))+"?done=revoke", http.StatusSeeOther)
+}
+
+type credentialsPageView struct {
+	Secrets  []store.EnrollSecret
+	Tokens   []store.Token
+	CanAdmin bool
+	Done     string
+}
+
+// credentialsPage lists enrollment secrets and web/API tokens.
+func (s *Server) credentialsPage(w http.ResponseWriter, r *http.Request, u *user) {
+	secrets, err := s.st.EnrollSecrets(r.Context())
+	if err != nil {
+		s.internalError(w, r, u, "reading the enrollment secrets failed", err)
+		return
+	}
+	tokens, err := s.st.Tokens(r.Context())
+	if err != nil {
+		s.internalError(w, r, u, "reading the tokens failed", err)
+		return
+	}
+	v := credentialsPageView{Secrets: secrets, Tokens: tokens, CanAdmin: u.IsAdmin()}
+	switch r.URL.Query().Get("done") {
+	case "secret":
+		v.Done = "Enrollment secret revoked: it enrolls no device from now on."
+	case "token":
+		v.Done = "Token revoked: it no longer logs in or calls the API, and its sessions have ended."
+	}
+	s.render(w, r, http.StatusOK, "credentials.html", u, "Credentials", v)
+}
+
+func (s *Server) revokeSecret(w http.ResponseWriter, r *http.Request, u *user) {
+	if err := s.adm.RevokeSecret(r.Context(), u.actor(), r.PostForm.Get("id")); s.adminFailed(w, r, u, "revoking the secret failed", err) {
+		return
+	}
+	http.Redirect(w, r, "/credentials?done=secret", http.StatusSeeOther)
+}
+
+func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request, u *user) {
+	if err := s.adm.RevokeToken(r.Context(), u.actor(), r.PostForm.Get("id")); s.adminFailed(w, r, u, "revoking the token failed", err) {
+		return
+	}
+	http.Redirect(w, r, "/credentials?done=token", http.StatusSeeOther)
 }
 
 // credentialsView says how a device authenticates now.

@@ -81,6 +81,7 @@ type Store interface {
 	report.Store
 	period.Store
 	admin.Store
+	EnrollSecrets(ctx context.Context) ([]store.EnrollSecret, error)
 }
 
 // Config is what the handler is built from.
@@ -162,6 +163,10 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /admin/tpm-change", s.form(store.RoleAdmin, s.tpmChange))
 	m.HandleFunc("POST /admin/waiver", s.form(store.RoleAdmin, s.grantWaiver))
 	m.HandleFunc("POST /admin/collect", s.form(store.RoleAdmin, s.collectNow))
+	m.HandleFunc("POST /admin/device-revoke", s.form(store.RoleAdmin, s.revokeDevice))
+	m.HandleFunc("GET /credentials", s.page(s.credentialsPage))
+	m.HandleFunc("POST /admin/secret-revoke", s.form(store.RoleAdmin, s.revokeSecret))
+	m.HandleFunc("POST /admin/token-revoke", s.form(store.RoleAdmin, s.revokeToken))
 	m.HandleFunc("POST /api/v1/devices/{id}/collect", s.api(s.apiCollect))
 	m.HandleFunc("GET /api/v1/fleet", s.api(s.apiFleet))
 	m.HandleFunc("GET /api/v1/devices", s.api(s.apiDevices))

@@ -753,3 +753,62 @@ func TestPeriodPatchSLA(t *testing.T) {
 		t.Errorf("period page: %d, no patch SLA section", r.code)
 	}
 }
+
+// TestCredentialActions: admins revoke a device (with a reason), an
+// enrollment secret and a token from the web, each audited; an auditor sees
+// the credentials page but every revocation is refused (403, audited).
+func TestCredentialActions(t *testing.T) {
+	e := newEnv(t, false)
+	ctx := context.Background()
+	if err := e.st.CreateEnrollSecret(ctx, store.EnrollSecret{ID: "sec_web1", Hash: []byte("h1"), Label: "jamf-2026", CreatedAt: webtest.Now}); err != nil {
+		t.Fatal(err)
+	}
+	aud := e.browser()
+	acsrf := aud.login(e.fleet.AuditorToken)
+	if r := aud.get("/credentials"); r.code != 200 || !strings.Contains(r.body, "jamf-2026") || !strings.Contains(r.body, "external-auditor") {
+		t.Fatalf("auditor GET /credentials = %d\n%s", r.code, r.body)
+	}
+	for _, tt := range []struct {
+		path string
+		form url.Values
+	}{
+		{"/admin/device-revoke", url.Values{"device_id": {webtest.Alice}, "reason": {"stolen"}}},
+		{"/admin/secret-revoke", url.Values{"id": {"sec_web1"}}},
+		{"/admin/token-revoke", url.Values{"id": {"tok_x"}}},
+	} {
+		tt.form.Set("csrf", acsrf)
+		if r := aud.post(tt.path, tt.form); r.code != http.StatusForbidden {
+			t.Errorf("auditor POST %s = %d, want 403", tt.path, r.code)
+		}
+	}
+	if n := len(e.audit("device-revoke.denied")) + len(e.audit("secret-revoke.denied")) + len(e.audit("token-revoke.denied")); n != 3 {
+		t.Errorf("%d refused revocations audited, want 3", n)
+	}
+
+	adm := e.browser()
+	csrf := adm.login(e.fleet.AdminToken)
+	if r := adm.post("/admin/device-revoke", url.Values{"csrf": {csrf}, "device_id": {webtest.Alice}}); r.code != http.StatusBadRequest || !strings.Contains(r.body, "reason is required") {
+		t.Errorf("revoke without a reason = %d\n%s", r.code, r.body)
+	}
+	r := adm.post("/admin/device-revoke", url.Values{"csrf": {csrf}, "device_id": {webtest.Alice}, "kind": {"retire"}, "reason": {"returned to the vendor"}})
+	if r.code != http.StatusSeeOther {
+		t.Fatalf("admin revoke = %d\n%s", r.code, r.body)
+	}
+	if page := adm.get(r.header.Get("Location")); !strings.Contains(page.body, "Credentials cut") || !strings.Contains(page.body, "retired on") {
+		t.Errorf("device page after retiring does not say so:\n%s", page.body)
+	}
+	if d, _ := e.st.Device(ctx, webtest.Alice); d.RevokedAt == nil || !d.Retired || d.RevokeReason != "returned to the vendor" {
+		t.Errorf("device after web retire: %+v", d)
+	}
+	if r := adm.post("/admin/secret-revoke", url.Values{"csrf": {csrf}, "id": {"sec_web1"}}); r.code != http.StatusSeeOther {
+		t.Errorf("admin secret revoke = %d\n%s", r.code, r.body)
+	}
+	if _, err := e.st.UseEnrollSecret(ctx, []byte("h1"), webtest.Now); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the revoked secret still enrolls: %v", err)
+	}
+	for _, action := range []string{"device.retire", "secret.revoke"} {
+		if l := e.audit(action); len(l) != 1 || !strings.Contains(l[0].Actor, "admin") {
+			t.Errorf("audit %s = %+v", action, l)
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"text/tabwriter"
 	"time"
 
 	"github.com/evident-dev/evident/internal/cli"
@@ -84,11 +85,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "run":
 		err = cmdRun(args[1:], stderr)
 	case "secret":
-		if len(args) < 2 || args[1] != "create" {
+		sub := map[string]func([]string, io.Writer, io.Writer) error{"create": cmdSecretCreate, "list": cmdSecretList, "revoke": cmdSecretRevoke}
+		if len(args) < 2 || sub[args[1]] == nil {
 			fmt.Fprintln(stderr, "usage: evident-server secret create [--label L] [--single-use] [--expires 720h]")
+			fmt.Fprintln(stderr, "       evident-server secret list | secret revoke SECRET_ID")
 			return 2
 		}
-		err = cmdSecretCreate(args[2:], stdout, stderr)
+		err = sub[args[1]](args[2:], stdout, stderr)
 	case "report":
 		if len(args) > 1 && args[1] == "period" {
 			err = cmdReportPeriod(args[2:], stdout, stderr)
@@ -102,7 +105,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		err = cmdAttestVerify(args[2:], stdout, stderr)
 	case "token":
-		sub := map[string]func([]string, io.Writer, io.Writer) error{"create": cmdTokenCreate, "revoke": cmdTokenRevoke}
+		sub := map[string]func([]string, io.Writer, io.Writer) error{"create": cmdTokenCreate, "revoke": cmdTokenRevoke, "list": cmdTokenList}
 		if len(args) < 2 || sub[args[1]] == nil {
 			fmt.Fprintln(stderr, tokenCreateUsage)
 			fmt.Fprintln(stderr, tokenRevokeUsage)
@@ -580,4 +583,83 @@ func cmdCAShow(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "%s  %s  valid to %s  (%s)\n", pki.Fingerprint(c.Raw), c.Subject.CommonName, c.NotAfter.Format(time.DateOnly), role)
 	}
 	return nil
+}
+
+// fmtWhen is a table cell for an optional time.
+func fmtWhen(t *time.Time, none string) string {
+	if t == nil {
+		return none
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func cmdSecretList(args []string, stdout, stderr io.Writer) error {
+	return listTable(args, stdout, stderr, "secret list", "evident-server secret list: every enrollment secret (only their hashes are kept: a secret is shown\nonce, by secret create), with its uses, expiry and revocation. Read-only.",
+		"ID\tLABEL\tCREATED\tUSES\tSINGLE-USE\tEXPIRES\tREVOKED", func(st store.Store) ([]string, error) {
+			secrets, err := st.EnrollSecrets(context.Background())
+			var rows []string
+			for _, e := range secrets {
+				rows = append(rows, fmt.Sprintf("%s\t%s\t%s\t%d\t%v\t%s\t%s", e.ID, e.Label, e.CreatedAt.Format(time.RFC3339), e.Uses, e.SingleUse, fmtWhen(e.ExpiresAt, "never"), fmtWhen(e.RevokedAt, "-")))
+			}
+			return rows, err
+		})
+}
+
+// listTable prints a read-only listing as an aligned table.
+func listTable(args []string, stdout, stderr io.Writer, name, help, header string, rows func(store.Store) ([]string, error)) error {
+	fs, p := newFlags(name, stderr, help)
+	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	st, err := openExisting(p, true)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	lines, err := rows(st)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	for _, l := range lines {
+		fmt.Fprintln(tw, l)
+	}
+	return tw.Flush()
+}
+
+func cmdSecretRevoke(args []string, stdout, stderr io.Writer) error {
+	fs, dir := newFlags("secret revoke", stderr, "evident-server secret revoke SECRET_ID: revoke an enrollment secret at once (an MDM token that leaked):\nno device enrolls with it from then on; the devices it enrolled keep their identity. Audited (secret.revoke).")
+	as := asFlag(fs)
+	id, err := cli.ParseOne(fs, args)
+	if err != nil {
+		return err
+	}
+	if id == "" {
+		fmt.Fprintln(stderr, "usage: evident-server secret revoke [--as NAME] SECRET_ID")
+		return cli.ErrUsage
+	}
+	svc, actor, done, err := adminCLI(dir, *as, stderr)
+	if err != nil {
+		return err
+	}
+	defer done()
+	err = svc.RevokeSecret(context.Background(), actor, id)
+	if err != nil && !errors.Is(err, admin.ErrNotAudited) {
+		return err
+	}
+	fmt.Fprintf(stdout, "enrollment secret %s revoked: it enrolls no device from now on\n", id)
+	return err
+}
+
+func cmdTokenList(args []string, stdout, stderr io.Writer) error {
+	return listTable(args, stdout, stderr, "token list", "evident-server token list: every web/API token (only their hashes are kept), with its role,\nexpiry and revocation. Read-only.",
+		"ID\tROLE\tLABEL\tCREATED\tEXPIRES\tREVOKED", func(st store.Store) ([]string, error) {
+			tokens, err := st.Tokens(context.Background())
+			var rows []string
+			for _, t := range tokens {
+				rows = append(rows, fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s", t.ID, t.Role, t.Label, t.CreatedAt.Format(time.RFC3339), fmtWhen(t.ExpiresAt, "never"), fmtWhen(t.RevokedAt, "-")))
+			}
+			return rows, err
+		})
 }

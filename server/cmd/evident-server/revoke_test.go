@@ -60,3 +60,52 @@ func TestCLIDeviceRevoke(t *testing.T) {
 		t.Errorf("dev-1 after revoke: at %v, reason %q, retired %v", d.RevokedAt, d.RevokeReason, d.Retired)
 	}
 }
+
+// TestCLICredentialLists: `secret list` and `token list` show what an
+// operator can cut, and `secret revoke` cuts a secret (audited) so it
+// enrolls nothing.
+func TestCLICredentialLists(t *testing.T) {
+	dir := seedDataDir(t)
+	code, tok, errOut := runCLI("secret", "create", "--data-dir", dir, "--label", "jamf-fleet")
+	if code != 0 {
+		t.Fatalf("secret create: %d %s", code, errOut)
+	}
+	if code, _, errOut := runCLI("token", "create", "--data-dir", dir, "--role", "auditor", "--label", "acme-audit"); code != 0 {
+		t.Fatalf("token create: %d %s", code, errOut)
+	}
+	code, out, errOut := runCLI("secret", "list", "--data-dir", dir)
+	if code != 0 || !strings.Contains(out, "jamf-fleet") || !strings.Contains(out, "USES") {
+		t.Fatalf("secret list: %d\n%s%s", code, out, errOut)
+	}
+	if strings.Contains(out, strings.TrimSpace(tok)) {
+		t.Fatal("secret list shows the secret itself")
+	}
+	var id string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, "jamf-fleet") {
+			id = strings.Fields(l)[0]
+		}
+	}
+	if code, out, errOut := runCLI("token", "list", "--data-dir", dir); code != 0 || !strings.Contains(out, "acme-audit") || !strings.Contains(out, "auditor") {
+		t.Fatalf("token list: %d\n%s%s", code, out, errOut)
+	}
+	before := len(auditLog(t, dir))
+	if code, _, errOut := runCLI("secret", "revoke", "--data-dir", dir, id); code != 0 {
+		t.Fatalf("secret revoke %s: %d %s", id, code, errOut)
+	}
+	if l := auditLog(t, dir)[before:]; len(l) != 1 || l[0].Action != admin.ActionSecretRevoke || !strings.Contains(l[0].Detail, id) {
+		t.Errorf("audit after secret revoke: %+v", l)
+	}
+	if code, _, errOut := runCLI("secret", "revoke", "--data-dir", dir, "sec_nope"); code != 1 || !strings.Contains(errOut, "no enrollment secret") {
+		t.Errorf("revoke of an unknown secret: %d %s", code, errOut)
+	}
+	st, err := sqlite.Open(dbPath(dir), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	secrets, err := st.EnrollSecrets(context.Background())
+	if err != nil || len(secrets) != 1 || secrets[0].RevokedAt == nil {
+		t.Errorf("secrets after revoke: %+v, %v", secrets, err)
+	}
+}

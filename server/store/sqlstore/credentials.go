@@ -23,10 +23,8 @@ func (s *Store) AddCertificate(ctx context.Context, deviceID string, c store.Cer
 		if err != nil {
 			return err
 		}
-		if n, err := res.RowsAffected(); err != nil {
+		if err := oneRow(res); err != nil {
 			return err
-		} else if n == 0 {
-			return store.ErrNotFound
 		}
 		return insertCert(ctx, tx, deviceID, c)
 	})
@@ -72,10 +70,8 @@ func (s *Store) RevokeDevice(ctx context.Context, deviceID string, at time.Time,
 		if err != nil {
 			return err
 		}
-		if n, err := res.RowsAffected(); err != nil {
+		if err := oneRow(res); err != nil {
 			return err
-		} else if n == 0 {
-			return store.ErrNotFound
 		}
 		return nil
 	})

@@ -131,10 +131,8 @@ func (s *Store) RevokeWaiver(ctx context.Context, id string, at time.Time) error
 	if err != nil {
 		return err
 	}
-	if n, err := res.RowsAffected(); err != nil {
+	if err := oneRow(res); err != nil {
 		return err
-	} else if n == 0 {
-		return store.ErrNotFound
 	}
 	return nil
 }

@@ -63,6 +63,15 @@ func (s *Store) Close() error {
 
 func nanos(t time.Time) int64 { return t.UTC().UnixNano() }
 
+// oneRow is store.ErrNotFound when an update changed no row.
+func oneRow(res sql.Result) error {
+	n, err := res.RowsAffected()
+	if err == nil && n == 0 {
+		return store.ErrNotFound
+	}
+	return err
+}
+
 func fromNanos(n int64) time.Time { return time.Unix(0, n).UTC() }
 
 func nullNanos(t *time.Time) any {
@@ -85,6 +94,41 @@ func (s *Store) CreateEnrollSecret(ctx context.Context, e store.EnrollSecret) er
 	_, err := s.db.ExecContext(ctx, `INSERT INTO enroll_secrets (id, hash, label, created_at, expires_at, single_use, uses, revoked_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, e.ID, e.Hash, e.Label, nanos(e.CreatedAt), nullNanos(e.ExpiresAt), e.SingleUse, e.Uses, nullNanos(e.RevokedAt))
 	return err
+}
+
+// EnrollSecrets implements store.Enrollment.
+func (s *Store) EnrollSecrets(ctx context.Context) ([]store.EnrollSecret, error) {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT id, hash, label, created_at, expires_at, single_use,
+		uses + COALESCE((SELECT sum(u.uses) FROM enroll_secret_uses u WHERE u.secret_id = s.id), 0), revoked_at
+		FROM enroll_secrets s ORDER BY created_at DESC, id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.EnrollSecret
+	for rows.Next() {
+		var e store.EnrollSecret
+		var exp, rev sql.NullInt64
+		var created int64
+		if err := rows.Scan(&e.ID, &e.Hash, &e.Label, &created, &exp, &e.SingleUse, &e.Uses, &rev); err != nil {
+			return nil, err
+		}
+		e.CreatedAt, e.ExpiresAt, e.RevokedAt = fromNanos(created), timePtr(exp), timePtr(rev)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// RevokeEnrollSecret implements store.Enrollment.
+func (s *Store) RevokeEnrollSecret(ctx context.Context, id string, at time.Time) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE enroll_secrets SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?`, nanos(at), id)
+	if err != nil {
+		return err
+	}
+	if err := oneRow(res); err != nil {
+		return err
+	}
+	return nil
 }
 
 // UseEnrollSecret implements store.Enrollment.

@@ -78,10 +78,8 @@ func (s *Store) RevokeToken(ctx context.Context, id string, at time.Time) error 
 	if err != nil {
 		return err
 	}
-	if n, err := res.RowsAffected(); err != nil {
+	if err := oneRow(res); err != nil {
 		return err
-	} else if n == 0 {
-		return store.ErrNotFound
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM web_sessions WHERE token_id = ?`, id); err != nil {
 		return err

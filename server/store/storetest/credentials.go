@@ -213,3 +213,54 @@ func testCommands(t *testing.T, open func(*testing.T) store.Store) {
 		t.Errorf("Collection(unknown) err = %v", err)
 	}
 }
+
+// testSecretList: every secret is listed newest first with its uses
+// counted (folded or not); a revoked secret enrolls nothing and keeps its
+// first revocation.
+func testSecretList(t *testing.T, open func(*testing.T) store.Store) {
+	ctx := context.Background()
+	s := open(t)
+	for i, id := range []string{"sec_a", "sec_b"} {
+		if err := s.CreateEnrollSecret(ctx, store.EnrollSecret{ID: id, Hash: []byte(id), Label: "label " + id, CreatedAt: at(time.Duration(i) * time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 2 {
+		if _, err := s.UseEnrollSecret(ctx, []byte("sec_a"), at(2*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list := func() []store.EnrollSecret {
+		t.Helper()
+		l, err := s.EnrollSecrets(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	l := list()
+	if len(l) != 2 || l[0].ID != "sec_b" || l[1].ID != "sec_a" || l[1].Uses != 2 || l[1].Label != "label sec_a" || l[0].RevokedAt != nil {
+		t.Fatalf("EnrollSecrets = %+v", l)
+	}
+	if _, err := s.FoldCounts(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if l := list(); l[1].Uses != 2 {
+		t.Errorf("uses after folding: %d, want 2", l[1].Uses)
+	}
+	if err := s.RevokeEnrollSecret(ctx, "sec_a", at(3*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RevokeEnrollSecret(ctx, "sec_a", at(4*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RevokeEnrollSecret(ctx, "sec_nope", at(4*time.Hour)); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("RevokeEnrollSecret(unknown) = %v", err)
+	}
+	if _, err := s.UseEnrollSecret(ctx, []byte("sec_a"), at(5*time.Hour)); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a revoked secret enrolled: %v", err)
+	}
+	if l := list(); l[1].RevokedAt == nil || !l[1].RevokedAt.Equal(at(3*time.Hour)) {
+		t.Errorf("revoked secret listed as %+v", l[1])
+	}
+}
