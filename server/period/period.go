@@ -77,6 +77,10 @@ type Report struct {
 	Controls      []ControlPeriod `json:"controls"`
 	Devices       []DeviceRef     `json:"devices"`        // every device enrolled before To
 	NeverReported []DeviceRef     `json:"never_reported"` // enrolled before To, no observation in the period
+	// Retired are the devices retired before To: counted up to their
+	// retirement (not at all when it came before From), so a disposed
+	// laptop does not become a growing exception.
+	Retired []DeviceRef `json:"retired"`
 	Sample        []SampledDevice `json:"sample"`
 	// Waivers are every waiver in force at some time of the period, used
 	// or not, so an auditor sees every exception granted.
@@ -102,6 +106,10 @@ type DeviceRef struct {
 	OS           string     `json:"os"`
 	EnrolledAt   time.Time  `json:"enrolled_at"`
 	LastSeenAt   *time.Time `json:"last_seen_at,omitempty"`
+	// RetiredAt is when the device was retired (it left the fleet: the
+	// period counts it up to then only), with the reason given.
+	RetiredAt    *time.Time `json:"retired_at,omitempty"`
+	RetireReason string     `json:"retire_reason,omitempty"`
 }
 
 // ControlPeriod is one control over the period.
@@ -299,7 +307,7 @@ func Build(ctx context.Context, st Store, p *controls.Policy, opt Options) (*Rep
 	r := &Report{
 		From: from, To: to, GeneratedAt: now, CountedTo: end, Policy: p.Name, Seed: opt.Seed,
 		Controls: make([]ControlPeriod, len(p.Controls)), Devices: []DeviceRef{}, NeverReported: []DeviceRef{},
-		Sample: []SampledDevice{}, Waivers: []WaiverRef{},
+		Sample: []SampledDevice{}, Waivers: []WaiverRef{}, Retired: []DeviceRef{},
 	}
 	devs := map[string]*device{}
 	for _, d := range all {
@@ -308,14 +316,25 @@ func Build(ctx context.Context, st Store, p *controls.Policy, opt Options) (*Rep
 		}
 		ref := DeviceRef{ID: d.ID, Hostname: d.Hostname, SerialNumber: d.SerialNumber, OS: d.OS(),
 			EnrolledAt: d.EnrolledAt.UTC(), LastSeenAt: d.LastSeenAt}
-		r.Devices = append(r.Devices, ref)
 		dv := &device{ref: ref, start: from, end: end, seen: make([]bool, len(p.Controls))}
+		if d.Retired && d.RevokedAt != nil && d.RevokedAt.Before(to) {
+			at := d.RevokedAt.UTC()
+			ref.RetiredAt, ref.RetireReason = &at, d.RevokeReason
+			dv.ref = ref
+			r.Retired = append(r.Retired, ref)
+			if !at.After(from) {
+				continue // gone before the period: not in it
+			}
+			dv.end = minTime(dv.end, at)
+		}
+		r.Devices = append(r.Devices, ref)
 		if dv.start.Before(ref.EnrolledAt) {
 			dv.start = ref.EnrolledAt
 		}
 		devs[d.ID] = dv
 	}
 	slices.SortFunc(r.Devices, func(a, b DeviceRef) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(r.Retired, func(a, b DeviceRef) int { return strings.Compare(a.ID, b.ID) })
 
 	reported, err := st.DevicesReportedBetween(ctx, from, to)
 	if err != nil {
@@ -548,7 +567,7 @@ func (c *control) account(d *device, ivs []store.ControlState) {
 	}
 	cursor := d.start
 	for _, iv := range ivs {
-		s, e, open := iv.Since, d.end, true
+		s, e, open := iv.Since, d.end, d.ref.RetiredAt == nil // a retired device's intervals end with it
 		if s.Before(d.start) {
 			s = d.start
 		}

@@ -529,3 +529,71 @@ func TestBuildEnrollmentUnknown(t *testing.T) {
 		})
 	}
 }
+
+// TestBuildRetired: a retired device is counted up to its retirement and no
+// further (its failure does not grow after it), one retired before the
+// period is not in it at all (nor among the devices that never reported),
+// both are listed as retired; a revoked (stolen) device stays in the
+// population.
+func TestBuildRetired(t *testing.T) {
+	st, err := sqlite.Open(filepath.Join(t.TempDir(), "evident.db"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := t.Context()
+	enrolled := day(1, 10)
+	for _, d := range []struct {
+		id      string
+		retired time.Time
+		retire  bool
+	}{{"dev-mid", day(3, 11), true}, {"dev-gone", day(2, 20), true}, {"dev-stolen", day(3, 11), false}} {
+		if _, err := st.EnrollDevice(ctx, store.Device{ID: d.id, Hostname: d.id, EnrolledAt: enrolled}); err != nil {
+			t.Fatal(err)
+		}
+		for _, ctl := range policy.Controls {
+			if err := states.Record(ctx, st, d.id, []store.ControlState{{ControlID: ctl.ID, Status: store.Fail, Reason: "failing", EvidenceSeq: 1}}, nil, enrolled); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := st.RevokeDevice(ctx, d.id, d.retired, "disposed of", d.retire); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep := build(t, st, period.Options{From: day(3, 1), To: day(3, 31), Now: day(4, 1)})
+	if got := ids(rep.Devices); !slices.Equal(got, []string{"dev-mid", "dev-stolen"}) {
+		t.Errorf("devices %v, want dev-mid and dev-stolen (dev-gone left before the period)", got)
+	}
+	if got := ids(rep.Retired); !slices.Equal(got, []string{"dev-gone", "dev-mid"}) {
+		t.Errorf("retired %v, want dev-gone and dev-mid", got)
+	}
+	if slices.Contains(ids(rep.NeverReported), "dev-gone") {
+		t.Error("a device retired before the period is listed as never reported")
+	}
+	for _, c := range rep.Controls {
+		if c.Population != 2 {
+			t.Errorf("%s: population %d, want 2", c.ID, c.Population)
+		}
+		for _, e := range c.Exceptions {
+			switch e.DeviceID {
+			case "dev-mid":
+				if !e.End.Equal(day(3, 11)) || e.Open {
+					t.Errorf("%s dev-mid exception %s to %s (open %v); want it to end at the retirement, closed", c.ID, e.Start, e.End, e.Open)
+				}
+			case "dev-stolen":
+				if !e.End.Equal(day(3, 31)) {
+					t.Errorf("%s dev-stolen exception ends %s; a revoked device stays in the population to the end", c.ID, e.End)
+				}
+			default:
+				t.Errorf("%s: exception of %s", c.ID, e.DeviceID)
+			}
+		}
+	}
+	var text strings.Builder
+	if err := period.WriteText(&text, rep); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(text.String(), "Retired (left the fleet") || !strings.Contains(text.String(), "dev-gone (dev-gone): retired 2026-02-20") {
+		t.Errorf("text report lacks the retired devices:\n%s", text.String())
+	}
+}

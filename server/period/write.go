@@ -135,6 +135,13 @@ func WriteText(w io.Writer, r *Report) error {
 		fmt.Fprintf(w, "  %s (%s): enrolled %s, last report %s\n", d.Hostname, d.ID, stamp(d.EnrolledAt), lastSeen(d))
 	}
 
+	if len(r.Retired) > 0 {
+		fmt.Fprintf(w, "\nRetired (left the fleet; counted up to their retirement) (%d)\n", len(r.Retired))
+		for _, d := range r.Retired {
+			fmt.Fprintf(w, "  %s (%s): retired %s: %s\n", d.Hostname, d.ID, stamp(*d.RetiredAt), d.RetireReason)
+		}
+	}
+
 	writePopulation(w, r.Population)
 
 	fmt.Fprintf(w, "\nSample: %d of %d devices in scope, seed %d\n", len(r.Sample), r.SampleFrom, r.Seed)
