@@ -60,6 +60,9 @@ type Config struct {
 	QueueWait   time.Duration
 	// DebugListen serves runtime profiles on a loopback address when set.
 	DebugListen string
+	// RetainRaw is how long observations' content and attestations' raw
+	// messages are kept (store.Store.Prune); zero keeps them forever.
+	RetainRaw time.Duration
 	// MetricsListen serves Prometheus metrics (/metrics), /healthz and
 	// /readyz on this address when set (port 0 picks one, written to
 	// DATA_DIR/metrics.url).
@@ -264,6 +267,7 @@ func Run(ctx context.Context, cfg Config) error {
 		first <- struct{}{}
 		holder := leaseHolder(cfg.DataDir)
 		held, rescoredAll := false, false
+		var lastPrune time.Time
 		for {
 			select {
 			case <-ctx.Done():
@@ -307,6 +311,17 @@ func Run(ctx context.Context, cfg Config) error {
 			if err := st.PurgeExpired(ctx, now); err != nil && ctx.Err() == nil {
 				log.Warn("purging expired nonces failed", "err", err)
 			}
+			if cfg.RetainRaw > 0 && now.Sub(lastPrune) >= pruneEvery {
+				res, err := st.Prune(ctx, now.Add(-cfg.RetainRaw), now)
+				switch {
+				case err != nil && ctx.Err() == nil:
+					log.Warn("applying the retention rule failed; retrying at the next round", "err", err)
+				case err == nil:
+					lastPrune = now
+					log.Info("retention applied", "older_than", now.Add(-cfg.RetainRaw).Format(time.RFC3339),
+						"observations_pruned", res.Observations, "attestations_pruned", res.Attestations)
+				}
+			}
 		}
 	}()
 	select {
@@ -327,6 +342,14 @@ func Run(ctx context.Context, cfg Config) error {
 	log.Info("stopped")
 	return nil
 }
+
+// pruneEvery is how often the holder of the rescore lease applies the
+// retention rule.
+const pruneEvery = 24 * time.Hour
+
+// DefaultRetainRaw keeps raw evidence 400 days: a 12-month Type II period
+// and the weeks of audit fieldwork after it can cite every observation.
+const DefaultRetainRaw = 400 * 24 * time.Hour
 
 // foldEvery is how often each replica folds the read model's aggregate
 // changes into its counts (store.Store.FoldCounts).

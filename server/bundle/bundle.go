@@ -155,6 +155,9 @@ type obsLine struct {
 	Sources       json.RawMessage `json:"sources,omitempty"`
 	SourcesB64    []byte          `json:"sources_base64,omitempty"`
 	ChainHash     string          `json:"chain_hash,omitempty"`
+	// Pruned: the server's retention rule dropped the content (payload,
+	// sources, error); the record still links the chain by its hash.
+	Pruned bool `json:"pruned,omitempty"`
 }
 
 func (l *obsLine) observation() store.Observation {
@@ -343,7 +346,7 @@ func Write(ctx context.Context, w io.Writer, src Source, signer crypto.Signer, o
 		err = src.ObservationsForExport(ctx, d.ID, opts.From, opts.To, func(c store.ChainedObservation) error {
 			l := obsLine{DeviceID: d.ID, ChainIndex: c.ChainIndex, Seq: c.Seq, Collector: c.Collector,
 				CollectedAt: c.CollectedAt.UTC(), ReceivedAt: c.ReceivedAt.UTC(), ClockSkew: c.ClockSkew, Status: c.Status,
-				Error: c.Error, ParserVersion: c.ParserVersion, DurationMS: c.DurationMS}
+				Error: c.Error, ParserVersion: c.ParserVersion, DurationMS: c.DurationMS, Pruned: c.Pruned}
 			l.Payload, l.PayloadB64 = exactJSON(c.Payload)
 			l.Sources, l.SourcesB64 = exactJSON(c.Sources)
 			dm.Observations++

@@ -469,3 +469,66 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+// TestPrunedRecords: observations the retention rule pruned travel as
+// hash-only records that still link each device's chain, so a bundle over
+// them verifies and says how many were pruned; altering a pruned record's
+// hash, or giving it content, is caught.
+func TestPrunedRecords(t *testing.T) {
+	f := newFixture(t)
+	// Before 02:30: dev-a seqs 1-6 (01:00; 7-8 came at 03:00, and the run
+	// stops there), dev-b seqs 1-5 (02:00) but the newest of each
+	// collector (3, 4, 5) is kept whole.
+	res, err := f.st.Prune(context.Background(), t0.Add(150*time.Minute), t0.Add(24*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Observations != 8 {
+		t.Fatalf("pruned %d observations, want 8", res.Observations)
+	}
+	if again, err := f.st.Prune(context.Background(), t0.Add(150*time.Minute), t0.Add(25*time.Hour)); err != nil || again.Observations != 0 {
+		t.Errorf("a second prune: %+v, %v; want nothing more", again, err)
+	}
+	good := f.write(t, bundle.Options{})
+	r, err := verify(good, bundle.VerifyOptions{PublicKey: f.key.Public()})
+	if err != nil {
+		t.Fatalf("a bundle over pruned records: %v", err)
+	}
+	if r.Pruned != 8 || r.Chained != 17 || !strings.Contains(r.Summary(), "8 observations were pruned by the retention rule") {
+		t.Errorf("pruned %d, chained %d, summary %q", r.Pruned, r.Chained, r.Summary())
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(string) string
+		line int
+		want string
+	}{
+		{"a pruned record's hash", func(l string) string {
+			i := strings.Index(l, `"chain_hash":"`) + len(`"chain_hash":"`)
+			flip := map[byte]byte{'0': '1'}[l[i]]
+			if flip == 0 {
+				flip = '0'
+			}
+			return l[:i] + string(flip) + l[i+1:]
+		}, 2, "altered"},
+		{"a pruned record's hash cut short", func(l string) string {
+			return strings.Replace(l, `"chain_hash":"`, `"chain_hash":"zz`, 1)
+		}, 2, "pruned record without a valid chain hash"},
+		{"content given to a pruned record", func(l string) string {
+			return strings.Replace(l, `"pruned":true`, `"pruned":true,"payload":{"enabled":false}`, 1)
+		}, 2, "marked pruned but carries content"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := writeTar(t, editLines(t, readTar(t, good), bundle.ObservationsFile, func(ls []string) []string {
+				if !strings.Contains(ls[tc.line], `"pruned":true`) {
+					t.Fatalf("line %d is not a pruned record: %s", tc.line, ls[tc.line])
+				}
+				ls[tc.line] = tc.edit(ls[tc.line])
+				return ls
+			}))
+			if _, err := verify(b, bundle.VerifyOptions{}); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Verify = %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}

@@ -51,7 +51,10 @@ type Result struct {
 	Observations  int
 	Chained       int
 	Unchained     int
-	Intervals     int
+	// Pruned counts chained observations whose content the retention
+	// rule dropped: linked by their hashes, not recomputed.
+	Pruned    int
+	Intervals int
 }
 
 // Summary is a one-paragraph description for the verify command.
@@ -74,6 +77,9 @@ func (r *Result) Summary() string {
 	b.WriteString("\n")
 	if r.Unchained > 0 {
 		fmt.Fprintf(&b, "note: %d observations were stored before the hash chain existed; only the signature covers them\n", r.Unchained)
+	}
+	if r.Pruned > 0 {
+		fmt.Fprintf(&b, "note: %d observations were pruned by the retention rule: their content is gone, their hashes still link the chain\n", r.Pruned)
 	}
 	return b.String()
 }
@@ -449,9 +455,22 @@ func (v *verifier) checkObservations(f File, devices map[string]*DeviceManifest,
 		if l.ChainIndex != cur.next {
 			return fmt.Errorf("%s has chain index %d, expected %d — observations deleted or reordered", what, l.ChainIndex, cur.next)
 		}
-		want := store.ChainHash(cur.prev, l.DeviceID, l.ChainIndex, l.observation())
-		if hex.EncodeToString(want) != l.ChainHash {
-			return fmt.Errorf("%s (chain index %d): chain hash mismatch — record altered", what, l.ChainIndex)
+		var want []byte
+		if l.Pruned {
+			// Its content is gone: its stored hash links the chain, and the
+			// next record's hash (or the signed head) commits to it.
+			if len(l.Payload) > 0 || len(l.PayloadB64) > 0 || len(l.Sources) > 0 || len(l.SourcesB64) > 0 {
+				return fmt.Errorf("%s (chain index %d): marked pruned but carries content — record altered", what, l.ChainIndex)
+			}
+			if want, err = hex.DecodeString(l.ChainHash); err != nil || len(want) != sha256.Size {
+				return fmt.Errorf("%s (chain index %d): pruned record without a valid chain hash", what, l.ChainIndex)
+			}
+			res.Pruned++
+		} else {
+			want = store.ChainHash(cur.prev, l.DeviceID, l.ChainIndex, l.observation())
+			if hex.EncodeToString(want) != l.ChainHash {
+				return fmt.Errorf("%s (chain index %d): chain hash mismatch — record altered", what, l.ChainIndex)
+			}
 		}
 		cur.prev, cur.lastHash = want, l.ChainHash
 		cur.next++

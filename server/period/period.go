@@ -80,8 +80,8 @@ type Report struct {
 	// Retired are the devices retired before To: counted up to their
 	// retirement (not at all when it came before From), so a disposed
 	// laptop does not become a growing exception.
-	Retired []DeviceRef `json:"retired"`
-	Sample        []SampledDevice `json:"sample"`
+	Retired []DeviceRef     `json:"retired"`
+	Sample  []SampledDevice `json:"sample"`
 	// Waivers are every waiver in force at some time of the period, used
 	// or not, so an auditor sees every exception granted.
 	Waivers []WaiverRef `json:"waivers"`

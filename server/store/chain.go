@@ -56,6 +56,9 @@ type ChainedObservation struct {
 	PrevHash []byte
 	// ChainHash is the hash stored at ingest; nil when unchained.
 	ChainHash []byte
+	// Pruned says the retention rule dropped the content (payload,
+	// sources, error): ChainHash can no longer be recomputed, only linked.
+	Pruned bool
 }
 
 // ChainVersion names the canonical encoding below; it is the first field

@@ -38,6 +38,14 @@ type Store interface {
 	Leases
 	Credentials
 	Commands
+	// Prune applies the retention rule: observations received before
+	// before lose their content (payload, sources, error text) but keep
+	// their row, times, status and chain hash, so hash chains and bundles
+	// over them still verify (the bundle marks them pruned); a device's
+	// latest observation of each collector is kept whole (it is what the
+	// device is scored on). Attestations received before before lose their
+	// raw message; their verdicts stay. Intervals are never touched.
+	Prune(ctx context.Context, before, now time.Time) (PruneResult, error)
 	RecordStates(ctx context.Context, p StatePlan) error
 	// DevicesDue lists the devices whose recorded evaluation can have
 	// changed with time alone by now (StatePlan.RescoreAt at or before
@@ -119,6 +127,11 @@ type CollectRequest struct {
 	RequestedBy string
 	// SentAt is when a replica sent it on the device's stream (nil until).
 	SentAt *time.Time
+}
+
+// PruneResult counts what a Prune dropped the content of.
+type PruneResult struct {
+	Observations, Attestations int
 }
 
 // Certificate is a device certificate the CA issued.

@@ -139,3 +139,44 @@ func stripLatest(v any) {
 }
 
 var rfc3339 = regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z`)
+
+// TestRetention: a server started with a retention period prunes the
+// content of older observations at its first round (keeping each
+// collector's latest whole), and a bundle over them still verifies against
+// the CA, saying how many were pruned.
+func TestRetention(t *testing.T) {
+	root := t.TempDir()
+	srvDir, agentDir := filepath.Join(root, "server"), filepath.Join(root, "agent")
+	srv := startServer(t, srvDir, "127.0.0.1:0")
+	addr := srv.addr
+	device := enroll(t, srv, agentDir, srv.token(t))
+	for range 3 {
+		if out, e, err := run(t, nil, agentBin, "run", "--once", "--data-dir", agentDir, "--collectors", "osinfo,secureboot"); err != nil {
+			t.Fatalf("run --once: %v\n%s%s", err, out, e)
+		}
+	}
+	srv.p.stop(t)
+	time.Sleep(2 * time.Second)
+	srv = startServerEnv(t, nil, srvDir, addr, "--retain-raw", "1s")
+	waitFor(t, "the retention rule applied", 30*time.Second, func() bool {
+		b, _ := os.ReadFile(srv.p.log)
+		return strings.Contains(string(b), "retention applied")
+	})
+	srv.p.stop(t)
+	b, _ := os.ReadFile(srv.p.log)
+	if !strings.Contains(string(b), "observations_pruned=4") {
+		t.Errorf("server log: want 4 observations pruned (3 runs of 2 collectors, the latest 2 kept):\n%s", tail(b, 10))
+	}
+	if c := counts(t, srvDir, device); c.Total != 6 {
+		t.Errorf("%d observations stored after pruning, want the 6 rows kept", c.Total)
+	}
+	bundle := filepath.Join(root, "bundle.tar")
+	if _, e, err := run(t, nil, serverBin, "export", "bundle", "--data-dir", srvDir, "--out", bundle); err != nil {
+		t.Fatalf("export bundle: %v\n%s", err, e)
+	}
+	ca := readCert(t, filepath.Join(srvDir, "pki", "ca.crt"))
+	out, e, err := run(t, nil, serverBin, "verify", "--ca-fingerprint", pki.Fingerprint(ca.Raw), bundle)
+	if err != nil || !strings.Contains(out+e, "4 observations were pruned by the retention rule") {
+		t.Fatalf("verify: %v\n%s%s", err, out, e)
+	}
+}

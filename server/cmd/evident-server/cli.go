@@ -237,6 +237,8 @@ func cmdRun(args []string, stderr io.Writer) error {
 	maxInFlight := fs.Int("max-in-flight", ingest.DefaultMaxInFlight, "reports stored and scored at once; more wait their turn")
 	queueWait := fs.Duration("queue-wait", ingest.DefaultQueueWait, "how long a report may wait for its turn before it is refused as overloaded\n(a retryable status: the agent keeps the report and resends it after a backoff)")
 	webListen := fs.String("web-listen", "", "serve the web UI and read-only API on this address (empty: off). On a loopback address\n(127.0.0.1:8080) it is plain HTTP; anywhere else HTTPS with the server certificate. Log in with a token\nfrom `evident-server token create`.")
+	retain := controls.Duration{Duration: server.DefaultRetainRaw}
+	fs.Var(&durationFlag{&retain}, "retain-raw", "how long observations' content and attestations' raw messages are kept (\"400d\", \"9600h\"; 0 keeps\nthem forever). Older ones keep their row, times, status and chain hash, so reports, intervals and bundles\nstill verify; each collector's latest observation is kept whole")
 	metricsListen := fs.String("metrics-listen", "", "serve Prometheus metrics (/metrics), /healthz and /readyz on this address, e.g. :9464 (empty: off)")
 	debugListen := fs.String("debug-listen", "", "serve Go runtime profiles (/debug/pprof/) on this loopback address, e.g. 127.0.0.1:6060 (empty: off)")
 	if err := cli.Parse(fs, args); err != nil {
@@ -267,7 +269,7 @@ func cmdRun(args []string, stderr io.Writer) error {
 	defer stop()
 	return server.Run(ctx, server.Config{DataDir: dir.dir, Store: dir.store, Listen: *listen, SANs: names, Policy: policy, Log: log,
 		RescoreEvery: *rescore, EKRoots: *ekRoots, EKAllowlist: *ekAllow, AttestEvery: *attestEvery, NonceTTL: *nonceTTL,
-		WebListen: *webListen, MaxInFlight: *maxInFlight, QueueWait: *queueWait, DebugListen: *debugListen, MetricsListen: *metricsListen})
+		WebListen: *webListen, MaxInFlight: *maxInFlight, QueueWait: *queueWait, DebugListen: *debugListen, MetricsListen: *metricsListen, RetainRaw: retain.Duration})
 }
 
 func cmdSecretCreate(args []string, stdout, stderr io.Writer) error {

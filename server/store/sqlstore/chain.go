@@ -42,14 +42,14 @@ func (s *Store) ObservationsForExport(ctx context.Context, deviceID string, from
 		return err
 	}
 	defer tx.Rollback()
-	rows, err := tx.QueryContext(ctx, `SELECT `+obsCols+` FROM observations
+	rows, err := tx.QueryContext(ctx, `SELECT `+obsCols+`, pruned_at IS NOT NULL FROM observations
 		WHERE device_id = ? AND chain_index IS NULL AND received_at >= ? AND received_at < ? ORDER BY received_at, seq`,
 		deviceID, nanos(from), nanos(to))
 	if err != nil {
 		return err
 	}
-	err = eachObs(rows, func(o store.Observation, _ sql.NullInt64, _ []byte) error {
-		return fn(store.ChainedObservation{DeviceID: deviceID, Observation: o})
+	err = eachObs(rows, func(o store.Observation, _ sql.NullInt64, _ []byte, pruned bool) error {
+		return fn(store.ChainedObservation{DeviceID: deviceID, Observation: o, Pruned: pruned})
 	})
 	if err != nil {
 		return err
@@ -70,33 +70,34 @@ func (s *Store) ObservationsForExport(ctx context.Context, deviceID string, from
 			return fmt.Errorf("chain of %s: link %d before the export: %w", deviceID, lo.Int64-1, err)
 		}
 	}
-	rows, err = tx.QueryContext(ctx, `SELECT `+obsCols+`, chain_index, chain_hash FROM observations
+	rows, err = tx.QueryContext(ctx, `SELECT `+obsCols+`, pruned_at IS NOT NULL, chain_index, chain_hash FROM observations
 		WHERE device_id = ? AND chain_index BETWEEN ? AND ? ORDER BY chain_index`, deviceID, lo.Int64, hi.Int64)
 	if err != nil {
 		return err
 	}
-	return eachObs(rows, func(o store.Observation, idx sql.NullInt64, h []byte) error {
-		c := store.ChainedObservation{DeviceID: deviceID, Observation: o, ChainIndex: uint64(idx.Int64), PrevHash: prev, ChainHash: h}
+	return eachObs(rows, func(o store.Observation, idx sql.NullInt64, h []byte, pruned bool) error {
+		c := store.ChainedObservation{DeviceID: deviceID, Observation: o, ChainIndex: uint64(idx.Int64), PrevHash: prev, ChainHash: h, Pruned: pruned}
 		prev = h
 		return fn(c)
 	})
 }
 
-// eachObs scans rows of obsCols, optionally followed by chain_index and
-// chain_hash, and closes them.
-func eachObs(rows *sql.Rows, fn func(store.Observation, sql.NullInt64, []byte) error) error {
+// eachObs scans rows of obsCols and "pruned", optionally followed by
+// chain_index and chain_hash, and closes them.
+func eachObs(rows *sql.Rows, fn func(store.Observation, sql.NullInt64, []byte, bool) error) error {
 	defer rows.Close()
 	cols, err := rows.Columns()
 	if err != nil {
 		return err
 	}
-	chained := len(cols) > 11
+	chained := len(cols) > 12
 	for rows.Next() {
 		var o store.Observation
 		var seq, col, rec int64
 		var payload, sources, h []byte
 		var idx sql.NullInt64
-		dst := []any{&seq, &o.Collector, &col, &rec, &o.ClockSkew, &o.Status, &o.Error, &o.ParserVersion, &payload, &sources, &o.DurationMS}
+		var pruned bool
+		dst := []any{&seq, &o.Collector, &col, &rec, &o.ClockSkew, &o.Status, &o.Error, &o.ParserVersion, &payload, &sources, &o.DurationMS, &pruned}
 		if chained {
 			dst = append(dst, &idx, &h)
 		}
@@ -104,7 +105,7 @@ func eachObs(rows *sql.Rows, fn func(store.Observation, sql.NullInt64, []byte) e
 			return err
 		}
 		o.Seq, o.CollectedAt, o.ReceivedAt, o.Payload, o.Sources = uint64(seq), fromNanos(col), fromNanos(rec), payload, sources
-		if err := fn(o, idx, h); err != nil {
+		if err := fn(o, idx, h, pruned); err != nil {
 			return err
 		}
 	}

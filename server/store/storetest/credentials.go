@@ -1,7 +1,9 @@
 package storetest
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"slices"
 	"testing"
@@ -262,5 +264,70 @@ func testSecretList(t *testing.T, open func(*testing.T) store.Store) {
 	}
 	if l := list(); l[1].RevokedAt == nil || !l[1].RevokedAt.Equal(at(3*time.Hour)) {
 		t.Errorf("revoked secret listed as %+v", l[1])
+	}
+}
+
+// testPrune: the retention rule drops the content of observations received
+// before the cut-off, except each collector's latest, and keeps every row
+// and chain hash; attestations keep their verdicts and lose the raw message
+// of all but the newest; a second run finds nothing more.
+func testPrune(t *testing.T, open func(*testing.T) store.Store) {
+	ctx := context.Background()
+	s := open(t)
+	if _, err := s.EnrollDevice(ctx, store.Device{ID: "dev-p", Hostname: "p", EnrolledAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 { // seqs 1-2 at t0+1h ... 7-8 at t0+4h
+		var obs []store.Observation
+		for j := range 2 {
+			seq := uint64(2*i + j + 1)
+			obs = append(obs, store.Observation{Seq: seq, Collector: []string{"os", "disk"}[j], CollectedAt: at(time.Duration(i+1) * time.Hour),
+				Status: "ok", Error: "e", Payload: json.RawMessage(`{"n":1}`), Sources: json.RawMessage(`[]`)})
+		}
+		if _, err := s.Ingest(ctx, "dev-p", obs, at(time.Duration(i+1)*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.AddAttestation(ctx, store.Attestation{DeviceID: "dev-p", ReceivedAt: at(time.Duration(i+1) * time.Hour), Verified: true,
+			Verdict: json.RawMessage(`{"verified":true}`), Raw: []byte("raw")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := mustHead(t, s, "dev-p")
+	res, err := s.Prune(ctx, at(3*time.Hour+time.Minute), at(48*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Seqs 1-6 were received before the cut-off; none is a collector's
+	// latest (7 and 8 are).
+	if res.Observations != 6 || res.Attestations != 3 {
+		t.Errorf("Prune = %+v, want 6 observations and 3 attestations", res)
+	}
+	if again, err := s.Prune(ctx, at(3*time.Hour+time.Minute), at(49*time.Hour)); err != nil || again.Observations != 0 || again.Attestations != 0 {
+		t.Errorf("second Prune = %+v, %v; want nothing", again, err)
+	}
+	if c, err := s.Counts(ctx, "dev-p"); err != nil || c.Total != 8 {
+		t.Errorf("Counts after pruning = %+v, %v; the rows stay", c, err)
+	}
+	if h := mustHead(t, s, "dev-p"); h.Index != before.Index || !bytes.Equal(h.Hash, before.Hash) {
+		t.Errorf("chain head moved: %+v, was %+v", h, before)
+	}
+	latest, err := s.Latest(ctx, "dev-p")
+	if err != nil || string(latest["os"].Payload) != `{"n":1}` || latest["os"].Seq != 7 {
+		t.Errorf("Latest after pruning = %+v, %v; the latest keeps its content", latest, err)
+	}
+	var pruned []uint64
+	for _, o := range exportAll(t, s, "dev-p", t0, at(100*time.Hour)) {
+		if o.Pruned != (o.Seq <= 6) || (o.Pruned && (o.Payload != nil || o.Sources != nil || o.Error != "")) || len(o.ChainHash) == 0 {
+			t.Errorf("seq %d after pruning: pruned %v, payload %q, error %q, hash %x", o.Seq, o.Pruned, o.Payload, o.Error, o.ChainHash)
+		}
+		if o.Pruned {
+			pruned = append(pruned, o.Seq)
+		}
+	}
+	if len(pruned) != 6 {
+		t.Errorf("exported as pruned: %v, want seqs 1-6", pruned)
+	}
+	if a, err := s.LatestAttestation(ctx, "dev-p", false); err != nil || string(a.Raw) != "raw" {
+		t.Errorf("the newest attestation lost its raw message: %+v, %v", a, err)
 	}
 }
