@@ -110,6 +110,12 @@ type DeviceRef struct {
 	// period counts it up to then only), with the reason given.
 	RetiredAt    *time.Time `json:"retired_at,omitempty"`
 	RetireReason string     `json:"retire_reason,omitempty"`
+	// PreviousID is the identity this machine had before it enrolled
+	// again (the same machine id), ReplacedBy the one it enrolled as
+	// next: one machine, counted once in the population, its older
+	// identity counted only up to the newer one's enrollment.
+	PreviousID string `json:"previous_id,omitempty"`
+	ReplacedBy string `json:"replaced_by,omitempty"`
 }
 
 // ControlPeriod is one control over the period.
@@ -117,7 +123,8 @@ type ControlPeriod struct {
 	ID       string   `json:"id"`
 	Title    string   `json:"title"`
 	Criteria []string `json:"criteria"`
-	// Population is the number of devices in scope.
+	// Population is the number of machines in scope: a machine enrolled
+	// again (DeviceRef.PreviousID) counts once.
 	Population int `json:"population"`
 	// InScopeSeconds and CompliantSeconds are device-seconds.
 	InScopeSeconds   int64 `json:"in_scope_seconds"`
@@ -309,14 +316,41 @@ func Build(ctx context.Context, st Store, p *controls.Policy, opt Options) (*Rep
 		Controls: make([]ControlPeriod, len(p.Controls)), Devices: []DeviceRef{}, NeverReported: []DeviceRef{},
 		Sample: []SampledDevice{}, Waivers: []WaiverRef{}, Retired: []DeviceRef{},
 	}
+	// A machine enrolled again (a lapsed certificate, a reinstall) is one
+	// machine with several identities: each older identity counts up to
+	// the next one's enrollment, and all count as one in the population.
+	previous, successor := map[string]string{}, map[string]store.Device{}
+	for _, d := range all {
+		if d.PreviousID == "" || !d.EnrolledAt.Before(to) {
+			continue
+		}
+		previous[d.ID] = d.PreviousID
+		if s, ok := successor[d.PreviousID]; !ok || d.EnrolledAt.Before(s.EnrolledAt) {
+			successor[d.PreviousID] = d
+		}
+	}
+	machine := func(id string) string {
+		for range len(previous) + 1 {
+			p, ok := previous[id]
+			if !ok {
+				break
+			}
+			id = p
+		}
+		return id
+	}
 	devs := map[string]*device{}
 	for _, d := range all {
 		if !d.EnrolledAt.Before(to) {
 			continue
 		}
 		ref := DeviceRef{ID: d.ID, Hostname: d.Hostname, SerialNumber: d.SerialNumber, OS: d.OS(),
-			EnrolledAt: d.EnrolledAt.UTC(), LastSeenAt: d.LastSeenAt}
-		dv := &device{ref: ref, start: from, end: end, seen: make([]bool, len(p.Controls))}
+			EnrolledAt: d.EnrolledAt.UTC(), LastSeenAt: d.LastSeenAt, PreviousID: previous[d.ID]}
+		dv := &device{ref: ref, start: from, end: end, seen: make([]bool, len(p.Controls)), machine: machine(d.ID)}
+		if next, ok := successor[d.ID]; ok {
+			dv.ref.ReplacedBy, ref.ReplacedBy = next.ID, next.ID
+			dv.end = minTime(dv.end, next.EnrolledAt.UTC())
+		}
 		if d.Retired && d.RevokedAt != nil && d.RevokedAt.Before(to) {
 			at := d.RevokedAt.UTC()
 			ref.RetiredAt, ref.RetireReason = &at, d.RevokeReason
@@ -420,11 +454,11 @@ func Build(ctx context.Context, st Store, p *controls.Policy, opt Options) (*Rep
 			return x.Start.Compare(y.Start)
 		})
 		cp := ControlPeriod{
-			ID: c.ID, Title: c.Title, Criteria: c.Criteria, Population: len(a.population),
+			ID: c.ID, Title: c.Title, Criteria: c.Criteria, Population: len(a.machines),
 			InScopeSeconds: a.inScope.seconds(), CompliantSeconds: a.compliant.seconds(), WaivedSeconds: a.waived.seconds(),
 			InGraceSeconds: a.inGrace.seconds(), Grace: graceString(a.grace),
-			DevicesAlwaysCompliant:   len(a.population) - a.withExceptions,
-			DevicesCompliantOrWaived: len(a.population) - a.withUnwaived,
+			DevicesAlwaysCompliant:   len(a.machines) - len(a.withExceptions),
+			DevicesCompliantOrWaived: len(a.machines) - len(a.withUnwaived),
 			Exceptions:               a.exceptions, Waivers: []WaiverRef{},
 		}
 		if cp.Criteria == nil {
@@ -519,8 +553,10 @@ func Sample(devs []DeviceRef, seed int64, n int) []DeviceRef {
 type device struct {
 	ref        DeviceRef
 	start, end time.Time
-	seen       []bool // per policy control: had an interval in the period
-	waivers    []store.Waiver
+	// machine names the machine across its identities (its first one).
+	machine string
+	seen    []bool // per policy control: had an interval in the period
+	waivers []store.Waiver
 }
 
 // control accumulates one control over the fleet.
@@ -529,8 +565,9 @@ type control struct {
 	grace                        time.Duration // the policy's grace period for newly failing devices
 	inScope, compliant, waived   total
 	inGrace                      total
-	population                   map[string]bool
-	withExceptions, withUnwaived int
+	population                   map[string]bool // device ids
+	machines                     map[string]bool // what the population counts
+	withExceptions, withUnwaived map[string]bool // machines
 	exceptions                   []Exception
 	waivers                      map[string]*total // waiver id: time waived
 }
@@ -621,15 +658,16 @@ func (c *control) account(d *device, ivs []store.ControlState) {
 	}
 	if inScope > 0 {
 		if c.population == nil {
-			c.population = map[string]bool{}
+			c.population, c.machines, c.withExceptions, c.withUnwaived = map[string]bool{}, map[string]bool{}, map[string]bool{}, map[string]bool{}
 		}
 		c.population[d.ref.ID] = true
+		c.machines[d.machine] = true
 		c.inScope.add(inScope)
 		if exceptions > 0 {
-			c.withExceptions++
+			c.withExceptions[d.machine] = true
 		}
 		if unwaived > 0 {
-			c.withUnwaived++
+			c.withUnwaived[d.machine] = true
 		}
 	}
 }

@@ -597,3 +597,49 @@ func TestBuildRetired(t *testing.T) {
 		t.Errorf("text report lacks the retired devices:\n%s", text.String())
 	}
 }
+
+// TestBuildReenrolled: a laptop whose certificate lapsed and that was
+// enrolled again (a new identity linked to its old one by machine id) is
+// one machine: counted once in the population, its old identity counted
+// only up to the new enrollment, so its silence after it is no exception.
+func TestBuildReenrolled(t *testing.T) {
+	st, err := sqlite.Open(filepath.Join(t.TempDir(), "evident.db"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := t.Context()
+	if _, err := st.EnrollDevice(ctx, store.Device{ID: "dev-old", Hostname: "laptop", MachineID: "m-1", EnrolledAt: day(1, 10)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.EnrollDevice(ctx, store.Device{ID: "dev-new", Hostname: "laptop", MachineID: "m-1", PreviousID: "dev-old", Reenrolled: 1, EnrolledAt: day(3, 12)}); err != nil {
+		t.Fatal(err)
+	}
+	record := func(id, status string, at time.Time) {
+		t.Helper()
+		for _, ctl := range policy.Controls {
+			if err := states.Record(ctx, st, id, []store.ControlState{{ControlID: ctl.ID, Status: status, Reason: status, EvidenceSeq: 1}}, nil, at); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	record("dev-old", store.Pass, day(1, 10))
+	record("dev-old", store.Unknown, day(3, 5)) // its certificate lapsed: silent, stale
+	record("dev-new", store.Pass, day(3, 12))
+	rep := build(t, st, period.Options{From: day(3, 1), To: day(3, 31), Now: day(4, 1)})
+	for _, c := range rep.Controls {
+		if c.Population != 1 || c.DevicesAlwaysCompliant != 0 {
+			t.Errorf("%s: population %d, always compliant %d; want the one machine, with an exception", c.ID, c.Population, c.DevicesAlwaysCompliant)
+		}
+		if len(c.Exceptions) != 1 || c.Exceptions[0].DeviceID != "dev-old" || !c.Exceptions[0].Start.Equal(day(3, 5)) || !c.Exceptions[0].End.Equal(day(3, 12)) {
+			t.Errorf("%s: exceptions %+v; want dev-old's week without evidence, 03-05 to 03-12", c.ID, c.Exceptions)
+		}
+	}
+	refs := map[string]period.DeviceRef{}
+	for _, d := range rep.Devices {
+		refs[d.ID] = d
+	}
+	if refs["dev-old"].ReplacedBy != "dev-new" || refs["dev-new"].PreviousID != "dev-old" {
+		t.Errorf("identities not linked: %+v", rep.Devices)
+	}
+}
