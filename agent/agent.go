@@ -278,6 +278,10 @@ func Open(cfg Config) (*Agent, error) {
 				cfg.Log.Warn("the server's CA bundle was refused; keeping the current one", "err", err)
 			case changed:
 				cfg.Log.Info("CA bundle updated from the server (CA rollover)", "cas", bytes.Count(b, []byte("BEGIN CERTIFICATE")))
+				// The connection's TLS configuration holds the CAs it was
+				// made with: connect again with the new bundle, so a
+				// reconnect after the takeover verifies the new CA.
+				a.up.Redial()
 			}
 		}}
 	return a, nil
@@ -664,20 +668,27 @@ func (a *Agent) Run(ctx context.Context, once bool, onceTimeout time.Duration) (
 		}
 		return nil
 	}
+	var t *time.Timer
 	for {
 		// ±10% jitter so a fleet started together does not report in step.
-		iv := a.nextWait()
-		d := iv - iv/10 + rand.N(iv/5+1)
-		t := time.NewTimer(d)
+		if t == nil {
+			iv := a.nextWait()
+			t = time.NewTimer(iv - iv/10 + rand.N(iv/5+1))
+		}
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			a.cfg.Log.Info("evident-agent stopping")
 			return nil
 		case c := <-configs:
-			// The next wait follows the new schedule.
-			t.Stop()
-			a.applyConfig(c)
+			// Sent after every Hello: only a changed schedule moves the
+			// next cycle (an agent that reconnects often would otherwise
+			// never reach one).
+			if a.applyConfig(c) {
+				t.Stop()
+				t = nil
+			}
+			continue
 		case err := <-upErr:
 			t.Stop()
 			return fmt.Errorf("evidence uplink: %w", err)
@@ -686,6 +697,7 @@ func (a *Agent) Run(ctx context.Context, once bool, onceTimeout time.Duration) (
 			return err
 		case only := <-collectNow:
 			t.Stop()
+			t = nil
 			a.cfg.Log.Info("server asked to collect now", "collectors", only)
 			if err := a.runCycle(ctx, only, hung); isHang(err) {
 				return err
@@ -695,6 +707,7 @@ func (a *Agent) Run(ctx context.Context, once bool, onceTimeout time.Duration) (
 		case <-t.C:
 			// A scheduled cycle runs the collectors whose own interval
 			// has passed (the server's schedule may set some apart).
+			t = nil
 			due := a.due(a.clock.Now(), a.cfg.Registry.Names())
 			if due != nil && len(due) == 0 {
 				continue

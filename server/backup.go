@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/evident-dev/evident/internal/atomicfile"
 	"github.com/evident-dev/evident/internal/version"
 	"github.com/evident-dev/evident/server/store/sqlite"
 )
@@ -140,9 +141,14 @@ func addFile(tw *tar.Writer, name, file string) (string, error) {
 // SQLite backup, the database. Everything is checked (the manifest's
 // checksums, SQLite's integrity check) before anything is written. It
 // refuses to replace an existing database or CA unless force; the server
-// must be stopped then.
-func Restore(ctx context.Context, archive, dataDir string, force bool) (BackupManifest, error) {
+// must be stopped then. The pki directory it replaces is kept beside it
+// as pki.replaced-NANOS.
+func Restore(ctx context.Context, storeSpec, archive, dataDir string, force bool) (BackupManifest, error) {
 	var m BackupManifest
+	kind, dbFile, err := ParseStoreSpec(storeSpec, dataDir)
+	if err != nil {
+		return m, err
+	}
 	tmp, err := os.MkdirTemp(dataDir, ".evident-restore-")
 	if errors.Is(err, fs.ErrNotExist) {
 		if err := os.MkdirAll(dataDir, 0o700); err != nil {
@@ -186,7 +192,9 @@ func Restore(ctx context.Context, archive, dataDir string, force bool) (BackupMa
 	if _, ok := got["pki/ca.crt"]; !ok {
 		return m, fmt.Errorf("%s: no CA certificate (pki/ca.crt)", archive)
 	}
-	dbFile := DBPath(dataDir)
+	if m.Store == "sqlite" && kind != "sqlite" {
+		return m, fmt.Errorf("%s holds a SQLite database; the store given is %s: restore it with the SQLite store (or move the data with your own tools)", archive, kind)
+	}
 	if m.Store == "sqlite" {
 		e, ok := got[backupDBName]
 		if !ok {
@@ -206,16 +214,32 @@ func Restore(ctx context.Context, archive, dataDir string, force bool) (BackupMa
 			return m, fmt.Errorf("%s holds another CA: restoring would change the CA agents trust; restore with --force to replace it", filepath.Join(dataDir, "pki"))
 		}
 	}
-	if err := os.MkdirAll(filepath.Join(dataDir, "pki"), 0o700); err != nil {
+	// The pki directory is replaced whole: files of the old one that the
+	// backup does not have (a rollover's) must not mix with it.
+	newPKI := filepath.Join(tmp, "pki")
+	if err := os.Mkdir(newPKI, 0o700); err != nil {
 		return m, err
 	}
 	for name, e := range got {
-		if !strings.HasPrefix(name, "pki/") {
-			continue
+		if strings.HasPrefix(name, "pki/") {
+			if err := os.Rename(e.path, filepath.Join(newPKI, path.Base(name))); err != nil {
+				return m, err
+			}
 		}
-		if err := os.Rename(e.path, filepath.Join(dataDir, "pki", path.Base(name))); err != nil {
+	}
+	if err := atomicfile.SyncDir(newPKI); err != nil {
+		return m, err
+	}
+	pkiDir := filepath.Join(dataDir, "pki")
+	if _, err := os.Stat(pkiDir); err == nil {
+		old := filepath.Join(dataDir, fmt.Sprintf("pki.replaced-%d", time.Now().UnixNano()))
+		// Kept, not deleted: it may hold a CA key that exists nowhere else.
+		if err := os.Rename(pkiDir, old); err != nil {
 			return m, err
 		}
+	}
+	if err := os.Rename(newPKI, pkiDir); err != nil {
+		return m, err
 	}
 	if m.Store == "sqlite" {
 		// The replaced database's WAL must not be replayed onto the

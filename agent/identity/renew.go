@@ -52,12 +52,19 @@ func loadCurrent(dir string) (tls.Certificate, error) {
 	if err == nil {
 		return cert, nil
 	}
-	nextCert := filepath.Join(dir, nextCertFile)
+	// Only one of the two renames reached the disk: finish the other.
+	nextCert, nextKey := filepath.Join(dir, nextCertFile), filepath.Join(dir, nextKeyFile)
 	if c, nerr := loadPair(nextCert, keyPath); nerr == nil {
 		if err := os.Rename(nextCert, certPath); err != nil {
 			return tls.Certificate{}, err
 		}
-		return c, syncDir(dir)
+		return c, atomicfile.SyncDir(dir)
+	}
+	if c, nerr := loadPair(certPath, nextKey); nerr == nil {
+		if err := os.Rename(nextKey, keyPath); err != nil {
+			return tls.Certificate{}, err
+		}
+		return c, atomicfile.SyncDir(dir)
 	}
 	return tls.Certificate{}, err
 }
@@ -82,18 +89,6 @@ func removeNext(dir string) error {
 			return err
 		}
 	}
-	return nil
-}
-
-// syncDir makes renames in dir durable, where the platform can (Windows
-// cannot sync a directory; its renames are journaled).
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	_ = d.Sync()
 	return nil
 }
 
@@ -207,6 +202,19 @@ func (id *Identity) HasPendingRenewal() bool {
 // other error the pair is kept for the next attempt.
 func (id *Identity) ResumeRenewal(ctx context.Context) error {
 	nextCert, nextKey := filepath.Join(id.dir, nextCertFile), filepath.Join(id.dir, nextKeyFile)
+	if _, kerr := os.Stat(nextKey); errors.Is(kerr, os.ErrNotExist) {
+		if _, cerr := os.Stat(nextCert); cerr == nil {
+			// An install stopped after its first rename: finish it.
+			c, err := loadCurrent(id.dir)
+			if err != nil {
+				return fmt.Errorf("renewal: finishing the install: %w", err)
+			}
+			id.mu.Lock()
+			id.cert = c
+			id.mu.Unlock()
+			return nil
+		}
+	}
 	next, err := loadPair(nextCert, nextKey)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil // no renewal in progress (a key alone: the request never got an answer)
@@ -236,11 +244,14 @@ func (id *Identity) ResumeRenewal(ctx context.Context) error {
 	if err := os.Rename(nextKey, filepath.Join(id.dir, keyFile)); err != nil {
 		return err
 	}
+	if err := atomicfile.SyncDir(id.dir); err != nil {
+		return err
+	}
 	testhook.Crash("renew:key-installed")
 	if err := os.Rename(nextCert, filepath.Join(id.dir, certFile)); err != nil {
 		return err
 	}
-	if err := syncDir(id.dir); err != nil {
+	if err := atomicfile.SyncDir(id.dir); err != nil {
 		return err
 	}
 	id.mu.Lock()

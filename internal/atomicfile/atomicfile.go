@@ -35,3 +35,7 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 	}
 	return syncDir(filepath.Dir(path))
 }
+
+// SyncDir makes renames in dir durable (a no-op where directories cannot be
+// fsynced: Windows makes MoveFileEx durable itself).
+func SyncDir(dir string) error { return syncDir(dir) }

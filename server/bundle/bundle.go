@@ -155,8 +155,9 @@ type obsLine struct {
 	Sources       json.RawMessage `json:"sources,omitempty"`
 	SourcesB64    []byte          `json:"sources_base64,omitempty"`
 	ChainHash     string          `json:"chain_hash,omitempty"`
-	// Pruned: the server's retention rule dropped the content (payload,
-	// sources, error); the record still links the chain by its hash.
+	// Pruned: the server's retention rule dropped the content; the
+	// record asserts only its chain index, seq and hash, and links the
+	// chain by the hash.
 	Pruned bool `json:"pruned,omitempty"`
 }
 
@@ -349,6 +350,12 @@ func Write(ctx context.Context, w io.Writer, src Source, signer crypto.Signer, o
 				Error: c.Error, ParserVersion: c.ParserVersion, DurationMS: c.DurationMS, Pruned: c.Pruned}
 			l.Payload, l.PayloadB64 = exactJSON(c.Payload)
 			l.Sources, l.SourcesB64 = exactJSON(c.Sources)
+			if c.Pruned {
+				// Its hash can no longer be recomputed, so nothing of it
+				// but its chain position and hash is asserted: what is
+				// left in the database is not evidence.
+				l = obsLine{DeviceID: d.ID, ChainIndex: c.ChainIndex, Seq: c.Seq, Pruned: true}
+			}
 			dm.Observations++
 			if c.ChainIndex == 0 {
 				dm.Unchained++

@@ -517,6 +517,9 @@ func TestPrunedRecords(t *testing.T) {
 		{"content given to a pruned record", func(l string) string {
 			return strings.Replace(l, `"pruned":true`, `"pruned":true,"payload":{"enabled":false}`, 1)
 		}, 2, "marked pruned but carries content"},
+		{"a status given to a pruned record", func(l string) string {
+			return strings.Replace(l, `"status":""`, `"status":"ok"`, 1)
+		}, 2, "marked pruned but carries content"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := writeTar(t, editLines(t, readTar(t, good), bundle.ObservationsFile, func(ls []string) []string {

@@ -459,7 +459,8 @@ func (v *verifier) checkObservations(f File, devices map[string]*DeviceManifest,
 		if l.Pruned {
 			// Its content is gone: its stored hash links the chain, and the
 			// next record's hash (or the signed head) commits to it.
-			if len(l.Payload) > 0 || len(l.PayloadB64) > 0 || len(l.Sources) > 0 || len(l.SourcesB64) > 0 {
+			if len(l.Payload) > 0 || len(l.PayloadB64) > 0 || len(l.Sources) > 0 || len(l.SourcesB64) > 0 || l.Collector != "" ||
+				l.Status != "" || l.Error != "" || !l.CollectedAt.IsZero() || !l.ReceivedAt.IsZero() || l.ClockSkew || l.ParserVersion != 0 || l.DurationMS != 0 {
 				return fmt.Errorf("%s (chain index %d): marked pruned but carries content — record altered", what, l.ChainIndex)
 			}
 			if want, err = hex.DecodeString(l.ChainHash); err != nil || len(want) != sha256.Size {

@@ -85,8 +85,19 @@ func authenticate(ctx context.Context, devices Credentials, now func() time.Time
 		return caller{}, err
 	}
 	if d.NextCertSerial != "" && serial == d.NextCertSerial {
-		if _, err := devices.ConfirmCertificate(ctx, id, serial, now()); err != nil {
+		ok, err := devices.ConfirmCertificate(ctx, id, serial, now())
+		if err != nil {
 			return caller{}, status.Error(codes.Unavailable, "confirming the renewed certificate failed; retry")
+		}
+		if !ok {
+			// Another renewal replaced it (or confirmed it) meanwhile:
+			// decide on what the store holds now.
+			if d, err = devices.Device(ctx, id); err != nil {
+				return caller{}, status.Error(codes.Unavailable, "device lookup failed")
+			}
+			if err := refusal(d, serial); err != nil {
+				return caller{}, err
+			}
 		}
 	}
 	return caller{id: id, serial: serial, notBefore: leaf.NotBefore, notAfter: leaf.NotAfter}, nil

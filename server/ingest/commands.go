@@ -53,8 +53,12 @@ func (s *Server) WatchCommands(ctx context.Context, every time.Duration) {
 			if ok, err := s.Store.MarkCollectionSent(ctx, r.ID, now); err != nil || !ok {
 				continue
 			}
-			err := out.send(&evidentv1.ServerMessage{Msg: &evidentv1.ServerMessage_CollectNow{CollectNow: &evidentv1.CollectNow{Collectors: r.Collectors}}})
-			s.Log.Info("collect-now sent", "device", r.DeviceID, "request", r.ID, "collectors", r.Collectors, "requested_by", r.RequestedBy, "err", err)
+			// On its own goroutine: a device that stopped reading must not
+			// hold up the other requests.
+			go func() {
+				err := out.send(&evidentv1.ServerMessage{Msg: &evidentv1.ServerMessage_CollectNow{CollectNow: &evidentv1.CollectNow{Collectors: r.Collectors}}})
+				s.Log.Info("collect-now sent", "device", r.DeviceID, "request", r.ID, "collectors", r.Collectors, "requested_by", r.RequestedBy, "err", err)
+			}()
 		}
 		return nil
 	})

@@ -386,23 +386,24 @@ func (s *Server) registerStream(ctx context.Context, out *sender) func() {
 	return s.streams.add(c, addr, out)
 }
 
-// broadcast sends m on every open stream and returns on how many.
+// broadcast sends m on every open stream, each send on its own goroutine
+// (a device that stopped reading blocks only its own), and returns to how
+// many streams.
 func (r *streamRegistry) broadcast(m *evidentv1.ServerMessage) int {
 	r.mu.Lock()
 	var outs []*sender
 	for _, streams := range r.streams {
 		for ls := range streams {
-			outs = append(outs, ls.out)
+			if ls.out != nil {
+				outs = append(outs, ls.out)
+			}
 		}
 	}
 	r.mu.Unlock()
-	n := 0
 	for _, out := range outs {
-		if out != nil && out.send(m) == nil {
-			n++
-		}
+		go out.send(m) //nolint:errcheck // a failed send ends that stream, which gets m after its next Hello
 	}
-	return n
+	return len(outs)
 }
 
 // sender returns a stream of the device open on this replica, nil when none.

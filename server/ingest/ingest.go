@@ -340,6 +340,7 @@ func (s *Server) Stream(stream grpc.BidiStreamingServer[evidentv1.AgentMessage, 
 	}
 	log := s.Log.With("device", deviceID)
 	out := &sender{stream: stream}
+	defer out.close() // last: after the attestation loop has stopped
 	defer s.registerStream(ctx, out)()
 	attesting, attestations, streamStart := false, 0, time.Now()
 	// The attestation loop sends on this stream: it must be done before

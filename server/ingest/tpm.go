@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -199,16 +200,29 @@ func (s *Server) attestEvery() time.Duration {
 // attestation ticker challenges).
 type sender struct {
 	mu     sync.Mutex
+	closed atomic.Bool
 	stream interface {
 		Send(*evidentv1.ServerMessage) error
 	}
 }
 
+// errStreamClosed is what a send after the stream's handler returned gets.
+var errStreamClosed = errors.New("evidence stream closed")
+
 func (s *sender) send(m *evidentv1.ServerMessage) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed.Load() {
+		return errStreamClosed
+	}
 	return s.stream.Send(m)
 }
+
+// close makes later sends fail: gRPC forbids sending on a stream whose
+// handler has returned, and other goroutines (commands, trust bundles)
+// may still hold the sender. It does not wait for a send in progress (one
+// blocked on a client that stopped reading would hold the handler).
+func (s *sender) close() { s.closed.Store(true) }
 
 // newNonce is a fresh random challenge.
 func newNonce() ([]byte, error) {

@@ -348,6 +348,9 @@ func Build(ctx context.Context, st Store, p *controls.Policy, opt Options) (*Rep
 			EnrolledAt: d.EnrolledAt.UTC(), LastSeenAt: d.LastSeenAt, PreviousID: previous[d.ID]}
 		dv := &device{ref: ref, start: from, end: end, seen: make([]bool, len(p.Controls)), machine: machine(d.ID)}
 		if next, ok := successor[d.ID]; ok {
+			if !next.EnrolledAt.After(from) {
+				continue // replaced before the period: the newer identity is the machine
+			}
 			dv.ref.ReplacedBy, ref.ReplacedBy = next.ID, next.ID
 			dv.end = minTime(dv.end, next.EnrolledAt.UTC())
 		}

@@ -642,4 +642,10 @@ func TestBuildReenrolled(t *testing.T) {
 	if refs["dev-old"].ReplacedBy != "dev-new" || refs["dev-new"].PreviousID != "dev-old" {
 		t.Errorf("identities not linked: %+v", rep.Devices)
 	}
+	// In a later period the old identity is gone: not a device of it, not
+	// one that never reported.
+	later := build(t, st, period.Options{From: day(4, 1), To: day(4, 30), Now: day(5, 1)})
+	if got := ids(later.Devices); !slices.Equal(got, []string{"dev-new"}) || slices.Contains(ids(later.NeverReported), "dev-old") {
+		t.Errorf("a later period: devices %v, never reported %v; want only dev-new", got, ids(later.NeverReported))
+	}
 }

@@ -75,6 +75,13 @@ func LoadOrCreateWithClock(dir string, now func() time.Time) (*CA, error) {
 	}
 	certPath, keyPath := filepath.Join(dir, caCertFile), filepath.Join(dir, caKeyFile)
 	if _, err := os.Stat(certPath); errors.Is(err, os.ErrNotExist) {
+		// Rollover files without a CA certificate are a takeover cut
+		// short: never replace that CA with a new one.
+		for _, f := range []string{nextCertFile, nextKeyFile, prevCertFile, prevKeyFile, rolloverFile} {
+			if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+				return nil, fmt.Errorf("load CA: %s is missing but %s is there: an interrupted CA rollover? Start evident-server run to finish it, or restore the pki directory from a backup", certPath, f)
+			}
+		}
 		if err := createCA(certPath, keyPath, now()); err != nil {
 			return nil, fmt.Errorf("create CA: %w", err)
 		}

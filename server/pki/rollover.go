@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -160,9 +161,21 @@ func Advance(dir string, now time.Time, deviceTTL time.Duration) (bool, error) {
 	path := func(f string) string { return filepath.Join(dir, f) }
 	switch {
 	case !r.ActivateAt.IsZero() && !now.Before(r.ActivateAt):
+		// Each rename is skipped when an interrupted takeover already did
+		// it, so running this again after a crash at any point finishes
+		// the takeover instead of renaming the new CA over the old one.
 		for _, mv := range [][2]string{{caCertFile, prevCertFile}, {caKeyFile, prevKeyFile}, {nextCertFile, caCertFile}, {nextKeyFile, caKeyFile}} {
+			_, srcErr := os.Stat(path(mv[0]))
+			_, dstErr := os.Stat(path(mv[1]))
+			done := mv[0] == caCertFile || mv[0] == caKeyFile
+			if done && dstErr == nil || !done && errors.Is(srcErr, os.ErrNotExist) {
+				continue
+			}
 			if err := os.Rename(path(mv[0]), path(mv[1])); err != nil {
 				return true, fmt.Errorf("CA rollover: %w", err)
+			}
+			if err := atomicfile.SyncDir(dir); err != nil {
+				return true, err
 			}
 		}
 		// The old CA issued its last device certificate just now.
@@ -188,10 +201,13 @@ const reloadEvery = 5 * time.Second
 type Authority struct {
 	dir string
 	now func() time.Time
+	// Log receives reload failures (nil: none).
+	Log *slog.Logger
 
 	mu      sync.Mutex
 	ca      *CA
 	checked time.Time
+	failed  time.Time
 }
 
 // NewAuthority loads (creating on first start) the CA of dir.
@@ -216,14 +232,17 @@ func (a *Authority) reload() error {
 }
 
 // Current returns the CA now: it reloads when reloadEvery has passed, or
-// at once when the rollover's next step is due. A failed reload keeps the
-// last one (and is retried at the next call after reloadEvery).
+// when the rollover's next step is due. A failed reload keeps the last one,
+// is logged, and is retried after reloadEvery.
 func (a *Authority) Current() *CA {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if time.Since(a.checked) >= reloadEvery || a.ca.Rollover.due(a.now()) {
+	if time.Since(a.checked) >= reloadEvery || (a.ca.Rollover.due(a.now()) && time.Since(a.failed) >= reloadEvery) {
 		if err := a.reload(); err != nil {
-			a.checked = time.Now()
+			a.checked, a.failed = time.Now(), time.Now()
+			if a.Log != nil {
+				a.Log.Error("reloading the CA failed; keeping the one loaded", "dir", a.dir, "err", err)
+			}
 		}
 	}
 	return a.ca

@@ -6,6 +6,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -104,5 +105,56 @@ func TestRollover(t *testing.T) {
 	}
 	if _, _, err := Rotate(dir, now, 0); err == nil {
 		t.Error("a rollover without overlap was accepted")
+	}
+}
+
+// TestTakeoverInterrupted: a takeover cut short after any of its renames is
+// finished by the next start, never undone or repeated over the new CA,
+// and nothing creates a fresh CA in a directory left half-way.
+func TestTakeoverInterrupted(t *testing.T) {
+	moves := [][2]string{{caCertFile, prevCertFile}, {caKeyFile, prevKeyFile}, {nextCertFile, caCertFile}, {nextKeyFile, caKeyFile}}
+	for done := 1; done <= len(moves); done++ {
+		t.Run(fmt.Sprintf("after %d renames", done), func(t *testing.T) {
+			dir := t.TempDir()
+			now := time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
+			a, err := NewAuthority(dir, func() time.Time { return now })
+			if err != nil {
+				t.Fatal(err)
+			}
+			old := a.Current().Cert
+			next, _, err := Rotate(dir, now, time.Hour)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, mv := range moves[:done] {
+				if err := os.Rename(filepath.Join(dir, mv[0]), filepath.Join(dir, mv[1])); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if done < 3 { // ca.crt is missing: nothing may create a CA here
+				if _, err := LoadOrCreateWithClock(dir, func() time.Time { return now }); err == nil || !strings.Contains(err.Error(), "interrupted CA rollover") {
+					t.Fatalf("LoadOrCreate over a half-done takeover: %v", err)
+				}
+			}
+			now = now.Add(2 * time.Hour)
+			b, err := NewAuthority(dir, func() time.Time { return now })
+			if err != nil {
+				t.Fatalf("start after the interruption: %v", err)
+			}
+			ca := b.Current()
+			if !ca.Cert.Equal(next) || len(ca.Trusted()) != 2 || !ca.Trusted()[1].Equal(old) {
+				t.Fatalf("after finishing: issuer %s, trusted %d", ca.Cert.Subject, len(ca.Trusted()))
+			}
+			key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+			csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+			if _, err := ca.SignDevice(csr, NewDeviceID()); err != nil {
+				t.Fatalf("the new CA's key does not sign: %v", err)
+			}
+			for _, f := range []string{nextCertFile, nextKeyFile} {
+				if _, err := os.Stat(filepath.Join(dir, f)); !os.IsNotExist(err) {
+					t.Errorf("%s left behind: %v", f, err)
+				}
+			}
+		})
 	}
 }

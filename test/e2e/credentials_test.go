@@ -243,6 +243,13 @@ func TestRenewalSurvivesACrashAtEveryStep(t *testing.T) {
 			request(t, id)
 			confirmNext(t, l, id)
 		}},
+		{"certificate installed, key not (renames reordered on disk)", func(t *testing.T, l *credLab, id *identity.Identity) {
+			request(t, id)
+			confirmNext(t, l, id)
+			if err := os.Rename(filepath.Join(id.Dir(), "device.crt.next"), filepath.Join(id.Dir(), "device.crt")); err != nil {
+				t.Fatal(err)
+			}
+		}},
 		{"key installed, certificate not", func(t *testing.T, l *credLab, id *identity.Identity) {
 			request(t, id)
 			confirmNext(t, l, id)

@@ -499,7 +499,7 @@ func cmdRestore(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "--from is required")
 		return cli.ErrUsage
 	}
-	m, err := server.Restore(context.Background(), *from, p.dir, *force)
+	m, err := server.Restore(context.Background(), p.store, *from, p.dir, *force)
 	if err != nil {
 		return err
 	}

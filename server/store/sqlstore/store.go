@@ -235,8 +235,10 @@ func (s *Store) enrollDevice(ctx context.Context, tx Tx, d store.Device) (store.
 		}
 	}
 	if t := d.TPM; t != nil {
-		_, err = tx.ExecContext(ctx, `UPDATE devices SET superseded_by = ? WHERE superseded_by = '' AND id IN
-			(SELECT device_id FROM device_tpm WHERE ek_hash = ?)`, d.ID, t.EKHash)
+		// creds_changed_at: the replicas close the superseded identity's
+		// open streams.
+		_, err = tx.ExecContext(ctx, `UPDATE devices SET superseded_by = ?, creds_changed_at = ? WHERE superseded_by = '' AND id IN
+			(SELECT device_id FROM device_tpm WHERE ek_hash = ?)`, d.ID, nanos(d.EnrolledAt), t.EKHash)
 		if err != nil {
 			return d, err
 		}

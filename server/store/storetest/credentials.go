@@ -159,6 +159,18 @@ func testCredentials(t *testing.T, open func(*testing.T) store.Store) {
 	if err != nil || len(all) != 2 || all[0].RevokedAt == nil || all[1].RevokedAt == nil {
 		t.Errorf("Devices = %+v, %v", all, err)
 	}
+	// A device superseded by a re-enrollment with its TPM is a credential
+	// change: the replicas close its streams.
+	for i, id := range []string{"dev-t1", "dev-t2"} {
+		if _, err := s.EnrollDevice(ctx, store.Device{ID: id, Hostname: id, EnrolledAt: at(time.Duration(8+i) * time.Hour),
+			TPM: &store.DeviceTPM{EKHash: []byte("ek-same"), EKTrust: "allowlist", AKPublic: []byte("ak")}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	changes(at(9*time.Hour), "dev-t1")
+	if d := device("dev-t1"); d.SupersededBy != "dev-t2" || d.Accepts(d.CertSerial) {
+		t.Errorf("superseded device: by %q, still accepted %v", d.SupersededBy, d.Accepts(d.CertSerial))
+	}
 }
 
 // testCommands: collect-now requests wait until one replica claims each;
