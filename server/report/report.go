@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/evident-dev/evident/internal/safetext"
 	"io"
 	"sort"
 	"strings"
@@ -247,14 +248,14 @@ func BuildDevice(ctx context.Context, st Store, p *controls.Policy, d store.Devi
 
 // WriteJSON writes the report as indented JSON.
 func WriteJSON(w io.Writer, f *Fleet) error {
-	enc := json.NewEncoder(w)
+	enc := json.NewEncoder(safetext.JSONWriter(w))
 	enc.SetIndent("", "  ")
 	return enc.Encode(f)
 }
 
 // WriteText writes the report for a terminal: one block per device.
 func WriteText(w io.Writer, f *Fleet) error {
-	fmt.Fprintf(w, "Evident device posture report, %s\nPolicy: %s\n", f.GeneratedAt.Format(time.RFC3339), f.Policy)
+	fmt.Fprintf(w, "Evident device posture report, %s\nPolicy: %s\n", safetext.Args(f.GeneratedAt.Format(time.RFC3339), f.Policy)...)
 	if len(f.Devices) == 0 {
 		fmt.Fprintln(w, "\nNo devices enrolled yet. Create a secret with `evident-server secret create` and run `evident-agent enroll`.")
 		return nil
@@ -267,7 +268,7 @@ func WriteText(w io.Writer, f *Fleet) error {
 		case !d.Compliant:
 			verdict = "NOT COMPLIANT"
 		}
-		fmt.Fprintf(w, "\nDevice %s (%s, %s): %s\n", d.Hostname, d.ID, d.OS, verdict)
+		fmt.Fprintf(w, "\nDevice %s (%s, %s): %s\n", safetext.Args(d.Hostname, d.ID, d.OS, verdict)...)
 		seen := "never"
 		if d.LastSeenAt != nil {
 			seen = d.LastSeenAt.Format(time.RFC3339)
@@ -276,13 +277,12 @@ func WriteText(w io.Writer, f *Fleet) error {
 		if !d.EvaluatedAt.IsZero() {
 			evaluated = d.EvaluatedAt.Format(time.RFC3339)
 		}
-		fmt.Fprintf(w, "  enrolled %s, last report %s, statuses as evaluated %s\n", d.EnrolledAt.Format(time.RFC3339), seen, evaluated)
+		fmt.Fprintf(w, "  enrolled %s, last report %s, statuses as evaluated %s\n", safetext.Args(d.EnrolledAt.Format(time.RFC3339), seen, evaluated)...)
 		if d.PreviousID != "" {
-			fmt.Fprintf(w, "  re-enrollment %d of this machine (same machine id); its previous device is %s\n", d.Reenrolled, d.PreviousID)
+			fmt.Fprintf(w, "  re-enrollment %d of this machine (same machine id); its previous device is %s\n", safetext.Args(d.Reenrolled, d.PreviousID)...)
 		}
-		fmt.Fprintf(w, "  evidence history: %d observations (seq %d-%d) collected %s to %s; %d control status intervals\n\n",
-			d.History.Observations, d.History.FirstSeq, d.History.LastSeq,
-			fmtTime(d.History.Since), fmtTime(d.History.Until), d.History.Intervals)
+		fmt.Fprintf(w, "  evidence history: %d observations (seq %d-%d) collected %s to %s; %d control status intervals\n\n", safetext.Args(d.History.Observations, d.History.FirstSeq, d.History.LastSeq,
+			fmtTime(d.History.Since), fmtTime(d.History.Until), d.History.Intervals)...)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "  CONTROL\tSTATUS\tSOC 2\tSINCE\tREASON")
 		for _, c := range d.Controls {
@@ -295,7 +295,7 @@ func WriteText(w io.Writer, f *Fleet) error {
 				reason += fmt.Sprintf(" [waived (%s) until %s, approved by %s: %s]", c.Waiver.ID,
 					c.Waiver.ExpiresAt.Format("2006-01-02"), c.Waiver.Approver, c.Waiver.Reason)
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", c.ID, strings.ToUpper(c.Status), strings.Join(c.Criteria, ","), since, reason)
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", safetext.Args(c.ID, strings.ToUpper(c.Status), strings.Join(c.Criteria, ","), since, reason)...)
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -305,7 +305,7 @@ func WriteText(w io.Writer, f *Fleet) error {
 			if c.Evidence == nil {
 				continue
 			}
-			fmt.Fprintf(w, "  %s  %s seq %d at %s\n", c.ID, c.Evidence.Collector, c.Evidence.Seq, c.Evidence.CollectedAt.Format(time.RFC3339))
+			fmt.Fprintf(w, "  %s  %s seq %d at %s\n", safetext.Args(c.ID, c.Evidence.Collector, c.Evidence.Seq, c.Evidence.CollectedAt.Format(time.RFC3339))...)
 			for _, s := range c.Evidence.Sources {
 				line := "      " + s.Kind + " " + s.Ref
 				if s.ExitCode != nil {
@@ -314,7 +314,7 @@ func WriteText(w io.Writer, f *Fleet) error {
 				if s.Error != "" {
 					line += ": " + s.Error
 				}
-				fmt.Fprintln(w, truncate(line, 160))
+				fmt.Fprintln(w, truncate(safetext.Terminal(line), 160))
 			}
 		}
 	}
@@ -327,7 +327,7 @@ func WriteText(w io.Writer, f *Fleet) error {
 	for _, k := range keys {
 		parts = append(parts, fmt.Sprintf("%s %d", k, f.Summary[k]))
 	}
-	fmt.Fprintf(w, "\nSummary over %d device(s): %s\n", len(f.Devices), strings.Join(parts, ", "))
+	fmt.Fprintf(w, "\nSummary over %d device(s): %s\n", safetext.Args(len(f.Devices), strings.Join(parts, ", "))...)
 	return nil
 }
 

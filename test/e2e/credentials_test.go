@@ -402,3 +402,26 @@ func TestRevocation(t *testing.T) {
 		t.Errorf("no %s audit entry for %s in %+v", admin.ActionDeviceRevoke, stolen.DeviceID, entries)
 	}
 }
+
+// TestEnrollRefusesControlCharacters: a host field with an escape sequence,
+// a newline or a bidirectional override is refused at enrollment (it would
+// end up in auditors' terminals); an ordinary one is accepted.
+func TestEnrollRefusesControlCharacters(t *testing.T) {
+	l := newCredLab(t)
+	for _, tt := range []struct {
+		host string
+		ok   bool
+	}{
+		{"laptop-7.example.com", true},
+		{"Über-Laptop", true},
+		{"evil\x1b[2K\rDevice forged", false},
+		{"two\nlines", false},
+		{"abc\u202edcba", false},
+	} {
+		_, err := identity.Enroll(context.Background(), filepath.Join(t.TempDir(), "identity"), l.addr, l.token,
+			&identity.HostFacts{Hostname: tt.host, Goos: "linux"}, identity.EnrollOptions{})
+		if tt.ok != (err == nil) || !tt.ok && !strings.Contains(err.Error(), "control or escape character") {
+			t.Errorf("enroll with hostname %q: %v; want accepted %v", tt.host, err, tt.ok)
+		}
+	}
+}
