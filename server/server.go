@@ -177,6 +177,10 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer st.Close()
+	if fi, err := os.Stat(cfg.DataDir); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		// The files in it are made private, but names and sizes show.
+		log.Warn("the data directory can be read by other users; make it private (chmod 700)", "dir", cfg.DataDir, "mode", fi.Mode().Perm().String())
+	}
 	ekPolicy, rootsDir, err := loadEKPolicy(cfg.DataDir, cfg.EKRoots, cfg.EKAllowlist)
 	if err != nil {
 		return err

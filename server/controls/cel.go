@@ -16,6 +16,7 @@ import (
 	"github.com/google/cel-go/common/ast"
 	"github.com/google/cel-go/common/operators"
 	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/common/types/ref"
 	"github.com/google/cel-go/ext"
 
 	"github.com/evident-dev/evident/proto/evidence"
@@ -99,6 +100,29 @@ var envs = sync.OnceValues(func() ([3]*cel.Env, error) {
 	return [3]*cel.Env{g, s, c}, nil
 })
 
+// sizeCost charges string functions for the strings they make: CEL's own
+// costs charge replace one unit however much it grows the string, so a
+// short chain of replace calls could build gigabytes within the cost limit
+// and take the server down. replace is charged a unit per byte it returns
+// (the largest string one can make is then about MaxExpressionCost bytes,
+// and the largest single step a few hundred MB before the limit stops the
+// evaluation), the other string functions, which do not grow their input
+// more than the expression's own length, a unit per 8 bytes.
+type sizeCost struct{}
+
+func (sizeCost) CallCost(function, _ string, _ []ref.Val, result ref.Val) *uint64 {
+	s, ok := result.(types.String)
+	if !ok {
+		return nil // CEL's own cost
+	}
+	n := uint64(len(s))
+	if function != "replace" {
+		n /= 8
+	}
+	n++
+	return &n
+}
+
 // program is one compiled boolean expression.
 type program struct {
 	src  string
@@ -125,7 +149,7 @@ func compileExpr(k exprKind, src string) (*program, error) {
 	if !a.OutputType().IsExactType(types.BoolType) {
 		return nil, fmt.Errorf("expression must be a bool, not %s: %s", a.OutputType(), src)
 	}
-	p, err := e[k].Program(a, cel.CostLimit(MaxExpressionCost), cel.EvalOptions(cel.OptOptimize))
+	p, err := e[k].Program(a, cel.CostLimit(MaxExpressionCost), cel.CostTracking(sizeCost{}), cel.EvalOptions(cel.OptOptimize))
 	if err != nil {
 		return nil, err
 	}

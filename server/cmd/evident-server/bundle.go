@@ -120,11 +120,13 @@ func cmdExportBundle(args []string, stdout, stderr io.Writer) error {
 func cmdVerify(args []string, stdout, stderr io.Writer) error {
 	fs, _ := newFlags("verify", stderr, "evident-server verify [--pubkey FILE] [--ca-fingerprint SHA256] BUNDLE: check an evidence bundle\n"+
 		"offline: the manifest signature, every file's SHA-256 and every device's hash chain. Exits 0 with a\n"+
-		"summary when intact, 1 naming the first thing altered. Without a pin it proves the bundle intact and\n"+
-		"self-consistent; pin the server's key or CA (the fingerprint in enrollment tokens) to prove who signed it.\n"+
+		"summary when intact, 1 naming the first thing altered. Pin the server's key or CA (the fingerprint in\n"+
+		"enrollment tokens) to prove who signed it: without a pin anyone can make a bundle that is intact and\n"+
+		"self-consistent, so verify then says the signer is NOT pinned and exits 1, unless --allow-unpinned.\n"+
 		"--data-dir is not used.")
 	pubPath := fs.String("pubkey", "", "PEM public key (\"PUBLIC KEY\") the bundle must be signed with, e.g. pubkey.pem from an earlier trusted bundle")
 	caPin := fs.String("ca-fingerprint", "", "hex SHA-256 of the server CA certificate that must have issued the signing certificate")
+	unpinned := fs.Bool("allow-unpinned", false, "exit 0 for an intact bundle whose signer is not pinned (it proves integrity only, not who signed)")
 	// The path may come before or after the flags.
 	path, err := cli.ParseOne(fs, args)
 	if err != nil {
@@ -153,6 +155,12 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("bundle %s rejected: %w", path, err)
 	}
 	fmt.Fprint(stdout, res.Summary())
+	if opts.PublicKey == nil && opts.CAFingerprint == "" {
+		fmt.Fprintln(stdout, "signature valid, signer NOT pinned: this proves the bundle is intact, not who made it (pin it with --ca-fingerprint or --pubkey)")
+		if !*unpinned {
+			return errors.New("the signer is not pinned: pass --ca-fingerprint (the server CA's SHA-256, as in enrollment tokens) or --pubkey, or --allow-unpinned to accept an integrity check alone")
+		}
+	}
 	return nil
 }
 

@@ -66,8 +66,8 @@ func TestExportAndVerifyCommands(t *testing.T) {
 	}
 	ca, _ := pki.LoadOrCreate(filepath.Join(dir, "pki"))
 
-	// Valid: exit 0 with a summary, with and without pins.
-	for _, args := range [][]string{{out}, {"--ca-fingerprint", ca.Fingerprint(), out}, {out, "--ca-fingerprint", "SHA256:" + strings.ToUpper(ca.Fingerprint())}} {
+	// Valid: exit 0 with a summary, pinned (or unpinned when allowed).
+	for _, args := range [][]string{{"--allow-unpinned", out}, {"--ca-fingerprint", ca.Fingerprint(), out}, {out, "--ca-fingerprint", "SHA256:" + strings.ToUpper(ca.Fingerprint())}} {
 		stdout.Reset()
 		if err := cmdVerify(args, &stdout, &stderr); err != nil {
 			t.Errorf("verify %v: %v", args, err)
@@ -75,6 +75,16 @@ func TestExportAndVerifyCommands(t *testing.T) {
 		if !strings.Contains(stdout.String(), "bundle verified: 1 devices, 2 observations (2 chained, 0 unchained), 1 intervals, 7 files") {
 			t.Errorf("verify %v output = %q", args, stdout.String())
 		}
+	}
+
+	// Unpinned without --allow-unpinned: the summary, then exit 1 saying so.
+	stdout.Reset()
+	err = cmdVerify([]string{out}, &stdout, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "not pinned") || !strings.Contains(stdout.String(), "signer NOT pinned") {
+		t.Errorf("verify without a pin = %v\n%s", err, stdout.String())
+	}
+	if code := cli.ExitCode("evident-server", err, &stderr); code != 1 {
+		t.Errorf("unpinned verify exit code = %d, want 1", code)
 	}
 
 	// --pubkey pins the signing key: the bundle's own key passes, another fails.
@@ -110,7 +120,7 @@ func TestExportAndVerifyCommands(t *testing.T) {
 	b[i+13] = 'X'
 	bad := filepath.Join(t.TempDir(), "bad.tar")
 	os.WriteFile(bad, b, 0o600)
-	err = cmdVerify([]string{bad}, &stdout, &stderr)
+	err = cmdVerify([]string{"--allow-unpinned", bad}, &stdout, &stderr)
 	if err == nil || !strings.Contains(err.Error(), "device dev-1: observation seq 1 (chain index 1): chain hash mismatch — record altered") {
 		t.Errorf("verify altered bundle = %v", err)
 	}

@@ -47,6 +47,11 @@ func Open(path string, readOnly bool) (*Store, error) {
 			return nil, fmt.Errorf("database %s does not exist: start evident-server once to create it", path)
 		}
 	}
+	if !readOnly {
+		if err := privateFiles(path); err != nil {
+			return nil, err
+		}
+	}
 	db, err := sql.Open("sqlite", "file:"+path+q)
 	if err != nil {
 		return nil, err
@@ -188,4 +193,31 @@ func CheckFile(ctx context.Context, path string) (int, error) {
 		return v, fmt.Errorf("schema version %d: not a database this binary can open (it knows 1 to %d)", v, SchemaVersion())
 	}
 	return v, nil
+}
+
+// privateFiles makes the database file (created empty when missing) and its
+// WAL and shared-memory files readable by the owner only, whatever the
+// directory's mode or the umask: evidence is not for other local users.
+// SQLite creates the -wal and -shm files with the database file's mode.
+func privateFiles(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		fi, err := os.Stat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			if err := os.Chmod(p, 0o600); err != nil {
+				return fmt.Errorf("make %s private: %w", p, err)
+			}
+		}
+	}
+	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -361,4 +362,51 @@ func TestReadOnlyRefusesOlderSchema(t *testing.T) {
 	if got := userVersion(t, path); got != sqlite.SchemaVersion()-1 {
 		t.Errorf("a read-only Open changed the schema version to %d", got)
 	}
+}
+
+// TestDataFilesPrivate: the database and its WAL and shared-memory files
+// are 0600 even in a directory anyone can read, and a database left
+// readable by an older version is made private at the next open.
+func TestDataFilesPrivate(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("POSIX modes")
+	}
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "evident.db")
+	st, err := sqlite.Open(path, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.EnrollDevice(context.Background(), store.Device{ID: "dev-1", EnrolledAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string) {
+		t.Helper()
+		for _, f := range []string{path, path + "-wal", path + "-shm"} {
+			fi, err := os.Stat(f)
+			if err != nil {
+				t.Fatalf("%s: %s: %v", when, f, err)
+			}
+			if fi.Mode().Perm() != 0o600 {
+				t.Errorf("%s: %s is %v, want 0600", when, filepath.Base(f), fi.Mode().Perm())
+			}
+		}
+	}
+	check("created")
+	st.Close()
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	st, err = sqlite.Open(path, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.EnrollDevice(context.Background(), store.Device{ID: "dev-2", EnrolledAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	check("reopened")
 }
