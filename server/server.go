@@ -60,6 +60,9 @@ type Config struct {
 	QueueWait   time.Duration
 	// DebugListen serves runtime profiles on a loopback address when set.
 	DebugListen string
+	// HandshakesPerSource bounds the connections one source address may
+	// have in their TLS handshake (zero: ingest.DefaultHalfOpenPerSource).
+	HandshakesPerSource int
 	// RetainRaw is how long observations' content and attestations' raw
 	// messages are kept (store.Store.Prune); zero keeps them forever.
 	RetainRaw time.Duration
@@ -241,7 +244,7 @@ func Run(ctx context.Context, cfg Config) error {
 	log.Info("evident-server listening", "addr", lis.Addr().String(), "version", version.Version,
 		"data_dir", cfg.DataDir, "ca_sha256", ca.Fingerprint(), "names", strings.Join(hosts, ","), "controls", len(cfg.Policy.Controls))
 	errc := make(chan error, 1)
-	go func() { errc <- g.Serve(lis) }()
+	go func() { errc <- g.Serve(srv.LimitListener(lis, cfg.HandshakesPerSource)) }()
 	var bg sync.WaitGroup
 	defer bg.Wait() // before the store closes (deferred earlier, runs later)
 	ctx, stop := context.WithCancel(ctx)

@@ -268,6 +268,9 @@ func (t connTracker) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthIn
 	if err != nil {
 		return conn, info, err
 	}
+	if lc, ok := raw.(*limitedConn); ok {
+		lc.handshaken()
+	}
 	tc := &trackedConn{Conn: conn, reg: t.reg, key: raw.RemoteAddr().String()}
 	t.reg.mu.Lock()
 	t.reg.init()

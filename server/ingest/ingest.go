@@ -198,6 +198,9 @@ func (s *Server) GRPCServer(serverCert tls.Certificate) *grpc.Server {
 	}
 	g := grpc.NewServer(
 		grpc.Creds(connTracker{TransportCredentials: credentials.NewTLS(tlsConf), reg: &s.streams}),
+		// A connection that never finishes its TLS handshake is closed
+		// after this, not gRPC's default 120 s (see LimitListener).
+		grpc.ConnectionTimeout(HandshakeTimeout),
 		grpc.MaxRecvMsgSize(MaxMessageBytes),
 		grpc.MaxSendMsgSize(MaxMessageBytes),
 		grpc.MaxConcurrentStreams(maxConcurrentStream),

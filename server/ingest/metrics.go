@@ -19,6 +19,7 @@ type Metrics struct {
 	enrollments   *prometheus.CounterVec
 	renewals      *prometheus.CounterVec
 	streamsClosed *prometheus.CounterVec
+	connsRefused  prometheus.Counter
 }
 
 func newMetrics() *Metrics {
@@ -43,6 +44,8 @@ func newMetrics() *Metrics {
 			Help: "Device certificate renewals: issued, or refused (a TPM proof that did not verify)."}, []string{"result"}),
 		streamsClosed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "evident_streams_closed_total",
 			Help: "Evidence streams the server closed because the device's credentials no longer hold: revoked (or replaced by a renewal), expired."}, []string{"reason"}),
+		connsRefused: prometheus.NewCounter(prometheus.CounterOpts{Name: "evident_connections_refused_total",
+			Help: "Connections closed on accept: too many from one source still in their TLS handshake, or the descriptor limit reached."}),
 	}
 }
 
@@ -51,7 +54,7 @@ func newMetrics() *Metrics {
 func (s *Server) Collectors() []prometheus.Collector {
 	m := s.metrics()
 	return []prometheus.Collector{m.reports, m.observations, m.ingestSeconds, m.batchSize, m.waiting, m.storeErrors,
-		m.attestations, m.enrollments, m.renewals, m.streamsClosed,
+		m.attestations, m.enrollments, m.renewals, m.streamsClosed, m.connsRefused,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "evident_streams_open",
 			Help: "Evidence streams open on this replica."}, func() float64 { return float64(s.streams.count()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "evident_ingest_in_flight",
