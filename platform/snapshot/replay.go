@@ -61,6 +61,11 @@ func parse(dir string, manifest []byte) (*Host, error) {
 	if m.GOOS == "" {
 		return nil, fmt.Errorf("snapshot %s: manifest names no goos", dir)
 	}
+	// os.Root keeps reads inside fs/, but not when fs/ itself is a link:
+	// a snapshot's fs/ must be its own directory.
+	if fi, err := os.Lstat(filepath.Join(dir, "fs")); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		return nil, fmt.Errorf("snapshot %s: fs is a symbolic link; a snapshot's files must be inside it", dir)
+	}
 	h := &Host{dir: dir, m: m, fsDir: filepath.Join(dir, "fs"),
 		fileErrs: map[string]File{}, dirs: map[string]Dir{}, globs: map[string][]string{},
 		cmds: map[string]Command{}, wmi: map[string]WMIQuery{}, reg: map[string]RegValue{}, opened: time.Now()}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -303,5 +304,23 @@ func TestReplayDoesNotFollowLinksOut(t *testing.T) {
 	}
 	if res, err := h.Run(context.Background(), "fdesetup", "status"); err == nil || strings.Contains(string(res.Stdout), "host data") {
 		t.Errorf("command output through a link out of the snapshot = %q, %v", res.Stdout, err)
+	}
+}
+
+// TestReplayRefusesLinkedFS: a snapshot whose fs/ directory is itself a
+// symbolic link (to the host's root, say) is refused when opened.
+func TestReplayRefusesLinkedFS(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("symbolic links need privileges on Windows")
+	}
+	dir := record(t)
+	if err := os.RemoveAll(filepath.Join(dir, "fs")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/", filepath.Join(dir, "fs")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir); err == nil || !strings.Contains(err.Error(), "fs is a symbolic link") {
+		t.Fatalf("Open of a snapshot with fs -> / = %v", err)
 	}
 }

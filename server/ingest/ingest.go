@@ -472,7 +472,10 @@ func (s *Server) ingest(ctx context.Context, deviceID string, in []*evidentv1.Ob
 	n, err := s.Store.Ingest(ctx, deviceID, out, received)
 	m := s.metrics()
 	if err != nil {
+		// The agent is told only that it may retry; the operator needs the
+		// cause (a full disk, a lost database connection).
 		m.storeErrors.WithLabelValues("ingest").Inc()
+		s.Log.Error("storing a report failed", "device", deviceID, "observations", len(out), "err", err)
 		return 0, status.Error(codes.Unavailable, "store unavailable")
 	}
 	m.batchSize.Observe(float64(len(out)))

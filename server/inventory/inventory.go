@@ -24,6 +24,11 @@ import (
 const (
 	MaxBytes = 16 << 20
 	MaxRows  = 200_000
+	// MaxField bounds a serial number, hostname or owner: they are shown
+	// in reports beside the devices' own.
+	MaxField = 256
+	// maxShown bounds what an error quotes of the file.
+	maxShown = 200
 )
 
 // ErrTooBig is wrapped when the file exceeds MaxBytes or MaxRows.
@@ -158,6 +163,11 @@ func Parse(r io.Reader) (*Inventory, error) {
 			continue
 		}
 		row := store.InventoryRow{Line: line, SerialNumber: field(rec, si), Hostname: field(rec, hi), Owner: field(rec, oi)}
+		for _, f := range []struct{ name, v string }{{"serial number", row.SerialNumber}, {"hostname", row.Hostname}, {"owner", row.Owner}} {
+			if len(f.v) > MaxField {
+				return nil, fmt.Errorf("line %d: the %s is %d bytes long, more than %d: %s", line, f.name, len(f.v), MaxField, shown(f.v))
+			}
+		}
 		if row.SerialNumber == "" && row.Hostname == "" {
 			return nil, fmt.Errorf("line %d: no serial number and no hostname: every device needs one of them", line)
 		}
@@ -214,7 +224,20 @@ func quoteAll(ss []string) string {
 	}
 	q := make([]string, len(ss))
 	for i, s := range ss {
-		q[i] = fmt.Sprintf("%q", s)
+		q[i] = shown(s)
 	}
-	return strings.Join(q, ", ")
+	out := strings.Join(q, ", ")
+	if len(out) > 4*maxShown {
+		out = out[:4*maxShown] + "… (" + fmt.Sprint(len(ss)) + " columns)"
+	}
+	return out
+}
+
+// shown quotes at most maxShown bytes of a value from the file for an
+// error message.
+func shown(s string) string {
+	if len(s) > maxShown {
+		return fmt.Sprintf("%q… (%d bytes)", strings.ToValidUTF8(s[:maxShown], ""), len(s))
+	}
+	return fmt.Sprintf("%q", s)
 }

@@ -137,8 +137,8 @@ func TestParseSHA256IsOfTheFile(t *testing.T) {
 func TestParseTooBig(t *testing.T) {
 	t.Run("bytes", func(t *testing.T) {
 		var b bytes.Buffer
-		b.WriteString("serial\n")
-		line := strings.Repeat("X", 1023) + "\n"
+		b.WriteString("serial,notes\n")
+		line := "S," + strings.Repeat("X", 1021) + "\n" // notes: a column the import ignores
 		for b.Len() <= MaxBytes {
 			b.WriteString(line)
 		}
@@ -170,6 +170,30 @@ func TestParseTooBig(t *testing.T) {
 			t.Errorf("Parse of %d rows: %v", MaxRows, err)
 		}
 	})
+}
+
+// TestParseBoundsFields: a serial number, hostname or owner longer than
+// MaxField is refused, and an error quotes at most a bounded excerpt of
+// the file (a 2 MB header is not echoed back).
+func TestParseBoundsFields(t *testing.T) {
+	long := strings.Repeat("A", 10<<20)
+	for _, tt := range []struct {
+		name, csv, want string
+	}{
+		{"overlong serial", "serial,hostname\n" + long[:MaxField+1] + ",h\n", "line 2: the serial number is 257 bytes long"},
+		{"overlong owner", "serial,owner\nS1," + long + "\n", "the owner is 10485760 bytes long"},
+		{"huge header", "nothing," + long[:2<<20] + "\nx,y\n", "no serial number column"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse(strings.NewReader(tt.csv))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Parse = %v; want an error containing %q", err, tt.want)
+			}
+			if n := len(err.Error()); n > 2048 {
+				t.Errorf("the error is %d bytes long: it echoes the file", n)
+			}
+		})
+	}
 }
 
 func TestNormalize(t *testing.T) {
