@@ -112,6 +112,8 @@ type Server struct {
 	pages  map[string]*template.Template
 	mux    *http.ServeMux
 	cop    *http.CrossOriginProtection
+	// fails throttles failed logins and bearer tokens per source.
+	fails failures
 }
 
 // New builds the handler.
@@ -388,6 +390,9 @@ func constantEq(a, b string) bool {
 // api wraps a read-only JSON endpoint: a bearer token of either role.
 func (s *Server) api(h func(http.ResponseWriter, *http.Request, *user)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if s.throttled(w, r, "api", true) {
+			return
+		}
 		auth := r.Header.Get("Authorization")
 		tok, ok := strings.CutPrefix(auth, "Bearer ")
 		tok = strings.TrimSpace(tok)
@@ -403,6 +408,7 @@ func (s *Server) api(h func(http.ResponseWriter, *http.Request, *user)) http.Han
 				writeJSONError(w, http.StatusInternalServerError, "internal error")
 				return
 			}
+			s.fails.fail(sourceAddr(r), s.now())
 			w.Header().Set("WWW-Authenticate", `Bearer realm="evident", error="invalid_token"`)
 			writeJSONError(w, http.StatusUnauthorized, "invalid or expired token")
 			return
@@ -429,8 +435,13 @@ func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, code int, m
 }
 
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	if s.throttled(w, r, "login", false) {
+		return
+	}
 	if err := s.cop.Check(r); err != nil {
-		s.audit(r.Context(), anonymous(r), "login.denied", "cross-origin request refused")
+		if s.fails.fail(sourceAddr(r), s.now()) {
+			s.audit(r.Context(), anonymous(r), "login.denied", "cross-origin request refused")
+		}
 		s.errorPage(w, r, nil, http.StatusForbidden, "Forbidden", "Cross-origin requests are refused.")
 		return
 	}
@@ -441,13 +452,17 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	}
 	c, err := r.Cookie(loginCookie)
 	if err != nil || !constantEq(c.Value, r.PostForm.Get("csrf")) {
-		s.audit(r.Context(), anonymous(r), "login.denied", "missing or wrong CSRF token")
+		if s.fails.fail(sourceAddr(r), s.now()) {
+			s.audit(r.Context(), anonymous(r), "login.denied", "missing or wrong CSRF token")
+		}
 		s.renderLogin(w, r, http.StatusForbidden, "The form expired: please try again.")
 		return
 	}
 	tok := strings.TrimSpace(r.PostForm.Get("token"))
 	if tok == "" || len(tok) > maxTokenLen {
-		s.audit(r.Context(), anonymous(r), "login.failed", "empty or oversized token")
+		if s.fails.fail(sourceAddr(r), s.now()) {
+			s.audit(r.Context(), anonymous(r), "login.failed", "empty or oversized token")
+		}
 		s.renderLogin(w, r, http.StatusUnauthorized, "Invalid or expired token.")
 		return
 	}
@@ -463,7 +478,9 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		if errors.Is(err, store.ErrExpired) {
 			detail = "expired token " + t.ID
 		}
-		s.audit(r.Context(), anonymous(r), "login.failed", detail)
+		if s.fails.fail(sourceAddr(r), now) {
+			s.audit(r.Context(), anonymous(r), "login.failed", detail)
+		}
 		s.renderLogin(w, r, http.StatusUnauthorized, "Invalid or expired token.")
 		return
 	}

@@ -812,3 +812,40 @@ func TestCredentialActions(t *testing.T) {
 		}
 	}
 }
+
+// TestFailedLoginsThrottled: after 10 failed logins in 10 minutes, every
+// attempt from that address (even with a good token) is answered 429 with
+// Retry-After; the failures are audited, the throttling once, and the
+// attempts after it not at all; the bearer API is throttled the same way;
+// the window's end lifts it.
+func TestFailedLoginsThrottled(t *testing.T) {
+	e := newEnv(t, false)
+	b := e.browser()
+	page := b.get("/login")
+	csrf := csrfOf(t, page.body)
+	for i := range maxFailuresForTest {
+		r := b.post("/login", url.Values{"csrf": {csrf}, "token": {"evw1_wrong"}})
+		if r.code != http.StatusUnauthorized {
+			t.Fatalf("failure %d: %d, want 401", i+1, r.code)
+		}
+		csrf = csrfOf(t, r.body) // the form is renewed with each answer
+	}
+	for range 20 {
+		r := b.post("/login", url.Values{"csrf": {csrf}, "token": {e.fleet.AdminToken}})
+		if r.code != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" || !strings.Contains(r.body, "Too many failed attempts") {
+			t.Fatalf("after the limit: %d, Retry-After %q", r.code, r.header.Get("Retry-After"))
+		}
+	}
+	if n, m := len(e.audit("login.failed")), len(e.audit("login.throttled")); n != maxFailuresForTest || m != 1 {
+		t.Errorf("audit: %d login.failed (want %d), %d login.throttled (want 1)", n, maxFailuresForTest, m)
+	}
+	req, _ := http.NewRequest("GET", e.srv.URL+"/api/v1/fleet", nil)
+	req.Header.Set("Authorization", "Bearer "+e.fleet.AuditorToken)
+	if r := b.do(req); r.code != http.StatusTooManyRequests {
+		t.Errorf("bearer API from the throttled address: %d, want 429", r.code)
+	}
+	e.clock.add(11 * time.Minute)
+	b.login(e.fleet.AdminToken)
+}
+
+const maxFailuresForTest = 10
