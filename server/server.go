@@ -60,6 +60,9 @@ type Config struct {
 	QueueWait   time.Duration
 	// DebugListen serves runtime profiles on a loopback address when set.
 	DebugListen string
+	// QuotaObservations and QuotaBytes bound what one device may send in
+	// an hour (zero: the ingest defaults).
+	QuotaObservations, QuotaBytes int
 	// HandshakesPerSource bounds the connections one source address may
 	// have in their TLS handshake (zero: ingest.DefaultHalfOpenPerSource).
 	HandshakesPerSource int
@@ -191,7 +194,8 @@ func Run(ctx context.Context, cfg Config) error {
 	log.Info("TPM enrollment trust", "ek_roots_dir", rootsDir, "ek_allowlist_entries", len(ekPolicy.AllowedEKs))
 	ca := authority.Current()
 	srv := &ingest.Server{Store: st, CA: ca, Authority: authority, Policy: cfg.Policy, Log: log, Now: clock.Now, EKPolicy: ekPolicy, AttestEvery: cfg.AttestEvery, NonceTTL: cfg.NonceTTL,
-		MaxInFlight: cfg.MaxInFlight, QueueWait: cfg.QueueWait, ServerCert: certs.Get}
+		MaxInFlight: cfg.MaxInFlight, QueueWait: cfg.QueueWait, ServerCert: certs.Get,
+		QuotaObservations: cfg.QuotaObservations, QuotaBytes: cfg.QuotaBytes}
 	g := srv.GRPCServer(*cert)
 	lis, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/evident-dev/evident/internal/enrolltoken"
 	"github.com/evident-dev/evident/internal/safetext"
@@ -111,6 +112,12 @@ type Server struct {
 	ServerCert func() (*tls.Certificate, error)
 
 	m *Metrics
+
+	// QuotaObservations and QuotaBytes bound what one device may send in
+	// an hour (zero: DefaultQuotaObservations, DefaultQuotaBytes); a report
+	// over it is refused with a retryable status.
+	QuotaObservations, QuotaBytes int
+	quota                         quotas
 
 	// streams are this replica's open evidence streams (WatchCredentials).
 	streams streamRegistry
@@ -413,6 +420,9 @@ func (s *Server) Stream(stream grpc.BidiStreamingServer[evidentv1.AgentMessage, 
 		case *evidentv1.AgentMessage_Heartbeat:
 			// Sent by agents before gRPC keepalive replaced it; nothing to do.
 		case *evidentv1.AgentMessage_Report:
+			if err := s.checkQuota(ctx, deviceID, m.Report); err != nil {
+				return err
+			}
 			release, err := s.admit(ctx)
 			if err != nil {
 				s.metrics().reports.WithLabelValues("overloaded").Inc()
@@ -436,6 +446,38 @@ func (s *Server) Stream(stream grpc.BidiStreamingServer[evidentv1.AgentMessage, 
 			return status.Error(codes.InvalidArgument, "unknown message")
 		}
 	}
+}
+
+// checkQuota refuses a report over the device's hourly allowance, with a
+// retryable status (the agent keeps it and retries after a backoff), and
+// records the refusal in the audit log once an hour per device.
+func (s *Server) checkQuota(ctx context.Context, deviceID string, rep *evidentv1.Report) error {
+	maxObs, maxBytes := s.QuotaObservations, s.QuotaBytes
+	if maxObs <= 0 {
+		maxObs = DefaultQuotaObservations
+	}
+	if maxBytes <= 0 {
+		maxBytes = DefaultQuotaBytes
+	}
+	now := s.now()
+	ok, note := s.quota.take(deviceID, len(rep.GetObservations()), proto.Size(rep), now, maxObs, maxBytes)
+	if ok {
+		return nil
+	}
+	s.metrics().reports.WithLabelValues("over_quota").Inc()
+	if note {
+		detail := fmt.Sprintf("device_id=%s quota=%d observations and %d bytes per hour", deviceID, maxObs, maxBytes)
+		s.Log.Warn("device over its ingest quota; its reports are refused until its allowance refills", "device", deviceID,
+			"observations_per_hour", maxObs, "bytes_per_hour", maxBytes)
+		if a, ok := s.Store.(interface {
+			AddAudit(context.Context, store.AuditEntry) (int64, error)
+		}); ok {
+			if _, err := a.AddAudit(ctx, store.AuditEntry{Time: now.UTC(), Actor: "server", Action: "device.over-quota", Detail: detail}); err != nil {
+				s.Log.Error("auditing a device over its quota failed", "err", err)
+			}
+		}
+	}
+	return status.Errorf(codes.ResourceExhausted, "this device is over its ingest quota (%d observations or %d bytes an hour); the report was not stored: retry later", maxObs, maxBytes)
 }
 
 // ingest validates, stores and scores one report, and returns the seq to ack.

@@ -239,6 +239,8 @@ func cmdRun(args []string, stderr io.Writer) error {
 	webListen := fs.String("web-listen", "", "serve the web UI and read-only API on this address (empty: off). On a loopback address\n(127.0.0.1:8080) it is plain HTTP; anywhere else HTTPS with the server certificate. Log in with a token\nfrom `evident-server token create`.")
 	retain := controls.Duration{Duration: server.DefaultRetainRaw}
 	fs.Var(&durationFlag{&retain}, "retain-raw", "how long observations' content and attestations' raw messages are kept (\"400d\", \"9600h\"; 0 keeps\nthem forever). Older ones keep their row, times, status and chain hash, so reports, intervals and bundles\nstill verify; each collector's latest observation is kept whole")
+	quotaObs := fs.Int("quota-observations", ingest.DefaultQuotaObservations, "observations one device may send in an hour; a report over it is refused (retryable) and audited once an hour")
+	quotaBytes := fs.Int("quota-bytes", ingest.DefaultQuotaBytes, "bytes of reports one device may send in an hour")
 	perSource := fs.Int("handshakes-per-source", ingest.DefaultHalfOpenPerSource, "connections one source address may have in their TLS handshake at once; more are closed at once\n(raise it for many agents behind one NAT address; each handshake is cut after 10 s)")
 	metricsListen := fs.String("metrics-listen", "", "serve Prometheus metrics (/metrics), /healthz and /readyz on this address, e.g. :9464 (empty: off)")
 	debugListen := fs.String("debug-listen", "", "serve Go runtime profiles (/debug/pprof/) on this loopback address, e.g. 127.0.0.1:6060 (empty: off)")
@@ -270,7 +272,8 @@ func cmdRun(args []string, stderr io.Writer) error {
 	defer stop()
 	return server.Run(ctx, server.Config{DataDir: dir.dir, Store: dir.store, Listen: *listen, SANs: names, Policy: policy, Log: log,
 		RescoreEvery: *rescore, EKRoots: *ekRoots, EKAllowlist: *ekAllow, AttestEvery: *attestEvery, NonceTTL: *nonceTTL,
-		WebListen: *webListen, MaxInFlight: *maxInFlight, QueueWait: *queueWait, DebugListen: *debugListen, MetricsListen: *metricsListen, RetainRaw: retain.Duration, HandshakesPerSource: *perSource})
+		WebListen: *webListen, MaxInFlight: *maxInFlight, QueueWait: *queueWait, DebugListen: *debugListen, MetricsListen: *metricsListen, RetainRaw: retain.Duration, HandshakesPerSource: *perSource,
+		QuotaObservations: *quotaObs, QuotaBytes: *quotaBytes})
 }
 
 func cmdSecretCreate(args []string, stdout, stderr io.Writer) error {
