@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -25,12 +26,14 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/evident-dev/evident/internal/enrolltoken"
 	"github.com/evident-dev/evident/internal/safetext"
+	"github.com/evident-dev/evident/internal/throttle"
 	"github.com/evident-dev/evident/proto/evidence"
 	evidentv1 "github.com/evident-dev/evident/proto/evident/v1"
 	"github.com/evident-dev/evident/server/attest"
@@ -118,6 +121,9 @@ type Server struct {
 	// over it is refused with a retryable status.
 	QuotaObservations, QuotaBytes int
 	quota                         quotas
+
+	enrollOnce     sync.Once
+	enrollThrottle *throttle.Failures
 
 	// streams are this replica's open evidence streams (WatchCredentials).
 	streams streamRegistry
@@ -255,8 +261,48 @@ func (s *Server) now() time.Time {
 	return time.Now()
 }
 
+// Enrollment guessing: after enrollFailures wrong secrets from one source
+// address within enrollWindow, its enrollments are refused until the
+// window ends.
+const (
+	enrollFailures = 20
+	enrollWindow   = 10 * time.Minute
+)
+
 // Enroll implements evidentv1.EnrollmentServer.
 func (s *Server) Enroll(ctx context.Context, req *evidentv1.EnrollRequest) (*evidentv1.EnrollResponse, error) {
+	src := peerHost(ctx)
+	if wait, blocked := s.enrollFails().Blocked(src, s.now()); blocked {
+		if s.enrollFails().NoteThrottled(src) {
+			s.Log.Warn("enrollments from this address refused: too many wrong secrets", "source", src, "for", wait.Round(time.Second))
+		}
+		return nil, status.Errorf(codes.ResourceExhausted, "too many failed enrollments from this address: retry in %s", wait.Round(time.Second))
+	}
+	resp, err := s.enroll(ctx, req)
+	if status.Code(err) == codes.PermissionDenied {
+		s.enrollFails().Fail(src, s.now())
+	}
+	return resp, err
+}
+
+func (s *Server) enrollFails() *throttle.Failures {
+	s.enrollOnce.Do(func() { s.enrollThrottle = &throttle.Failures{Max: enrollFailures, Window: enrollWindow} })
+	return s.enrollThrottle
+}
+
+// peerHost is the caller's source address.
+func peerHost(ctx context.Context) string {
+	p, ok := peer.FromContext(ctx)
+	if !ok || p.Addr == nil {
+		return ""
+	}
+	if a, ok := p.Addr.(*net.TCPAddr); ok {
+		return a.IP.String()
+	}
+	return p.Addr.String()
+}
+
+func (s *Server) enroll(ctx context.Context, req *evidentv1.EnrollRequest) (*evidentv1.EnrollResponse, error) {
 	if len(req.GetEnrollSecret()) == 0 || len(req.GetEnrollSecret()) > maxSecretBytes {
 		return nil, status.Error(codes.InvalidArgument, "enroll_secret is missing or too long")
 	}

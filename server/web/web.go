@@ -30,6 +30,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/evident-dev/evident/internal/throttle"
 	"html/template"
 	"io/fs"
 	"log/slog"
@@ -113,7 +114,7 @@ type Server struct {
 	mux    *http.ServeMux
 	cop    *http.CrossOriginProtection
 	// fails throttles failed logins and bearer tokens per source.
-	fails failures
+	fails *throttle.Failures
 }
 
 // New builds the handler.
@@ -122,7 +123,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("web: Store and Policy are required")
 	}
 	s := &Server{st: cfg.Store, policy: cfg.Policy, now: cfg.Now, log: cfg.Log, ttl: cfg.SessionTTL,
-		secure: cfg.SecureCookies, cop: http.NewCrossOriginProtection()}
+		secure: cfg.SecureCookies, cop: http.NewCrossOriginProtection(), fails: &throttle.Failures{Max: maxFailures, Window: failWindow}}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -408,7 +409,7 @@ func (s *Server) api(h func(http.ResponseWriter, *http.Request, *user)) http.Han
 				writeJSONError(w, http.StatusInternalServerError, "internal error")
 				return
 			}
-			s.fails.fail(sourceAddr(r), s.now())
+			s.fails.Fail(sourceAddr(r), s.now())
 			w.Header().Set("WWW-Authenticate", `Bearer realm="evident", error="invalid_token"`)
 			writeJSONError(w, http.StatusUnauthorized, "invalid or expired token")
 			return
@@ -439,7 +440,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.cop.Check(r); err != nil {
-		if s.fails.fail(sourceAddr(r), s.now()) {
+		if s.fails.Fail(sourceAddr(r), s.now()) {
 			s.audit(r.Context(), anonymous(r), "login.denied", "cross-origin request refused")
 		}
 		s.errorPage(w, r, nil, http.StatusForbidden, "Forbidden", "Cross-origin requests are refused.")
@@ -452,7 +453,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	}
 	c, err := r.Cookie(loginCookie)
 	if err != nil || !constantEq(c.Value, r.PostForm.Get("csrf")) {
-		if s.fails.fail(sourceAddr(r), s.now()) {
+		if s.fails.Fail(sourceAddr(r), s.now()) {
 			s.audit(r.Context(), anonymous(r), "login.denied", "missing or wrong CSRF token")
 		}
 		s.renderLogin(w, r, http.StatusForbidden, "The form expired: please try again.")
@@ -460,7 +461,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	}
 	tok := strings.TrimSpace(r.PostForm.Get("token"))
 	if tok == "" || len(tok) > maxTokenLen {
-		if s.fails.fail(sourceAddr(r), s.now()) {
+		if s.fails.Fail(sourceAddr(r), s.now()) {
 			s.audit(r.Context(), anonymous(r), "login.failed", "empty or oversized token")
 		}
 		s.renderLogin(w, r, http.StatusUnauthorized, "Invalid or expired token.")
@@ -478,7 +479,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		if errors.Is(err, store.ErrExpired) {
 			detail = "expired token " + t.ID
 		}
-		if s.fails.fail(sourceAddr(r), now) {
+		if s.fails.Fail(sourceAddr(r), now) {
 			s.audit(r.Context(), anonymous(r), "login.failed", detail)
 		}
 		s.renderLogin(w, r, http.StatusUnauthorized, "Invalid or expired token.")

@@ -425,3 +425,32 @@ func TestEnrollRefusesControlCharacters(t *testing.T) {
 		}
 	}
 }
+
+// TestEnrollmentGuessingThrottled: after 20 wrong enrollment secrets from
+// one address in 10 minutes, every enrollment from it (even with a good
+// token) is refused with a retryable status until the window ends.
+func TestEnrollmentGuessingThrottled(t *testing.T) {
+	l := newCredLab(t)
+	tok, err := enrolltoken.Parse(l.token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong := enrolltoken.Token{Secret: enrolltoken.NewSecret(), CAPin: tok.CAPin}.String()
+	enrollWith := func(token string) error {
+		_, err := identity.Enroll(context.Background(), filepath.Join(t.TempDir(), "identity"), l.addr, token,
+			&identity.HostFacts{Hostname: "guesser"}, identity.EnrollOptions{})
+		return err
+	}
+	for i := range 20 {
+		if err := enrollWith(wrong); err == nil || !strings.Contains(err.Error(), "PermissionDenied") {
+			t.Fatalf("wrong secret %d: %v", i+1, err)
+		}
+	}
+	if err := enrollWith(l.token); err == nil || !strings.Contains(err.Error(), "too many failed enrollments") {
+		t.Fatalf("a good token from the throttled address: %v, want refused", err)
+	}
+	l.advance(11 * time.Minute)
+	if err := enrollWith(l.token); err != nil {
+		t.Fatalf("after the window: %v", err)
+	}
+}
