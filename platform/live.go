@@ -136,7 +136,12 @@ func (l *Live) Run(ctx context.Context, argv ...string) (Result, error) {
 	stderr := &boundedBuffer{limit: limit}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	start := time.Now()
+	// The parent-death signal (Linux) belongs to the thread that starts the
+	// command: keep it until the command ends, so the Go runtime cannot
+	// retire that thread and take the command with it.
+	runtime.LockOSThread()
 	err = cmd.Run()
+	runtime.UnlockOSThread()
 	res := Result{
 		Argv: argv, Path: path,
 		Stdout: stdout.Bytes(), Stderr: stderr.Bytes(),
