@@ -69,12 +69,14 @@ func Printable(s string) bool { return !needsEscape(s) }
 
 // CSVCell neutralises a cell a spreadsheet would evaluate (OWASP CSV
 // injection): one starting with = + - @, a tab or a carriage return gets a
-// leading single quote, which spreadsheets show as text and do not run.
+// leading single quote, which spreadsheets show as text and do not run. Its
+// control characters are written visibly too (Terminal): a CSV is also read
+// with cat.
 func CSVCell(s string) string {
 	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
-		return "'" + s
+		s = "'" + s
 	}
-	return s
+	return Terminal(s)
 }
 
 // CSVRow is CSVCell over a row.
@@ -125,4 +127,30 @@ func (j jsonWriter) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+// Visible rewrites, in text meant for people (a rendered page, a CSV
+// cell), the control characters other than newline and tab, and the
+// bidirectional formatting characters, as visible escapes: in a page they
+// would otherwise reorder or hide what an auditor reads.
+func Visible(s string) string {
+	if !strings.ContainsFunc(s, hidden) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case hidden(r) && bidi(r):
+			fmt.Fprintf(&b, `\u%04x`, r)
+		case hidden(r):
+			fmt.Fprintf(&b, `\x%02x`, r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+func hidden(r rune) bool {
+	return (r < 0x20 && r != '\n' && r != '\t') || r == 0x7f || (r >= 0x80 && r <= 0x9f) || bidi(r)
 }

