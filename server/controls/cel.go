@@ -153,7 +153,30 @@ func compileExpr(k exprKind, src string) (*program, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &program{src: src, prog: p}, nil
+	prog := &program{src: src, prog: p}
+	// A trial run on an empty device: an expression that exceeds the cost
+	// limit even then (a chain of replace calls growing a string from
+	// nothing) could never be evaluated, so it is refused here, where
+	// `policy check` shows it, rather than making a control unknown on
+	// every device. Other errors (a payload field missing) are for real
+	// evidence to settle.
+	if _, err := prog.eval(emptyVars(k)); err != nil && strings.Contains(err.Error(), "cost limit") {
+		return nil, fmt.Errorf("expression exceeds the evaluation cost limit (%d) even on a device with no data: %s", MaxExpressionCost, src)
+	}
+	return prog, nil
+}
+
+// emptyVars is an activation of kind k with every variable empty.
+func emptyVars(k exprKind) map[string]any {
+	switch k {
+	case groupExpr:
+		return map[string]any{"device": &groupDevice{}}
+	case scopeExpr:
+		return map[string]any{"device": &DeviceFacts{Groups: []string{}}}
+	default:
+		return map[string]any{"device": &DeviceFacts{Groups: []string{}}, "payload": map[string]any{},
+			"observation": &celObservation{}, "now": time.Unix(0, 0).UTC()}
+	}
 }
 
 // eval runs a program; any failure (including a panic in a CEL function,
