@@ -22,6 +22,7 @@ import (
 
 	"github.com/evident-dev/evident/internal/atomicfile"
 	"github.com/evident-dev/evident/internal/clock"
+	"github.com/evident-dev/evident/internal/every"
 	"github.com/evident-dev/evident/internal/ops"
 	"github.com/evident-dev/evident/internal/version"
 	"github.com/evident-dev/evident/server/attest"
@@ -371,26 +372,11 @@ const foldEvery = time.Second
 // Every replica folds: the store folds each change once, and a fleet's
 // changes are folded even while the rescore lease's holder is down.
 func foldCounts(ctx context.Context, st store.Store, log *slog.Logger) {
-	t := time.NewTicker(foldEvery)
-	defer t.Stop()
-	failing := false
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	// A failure is logged once per outage: the reads stay exact, only slower.
+	every.Run(ctx, foldEvery, log, "folding the fleet counts", func(ctx context.Context) error {
 		_, err := st.FoldCounts(ctx)
-		switch {
-		case err != nil && ctx.Err() == nil && !failing:
-			// Once per outage: the reads stay exact, only slower.
-			log.Warn("folding the fleet counts failed; retrying every second", "err", err)
-			failing = true
-		case err == nil && failing:
-			log.Info("folding the fleet counts works again")
-			failing = false
-		}
-	}
+		return err
+	})
 }
 
 // leaseHolder names this replica among those sharing a store: its host and

@@ -17,8 +17,13 @@ import (
 // bidirectional formatting character written visibly (\x1b, \n, \u202e),
 // and invalid UTF-8 as U+FFFD: printed, it cannot move the cursor, start a
 // line or reorder text. A string without any is returned as is.
-func Terminal(s string) string {
-	if !needsEscape(s) {
+func Terminal(s string) string { return escape(s, false) }
+
+// escape writes control and bidirectional characters of s visibly, and
+// invalid UTF-8 as U+FFFD; with layout, newlines and tabs are kept.
+func escape(s string, layout bool) string {
+	hide := func(r rune) bool { return (control(r) || bidi(r)) && !(layout && (r == '\n' || r == '\t')) }
+	if utf8.ValidString(s) && !strings.ContainsFunc(s, hide) {
 		return s
 	}
 	var b strings.Builder
@@ -28,33 +33,28 @@ func Terminal(s string) string {
 		switch {
 		case r == utf8.RuneError && n == 1:
 			b.WriteRune('\uFFFD')
+		case !hide(r):
+			b.WriteRune(r)
 		case r == '\n':
 			b.WriteString(`\n`)
 		case r == '\r':
 			b.WriteString(`\r`)
 		case r == '\t':
 			b.WriteString(`\t`)
-		case r < 0x20 || r == 0x7f || (r >= 0x80 && r <= 0x9f):
-			fmt.Fprintf(&b, `\x%02x`, r)
 		case bidi(r):
 			fmt.Fprintf(&b, `\u%04x`, r)
 		default:
-			b.WriteRune(r)
+			fmt.Fprintf(&b, `\x%02x`, r)
 		}
 	}
 	return b.String()
 }
 
+// control reports the C0 and C1 control characters and DEL.
+func control(r rune) bool { return r < 0x20 || r == 0x7f || (r >= 0x80 && r <= 0x9f) }
+
 func needsEscape(s string) bool {
-	if !utf8.ValidString(s) {
-		return true
-	}
-	for _, r := range s {
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r <= 0x9f) || bidi(r) {
-			return true
-		}
-	}
-	return false
+	return !utf8.ValidString(s) || strings.ContainsFunc(s, func(r rune) bool { return control(r) || bidi(r) })
 }
 
 // bidi reports the characters that reorder displayed text (Trojan Source).
@@ -129,28 +129,8 @@ func (j jsonWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// Visible rewrites, in text meant for people (a rendered page, a CSV
-// cell), the control characters other than newline and tab, and the
-// bidirectional formatting characters, as visible escapes: in a page they
-// would otherwise reorder or hide what an auditor reads.
-func Visible(s string) string {
-	if !strings.ContainsFunc(s, hidden) {
-		return s
-	}
-	var b strings.Builder
-	for _, r := range s {
-		switch {
-		case hidden(r) && bidi(r):
-			fmt.Fprintf(&b, `\u%04x`, r)
-		case hidden(r):
-			fmt.Fprintf(&b, `\x%02x`, r)
-		default:
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
-}
-
-func hidden(r rune) bool {
-	return (r < 0x20 && r != '\n' && r != '\t') || r == 0x7f || (r >= 0x80 && r <= 0x9f) || bidi(r)
-}
+// Visible rewrites, in text meant for people (a rendered page), the
+// control characters other than newline and tab, and the bidirectional
+// formatting characters, as visible escapes: in a page they would
+// otherwise reorder or hide what an auditor reads.
+func Visible(s string) string { return escape(s, true) }

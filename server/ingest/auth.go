@@ -25,6 +25,9 @@ type caller struct {
 	// and notAfter its validity.
 	serial              string
 	notBefore, notAfter time.Time
+	// dev is the device as authentication read it (handlers use it
+	// rather than reading it again).
+	dev store.Device
 }
 
 // DeviceFromContext returns the authenticated device id of a call.
@@ -100,7 +103,7 @@ func authenticate(ctx context.Context, devices Credentials, now func() time.Time
 			}
 		}
 	}
-	return caller{id: id, serial: serial, notBefore: leaf.NotBefore, notAfter: leaf.NotAfter}, nil
+	return caller{id: id, serial: serial, notBefore: leaf.NotBefore, notAfter: leaf.NotAfter, dev: d}, nil
 }
 
 // refusal is why the store no longer accepts a device's certificate of

@@ -7,6 +7,7 @@ import (
 
 	evidentv1 "github.com/evident-dev/evident/proto/evident/v1"
 	"github.com/evident-dev/evident/server/controls"
+	"github.com/evident-dev/evident/server/store"
 )
 
 // Command pacing: each replica looks for requests every CommandCheck; a
@@ -67,14 +68,10 @@ func (s *Server) WatchCommands(ctx context.Context, every time.Duration) {
 // configFor is the Config the policy sets for a device, sent after every
 // Hello, so a policy the server was restarted with reaches running agents
 // as they reconnect. Without a schedule in the policy it is empty: the
-// agent goes back to its own settings. nil when the device cannot be read.
-func (s *Server) configFor(ctx context.Context, deviceID string) *evidentv1.Config {
+// agent goes back to its own settings.
+func (s *Server) configFor(d store.Device) *evidentv1.Config {
 	if s.Policy == nil || s.Policy.Collection == nil {
 		return &evidentv1.Config{}
-	}
-	d, err := s.Store.Device(ctx, deviceID)
-	if err != nil {
-		return nil
 	}
 	sch := s.Policy.ScheduleFor(controls.FactsOf(d))
 	cfg := &evidentv1.Config{IntervalSeconds: seconds(sch.Interval.Duration)}

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/evident-dev/evident/internal/every"
 	evidentv1 "github.com/evident-dev/evident/proto/evident/v1"
 	"github.com/evident-dev/evident/server/attest"
 	"github.com/evident-dev/evident/server/pki"
@@ -60,10 +61,7 @@ func (s *Server) Renew(ctx context.Context, req *evidentv1.RenewRequest) (*evide
 	if err := s.checkFreshKey(ctx, keyHash); err != nil {
 		return nil, err
 	}
-	d, err := s.Store.Device(ctx, c.id)
-	if err != nil {
-		return nil, status.Error(codes.Unavailable, "device lookup failed")
-	}
+	d := c.dev // as authentication read it, for this call
 	if d.NextCertSerial != "" && now.Before(d.NextCertNotAfter.Add(-s.ca().DeviceCertTTL).Add(renewEvery)) {
 		return nil, status.Errorf(codes.ResourceExhausted, "a certificate was issued to this device less than %s ago; confirm it or retry later", renewEvery)
 	}
@@ -110,11 +108,10 @@ func (s *Server) Confirm(ctx context.Context, _ *evidentv1.ConfirmRequest) (*evi
 // renewal each certify a new key, so a copied or revoked device's key can
 // never come back under a new certificate.
 func (s *Server) checkFreshKey(ctx context.Context, keyHash []byte) error {
-	prev, err := s.Store.CertificateByKey(ctx, keyHash)
+	_, err := s.Store.CertificateByKey(ctx, keyHash)
 	switch {
 	case err == nil:
 		// Enrollment is not authenticated: the refusal names nothing.
-		_ = prev
 		return status.Error(codes.PermissionDenied, "this key was certified before: each enrollment and renewal needs a new key")
 	case errors.Is(err, store.ErrNotFound):
 		return nil
@@ -351,28 +348,10 @@ func (s *Server) WatchCredentials(ctx context.Context, every time.Duration) {
 	})
 }
 
-// poll calls f every interval until ctx ends. A failure is logged once per
-// streak of failures (f is retried at the next tick).
-func (s *Server) poll(ctx context.Context, every time.Duration, what string, f func(context.Context, time.Time) error) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	failing := false
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		err := f(ctx, s.now())
-		switch {
-		case err != nil && ctx.Err() == nil && !failing:
-			s.Log.Warn(what+" failed; retrying", "err", err)
-			failing = true
-		case err == nil && failing:
-			s.Log.Info(what + " works again")
-			failing = false
-		}
-	}
+// poll calls f every interval until ctx ends, with the server's clock;
+// a failure is logged once per outage (package every).
+func (s *Server) poll(ctx context.Context, interval time.Duration, what string, f func(context.Context, time.Time) error) {
+	every.Run(ctx, interval, s.Log, what, func(ctx context.Context) error { return f(ctx, s.now()) })
 }
 
 // registerStream records an authenticated stream for WatchCredentials and

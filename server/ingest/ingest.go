@@ -71,6 +71,9 @@ type Store interface {
 	store.Credentials
 	store.Commands
 	DevicesDue(ctx context.Context, now time.Time) ([]string, error)
+	// AddAudit records what the server itself decided about a device (a
+	// device over its quota).
+	AddAudit(ctx context.Context, e store.AuditEntry) (int64, error)
 }
 
 // Server implements the Enrollment and Evidence services.
@@ -114,7 +117,8 @@ type Server struct {
 	// given to GRPCServer is served.
 	ServerCert func() (*tls.Certificate, error)
 
-	m *Metrics
+	m           *Metrics
+	metricsOnce sync.Once
 
 	// QuotaObservations and QuotaBytes bound what one device may send in
 	// an hour (zero: DefaultQuotaObservations, DefaultQuotaBytes); a report
@@ -296,10 +300,19 @@ func peerHost(ctx context.Context) string {
 	if !ok || p.Addr == nil {
 		return ""
 	}
-	if a, ok := p.Addr.(*net.TCPAddr); ok {
-		return a.IP.String()
+	return hostOf(p.Addr)
+}
+
+// hostOf is an address without its port: what per-source limits count.
+func hostOf(a net.Addr) string {
+	if t, ok := a.(*net.TCPAddr); ok {
+		return t.IP.String()
 	}
-	return p.Addr.String()
+	host, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	return host
 }
 
 func (s *Server) enroll(ctx context.Context, req *evidentv1.EnrollRequest) (*evidentv1.EnrollResponse, error) {
@@ -434,8 +447,8 @@ func (s *Server) Stream(stream grpc.BidiStreamingServer[evidentv1.AgentMessage, 
 					return err
 				}
 			}
-			if cfg := s.configFor(ctx, deviceID); cfg != nil {
-				if err := out.send(&evidentv1.ServerMessage{Msg: &evidentv1.ServerMessage_Config{Config: cfg}}); err != nil {
+			if c, ok := callerFromContext(ctx); ok {
+				if err := out.send(&evidentv1.ServerMessage{Msg: &evidentv1.ServerMessage_Config{Config: s.configFor(c.dev)}}); err != nil {
 					return err
 				}
 			}
@@ -515,12 +528,8 @@ func (s *Server) checkQuota(ctx context.Context, deviceID string, rep *evidentv1
 		detail := fmt.Sprintf("device_id=%s quota=%d observations and %d bytes per hour", deviceID, maxObs, maxBytes)
 		s.Log.Warn("device over its ingest quota; its reports are refused until its allowance refills", "device", deviceID,
 			"observations_per_hour", maxObs, "bytes_per_hour", maxBytes)
-		if a, ok := s.Store.(interface {
-			AddAudit(context.Context, store.AuditEntry) (int64, error)
-		}); ok {
-			if _, err := a.AddAudit(ctx, store.AuditEntry{Time: now.UTC(), Actor: "server", Action: "device.over-quota", Detail: detail}); err != nil {
-				s.Log.Error("auditing a device over its quota failed", "err", err)
-			}
+		if _, err := s.Store.AddAudit(ctx, store.AuditEntry{Time: now.UTC(), Actor: "server", Action: "device.over-quota", Detail: detail}); err != nil {
+			s.Log.Error("auditing a device over its quota failed", "err", err)
 		}
 	}
 	return status.Errorf(codes.ResourceExhausted, "this device is over its ingest quota (%d observations or %d bytes an hour); the report was not stored: retry later", maxObs, maxBytes)

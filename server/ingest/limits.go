@@ -54,7 +54,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		src := sourceOf(c)
+		src := hostOf(c.RemoteAddr())
 		l.mu.Lock()
 		refuse := l.pending[src] >= l.halfOpen || (l.max > 0 && l.total >= l.max)
 		if !refuse {
@@ -69,14 +69,6 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		}
 		return &limitedConn{Conn: c, l: l, src: src, pending: true}, nil
 	}
-}
-
-func sourceOf(c net.Conn) string {
-	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		return a.IP.String()
-	}
-	host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
-	return host
 }
 
 type limitedConn struct {

@@ -1,8 +1,6 @@
 package ingest
 
 import (
-	"sync"
-
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -62,14 +60,10 @@ func (s *Server) Collectors() []prometheus.Collector {
 	}
 }
 
-var metricsMu sync.Mutex
-
+// metrics returns the server's metrics, made at the first call (once: it
+// is called on every report).
 func (s *Server) metrics() *Metrics {
-	metricsMu.Lock()
-	defer metricsMu.Unlock()
-	if s.m == nil {
-		s.m = newMetrics()
-	}
+	s.metricsOnce.Do(func() { s.m = newMetrics() })
 	return s.m
 }
 

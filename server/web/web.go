@@ -34,7 +34,6 @@ import (
 	"html/template"
 	"io/fs"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -262,13 +261,7 @@ func (u *user) CSRF() string {
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
-func anonymous(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	return "anonymous " + host
-}
+func anonymous(r *http.Request) string { return "anonymous " + sourceAddr(r) }
 
 func (s *Server) audit(ctx context.Context, actor, action, detail string) {
 	if len(detail) > 1024 {
