@@ -5,6 +5,13 @@ SHELL := /bin/bash
 GO        ?= go
 # A go.work in a parent directory must not change what this module builds.
 export GOWORK := off
+# The Go release everything is built and tested with: go1.26.8's standard
+# library has known vulnerabilities (net/http, crypto/tls, crypto/x509; see
+# `make vulncheck`). The go command fetches this release from the module
+# proxy once (76 MB). GO_TOOLCHAIN=local uses the machine's own Go, with
+# which `make vulncheck` (and so `make test`) fails if that Go is older.
+GO_TOOLCHAIN ?= go1.27.3
+export GOTOOLCHAIN := $(GO_TOOLCHAIN)
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X github.com/evident-dev/evident/internal/version.Version=$(VERSION)
 BIN       := bin
@@ -13,6 +20,13 @@ FUZZTIME  ?= 10s
 PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 PROTOC_VERSION     := 3.21.12
+# Pinned vulnerability scanner and database snapshot (the Go vulnerability
+# database's OSV records as published in golang.org/x/vulndb), so that
+# `make vulncheck` works where vuln.go.dev cannot be reached. Update the
+# snapshot with VULNDB_VERSION=<newer pseudo-version>.
+GOVULNCHECK    := golang.org/x/vuln/cmd/govulncheck@v1.9.0
+VULNDB_VERSION ?= v0.0.0-20261105234957-e22db6528018
+VULNDB_DIR     := var/vulndb/$(VULNDB_VERSION)
 GOBIN_DIR := $(shell $(GO) env GOPATH)/bin
 
 .PHONY: help
@@ -53,7 +67,7 @@ pkg-macos: ## Build the macOS installer package into ./dist (on a Mac: pkgbuild,
 	./installers/darwin/build-pkg.sh --version "$$(./installers/version.sh)" --out dist/evident-agent-$$(./installers/version.sh).pkg
 
 .PHONY: test
-test: proto-check cross-check ## Run every test (unit, conformance, end-to-end over loopback mTLS)
+test: proto-check cross-check vulncheck ## Run every test (unit, conformance, end-to-end over loopback mTLS) and the vulnerability scan
 	$(GO) vet ./...
 	$(GO) vet -tags evidenttest ./internal/clock ./test/...
 	$(GO) test -count=1 ./...
@@ -71,6 +85,25 @@ cross-check: ## Check with CGO_ENABLED=0 that the agent builds for darwin, windo
 	  esac; \
 	done
 
+.PHONY: vulncheck
+vulncheck: $(VULNDB_DIR)/index/db.json ## Fail if the code calls a function with a known vulnerability (govulncheck, for linux, windows and darwin)
+	@set -e; tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT; \
+	GOBIN=$$tmp $(GO) install $(GOVULNCHECK); $(GO) build -o $$tmp/vulncheck ./test/vulncheck; \
+	for os in linux windows darwin; do \
+	  echo "vulncheck GOOS=$$os ($(GOTOOLCHAIN), database $(VULNDB_VERSION))"; \
+	  GOOS=$$os $$tmp/govulncheck -db file://$(CURDIR)/$(VULNDB_DIR) -format json ./... > $$tmp/$$os.json || [ $$? = 3 ]; \
+	  $$tmp/vulncheck -accepted test/vulncheck/accepted.txt < $$tmp/$$os.json; \
+	done
+
+# The database is built from the snapshot's OSV records with the indexer the
+# Go team publishes next to them.
+$(VULNDB_DIR)/index/db.json:
+	@set -eo pipefail; osv=$$(GOFLAGS=-mod=mod $(GO) mod download -json golang.org/x/vulndb@$(VULNDB_VERSION) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p'); \
+	test -d "$$osv/data/osv" || { echo "vulncheck: golang.org/x/vulndb@$(VULNDB_VERSION) has no data/osv"; exit 1; }; \
+	rm -rf $(VULNDB_DIR).tmp; \
+	GOFLAGS=-mod=mod $(GO) run golang.org/x/vulndb/cmd/indexdb@$(VULNDB_VERSION) -vulns "$$osv/data/osv" -out $(VULNDB_DIR).tmp; \
+	rm -rf $(VULNDB_DIR); mv $(VULNDB_DIR).tmp $(VULNDB_DIR)
+
 .PHONY: test-race
 test-race: ## Run the tests with the race detector
 	$(GO) test -race -count=1 ./...
@@ -82,6 +115,10 @@ load: build ## Load test: DEVICES simulated agents (1000) against SPAWN local se
 .PHONY: bench-scale
 bench-scale: build ## Fleet-scale table (not in make test; long): SQLite and PostgreSQL at SIZES (1000,10000,50000) streams, with the raw write limits (PG=postgres://… for the database)
 	$(GO) run ./test/load scale -bin $(BIN)/evident-server $(if $(SIZES),-sizes $(SIZES)) $(if $(STORES),-stores $(STORES)) $(if $(PG),-pg '$(PG)')
+
+.PHONY: chaos
+chaos: ## Long fault run (not in make test; root, at most 15 min): FAULTS (240) kills, cuts, partitions, lost acks, full disks and clock jumps against a real server and AGENTS (3) agents; 0 lost, 0 duplicated
+	$(GO) run ./test/chaos -faults $(or $(FAULTS),240) -agents $(or $(AGENTS),3) $(if $(SEED),-seed $(SEED))
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME (default 10s) each

@@ -174,6 +174,9 @@ type Agent struct {
 	metrics       *agentMetrics
 	// sched is the collection schedule (the server's, when it pushed one).
 	sched schedule
+	// missed is what the outbox could not store since the last stored
+	// cycle (written under cycleMu and mu, read under either).
+	missed unrecorded
 }
 
 // MinOutboxBytes is the smallest outbox bound: the outbox refuses items over
@@ -248,6 +251,39 @@ func encodeGap(g outbox.Gap) []byte {
 	})
 	b, _ := EncodeObservation(collectors.Observation{Collector: gapCollector, CollectedAt: g.At, Status: collectors.StatusOK, Payload: payload})
 	return b
+}
+
+// unrecorded is what the outbox could not store: collection cycles whose
+// write failed (a full disk, an I/O error). The next cycle that is stored
+// carries it as a gap record, so the server learns of the loss as evidence.
+// It is kept in memory: the disk that refused the cycles cannot take it.
+type unrecorded struct {
+	Cycles       int       `json:"cycles"`
+	Observations int       `json:"observations"`
+	From         time.Time `json:"from"`
+	To           time.Time `json:"to"`
+	Reason       string    `json:"reason"`
+}
+
+func (u *unrecorded) add(at time.Time, observations int, err error) {
+	if u.Cycles == 0 {
+		u.From = at
+	}
+	u.Cycles++
+	u.Observations += observations
+	u.To = at
+	u.Reason = "outbox write failed: " + err.Error()
+}
+
+func encodeUnrecorded(u unrecorded, at time.Time) ([]byte, error) {
+	payload, err := json.Marshal(struct {
+		Event string `json:"event"`
+		unrecorded
+	}{"not_recorded", u})
+	if err != nil {
+		return nil, err
+	}
+	return EncodeObservation(collectors.Observation{Collector: gapCollector, CollectedAt: at, Status: collectors.StatusOK, Payload: payload})
 }
 
 // Open loads the identity and opens the outbox of cfg.DataDir.
@@ -353,9 +389,31 @@ func (a *Agent) cycle(ctx context.Context, only []string) error {
 			a.cfg.Log.Warn("collector failed", "collector", o.Collector, "err", o.Error)
 		}
 	}
+	collected := len(entries)
+	if a.missed.Cycles > 0 {
+		b, err := encodeUnrecorded(a.missed, a.clock.Now())
+		if err != nil {
+			return err
+		}
+		entries = append(entries, b)
+	}
 	first, last, err := a.outbox.Append(entries...)
 	if err != nil {
-		return fmt.Errorf("outbox: %w", err)
+		a.mu.Lock()
+		a.missed.add(start, collected, err)
+		missed := a.missed.Cycles
+		a.mu.Unlock()
+		if a.metrics != nil {
+			a.metrics.unrecorded.Inc()
+		}
+		return fmt.Errorf("outbox: %w (%d cycles not stored; the next stored cycle reports them)", err, missed)
+	}
+	if a.missed.Cycles > 0 {
+		a.cfg.Log.Warn("collection cycles the outbox could not store are reported to the server as a gap",
+			"cycles", a.missed.Cycles, "observations", a.missed.Observations, "from", a.missed.From, "to", a.missed.To, "reason", a.missed.Reason)
+		a.mu.Lock()
+		a.missed = unrecorded{}
+		a.mu.Unlock()
 	}
 	batch := &evidentv1.Report{Observations: make([]*evidentv1.Observation, 0, len(entries))}
 	for i, e := range entries {
@@ -409,6 +467,10 @@ type Status struct {
 	// HungCollectors are the collectors whose abandoned run has not
 	// returned: they are not started again until it does.
 	HungCollectors []HungCollector `json:"hung_collectors,omitempty"`
+	// UnrecordedCycles counts the cycles since the last stored one whose
+	// observations the outbox could not store (disk full): the next stored
+	// cycle reports them to the server.
+	UnrecordedCycles int `json:"unrecorded_cycles,omitempty"`
 }
 
 // HungCollector is a collector stuck in a run that outlived its timeout.
@@ -443,7 +505,7 @@ func (a *Agent) Status() Status {
 		Interval: interval, CollectorIntervals: perCollector, ScheduleFromServer: fromServer, Cycles: a.cycles, LastCycleAt: a.lastCycle, LastResults: a.lastResults,
 		Outbox: st, Uplink: a.up.State(), CertExpires: a.id.CertExpiry(),
 		TPM: a.id.TPM, LastAttestationAt: a.lastAttestation, LastAttestationOK: a.lastAttestationOK,
-		HungCollectors: hung,
+		HungCollectors: hung, UnrecordedCycles: a.missed.Cycles,
 	}
 }
 
@@ -655,8 +717,12 @@ func (a *Agent) Run(ctx context.Context, once bool, onceTimeout time.Duration) (
 	}()
 	a.cfg.Log.Info("evident-agent started", "device", a.id.DeviceID, "server", a.id.Server, "interval", a.cfg.Interval,
 		"collectors", a.cfg.Registry.Names(), "once", once)
-	if err := a.runCycle(ctx, nil, hung); err != nil {
+	if err := a.runCycle(ctx, nil, hung); err != nil && (once || isHang(err)) {
 		return err
+	} else if err != nil {
+		// A daemon that exits on a full disk would lose the count of
+		// what it could not store; it keeps its schedule instead.
+		a.cfg.Log.Error("collection failed", "err", err)
 	}
 	if once {
 		deadline := time.Now().Add(onceTimeout)

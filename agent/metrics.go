@@ -19,8 +19,9 @@ import (
 // agentMetrics are what a collection cycle records for /metrics; the rest
 // is read from the outbox, the uplink and the identity at each scrape.
 type agentMetrics struct {
-	runs    *prometheus.CounterVec
-	seconds *prometheus.GaugeVec
+	runs       *prometheus.CounterVec
+	seconds    *prometheus.GaugeVec
+	unrecorded prometheus.Counter
 }
 
 func newAgentMetrics() *agentMetrics {
@@ -29,6 +30,8 @@ func newAgentMetrics() *agentMetrics {
 			Help: "Collector runs, by collector and status (ok, error, unsupported)."}, []string{"collector", "status"}),
 		seconds: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "evident_agent_collector_duration_seconds",
 			Help: "How long each collector's latest run took."}, []string{"collector"}),
+		unrecorded: prometheus.NewCounter(prometheus.CounterOpts{Name: "evident_agent_cycles_unrecorded_total",
+			Help: "Collection cycles the outbox could not store (disk full, I/O error); the next stored cycle reports them to the server as a gap."}),
 	}
 }
 
@@ -46,7 +49,7 @@ func (a *Agent) collectors() []prometheus.Collector {
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
-	return []prometheus.Collector{a.metrics.runs, a.metrics.seconds,
+	return []prometheus.Collector{a.metrics.runs, a.metrics.seconds, a.metrics.unrecorded,
 		gauge("evident_agent_outbox_depth", "Observations in the outbox not yet acknowledged by the server.", stat(func(s Status) float64 { return float64(s.Outbox.Depth) })),
 		gauge("evident_agent_outbox_bytes", "Bytes of the observations in the outbox.", stat(func(s Status) float64 { return float64(s.Outbox.Bytes) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "evident_agent_outbox_dropped_total",

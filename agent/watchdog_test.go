@@ -166,11 +166,14 @@ var t0 = time.Date(2026, 6, 7, 8, 9, 10, 0, time.FixedZone("CEST", 2*3600))
 func newTestAgent(t *testing.T, cfg Config, cs ...collectors.Collector) (*Agent, *fakeClock, *logRecords) {
 	t.Helper()
 	// The status socket path must fit sun_path: t.TempDir() may be too long.
-	dir, err := os.MkdirTemp("", "ag")
-	if err != nil {
-		t.Fatal(err)
+	dir := cfg.DataDir
+	if dir == "" {
+		var err error
+		if dir, err = os.MkdirTemp("", "ag"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
 	writeIdentity(t, dir)
 	reg, err := collectors.NewRegistry(cs...)
 	if err != nil {

@@ -22,7 +22,7 @@ func TestExactlyOnceAcrossCrashes(t *testing.T) {
 	proxy := newFaultProxy(t, addr)
 
 	// Cheap collectors on a short interval keep reports flowing constantly.
-	agentArgs := []string{"run", "--data-dir", agentDir, "--server", proxy.addr(), "--interval", "20ms",
+	agentArgs := []string{"run", "--data-dir", agentDir, "--server", proxy.Addr(), "--interval", "20ms",
 		"--collectors", "osinfo,secureboot,tpm", "--log-level", "debug"}
 	stored := func() int { return counts(t, srvDir, device).Total }
 
@@ -33,11 +33,11 @@ func TestExactlyOnceAcrossCrashes(t *testing.T) {
 	for round := 1; round <= 2; round++ {
 		// Agent SIGKILLed with reports in flight: partition first, so
 		// what it sends is provably unacknowledged when it dies.
-		swallowed := proxy.swallowed.Load()
-		proxy.blackhole.Store(true)
-		waitFor(t, "reports swallowed by the partition", time.Minute, func() bool { return proxy.swallowed.Load() > swallowed+1<<10 })
+		swallowed := proxy.Swallowed.Load()
+		proxy.Blackhole.Store(true)
+		waitFor(t, "reports swallowed by the partition", time.Minute, func() bool { return proxy.Swallowed.Load() > swallowed+1<<10 })
 		ag.kill()
-		proxy.cut()
+		proxy.Cut()
 		before := stored()
 		ag = start(t, "agent-restart.log", agentBin, agentArgs...)
 		waitFor(t, "delivery after agent SIGKILL mid-partition", 2*time.Minute, func() bool { return stored() > before+20 })
@@ -46,11 +46,11 @@ func TestExactlyOnceAcrossCrashes(t *testing.T) {
 		// replies while reports keep landing, then kill the server and
 		// restart it on the same address. The agent resends what it never
 		// saw acknowledged; the server must store none of it twice.
-		proxy.dropAcks.Store(true)
+		proxy.DropAcks.Store(true)
 		before = stored()
 		waitFor(t, "reports stored with their acks lost", time.Minute, func() bool { return stored() > before })
 		srv.p.kill()
-		proxy.cut()
+		proxy.Cut()
 		serverLogs = append(serverLogs, srv.p.log)
 		srv = startServer(t, srvDir, addr)
 		before = stored()
@@ -89,5 +89,5 @@ func TestExactlyOnceAcrossCrashes(t *testing.T) {
 		t.Fatalf("no report was ever resent: the lost-ack case was not exercised")
 	}
 	t.Logf("%d observations persisted by the agent, each stored exactly once across 2 agent SIGKILLs mid-partition (%d bytes swallowed) and 2 server kills after lost acks (%d duplicates resent and ignored)",
-		persisted, proxy.swallowed.Load(), resent)
+		persisted, proxy.Swallowed.Load(), resent)
 }
