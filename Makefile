@@ -135,6 +135,9 @@ bench: build ## Print performance figures: collection cycle, agent RSS/CPU, outb
 proto-tools:
 	@command -v protoc >/dev/null || { echo "protoc not found: apt-get install protobuf-compiler ($(PROTOC_VERSION))"; exit 1; }
 	@protoc --version | grep -q ' $(PROTOC_VERSION)$$' || echo "warning: $$(protoc --version) is not the pinned $(PROTOC_VERSION); generated headers will differ"
+	@tmp=$$(mktemp -d); echo 'syntax = "proto3"; import "google/protobuf/timestamp.proto";' > $$tmp/wkt.proto; \
+	  protoc -I $$tmp --descriptor_set_out=/dev/null $$tmp/wkt.proto 2>/dev/null; rc=$$?; rm -rf $$tmp; \
+	  [ $$rc = 0 ] || { echo "protoc cannot find the well-known types (google/protobuf/*.proto): apt-get install libprotobuf-dev"; exit 1; }
 	@GOBIN=$(GOBIN_DIR) $(GO) install $(PROTOC_GEN_GO)
 	@GOBIN=$(GOBIN_DIR) $(GO) install $(PROTOC_GEN_GO_GRPC)
 
@@ -144,12 +147,12 @@ proto: proto-tools ## Regenerate the protobuf/gRPC Go code (pinned generator ver
 
 .PHONY: proto-check
 proto-check: ## Fail if the checked-in generated code is stale
-	@if ! command -v protoc >/dev/null; then \
-	  if [ "$$CI" = true ]; then echo "proto-check: protoc missing (apt-get install protobuf-compiler)"; exit 1; fi; \
-	  echo "proto-check skipped: protoc not installed (apt-get install protobuf-compiler)"; exit 0; fi; \
-	$(MAKE) --no-print-directory proto-tools && \
-	tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
-	PATH="$(GOBIN_DIR):$$PATH" ./proto/gen.sh $$tmp && \
+	@set -e; if ! command -v protoc >/dev/null; then \
+	  if [ "$$CI" = true ]; then echo "proto-check: protoc missing (apt-get install protobuf-compiler libprotobuf-dev)"; exit 1; fi; \
+	  echo "proto-check skipped: protoc not installed (apt-get install protobuf-compiler libprotobuf-dev)"; exit 0; fi; \
+	$(MAKE) --no-print-directory proto-tools; \
+	tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
+	PATH="$(GOBIN_DIR):$$PATH" ./proto/gen.sh $$tmp || { echo "proto-check: protoc failed"; exit 1; }; \
 	if ! diff -r $$tmp/proto/evident/v1 proto/evident/v1 -x '*.proto' >/dev/null; then \
 	  diff -r $$tmp/proto/evident/v1 proto/evident/v1 -x '*.proto' | head -20; \
 	  echo "proto-check: generated code is stale: run 'make proto' and commit"; exit 1; fi; \
