@@ -59,6 +59,9 @@ type Config struct {
 	// and how long one may wait (ingest.Server; zero: the defaults).
 	MaxInFlight int
 	QueueWait   time.Duration
+	// BusyRetry is the pause an overloaded server asks of agents that
+	// accept Busy (ingest.Server.BusyRetry).
+	BusyRetry time.Duration
 	// DebugListen serves runtime profiles on a loopback address when set.
 	DebugListen string
 	// QuotaObservations and QuotaBytes bound what one device may send in
@@ -195,7 +198,7 @@ func Run(ctx context.Context, cfg Config) error {
 	log.Info("TPM enrollment trust", "ek_roots_dir", rootsDir, "ek_allowlist_entries", len(ekPolicy.AllowedEKs))
 	ca := authority.Current()
 	srv := &ingest.Server{Store: st, CA: ca, Authority: authority, Policy: cfg.Policy, Log: log, Now: clock.Now, EKPolicy: ekPolicy, AttestEvery: cfg.AttestEvery, NonceTTL: cfg.NonceTTL,
-		MaxInFlight: cfg.MaxInFlight, QueueWait: cfg.QueueWait, ServerCert: certs.Get,
+		MaxInFlight: cfg.MaxInFlight, QueueWait: cfg.QueueWait, BusyRetry: cfg.BusyRetry, ServerCert: certs.Get,
 		QuotaObservations: cfg.QuotaObservations, QuotaBytes: cfg.QuotaBytes}
 	g := srv.GRPCServer(*cert)
 	lis, err := net.Listen("tcp", cfg.Listen)

@@ -39,6 +39,9 @@ const (
 	MaxBatchCount = 500
 	// window is how many batches may be in flight unacknowledged.
 	window = 4
+	// A Busy pause is kept within these bounds, whatever the server asks.
+	minBusyPause = 50 * time.Millisecond
+	maxBusyPause = 5 * time.Minute
 )
 
 // Uplink sends the outbox to the server.
@@ -92,6 +95,10 @@ type State struct {
 	SentBatches uint64    `json:"sent_batches"`
 	ConnectedAt time.Time `json:"connected_at,omitzero"`
 	NextRetryIn string    `json:"next_retry_in,omitempty"`
+	// Busy counts the server's Busy answers (overloaded: wait, then
+	// resend on the same stream); LastBusyAt is the latest.
+	Busy       int       `json:"busy"`
+	LastBusyAt time.Time `json:"last_busy_at,omitzero"`
 }
 
 // State returns a copy of the uplink's state.
@@ -278,7 +285,7 @@ func (u *Uplink) session(ctx context.Context, client evidentv1.EvidenceClient) (
 	if err != nil {
 		return false, "", err
 	}
-	hello := &evidentv1.Hello{AgentVersion: u.AgentVersion, LastAckedSeq: st.LastAcked}
+	hello := &evidentv1.Hello{AgentVersion: u.AgentVersion, LastAckedSeq: st.LastAcked, AcceptsBusy: true}
 	if u.TrustHash != nil {
 		hello.CaBundleSha256 = u.TrustHash()
 	}
@@ -301,6 +308,7 @@ func (u *Uplink) session(ctx context.Context, client evidentv1.EvidenceClient) (
 // server's acks until the stream or ctx ends.
 func (u *Uplink) exchange(ctx context.Context, stream grpc.BidiStreamingClient[evidentv1.AgentMessage, evidentv1.ServerMessage], lastAcked uint64) (bool, error) {
 	acks := make(chan uint64, window*2)
+	busy := make(chan time.Duration, 1)
 	recvErr := make(chan error, 1)
 	go func() {
 		for {
@@ -315,6 +323,11 @@ func (u *Uplink) exchange(ctx context.Context, stream grpc.BidiStreamingClient[e
 				case acks <- msg.Ack.GetUpToSeq():
 				case <-ctx.Done():
 					return
+				}
+			case *evidentv1.ServerMessage_Busy:
+				select {
+				case busy <- msg.Busy.GetRetryAfter().AsDuration():
+				default: // a pause is already pending
 				}
 			case *evidentv1.ServerMessage_AttestationChallenge:
 				if u.Challenges != nil {
@@ -361,12 +374,23 @@ func (u *Uplink) exchange(ctx context.Context, stream grpc.BidiStreamingClient[e
 		}
 	}()
 
-	sent, acked := lastAcked, lastAcked
+	// sent is the last seq sent since the last rewind, highest the last
+	// ever sent on this stream (what an ack may reach).
+	sent, acked, highest := lastAcked, lastAcked, lastAcked
 	gotAck := false
 	var inflight []uint64 // last seq of each batch in flight
+	// While paused (the server said Busy), nothing is sent; at resume
+	// the reports after the last ack are sent again.
+	var resume <-chan time.Time
+	var resumeTimer *time.Timer
+	defer func() {
+		if resumeTimer != nil {
+			resumeTimer.Stop()
+		}
+	}()
 	for {
 		// Fill the window.
-		for len(inflight) < window {
+		for resume == nil && len(inflight) < window {
 			entries, err := u.Outbox.Pending(sent, MaxBatchBytes, MaxBatchCount)
 			if err != nil {
 				return gotAck, err
@@ -390,6 +414,7 @@ func (u *Uplink) exchange(ctx context.Context, stream grpc.BidiStreamingClient[e
 				return gotAck, err
 			}
 			sent = entries[len(entries)-1].Seq
+			highest = max(highest, sent)
 			inflight = append(inflight, sent)
 			u.setState(func(s *State) { s.SentBatches++ })
 		}
@@ -399,6 +424,19 @@ func (u *Uplink) exchange(ctx context.Context, stream grpc.BidiStreamingClient[e
 		case err := <-recvErr:
 			return gotAck, err
 		case <-u.wake:
+		case d := <-busy:
+			d = min(max(d, minBusyPause), maxBusyPause)
+			d += rand.N(d/5 + 1) // spread the fleet's return
+			u.setState(func(s *State) { s.Busy++; s.LastBusyAt = time.Now() })
+			u.Log.Debug("server busy: pausing reports", "for", d.Round(time.Millisecond), "last_acked_seq", acked)
+			if resume == nil {
+				resumeTimer = time.NewTimer(d)
+				resume = resumeTimer.C
+			}
+		case <-resume:
+			// What the server refused, and whatever it dropped while busy,
+			// is sent again; seqs it had stored are acked, not stored twice.
+			resume, sent, inflight = nil, acked, nil
 		case <-u.redial:
 			return gotAck, errRedial
 		case m := <-u.outgoing:
@@ -409,13 +447,14 @@ func (u *Uplink) exchange(ctx context.Context, stream grpc.BidiStreamingClient[e
 			if n < acked {
 				continue
 			}
-			if n > sent {
-				return gotAck, status.Errorf(codes.Internal, "server acked seq %d beyond what was sent (%d)", n, sent)
+			if n > highest {
+				return gotAck, status.Errorf(codes.Internal, "server acked seq %d beyond what was sent (%d)", n, highest)
 			}
 			if err := u.Outbox.Ack(n); err != nil && !errors.Is(err, context.Canceled) {
 				return gotAck, err
 			}
 			acked, gotAck = n, true
+			sent = max(sent, n)
 			for len(inflight) > 0 && inflight[0] <= n {
 				inflight = inflight[1:]
 			}

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"sync"
 	"time"
@@ -30,6 +31,7 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/evident-dev/evident/internal/enrolltoken"
 	"github.com/evident-dev/evident/internal/safetext"
@@ -108,6 +110,11 @@ type Server struct {
 	// queueing without bound, and nothing acknowledged is lost.
 	MaxInFlight int
 	QueueWait   time.Duration
+	// BusyRetry is how long an agent that understands Busy (Hello.
+	// accepts_busy) is told to wait before resending, instead of its
+	// stream being ended (default DefaultBusyRetry; each answer adds up to
+	// half as much again, so a fleet does not return in step).
+	BusyRetry time.Duration
 
 	admitOnce sync.Once
 	slots     chan struct{}
@@ -138,7 +145,17 @@ type Server struct {
 const (
 	DefaultMaxInFlight = 16
 	DefaultQueueWait   = 10 * time.Second
+	DefaultBusyRetry   = 5 * time.Second
 )
+
+// busyRetry is the pause a Busy answer asks for.
+func (s *Server) busyRetry() time.Duration {
+	d := s.BusyRetry
+	if d <= 0 {
+		d = DefaultBusyRetry
+	}
+	return d + rand.N(d/2+1)
+}
 
 // errOverloaded is the status an agent gets when its report waited too long.
 var errOverloaded = status.Error(codes.Unavailable, "server overloaded: the report was not stored; retry later")
@@ -420,6 +437,10 @@ func (s *Server) Stream(stream grpc.BidiStreamingServer[evidentv1.AgentMessage, 
 	actx, stopAttest := context.WithCancel(ctx)
 	var attestWG sync.WaitGroup
 	defer func() { stopAttest(); attestWG.Wait() }()
+	// acceptsBusy: the agent's Hello said it understands Busy. busyUntil
+	// is when this stream takes reports again after one.
+	var acceptsBusy bool
+	var busyUntil time.Time
 	var lastCollected time.Time
 	if latest, err := s.Store.Latest(ctx, deviceID); err == nil {
 		for _, o := range latest {
@@ -442,6 +463,7 @@ func (s *Server) Stream(stream grpc.BidiStreamingServer[evidentv1.AgentMessage, 
 		switch m := msg.Msg.(type) {
 		case *evidentv1.AgentMessage_Hello:
 			log.Info("agent connected", "agent_version", m.Hello.GetAgentVersion(), "last_acked_seq", m.Hello.GetLastAckedSeq())
+			acceptsBusy = m.Hello.GetAcceptsBusy()
 			if bundle := s.ca().PEM(); !bytes.Equal(m.Hello.GetCaBundleSha256(), sha256Of(bundle)) {
 				if err := out.send(&evidentv1.ServerMessage{Msg: &evidentv1.ServerMessage_TrustBundle{TrustBundle: &evidentv1.TrustBundle{CaBundle: bundle}}}); err != nil {
 					return err
@@ -479,10 +501,27 @@ func (s *Server) Stream(stream grpc.BidiStreamingServer[evidentv1.AgentMessage, 
 		case *evidentv1.AgentMessage_Heartbeat:
 			// Sent by agents before gRPC keepalive replaced it; nothing to do.
 		case *evidentv1.AgentMessage_Report:
+			if acceptsBusy && time.Now().Before(busyUntil) {
+				// Sent before the agent heard Busy: it resends them.
+				s.metrics().reports.WithLabelValues("deferred").Inc()
+				continue
+			}
 			if err := s.checkQuota(ctx, deviceID, m.Report); err != nil {
 				return err
 			}
 			release, err := s.admit(ctx)
+			if errors.Is(err, errOverloaded) && acceptsBusy {
+				// Keep the stream: a reconnect would cost this server a
+				// TLS handshake while it is already short of time.
+				s.metrics().reports.WithLabelValues("overloaded").Inc()
+				wait := s.busyRetry()
+				busyUntil = time.Now().Add(wait)
+				log.Debug("report deferred: server overloaded", "retry_after", wait.Round(time.Millisecond))
+				if err := out.send(&evidentv1.ServerMessage{Msg: &evidentv1.ServerMessage_Busy{Busy: &evidentv1.Busy{RetryAfter: durationpb.New(wait)}}}); err != nil {
+					return err
+				}
+				continue
+			}
 			if err != nil {
 				s.metrics().reports.WithLabelValues("overloaded").Inc()
 				log.Warn("report refused: server overloaded", "max_in_flight", cap(s.slots))

@@ -23,7 +23,7 @@ type Metrics struct {
 func newMetrics() *Metrics {
 	return &Metrics{
 		reports: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "evident_reports_total",
-			Help: "Reports received on evidence streams, by result: stored (and acked), overloaded (refused, retryable), failed."}, []string{"result"}),
+			Help: "Reports received on evidence streams, by result: stored (and acked), overloaded (refused, retryable: Busy or the stream ended), deferred (dropped while the stream is Busy; the agent resends it), over_quota, failed."}, []string{"result"}),
 		observations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "evident_observations_total",
 			Help: "Observations in stored reports: received, and new (not stored before: a resend after a lost ack is received again but not new)."}, []string{"kind"}),
 		ingestSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "evident_report_ingest_seconds",

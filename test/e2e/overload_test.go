@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -41,7 +43,7 @@ func TestOverloadIsRetryable(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	srv := ingesttest.Start(t, &ingest.Server{Store: st, MaxInFlight: 1, QueueWait: time.Millisecond})
+	srv := ingesttest.Start(t, &ingest.Server{Store: st, MaxInFlight: 1, QueueWait: time.Millisecond, BusyRetry: 20 * time.Millisecond})
 	ca := srv.CA
 
 	const agents, perAgent = 6, 30
@@ -55,17 +57,8 @@ func TestOverloadIsRetryable(t *testing.T) {
 	var all []agent
 	var runs sync.WaitGroup
 	for i := range agents {
-		d, err := st.EnrollDevice(ctx, store.Device{ID: pki.NewDeviceID(), Hostname: fmt.Sprintf("busy-%d", i), GOOS: "linux", EnrolledAt: time.Now()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
-		der, err := ca.SignDevice(csr, d.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		conf := &tls.Config{RootCAs: ca.Pool(), ServerName: "127.0.0.1", Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+		id, conf := enrolledDevice(t, st, ca, fmt.Sprintf("busy-%d", i))
+		d := store.Device{ID: id}
 		ob, err := outbox.Open(filepath.Join(dir, d.ID+".db"), outbox.Options{NoSync: true})
 		if err != nil {
 			t.Fatal(err)
@@ -114,14 +107,20 @@ func TestOverloadIsRetryable(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
+	// The agents understand Busy: the server keeps their streams and
+	// they wait and resend on them.
 	refused := 0
 	for _, a := range all {
-		if st := a.up.State(); st.Reconnects > 0 && strings.Contains(st.LastError, "overloaded") {
+		st := a.up.State()
+		if st.Busy > 0 {
 			refused++
+		}
+		if st.Reconnects > 0 {
+			t.Errorf("agent %s reconnected %d times (last error %q): Busy should have kept its stream", a.id, st.Reconnects, st.LastError)
 		}
 	}
 	if refused == 0 {
-		t.Error("no agent was refused as overloaded: the test did not overload the server")
+		t.Error("no agent was told Busy: the test did not overload the server")
 	}
 	for _, a := range all {
 		c, err := st.Counts(ctx, a.id)
@@ -132,5 +131,132 @@ func TestOverloadIsRetryable(t *testing.T) {
 			t.Errorf("agent %s: stored %d observations, seq %d-%d; want exactly %d, 1-%d", a.id, c.Total, c.MinSeq, c.MaxSeq, perAgent, perAgent)
 		}
 	}
-	t.Logf("%d of %d agents were refused as overloaded at least once and retried", refused, agents)
+	t.Logf("%d of %d agents were told Busy at least once and resent on the same stream", refused, agents)
+}
+
+// enrolledDevice enrolls a device in st and returns its id and a client
+// TLS configuration with a certificate ca issued it.
+func enrolledDevice(t *testing.T, st store.Enrollment, ca *pki.CA, hostname string) (string, *tls.Config) {
+	t.Helper()
+	d, err := st.EnrollDevice(context.Background(), store.Device{ID: pki.NewDeviceID(), Hostname: hostname, GOOS: "linux", EnrolledAt: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+	der, err := ca.SignDevice(csr, d.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.ID, &tls.Config{RootCAs: ca.Pool(), ServerName: "127.0.0.1", Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+}
+
+// gatedStore holds the first Ingest until release
+// is closed: a report that keeps the server's only slot taken.
+type gatedStore struct {
+	ingest.Store
+	once    sync.Once
+	held    chan struct{} // closed when an Ingest is being held
+	release chan struct{}
+}
+
+func (g *gatedStore) Ingest(ctx context.Context, deviceID string, obs []store.Observation, received time.Time) (int, error) {
+	first := false
+	g.once.Do(func() { first = true })
+	if first {
+		close(g.held)
+		<-g.release
+	}
+	return g.Store.Ingest(ctx, deviceID, obs, received)
+}
+
+// TestBusyKeepsTheStream: with the server's one slot held by a report, an
+// agent whose Hello accepts Busy is answered Busy (the stream stays open,
+// reports it sends during the pause are dropped, and after the pause it
+// resends and is acked), while a client that does not accept Busy gets
+// the old answer: the stream ends with UNAVAILABLE.
+func TestBusyKeepsTheStream(t *testing.T) {
+	dir := t.TempDir()
+	sq, err := sqlite.Open(filepath.Join(dir, "evident.db"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sq.Close()
+	st := &gatedStore{Store: sq, held: make(chan struct{}), release: make(chan struct{})}
+	const retry = 300 * time.Millisecond
+	srv := ingesttest.Start(t, &ingest.Server{Store: st, MaxInFlight: 1, QueueWait: 10 * time.Millisecond, BusyRetry: retry})
+	report := func(seqs ...uint64) *evidentv1.AgentMessage {
+		rep := &evidentv1.Report{}
+		for _, s := range seqs {
+			rep.Observations = append(rep.Observations, &evidentv1.Observation{Seq: s, Collector: "osinfo",
+				CollectedAt: timestamppb.Now(), Status: evidentv1.Observation_STATUS_OK, PayloadJson: []byte(`{}`)})
+		}
+		return &evidentv1.AgentMessage{Msg: &evidentv1.AgentMessage_Report{Report: rep}}
+	}
+	open := func(hostname string, acceptsBusy bool) (string, evidentv1.Evidence_StreamClient) {
+		id, conf := enrolledDevice(t, sq, srv.CA, hostname)
+		stream, err := openStream(t, srv.Addr, conf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := stream.Send(&evidentv1.AgentMessage{Msg: &evidentv1.AgentMessage_Hello{Hello: &evidentv1.Hello{AcceptsBusy: acceptsBusy}}}); err != nil {
+			t.Fatal(err)
+		}
+		return id, stream
+	}
+	// recv skips what the server sends after Hello (Config, TrustBundle).
+	recv := func(stream evidentv1.Evidence_StreamClient) (*evidentv1.ServerMessage, error) {
+		for {
+			m, err := stream.Recv()
+			if err != nil || m.GetAck() != nil || m.GetBusy() != nil {
+				return m, err
+			}
+		}
+	}
+
+	_, holder := open("holder", true)
+	if err := holder.Send(report(1)); err != nil {
+		t.Fatal(err)
+	}
+	<-st.held // the one slot is taken
+
+	_, old := open("old-agent", false)
+	if err := old.Send(report(1)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := recv(old); status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "overloaded") {
+		t.Fatalf("a client without accepts_busy got %v; want the stream ended with UNAVAILABLE, overloaded", err)
+	}
+
+	id, busy := open("new-agent", true)
+	if err := busy.Send(report(1)); err != nil {
+		t.Fatal(err)
+	}
+	m, err := recv(busy)
+	if err != nil || m.GetBusy() == nil {
+		t.Fatalf("an agent accepting Busy got %v, %v; want Busy", m, err)
+	}
+	told := time.Now()
+	if d := m.GetBusy().GetRetryAfter().AsDuration(); d < retry || d > retry*3/2 {
+		t.Errorf("retry_after %s; want %s to %s", d, retry, retry*3/2)
+	}
+	// Sent before it heard Busy: dropped, never acked.
+	if err := busy.Send(report(2)); err != nil {
+		t.Fatal(err)
+	}
+	close(st.release)
+	if m, err := recv(holder); err != nil || m.GetAck().GetUpToSeq() != 1 {
+		t.Fatalf("the held report: %v, %v; want ack 1", m, err)
+	}
+	time.Sleep(time.Until(told.Add(m.GetBusy().GetRetryAfter().AsDuration())))
+	if err := busy.Send(report(1, 2)); err != nil {
+		t.Fatal(err)
+	}
+	m, err = recv(busy)
+	if err != nil || m.GetAck().GetUpToSeq() != 2 {
+		t.Fatalf("after the pause, on the same stream: %v, %v; want ack 2", m, err)
+	}
+	if c, err := sq.Counts(context.Background(), id); err != nil || c.Total != 2 || c.MaxSeq != 2 {
+		t.Fatalf("stored %+v, %v; want seqs 1 and 2 once", c, err)
+	}
 }

@@ -217,12 +217,17 @@ type session struct {
 	inflight int
 	// broken: a send failed; the receiver's error says why.
 	broken bool
+	// resume is set while the server's Busy pause runs: nothing is sent,
+	// and at its end everything unacknowledged is sent again.
+	resume <-chan time.Time
 }
 
-// event is what the receiver passes on: an ack or the stream's end.
+// event is what the receiver passes on: an ack, a Busy answer or the
+// stream's end.
 type event struct {
-	ack uint64
-	err error
+	ack  uint64
+	busy time.Duration
+	err  error
 }
 
 // stream holds the device's evidence stream: a report every interval from
@@ -273,7 +278,7 @@ func (d *device) stream() {
 				later(err)
 			}
 		}
-		if s != nil && !s.broken {
+		if s != nil && !s.broken && s.resume == nil {
 			if err := d.fill(s); err != nil {
 				sendFailed(err)
 			}
@@ -285,8 +290,9 @@ func (d *device) stream() {
 			return
 		}
 		var events chan event
+		var resume <-chan time.Time
 		if s != nil {
-			events = s.events
+			events, resume = s.events, s.resume
 		}
 		select {
 		case <-w.hard.Done():
@@ -307,7 +313,16 @@ func (d *device) stream() {
 			}
 		case <-retry:
 			retry = nil
+		case <-resume:
+			s.resume, s.inflight = nil, 0 // resend what the server dropped
 		case ev := <-events:
+			if ev.busy > 0 {
+				w.meter.fail("server busy: paused, then resent on the same stream")
+				if s.resume == nil {
+					s.resume = time.After(ev.busy + mrand.N(ev.busy/5+1))
+				}
+				continue
+			}
 			if ev.err == nil {
 				ev.err = d.ack(s, ev.ack)
 			}
@@ -325,7 +340,7 @@ func (d *device) open(client evidentv1.EvidenceClient) (*session, error) {
 	ctx, cancel := context.WithCancel(d.w.hard)
 	stream, err := client.Stream(ctx)
 	if err == nil {
-		err = stream.Send(&evidentv1.AgentMessage{Msg: &evidentv1.AgentMessage_Hello{Hello: &evidentv1.Hello{AgentVersion: agentVersion, LastAckedSeq: d.ackedSeq}}})
+		err = stream.Send(&evidentv1.AgentMessage{Msg: &evidentv1.AgentMessage_Hello{Hello: &evidentv1.Hello{AgentVersion: agentVersion, LastAckedSeq: d.ackedSeq, AcceptsBusy: !d.w.cfg.NoBusy}}})
 	}
 	if err != nil {
 		cancel()
@@ -340,12 +355,19 @@ func (d *device) open(client evidentv1.EvidenceClient) (*session, error) {
 				s.events <- event{err: err}
 				return
 			}
-			if a := m.GetAck(); a != nil {
-				select {
-				case s.events <- event{ack: a.GetUpToSeq()}:
-				case <-ctx.Done():
-					return
-				}
+			var ev event
+			switch {
+			case m.GetAck() != nil:
+				ev.ack = m.GetAck().GetUpToSeq()
+			case m.GetBusy() != nil:
+				ev.busy = max(m.GetBusy().GetRetryAfter().AsDuration(), time.Millisecond)
+			default:
+				continue
+			}
+			select {
+			case s.events <- ev:
+			case <-ctx.Done():
+				return
 			}
 		}
 	}()

@@ -63,6 +63,7 @@ type options struct {
 	every             time.Duration
 	json              bool
 	spread            bool
+	noBusy            bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -90,6 +91,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.snapshots, "snapshots", "test/e2e/testdata/snapshots", "a recorded host snapshot, or a directory of them: device i replays snapshot i mod their number")
 	fs.DurationVar(&o.every, "every", 5*time.Second, "how often to print progress")
 	fs.BoolVar(&o.json, "json", false, "print the final summary as JSON on stdout (progress goes to stderr)")
+	fs.BoolVar(&o.noBusy, "no-busy", false, "devices behave as agents older than Busy: an overloaded server ends their streams instead of asking them to pause")
 	fs.BoolVar(&o.spread, "spread-sources", true, "connect to loopback targets from addresses spread over 127.0.0.0/8, so ephemeral ports do not run out")
 	if err := cli.Parse(fs, args); err != nil {
 		return o, err

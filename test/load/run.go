@@ -275,7 +275,7 @@ func startWorkers(o options, t target, cycles []cycle, stopAt time.Time, agg *ag
 		}
 		cfg := workerConfig{Worker: n, First: first, Count: min(share, o.devices-first), Targets: t.addrs, Secret: t.secret,
 			CAPEM: t.caPEM, CAPin: t.caPin, Interval: o.interval, Window: o.window, StopAt: stopAt, Drain: o.drain,
-			EnrollConcurrency: max(1, o.enrollConcurrency/o.procs), Spread: o.spread, Cycles: cycles}
+			EnrollConcurrency: max(1, o.enrollConcurrency/o.procs), Spread: o.spread, NoBusy: o.noBusy, Cycles: cycles}
 		b, err := json.Marshal(cfg)
 		if err != nil {
 			return nil, err

@@ -44,7 +44,10 @@ type workerConfig struct {
 	Drain             time.Duration `json:"drain"`
 	EnrollConcurrency int           `json:"enroll_concurrency"`
 	Spread            bool          `json:"spread"`
-	Cycles            []cycle       `json:"cycles"`
+	// NoBusy makes the devices old agents: their Hello does not accept
+	// Busy, so an overloaded server ends their streams.
+	NoBusy bool    `json:"no_busy,omitempty"`
+	Cycles []cycle `json:"cycles"`
 }
 
 // message is one JSON line from a worker: its cumulative stats, or a

@@ -16,6 +16,7 @@ package evidentv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -910,8 +911,13 @@ type Hello struct {
 	// SHA-256 of the agent's CA bundle (its ca.pem): the server sends its
 	// own when they differ (a CA rollover).
 	CaBundleSha256 []byte `protobuf:"bytes,3,opt,name=ca_bundle_sha256,json=caBundleSha256,proto3" json:"ca_bundle_sha256,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The agent understands Busy: an overloaded server answers a report it
+	// cannot take with Busy and keeps the stream, instead of ending it with
+	// UNAVAILABLE (which makes the agent reconnect: a TLS handshake more for
+	// a server that is already short of CPU).
+	AcceptsBusy   bool `protobuf:"varint,4,opt,name=accepts_busy,json=acceptsBusy,proto3" json:"accepts_busy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Hello) Reset() {
@@ -963,6 +969,13 @@ func (x *Hello) GetCaBundleSha256() []byte {
 		return x.CaBundleSha256
 	}
 	return nil
+}
+
+func (x *Hello) GetAcceptsBusy() bool {
+	if x != nil {
+		return x.AcceptsBusy
+	}
+	return false
 }
 
 // Report carries a batch of observations in seq order.
@@ -1476,6 +1489,7 @@ type ServerMessage struct {
 	//	*ServerMessage_AttestationChallenge
 	//	*ServerMessage_AttestationResult
 	//	*ServerMessage_TrustBundle
+	//	*ServerMessage_Busy
 	Msg           isServerMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1572,6 +1586,15 @@ func (x *ServerMessage) GetTrustBundle() *TrustBundle {
 	return nil
 }
 
+func (x *ServerMessage) GetBusy() *Busy {
+	if x != nil {
+		if x, ok := x.Msg.(*ServerMessage_Busy); ok {
+			return x.Busy
+		}
+	}
+	return nil
+}
+
 type isServerMessage_Msg interface {
 	isServerMessage_Msg()
 }
@@ -1600,6 +1623,10 @@ type ServerMessage_TrustBundle struct {
 	TrustBundle *TrustBundle `protobuf:"bytes,6,opt,name=trust_bundle,json=trustBundle,proto3,oneof"`
 }
 
+type ServerMessage_Busy struct {
+	Busy *Busy `protobuf:"bytes,7,opt,name=busy,proto3,oneof"`
+}
+
 func (*ServerMessage_Ack) isServerMessage_Msg() {}
 
 func (*ServerMessage_CollectNow) isServerMessage_Msg() {}
@@ -1611,6 +1638,58 @@ func (*ServerMessage_AttestationChallenge) isServerMessage_Msg() {}
 func (*ServerMessage_AttestationResult) isServerMessage_Msg() {}
 
 func (*ServerMessage_TrustBundle) isServerMessage_Msg() {}
+
+func (*ServerMessage_Busy) isServerMessage_Msg() {}
+
+// Busy says the server is overloaded: the report it answers was not
+// stored, and neither is any report that arrives within retry_after. The
+// agent sends no report for retry_after (plus jitter), then resends from
+// its last acknowledged seq on the same stream. Acks of reports stored
+// before the Busy still arrive. Sent only to agents whose Hello set
+// accepts_busy.
+type Busy struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RetryAfter    *durationpb.Duration   `protobuf:"bytes,1,opt,name=retry_after,json=retryAfter,proto3" json:"retry_after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Busy) Reset() {
+	*x = Busy{}
+	mi := &file_evident_v1_evident_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Busy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Busy) ProtoMessage() {}
+
+func (x *Busy) ProtoReflect() protoreflect.Message {
+	mi := &file_evident_v1_evident_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Busy.ProtoReflect.Descriptor instead.
+func (*Busy) Descriptor() ([]byte, []int) {
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *Busy) GetRetryAfter() *durationpb.Duration {
+	if x != nil {
+		return x.RetryAfter
+	}
+	return nil
+}
 
 // TrustBundle is the set of CA certificates the agent should trust for the
 // server from now on: sent after Hello when the agent's differs, and to
@@ -1626,7 +1705,7 @@ type TrustBundle struct {
 
 func (x *TrustBundle) Reset() {
 	*x = TrustBundle{}
-	mi := &file_evident_v1_evident_proto_msgTypes[21]
+	mi := &file_evident_v1_evident_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1638,7 +1717,7 @@ func (x *TrustBundle) String() string {
 func (*TrustBundle) ProtoMessage() {}
 
 func (x *TrustBundle) ProtoReflect() protoreflect.Message {
-	mi := &file_evident_v1_evident_proto_msgTypes[21]
+	mi := &file_evident_v1_evident_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1651,7 +1730,7 @@ func (x *TrustBundle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrustBundle.ProtoReflect.Descriptor instead.
 func (*TrustBundle) Descriptor() ([]byte, []int) {
-	return file_evident_v1_evident_proto_rawDescGZIP(), []int{21}
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *TrustBundle) GetCaBundle() []byte {
@@ -1672,7 +1751,7 @@ type AttestationChallenge struct {
 
 func (x *AttestationChallenge) Reset() {
 	*x = AttestationChallenge{}
-	mi := &file_evident_v1_evident_proto_msgTypes[22]
+	mi := &file_evident_v1_evident_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1684,7 +1763,7 @@ func (x *AttestationChallenge) String() string {
 func (*AttestationChallenge) ProtoMessage() {}
 
 func (x *AttestationChallenge) ProtoReflect() protoreflect.Message {
-	mi := &file_evident_v1_evident_proto_msgTypes[22]
+	mi := &file_evident_v1_evident_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1697,7 +1776,7 @@ func (x *AttestationChallenge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttestationChallenge.ProtoReflect.Descriptor instead.
 func (*AttestationChallenge) Descriptor() ([]byte, []int) {
-	return file_evident_v1_evident_proto_rawDescGZIP(), []int{22}
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *AttestationChallenge) GetNonce() []byte {
@@ -1726,7 +1805,7 @@ type AttestationResult struct {
 
 func (x *AttestationResult) Reset() {
 	*x = AttestationResult{}
-	mi := &file_evident_v1_evident_proto_msgTypes[23]
+	mi := &file_evident_v1_evident_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1738,7 +1817,7 @@ func (x *AttestationResult) String() string {
 func (*AttestationResult) ProtoMessage() {}
 
 func (x *AttestationResult) ProtoReflect() protoreflect.Message {
-	mi := &file_evident_v1_evident_proto_msgTypes[23]
+	mi := &file_evident_v1_evident_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1751,7 +1830,7 @@ func (x *AttestationResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttestationResult.ProtoReflect.Descriptor instead.
 func (*AttestationResult) Descriptor() ([]byte, []int) {
-	return file_evident_v1_evident_proto_rawDescGZIP(), []int{23}
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *AttestationResult) GetVerified() bool {
@@ -1777,7 +1856,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_evident_v1_evident_proto_msgTypes[24]
+	mi := &file_evident_v1_evident_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1789,7 +1868,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_evident_v1_evident_proto_msgTypes[24]
+	mi := &file_evident_v1_evident_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1802,7 +1881,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_evident_v1_evident_proto_rawDescGZIP(), []int{24}
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Ack) GetUpToSeq() uint64 {
@@ -1822,7 +1901,7 @@ type CollectNow struct {
 
 func (x *CollectNow) Reset() {
 	*x = CollectNow{}
-	mi := &file_evident_v1_evident_proto_msgTypes[25]
+	mi := &file_evident_v1_evident_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1834,7 +1913,7 @@ func (x *CollectNow) String() string {
 func (*CollectNow) ProtoMessage() {}
 
 func (x *CollectNow) ProtoReflect() protoreflect.Message {
-	mi := &file_evident_v1_evident_proto_msgTypes[25]
+	mi := &file_evident_v1_evident_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1847,7 +1926,7 @@ func (x *CollectNow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CollectNow.ProtoReflect.Descriptor instead.
 func (*CollectNow) Descriptor() ([]byte, []int) {
-	return file_evident_v1_evident_proto_rawDescGZIP(), []int{25}
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CollectNow) GetCollectors() []string {
@@ -1874,7 +1953,7 @@ type Config struct {
 
 func (x *Config) Reset() {
 	*x = Config{}
-	mi := &file_evident_v1_evident_proto_msgTypes[26]
+	mi := &file_evident_v1_evident_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1886,7 +1965,7 @@ func (x *Config) String() string {
 func (*Config) ProtoMessage() {}
 
 func (x *Config) ProtoReflect() protoreflect.Message {
-	mi := &file_evident_v1_evident_proto_msgTypes[26]
+	mi := &file_evident_v1_evident_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1899,7 +1978,7 @@ func (x *Config) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Config.ProtoReflect.Descriptor instead.
 func (*Config) Descriptor() ([]byte, []int) {
-	return file_evident_v1_evident_proto_rawDescGZIP(), []int{26}
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Config) GetIntervalSeconds() uint32 {
@@ -1921,7 +2000,7 @@ var File_evident_v1_evident_proto protoreflect.FileDescriptor
 const file_evident_v1_evident_proto_rawDesc = "" +
 	"\n" +
 	"\x18evident/v1/evident.proto\x12\n" +
-	"evident.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd9\x01\n" +
+	"evident.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egoogle/protobuf/duration.proto\"\xd9\x01\n" +
 	"\rEnrollRequest\x12#\n" +
 	"\renroll_secret\x18\x01 \x01(\tR\fenrollSecret\x12\x10\n" +
 	"\x03csr\x18\x02 \x01(\fR\x03csr\x12)\n" +
@@ -1983,11 +2062,12 @@ const file_evident_v1_evident_proto_rawDesc = "" +
 	"\x06report\x18\x02 \x01(\v2\x12.evident.v1.ReportH\x00R\x06report\x125\n" +
 	"\theartbeat\x18\x03 \x01(\v2\x15.evident.v1.HeartbeatH\x00R\theartbeat\x12;\n" +
 	"\vattestation\x18\x04 \x01(\v2\x17.evident.v1.AttestationH\x00R\vattestationB\x05\n" +
-	"\x03msg\"|\n" +
+	"\x03msg\"\x9f\x01\n" +
 	"\x05Hello\x12#\n" +
 	"\ragent_version\x18\x01 \x01(\tR\fagentVersion\x12$\n" +
 	"\x0elast_acked_seq\x18\x02 \x01(\x04R\flastAckedSeq\x12(\n" +
-	"\x10ca_bundle_sha256\x18\x03 \x01(\fR\x0ecaBundleSha256\"E\n" +
+	"\x10ca_bundle_sha256\x18\x03 \x01(\fR\x0ecaBundleSha256\x12!\n" +
+	"\faccepts_busy\x18\x04 \x01(\bR\vacceptsBusy\"E\n" +
 	"\x06Report\x12;\n" +
 	"\fobservations\x18\x01 \x03(\v2\x17.evident.v1.ObservationR\fobservations\"\xeb\x01\n" +
 	"\vAttestation\x12\x14\n" +
@@ -2031,7 +2111,7 @@ const file_evident_v1_evident_proto_rawDesc = "" +
 	"\aexcerpt\x18\x04 \x01(\tR\aexcerpt\x12\x14\n" +
 	"\x05error\x18\x05 \x01(\tR\x05errorB\f\n" +
 	"\n" +
-	"_exit_code\"\x8b\x03\n" +
+	"_exit_code\"\xb3\x03\n" +
 	"\rServerMessage\x12#\n" +
 	"\x03ack\x18\x01 \x01(\v2\x0f.evident.v1.AckH\x00R\x03ack\x129\n" +
 	"\vcollect_now\x18\x02 \x01(\v2\x16.evident.v1.CollectNowH\x00R\n" +
@@ -2039,8 +2119,12 @@ const file_evident_v1_evident_proto_rawDesc = "" +
 	"\x06config\x18\x03 \x01(\v2\x12.evident.v1.ConfigH\x00R\x06config\x12W\n" +
 	"\x15attestation_challenge\x18\x04 \x01(\v2 .evident.v1.AttestationChallengeH\x00R\x14attestationChallenge\x12N\n" +
 	"\x12attestation_result\x18\x05 \x01(\v2\x1d.evident.v1.AttestationResultH\x00R\x11attestationResult\x12<\n" +
-	"\ftrust_bundle\x18\x06 \x01(\v2\x17.evident.v1.TrustBundleH\x00R\vtrustBundleB\x05\n" +
-	"\x03msg\"*\n" +
+	"\ftrust_bundle\x18\x06 \x01(\v2\x17.evident.v1.TrustBundleH\x00R\vtrustBundle\x12&\n" +
+	"\x04busy\x18\a \x01(\v2\x10.evident.v1.BusyH\x00R\x04busyB\x05\n" +
+	"\x03msg\"B\n" +
+	"\x04Busy\x12:\n" +
+	"\vretry_after\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"retryAfter\"*\n" +
 	"\vTrustBundle\x12\x1b\n" +
 	"\tca_bundle\x18\x01 \x01(\fR\bcaBundle\"g\n" +
 	"\x14AttestationChallenge\x12\x14\n" +
@@ -2085,7 +2169,7 @@ func file_evident_v1_evident_proto_rawDescGZIP() []byte {
 }
 
 var file_evident_v1_evident_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_evident_v1_evident_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_evident_v1_evident_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_evident_v1_evident_proto_goTypes = []any{
 	(Observation_Status)(0),       // 0: evident.v1.Observation.Status
 	(*EnrollRequest)(nil),         // 1: evident.v1.EnrollRequest
@@ -2109,25 +2193,27 @@ var file_evident_v1_evident_proto_goTypes = []any{
 	(*Observation)(nil),           // 19: evident.v1.Observation
 	(*Source)(nil),                // 20: evident.v1.Source
 	(*ServerMessage)(nil),         // 21: evident.v1.ServerMessage
-	(*TrustBundle)(nil),           // 22: evident.v1.TrustBundle
-	(*AttestationChallenge)(nil),  // 23: evident.v1.AttestationChallenge
-	(*AttestationResult)(nil),     // 24: evident.v1.AttestationResult
-	(*Ack)(nil),                   // 25: evident.v1.Ack
-	(*CollectNow)(nil),            // 26: evident.v1.CollectNow
-	(*Config)(nil),                // 27: evident.v1.Config
-	nil,                           // 28: evident.v1.Config.CollectorIntervalSecondsEntry
-	(*timestamppb.Timestamp)(nil), // 29: google.protobuf.Timestamp
+	(*Busy)(nil),                  // 22: evident.v1.Busy
+	(*TrustBundle)(nil),           // 23: evident.v1.TrustBundle
+	(*AttestationChallenge)(nil),  // 24: evident.v1.AttestationChallenge
+	(*AttestationResult)(nil),     // 25: evident.v1.AttestationResult
+	(*Ack)(nil),                   // 26: evident.v1.Ack
+	(*CollectNow)(nil),            // 27: evident.v1.CollectNow
+	(*Config)(nil),                // 28: evident.v1.Config
+	nil,                           // 29: evident.v1.Config.CollectorIntervalSecondsEntry
+	(*timestamppb.Timestamp)(nil), // 30: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 31: google.protobuf.Duration
 }
 var file_evident_v1_evident_proto_depIdxs = []int32{
 	2,  // 0: evident.v1.EnrollRequest.host:type_name -> evident.v1.HostFacts
 	3,  // 1: evident.v1.EnrollRequest.tpm:type_name -> evident.v1.TPMIdentity
 	6,  // 2: evident.v1.EnrollRequest.activation:type_name -> evident.v1.ActivationProof
 	4,  // 3: evident.v1.TPMIdentity.ak:type_name -> evident.v1.AKParameters
-	29, // 4: evident.v1.ActivationChallenge.expires_at:type_name -> google.protobuf.Timestamp
+	30, // 4: evident.v1.ActivationChallenge.expires_at:type_name -> google.protobuf.Timestamp
 	5,  // 5: evident.v1.EnrollResponse.activation:type_name -> evident.v1.ActivationChallenge
 	15, // 6: evident.v1.RenewRequest.proof:type_name -> evident.v1.Attestation
-	23, // 7: evident.v1.RenewResponse.challenge:type_name -> evident.v1.AttestationChallenge
-	29, // 8: evident.v1.ConfirmResponse.not_after:type_name -> google.protobuf.Timestamp
+	24, // 7: evident.v1.RenewResponse.challenge:type_name -> evident.v1.AttestationChallenge
+	30, // 8: evident.v1.ConfirmResponse.not_after:type_name -> google.protobuf.Timestamp
 	13, // 9: evident.v1.AgentMessage.hello:type_name -> evident.v1.Hello
 	14, // 10: evident.v1.AgentMessage.report:type_name -> evident.v1.Report
 	18, // 11: evident.v1.AgentMessage.heartbeat:type_name -> evident.v1.Heartbeat
@@ -2135,31 +2221,33 @@ var file_evident_v1_evident_proto_depIdxs = []int32{
 	19, // 13: evident.v1.Report.observations:type_name -> evident.v1.Observation
 	16, // 14: evident.v1.Attestation.quotes:type_name -> evident.v1.Quote
 	17, // 15: evident.v1.Attestation.pcrs:type_name -> evident.v1.PCRValue
-	29, // 16: evident.v1.Heartbeat.sent_at:type_name -> google.protobuf.Timestamp
-	29, // 17: evident.v1.Observation.collected_at:type_name -> google.protobuf.Timestamp
+	30, // 16: evident.v1.Heartbeat.sent_at:type_name -> google.protobuf.Timestamp
+	30, // 17: evident.v1.Observation.collected_at:type_name -> google.protobuf.Timestamp
 	0,  // 18: evident.v1.Observation.status:type_name -> evident.v1.Observation.Status
 	20, // 19: evident.v1.Observation.sources:type_name -> evident.v1.Source
-	25, // 20: evident.v1.ServerMessage.ack:type_name -> evident.v1.Ack
-	26, // 21: evident.v1.ServerMessage.collect_now:type_name -> evident.v1.CollectNow
-	27, // 22: evident.v1.ServerMessage.config:type_name -> evident.v1.Config
-	23, // 23: evident.v1.ServerMessage.attestation_challenge:type_name -> evident.v1.AttestationChallenge
-	24, // 24: evident.v1.ServerMessage.attestation_result:type_name -> evident.v1.AttestationResult
-	22, // 25: evident.v1.ServerMessage.trust_bundle:type_name -> evident.v1.TrustBundle
-	29, // 26: evident.v1.AttestationChallenge.expires_at:type_name -> google.protobuf.Timestamp
-	28, // 27: evident.v1.Config.collector_interval_seconds:type_name -> evident.v1.Config.CollectorIntervalSecondsEntry
-	1,  // 28: evident.v1.Enrollment.Enroll:input_type -> evident.v1.EnrollRequest
-	8,  // 29: evident.v1.Credentials.Renew:input_type -> evident.v1.RenewRequest
-	10, // 30: evident.v1.Credentials.Confirm:input_type -> evident.v1.ConfirmRequest
-	12, // 31: evident.v1.Evidence.Stream:input_type -> evident.v1.AgentMessage
-	7,  // 32: evident.v1.Enrollment.Enroll:output_type -> evident.v1.EnrollResponse
-	9,  // 33: evident.v1.Credentials.Renew:output_type -> evident.v1.RenewResponse
-	11, // 34: evident.v1.Credentials.Confirm:output_type -> evident.v1.ConfirmResponse
-	21, // 35: evident.v1.Evidence.Stream:output_type -> evident.v1.ServerMessage
-	32, // [32:36] is the sub-list for method output_type
-	28, // [28:32] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	26, // 20: evident.v1.ServerMessage.ack:type_name -> evident.v1.Ack
+	27, // 21: evident.v1.ServerMessage.collect_now:type_name -> evident.v1.CollectNow
+	28, // 22: evident.v1.ServerMessage.config:type_name -> evident.v1.Config
+	24, // 23: evident.v1.ServerMessage.attestation_challenge:type_name -> evident.v1.AttestationChallenge
+	25, // 24: evident.v1.ServerMessage.attestation_result:type_name -> evident.v1.AttestationResult
+	23, // 25: evident.v1.ServerMessage.trust_bundle:type_name -> evident.v1.TrustBundle
+	22, // 26: evident.v1.ServerMessage.busy:type_name -> evident.v1.Busy
+	31, // 27: evident.v1.Busy.retry_after:type_name -> google.protobuf.Duration
+	30, // 28: evident.v1.AttestationChallenge.expires_at:type_name -> google.protobuf.Timestamp
+	29, // 29: evident.v1.Config.collector_interval_seconds:type_name -> evident.v1.Config.CollectorIntervalSecondsEntry
+	1,  // 30: evident.v1.Enrollment.Enroll:input_type -> evident.v1.EnrollRequest
+	8,  // 31: evident.v1.Credentials.Renew:input_type -> evident.v1.RenewRequest
+	10, // 32: evident.v1.Credentials.Confirm:input_type -> evident.v1.ConfirmRequest
+	12, // 33: evident.v1.Evidence.Stream:input_type -> evident.v1.AgentMessage
+	7,  // 34: evident.v1.Enrollment.Enroll:output_type -> evident.v1.EnrollResponse
+	9,  // 35: evident.v1.Credentials.Renew:output_type -> evident.v1.RenewResponse
+	11, // 36: evident.v1.Credentials.Confirm:output_type -> evident.v1.ConfirmResponse
+	21, // 37: evident.v1.Evidence.Stream:output_type -> evident.v1.ServerMessage
+	34, // [34:38] is the sub-list for method output_type
+	30, // [30:34] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_evident_v1_evident_proto_init() }
@@ -2181,6 +2269,7 @@ func file_evident_v1_evident_proto_init() {
 		(*ServerMessage_AttestationChallenge)(nil),
 		(*ServerMessage_AttestationResult)(nil),
 		(*ServerMessage_TrustBundle)(nil),
+		(*ServerMessage_Busy)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2188,7 +2277,7 @@ func file_evident_v1_evident_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_evident_v1_evident_proto_rawDesc), len(file_evident_v1_evident_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   28,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -236,6 +236,7 @@ func cmdRun(args []string, stderr io.Writer) error {
 	nonceTTL := fs.Duration("nonce-ttl", ingest.DefaultNonceTTL, "how long an attestation nonce stays valid")
 	maxInFlight := fs.Int("max-in-flight", ingest.DefaultMaxInFlight, "reports stored and scored at once; more wait their turn")
 	queueWait := fs.Duration("queue-wait", ingest.DefaultQueueWait, "how long a report may wait for its turn before it is refused as overloaded\n(a retryable status: the agent keeps the report and resends it after a backoff)")
+	busyRetry := fs.Duration("busy-retry", ingest.DefaultBusyRetry, "how long an agent refused as overloaded is asked to pause before it resends on the same stream\n(plus up to half as much again, so a fleet does not return in step; agents older than Busy reconnect instead)")
 	webListen := fs.String("web-listen", "", "serve the web UI and read-only API on this address (empty: off). On a loopback address\n(127.0.0.1:8080) it is plain HTTP; anywhere else HTTPS with the server certificate. Log in with a token\nfrom `evident-server token create`.")
 	retain := controls.Duration{Duration: server.DefaultRetainRaw}
 	fs.Var(&durationFlag{&retain}, "retain-raw", "how long observations' content and attestations' raw messages are kept (\"400d\", \"9600h\"; 0 keeps\nthem forever). Older ones keep their row, times, status and chain hash, so reports, intervals and bundles\nstill verify; each collector's latest observation is kept whole")
@@ -250,8 +251,8 @@ func cmdRun(args []string, stderr io.Writer) error {
 	if *rescore <= 0 || *attestEvery <= 0 || *nonceTTL <= 0 {
 		return errors.New("--rescore-interval, --attest-interval and --nonce-ttl must be positive")
 	}
-	if *maxInFlight < 1 || *maxInFlight > 4096 || *queueWait <= 0 {
-		return errors.New("--max-in-flight must be from 1 to 4096 and --queue-wait positive")
+	if *maxInFlight < 1 || *maxInFlight > 4096 || *queueWait <= 0 || *busyRetry <= 0 || *busyRetry > 10*time.Minute {
+		return errors.New("--max-in-flight must be from 1 to 4096, --queue-wait positive and --busy-retry positive, at most 10m")
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
@@ -272,7 +273,7 @@ func cmdRun(args []string, stderr io.Writer) error {
 	defer stop()
 	return server.Run(ctx, server.Config{DataDir: dir.dir, Store: dir.store, Listen: *listen, SANs: names, Policy: policy, Log: log,
 		RescoreEvery: *rescore, EKRoots: *ekRoots, EKAllowlist: *ekAllow, AttestEvery: *attestEvery, NonceTTL: *nonceTTL,
-		WebListen: *webListen, MaxInFlight: *maxInFlight, QueueWait: *queueWait, DebugListen: *debugListen, MetricsListen: *metricsListen, RetainRaw: retain.Duration, HandshakesPerSource: *perSource,
+		WebListen: *webListen, MaxInFlight: *maxInFlight, QueueWait: *queueWait, BusyRetry: *busyRetry, DebugListen: *debugListen, MetricsListen: *metricsListen, RetainRaw: retain.Duration, HandshakesPerSource: *perSource,
 		QuotaObservations: *quotaObs, QuotaBytes: *quotaBytes})
 }
 

@@ -15,11 +15,13 @@ func TestRunRefusesBadLimits(t *testing.T) {
 		{"--max-in-flight", "100000"},
 		{"--queue-wait", "0s"},
 		{"--queue-wait", "-1s"},
+		{"--busy-retry", "0s"},
+		{"--busy-retry", "11m"},
 	} {
 		var stdout, stderr bytes.Buffer
 		dir := t.TempDir()
 		code := run(append([]string{"run", "--data-dir", dir, "--listen", "127.0.0.1:0"}, args...), &stdout, &stderr)
-		if code == 0 || !strings.Contains(stderr.String(), "--max-in-flight must be from 1 to 4096 and --queue-wait positive") {
+		if code == 0 || !strings.Contains(stderr.String(), "--max-in-flight must be from 1 to 4096, --queue-wait positive and --busy-retry positive, at most 10m") {
 			t.Errorf("run %v: exit %d, stderr %q; want a refusal naming the limits", args, code, stderr.String())
 		}
 	}
