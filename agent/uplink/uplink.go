@@ -39,7 +39,9 @@ const (
 	MaxBatchCount = 500
 	// window is how many batches may be in flight unacknowledged.
 	window = 4
-	// A Busy pause is kept within these bounds, whatever the server asks.
+	// A Busy pause is kept within these bounds, whatever the server asks
+	// (the server asks for at most 4.5 min: ingest.MaxBusyRetry and its
+	// jitter).
 	minBusyPause = 50 * time.Millisecond
 	maxBusyPause = 5 * time.Minute
 )

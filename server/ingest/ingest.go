@@ -146,6 +146,11 @@ const (
 	DefaultMaxInFlight = 16
 	DefaultQueueWait   = 10 * time.Second
 	DefaultBusyRetry   = 5 * time.Second
+	// MaxBusyRetry bounds BusyRetry: with its jitter (up to half again)
+	// a pause stays under the longest one an agent honours (5 min, see
+	// agent/uplink). An agent that resumed earlier than the server
+	// expects would have its resends dropped, and wait for their acks.
+	MaxBusyRetry = 3 * time.Minute
 )
 
 // busyRetry is the pause a Busy answer asks for.
@@ -154,6 +159,7 @@ func (s *Server) busyRetry() time.Duration {
 	if d <= 0 {
 		d = DefaultBusyRetry
 	}
+	d = min(d, MaxBusyRetry)
 	return d + rand.N(d/2+1)
 }
 

@@ -251,8 +251,8 @@ func cmdRun(args []string, stderr io.Writer) error {
 	if *rescore <= 0 || *attestEvery <= 0 || *nonceTTL <= 0 {
 		return errors.New("--rescore-interval, --attest-interval and --nonce-ttl must be positive")
 	}
-	if *maxInFlight < 1 || *maxInFlight > 4096 || *queueWait <= 0 || *busyRetry <= 0 || *busyRetry > 10*time.Minute {
-		return errors.New("--max-in-flight must be from 1 to 4096, --queue-wait positive and --busy-retry positive, at most 10m")
+	if *maxInFlight < 1 || *maxInFlight > 4096 || *queueWait <= 0 || *busyRetry <= 0 || *busyRetry > ingest.MaxBusyRetry {
+		return fmt.Errorf("--max-in-flight must be from 1 to 4096, --queue-wait positive and --busy-retry positive, at most %s", ingest.MaxBusyRetry)
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {

@@ -16,12 +16,12 @@ func TestRunRefusesBadLimits(t *testing.T) {
 		{"--queue-wait", "0s"},
 		{"--queue-wait", "-1s"},
 		{"--busy-retry", "0s"},
-		{"--busy-retry", "11m"},
+		{"--busy-retry", "3m1s"},
 	} {
 		var stdout, stderr bytes.Buffer
 		dir := t.TempDir()
 		code := run(append([]string{"run", "--data-dir", dir, "--listen", "127.0.0.1:0"}, args...), &stdout, &stderr)
-		if code == 0 || !strings.Contains(stderr.String(), "--max-in-flight must be from 1 to 4096, --queue-wait positive and --busy-retry positive, at most 10m") {
+		if code == 0 || !strings.Contains(stderr.String(), "--max-in-flight must be from 1 to 4096, --queue-wait positive and --busy-retry positive, at most 3m0s") {
 			t.Errorf("run %v: exit %d, stderr %q; want a refusal naming the limits", args, code, stderr.String())
 		}
 	}
