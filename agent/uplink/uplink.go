@@ -327,10 +327,14 @@ func (u *Uplink) exchange(ctx context.Context, stream grpc.BidiStreamingClient[e
 					return
 				}
 			case *evidentv1.ServerMessage_Busy:
+				// Keep the longer of a pending pause and this one.
+				d := msg.Busy.GetRetryAfter().AsDuration()
 				select {
-				case busy <- msg.Busy.GetRetryAfter().AsDuration():
-				default: // a pause is already pending
+				case prev := <-busy:
+					d = max(d, prev)
+				default:
 				}
+				busy <- d // the only sender, and the buffer was just emptied
 			case *evidentv1.ServerMessage_AttestationChallenge:
 				if u.Challenges != nil {
 					select {
@@ -385,6 +389,7 @@ func (u *Uplink) exchange(ctx context.Context, stream grpc.BidiStreamingClient[e
 	// the reports after the last ack are sent again.
 	var resume <-chan time.Time
 	var resumeTimer *time.Timer
+	var resumeAt time.Time
 	defer func() {
 		if resumeTimer != nil {
 			resumeTimer.Stop()
@@ -431,9 +436,14 @@ func (u *Uplink) exchange(ctx context.Context, stream grpc.BidiStreamingClient[e
 			d += rand.N(d/5 + 1) // spread the fleet's return
 			u.setState(func(s *State) { s.Busy++; s.LastBusyAt = time.Now() })
 			u.Log.Debug("server busy: pausing reports", "for", d.Round(time.Millisecond), "last_acked_seq", acked)
-			if resume == nil {
-				resumeTimer = time.NewTimer(d)
+			switch until := time.Now().Add(d); {
+			case resume == nil:
+				resumeTimer, resumeAt = time.NewTimer(d), until
 				resume = resumeTimer.C
+			case until.After(resumeAt):
+				// A later Busy asks for longer: resume at the later time.
+				resumeTimer.Reset(d)
+				resumeAt = until
 			}
 		case <-resume:
 			// What the server refused, and whatever it dropped while busy,

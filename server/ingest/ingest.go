@@ -443,10 +443,13 @@ func (s *Server) Stream(stream grpc.BidiStreamingServer[evidentv1.AgentMessage, 
 	actx, stopAttest := context.WithCancel(ctx)
 	var attestWG sync.WaitGroup
 	defer func() { stopAttest(); attestWG.Wait() }()
-	// acceptsBusy: the agent's Hello said it understands Busy. busyUntil
-	// is when this stream takes reports again after one.
+	// acceptsBusy: the agent's Hello said it understands Busy. After one,
+	// busyFrom is the first seq of the refused report: every report that
+	// starts after it was sent before the agent heard Busy and is dropped
+	// (storing it would let a cumulative ack cover the refused seqs); the
+	// agent's resend starts at or before it and lifts the gate.
 	var acceptsBusy bool
-	var busyUntil time.Time
+	var busyFrom uint64
 	var lastCollected time.Time
 	if latest, err := s.Store.Latest(ctx, deviceID); err == nil {
 		for _, o := range latest {
@@ -507,22 +510,31 @@ func (s *Server) Stream(stream grpc.BidiStreamingServer[evidentv1.AgentMessage, 
 		case *evidentv1.AgentMessage_Heartbeat:
 			// Sent by agents before gRPC keepalive replaced it; nothing to do.
 		case *evidentv1.AgentMessage_Report:
-			if acceptsBusy && time.Now().Before(busyUntil) {
-				// Sent before the agent heard Busy: it resends them.
-				s.metrics().reports.WithLabelValues("deferred").Inc()
-				continue
+			first := uint64(0)
+			if obs := m.Report.GetObservations(); len(obs) > 0 {
+				first = obs[0].GetSeq()
+			}
+			if busyFrom != 0 {
+				if first > busyFrom {
+					// Sent before the agent heard Busy: it resends them.
+					s.metrics().reports.WithLabelValues("deferred").Inc()
+					continue
+				}
+				busyFrom = 0
 			}
 			if err := s.checkQuota(ctx, deviceID, m.Report); err != nil {
 				return err
 			}
 			release, err := s.admit(ctx)
-			if errors.Is(err, errOverloaded) && acceptsBusy {
+			if errors.Is(err, errOverloaded) && acceptsBusy && first > 0 {
 				// Keep the stream: a reconnect would cost this server a
 				// TLS handshake while it is already short of time.
 				s.metrics().reports.WithLabelValues("overloaded").Inc()
+				maxObs, maxBytes := s.quotaLimits()
+				s.quota.refund(deviceID, len(m.Report.GetObservations()), proto.Size(m.Report), maxObs, maxBytes)
 				wait := s.busyRetry()
-				busyUntil = time.Now().Add(wait)
-				log.Debug("report deferred: server overloaded", "retry_after", wait.Round(time.Millisecond))
+				busyFrom = first
+				log.Debug("report deferred: server overloaded", "retry_after", wait.Round(time.Millisecond), "from_seq", first)
 				if err := out.send(&evidentv1.ServerMessage{Msg: &evidentv1.ServerMessage_Busy{Busy: &evidentv1.Busy{RetryAfter: durationpb.New(wait)}}}); err != nil {
 					return err
 				}
@@ -552,17 +564,23 @@ func (s *Server) Stream(stream grpc.BidiStreamingServer[evidentv1.AgentMessage, 
 	}
 }
 
+// quotaLimits are the hourly allowances of one device.
+func (s *Server) quotaLimits() (observations, bytes int) {
+	observations, bytes = s.QuotaObservations, s.QuotaBytes
+	if observations <= 0 {
+		observations = DefaultQuotaObservations
+	}
+	if bytes <= 0 {
+		bytes = DefaultQuotaBytes
+	}
+	return observations, bytes
+}
+
 // checkQuota refuses a report over the device's hourly allowance, with a
 // retryable status (the agent keeps it and retries after a backoff), and
 // records the refusal in the audit log once an hour per device.
 func (s *Server) checkQuota(ctx context.Context, deviceID string, rep *evidentv1.Report) error {
-	maxObs, maxBytes := s.QuotaObservations, s.QuotaBytes
-	if maxObs <= 0 {
-		maxObs = DefaultQuotaObservations
-	}
-	if maxBytes <= 0 {
-		maxBytes = DefaultQuotaBytes
-	}
+	maxObs, maxBytes := s.quotaLimits()
 	now := s.now()
 	ok, note := s.quota.take(deviceID, len(rep.GetObservations()), proto.Size(rep), now, maxObs, maxBytes)
 	if ok {

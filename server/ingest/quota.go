@@ -66,3 +66,14 @@ func (q *quotas) take(device string, n, size int, now time.Time, maxObs, maxByte
 	b.bytes -= float64(size)
 	return true, false
 }
+
+// refund gives back what take spent for a report that was then not stored
+// (the server was too busy): a refusal must not use up the allowance.
+func (q *quotas) refund(device string, n, size int, maxObs, maxBytes int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if b := q.buckets[device]; b != nil {
+		b.obs = min(float64(maxObs), b.obs+float64(n))
+		b.bytes = min(float64(maxBytes), b.bytes+float64(size))
+	}
+}

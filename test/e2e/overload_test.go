@@ -173,7 +173,8 @@ func (g *gatedStore) Ingest(ctx context.Context, deviceID string, obs []store.Ob
 // TestBusyKeepsTheStream: with the server's one slot held by a report, an
 // agent whose Hello accepts Busy is answered Busy (the stream stays open,
 // reports it sends during the pause are dropped, and after the pause it
-// resends and is acked), while a client that does not accept Busy gets
+// resends and is acked; reports that follow the refused one are dropped
+// until the resend), while a client that does not accept Busy gets
 // the old answer: the stream ends with UNAVAILABLE.
 func TestBusyKeepsTheStream(t *testing.T) {
 	dir := t.TempDir()
@@ -183,6 +184,8 @@ func TestBusyKeepsTheStream(t *testing.T) {
 	}
 	defer sq.Close()
 	st := &gatedStore{Store: sq, held: make(chan struct{}), release: make(chan struct{})}
+	var releaseOnce sync.Once // a failing test must not leave the handler held
+	defer releaseOnce.Do(func() { close(st.release) })
 	const retry = 300 * time.Millisecond
 	srv := ingesttest.Start(t, &ingest.Server{Store: st, MaxInFlight: 1, QueueWait: 10 * time.Millisecond, BusyRetry: retry})
 	report := func(seqs ...uint64) *evidentv1.AgentMessage {
@@ -240,23 +243,40 @@ func TestBusyKeepsTheStream(t *testing.T) {
 	if d := m.GetBusy().GetRetryAfter().AsDuration(); d < retry || d > retry*3/2 {
 		t.Errorf("retry_after %s; want %s to %s", d, retry, retry*3/2)
 	}
-	// Sent before it heard Busy: dropped, never acked.
+	// What an agent had in flight behind the refused report (seqs after
+	// it) is dropped, during the pause and after it alike: a late one
+	// stored would let its cumulative ack cover seq 1, never stored.
 	if err := busy.Send(report(2)); err != nil {
 		t.Fatal(err)
 	}
-	close(st.release)
+	releaseOnce.Do(func() { close(st.release) })
 	if m, err := recv(holder); err != nil || m.GetAck().GetUpToSeq() != 1 {
 		t.Fatalf("the held report: %v, %v; want ack 1", m, err)
 	}
 	time.Sleep(time.Until(told.Add(m.GetBusy().GetRetryAfter().AsDuration())))
+	if err := busy.Send(report(3)); err != nil { // arriving after the pause
+		t.Fatal(err)
+	}
+	// The resend starts at the refused seq: it lifts the gate. The
+	// stream is handled in order, so its ack is the first answer: an ack
+	// 3 here would mean report 3 was stored over the gap.
 	if err := busy.Send(report(1, 2)); err != nil {
 		t.Fatal(err)
 	}
 	m, err = recv(busy)
 	if err != nil || m.GetAck().GetUpToSeq() != 2 {
-		t.Fatalf("after the pause, on the same stream: %v, %v; want ack 2", m, err)
+		t.Fatalf("after the pause, on the same stream: %v, %v; want ack 2 (reports 2 and 3 dropped, 1 and 2 stored)", m, err)
 	}
 	if c, err := sq.Counts(context.Background(), id); err != nil || c.Total != 2 || c.MaxSeq != 2 {
 		t.Fatalf("stored %+v, %v; want seqs 1 and 2 once", c, err)
+	}
+	if err := busy.Send(report(3)); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := recv(busy); err != nil || m.GetAck().GetUpToSeq() != 3 {
+		t.Fatalf("report 3 sent again: %v, %v; want ack 3", m, err)
+	}
+	if c, err := sq.Counts(context.Background(), id); err != nil || c.Total != 3 || c.MaxSeq != 3 {
+		t.Fatalf("stored %+v, %v; want seqs 1 to 3 once", c, err)
 	}
 }

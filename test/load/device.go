@@ -219,7 +219,8 @@ type session struct {
 	broken bool
 	// resume is set while the server's Busy pause runs: nothing is sent,
 	// and at its end everything unacknowledged is sent again.
-	resume <-chan time.Time
+	resume   <-chan time.Time
+	resumeAt time.Time
 }
 
 // event is what the receiver passes on: an ack, a Busy answer or the
@@ -318,8 +319,9 @@ func (d *device) stream() {
 		case ev := <-events:
 			if ev.busy > 0 {
 				w.meter.fail("server busy: paused, then resent on the same stream")
-				if s.resume == nil {
-					s.resume = time.After(ev.busy + mrand.N(ev.busy/5+1))
+				d := ev.busy + mrand.N(ev.busy/5+1)
+				if until := time.Now().Add(d); s.resume == nil || until.After(s.resumeAt) {
+					s.resume, s.resumeAt = time.After(d), until // the later of the two pauses
 				}
 				continue
 			}
