@@ -1642,9 +1642,10 @@ func (*ServerMessage_TrustBundle) isServerMessage_Msg() {}
 func (*ServerMessage_Busy) isServerMessage_Msg() {}
 
 // Busy says the server is overloaded: the report it answers was not
-// stored, and neither is any report that arrives within retry_after. The
-// agent sends no report for retry_after (plus jitter), then resends from
-// its last acknowledged seq on the same stream. Acks of reports stored
+// stored, and neither is any later report on the stream that starts after
+// it, until one starting at or before it arrives. The agent sends no
+// report for retry_after (plus jitter), then resends from its last
+// acknowledged seq on the same stream. Acks of reports stored
 // before the Busy still arrive. Sent only to agents whose Hello set
 // accepts_busy.
 type Busy struct {
