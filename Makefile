@@ -91,7 +91,7 @@ vulncheck: $(VULNDB_DIR)/index/db.json ## Fail if the code calls a function with
 	GOBIN=$$tmp $(GO) install $(GOVULNCHECK); $(GO) build -o $$tmp/vulncheck ./test/vulncheck; \
 	for os in linux windows darwin; do \
 	  echo "vulncheck GOOS=$$os ($(GOTOOLCHAIN), database $(VULNDB_VERSION))"; \
-	  GOOS=$$os $$tmp/govulncheck -db file://$(CURDIR)/$(VULNDB_DIR) -format json ./... > $$tmp/$$os.json || [ $$? = 3 ]; \
+	  GOOS=$$os $$tmp/govulncheck -db file://$(CURDIR)/$(VULNDB_DIR) -format json ./... > $$tmp/$$os.json; \
 	  $$tmp/vulncheck -accepted test/vulncheck/accepted.txt < $$tmp/$$os.json; \
 	done
 

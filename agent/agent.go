@@ -249,8 +249,13 @@ func encodeGap(g outbox.Gap) []byte {
 		"event": "dropped", "first_seq": g.FirstSeq, "last_seq": g.LastSeq, "count": g.Count, "bytes": g.Bytes,
 		"reason": "outbox full: oldest unacknowledged observations dropped to stay within the size bound",
 	})
-	b, _ := EncodeObservation(collectors.Observation{Collector: gapCollector, CollectedAt: g.At, Status: collectors.StatusOK, Payload: payload})
+	b, _ := encodeGapRecord(g.At, payload)
 	return b
+}
+
+// encodeGapRecord is the agent.outbox observation that records a loss.
+func encodeGapRecord(at time.Time, payload []byte) ([]byte, error) {
+	return EncodeObservation(collectors.Observation{Collector: gapCollector, CollectedAt: at, Status: collectors.StatusOK, Payload: payload})
 }
 
 // unrecorded is what the outbox could not store: collection cycles whose
@@ -283,7 +288,7 @@ func encodeUnrecorded(u unrecorded, at time.Time) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return EncodeObservation(collectors.Observation{Collector: gapCollector, CollectedAt: at, Status: collectors.StatusOK, Payload: payload})
+	return encodeGapRecord(at, payload)
 }
 
 // Open loads the identity and opens the outbox of cfg.DataDir.

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"syscall"
 )
 
@@ -52,6 +51,3 @@ func (b *Ballast) Release() error {
 	}
 	return nil
 }
-
-// Path is the ballast file's path.
-func (b *Ballast) Path() string { return filepath.Clean(b.path) }

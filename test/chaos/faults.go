@@ -70,10 +70,11 @@ var faults = []fault{
 		// SQLite reuses its WAL after a checkpoint, which a full disk still
 		// takes: held until the server refuses a report (at most 15 s),
 		// then a little longer.
-		refusedBefore, err := countLines(r.srv.log, storeFullLine)
+		follow, err := followLog(r.srv.log)
 		if err != nil {
 			return "", err
 		}
+		defer follow.Close()
 		b, err := diskfull.Fill(r.srvDir)
 		if err != nil {
 			return "", err
@@ -82,8 +83,7 @@ var faults = []fault{
 		refused := false
 		for !refused && time.Since(began) < 15*time.Second {
 			time.Sleep(20 * time.Millisecond)
-			n, err := countLines(r.srv.log, storeFullLine)
-			refused = err == nil && n > refusedBefore
+			refused = follow.saw(storeFullLine)
 		}
 		time.Sleep(time.Duration(rnd.IntN(int(time.Second))))
 		what := time.Since(began).Round(time.Millisecond).String()

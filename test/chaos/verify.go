@@ -4,11 +4,13 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -232,6 +234,37 @@ func countLines(path string, re *regexp.Regexp) (int, error) {
 	})
 	return n, err
 }
+
+// logFollower reads what is appended to a log after it was opened.
+type logFollower struct {
+	f       *os.File
+	partial []byte // an unfinished last line
+}
+
+// followLog opens path positioned at its end.
+func followLog(path string) (*logFollower, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := f.Seek(0, io.SeekEnd); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &logFollower{f: f}, nil
+}
+
+// saw reads the lines appended since the last call and reports whether
+// one matches re.
+func (l *logFollower) saw(re *regexp.Regexp) bool {
+	b, _ := io.ReadAll(l.f)
+	b = append(l.partial, b...)
+	i := bytes.LastIndexByte(b, '\n')
+	l.partial = append([]byte(nil), b[i+1:]...)
+	return i >= 0 && re.Match(b[:i])
+}
+
+func (l *logFollower) Close() error { return l.f.Close() }
 
 // eachLine calls fn with each line of the file at path.
 func eachLine(path string, fn func(line []byte)) error {
