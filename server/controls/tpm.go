@@ -37,7 +37,7 @@ type AttestationEvidence struct {
 
 // LoadTPMEvidence reads a device's enrolled TPM and latest attestation
 // verdict from the store: the TPM part of Input, for scoring and reports.
-func LoadTPMEvidence(ctx context.Context, st store.TPM, deviceID, goos string) (*TPMEvidence, error) {
+func LoadTPMEvidence(ctx context.Context, st store.TPMReader, deviceID, goos string) (*TPMEvidence, error) {
 	dt, err := st.DeviceTPM(ctx, deviceID)
 	if errors.Is(err, store.ErrNotFound) {
 		return &TPMEvidence{GOOS: goos}, nil

@@ -629,7 +629,25 @@ func (s *Server) ingest(ctx context.Context, deviceID string, in []*evidentv1.Ob
 		prevSeq, upTo = so.Seq, so.Seq
 		out = append(out, so)
 	}
-	n, err := s.Store.Ingest(ctx, deviceID, out, received)
+	// Scored as of when the server received the evidence (or its
+	// collection time, when a device clock ahead of the server's within
+	// the tolerated skew put that later). As of its collection time the
+	// evidence had not arrived yet, and DC-AGENT-01 could not pass: every
+	// report made it unknown until the next rescore.
+	at := received
+	if lastCollected.After(at) {
+		at = *lastCollected
+	}
+	var n int
+	var scored bool
+	var err error
+	if si, ok := s.Store.(store.ScoredIngester); ok {
+		n, scored, err = si.IngestScored(ctx, deviceID, out, received, func(ctx context.Context, r store.ScoreReader) (store.StatePlan, error) {
+			return scorer.Plan(ctx, r, s.Policy, deviceID, at)
+		})
+	} else {
+		n, err = s.Store.Ingest(ctx, deviceID, out, received)
+	}
 	m := s.metrics()
 	if err != nil {
 		// The agent is told only that it may retry; the operator needs the
@@ -641,17 +659,11 @@ func (s *Server) ingest(ctx context.Context, deviceID string, in []*evidentv1.Ob
 	m.batchSize.Observe(float64(len(out)))
 	m.observations.WithLabelValues("received").Add(float64(len(out)))
 	m.observations.WithLabelValues("new").Add(float64(n))
-	s.Log.Debug("report stored", "device", deviceID, "observations", len(out), "new", n, "up_to_seq", upTo)
-	if n > 0 {
-		// Scored as of when the server received the evidence (or its
-		// collection time, when a device clock ahead of the server's within
-		// the tolerated skew put that later). As of its collection time the
-		// evidence had not arrived yet, and DC-AGENT-01 could not pass:
-		// every report made it unknown until the next rescore.
-		at := received
-		if lastCollected.After(at) {
-			at = *lastCollected
-		}
+	s.Log.Debug("report stored", "device", deviceID, "observations", len(out), "new", n, "up_to_seq", upTo, "scored", scored)
+	if n > 0 && !scored {
+		// Not scored with the evidence (another evaluation of the device
+		// landed in between, or the store has no such transaction):
+		// scored on its own, with retries.
 		if err := s.Score(ctx, deviceID, at); err != nil {
 			// Evidence is stored; scores can be recomputed from it.
 			m.storeErrors.WithLabelValues("score").Inc()

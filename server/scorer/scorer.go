@@ -17,13 +17,7 @@ import (
 )
 
 // Store is what scoring reads.
-type Store interface {
-	store.TPM
-	Device(ctx context.Context, id string) (store.Device, error)
-	Latest(ctx context.Context, deviceID string) (map[string]store.Observation, error)
-	History(ctx context.Context, deviceID, collector string, limit int) ([]store.Observation, error)
-	CurrentStates(ctx context.Context, deviceID string) ([]store.ControlState, error)
-}
+type Store = store.ScoreReader
 
 // Writer is what scoring and recording the states needs.
 type Writer interface {
@@ -80,33 +74,44 @@ func Score(ctx context.Context, st Writer, p *controls.Policy, deviceID string, 
 		if err := states.Backoff(ctx, n); err != nil {
 			return err
 		}
-		dev, err := st.Device(ctx, deviceID)
+		plan, err := Plan(ctx, st, p, deviceID, at)
 		if err != nil {
 			return err
 		}
-		in, err := Input(ctx, st, dev, at)
-		if err != nil {
-			return err
-		}
-		evals := p.Evaluate(in)
-		next := make([]store.ControlState, len(evals))
-		for i, e := range evals {
-			next[i] = e.State()
-		}
-		var groups []string
-		if facts, err := p.GroupsOf(in.Device); err == nil {
-			groups = facts.Groups
-		}
-		current := make([]store.ControlState, 0, len(in.Current))
-		for _, s := range in.Current {
-			current = append(current, s)
-		}
-		plan := states.Plan(deviceID, current, next, groups, at)
-		plan.RescoreAt = controls.RescoreAt(evals, at)
 		err = st.RecordStates(ctx, plan)
 		if !errors.Is(err, store.ErrConflict) {
 			return err
 		}
 	}
 	return fmt.Errorf("scoring %s: %w (%d attempts)", deviceID, store.ErrConflict, states.Attempts)
+}
+
+// Plan evaluates a device as of at on what st reads and returns the
+// interval changes to record: what Score records, and what ingest records
+// in the transaction that stores a report (store.ScoredIngester).
+func Plan(ctx context.Context, st Store, p *controls.Policy, deviceID string, at time.Time) (store.StatePlan, error) {
+	dev, err := st.Device(ctx, deviceID)
+	if err != nil {
+		return store.StatePlan{}, err
+	}
+	in, err := Input(ctx, st, dev, at)
+	if err != nil {
+		return store.StatePlan{}, err
+	}
+	evals := p.Evaluate(in)
+	next := make([]store.ControlState, len(evals))
+	for i, e := range evals {
+		next[i] = e.State()
+	}
+	var groups []string
+	if facts, err := p.GroupsOf(in.Device); err == nil {
+		groups = facts.Groups
+	}
+	current := make([]store.ControlState, 0, len(in.Current))
+	for _, s := range in.Current {
+		current = append(current, s)
+	}
+	plan := states.Plan(deviceID, current, next, groups, at)
+	plan.RescoreAt = controls.RescoreAt(evals, at)
+	return plan, nil
 }

@@ -28,6 +28,38 @@ type Recorder interface {
 	RecordStates(ctx context.Context, p StatePlan) error
 }
 
+// TPMReader is what scoring reads of a device's TPM.
+type TPMReader interface {
+	DeviceTPM(ctx context.Context, deviceID string) (DeviceTPM, error)
+	LatestAttestation(ctx context.Context, deviceID string, verifiedOnly bool) (Attestation, error)
+}
+
+// ScoreReader is everything evaluating a device reads.
+type ScoreReader interface {
+	TPMReader
+	Device(ctx context.Context, id string) (Device, error)
+	Latest(ctx context.Context, deviceID string) (map[string]Observation, error)
+	History(ctx context.Context, deviceID, collector string, limit int) ([]Observation, error)
+	CurrentStates(ctx context.Context, deviceID string) ([]ControlState, error)
+}
+
+// ScoreFunc evaluates a device on what r reads and returns the plan to
+// record.
+type ScoreFunc func(ctx context.Context, r ScoreReader) (StatePlan, error)
+
+// ScoredIngester is a store that records a report's evaluation in the
+// transaction that stores the report: one commit per report instead of
+// two, and the evaluation reads what that transaction sees.
+type ScoredIngester interface {
+	// IngestScored stores obs as Ingest does. When any of them is new it
+	// calls score with a reader of the same transaction (which sees them)
+	// and applies the plan score returns there too. scored is false when
+	// no observation was new, or when score failed or its plan conflicted
+	// with another evaluation (ErrConflict): the evidence is committed all
+	// the same, and the caller scores the device on its own.
+	IngestScored(ctx context.Context, deviceID string, obs []Observation, receivedAt time.Time, score ScoreFunc) (n int, scored bool, err error)
+}
+
 // StatePlan is one evaluation of a device as interval changes.
 type StatePlan struct {
 	DeviceID string

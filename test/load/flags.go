@@ -57,6 +57,7 @@ type options struct {
 	queueWait         time.Duration
 	rescore           time.Duration
 	serverLog         string
+	debugPort         int
 	procs             int
 	enrollConcurrency int
 	snapshots         string
@@ -85,6 +86,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.maxInFlight, "max-in-flight", 0, "with -spawn: the servers' --max-in-flight (0: the server's default)")
 	fs.DurationVar(&o.queueWait, "queue-wait", 0, "with -spawn: the servers' --queue-wait, how long a report may wait before it is refused as overloaded (0: the server's default)")
 	fs.DurationVar(&o.rescore, "rescore-interval", 5*time.Minute, "with -spawn: the servers' --rescore-interval")
+	fs.IntVar(&o.debugPort, "debug-port", 0, "with -spawn: serve each replica's Go profiles (--debug-listen) on 127.0.0.1:PORT+n, n from 0 (0: off)")
 	fs.StringVar(&o.serverLog, "server-log-level", "warn", "with -spawn: the servers' --log-level (their logs go to DATA_DIR/server-N.log)")
 	fs.IntVar(&o.procs, "procs", 0, fmt.Sprintf("worker processes sharing the devices (0: one per %d devices)", perProcess))
 	fs.IntVar(&o.enrollConcurrency, "enroll-concurrency", 64, "enrollments in progress at once, over all workers")
@@ -156,6 +158,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.maxInFlight < 0 || o.maxInFlight > 4096 {
 		return bad("-max-in-flight must be from 0 (the server's default) to 4096")
+	}
+	if o.debugPort < 0 || o.debugPort > 65535-64 {
+		return bad("-debug-port must be from 0 (off) to 65471")
 	}
 	if o.queueWait < 0 {
 		return bad("-queue-wait must not be negative")

@@ -49,6 +49,9 @@ func spawn(o options, dir string) (*fleet, error) {
 		if o.maxInFlight > 0 {
 			args = append(args, "--max-in-flight", strconv.Itoa(o.maxInFlight))
 		}
+		if o.debugPort > 0 {
+			args = append(args, "--debug-listen", fmt.Sprintf("127.0.0.1:%d", o.debugPort+i))
+		}
 		if o.queueWait > 0 {
 			args = append(args, "--queue-wait", o.queueWait.String())
 		}

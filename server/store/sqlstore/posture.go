@@ -21,8 +21,8 @@ const day = int64(24 * time.Hour)
 // The write path of every report runs the same few statements, inside
 // transactions; parsing them each time is most of their cost in SQLite.
 // They are prepared once when a writable store opens (DB.prepare).
-var hotStatements = append([]string{stmtDelta, stmtClose, stmtConfirm, stmtOpen, stmtCompliant, stmtRescoreAt, stmtUngroup, stmtGroup},
-	ingestStatements()...)
+var hotStatements = append(append([]string{stmtDelta, stmtClose, stmtConfirm, stmtOpen, stmtCompliant, stmtRescoreAt, stmtUngroup, stmtGroup},
+	ingestStatements()...), scoreStatements()...)
 
 const (
 	stmtDelta = `INSERT INTO posture_deltas (day, control_id, status, delta) VALUES (?,?,?,?)`

@@ -275,7 +275,11 @@ func scanDevice(sc interface{ Scan(...any) error }, extra ...any) (store.Device,
 
 // Device implements store.Enrollment.
 func (s *Store) Device(ctx context.Context, id string) (store.Device, error) {
-	d, err := scanDevice(s.rdb.QueryRowContext(ctx, `SELECT `+deviceCols+` FROM devices WHERE id = ?`, id))
+	return readDevice(ctx, s.rdb, id)
+}
+
+func readDevice(ctx context.Context, r reader, id string) (store.Device, error) {
+	d, err := scanDevice(r.QueryRowContext(ctx, stmtDevice, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return d, store.ErrNotFound
 	}
@@ -503,8 +507,11 @@ func scanObs(sc interface{ Scan(...any) error }) (store.Observation, error) {
 
 // Latest implements store.Evidence.
 func (s *Store) Latest(ctx context.Context, deviceID string) (map[string]store.Observation, error) {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT `+prefixed("o.", obsCols)+` FROM latest_observations l
-		JOIN observations o ON o.device_id = l.device_id AND o.seq = l.seq WHERE l.device_id = ?`, deviceID)
+	return readLatest(ctx, s.rdb, deviceID)
+}
+
+func readLatest(ctx context.Context, r reader, deviceID string) (map[string]store.Observation, error) {
+	rows, err := r.QueryContext(ctx, stmtLatestObs, deviceID)
 	if err != nil {
 		return nil, err
 	}
@@ -530,8 +537,11 @@ func prefixed(p, cols string) string {
 
 // History implements store.Evidence.
 func (s *Store) History(ctx context.Context, deviceID, collector string, limit int) ([]store.Observation, error) {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT `+obsCols+` FROM observations WHERE device_id = ? AND collector = ?
-		ORDER BY seq DESC LIMIT ?`, deviceID, collector, limit)
+	return readHistory(ctx, s.rdb, deviceID, collector, limit)
+}
+
+func readHistory(ctx context.Context, r reader, deviceID, collector string, limit int) ([]store.Observation, error) {
+	rows, err := r.QueryContext(ctx, stmtHistory, deviceID, collector, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -565,8 +575,23 @@ func (s *Store) Counts(ctx context.Context, deviceID string) (store.ObservationC
 
 const stateCols = `id, control_id, status, reason, evidence_seq, evidence, since_at, until_at, evaluated_at, evaluations`
 
+// What scoring reads (store.ScoreReader), prepared on the writer too for
+// IngestScored.
+var (
+	stmtDevice    = `SELECT ` + deviceCols + ` FROM devices WHERE id = ?`
+	stmtLatestObs = `SELECT ` + prefixed("o.", obsCols) + ` FROM latest_observations l
+		JOIN observations o ON o.device_id = l.device_id AND o.seq = l.seq WHERE l.device_id = ?`
+	stmtHistory = `SELECT ` + obsCols + ` FROM observations WHERE device_id = ? AND collector = ?
+		ORDER BY seq DESC LIMIT ?`
+	stmtCurrentStates = `SELECT ` + stateCols + ` FROM control_states WHERE device_id = ? AND until_at IS NULL ORDER BY control_id`
+)
+
 func (s *Store) states(ctx context.Context, q string, args ...any) ([]store.ControlState, error) {
-	rows, err := s.rdb.QueryContext(ctx, q, args...)
+	return readStates(ctx, s.rdb, q, args...)
+}
+
+func readStates(ctx context.Context, r reader, q string, args ...any) ([]store.ControlState, error) {
+	rows, err := r.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -588,7 +613,7 @@ func (s *Store) states(ctx context.Context, q string, args ...any) ([]store.Cont
 
 // CurrentStates implements store.Scores.
 func (s *Store) CurrentStates(ctx context.Context, deviceID string) ([]store.ControlState, error) {
-	return s.states(ctx, `SELECT `+stateCols+` FROM control_states WHERE device_id = ? AND until_at IS NULL ORDER BY control_id`, deviceID)
+	return s.states(ctx, stmtCurrentStates, deviceID)
 }
 
 // StateHistory implements store.Scores.

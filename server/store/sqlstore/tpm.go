@@ -51,7 +51,13 @@ func scanTPM(sc interface{ Scan(...any) error }, extra ...any) (store.DeviceTPM,
 
 // DeviceTPM implements store.TPM.
 func (s *Store) DeviceTPM(ctx context.Context, deviceID string) (store.DeviceTPM, error) {
-	return scanTPM(s.rdb.QueryRowContext(ctx, `SELECT `+tpmCols+` FROM device_tpm WHERE device_id = ?`, deviceID))
+	return readDeviceTPM(ctx, s.rdb, deviceID)
+}
+
+const stmtDeviceTPM = `SELECT ` + tpmCols + ` FROM device_tpm WHERE device_id = ?`
+
+func readDeviceTPM(ctx context.Context, r reader, deviceID string) (store.DeviceTPM, error) {
+	return scanTPM(r.QueryRowContext(ctx, stmtDeviceTPM, deviceID))
 }
 
 // DeviceByEK implements store.TPM.
@@ -140,11 +146,17 @@ func (s *Store) AddAttestation(ctx context.Context, a store.Attestation) (int64,
 
 // LatestAttestation implements store.TPM.
 func (s *Store) LatestAttestation(ctx context.Context, deviceID string, verifiedOnly bool) (store.Attestation, error) {
+	return readLatestAttestation(ctx, s.rdb, deviceID, verifiedOnly)
+}
+
+const stmtLatestAttestation = `SELECT id, received_at, verified, verdict, first_seq, last_seq, raw FROM attestations
+		WHERE device_id = ? AND (verified OR NOT ?) ORDER BY id DESC LIMIT 1`
+
+func readLatestAttestation(ctx context.Context, r reader, deviceID string, verifiedOnly bool) (store.Attestation, error) {
 	a := store.Attestation{DeviceID: deviceID}
 	var at, first, last int64
 	var verdict []byte
-	err := s.rdb.QueryRowContext(ctx, `SELECT id, received_at, verified, verdict, first_seq, last_seq, raw FROM attestations
-		WHERE device_id = ? AND (verified OR NOT ?) ORDER BY id DESC LIMIT 1`, deviceID, verifiedOnly).Scan(&a.ID, &at, &a.Verified, &verdict, &first, &last, &a.Raw)
+	err := r.QueryRowContext(ctx, stmtLatestAttestation, deviceID, verifiedOnly).Scan(&a.ID, &at, &a.Verified, &verdict, &first, &last, &a.Raw)
 	if errors.Is(err, sql.ErrNoRows) {
 		return a, store.ErrNotFound
 	}

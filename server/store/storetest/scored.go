@@ -1,0 +1,173 @@
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/evident-dev/evident/server/states"
+	"github.com/evident-dev/evident/server/store"
+)
+
+// testIngestScored holds store.ScoredIngester to its contract: the
+// evaluation reads what the report's transaction wrote and is recorded with
+// it; an evaluation that fails or conflicts undoes its own writes only,
+// never the evidence; a report with nothing new is not evaluated.
+func testIngestScored(t *testing.T, open func(*testing.T) store.Store) {
+	ctx := t.Context()
+	errScore := errors.New("evaluation failed")
+	// plan evaluates control C1 as status on what r reads, after checking
+	// that r sees the report: its newest seq and the device's last seen.
+	plan := func(t *testing.T, deviceID, status string, seq uint64, received time.Time) store.ScoreFunc {
+		return func(ctx context.Context, r store.ScoreReader) (store.StatePlan, error) {
+			latest, err := r.Latest(ctx, deviceID)
+			if err != nil {
+				return store.StatePlan{}, err
+			}
+			if got := latest["os"].Seq; got != seq {
+				t.Errorf("the evaluation read latest seq %d, want %d (the report being stored)", got, seq)
+			}
+			d, err := r.Device(ctx, deviceID)
+			if err != nil {
+				return store.StatePlan{}, err
+			}
+			if d.LastSeenAt == nil || !d.LastSeenAt.Equal(received) {
+				t.Errorf("the evaluation read last seen %v, want %v", d.LastSeenAt, received)
+			}
+			if _, err := r.History(ctx, deviceID, "os", 1); err != nil {
+				return store.StatePlan{}, err
+			}
+			if _, err := r.DeviceTPM(ctx, deviceID); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("DeviceTPM of a device without one: %v, want ErrNotFound", err)
+			}
+			if _, err := r.LatestAttestation(ctx, deviceID, false); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("LatestAttestation of a device without one: %v, want ErrNotFound", err)
+			}
+			current, err := r.CurrentStates(ctx, deviceID)
+			if err != nil {
+				return store.StatePlan{}, err
+			}
+			return states.Plan(deviceID, current, []store.ControlState{st("C1", status)}, nil, received), nil
+		}
+	}
+	failing := func(context.Context, store.ScoreReader) (store.StatePlan, error) {
+		return store.StatePlan{}, errScore
+	}
+	// conflicting closes the open interval of C1 and then confirms one
+	// that is not open: the plan must not be half applied.
+	conflicting := func(deviceID string, at time.Time) store.ScoreFunc {
+		return func(ctx context.Context, r store.ScoreReader) (store.StatePlan, error) {
+			current, err := r.CurrentStates(ctx, deviceID)
+			if err != nil || len(current) != 1 {
+				return store.StatePlan{}, fmt.Errorf("current states %v, %v; want one", current, err)
+			}
+			closed := current[0]
+			closed.Until = &at
+			return store.StatePlan{DeviceID: deviceID, At: at, Close: []store.ControlState{closed},
+				Confirm: []store.ControlState{{ID: closed.ID + 1<<40, ControlID: "C2", Status: "pass"}}}, nil
+		}
+	}
+	notCalled := func(t *testing.T) store.ScoreFunc {
+		return func(context.Context, store.ScoreReader) (store.StatePlan, error) {
+			t.Error("a report with nothing new was evaluated")
+			return store.StatePlan{}, errScore
+		}
+	}
+	steps := []struct {
+		name       string
+		obs        []store.Observation
+		received   time.Time
+		score      func(t *testing.T) store.ScoreFunc
+		wantNew    int
+		wantScored bool
+		wantStates map[string]string // open intervals after the step
+	}{
+		{"first report scored with it", seqs(1, 3, "os"), at(time.Hour),
+			func(t *testing.T) store.ScoreFunc { return plan(t, "dev-a", "pass", 3, at(time.Hour)) }, 3, true, map[string]string{"C1": "pass"}},
+		{"status change scored with it", seqs(4, 5, "os"), at(2 * time.Hour),
+			func(t *testing.T) store.ScoreFunc { return plan(t, "dev-a", "fail", 5, at(2*time.Hour)) }, 2, true, map[string]string{"C1": "fail"}},
+		{"failed evaluation keeps the evidence", seqs(6, 7, "os"), at(3 * time.Hour),
+			func(*testing.T) store.ScoreFunc { return failing }, 2, false, map[string]string{"C1": "fail"}},
+		{"conflicting plan undone whole, evidence kept", seqs(8, 8, "os"), at(4 * time.Hour),
+			func(*testing.T) store.ScoreFunc { return conflicting("dev-a", at(4*time.Hour)) }, 1, false, map[string]string{"C1": "fail"}},
+		{"resend is not evaluated", seqs(1, 8, "os"), at(5 * time.Hour), notCalled, 0, false, map[string]string{"C1": "fail"}},
+		{"scored again after the failures", seqs(9, 9, "os"), at(6 * time.Hour),
+			func(t *testing.T) store.ScoreFunc { return plan(t, "dev-a", "pass", 9, at(6*time.Hour)) }, 1, true, map[string]string{"C1": "pass"}},
+	}
+	s := open(t)
+	si, ok := s.(store.ScoredIngester)
+	if !ok {
+		t.Fatalf("%T does not implement store.ScoredIngester", s)
+	}
+	mustEnroll(t, s, device("dev-a", "machine-a"))
+	total := 0
+	for _, step := range steps {
+		n, scored, err := si.IngestScored(ctx, "dev-a", step.obs, step.received, step.score(t))
+		if err != nil {
+			t.Fatalf("%s: IngestScored: %v", step.name, err)
+		}
+		total += n
+		if n != step.wantNew || scored != step.wantScored {
+			t.Errorf("%s: IngestScored = %d new, scored %v; want %d, %v", step.name, n, scored, step.wantNew, step.wantScored)
+		}
+		if c := mustCounts(t, s, "dev-a"); c.Total != total {
+			t.Errorf("%s: %d observations stored, want %d", step.name, c.Total, total)
+		}
+		if got := openStates(t, s, "dev-a"); fmt.Sprint(got) != fmt.Sprint(step.wantStates) {
+			t.Errorf("%s: open intervals %v, want %v", step.name, got, step.wantStates)
+		}
+	}
+
+	// Concurrent reports of many devices (one group transaction on
+	// SQLite), every third evaluation failing: each report's evidence is
+	// stored, and only the evaluations that succeeded are recorded.
+	const devs = 24
+	for i := range devs {
+		mustEnroll(t, s, device(fmt.Sprintf("dev-%02d", i), fmt.Sprintf("machine-%02d", i)))
+	}
+	var wg sync.WaitGroup
+	for i := range devs {
+		wg.Go(func() {
+			id := fmt.Sprintf("dev-%02d", i)
+			score := plan(t, id, "pass", 4, at(time.Hour))
+			if i%3 == 0 {
+				score = failing
+			}
+			n, scored, err := si.IngestScored(ctx, id, seqs(1, 4, "os"), at(time.Hour), score)
+			if err != nil || n != 4 || scored != (i%3 != 0) {
+				t.Errorf("%s: IngestScored = %d new, scored %v, %v; want 4, %v, nil", id, n, scored, err, i%3 != 0)
+			}
+		})
+	}
+	wg.Wait()
+	for i := range devs {
+		id := fmt.Sprintf("dev-%02d", i)
+		if c := mustCounts(t, s, id); c.Total != 4 {
+			t.Errorf("%s: %d observations stored, want 4", id, c.Total)
+		}
+		want := map[string]string{"C1": "pass"}
+		if i%3 == 0 {
+			want = map[string]string{}
+		}
+		if got := openStates(t, s, id); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s: open intervals %v, want %v", id, got, want)
+		}
+	}
+}
+
+// openStates is a device's open intervals, control to status.
+func openStates(t *testing.T, s store.Store, deviceID string) map[string]string {
+	t.Helper()
+	cur, err := s.CurrentStates(t.Context(), deviceID)
+	if err != nil {
+		t.Fatalf("CurrentStates(%s): %v", deviceID, err)
+	}
+	out := map[string]string{}
+	for _, c := range cur {
+		out[c.ControlID] = c.Status
+	}
+	return out
+}
