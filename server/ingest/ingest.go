@@ -639,12 +639,24 @@ func (s *Server) ingest(ctx context.Context, deviceID string, in []*evidentv1.Ob
 		at = *lastCollected
 	}
 	var n int
-	var scored bool
 	var err error
+	scored := false
 	if si, ok := s.Store.(store.ScoredIngester); ok {
-		n, scored, err = si.IngestScored(ctx, deviceID, out, received, func(ctx context.Context, r store.ScoreReader) (store.StatePlan, error) {
+		var scoreErr error
+		n, scoreErr, err = si.IngestScored(ctx, deviceID, out, received, func(ctx context.Context, r store.ScoreReader) (store.StatePlan, error) {
 			return scorer.Plan(ctx, r, s.Policy, deviceID, at)
 		})
+		scored = err == nil && n > 0 && scoreErr == nil
+		if scoreErr != nil {
+			// Scored again below; a conflict is another evaluation of the
+			// device landing first, anything else is worth a look.
+			s.metrics().storeErrors.WithLabelValues("score_with_report").Inc()
+			lvl := slog.LevelWarn
+			if errors.Is(scoreErr, store.ErrConflict) {
+				lvl = slog.LevelDebug
+			}
+			s.Log.Log(ctx, lvl, "evaluation with the report not recorded; scoring on its own", "device", deviceID, "err", scoreErr)
+		}
 	} else {
 		n, err = s.Store.Ingest(ctx, deviceID, out, received)
 	}

@@ -53,11 +53,12 @@ type ScoreFunc func(ctx context.Context, r ScoreReader) (StatePlan, error)
 type ScoredIngester interface {
 	// IngestScored stores obs as Ingest does. When any of them is new it
 	// calls score with a reader of the same transaction (which sees them)
-	// and applies the plan score returns there too. scored is false when
-	// no observation was new, or when score failed or its plan conflicted
-	// with another evaluation (ErrConflict): the evidence is committed all
-	// the same, and the caller scores the device on its own.
-	IngestScored(ctx context.Context, deviceID string, obs []Observation, receivedAt time.Time, score ScoreFunc) (n int, scored bool, err error)
+	// and applies the plan score returns there too. scoreErr is why that
+	// evaluation was not recorded (score failed, or its plan conflicted
+	// with another evaluation: ErrConflict); the evidence is committed all
+	// the same, and the caller scores the device on its own. Nothing is
+	// evaluated when no observation is new (n == 0).
+	IngestScored(ctx context.Context, deviceID string, obs []Observation, receivedAt time.Time, score ScoreFunc) (n int, scoreErr, err error)
 }
 
 // StatePlan is one evaluation of a device as interval changes.

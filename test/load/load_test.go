@@ -127,3 +127,29 @@ func TestHistogramQuantiles(t *testing.T) {
 		}
 	}
 }
+
+// The CPU of a child that has exited is counted in its parent's tree (a
+// PostgreSQL backend closed during a run, in the postmaster's), and not
+// in the parent's own time.
+func TestProcTreeCPUCountsExitedChildren(t *testing.T) {
+	self := os.Getpid()
+	_, own0 := procUsage(self)
+	tree0 := procTreeCPU(self)
+	// About 0.3 s of CPU in a child, which this process then waits for.
+	spin := exec.Command("sh", "-c", `i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done`)
+	if out, err := spin.CombinedOutput(); err != nil {
+		t.Fatalf("sh: %v\n%s", err, out)
+	}
+	child := spin.ProcessState.UserTime() + spin.ProcessState.SystemTime()
+	if child < 50*time.Millisecond {
+		t.Fatalf("the child used %v of CPU: too little to tell", child)
+	}
+	_, own := procUsage(self)
+	tree := procTreeCPU(self)
+	if got := tree - tree0 - (own - own0); got < child/2 {
+		t.Errorf("exited child's CPU counted: %v, want about %v", got, child)
+	}
+	if own-own0 > child/2 {
+		t.Errorf("own CPU grew by %v while the child ran %v: the child's time is in it", own-own0, child)
+	}
+}

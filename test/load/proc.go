@@ -35,20 +35,41 @@ func raiseFileLimit() (uint64, error) {
 // when the process is gone). Fields after the command name, from state
 // (3): utime is 14, stime 15, rss (pages) 24; clock ticks are 100 Hz.
 func procUsage(pid int) (rssKiB int64, cpu time.Duration) {
+	f := procStat(pid)
+	if f == nil {
+		return 0, 0
+	}
+	return f(24) * int64(os.Getpagesize()) / 1024, time.Duration(f(14)+f(15)) * 10 * time.Millisecond
+}
+
+// procTreeCPU is a process's CPU time plus that of the children it has
+// waited for (cutime, cstime): a PostgreSQL backend that exited during a
+// run, as every pool connection of a stopped server does, is counted in
+// the postmaster's.
+func procTreeCPU(pid int) time.Duration {
+	f := procStat(pid)
+	if f == nil {
+		return 0
+	}
+	return time.Duration(f(14)+f(15)+f(16)+f(17)) * 10 * time.Millisecond
+}
+
+// procStat returns field n (numbered as in proc(5), from 3) of
+// /proc/PID/stat, or nil when the process is gone.
+func procStat(pid int) func(n int) int64 {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return 0, 0
+		return nil
 	}
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0, 0
+		return nil
 	}
 	f := strings.Fields(string(b[i+1:]))
 	if len(f) < 22 {
-		return 0, 0
+		return nil
 	}
-	num := func(field int) int64 { n, _ := strconv.ParseInt(f[field-3], 10, 64); return n }
-	return num(24) * int64(os.Getpagesize()) / 1024, time.Duration(num(14)+num(15)) * 10 * time.Millisecond
+	return func(field int) int64 { n, _ := strconv.ParseInt(f[field-3], 10, 64); return n }
 }
 
 // sourceIP is the loopback address device i connects from: 127.a.b.c

@@ -229,7 +229,9 @@ func scaleRun(o scaleOptions, self, st string, n int, extra []string, stderr io.
 }
 
 // postgresCPU is the CPU time of every postgres process on this machine
-// (the database serving a local run, its background writers included).
+// (the database serving a local run, its background writers included),
+// with the backends that have exited: read only from the live processes,
+// it missed every backend of the run, closed when its servers stopped.
 func postgresCPU() time.Duration {
 	var total time.Duration
 	ents, _ := os.ReadDir("/proc")
@@ -242,8 +244,7 @@ func postgresCPU() time.Duration {
 		if strings.TrimSpace(string(comm)) != "postgres" {
 			continue
 		}
-		_, cpu := procUsage(pid)
-		total += cpu
+		total += procTreeCPU(pid)
 	}
 	return total
 }

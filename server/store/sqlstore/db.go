@@ -31,6 +31,13 @@ type Dialect struct {
 	// concurrent one got in its way (a deadlock or serialization failure):
 	// retrying it is safe. SQLite serialises writers and never does.
 	Contended func(error) bool
+	// LockDevice, when set, locks a device's row (one ? argument) until
+	// the transaction ends. Every evaluation takes it first, so it locks
+	// rows in the order a report does (the device, then its intervals):
+	// without it a report scored in its own transaction and another
+	// evaluation of the same device deadlocked on PostgreSQL. SQLite has
+	// one writer and needs none.
+	LockDevice string
 	// GroupCommit commits concurrent evidence and state writes together
 	// (see group): for a database with one writer, where each commit is
 	// an fsync the next write waits for.

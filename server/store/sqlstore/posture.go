@@ -233,6 +233,11 @@ func (s *Store) DevicesDue(ctx context.Context, now time.Time) ([]string, error)
 
 // applyPlan applies an evaluation's plan in tx.
 func (s *Store) applyPlan(ctx context.Context, tx Tx, p store.StatePlan) error {
+	if s.d.LockDevice != "" {
+		if _, err := tx.ExecContext(ctx, s.d.LockDevice, p.DeviceID); err != nil {
+			return err
+		}
+	}
 	at := nanos(p.At)
 	// The aggregates move once per (control, status) the plan touches.
 	deltas := map[[2]string]int{}

@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"time"
 
 	"github.com/evident-dev/evident/server/store"
@@ -55,9 +56,9 @@ func (r txReader) LatestAttestation(ctx context.Context, deviceID string, verifi
 // its own writes are undone and the evidence commits. On SQLite the
 // writer's page cache serves its reads (a reader connection reloads pages
 // after every commit), and the report costs one commit instead of two.
-func (s *Store) IngestScored(ctx context.Context, deviceID string, obs []store.Observation, receivedAt time.Time, score store.ScoreFunc) (int, bool, error) {
+func (s *Store) IngestScored(ctx context.Context, deviceID string, obs []store.Observation, receivedAt time.Time, score store.ScoreFunc) (int, error, error) {
 	var n int
-	var scored bool
+	var scoreErr error
 	err := s.write(ctx, func(tx Tx) error {
 		var err error
 		if n, err = s.ingest(ctx, tx, deviceID, obs, receivedAt); err != nil || n == 0 {
@@ -66,20 +67,21 @@ func (s *Store) IngestScored(ctx context.Context, deviceID string, obs []store.O
 		if _, err := tx.ExecContext(ctx, `SAVEPOINT score`); err != nil {
 			return err
 		}
-		if err := s.scoreIn(ctx, tx, score); err != nil {
+		if scoreErr = s.scoreIn(ctx, tx, score); scoreErr != nil {
+			if s.d.Contended != nil && s.d.Contended(scoreErr) {
+				scoreErr = fmt.Errorf("%w: %v", store.ErrConflict, scoreErr)
+			}
 			if _, err := tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT score`); err != nil {
 				return err
 			}
-		} else {
-			scored = true
 		}
 		_, err = tx.ExecContext(ctx, `RELEASE SAVEPOINT score`)
 		return err
 	})
 	if err != nil {
-		return 0, false, err
+		return 0, nil, err
 	}
-	return n, scored, nil
+	return n, scoreErr, nil
 }
 
 func (s *Store) scoreIn(ctx context.Context, tx Tx, score store.ScoreFunc) error {

@@ -105,10 +105,11 @@ func testIngestScored(t *testing.T, open func(*testing.T) store.Store) {
 	mustEnroll(t, s, device("dev-a", "machine-a"))
 	total := 0
 	for _, step := range steps {
-		n, scored, err := si.IngestScored(ctx, "dev-a", step.obs, step.received, step.score(t))
+		n, scoreErr, err := si.IngestScored(ctx, "dev-a", step.obs, step.received, step.score(t))
 		if err != nil {
 			t.Fatalf("%s: IngestScored: %v", step.name, err)
 		}
+		scored := n > 0 && scoreErr == nil
 		total += n
 		if n != step.wantNew || scored != step.wantScored {
 			t.Errorf("%s: IngestScored = %d new, scored %v; want %d, %v", step.name, n, scored, step.wantNew, step.wantScored)
@@ -136,9 +137,9 @@ func testIngestScored(t *testing.T, open func(*testing.T) store.Store) {
 			if i%3 == 0 {
 				score = failing
 			}
-			n, scored, err := si.IngestScored(ctx, id, seqs(1, 4, "os"), at(time.Hour), score)
-			if err != nil || n != 4 || scored != (i%3 != 0) {
-				t.Errorf("%s: IngestScored = %d new, scored %v, %v; want 4, %v, nil", id, n, scored, err, i%3 != 0)
+			n, scoreErr, err := si.IngestScored(ctx, id, seqs(1, 4, "os"), at(time.Hour), score)
+			if wantErr := map[bool]error{true: errScore}[i%3 == 0]; err != nil || n != 4 || !errors.Is(scoreErr, wantErr) || (wantErr == nil && scoreErr != nil) {
+				t.Errorf("%s: IngestScored = %d new, evaluation error %v, %v; want 4, %v, nil", id, n, scoreErr, err, wantErr)
 			}
 		})
 	}
@@ -155,6 +156,48 @@ func testIngestScored(t *testing.T, open func(*testing.T) store.Store) {
 		if got := openStates(t, s, id); fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("%s: open intervals %v, want %v", id, got, want)
 		}
+	}
+}
+
+// testIngestScoredBesideEvaluation runs another evaluation of a device
+// (a rescore on another replica) while a report of the device is stored and
+// scored: both must be recorded. They lock the device's row and its
+// intervals in the same order; when they did not, PostgreSQL found a
+// deadlock and aborted one of them.
+func testIngestScoredBesideEvaluation(t *testing.T, open func(*testing.T) store.Store) {
+	ctx := t.Context()
+	s := open(t)
+	si := s.(store.ScoredIngester)
+	mustEnroll(t, s, device("dev-a", "machine-a"))
+	mustIngest(t, s, "dev-a", seqs(1, 1, "os"), at(time.Hour), 1)
+	mustRecord(t, s, "dev-a", at(time.Hour), nil, st("C1", "pass"))
+	other := make(chan error, 1)
+	n, scoreErr, err := si.IngestScored(ctx, "dev-a", seqs(2, 2, "os"), at(2*time.Hour), func(ctx context.Context, r store.ScoreReader) (store.StatePlan, error) {
+		current, err := r.CurrentStates(ctx, "dev-a")
+		if err != nil {
+			return store.StatePlan{}, err
+		}
+		go func() {
+			// As a real evaluation does, it moves the device's next
+			// rescore time (a write to the device's row).
+			p := states.Plan("dev-a", current, []store.ControlState{st("C1", "pass")}, nil, at(2*time.Hour))
+			p.RescoreAt = at(26 * time.Hour)
+			other <- s.RecordStates(context.WithoutCancel(ctx), p)
+		}()
+		// Long enough for the other evaluation to take its first locks
+		// (it then waits for this transaction), shorter than PostgreSQL's
+		// deadlock_timeout.
+		time.Sleep(300 * time.Millisecond)
+		return states.Plan("dev-a", current, []store.ControlState{st("C1", "pass")}, nil, at(2*time.Hour)), nil
+	})
+	if err != nil || n != 1 || scoreErr != nil {
+		t.Errorf("IngestScored beside another evaluation = %d new, evaluation error %v, %v; want 1, nil, nil", n, scoreErr, err)
+	}
+	if err := <-other; err != nil {
+		t.Errorf("the other evaluation: %v", err)
+	}
+	if got := openStates(t, s, "dev-a"); fmt.Sprint(got) != "map[C1:pass]" {
+		t.Errorf("open intervals %v, want map[C1:pass]", got)
 	}
 }
 
