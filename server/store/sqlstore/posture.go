@@ -210,7 +210,15 @@ func (s *Store) RecordStates(ctx context.Context, p store.StatePlan) error {
 }
 
 func (s *Store) recordStates(ctx context.Context, p store.StatePlan) error {
-	return s.write(ctx, func(tx Tx) error { return s.applyPlan(ctx, tx, p) })
+	return s.write(ctx, func(tx Tx) error {
+		// The device's row first, as a report does (Dialect.LockDevice).
+		if s.d.LockDevice != "" {
+			if _, err := tx.ExecContext(ctx, s.d.LockDevice, p.DeviceID); err != nil {
+				return err
+			}
+		}
+		return s.applyPlan(ctx, tx, p)
+	})
 }
 
 // DevicesDue implements store.Recorder.
@@ -231,13 +239,10 @@ func (s *Store) DevicesDue(ctx context.Context, now time.Time) ([]string, error)
 	return ids, rows.Err()
 }
 
-// applyPlan applies an evaluation's plan in tx.
+// applyPlan applies an evaluation's plan in tx, which holds the device's
+// row already where the dialect locks it (Dialect.LockDevice): a report's
+// transaction updated it first.
 func (s *Store) applyPlan(ctx context.Context, tx Tx, p store.StatePlan) error {
-	if s.d.LockDevice != "" {
-		if _, err := tx.ExecContext(ctx, s.d.LockDevice, p.DeviceID); err != nil {
-			return err
-		}
-	}
 	at := nanos(p.At)
 	// The aggregates move once per (control, status) the plan touches.
 	deltas := map[[2]string]int{}
