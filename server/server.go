@@ -262,6 +262,13 @@ func Run(ctx context.Context, cfg Config) error {
 		defer bg.Done()
 		foldCounts(ctx, st, log)
 	}()
+	if m, ok := st.(store.Maintainer); ok {
+		bg.Add(1)
+		go func() {
+			defer bg.Done()
+			maintainStore(ctx, m, st, leaseHolder(cfg.DataDir), log)
+		}()
+	}
 	bg.Add(1)
 	go func() {
 		defer bg.Done()
@@ -378,6 +385,34 @@ func foldCounts(ctx context.Context, st store.Store, log *slog.Logger) {
 	// A failure is logged once per outage: the reads stay exact, only slower.
 	every.Run(ctx, foldEvery, log, "folding the fleet counts", func(ctx context.Context) error {
 		_, err := st.FoldCounts(ctx)
+		return err
+	})
+}
+
+// maintainEvery is how often the holder of the maintenance lease
+// refreshes the database's statistics and, where the database does not,
+// vacuums (store.Maintainer).
+const maintainEvery = 15 * time.Second
+
+// maintainStore runs the store's maintenance every maintainEvery until ctx
+// ends, on one replica at a time (the "maintain" lease).
+func maintainStore(ctx context.Context, m store.Maintainer, l store.Leases, holder string, log *slog.Logger) {
+	warned := false
+	every.Run(ctx, maintainEvery, log, "maintaining the database", func(ctx context.Context) error {
+		now := clock.Now()
+		ok, err := l.TakeLease(ctx, "maintain", holder, now, now.Add(4*maintainEvery))
+		if err != nil || !ok {
+			return err
+		}
+		done, err := m.Maintain(ctx)
+		if len(done.Vacuumed) > 0 && !warned {
+			warned = true
+			log.Warn("the database does not vacuum these tables (PostgreSQL's autovacuum is off): evident-server vacuums them itself; turn autovacuum on to leave it to the database",
+				"tables", strings.Join(done.Vacuumed, ","))
+		}
+		if len(done.Analyzed)+len(done.Vacuumed) > 0 {
+			log.Debug("database maintained", "analyzed", strings.Join(done.Analyzed, ","), "vacuumed", strings.Join(done.Vacuumed, ","))
+		}
 		return err
 	})
 }

@@ -406,3 +406,19 @@ type ControlState struct {
 	// Evaluations counts confirmations of this interval.
 	Evaluations int
 }
+
+// Maintainer is a store that keeps its database's statistics and dead rows
+// in check itself, for a database whose own background work is off or too
+// slow for a new deployment.
+type Maintainer interface {
+	// Maintain refreshes the planner's statistics of every table that
+	// changed enough since they were last gathered and, where the
+	// database does not vacuum a table itself, removes its dead rows. It
+	// returns what it did.
+	Maintain(ctx context.Context) (Maintenance, error)
+}
+
+// Maintenance is what one Maintain did: tables by name.
+type Maintenance struct {
+	Analyzed, Vacuumed []string
+}

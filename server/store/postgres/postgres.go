@@ -35,6 +35,7 @@ var dialect = &sqlstore.Dialect{
 	CaseFold:   func(expr string) string { return "lower(" + expr + `) COLLATE "C"` },
 	Unique:     func(err error) bool { return code(err) == "23505" },
 	LockDevice: `SELECT 1 FROM devices WHERE id = ? FOR UPDATE`,
+	Maintain:   maintain,
 	Contended: func(err error) bool {
 		c := code(err)
 		return c == "40001" || c == "40P01" // serialization failure, deadlock

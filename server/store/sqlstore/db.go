@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/evident-dev/evident/server/store"
 )
 
 // Dialect is what differs between the SQL backends.
@@ -50,6 +52,10 @@ type Dialect struct {
 	// snapshot of the database for all its statements: PostgreSQL's
 	// repeatable read. SQLite's default already does.
 	Snapshot sql.IsolationLevel
+	// Maintain, when set, is the dialect's store.Maintainer over the
+	// writer's connections (PostgreSQL: statistics and vacuum where
+	// autovacuum does not run).
+	Maintain func(ctx context.Context, db *sql.DB) (store.Maintenance, error)
 	// Trace, when set, sees every statement as sent to the database (tests
 	// check the query plans of the hot paths with it). Set it before the
 	// store is used.
