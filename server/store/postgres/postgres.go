@@ -31,6 +31,7 @@ type Store = sqlstore.Store
 var dialect = &sqlstore.Dialect{
 	Numbered:   true,
 	Max2:       "GREATEST",
+	Blob:       "BYTEA",
 	Snapshot:   sql.LevelRepeatableRead,
 	CaseFold:   func(expr string) string { return "lower(" + expr + `) COLLATE "C"` },
 	Unique:     func(err error) bool { return code(err) == "23505" },

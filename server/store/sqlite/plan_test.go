@@ -121,8 +121,16 @@ func TestHotPathsUseIndexes(t *testing.T) {
 		}
 		rows.Close()
 		checked++
+		// A subquery of the statement's own rows (an UPDATE's VALUES
+		// list) is materialized and then scanned: not a table.
+		own := map[string]bool{}
 		for _, step := range plan {
-			if fullScan(step) {
+			if f := strings.Fields(step); len(f) == 2 && f[0] == "MATERIALIZE" {
+				own[f[1]] = true
+			}
+		}
+		for _, step := range plan {
+			if fullScan(step) && !own[strings.Fields(step)[1]] {
 				t.Errorf("a traced statement reads a whole table (%s):\n%s\nplan:\n  %s", step, q, strings.Join(plan, "\n  "))
 				break
 			}
@@ -140,7 +148,7 @@ func TestHotPathsUseIndexes(t *testing.T) {
 // insert's own VALUES rows.
 func fullScan(step string) bool {
 	f := strings.Fields(step)
-	if len(f) < 2 || f[0] != "SCAN" || strings.Contains(step, "USING") || strings.HasSuffix(step, "VALUES CLAUSE") {
+	if len(f) < 2 || f[0] != "SCAN" || strings.Contains(step, "USING") || strings.HasSuffix(step, "VALUES CLAUSE") || strings.HasSuffix(step, "CONSTANT ROWS") {
 		return false
 	}
 	switch f[1] {

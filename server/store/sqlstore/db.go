@@ -23,6 +23,9 @@ type Dialect struct {
 	// Max2 is the name of the two-argument scalar maximum: SQLite's max,
 	// PostgreSQL's greatest. Queries are written with GREATEST(.
 	Max2 string
+	// Blob is the name of the byte-string type: SQLite's BLOB,
+	// PostgreSQL's BYTEA. Queries are written with AS BLOB).
+	Blob string
 	// CaseFold returns expr in the case-insensitive order hostnames sort
 	// and are searched by; the same function is applied to both sides of
 	// a comparison and to the ORDER BY term.
@@ -65,7 +68,7 @@ type Dialect struct {
 }
 
 // rewrite returns q in the dialect: placeholders numbered when Numbered,
-// GREATEST( renamed. Results are cached; the queries are a fixed set plus
+// GREATEST( and AS BLOB) renamed. Results are cached; the queries are a fixed set plus
 // the device list's filter combinations.
 func (d *Dialect) rewrite(q string) string {
 	if v, ok := d.cache.Load(q); ok {
@@ -77,6 +80,9 @@ func (d *Dialect) rewrite(q string) string {
 	out := q
 	if d.Max2 != "" && d.Max2 != "GREATEST" {
 		out = strings.ReplaceAll(out, "GREATEST(", d.Max2+"(")
+	}
+	if d.Blob != "" && d.Blob != "BLOB" {
+		out = strings.ReplaceAll(out, " AS BLOB)", " AS "+d.Blob+")")
 	}
 	if d.Numbered {
 		out = numberPlaceholders(out)

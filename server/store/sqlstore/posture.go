@@ -21,8 +21,8 @@ const day = int64(24 * time.Hour)
 // The write path of every report runs the same few statements, inside
 // transactions; parsing them each time is most of their cost in SQLite.
 // They are prepared once when a writable store opens (DB.prepare).
-var hotStatements = append(append([]string{stmtDelta, stmtClose, stmtConfirm, stmtOpen, stmtCompliant, stmtRescoreAt, stmtUngroup, stmtGroup},
-	ingestStatements()...), scoreStatements()...)
+var hotStatements = append(append(append([]string{stmtDelta, stmtClose, stmtOpen, stmtCompliant, stmtRescoreAt, stmtUngroup, stmtGroup},
+	ingestStatements()...), scoreStatements()...), confirmStatements()...)
 
 const (
 	stmtDelta = `INSERT INTO posture_deltas (day, control_id, status, delta) VALUES (?,?,?,?)`
@@ -34,9 +34,6 @@ const (
 		ON CONFLICT (day, control_id, status, shard) DO UPDATE SET devices = excluded.devices`
 	stmtClose = `UPDATE control_states SET until_at = ?
 		WHERE id = ? AND device_id = ? AND control_id = ? AND status = ? AND until_at IS NULL`
-	stmtConfirm = `UPDATE control_states SET reason = ?, evidence_seq = ?, evidence = ?,
-		evaluated_at = GREATEST(evaluated_at, ?), evaluations = evaluations + 1
-		WHERE id = ? AND device_id = ? AND control_id = ? AND status = ? AND until_at IS NULL`
 	stmtOpen = `INSERT INTO control_states (device_id, control_id, status, reason, evidence_seq,
 		evidence, since_at, evaluated_at) VALUES (?,?,?,?,?,?,?,?)`
 	stmtCompliant = `UPDATE devices SET compliant = ? WHERE id = ? AND compliant <> ?`
@@ -44,6 +41,33 @@ const (
 	stmtUngroup   = `DELETE FROM device_groups WHERE device_id = ?`
 	stmtGroup     = `INSERT INTO device_groups (grp, device_id) VALUES (?, ?) ON CONFLICT DO NOTHING`
 )
+
+// confirmsPerUpdate bounds the intervals one statement confirms: every
+// control of a policy in one statement (the default policy has 9), and the
+// statements of 1 to confirmsPerUpdate rows are prepared ahead.
+const confirmsPerUpdate = 16
+
+// stmtConfirm confirms n open intervals (each still open with the status it
+// was planned on) with the evaluation's reason and evidence: one statement
+// for a whole evaluation, where each was a statement (and a round trip to
+// PostgreSQL) of its own. The values are cast so that PostgreSQL types the
+// VALUES list (BLOB is the dialect's byte type).
+func stmtConfirm(n int) string {
+	row := `(CAST(? AS BIGINT), ?, ?, ?, CAST(? AS BIGINT), CAST(? AS BLOB))`
+	return `UPDATE control_states SET reason = v.column4, evidence_seq = v.column5, evidence = v.column6,
+		evaluated_at = GREATEST(evaluated_at, ?), evaluations = evaluations + 1
+		FROM (VALUES ` + strings.TrimSuffix(strings.Repeat(row+",", n), ",") + `) AS v
+		WHERE control_states.id = v.column1 AND control_states.device_id = ? AND control_states.control_id = v.column2
+		AND control_states.status = v.column3 AND control_states.until_at IS NULL`
+}
+
+func confirmStatements() []string {
+	qs := make([]string, 0, confirmsPerUpdate)
+	for n := 1; n <= confirmsPerUpdate; n++ {
+		qs = append(qs, stmtConfirm(n))
+	}
+	return qs
+}
 
 func unixDay(t time.Time) int64 {
 	n := nanos(t)
@@ -182,18 +206,24 @@ func takeBatch(ctx context.Context, tx Tx, query string, scan func(*sql.Rows) er
 	return n, rows.Err()
 }
 
-func affectedOne(res sql.Result, err error) error {
-	if err != nil {
-		return err
+func affectedOne(res sql.Result, err error) error { return affected(1)(res, err) }
+
+// affected checks that a statement changed want rows: fewer means another
+// evaluation changed them first (store.ErrConflict).
+func affected(want int) func(sql.Result, error) error {
+	return func(res sql.Result, err error) error {
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		if n != int64(want) {
+			return store.ErrConflict
+		}
+		return nil
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return err
-	}
-	if n != 1 {
-		return store.ErrConflict
-	}
-	return nil
 }
 
 // RecordStates implements store.Recorder. A plan that no longer fits the
@@ -255,9 +285,16 @@ func (s *Store) applyPlan(ctx context.Context, tx Tx, p store.StatePlan) error {
 		}
 		deltas[[2]string{c.ControlID, c.Status}]--
 	}
-	for _, c := range p.Confirm {
-		if err := affectedOne(tx.ExecContext(ctx, stmtConfirm,
-			c.Reason, int64(c.EvidenceSeq), []byte(c.Evidence), at, c.ID, p.DeviceID, c.ControlID, c.Status)); err != nil {
+	for confirm := p.Confirm; len(confirm) > 0; {
+		part := confirm[:min(len(confirm), confirmsPerUpdate)]
+		confirm = confirm[len(part):]
+		args := make([]any, 0, 2+6*len(part))
+		args = append(args, at) // the placeholders in order: SET, VALUES, WHERE
+		for _, c := range part {
+			args = append(args, c.ID, c.ControlID, c.Status, c.Reason, int64(c.EvidenceSeq), []byte(c.Evidence))
+		}
+		args = append(args, p.DeviceID)
+		if err := affected(len(part))(tx.ExecContext(ctx, stmtConfirm(len(part)), args...)); err != nil {
 			return err
 		}
 	}

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 // device list pages through every match exactly once in either order.
 func testPosture(t *testing.T, open func(*testing.T) store.Store) {
 	t.Run("RecordStatesConflicts", func(t *testing.T) { testRecordStatesConflicts(t, open) })
+	t.Run("ConfirmMany", func(t *testing.T) { testConfirmMany(t, open) })
 	t.Run("FleetCounts", func(t *testing.T) { testFleetCounts(t, open) })
 	t.Run("DailyCounts", func(t *testing.T) { testDailyCounts(t, open) })
 	t.Run("DailyCountsLate", func(t *testing.T) { testDailyCountsLate(t, open) })
@@ -215,6 +217,7 @@ func testRecordStatesConflicts(t *testing.T, open func(*testing.T) store.Store) 
 		{"confirm a closed interval", "dev-a", store.StatePlan{Confirm: []store.ControlState{closed}}},
 		{"confirm with another status", "dev-a", store.StatePlan{Confirm: []store.ControlState{as(c1, store.Pass)}}},
 		{"confirm another device's interval", "dev-a", store.StatePlan{Confirm: []store.ControlState{other}}},
+		{"valid confirms beside a stale one", "dev-a", store.StatePlan{Confirm: []store.ControlState{c1, closed, c2}}},
 		{"close a closed interval", "dev-a", store.StatePlan{Close: []store.ControlState{end(closed)}}},
 		{"close with another status", "dev-a", store.StatePlan{
 			Close: []store.ControlState{end(as(c1, store.Pass))}, Open: []store.ControlState{fresh("c1", store.Pass)}}},
@@ -273,6 +276,62 @@ func testRecordStatesConflicts(t *testing.T, open func(*testing.T) store.Store) 
 	}
 	if got := mustHistory(t, s, "dev-a"); len(got["c1"]) != 3 || len(got["c2"]) != 2 {
 		t.Errorf("history after a replayed plan: %d c1 and %d c2 intervals, want 3 and 2", len(got["c1"]), len(got["c2"]))
+	}
+}
+
+// testConfirmMany: one plan confirms more intervals than one statement
+// holds (the store may confirm them in batches), each with its own reason,
+// evidence and evidence seq, and leaves the other device's alone.
+func testConfirmMany(t *testing.T, open func(*testing.T) store.Store) {
+	ctx := t.Context()
+	s := open(t)
+	mustEnroll(t, s, device("dev-a", "machine-a"))
+	mustEnroll(t, s, device("dev-b", "machine-b"))
+	const controls = 40
+	first := make([]store.ControlState, controls)
+	for i := range first {
+		first[i] = st(fmt.Sprintf("c%02d", i), []string{store.Pass, store.Fail, store.Unknown}[i%3])
+	}
+	mustRecord(t, s, "dev-a", at(time.Hour), nil, first...)
+	mustRecord(t, s, "dev-b", at(time.Hour), nil, first...)
+
+	next := make([]store.ControlState, controls)
+	for i, c := range first {
+		c.Reason = fmt.Sprintf("reason %d", i)
+		c.EvidenceSeq = uint64(100 + i)
+		c.Evidence = json.RawMessage(fmt.Sprintf(`{"control":%d}`, i))
+		if i == 7 {
+			c.Evidence = nil
+		}
+		next[i] = c
+	}
+	t2 := at(2 * time.Hour)
+	mustRecord(t, s, "dev-a", t2, nil, next...)
+
+	got, err := s.CurrentStates(ctx, "dev-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != controls {
+		t.Fatalf("%d open intervals, want %d", len(got), controls)
+	}
+	for i, g := range got {
+		w := next[i]
+		if g.ControlID != w.ControlID || g.Status != w.Status || g.Reason != w.Reason || g.EvidenceSeq != w.EvidenceSeq ||
+			!bytes.Equal(g.Evidence, w.Evidence) || g.Evaluations != 2 || !g.EvaluatedAt.Equal(t2) || !g.Since.Equal(at(time.Hour)) {
+			t.Errorf("interval %d = %s %s %q seq %d evidence %s, %d evaluations, evaluated %v, since %v;\nwant %s %s %q seq %d evidence %s, 2 evaluations, evaluated %v, since %v",
+				i, g.ControlID, g.Status, g.Reason, g.EvidenceSeq, g.Evidence, g.Evaluations, g.EvaluatedAt, g.Since,
+				w.ControlID, w.Status, w.Reason, w.EvidenceSeq, w.Evidence, t2, at(time.Hour))
+		}
+	}
+	other, err := s.CurrentStates(ctx, "dev-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range other {
+		if g.Evaluations != 1 || g.Reason != "" {
+			t.Errorf("dev-b %s changed by dev-a's plan: %d evaluations, reason %q", g.ControlID, g.Evaluations, g.Reason)
+		}
 	}
 }
 
