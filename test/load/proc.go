@@ -84,7 +84,10 @@ func sourceIP(i int) net.IP {
 // loopback source address when spread is set and the target is an IPv4
 // loopback address, else the default route.
 func dialer(i int, target string, spread bool) func(context.Context, string) (net.Conn, error) {
-	d := &net.Dialer{Timeout: 20 * time.Second}
+	// TCP keepalive as the agent has it (gRPC's own dialer: on, with the
+	// operating system's timers), not Go's default probe every 15 s.
+	d := &net.Dialer{Timeout: 20 * time.Second, KeepAlive: -1,
+		KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: -1, Interval: -1, Count: -1}}
 	if host, _, err := net.SplitHostPort(target); err == nil && spread {
 		if ip := net.ParseIP(host); ip != nil && ip.To4() != nil && ip.IsLoopback() {
 			d.LocalAddr = &net.TCPAddr{IP: sourceIP(i)}

@@ -29,14 +29,14 @@ type Store = sqlstore.Store
 // case-folded with lower() and ordered bytewise (COLLATE "C"), which the
 // hostname indexes are built on.
 var dialect = &sqlstore.Dialect{
-	Numbered:   true,
-	Max2:       "GREATEST",
-	Blob:       "BYTEA",
-	Snapshot:   sql.LevelRepeatableRead,
-	CaseFold:   func(expr string) string { return "lower(" + expr + `) COLLATE "C"` },
-	Unique:     func(err error) bool { return code(err) == "23505" },
-	LockDevice: `SELECT 1 FROM devices WHERE id = ? FOR UPDATE`,
-	Maintain:   maintain,
+	Numbered:  true,
+	Max2:      "GREATEST",
+	Blob:      "BYTEA",
+	Snapshot:  sql.LevelRepeatableRead,
+	CaseFold:  func(expr string) string { return "lower(" + expr + `) COLLATE "C"` },
+	Unique:    func(err error) bool { return code(err) == "23505" },
+	ForUpdate: " FOR NO KEY UPDATE",
+	Maintain:  maintain,
 	Contended: func(err error) bool {
 		c := code(err)
 		return c == "40001" || c == "40P01" // serialization failure, deadlock

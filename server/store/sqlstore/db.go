@@ -36,13 +36,15 @@ type Dialect struct {
 	// concurrent one got in its way (a deadlock or serialization failure):
 	// retrying it is safe. SQLite serialises writers and never does.
 	Contended func(error) bool
-	// LockDevice, when set, locks a device's row (one ? argument) until
-	// the transaction ends. Every evaluation takes it first, so it locks
-	// rows in the order a report does (the device, then its intervals):
-	// without it a report scored in its own transaction and another
-	// evaluation of the same device deadlocked on PostgreSQL. SQLite has
-	// one writer and needs none.
-	LockDevice string
+	// ForUpdate, appended to a SELECT of one device's row, locks the row
+	// until the transaction ends (PostgreSQL's " FOR NO KEY UPDATE", the
+	// lock an UPDATE of the row takes: foreign-key checks of rows that
+	// refer to the device do not wait for it). Every evaluation reads its
+	// device's row that way first, so it locks rows in the order a report
+	// does (the device, then its intervals): without it a report scored in
+	// its own transaction and another evaluation of the same device
+	// deadlocked on PostgreSQL. SQLite has one writer and needs none.
+	ForUpdate string
 	// GroupCommit commits concurrent evidence and state writes together
 	// (see group): for a database with one writer, where each commit is
 	// an fsync the next write waits for.

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -21,8 +22,10 @@ const day = int64(24 * time.Hour)
 // The write path of every report runs the same few statements, inside
 // transactions; parsing them each time is most of their cost in SQLite.
 // They are prepared once when a writable store opens (DB.prepare).
-var hotStatements = append(append(append([]string{stmtDelta, stmtClose, stmtOpen, stmtCompliant, stmtRescoreAt, stmtUngroup, stmtGroup},
-	ingestStatements()...), scoreStatements()...), confirmStatements()...)
+func (s *Store) hotStatements() []string {
+	return slices.Concat([]string{stmtDelta, stmtClose, stmtOpen, stmtEvaluated, stmtEvaluatedSeen, stmtUngroup, stmtGroup},
+		ingestStatements(), s.scoreStatements(), confirmStatements())
+}
 
 const (
 	stmtDelta = `INSERT INTO posture_deltas (day, control_id, status, delta) VALUES (?,?,?,?)`
@@ -36,10 +39,17 @@ const (
 		WHERE id = ? AND device_id = ? AND control_id = ? AND status = ? AND until_at IS NULL`
 	stmtOpen = `INSERT INTO control_states (device_id, control_id, status, reason, evidence_seq,
 		evidence, since_at, evaluated_at) VALUES (?,?,?,?,?,?,?,?)`
-	stmtCompliant = `UPDATE devices SET compliant = ? WHERE id = ? AND compliant <> ?`
-	stmtRescoreAt = `UPDATE devices SET rescore_at = ? WHERE id = ? AND rescore_at <> ?`
-	stmtUngroup   = `DELETE FROM device_groups WHERE device_id = ?`
-	stmtGroup     = `INSERT INTO device_groups (grp, device_id) VALUES (?, ?) ON CONFLICT DO NOTHING`
+	// An evaluation's own change to its device's row, one statement: when
+	// it is rescored next and whether it is compliant, and, with a report,
+	// when it was last seen (stmtEvaluatedSeen). Each is an update of the
+	// whole row, and of every index on it when an indexed column changes.
+	stmtEvaluated = `UPDATE devices SET rescore_at = ?, compliant = ?
+		WHERE id = ? AND (rescore_at <> ? OR compliant <> ?)`
+	stmtEvaluatedSeen = `UPDATE devices SET rescore_at = ?, compliant = ?,
+		last_seen_at = GREATEST(COALESCE(last_seen_at, 0), ?) WHERE id = ?`
+	stmtCompliantNow = `SELECT compliant FROM devices WHERE id = ?`
+	stmtUngroup      = `DELETE FROM device_groups WHERE device_id = ?`
+	stmtGroup        = `INSERT INTO device_groups (grp, device_id) VALUES (?, ?) ON CONFLICT DO NOTHING`
 )
 
 // confirmsPerUpdate bounds the intervals one statement confirms: every
@@ -241,13 +251,16 @@ func (s *Store) RecordStates(ctx context.Context, p store.StatePlan) error {
 
 func (s *Store) recordStates(ctx context.Context, p store.StatePlan) error {
 	return s.write(ctx, func(tx Tx) error {
-		// The device's row first, as a report does (Dialect.LockDevice).
-		if s.d.LockDevice != "" {
-			if _, err := tx.ExecContext(ctx, s.d.LockDevice, p.DeviceID); err != nil {
-				return err
-			}
+		// The device's row first, as a report does (Dialect.ForUpdate).
+		var compliant bool
+		err := tx.QueryRowContext(ctx, stmtCompliantNow+s.d.ForUpdate, p.DeviceID).Scan(&compliant)
+		if errors.Is(err, sql.ErrNoRows) {
+			return store.ErrNotFound
 		}
-		return s.applyPlan(ctx, tx, p)
+		if err != nil {
+			return err
+		}
+		return s.applyPlan(ctx, tx, p, compliant, nil)
 	})
 }
 
@@ -270,9 +283,10 @@ func (s *Store) DevicesDue(ctx context.Context, now time.Time) ([]string, error)
 }
 
 // applyPlan applies an evaluation's plan in tx, which holds the device's
-// row already where the dialect locks it (Dialect.LockDevice): a report's
-// transaction updated it first.
-func (s *Store) applyPlan(ctx context.Context, tx Tx, p store.StatePlan) error {
+// row already where the dialect locks it (Dialect.ForUpdate): tx read it
+// first, and compliant is what it said. seen, when not nil, is a report's
+// receipt: the device's last contact moves to it in the same update.
+func (s *Store) applyPlan(ctx context.Context, tx Tx, p store.StatePlan, compliant bool, seen *time.Time) error {
 	at := nanos(p.At)
 	// The aggregates move once per (control, status) the plan touches.
 	deltas := map[[2]string]int{}
@@ -313,16 +327,16 @@ func (s *Store) applyPlan(ctx context.Context, tx Tx, p store.StatePlan) error {
 	if !p.RescoreAt.IsZero() {
 		rescoreAt = nanos(p.RescoreAt)
 	}
-	if _, err := tx.ExecContext(ctx, stmtRescoreAt, rescoreAt, p.DeviceID, rescoreAt); err != nil {
-		return err
+	var err error
+	if seen != nil {
+		_, err = tx.ExecContext(ctx, stmtEvaluatedSeen, rescoreAt, p.Compliant, nanos(*seen), p.DeviceID)
+	} else {
+		_, err = tx.ExecContext(ctx, stmtEvaluated, rescoreAt, p.Compliant, p.DeviceID, rescoreAt, p.Compliant)
 	}
-	res, err := tx.ExecContext(ctx, stmtCompliant, p.Compliant, p.DeviceID, p.Compliant)
 	if err != nil {
 		return err
 	}
-	if n, err := res.RowsAffected(); err != nil {
-		return err
-	} else if n == 1 {
+	if p.Compliant != compliant {
 		d := -1
 		if p.Compliant {
 			d = 1

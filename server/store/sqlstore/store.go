@@ -40,7 +40,7 @@ func New(db, reads *sql.DB, d *Dialect, writable bool) (*Store, error) {
 		s.rdb = newDB(reads, d)
 	}
 	if writable {
-		if err := s.db.prepare(context.Background(), hotStatements); err != nil {
+		if err := s.db.prepare(context.Background(), s.hotStatements()); err != nil {
 			return nil, fmt.Errorf("prepare statements: %w", err)
 		}
 		if d.GroupCommit {
@@ -332,7 +332,7 @@ func (s *Store) Ingest(ctx context.Context, deviceID string, obs []store.Observa
 	var n int
 	err := s.write(ctx, func(tx Tx) error {
 		var err error
-		n, err = s.ingest(ctx, tx, deviceID, obs, receivedAt)
+		n, err = s.ingest(ctx, tx, deviceID, obs, receivedAt, true)
 		return err
 	})
 	if err != nil {
@@ -384,14 +384,18 @@ func ingestStatements() []string {
 
 // ingest stores one batch of a device's observations in tx: a handful of
 // statements whatever the batch's size (each is a round trip to
-// PostgreSQL).
-func (s *Store) ingest(ctx context.Context, tx Tx, deviceID string, obs []store.Observation, receivedAt time.Time) (int, error) {
+// PostgreSQL). touch moves the device's last contact to receivedAt first;
+// a caller that does not has locked the device's row already
+// (IngestScored) and moves it itself.
+func (s *Store) ingest(ctx context.Context, tx Tx, deviceID string, obs []store.Observation, receivedAt time.Time, touch bool) (int, error) {
 	// Last seen first: the update locks the device's row (in PostgreSQL),
 	// so batches of one device arriving at two replicas chain one after
 	// the other rather than both from the same head; which of the batch's
 	// seqs are stored already is then settled until commit.
-	if _, err := tx.ExecContext(ctx, stmtLastSeen, nanos(receivedAt), deviceID); err != nil {
-		return 0, err
+	if touch {
+		if _, err := tx.ExecContext(ctx, stmtLastSeen, nanos(receivedAt), deviceID); err != nil {
+			return 0, err
+		}
 	}
 	if len(obs) == 0 {
 		return 0, nil

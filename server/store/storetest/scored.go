@@ -84,18 +84,21 @@ func testIngestScored(t *testing.T, open func(*testing.T) store.Store) {
 		wantNew    int
 		wantScored bool
 		wantStates map[string]string // open intervals after the step
+		compliant  int               // compliant devices after the step
 	}{
 		{"first report scored with it", seqs(1, 3, "os"), at(time.Hour),
-			func(t *testing.T) store.ScoreFunc { return plan(t, "dev-a", "pass", 3, at(time.Hour)) }, 3, true, map[string]string{"C1": "pass"}},
+			func(t *testing.T) store.ScoreFunc { return plan(t, "dev-a", "pass", 3, at(time.Hour)) }, 3, true, map[string]string{"C1": "pass"}, 1},
 		{"status change scored with it", seqs(4, 5, "os"), at(2 * time.Hour),
-			func(t *testing.T) store.ScoreFunc { return plan(t, "dev-a", "fail", 5, at(2*time.Hour)) }, 2, true, map[string]string{"C1": "fail"}},
+			func(t *testing.T) store.ScoreFunc { return plan(t, "dev-a", "fail", 5, at(2*time.Hour)) }, 2, true, map[string]string{"C1": "fail"}, 0},
 		{"failed evaluation keeps the evidence", seqs(6, 7, "os"), at(3 * time.Hour),
-			func(*testing.T) store.ScoreFunc { return failing }, 2, false, map[string]string{"C1": "fail"}},
+			func(*testing.T) store.ScoreFunc { return failing }, 2, false, map[string]string{"C1": "fail"}, 0},
 		{"conflicting plan undone whole, evidence kept", seqs(8, 8, "os"), at(4 * time.Hour),
-			func(*testing.T) store.ScoreFunc { return conflicting("dev-a", at(4*time.Hour)) }, 1, false, map[string]string{"C1": "fail"}},
-		{"resend is not evaluated", seqs(1, 8, "os"), at(5 * time.Hour), notCalled, 0, false, map[string]string{"C1": "fail"}},
+			func(*testing.T) store.ScoreFunc { return conflicting("dev-a", at(4*time.Hour)) }, 1, false, map[string]string{"C1": "fail"}, 0},
+		{"resend is not evaluated", seqs(1, 8, "os"), at(5 * time.Hour), notCalled, 0, false, map[string]string{"C1": "fail"}, 0},
 		{"scored again after the failures", seqs(9, 9, "os"), at(6 * time.Hour),
-			func(t *testing.T) store.ScoreFunc { return plan(t, "dev-a", "pass", 9, at(6*time.Hour)) }, 1, true, map[string]string{"C1": "pass"}},
+			func(t *testing.T) store.ScoreFunc { return plan(t, "dev-a", "pass", 9, at(6*time.Hour)) }, 1, true, map[string]string{"C1": "pass"}, 1},
+		{"confirmed with it", seqs(10, 10, "os"), at(7 * time.Hour),
+			func(t *testing.T) store.ScoreFunc { return plan(t, "dev-a", "pass", 10, at(7*time.Hour)) }, 1, true, map[string]string{"C1": "pass"}, 1},
 	}
 	s := open(t)
 	si, ok := s.(store.ScoredIngester)
@@ -120,6 +123,16 @@ func testIngestScored(t *testing.T, open func(*testing.T) store.Store) {
 		if got := openStates(t, s, "dev-a"); fmt.Sprint(got) != fmt.Sprint(step.wantStates) {
 			t.Errorf("%s: open intervals %v, want %v", step.name, got, step.wantStates)
 		}
+		// Every contact moves last seen, evaluated or not.
+		if d, err := s.Device(ctx, "dev-a"); err != nil || d.LastSeenAt == nil || !d.LastSeenAt.Equal(step.received) {
+			t.Errorf("%s: last seen %v (%v), want %v", step.name, d.LastSeenAt, err, step.received)
+		}
+		if got := mustFleet(t, s).Compliant; got != step.compliant {
+			t.Errorf("%s: %d compliant devices, want %d", step.name, got, step.compliant)
+		}
+	}
+	if _, _, err := si.IngestScored(ctx, "dev-nobody", seqs(1, 1, "os"), at(8*time.Hour), notCalled(t)); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("IngestScored for a device never enrolled = %v, want ErrNotFound", err)
 	}
 
 	// Concurrent reports of many devices (one group transaction on

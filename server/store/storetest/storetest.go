@@ -875,7 +875,37 @@ func testApplyStatesLate(t *testing.T, open func(*testing.T) store.Store) {
 // --- concurrency ---
 
 func testConcurrentIngest(t *testing.T, open func(*testing.T) store.Store) {
+	t.Run("Ingest", func(t *testing.T) {
+		testConcurrentIngestWith(t, open, func(s store.Store) ingestFunc { return s.Ingest })
+	})
+	// A report scored in its transaction reads its device's row first
+	// (and writes it last): batches of one device at two replicas must
+	// still chain one after the other.
+	t.Run("IngestScored", func(t *testing.T) {
+		testConcurrentIngestWith(t, open, func(s store.Store) ingestFunc {
+			si := s.(store.ScoredIngester)
+			return func(ctx context.Context, id string, obs []store.Observation, at time.Time) (int, error) {
+				n, scoreErr, err := si.IngestScored(ctx, id, obs, at, func(ctx context.Context, r store.ScoreReader) (store.StatePlan, error) {
+					cur, err := r.CurrentStates(ctx, id)
+					if err != nil {
+						return store.StatePlan{}, err
+					}
+					return states.Plan(id, cur, []store.ControlState{st("C1", store.Pass)}, nil, at), nil
+				})
+				if scoreErr != nil && !errors.Is(scoreErr, store.ErrConflict) {
+					err = errors.Join(err, scoreErr)
+				}
+				return n, err
+			}
+		})
+	})
+}
+
+type ingestFunc func(ctx context.Context, deviceID string, obs []store.Observation, receivedAt time.Time) (int, error)
+
+func testConcurrentIngestWith(t *testing.T, open func(*testing.T) store.Store, with func(store.Store) ingestFunc) {
 	s := open(t)
+	ingest := with(s)
 	mustEnroll(t, s, device("dev-a", "machine-a"))
 	mustEnroll(t, s, device("dev-b", "machine-b"))
 
@@ -904,14 +934,14 @@ func testConcurrentIngest(t *testing.T, open func(*testing.T) store.Store) {
 			n := 0
 			all := seqs(j.from, j.to, fmt.Sprintf("c%d", i%3))
 			for k := 0; k < len(all); k += 5 {
-				m, err := s.Ingest(t.Context(), j.device, all[k:min(k+5, len(all))], at(time.Duration(i)*time.Minute))
+				m, err := ingest(t.Context(), j.device, all[k:min(k+5, len(all))], at(time.Duration(i)*time.Minute))
 				if err != nil {
 					t.Errorf("writer %d: Ingest: %v", i, err)
 					return
 				}
 				n += m
 			}
-			m, err := s.Ingest(t.Context(), j.device, all, at(time.Hour))
+			m, err := ingest(t.Context(), j.device, all, at(time.Hour))
 			if err != nil {
 				t.Errorf("writer %d: resend: %v", i, err)
 				return
