@@ -266,7 +266,7 @@ func Run(ctx context.Context, cfg Config) error {
 		defer bg.Done()
 		foldCounts(ctx, st, log)
 	}()
-	if m, ok := st.(store.Maintainer); ok {
+	if m, ok := st.(store.Maintainer); ok && m.Maintains() {
 		bg.Add(1)
 		go func() {
 			defer bg.Done()

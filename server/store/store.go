@@ -416,6 +416,9 @@ type Maintainer interface {
 	// database does not vacuum a table itself, removes its dead rows. It
 	// returns what it did.
 	Maintain(ctx context.Context) (Maintenance, error)
+	// Maintains reports whether Maintain has anything to do for this
+	// store's database (SQLite keeps itself).
+	Maintains() bool
 }
 
 // Maintenance is what one Maintain did: tables by name.

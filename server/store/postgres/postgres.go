@@ -33,6 +33,7 @@ var dialect = &sqlstore.Dialect{
 	Max2:      "GREATEST",
 	Blob:      "BYTEA",
 	Snapshot:  sql.LevelRepeatableRead,
+	Isolation: sql.LevelReadCommitted,
 	CaseFold:  func(expr string) string { return "lower(" + expr + `) COLLATE "C"` },
 	Unique:    func(err error) bool { return code(err) == "23505" },
 	ForUpdate: " FOR NO KEY UPDATE",

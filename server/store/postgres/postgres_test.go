@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -219,4 +220,49 @@ func lockRows(t *testing.T, url, query string) *sql.Tx {
 		t.Fatalf("locking rows (%s): %d rows, %v", query, locked, err)
 	}
 	return tx
+}
+
+// An installation whose default isolation is repeatable read (an operator's
+// default_transaction_isolation): writes of one device at two replicas
+// still wait for each other and then succeed, instead of failing with a
+// serialization error after the wait.
+func TestWritesUnderRepeatableReadDefault(t *testing.T) {
+	ctx := context.Background()
+	s, err := postgres.Open(ctx, pgtest.URL(t)+"&default_transaction_isolation=repeatable%20read", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	t0 := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	if _, err := s.EnrollDevice(ctx, store.Device{ID: "dev-a", Hostname: "a", GOOS: "linux", MachineID: "m-a", EnrolledAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	const writers = 8
+	errs := make(chan error, writers)
+	for w := range writers {
+		go func() {
+			var obs []store.Observation
+			for i := range 4 {
+				obs = append(obs, store.Observation{Seq: uint64(w*4 + i + 1), Collector: "os", CollectedAt: t0,
+					Status: "ok", ParserVersion: 1, Payload: []byte(`{}`)})
+			}
+			_, scoreErr, err := s.IngestScored(ctx, "dev-a", obs, t0.Add(time.Duration(w)*time.Minute),
+				func(ctx context.Context, r store.ScoreReader) (store.StatePlan, error) {
+					cur, err := r.CurrentStates(ctx, "dev-a")
+					if err != nil {
+						return store.StatePlan{}, err
+					}
+					return states.Plan("dev-a", cur, []store.ControlState{{ControlID: "C1", Status: store.Pass}}, nil, t0), nil
+				})
+			errs <- errors.Join(err, scoreErr)
+		}()
+	}
+	for range writers {
+		if err := <-errs; err != nil {
+			t.Errorf("IngestScored: %v", err)
+		}
+	}
+	if c, err := s.Counts(ctx, "dev-a"); err != nil || c.Total != writers*4 {
+		t.Errorf("Counts = %+v, %v; want %d observations", c, err, writers*4)
+	}
 }

@@ -53,6 +53,12 @@ type Dialect struct {
 	// on, for a driver that would otherwise parse it on every call (SQLite;
 	// pgx caches its own).
 	CacheStatements bool
+	// Isolation is the isolation level of transactions that write, set
+	// explicitly: their statements each read what was committed when they
+	// started, after the row lock they wait for (PostgreSQL's read
+	// committed, whatever default_transaction_isolation says). SQLite's
+	// default serialises writers.
+	Isolation sql.IsolationLevel
 	// Snapshot is the isolation level that gives a read transaction one
 	// snapshot of the database for all its statements: PostgreSQL's
 	// repeatable read. SQLite's default already does.
@@ -259,8 +265,11 @@ func (db DB) PrepareContext(ctx context.Context, q string) (*sql.Stmt, error) {
 	return db.raw.PrepareContext(ctx, db.d.rewrite(q))
 }
 
-// BeginTx starts a transaction.
+// BeginTx starts a transaction: without opts, at the dialect's Isolation.
 func (db DB) BeginTx(ctx context.Context, opts *sql.TxOptions) (Tx, error) {
+	if opts == nil && db.d.Isolation != sql.LevelDefault {
+		opts = &sql.TxOptions{Isolation: db.d.Isolation}
+	}
 	tx, err := db.raw.BeginTx(ctx, opts)
 	return Tx{tx, db}, err
 }

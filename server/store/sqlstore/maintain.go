@@ -16,3 +16,6 @@ func (s *Store) Maintain(ctx context.Context) (store.Maintenance, error) {
 	}
 	return s.d.Maintain(ctx, s.db.raw)
 }
+
+// Maintains implements store.Maintainer.
+func (s *Store) Maintains() bool { return s.d.Maintain != nil }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -226,4 +227,74 @@ func openStates(t *testing.T, s store.Store, deviceID string) map[string]string 
 		out[c.ControlID] = c.Status
 	}
 	return out
+}
+
+// testScoredBesideRecorded: reports scored in their transactions and
+// separate evaluations of the same devices, flipping compliance, all at
+// once: the fleet's compliant count and control counts (moved by deltas
+// worked out from the device's row as each transaction read it) end equal
+// to what the devices' open intervals say, and no report's evaluation
+// fails (a conflict is retried by the caller; anything else is a bug).
+func testScoredBesideRecorded(t *testing.T, open func(*testing.T) store.Store) {
+	ctx := t.Context()
+	s := open(t)
+	si := s.(store.ScoredIngester)
+	devs := []string{"dev-a", "dev-b"}
+	for i, id := range devs {
+		mustEnroll(t, s, device(id, fmt.Sprintf("machine-%d", i)))
+	}
+	status := func(k int) string { return []string{store.Pass, store.Fail}[k%2] }
+	var wg sync.WaitGroup
+	seq := map[string]*atomic.Uint64{} // the devices' last seq sent
+	for _, id := range devs {
+		seq[id] = new(atomic.Uint64)
+	}
+	for w := range 8 {
+		wg.Go(func() {
+			for k := range 12 {
+				id := devs[(w+k)%len(devs)]
+				when := at(time.Duration(w*100+k) * time.Minute)
+				if w%2 == 0 {
+					next := seq[id].Add(1)
+					_, scoreErr, err := si.IngestScored(ctx, id, []store.Observation{obs(next, "os")}, when,
+						func(ctx context.Context, r store.ScoreReader) (store.StatePlan, error) {
+							cur, err := r.CurrentStates(ctx, id)
+							if err != nil {
+								return store.StatePlan{}, err
+							}
+							return states.Plan(id, cur, []store.ControlState{st("C1", status(k)), st("C2", store.Pass)}, nil, when), nil
+						})
+					if err != nil || (scoreErr != nil && !errors.Is(scoreErr, store.ErrConflict)) {
+						t.Errorf("IngestScored(%s): %v, evaluation %v", id, err, scoreErr)
+					}
+					continue
+				}
+				if err := states.Record(ctx, s, id, []store.ControlState{st("C1", status(k+1)), st("C2", store.Pass)}, nil, when); err != nil {
+					t.Errorf("states.Record(%s): %v", id, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	want := fleet(len(devs), 0, counts{})
+	for _, id := range devs {
+		cur := openStates(t, s, id)
+		compliant := len(cur) > 0
+		for c, status := range cur {
+			if want.Controls[c] == nil {
+				want.Controls[c] = map[string]int{}
+			}
+			want.Controls[c][status]++
+			compliant = compliant && status == store.Pass
+		}
+		if compliant {
+			want.Compliant++
+		}
+	}
+	if got := mustFleet(t, s); !sameCounts(got, want) {
+		t.Errorf("FleetCounts = %+v, want %+v (from the open intervals)", got, want)
+	}
+	if err := s.RecordStates(ctx, store.StatePlan{DeviceID: "dev-nobody", At: at(time.Hour)}); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("RecordStates for a device never enrolled = %v, want ErrNotFound", err)
+	}
 }

@@ -43,6 +43,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("IngestFailures", func(t *testing.T) { testIngestFailures(t, open) })
 	t.Run("IngestScored", func(t *testing.T) { testIngestScored(t, open) })
 	t.Run("IngestScoredBesideEvaluation", func(t *testing.T) { testIngestScoredBesideEvaluation(t, open) })
+	t.Run("ScoredBesideRecorded", func(t *testing.T) { testScoredBesideRecorded(t, open) })
 	t.Run("LatestHistory", func(t *testing.T) { testLatestHistory(t, open) })
 	t.Run("ApplyStates", func(t *testing.T) { testApplyStates(t, open) })
 	t.Run("ApplyStatesLate", func(t *testing.T) { testApplyStatesLate(t, open) })
