@@ -153,3 +153,25 @@ func TestProcTreeCPUCountsExitedChildren(t *testing.T) {
 		t.Errorf("own CPU grew by %v while the child ran %v: the child's time is in it", own-own0, child)
 	}
 }
+
+func TestScaleErrorKinds(t *testing.T) {
+	tests := []struct {
+		name   string
+		errors map[string]int64
+		want   string
+	}{
+		{"none", nil, ""},
+		{"zero counts are left out", map[string]int64{"stream: Unavailable": 0}, ""},
+		{"most frequent first, ties by name", map[string]int64{"stream: Unavailable": 3, "enroll: DeadlineExceeded": 7, "stream: DeadlineExceeded": 3},
+			"enroll: DeadlineExceeded 7; stream: DeadlineExceeded 3; stream: Unavailable 3"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := scaleRow{sum: summary{}}
+			r.sum.Errors = tt.errors
+			if got := r.errorKinds(); got != tt.want {
+				t.Errorf("errorKinds() = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -105,6 +106,7 @@ func runScale(args []string, stdout, stderr io.Writer) int {
 		return cli.ExitCode("load scale", err, stderr)
 	}
 	failed := false
+	var errorLines []string // the size runs' errors by kind, printed under their table
 	fmt.Fprintf(stdout, "Fleet scale (%s, %d CPUs): every device enrolled through the Enrollment RPC, one mTLS stream each, a replayed 8-observation cycle every %s, window 4\n\n",
 		time.Now().UTC().Format(time.RFC3339), runtime.NumCPU(), o.interval)
 	fmt.Fprintln(stdout, "(server CPU per report: evident-server after enrollment; PostgreSQL's own CPU over the whole run, enrollment included, per report)")
@@ -121,7 +123,13 @@ func runScale(args []string, stdout, stderr io.Writer) int {
 			}
 			fmt.Fprintln(stdout, row.line())
 			failed = failed || !row.sum.ExactlyOnce.OK
+			if k := row.errorKinds(); k != "" {
+				errorLines = append(errorLines, fmt.Sprintf("- %s, %d devices: %s", st, n, k))
+			}
 		}
+	}
+	if len(errorLines) > 0 {
+		fmt.Fprintf(stdout, "\nErrors by kind (the generator's count; a device retries each with the agent's backoff):\n%s\n", strings.Join(errorLines, "\n"))
 	}
 	fmt.Fprintf(stdout, "\nSaturation and the raw write limit of the same rows (%d devices every 1s, window 4, 60s; raw: %d observation rows)\n\n", o.satDev, o.rawRows)
 	fmt.Fprintln(stdout, "| store | observations/s acked (saturated) | server CPU per report | raw limit, same rows | rows/s | ratio |")
@@ -192,6 +200,25 @@ func (r scaleRow) line() string {
 	}
 	return fmt.Sprintf("| %s | %d | %d | %s | %s | %.0f / %.0f ms | %.0f devices/s | %s |",
 		r.store, s.PeakStreams, r.nodes, rss, cpu, p50, p99, s.EnrollPerS, once)
+}
+
+// errorKinds lists the run's errors by kind, the most frequent first
+// ("stream: Unavailable 1,204; enroll: DeadlineExceeded 3"), or "".
+func (r scaleRow) errorKinds() string {
+	kinds := make([]string, 0, len(r.sum.Errors))
+	for k, n := range r.sum.Errors {
+		if n > 0 {
+			kinds = append(kinds, k)
+		}
+	}
+	sort.Slice(kinds, func(i, j int) bool {
+		a, b := r.sum.Errors[kinds[i]], r.sum.Errors[kinds[j]]
+		return a > b || a == b && kinds[i] < kinds[j]
+	})
+	for i, k := range kinds {
+		kinds[i] = fmt.Sprintf("%s %d", k, r.sum.Errors[k])
+	}
+	return strings.Join(kinds, "; ")
 }
 
 // scaleRun runs the load generator once on a fresh store of kind st with
