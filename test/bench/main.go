@@ -31,7 +31,7 @@ import (
 func main() {
 	quick := flag.Bool("quick", false, "smaller workloads (smoke test)")
 	bin := flag.String("bin", "bin", "directory holding evident-agent and evident-server")
-	only := flag.String("only", "", "run one group only: readpath, streams, report or grpc")
+	only := flag.String("only", "", "run one group only: readpath, streams, report, grpc or timers")
 	nStreams := flag.Int("streams", 2000, "idle agent streams to hold open (each is a file descriptor on both sides)")
 	idle := flag.Duration("idle", 130*time.Second, "how long the streams stay idle before the server's RSS is read")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
@@ -74,6 +74,9 @@ func main() {
 		return
 	case "grpc":
 		benchGRPC(context.Background(), filepath.Join(dir, "grpc"), benchCollection(1), 200/scale)
+		return
+	case "timers":
+		benchTimers([]int{0, 10000, 50000})
 		return
 	}
 	obs := benchCollection(5 / max(1, scale/5))
