@@ -106,8 +106,14 @@ func work(cfg workerConfig, stdout, stderr io.Writer) error {
 	if len(cfg.Targets) == 0 || cfg.Window < 1 || cfg.Interval <= 0 || cfg.EnrollConcurrency < 1 {
 		return errors.New("incomplete configuration")
 	}
-	hard, cancel := context.WithDeadline(context.Background(), cfg.StopAt.Add(cfg.Drain))
+	// hard is cancelled at the end of the drain, not given a deadline: a
+	// stream's context with a deadline sends it to the server (grpc-timeout),
+	// which then holds a timer for every stream and ends it with
+	// DeadlineExceeded, where an agent's stream has no deadline.
+	hard, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	endHard := time.AfterFunc(time.Until(cfg.StopAt.Add(cfg.Drain)), cancel)
+	defer endHard.Stop()
 	w := &worker{cfg: cfg, stderr: stderr, stop: make(chan struct{}), hard: hard,
 		slots: make(chan struct{}, cfg.EnrollConcurrency), caPools: map[string]*x509.CertPool{}, logged: map[string]bool{}}
 	if len(cfg.CAPEM) > 0 {
