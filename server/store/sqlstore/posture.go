@@ -66,7 +66,7 @@ func stmtConfirm(n int) string {
 	row := `(CAST(? AS BIGINT), ?, ?, ?, CAST(? AS BIGINT), CAST(? AS BLOB))`
 	return `UPDATE control_states SET reason = v.column4, evidence_seq = v.column5, evidence = v.column6,
 		evaluated_at = GREATEST(evaluated_at, ?), evaluations = evaluations + 1
-		FROM (VALUES ` + strings.TrimSuffix(strings.Repeat(row+",", n), ",") + `) AS v
+		FROM (VALUES ` + repeatRows(row, n) + `) AS v
 		WHERE control_states.id = v.column1 AND control_states.device_id = ? AND control_states.control_id = v.column2
 		AND control_states.status = v.column3 AND control_states.until_at IS NULL`
 }

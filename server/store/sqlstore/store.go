@@ -367,8 +367,10 @@ func stmtLatest(n int) string {
 }
 
 // rowsOf is n rows of k placeholders: (?,?),(?,?).
-func rowsOf(n, k int) string {
-	row := "(" + placeholders(k) + ")"
+func rowsOf(n, k int) string { return repeatRows("("+placeholders(k)+")", n) }
+
+// repeatRows is row n times, comma-separated.
+func repeatRows(row string, n int) string {
 	return strings.TrimSuffix(strings.Repeat(row+",", n), ",")
 }
 
