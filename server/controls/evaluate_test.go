@@ -3,6 +3,7 @@ package controls_test
 import (
 	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -511,6 +512,49 @@ func TestEvaluationState(t *testing.T) {
 	e = only(t, "DC-AGENT-01").Evaluate(controls.Input{Now: now})[0]
 	if st := e.State(); st.Evidence != nil || st.EvidenceSeq != 0 || st.Status != store.Unknown {
 		t.Errorf("State() without evidence = %+v", st)
+	}
+}
+
+// The stored sources are copied into each control's evidence as they are:
+// the evidence must stay one JSON object with them, and leave out sources
+// that are not JSON (a damaged row) rather than store invalid evidence.
+func TestEvaluationStateSources(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		sources string
+		want    any // decoded "sources"; nil: absent
+	}{
+		{"compact", `[{"kind":"command","ref":"ufw status"}]`, []any{map[string]any{"kind": "command", "ref": "ufw status"}}},
+		{"spaced, with markup", "[ {\"kind\": \"file\", \"excerpt\": \"<a & b>\"} ]", []any{map[string]any{"kind": "file", "excerpt": "<a & b>"}}},
+		{"empty list", `[]`, []any{}},
+		{"null", `null`, nil},
+		{"not JSON", `[{"kind":`, nil},
+		{"trailing garbage", `[] x`, nil},
+		{"none", ``, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := okObs(t, evidence.Firewall, 7, collected, evidence.FirewallPayload{Enabled: true, InboundDefaultDeny: true, Verdict: evidence.FirewallVerdictDeny, DecidedBy: "nftables",
+				Backends: []evidence.FirewallBackend{{Name: "nftables", Active: true, InboundDefaultDeny: true}}})
+			o.Sources = []byte(tc.sources)
+			st := only(t, "DC-FW-01").Evaluate(controls.Input{Now: now, Latest: latest(o)})[0].State()
+			var ev map[string]any
+			if err := json.Unmarshal(st.Evidence, &ev); err != nil {
+				t.Fatalf("evidence %s is not a JSON object: %v", st.Evidence, err)
+			}
+			if ev["collector"] != evidence.Firewall || ev["seq"] != float64(7) || ev["facts"] == nil {
+				t.Errorf("evidence = %s", st.Evidence)
+			}
+			got, ok := ev["sources"]
+			if tc.want == nil {
+				if ok {
+					t.Errorf("evidence %s has sources, want none", st.Evidence)
+				}
+				return
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("sources = %#v, want %#v (evidence %s)", got, tc.want, st.Evidence)
+			}
+		})
 	}
 }
 

@@ -36,11 +36,22 @@ var dialect = &sqlstore.Dialect{
 	CacheStatements: true,
 }
 
+// writeOptions open the one writing connection. Besides WAL and a commit
+// that is durable before a report is acknowledged:
+//   - temp_store(MEMORY) keeps savepoint journals in memory: a group commit
+//     runs each report in a savepoint, and every page a report changes first
+//     was copied to a temporary file (one write syscall per page and
+//     header, 8 % of the server's CPU saturated) once the journal passed
+//     64 KiB. (A page cache of 32 MiB instead of the default 2 MiB was
+//     measured beside it and changed nothing but the server's RSS.)
+const writeOptions = "?_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)" +
+	"&_pragma=temp_store(MEMORY)&_txlock=immediate"
+
 // Open opens (creating and migrating) the database at path. readOnly opens
 // it for reports alongside a running server; a read-only open never
 // migrates.
 func Open(path string, readOnly bool) (*Store, error) {
-	q := "?_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate"
+	q := writeOptions
 	if readOnly {
 		q = "?mode=ro&_pragma=busy_timeout(10000)"
 		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
