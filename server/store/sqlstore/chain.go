@@ -15,10 +15,14 @@ type queryer interface {
 	QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row
 }
 
+// stmtReadChainHead reads a device's chain head: every report's
+// transaction starts its chain from it (prepared ahead: ingestStatements).
+const stmtReadChainHead = `SELECT chain_index, chain_hash FROM chain_heads WHERE device_id = ?`
+
 func chainHead(ctx context.Context, q queryer, deviceID string) (store.ChainLink, error) {
 	var idx int64
 	var h []byte
-	err := q.QueryRowContext(ctx, `SELECT chain_index, chain_hash FROM chain_heads WHERE device_id = ?`, deviceID).Scan(&idx, &h)
+	err := q.QueryRowContext(ctx, stmtReadChainHead, deviceID).Scan(&idx, &h)
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.ChainLink{Hash: bytes.Clone(store.GenesisHash)}, nil
 	}

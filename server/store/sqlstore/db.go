@@ -71,6 +71,11 @@ type Dialect struct {
 	// check the query plans of the hot paths with it). Set it before the
 	// store is used.
 	Trace func(query string)
+	// Unprepared, when set, sees every statement a transaction runs
+	// without a prepared statement while CacheStatements is set: SQLite
+	// then parses it on every call (tests check that a report's
+	// statements are prepared ahead).
+	Unprepared func(query string)
 
 	cache sync.Map // query as written -> query in this dialect
 }
@@ -285,6 +290,9 @@ type Tx struct {
 func (tx Tx) stmt(ctx context.Context, q string) *sql.Stmt {
 	if st := tx.db.stmts.cached(q); st != nil {
 		return tx.raw.StmtContext(ctx, st)
+	}
+	if tx.db.d.Unprepared != nil && tx.db.d.CacheStatements {
+		tx.db.d.Unprepared(q)
 	}
 	return nil
 }

@@ -377,7 +377,7 @@ func repeatRows(row string, n int) string {
 // ingestStatements are the statements of every report's write, for
 // DB.prepare.
 func ingestStatements() []string {
-	qs := []string{stmtLastSeen, stmtStored, stmtChainHead}
+	qs := []string{stmtLastSeen, stmtStored, stmtReadChainHead, stmtChainHead}
 	for n := 1; n <= rowsPerInsert; n++ {
 		qs = append(qs, stmtObserve(n), stmtLatest(n))
 	}
