@@ -144,11 +144,20 @@ func StreamAuth(devices Credentials, now func() time.Time) grpc.StreamServerInte
 		if unauthenticated(info.FullMethod) {
 			return h(srv, ss)
 		}
-		c, err := authenticate(ss.Context(), devices, now)
+		// Authentication reads the store: on a fresh stack, not the one
+		// this stream keeps while it is open (see Server.Stream).
+		var as grpc.ServerStream
+		err := onFreshStack(func() error {
+			c, err := authenticate(ss.Context(), devices, now)
+			if err == nil {
+				as = &authedStream{ServerStream: ss, ctx: context.WithValue(ss.Context(), deviceKey{}, c)}
+			}
+			return err
+		})
 		if err != nil {
 			return err
 		}
-		return h(srv, &authedStream{ServerStream: ss, ctx: context.WithValue(ss.Context(), deviceKey{}, c)})
+		return h(srv, as)
 	}
 }
 

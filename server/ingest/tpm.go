@@ -250,23 +250,50 @@ func (s *Server) challenge(ctx context.Context, out *sender, deviceID string) er
 		AttestationChallenge: &evidentv1.AttestationChallenge{Nonce: nonce, ExpiresAt: timestamppb.New(exp)}}})
 }
 
-// attestLoop challenges a TPM device when its stream opens and then every
-// attestEvery, until ctx ends.
-func (s *Server) attestLoop(ctx context.Context, out *sender, deviceID string) {
-	t := time.NewTicker(s.attestEvery())
-	defer t.Stop()
-	for {
+// startAttesting challenges a TPM device at once and then every
+// attestEvery, until stop (which waits for a challenge in progress). A
+// timer runs it, not a goroutine of its own: a connected device waits for
+// hours between challenges, and a parked goroutine would cost its stack
+// (4 to 8 KiB) for each of the fleet's streams (test/bench -only streams
+// counts the goroutines per stream). ctx ends the challenge in progress;
+// the caller cancels it before stop.
+func (s *Server) startAttesting(ctx context.Context, out *sender, deviceID string) (stop func()) {
+	var (
+		mu      sync.Mutex
+		stopped bool
+		running sync.WaitGroup
+		t       *time.Timer
+	)
+	fire := func() {
+		mu.Lock()
+		if stopped {
+			mu.Unlock()
+			return
+		}
+		running.Add(1)
+		mu.Unlock()
+		defer running.Done()
 		if err := s.challenge(ctx, out, deviceID); err != nil {
 			if ctx.Err() == nil {
 				s.Log.Warn("attestation challenge not sent", "device", deviceID, "err", err)
 			}
-			return
+			return // as a closed stream: no more challenges
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+		mu.Lock()
+		if !stopped {
+			t.Reset(s.attestEvery())
 		}
+		mu.Unlock()
+	}
+	mu.Lock()
+	t = time.AfterFunc(0, fire)
+	mu.Unlock()
+	return func() {
+		mu.Lock()
+		stopped = true
+		t.Stop()
+		mu.Unlock()
+		running.Wait()
 	}
 }
 

@@ -11,7 +11,9 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -236,4 +238,111 @@ func TestOneNonceAtATime(t *testing.T) {
 	if sent != 2 {
 		t.Errorf("no new challenge after the nonce expired (%d sent)", sent)
 	}
+}
+
+// challengeLog records the attestation challenges a stream was sent.
+type challengeLog struct {
+	mu     sync.Mutex
+	nonces [][]byte
+}
+
+func (c *challengeLog) sender() *sender {
+	return &sender{stream: sendFunc(func(m *evidentv1.ServerMessage) error {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.nonces = append(c.nonces, m.GetAttestationChallenge().GetNonce())
+		return nil
+	})}
+}
+
+func (c *challengeLog) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.nonces)
+}
+
+// waitFor polls cond for up to 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// TestAttestationChallenges: a TPM device's stream is challenged when
+// it opens and again every attest interval (once the previous nonce has
+// expired), with a fresh nonce each time; after stop, nothing more is
+// sent; a challenge that cannot be stored ends them.
+func TestAttestationChallenges(t *testing.T) {
+	tests := []struct {
+		name string
+		// closeStore makes every challenge fail.
+		closeStore bool
+		// want is how many challenges the stream gets before stop.
+		want int
+	}{
+		{"at once and every interval", false, 3},
+		{"a failed challenge ends them", true, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newTPMFixture(t)
+			// Real time: the nonces expire between challenges.
+			f.srv.Now, f.srv.AttestEvery, f.srv.NonceTTL = time.Now, 30*time.Millisecond, 10*time.Millisecond
+			if tc.closeStore {
+				f.st.Close()
+			}
+			var log challengeLog
+			ctx, cancel := context.WithCancel(context.Background())
+			stop := f.srv.startAttesting(ctx, log.sender(), "with-tpm")
+			if tc.want > 0 {
+				waitFor(t, "challenges", func() bool { return log.count() >= tc.want })
+			} else {
+				time.Sleep(5 * f.srv.AttestEvery)
+			}
+			cancel()
+			stop()
+			n := log.count()
+			if n < tc.want || (tc.want == 0 && n != 0) {
+				t.Fatalf("%d challenges, want %d", n, tc.want)
+			}
+			seen := map[string]bool{}
+			for _, nonce := range log.nonces {
+				if len(nonce) != nonceBytes || seen[string(nonce)] {
+					t.Fatalf("nonces %x: each must be new and %d bytes", log.nonces, nonceBytes)
+				}
+				seen[string(nonce)] = true
+			}
+			time.Sleep(5 * f.srv.AttestEvery)
+			if got := log.count(); got != n {
+				t.Fatalf("%d challenges sent after stop", got-n)
+			}
+		})
+	}
+}
+
+// TestAttestationWaitHoldsNoGoroutine: between challenges, a connected
+// TPM device costs the server no goroutine (a parked one would cost its
+// stack for every stream of the fleet).
+func TestAttestationWaitHoldsNoGoroutine(t *testing.T) {
+	f := newTPMFixture(t)
+	f.srv.AttestEvery = time.Hour
+	const streams = 50
+	before := runtime.NumGoroutine()
+	var log challengeLog
+	var stops []func()
+	for range streams {
+		stops = append(stops, f.srv.startAttesting(context.Background(), log.sender(), "with-tpm"))
+	}
+	defer func() {
+		for _, stop := range stops {
+			stop()
+		}
+	}()
+	// Each challenges at once (the nonce issued first is live for those
+	// that look after it: they send nothing) and then waits an hour.
+	waitFor(t, "a challenge", func() bool { return log.count() > 0 })
+	waitFor(t, "no goroutine per stream", func() bool { return runtime.NumGoroutine() <= before+2 })
 }

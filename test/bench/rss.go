@@ -5,6 +5,9 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -103,4 +106,72 @@ func procCPU(pid int) time.Duration {
 		}
 	}
 	return 0
+}
+
+// runtimeFigures are a server's live heap and goroutine stacks in bytes,
+// and its goroutines, read from its --debug-listen profiles.
+type runtimeFigures struct {
+	heapLive, stacks uint64
+	goroutines       int
+}
+
+// serverRuntime reads them after a forced collection (the heap profile's
+// gc=1), so the heap is what is live, not what the collector has yet to
+// reclaim.
+func serverRuntime(debugAddr string) (runtimeFigures, error) {
+	var f runtimeFigures
+	get := func(path string) (string, error) {
+		resp, err := http.Get("http://" + debugAddr + path)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("%s: %s", path, resp.Status)
+		}
+		return string(b), err
+	}
+	heap, err := get("/debug/pprof/heap?gc=1&debug=1")
+	if err != nil {
+		return f, err
+	}
+	// The text profile ends with runtime.MemStats: "# HeapAlloc = N" and
+	// "# Stack = INUSE / SYS".
+	found := 0
+	for _, l := range strings.Split(heap, "\n") {
+		if v, ok := strings.CutPrefix(l, "# HeapAlloc = "); ok {
+			f.heapLive, err = strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			found++
+		} else if v, ok := strings.CutPrefix(l, "# Stack = "); ok {
+			inuse, _, _ := strings.Cut(v, " /")
+			f.stacks, err = strconv.ParseUint(strings.TrimSpace(inuse), 10, 64)
+			found++
+		}
+		if err != nil {
+			return f, fmt.Errorf("heap profile: %w", err)
+		}
+	}
+	if found != 2 {
+		return f, fmt.Errorf("heap profile: no HeapAlloc or Stack figure")
+	}
+	gr, err := get("/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		return f, err
+	}
+	first, _, _ := strings.Cut(gr, "\n")
+	if _, err := fmt.Sscanf(first, "goroutine profile: total %d", &f.goroutines); err != nil {
+		return f, fmt.Errorf("goroutine profile: %q: %w", first, err)
+	}
+	return f, nil
+}
+
+// freeLoopbackAddr is a loopback address whose port was free a moment ago.
+func freeLoopbackAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fail(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }

@@ -29,24 +29,34 @@ import (
 
 // benchIdleStreams measures what a connected, idle agent costs the real
 // server process: n devices (enrolled straight into the store, each with
-// its own key and certificate) each open an mTLS stream with the agent's
-// connection settings, say hello, send one report of a real collection
-// cycle, wait for its ack and stay connected. The figure is the server's
-// RSS growth per stream, read from /proc, once every stream is idle.
+// its own key and certificate, and a TPM as most laptops have) each open
+// an mTLS stream with the agent's connection settings, say hello, send one
+// report of a real collection cycle, wait for its ack and stay connected.
+// The figures are the server's RSS growth per stream, read from /proc,
+// once every stream is idle, and what it is made of: live heap, goroutine
+// stacks and goroutines per stream, read from its runtime after a forced
+// collection.
 func benchIdleStreams(dir, bin string, cycle [][]byte, n int, idle time.Duration) {
 	srvDir := filepath.Join(dir, "streams")
-	srv, addr := startServer(bin, srvDir, "--log-level", "error", "--rescore-interval", "1h")
+	args := []string{"--log-level", "error", "--rescore-interval", "1h"}
+	debugAddr := serverDebug
+	if debugAddr == "" {
+		debugAddr = freeLoopbackAddr()
+		args = append(args, "--debug-listen", debugAddr)
+	}
+	srv, addr := startServer(bin, srvDir, args...)
 	defer func() { _ = srv.Process.Signal(syscall.SIGTERM); _ = srv.Wait() }()
 	ca, err := pki.LoadOrCreate(filepath.Join(srvDir, "pki"))
 	if err != nil {
 		fail(err)
 	}
 	ctx := context.Background()
-	certs := enrollStraight(srvDir, ca, n)
+	certs := enrollStraight(srvDir, ca, n, true)
 	obs := decode(cycle)
 	pid := srv.Process.Pid
 	time.Sleep(2 * time.Second)
 	before := procRSSKiB(pid)
+	rtBefore, rtErr := serverRuntime(debugAddr)
 	t0 := time.Now()
 	var mu sync.Mutex
 	var conns []*grpc.ClientConn
@@ -77,11 +87,26 @@ func benchIdleStreams(dir, bin string, cycle [][]byte, n int, idle time.Duration
 	// handshakes and frees their garbage: the steady state of a fleet.
 	time.Sleep(idle)
 	after := procRSSKiB(pid)
-	fmt.Printf("Idle agent streams (the real server process, mTLS and the agent's connection settings, one report of %d observations each, then idle; %d streams opened in %s, %d errors)\n", len(obs),
+	fmt.Printf("Idle agent streams (the real server process, mTLS and the agent's connection settings, TPM-bound devices challenged on connect, one report of %d observations each, then idle; %d streams opened in %s, %d errors)\n", len(obs),
 		len(streams), connected.Round(time.Millisecond), errs)
 	per := func(kib int) float64 { return float64(kib-before) / float64(max(1, len(streams))) }
-	fmt.Printf("  server RSS %.1f MiB before; just connected %.1f MiB (%.1f KiB per stream); idle %s %.1f MiB (%.1f KiB per stream)\n\n",
+	fmt.Printf("  server RSS %.1f MiB before; just connected %.1f MiB (%.1f KiB per stream); idle %s %.1f MiB (%.1f KiB per stream)\n",
 		float64(before)/1024, float64(afterConnect)/1024, per(afterConnect), idle, float64(after)/1024, per(after))
+	// What the RSS is made of, after a forced collection: the live heap
+	// and the goroutine stacks per stream (the rest of the RSS is garbage
+	// the collector lets accumulate, up to GOGC, and the runtime's own).
+	rtAfter, err := serverRuntime(debugAddr)
+	if rtErr == nil {
+		rtErr = err
+	}
+	if rtErr != nil {
+		fmt.Printf("  runtime figures: %v\n\n", rtErr)
+	} else {
+		n := float64(max(1, len(streams)))
+		fmt.Printf("  after a forced GC: live heap %.1f KiB per stream, goroutine stacks %.1f KiB per stream, %.2f goroutines per stream\n\n",
+			float64(rtAfter.heapLive-rtBefore.heapLive)/1024/n, float64(rtAfter.stacks-rtBefore.stacks)/1024/n,
+			float64(rtAfter.goroutines-rtBefore.goroutines)/n)
+	}
 	for _, c := range conns {
 		c.Close()
 	}
@@ -126,7 +151,7 @@ func benchReportCPU(dir, bin string, cycle [][]byte, devices, reports int) {
 	if err != nil {
 		fail(err)
 	}
-	certs := enrollStraight(srvDir, ca, devices)
+	certs := enrollStraight(srvDir, ca, devices, false)
 	obs := decode(cycle)
 	ctx := context.Background()
 	type dev struct {
@@ -191,8 +216,9 @@ func report(obs []*evidentv1.Observation, first uint64) *evidentv1.Report {
 }
 
 // enrollStraight enrolls n devices straight into a server's store (not
-// through the Enroll RPC) and signs a certificate for each with its CA.
-func enrollStraight(srvDir string, ca *pki.CA, n int) []tls.Certificate {
+// through the Enroll RPC), with a TPM record when tpm is set, and signs a
+// certificate for each with its CA.
+func enrollStraight(srvDir string, ca *pki.CA, n int, tpm bool) []tls.Certificate {
 	st, err := sqlite.Open(filepath.Join(srvDir, "evident.db"), false)
 	if err != nil {
 		fail(err)
@@ -200,7 +226,16 @@ func enrollStraight(srvDir string, ca *pki.CA, n int) []tls.Certificate {
 	defer st.Close()
 	certs := make([]tls.Certificate, n)
 	for i := range certs {
-		d, err := st.EnrollDevice(context.Background(), store.Device{ID: pki.NewDeviceID(), Hostname: fmt.Sprintf("bench-%05d", i), GOOS: "linux", EnrolledAt: time.Now()})
+		d := store.Device{ID: pki.NewDeviceID(), Hostname: fmt.Sprintf("bench-%05d", i), GOOS: "linux", EnrolledAt: time.Now()}
+		if tpm {
+			// The server challenges a TPM-bound device for a quote on
+			// every connect and then every attest interval (the bench
+			// devices do not answer: no quote is verified).
+			ek := make([]byte, 32)
+			_, _ = rand.Read(ek)
+			d.TPM = &store.DeviceTPM{EKHash: ek, EKTrust: "allowlist", AKPublic: []byte("bench"), EnrolledAt: d.EnrolledAt}
+		}
+		d, err := st.EnrollDevice(context.Background(), d)
 		if err != nil {
 			fail(err)
 		}
