@@ -24,7 +24,9 @@ const day = int64(24 * time.Hour)
 // They are prepared once when a writable store opens (DB.prepare).
 func (s *Store) hotStatements() []string {
 	return slices.Concat([]string{stmtDelta, stmtClose, stmtOpen, stmtEvaluated, stmtEvaluatedSeen, stmtUngroup, stmtGroup},
-		ingestStatements(), s.scoreStatements(), confirmStatements())
+		ingestStatements(), s.scoreStatements(), confirmStatements(),
+		// The fold runs every second on every replica.
+		[]string{stmtTakeDeltas, stmtTakeSecretUses, stmtCount, stmtDaily, stmtSecretUses})
 }
 
 const (
@@ -47,6 +49,12 @@ const (
 		WHERE id = ? AND (rescore_at <> ? OR compliant <> ?)`
 	stmtEvaluatedSeen = `UPDATE devices SET rescore_at = ?, compliant = ?,
 		last_seen_at = GREATEST(COALESCE(last_seen_at, 0), ?) WHERE id = ?`
+	// FoldCounts' statements.
+	stmtTakeDeltas = `DELETE FROM posture_deltas WHERE id IN
+		(SELECT id FROM posture_deltas ORDER BY id LIMIT ?) RETURNING day, control_id, status, delta`
+	stmtTakeSecretUses = `DELETE FROM enroll_secret_uses WHERE id IN
+		(SELECT id FROM enroll_secret_uses ORDER BY id LIMIT ?) RETURNING secret_id, uses`
+	stmtSecretUses   = `UPDATE enroll_secrets SET uses = uses + ? WHERE id = ?`
 	stmtCompliantNow = `SELECT compliant FROM devices WHERE id = ?`
 	stmtUngroup      = `DELETE FROM device_groups WHERE device_id = ?`
 	stmtGroup        = `INSERT INTO device_groups (grp, device_id) VALUES (?, ?) ON CONFLICT DO NOTHING`
@@ -139,8 +147,7 @@ func (s *Store) foldOnce(ctx context.Context) (n int, more bool, err error) {
 	err = s.write(ctx, func(tx Tx) error {
 		n, more = 0, false
 		sums := map[key]int{}
-		deltas, err := takeBatch(ctx, tx, `DELETE FROM posture_deltas WHERE id IN
-			(SELECT id FROM posture_deltas ORDER BY id LIMIT ?) RETURNING day, control_id, status, delta`,
+		deltas, err := takeBatch(ctx, tx, stmtTakeDeltas,
 			func(rows *sql.Rows) error {
 				var k key
 				var d int
@@ -152,8 +159,7 @@ func (s *Store) foldOnce(ctx context.Context) (n int, more bool, err error) {
 			return err
 		}
 		uses := map[string]int{}
-		used, err := takeBatch(ctx, tx, `DELETE FROM enroll_secret_uses WHERE id IN
-			(SELECT id FROM enroll_secret_uses ORDER BY id LIMIT ?) RETURNING secret_id, uses`,
+		used, err := takeBatch(ctx, tx, stmtTakeSecretUses,
 			func(rows *sql.Rows) error {
 				var id string
 				var k int
@@ -186,7 +192,7 @@ func (s *Store) foldOnce(ctx context.Context) (n int, more bool, err error) {
 			}
 		}
 		for _, id := range slices.Sorted(maps.Keys(uses)) {
-			if _, err := tx.ExecContext(ctx, `UPDATE enroll_secrets SET uses = uses + ? WHERE id = ?`, uses[id], id); err != nil {
+			if _, err := tx.ExecContext(ctx, stmtSecretUses, uses[id], id); err != nil {
 				return err
 			}
 		}
