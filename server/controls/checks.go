@@ -147,7 +147,11 @@ func newSecurityPatches(raw json.RawMessage) (evaluator, error) {
 // evaluation, or a policy change) is the history scanned, newest first, back
 // to the last observation with none pending.
 func pendingSince(in Input, o store.Observation) time.Time {
-	if in.prev != nil && len(in.prev.Evidence) > 0 {
+	var prev json.RawMessage
+	if in.prev != nil {
+		prev, _ = in.prev.EvidenceJSON() // unreadable: scanned from history below
+	}
+	if len(prev) > 0 {
 		var ev struct {
 			Seq   uint64 `json:"seq"`
 			Facts struct {
@@ -155,7 +159,7 @@ func pendingSince(in Input, o store.Observation) time.Time {
 				Since   time.Time `json:"pending_since"`
 			} `json:"facts"`
 		}
-		if json.Unmarshal(in.prev.Evidence, &ev) == nil && ev.Facts.Pending != nil && ev.Seq <= o.Seq {
+		if json.Unmarshal(prev, &ev) == nil && ev.Facts.Pending != nil && ev.Seq <= o.Seq {
 			if *ev.Facts.Pending == 0 {
 				return o.CollectedAt
 			}

@@ -398,13 +398,29 @@ type ControlState struct {
 	Reason    string
 	// EvidenceSeq is the observation that decided the status (0 if none).
 	EvidenceSeq uint64
-	Evidence    json.RawMessage
-	Since       time.Time
-	Until       *time.Time // nil while open
+	// Evidence is what the evaluation saw (JSON). The scoring reads of a
+	// report's transaction leave it nil and set LoadEvidence: one check of
+	// the default policy looks at an open interval's evidence, and the
+	// others' were most of the bytes that read copied (EvidenceJSON).
+	Evidence json.RawMessage
+	Since    time.Time
+	Until    *time.Time // nil while open
 	// EvaluatedAt is the last time this interval was confirmed.
 	EvaluatedAt time.Time
 	// Evaluations counts confirmations of this interval.
 	Evaluations int
+	// LoadEvidence, when set, reads Evidence from the store, within the
+	// read that made this state (a transaction: valid until it ends).
+	LoadEvidence func() (json.RawMessage, error) `json:"-"`
+}
+
+// EvidenceJSON returns the state's evidence: Evidence, or what
+// LoadEvidence reads when the read that made it left it for later.
+func (s ControlState) EvidenceJSON() (json.RawMessage, error) {
+	if s.Evidence == nil && s.LoadEvidence != nil {
+		return s.LoadEvidence()
+	}
+	return s.Evidence, nil
 }
 
 // Maintainer is a store that keeps its database's statistics and dead rows

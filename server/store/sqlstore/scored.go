@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -22,7 +23,7 @@ type reader interface {
 // transactions of IngestScored.
 func (s *Store) scoreStatements() []string {
 	return []string{stmtDeviceLocked + s.d.ForUpdate, stmtCompliantNow + s.d.ForUpdate, stmtDevice, stmtLatestObs, stmtHistory,
-		stmtCurrentStates, stmtDeviceTPM, stmtLatestAttestation}
+		stmtCurrentStates, stmtCurrentStatesLazy, stmtStateEvidence, stmtDeviceTPM, stmtLatestAttestation}
 }
 
 // stmtDeviceLocked reads a device's row and whether it is compliant, the
@@ -52,8 +53,19 @@ func (r txReader) History(ctx context.Context, deviceID, collector string, limit
 	return readHistory(ctx, r.tx, deviceID, collector, limit)
 }
 
+// CurrentStates reads the open intervals with their evidence left to
+// ControlState.LoadEvidence, which reads it in this transaction.
 func (r txReader) CurrentStates(ctx context.Context, deviceID string) ([]store.ControlState, error) {
-	return readStates(ctx, r.tx, stmtCurrentStates, deviceID)
+	states, err := readStates(ctx, r.tx, false, stmtCurrentStatesLazy, deviceID)
+	for i := range states {
+		id := states[i].ID
+		states[i].LoadEvidence = func() (json.RawMessage, error) {
+			var ev []byte
+			err := r.tx.QueryRowContext(ctx, stmtStateEvidence, id).Scan(&ev)
+			return ev, err
+		}
+	}
+	return states, err
 }
 
 func (r txReader) DeviceTPM(ctx context.Context, deviceID string) (store.DeviceTPM, error) {

@@ -590,13 +590,20 @@ var (
 	stmtHistory = `SELECT ` + obsCols + ` FROM observations WHERE device_id = ? AND collector = ?
 		ORDER BY seq DESC LIMIT ?`
 	stmtCurrentStates = `SELECT ` + stateCols + ` FROM control_states WHERE device_id = ? AND until_at IS NULL ORDER BY control_id`
+	// A report's scoring reads the open intervals without their evidence
+	// (store.ControlState.LoadEvidence reads one when a check asks).
+	stmtCurrentStatesLazy = `SELECT id, control_id, status, reason, evidence_seq, since_at, until_at, evaluated_at, evaluations
+		FROM control_states WHERE device_id = ? AND until_at IS NULL ORDER BY control_id`
+	stmtStateEvidence = `SELECT evidence FROM control_states WHERE id = ?`
 )
 
 func (s *Store) states(ctx context.Context, q string, args ...any) ([]store.ControlState, error) {
-	return readStates(ctx, s.rdb, q, args...)
+	return readStates(ctx, s.rdb, true, q, args...)
 }
 
-func readStates(ctx context.Context, r reader, q string, args ...any) ([]store.ControlState, error) {
+// readStates reads intervals: the columns of stateCols, without evidence
+// unless withEvidence (stmtCurrentStatesLazy's).
+func readStates(ctx context.Context, r reader, withEvidence bool, q string, args ...any) ([]store.ControlState, error) {
 	rows, err := r.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
@@ -608,7 +615,11 @@ func readStates(ctx context.Context, r reader, q string, args ...any) ([]store.C
 		var seq, since, eval int64
 		var until sql.NullInt64
 		var ev []byte
-		if err := rows.Scan(&st.ID, &st.ControlID, &st.Status, &st.Reason, &seq, &ev, &since, &until, &eval, &st.Evaluations); err != nil {
+		dest := []any{&st.ID, &st.ControlID, &st.Status, &st.Reason, &seq, &ev, &since, &until, &eval, &st.Evaluations}
+		if !withEvidence {
+			dest = slices.Delete(dest, 5, 6)
+		}
+		if err := rows.Scan(dest...); err != nil {
 			return nil, err
 		}
 		st.EvidenceSeq, st.Evidence, st.Since, st.Until, st.EvaluatedAt = uint64(seq), ev, fromNanos(since), timePtr(until), fromNanos(eval)
