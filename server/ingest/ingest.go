@@ -475,12 +475,12 @@ type evidenceStream struct {
 	// unregister removes the stream from the replica's registry.
 	unregister func()
 
-	// The attestation challenges send on this stream: they must be done
-	// before the handler returns (close).
-	attesting                bool
-	cancelAttest, stopAttest func()
-	attestations             int
-	started                  time.Time
+	// stopAttest ends the attestation challenges (nil until a TPM device
+	// says hello): they send on this stream, so they must be done before
+	// the handler returns (close).
+	stopAttest   func()
+	attestations int
+	started      time.Time
 
 	// acceptsBusy: the agent's Hello said it understands Busy. After one,
 	// busyFrom is the first seq of the refused report: every report that
@@ -504,7 +504,7 @@ func (s *Server) openStream(stream grpc.BidiStreamingServer[evidentv1.AgentMessa
 		return nil, status.Error(codes.Unauthenticated, "no device identity")
 	}
 	es := &evidenceStream{s: s, ctx: ctx, deviceID: deviceID, log: s.Log.With("device", deviceID),
-		out: &sender{stream: stream}, stopAttest: func() {}, started: time.Now()}
+		out: &sender{stream: stream}, started: time.Now()}
 	es.unregister = s.registerStream(ctx, es.out)
 	_ = onFreshStack(func() error {
 		if latest, err := s.Store.Latest(ctx, deviceID); err == nil {
@@ -522,10 +522,9 @@ func (s *Server) openStream(stream grpc.BidiStreamingServer[evidentv1.AgentMessa
 // close ends the stream's attestation challenges, unregisters it and
 // makes later sends on it fail, in that order.
 func (es *evidenceStream) close() {
-	if es.cancelAttest != nil {
-		es.cancelAttest()
+	if es.stopAttest != nil {
+		es.stopAttest()
 	}
-	es.stopAttest()
 	es.unregister()
 	es.out.close() // last: after the challenges have stopped
 }
@@ -558,12 +557,11 @@ func (es *evidenceStream) handle(msg *evidentv1.AgentMessage) error {
 				return err
 			}
 		}
-		if !es.attesting {
+		if es.stopAttest == nil {
 			if _, err := s.Store.DeviceTPM(ctx, deviceID); err == nil {
-				es.attesting = true
-				var actx context.Context
-				actx, es.cancelAttest = context.WithCancel(ctx)
-				es.stopAttest = s.startAttesting(actx, out, deviceID)
+				actx, cancel := context.WithCancel(ctx)
+				stop := s.startAttesting(actx, out, deviceID)
+				es.stopAttest = func() { cancel(); stop() } // the challenge in progress ends first
 			}
 		}
 	case *evidentv1.AgentMessage_Attestation:

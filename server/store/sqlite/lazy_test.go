@@ -3,7 +3,6 @@ package sqlite_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/evident-dev/evident/proto/evidence"
 	"github.com/evident-dev/evident/server/controls"
-	"github.com/evident-dev/evident/server/scorer"
 	"github.com/evident-dev/evident/server/store"
 	"github.com/evident-dev/evident/server/store/sqlite"
 )
@@ -57,10 +55,7 @@ func TestReportScoringReadsEvidenceOnDemand(t *testing.T) {
 			obs = append(obs, store.Observation{Seq: seq, Collector: c, CollectedAt: at, ReceivedAt: at,
 				Status: string(evidence.StatusOK), ParserVersion: parserVersion(c), Payload: b, Sources: []byte(`[]`)})
 		}
-		_, scoreErr, err := st.IngestScored(ctx, dev, obs, at, func(ctx context.Context, r store.ScoreReader) (store.StatePlan, error) {
-			return scorer.Plan(ctx, r, policy, dev, at)
-		})
-		if err := errors.Join(err, scoreErr); err != nil {
+		if err := ingestScored(ctx, st, policy, dev, obs, at); err != nil {
 			t.Fatalf("report at %s: %v", at, err)
 		}
 	}

@@ -69,10 +69,7 @@ func TestReportStatementsPrepared(t *testing.T) {
 			obs = append(obs, store.Observation{Seq: uint64(round*len(collectors) + i + 1), Collector: c, CollectedAt: at, ReceivedAt: at,
 				Status: status, ParserVersion: 1, Payload: []byte(`{}`), Sources: []byte(`[]`)})
 		}
-		_, scoreErr, err := st.IngestScored(ctx, dev, obs, at, func(ctx context.Context, r store.ScoreReader) (store.StatePlan, error) {
-			return scorer.Plan(ctx, r, policy, dev, at)
-		})
-		return errors.Join(err, scoreErr)
+		return ingestScored(ctx, st, policy, dev, obs, at)
 	}
 	for round := range 4 {
 		// One device alone (a transaction of its own), then all at once.
@@ -119,4 +116,13 @@ func TestReportStatementsPrepared(t *testing.T) {
 			t.Errorf("a report's or a fold's transaction runs a statement that is not prepared ahead (add it to hotStatements):\n%s", q)
 		}
 	}
+}
+
+// ingestScored stores a report of dev as the ingest server does: in one
+// transaction with its evaluation under policy, as of at.
+func ingestScored(ctx context.Context, st *sqlite.Store, policy *controls.Policy, dev string, obs []store.Observation, at time.Time) error {
+	_, scoreErr, err := st.IngestScored(ctx, dev, obs, at, func(ctx context.Context, r store.ScoreReader) (store.StatePlan, error) {
+		return scorer.Plan(ctx, r, policy, dev, at)
+	})
+	return errors.Join(err, scoreErr)
 }

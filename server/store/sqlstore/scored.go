@@ -23,7 +23,7 @@ type reader interface {
 // transactions of IngestScored.
 func (s *Store) scoreStatements() []string {
 	return []string{stmtDeviceLocked + s.d.ForUpdate, stmtCompliantNow + s.d.ForUpdate, stmtDevice, stmtLatestObs, stmtHistory,
-		stmtCurrentStates, stmtCurrentStatesLazy, stmtStateEvidence, stmtDeviceTPM, stmtLatestAttestation}
+		stmtCurrentStatesLazy, stmtStateEvidence, stmtDeviceTPM, stmtLatestAttestation}
 }
 
 // stmtDeviceLocked reads a device's row and whether it is compliant, the

@@ -579,7 +579,12 @@ func (s *Store) Counts(ctx context.Context, deviceID string) (store.ObservationC
 	return c, nil
 }
 
-const stateCols = `id, control_id, status, reason, evidence_seq, evidence, since_at, until_at, evaluated_at, evaluations`
+// stateCols are an interval's columns in the order readStates scans them;
+// stateColsLazy, the same without the evidence (the sixth).
+const (
+	stateCols     = `id, control_id, status, reason, evidence_seq, evidence, since_at, until_at, evaluated_at, evaluations`
+	stateColsLazy = `id, control_id, status, reason, evidence_seq, since_at, until_at, evaluated_at, evaluations`
+)
 
 // What scoring reads (store.ScoreReader), prepared on the writer too for
 // IngestScored.
@@ -592,17 +597,16 @@ var (
 	stmtCurrentStates = `SELECT ` + stateCols + ` FROM control_states WHERE device_id = ? AND until_at IS NULL ORDER BY control_id`
 	// A report's scoring reads the open intervals without their evidence
 	// (store.ControlState.LoadEvidence reads one when a check asks).
-	stmtCurrentStatesLazy = `SELECT id, control_id, status, reason, evidence_seq, since_at, until_at, evaluated_at, evaluations
-		FROM control_states WHERE device_id = ? AND until_at IS NULL ORDER BY control_id`
-	stmtStateEvidence = `SELECT evidence FROM control_states WHERE id = ?`
+	stmtCurrentStatesLazy = `SELECT ` + stateColsLazy + ` FROM control_states WHERE device_id = ? AND until_at IS NULL ORDER BY control_id`
+	stmtStateEvidence     = `SELECT evidence FROM control_states WHERE id = ?`
 )
 
 func (s *Store) states(ctx context.Context, q string, args ...any) ([]store.ControlState, error) {
 	return readStates(ctx, s.rdb, true, q, args...)
 }
 
-// readStates reads intervals: the columns of stateCols, without evidence
-// unless withEvidence (stmtCurrentStatesLazy's).
+// readStates reads intervals: the columns of stateCols, or of
+// stateColsLazy unless withEvidence.
 func readStates(ctx context.Context, r reader, withEvidence bool, q string, args ...any) ([]store.ControlState, error) {
 	rows, err := r.QueryContext(ctx, q, args...)
 	if err != nil {
