@@ -51,6 +51,13 @@ type securityPatchParams struct {
 	// AllowUnreportedIndexAge lets payloads of agents older than patches
 	// parser v2 (no index age) pass as before; off by default.
 	AllowUnreportedIndexAge bool `json:"allow_unreported_index_age"`
+	// UndatedAgeFromFirstSeen counts the age of undated pending updates
+	// (apt, apk, macOS: the package manager gives no release date) from
+	// the first report that listed them, even when no earlier report
+	// showed none pending. Off by default: such updates may have been
+	// released long before the device enrolled, so the check says
+	// unknown until they are installed or the window has passed.
+	UndatedAgeFromFirstSeen bool `json:"undated_age_from_first_seen"`
 }
 
 // monthlyCycle is Windows' cumulative update cadence (Patch Tuesday).
@@ -119,34 +126,98 @@ func newSecurityPatches(raw json.RawMessage) (evaluator, error) {
 			}
 			return decided(o, store.Pass, fmt.Sprintf("no pending security updates (%s, %s)%s", pl.Manager, osName, indexNote(pl, o.CollectedAt)), facts)
 		}
-		since := pendingSince(in, o)
-		pending := o.CollectedAt.Sub(since)
-		facts["pending_since"] = since.UTC().Format(time.RFC3339Nano)
-		names := make([]string, 0, 5)
-		for i, pk := range pl.PendingSecurity {
-			if i == 5 {
-				names = append(names, "…")
-				break
+		run := pendingSince(in, o, p)
+		pending := o.CollectedAt.Sub(run.since)
+		facts["pending_since"] = run.since.UTC().Format(time.RFC3339Nano)
+		facts["pending_since_bounded"] = run.bounded
+		what := fmt.Sprintf("%d security updates pending (%s)", pl.PendingSecurityUpdates, pendingNames(pl))
+		seen := humanDays(pending)
+		if pl.OldestPendingSecurityDays != nil {
+			// The package metadata dates the advisories: the oldest one's
+			// age decides, unless the server saw updates pending longer.
+			days := *pl.OldestPendingSecurityDays
+			facts["oldest_pending_security_days"] = days
+			if days > p.MaxDays {
+				return decided(o, store.Fail, what+fmt.Sprintf(", the oldest released %d days ago (%s advisory dates), longer than the %d-day window", days, pl.Manager, p.MaxDays), facts)
 			}
-			names = append(names, pk.Name)
+			if pending > grace {
+				return decided(o, store.Fail, what+fmt.Sprintf(" for %s, longer than the %d-day window", seen, p.MaxDays), facts)
+			}
+			if !freshOK {
+				return decided(o, store.Unknown, what+fmt.Sprintf(", the oldest released %s, within the %d-day window, but %s", releasedDays(days), p.MaxDays, fresh), facts)
+			}
+			return decided(o, store.Pass, what+fmt.Sprintf(", the oldest released %s (%s advisory dates), within the %d-day window%s", releasedDays(days), pl.Manager, p.MaxDays, indexNote(pl, o.CollectedAt)), facts)
 		}
-		what := fmt.Sprintf("%d security updates pending (%s) for %s", pl.PendingSecurityUpdates, strings.Join(names, ", "), humanDays(pending))
 		if pending > grace {
-			return decided(o, store.Fail, what+fmt.Sprintf(", longer than the %d-day window", p.MaxDays), facts)
+			return decided(o, store.Fail, what+fmt.Sprintf(" for %s, longer than the %d-day window", seen, p.MaxDays), facts)
+		}
+		if !run.bounded && !p.UndatedAgeFromFirstSeen {
+			// Nothing bounds when these were released: the first report
+			// that the server still has already listed them.
+			return decided(o, store.Unknown, what+fmt.Sprintf(" for %s; released on an unknown date: %s does not date its updates, and the first report the server holds (%s) already listed them, so the %d-day window cannot be checked until they are installed or it has passed",
+				seen, pl.Manager, run.since.UTC().Format(time.DateOnly), p.MaxDays), facts)
 		}
 		if !freshOK {
-			return decided(o, store.Unknown, what+fmt.Sprintf(", within the %d-day window, but %s", p.MaxDays, fresh), facts)
+			return decided(o, store.Unknown, what+fmt.Sprintf(" for %s, within the %d-day window, but %s", seen, p.MaxDays, fresh), facts)
 		}
-		return decided(o, store.Pass, what+fmt.Sprintf(", within the %d-day window%s", p.MaxDays, indexNote(pl, o.CollectedAt)), facts)
+		if !run.bounded {
+			return decided(o, store.Pass, what+fmt.Sprintf(", age unknown (%s does not date its updates), counted by policy from the first report listing them (%s): %s, within the %d-day window%s",
+				pl.Manager, run.since.UTC().Format(time.DateOnly), seen, p.MaxDays, indexNote(pl, o.CollectedAt)), facts)
+		}
+		return decided(o, store.Pass, what+fmt.Sprintf(" for %s, within the %d-day window%s", seen, p.MaxDays, indexNote(pl, o.CollectedAt)), facts)
 	}, nil
+}
+
+// pendingNames names the first five pending security updates, and says how
+// many more there are, listed or not.
+func pendingNames(pl evidence.PatchesPayload) string {
+	const shown = 5
+	names := make([]string, 0, shown)
+	for i, pk := range pl.PendingSecurity {
+		if i == shown {
+			break
+		}
+		names = append(names, pk.Name)
+	}
+	s := strings.Join(names, ", ")
+	switch more := pl.PendingSecurityUpdates - len(names); {
+	case more <= 0:
+	case len(names) == 0:
+		s = "not listed by the agent"
+	default:
+		s += fmt.Sprintf(" and %d more", more)
+	}
+	return s
+}
+
+func releasedDays(d int) string {
+	switch d {
+	case 0:
+		return "less than a day ago"
+	case 1:
+		return "1 day ago"
+	}
+	return fmt.Sprintf("%d days ago", d)
+}
+
+// pendingRun is the current run of reports with security updates pending.
+type pendingRun struct {
+	// since is the collection time of the run's first report.
+	since time.Time
+	// bounded: a report with none pending by a fresh index precedes the
+	// run, so nothing pending now was released long before it.
+	// Without one, the updates may predate every report the server holds.
+	bounded bool
 }
 
 // pendingSince says since when security updates have been pending without a
 // break, as seen by the server. The open interval of the control carries it
 // forward from one evaluation to the next; only without one (the first
 // evaluation, or a policy change) is the history scanned, newest first, back
-// to the last observation with none pending.
-func pendingSince(in Input, o store.Observation) time.Time {
+// to the last report with none pending by a fresh package index. A failed,
+// undecodable or manager-less report, or one whose index was stale, says
+// nothing of pending updates and does not end the run.
+func pendingSince(in Input, o store.Observation, p securityPatchParams) pendingRun {
 	var prev json.RawMessage
 	if in.prev != nil {
 		prev, _ = in.prev.EvidenceJSON() // unreadable: scanned from history below
@@ -157,36 +228,47 @@ func pendingSince(in Input, o store.Observation) time.Time {
 			Facts struct {
 				Pending *int      `json:"pending_security_updates"`
 				Since   time.Time `json:"pending_since"`
+				Bounded *bool     `json:"pending_since_bounded"`
 			} `json:"facts"`
 		}
 		if json.Unmarshal(prev, &ev) == nil && ev.Facts.Pending != nil && ev.Seq <= o.Seq {
-			if *ev.Facts.Pending == 0 {
-				return o.CollectedAt
+			if *ev.Facts.Pending == 0 && in.prev.Status == store.Pass {
+				return pendingRun{since: o.CollectedAt, bounded: true}
 			}
-			if !ev.Facts.Since.IsZero() && !ev.Facts.Since.After(o.CollectedAt) {
-				return ev.Facts.Since
+			// Intervals stored before the bound was recorded are rescanned.
+			if ev.Facts.Bounded != nil && !ev.Facts.Since.IsZero() && !ev.Facts.Since.After(o.CollectedAt) {
+				return pendingRun{since: ev.Facts.Since, bounded: *ev.Facts.Bounded}
 			}
 		}
 	}
-	since := o.CollectedAt
+	run := pendingRun{since: o.CollectedAt}
 	if in.History == nil {
-		return since
+		return run
 	}
 	hist, err := in.History(evidence.Patches, historyScan)
 	if err != nil {
-		return since
+		return run
 	}
 	for _, h := range hist {
-		if h.Status != "ok" {
-			break
+		if h.Status != "ok" || h.CollectedAt.After(o.CollectedAt) {
+			continue
 		}
 		hp, err := evidence.Decode[evidence.PatchesPayload](evidence.Patches, h.ParserVersion, h.Payload)
-		if err != nil || hp.PendingSecurityUpdates == 0 {
+		if err != nil || hp.Manager == "" {
+			continue
+		}
+		if hp.PendingSecurityUpdates > 0 {
+			run.since = h.CollectedAt
+			continue
+		}
+		if _, fresh := indexFresh(hp, h.CollectedAt, p.MaxIndexAgeDays, p.AllowUnreportedIndexAge, map[string]any{}); fresh {
+			run.bounded = true
 			break
 		}
-		since = h.CollectedAt
+		// None pending by a stale index: updates released before it
+		// may have been missed, so it bounds nothing.
 	}
-	return since
+	return run
 }
 
 func humanDays(d time.Duration) string {

@@ -45,6 +45,10 @@ func TestSecurityPatchesStaleIndex(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	firstSeen, err := controls.Parse([]byte(policy(`{"id": "DC-PATCH-01", "check": "security_patches", "max_age": "48h", "params": {"undated_age_from_first_seen": true}}`)))
+	if err != nil {
+		t.Fatal(err)
+	}
 	in := func(o store.Observation) controls.Input {
 		return controls.Input{Now: o.CollectedAt.Add(time.Hour), Latest: latest(o)}
 	}
@@ -59,7 +63,7 @@ func TestSecurityPatchesStaleIndex(t *testing.T) {
 			wantStatus: store.Pass, wantReason: "package index refreshed 6 days ago", wantSeq: 7}},
 		{def, evalCase{name: "index 30 days old, none pending", in: in(obs(refreshed.Add(30*day), 0, fresh)),
 			wantStatus: store.Unknown, wantReason: "package index last refreshed 30 days ago (limit 7", wantSeq: 7}},
-		{def, evalCase{name: "index 30 days old, pending within window", in: in(obs(refreshed.Add(30*day), 1, fresh)),
+		{firstSeen, evalCase{name: "index 30 days old, pending within window", in: in(obs(refreshed.Add(30*day), 1, fresh)),
 			wantStatus: store.Unknown, wantReason: "within the 14-day window, but package index last refreshed 30 days ago (limit 7", wantSeq: 7}},
 		{short, evalCase{name: "policy limit 2 days", in: in(obs(refreshed.Add(3*day), 0, fresh)),
 			wantStatus: store.Unknown, wantReason: "last refreshed 3 days ago (limit 2", wantSeq: 7}},

@@ -175,22 +175,77 @@ func TestSecurityPatches(t *testing.T) {
 			last := collected.Add(-60 * day)
 			p.LastSuccessfulUpdate = &last
 		})))}, wantStatus: store.Fail, wantReason: "newest Windows update installed 60 days ago", wantSeq: 50},
-		{name: "pending, no history", in: controls.Input{Latest: latest(newest)}, wantStatus: store.Pass, wantReason: "3 security updates pending (pkga, pkgb, pkgc) for less than a day as seen by the server, within the 14-day window", wantSeq: 50},
-		{name: "pending within window", in: controls.Input{Latest: latest(newest), History: history(newest, at(49, now.Add(-5*day), pl(2)), at(48, now.Add(-10*day), pl(1)))},
+		// A first report already listing updates says nothing of when apt
+		// published them: a host enrolled with months-old updates pending
+		// must not pass for its first 14 days.
+		{name: "pending in the first report: release date unknown", in: controls.Input{Latest: latest(newest)}, wantStatus: store.Unknown,
+			wantReason: "3 security updates pending (pkga, pkgb, pkgc) for less than a day as seen by the server; released on an unknown date: apt does not date its updates, and the first report the server holds (2026-03-01) already listed them", wantSeq: 50},
+		{name: "pending since the first report, within the window: still unknown", in: controls.Input{Latest: latest(newest), History: history(newest, at(49, now.Add(-5*day), pl(2)), at(48, now.Add(-10*day), pl(1)))},
+			wantStatus: store.Unknown, wantReason: "for 9 days as seen by the server; released on an unknown date", wantSeq: 50},
+		{name: "pending within window after a report with none", in: controls.Input{Latest: latest(newest), History: history(newest, at(49, now.Add(-5*day), pl(2)), at(48, now.Add(-10*day), pl(1)), at(47, now.Add(-11*day), pl(0)))},
 			wantStatus: store.Pass, wantReason: "for 9 days as seen by the server, within the 14-day window", wantSeq: 50},
 		{name: "pending longer than window", in: controls.Input{Latest: latest(newest), History: history(newest, at(49, now.Add(-5*day), pl(2)), at(48, now.Add(-20*day), pl(1)))},
 			wantStatus: store.Fail, wantReason: "for 19 days as seen by the server, longer than the 14-day window", wantSeq: 50},
 		{name: "zero in between resets the start", in: controls.Input{Latest: latest(newest), History: history(newest, at(49, now.Add(-5*day), pl(2)), at(48, now.Add(-10*day), pl(0)), at(47, now.Add(-20*day), pl(4)))},
 			wantStatus: store.Pass, wantReason: "for 4 days as seen by the server, within", wantSeq: 50},
-		{name: "failed collection in between resets the start", in: controls.Input{Latest: latest(newest), History: history(newest, at(49, now.Add(-5*day), pl(2)),
+		// A failed collection (apt's lock held by unattended-upgrades, say)
+		// does not show the updates were installed.
+		{name: "failed collection in between does not end the run", in: controls.Input{Latest: latest(newest), History: history(newest, at(49, now.Add(-5*day), pl(2)),
 			store.Observation{Seq: 48, Collector: evidence.Patches, CollectedAt: now.Add(-10 * day), Status: "error"}, at(47, now.Add(-20*day), pl(4)))},
-			wantStatus: store.Pass, wantReason: "for 4 days", wantSeq: 50},
-		{name: "history error ignored", in: controls.Input{Latest: latest(newest), History: func(string, int) ([]store.Observation, error) { return nil, errors.New("db down") }},
-			wantStatus: store.Pass, wantReason: "less than a day", wantSeq: 50},
-		{name: "many pending names are cut at five", in: controls.Input{Latest: latest(at(50, collected, pl(7)))}, wantStatus: store.Pass, wantReason: "7 security updates pending (pkga, pkgb, pkgc, pkgd, pkge, …)", wantSeq: 50},
+			wantStatus: store.Fail, wantReason: "for 19 days as seen by the server, longer than", wantSeq: 50},
+		{name: "none pending by a stale index does not end the run", in: controls.Input{Latest: latest(newest), History: history(newest, at(49, now.Add(-5*day), pl(2)),
+			okObs(t, evidence.Patches, 48, now.Add(-10*day), withIndex(pl(0), now.Add(-40*day))), at(47, now.Add(-20*day), pl(4)))},
+			wantStatus: store.Fail, wantReason: "for 19 days as seen by the server, longer than", wantSeq: 50},
+		{name: "none pending by a stale index bounds nothing", in: controls.Input{Latest: latest(newest), History: history(newest, at(49, now.Add(-5*day), pl(2)),
+			okObs(t, evidence.Patches, 48, now.Add(-10*day), withIndex(pl(0), now.Add(-40*day))))},
+			wantStatus: store.Unknown, wantReason: "for 4 days as seen by the server; released on an unknown date", wantSeq: 50},
+		{name: "a report without a manager does not end the run", in: controls.Input{Latest: latest(newest), History: history(newest, at(49, now.Add(-5*day), pl(2)),
+			at(48, now.Add(-10*day), pl(0, func(p *evidence.PatchesPayload) { p.Manager = "" })), at(47, now.Add(-20*day), pl(4)))},
+			wantStatus: store.Fail, wantReason: "for 19 days", wantSeq: 50},
+		{name: "history error: release date unknown", in: controls.Input{Latest: latest(newest), History: func(string, int) ([]store.Observation, error) { return nil, errors.New("db down") }},
+			wantStatus: store.Unknown, wantReason: "less than a day as seen by the server; released on an unknown date", wantSeq: 50},
+		{name: "many pending names are cut at five", in: controls.Input{Latest: latest(at(50, collected, pl(7)))}, wantStatus: store.Unknown, wantReason: "7 security updates pending (pkga, pkgb, pkgc, pkgd, pkge and 2 more)", wantSeq: 50},
+		{name: "a list capped by the agent says how many it leaves out", in: controls.Input{Latest: latest(at(50, collected, pl(3, func(p *evidence.PatchesPayload) { p.PendingSecurityUpdates = 81 })))},
+			wantStatus: store.Unknown, wantReason: "81 security updates pending (pkga, pkgb, pkgc and 78 more)", wantSeq: 50},
+		{name: "a count without a list", in: controls.Input{Latest: latest(at(50, collected, pl(0, func(p *evidence.PatchesPayload) { p.PendingSecurityUpdates = 2 })))},
+			wantStatus: store.Unknown, wantReason: "2 security updates pending (not listed by the agent)", wantSeq: 50},
+		// dnf and zypper date their advisories: the first report decides.
+		{name: "dated: oldest released 40 days ago fails at once", in: controls.Input{Latest: latest(at(50, collected, pl(3, func(p *evidence.PatchesPayload) { p.Manager = "dnf"; p.OldestPendingSecurityDays = ptr(40) })))},
+			wantStatus: store.Fail, wantReason: "3 security updates pending (pkga, pkgb, pkgc), the oldest released 40 days ago (dnf advisory dates), longer than the 14-day window", wantSeq: 50},
+		{name: "dated: oldest released 3 days ago passes at once", in: controls.Input{Latest: latest(at(50, collected, pl(3, func(p *evidence.PatchesPayload) { p.Manager = "dnf"; p.OldestPendingSecurityDays = ptr(3) })))},
+			wantStatus: store.Pass, wantReason: "the oldest released 3 days ago (dnf advisory dates), within the 14-day window", wantSeq: 50},
+		{name: "dated: within the window, but seen pending longer", in: controls.Input{Latest: latest(at(50, collected, pl(3, func(p *evidence.PatchesPayload) { p.Manager = "zypper"; p.OldestPendingSecurityDays = ptr(3) }))),
+			History: history(newest, at(49, now.Add(-20*day), pl(1)))},
+			wantStatus: store.Fail, wantReason: "for 19 days as seen by the server, longer than the 14-day window", wantSeq: 50},
+		{name: "dated: exactly the window", in: controls.Input{Latest: latest(at(50, collected, pl(1, func(p *evidence.PatchesPayload) { p.Manager = "dnf"; p.OldestPendingSecurityDays = ptr(14) })))},
+			wantStatus: store.Pass, wantReason: "the oldest released 14 days ago", wantSeq: 50},
+		{name: "dated, but a stale index", in: controls.Input{Latest: latest(okObs(t, evidence.Patches, 50, collected, withIndex(pl(1, func(p *evidence.PatchesPayload) { p.Manager = "dnf"; p.OldestPendingSecurityDays = ptr(0) }), now.Add(-30*day))))},
+			wantStatus: store.Unknown, wantReason: "the oldest released less than a day ago, within the 14-day window, but package index last refreshed", wantSeq: 50},
 		{name: "no observation", in: controls.Input{}, wantStatus: store.Unknown, wantReason: "no patches evidence received yet"},
 	})
 }
+
+// undated_age_from_first_seen takes the first report as the release date,
+// and says so.
+func TestSecurityPatchesUndatedFromFirstSeen(t *testing.T) {
+	p, err := controls.Parse([]byte(policy(`{"id": "P", "check": "security_patches", "params": {"undated_age_from_first_seen": true}}`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl := evidence.PatchesPayload{Manager: "apt", PendingSecurityUpdates: 1, PendingSecurity: []evidence.Package{{Name: "openssl"}}}
+	newest := okObs(t, evidence.Patches, 2, collected, withIndex(pl, collected))
+	runEval(t, p, []evalCase{
+		{name: "first report", in: controls.Input{Latest: latest(newest)}, wantStatus: store.Pass,
+			wantReason: "1 security updates pending (openssl), age unknown (apt does not date its updates), counted by policy from the first report listing them (2026-03-01): less than a day as seen by the server, within the 14-day window", wantSeq: 2},
+		{name: "first report 20 days back", in: controls.Input{Latest: latest(newest), History: history(newest, okObs(t, evidence.Patches, 1, now.Add(-20*day), withIndex(pl, now.Add(-20*day))))},
+			wantStatus: store.Fail, wantReason: "for 19 days as seen by the server, longer than the 14-day window", wantSeq: 2},
+	})
+	if _, err := controls.Parse([]byte(policy(`{"id": "P", "check": "security_patches", "params": {"undated_age_from_first_seen": "yes"}}`))); err == nil {
+		t.Error("a string for undated_age_from_first_seen was accepted")
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
 
 func TestSecurityPatchesMaxDaysParam(t *testing.T) {
 	p, err := controls.Parse([]byte(policy(`{"id": "P", "check": "security_patches", "params": {"max_days": 3}}`)))
@@ -567,8 +622,24 @@ func TestSecurityPatchesCarriesPendingSince(t *testing.T) {
 	newest := okObs(t, evidence.Patches, 50, collected, withIndex(pl(3), collected))
 	prev := func(seq uint64, pending int, since time.Time) map[string]store.ControlState {
 		ev, _ := json.Marshal(map[string]any{"seq": seq, "facts": map[string]any{
-			"pending_security_updates": pending, "pending_since": since.Format(time.RFC3339Nano)}})
+			"pending_security_updates": pending, "pending_since": since.Format(time.RFC3339Nano), "pending_since_bounded": true}})
 		return map[string]store.ControlState{"DC-PATCH-01": {ControlID: "DC-PATCH-01", Status: store.Pass, Evidence: ev}}
+	}
+	unbounded := func(seq uint64, since time.Time) map[string]store.ControlState {
+		ev, _ := json.Marshal(map[string]any{"seq": seq, "facts": map[string]any{
+			"pending_security_updates": 2, "pending_since": since.Format(time.RFC3339Nano), "pending_since_bounded": false}})
+		return map[string]store.ControlState{"DC-PATCH-01": {ControlID: "DC-PATCH-01", Status: store.Unknown, Evidence: ev}}
+	}
+	// Stored before the bound was recorded: rescanned.
+	older := func(seq uint64, since time.Time) map[string]store.ControlState {
+		ev, _ := json.Marshal(map[string]any{"seq": seq, "facts": map[string]any{
+			"pending_security_updates": 2, "pending_since": since.Format(time.RFC3339Nano)}})
+		return map[string]store.ControlState{"DC-PATCH-01": {ControlID: "DC-PATCH-01", Status: store.Pass, Evidence: ev}}
+	}
+	// None pending, but not a pass (a stale index): no bound.
+	staleZero := func(seq uint64) map[string]store.ControlState {
+		ev, _ := json.Marshal(map[string]any{"seq": seq, "facts": map[string]any{"pending_security_updates": 0}})
+		return map[string]store.ControlState{"DC-PATCH-01": {ControlID: "DC-PATCH-01", Status: store.Unknown, Evidence: ev}}
 	}
 	noHistory := func(string, int) ([]store.Observation, error) {
 		t.Error("history scanned although the open interval says since when")
@@ -582,7 +653,15 @@ func TestSecurityPatchesCarriesPendingSince(t *testing.T) {
 		{name: "previous had none pending: starts now", in: controls.Input{Latest: latest(newest), Current: prev(49, 0, collected.Add(-30*day)), History: noHistory},
 			wantStatus: store.Pass, wantReason: "less than a day", wantSeq: 50},
 		{name: "interval from a newer observation is not trusted", in: controls.Input{Latest: latest(newest), Current: prev(60, 2, collected.Add(-30*day)),
-			History: history(newest, okObs(t, evidence.Patches, 49, collected.Add(-2*day), pl(1)))},
+			History: history(newest, okObs(t, evidence.Patches, 49, collected.Add(-2*day), withIndex(pl(1), collected.Add(-2*day))), okObs(t, evidence.Patches, 48, collected.Add(-3*day), withIndex(pl(0), collected.Add(-3*day))))},
 			wantStatus: store.Pass, wantReason: "for 2 days", wantSeq: 50},
+		{name: "an unbounded run stays unbounded", in: controls.Input{Latest: latest(newest), Current: unbounded(49, collected.Add(-3*day)), History: noHistory},
+			wantStatus: store.Unknown, wantReason: "for 3 days as seen by the server; released on an unknown date", wantSeq: 50},
+		{name: "an interval without the bound is rescanned", in: controls.Input{Latest: latest(newest), Current: older(49, collected.Add(-3*day)),
+			History: history(newest, okObs(t, evidence.Patches, 49, collected.Add(-3*day), withIndex(pl(1), collected.Add(-3*day))))},
+			wantStatus: store.Unknown, wantReason: "for 3 days as seen by the server; released on an unknown date", wantSeq: 50},
+		{name: "none pending without a pass is rescanned", in: controls.Input{Latest: latest(newest), Current: staleZero(49),
+			History: history(newest, okObs(t, evidence.Patches, 49, collected.Add(-20*day), withIndex(pl(1), collected.Add(-20*day))))},
+			wantStatus: store.Fail, wantReason: "for 20 days as seen by the server, longer than", wantSeq: 50},
 	})
 }
