@@ -22,15 +22,15 @@ package oscal
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/evident-dev/evident/internal/safetext"
 	"io"
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
-
+	"github.com/evident-dev/evident/internal/pct"
+	"github.com/evident-dev/evident/internal/safetext"
 	"github.com/evident-dev/evident/internal/version"
 	"github.com/evident-dev/evident/server/period"
+	"github.com/google/uuid"
 )
 
 // NS is the namespace of Evident's OSCAL properties.
@@ -238,17 +238,24 @@ func Build(r *period.Report) *Document {
 	for _, c := range r.Controls {
 		cid := controlID(c.ID)
 		refs = append(refs, ControlRef{ControlID: cid})
+		// Percentages rounded down (package pct); none without a device
+		// in scope.
+		desc := fmt.Sprintf("%s: %d devices in scope; %s%% of in-scope device-time compliant (%d of %d device-seconds); %d exception intervals; %d devices without exception.",
+			c.Title, c.Population, pct.Format(c.CompliantPercent, 2), c.CompliantSeconds, c.InScopeSeconds, len(c.Exceptions), c.DevicesAlwaysCompliant)
+		props := []Prop{{Name: "control-id", NS: NS, Value: c.ID}, {Name: "population", NS: NS, Value: fmt.Sprint(c.Population)}}
+		if c.InScope() {
+			props = append(props, Prop{Name: "compliant-percent", NS: NS, Value: pct.Format(c.CompliantPercent, 2)},
+				Prop{Name: "compliant-or-waived-percent", NS: NS, Value: pct.Format(c.CompliantOrWaivedPercent, 2)})
+		} else {
+			desc = c.Title + ": no device in scope in the period: no compliance percentage (n/a)."
+		}
 		summary := Observation{
-			UUID:  id("summary", key, c.ID),
-			Title: c.ID + " over the period",
-			Description: fmt.Sprintf("%s: %d devices in scope; %.2f%% of in-scope device-time compliant (%d of %d device-seconds); %d exception intervals; %d devices without exception.",
-				c.Title, c.Population, c.CompliantPercent, c.CompliantSeconds, c.InScopeSeconds, len(c.Exceptions), c.DevicesAlwaysCompliant),
-			Props: []Prop{{Name: "control-id", NS: NS, Value: c.ID}, {Name: "population", NS: NS, Value: fmt.Sprint(c.Population)},
-				{Name: "compliant-percent", NS: NS, Value: fmt.Sprintf("%.2f", c.CompliantPercent)},
-				{Name: "compliant-or-waived-percent", NS: NS, Value: fmt.Sprintf("%.2f", c.CompliantOrWaivedPercent)},
-				{Name: "waived-seconds", NS: NS, Value: fmt.Sprint(c.WaivedSeconds)}},
-			Methods:   []string{"TEST"},
-			Collected: ts(r.GeneratedAt),
+			UUID:        id("summary", key, c.ID),
+			Title:       c.ID + " over the period",
+			Description: desc,
+			Props:       append(props, Prop{Name: "waived-seconds", NS: NS, Value: fmt.Sprint(c.WaivedSeconds)}),
+			Methods:     []string{"TEST"},
+			Collected:   ts(r.GeneratedAt),
 		}
 		for _, cr := range c.Criteria {
 			summary.Props = append(summary.Props, Prop{Name: "soc2-criterion", NS: NS, Value: cr})

@@ -143,6 +143,41 @@ func TestExportValidates(t *testing.T) {
 	}
 }
 
+// TestExportPercentages: percentages are rounded down, as on every page,
+// and a control without a device in scope has none (it used to say 0.00).
+func TestExportPercentages(t *testing.T) {
+	r := sampleReport()
+	r.Controls[0].CompliantPercent = 200.0 / 3 // 66.666…: to nearest, 66.67
+	summaries := map[string]Observation{}
+	for _, o := range Build(r).AssessmentResults.Results[0].Observations {
+		if strings.HasSuffix(o.Title, " over the period") {
+			summaries[strings.TrimSuffix(o.Title, " over the period")] = o
+		}
+	}
+	prop := func(o Observation, name string) (string, bool) {
+		for _, p := range o.Props {
+			if p.Name == name {
+				return p.Value, true
+			}
+		}
+		return "", false
+	}
+	enc := summaries["DC-ENC-01"]
+	if v, _ := prop(enc, "compliant-percent"); v != "66.66" || !strings.Contains(enc.Description, "66.66% of in-scope device-time") {
+		t.Errorf("DC-ENC-01 compliant-percent %q, description %q: want 66.66, rounded down", v, enc.Description)
+	}
+	tpm := summaries["DC-TPM-01"]
+	if v, ok := prop(tpm, "compliant-percent"); ok {
+		t.Errorf("DC-TPM-01 (no device in scope) has compliant-percent %q", v)
+	}
+	if _, ok := prop(tpm, "compliant-or-waived-percent"); ok {
+		t.Error("DC-TPM-01 (no device in scope) has compliant-or-waived-percent")
+	}
+	if !strings.Contains(tpm.Description, "no device in scope") || strings.Contains(tpm.Description, "0.00") {
+		t.Errorf("DC-TPM-01 description %q, want it to say no device was in scope, with no percentage", tpm.Description)
+	}
+}
+
 // TestExportReproducible: the same report exports byte for byte the same.
 func TestExportReproducible(t *testing.T) {
 	var a, b bytes.Buffer

@@ -119,6 +119,10 @@ type DeviceRef struct {
 }
 
 // ControlPeriod is one control over the period.
+// InScope says whether any device was in the control's scope in the
+// period: without one, its percentages mean nothing (pct.NA).
+func (c ControlPeriod) InScope() bool { return c.Population > 0 || c.InScopeSeconds > 0 }
+
 type ControlPeriod struct {
 	ID       string   `json:"id"`
 	Title    string   `json:"title"`

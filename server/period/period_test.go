@@ -710,3 +710,61 @@ func TestHostileStringsInert(t *testing.T) {
 		t.Error("the JSON report holds a raw control character")
 	}
 }
+
+// TestEmptyPopulationHasNoPercentage: a control no device is in scope of
+// shows n/a, never 0 % (a reader takes 0 % for a control every device
+// fails), in the text report and the summary CSV; JSON keeps the
+// population that says why.
+func TestEmptyPopulationHasNoPercentage(t *testing.T) {
+	st, err := sqlite.Open(filepath.Join(t.TempDir(), "evident.db"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	feb1 := day(2, 1)
+	for _, id := range []string{"dev-1", "dev-2"} {
+		if _, err := st.EnrollDevice(t.Context(), store.Device{ID: id, Hostname: "host-" + id, GOOS: "linux", EnrolledAt: feb1}); err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range []store.ControlState{{ControlID: "C-ENC", Status: store.Pass, Reason: "LUKS on", EvidenceSeq: 1},
+			{ControlID: "C-NONE", Status: store.NotApplicable, Reason: "no such hardware", EvidenceSeq: 1}} {
+			s.Evidence = json.RawMessage(`{}`)
+			if err := states.Record(t.Context(), st, id, []store.ControlState{s}, nil, feb1); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	p := &controls.Policy{Name: "test-pack", Controls: []controls.Control{{ID: "C-ENC", Title: "Disk encryption", Criteria: []string{"CC6.1"}},
+		{ID: "C-NONE", Title: "Nobody in scope", Criteria: []string{"CC6.1"}}}}
+	r, err := period.Build(t.Context(), st, p, period.Options{From: from, To: to, Now: now, Seed: 42})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := r.Controls[1]
+	if c.ID != "C-NONE" || c.Population != 0 || c.InScope() || !r.Controls[0].InScope() {
+		t.Fatalf("C-NONE = %+v, want no device in scope", c)
+	}
+	row := func(out []byte, prefix string) string {
+		for _, l := range strings.Split(string(out), "\n") {
+			if strings.HasPrefix(l, prefix) {
+				return l
+			}
+		}
+		t.Fatalf("no line starting %q in\n%s", prefix, out)
+		return ""
+	}
+	text := row(write(t, period.WriteText, r), "C-NONE ")
+	if f := strings.Fields(text); len(f) < 5 || f[3] != "n/a" || f[4] != "n/a" {
+		t.Errorf("text row %q: want n/a for both percentages", text)
+	}
+	if strings.Contains(text, "%") {
+		t.Errorf("text row %q shows a percentage", text)
+	}
+	if enc := row(write(t, period.WriteText, r), "C-ENC "); !strings.Contains(enc, "100.00%") {
+		t.Errorf("text row %q: the in-scope control lost its percentage", enc)
+	}
+	sum := row(write(t, period.WriteSummaryCSV, r), "C-NONE,")
+	if !strings.Contains(sum, ",n/a,") || strings.Contains(sum, ",0.00,") {
+		t.Errorf("summary CSV row %q: want n/a for the percentages", sum)
+	}
+}

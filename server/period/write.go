@@ -5,13 +5,14 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
-	"github.com/evident-dev/evident/internal/safetext"
 	"io"
-	"math"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/evident-dev/evident/internal/pct"
+	"github.com/evident-dev/evident/internal/safetext"
 )
 
 // WriteJSON writes the report as indented JSON.
@@ -83,8 +84,8 @@ func WriteText(w io.Writer, r *Report) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "CONTROL\tSOC 2\tPOPULATION\tCOMPLIANT\tCOMPLIANT OR WAIVED\tALWAYS COMPLIANT\tEXCEPTIONS\tTITLE")
 	for _, c := range r.Controls {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s%%\t%s%%\t%d\t%d\t%s\n", safetext.Args(c.ID, strings.Join(c.Criteria, ","), c.Population, percent(c),
-			percentOf(c, c.CompliantOrWaivedPercent), c.DevicesAlwaysCompliant, len(c.Exceptions), c.Title)...)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%d\t%d\t%s\n", safetext.Args(c.ID, strings.Join(c.Criteria, ","), c.Population, percentSign(c, c.CompliantPercent),
+			percentSign(c, c.CompliantOrWaivedPercent), c.DevicesAlwaysCompliant, len(c.Exceptions), c.Title)...)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -122,12 +123,8 @@ func WriteText(w io.Writer, r *Report) error {
 	}
 
 	if f := r.PatchSLA; f != nil {
-		fmt.Fprintf(w, "\nSecurity updates applied within %s of first being seen pending\n", safetext.Args(graceString(f.Within))...)
-		if f.Due == 0 {
-			fmt.Fprintf(w, "  n/a: %d security updates seen, none due yet\n", safetext.Args(f.Updates)...)
-		} else {
-			fmt.Fprintf(w, "  %.2f%% on time: %d of %d due (%d resolved late, %d still open past the SLA); %d seen in all\n", safetext.Args(math.Floor(f.Percent*100)/100, f.ResolvedWithin, f.Due, f.ResolvedLate, f.OpenPastSLA, f.Updates)...)
-		}
+		fmt.Fprintf(w, "\nSecurity updates applied within %s of first being seen pending\n", safetext.Args(f.Window())...)
+		fmt.Fprintf(w, "  %s\n", safetext.Args(f.Summary())...)
 	}
 
 	fmt.Fprintf(w, "\nNever reported in the period (%d)\n", safetext.Args(len(r.NeverReported))...)
@@ -199,12 +196,21 @@ func Duration(sec int64) string {
 // exception shows below 100.00.
 func percent(c ControlPeriod) string { return percentOf(c, c.CompliantPercent) }
 
-// percentOf shows one of c's percentages like percent.
-func percentOf(c ControlPeriod, pct float64) string {
-	if c.InScopeSeconds == 0 && c.Population == 0 {
-		return "-"
+// percentOf shows one of c's percentages like percent: pct.NA when no
+// device was in scope.
+func percentOf(c ControlPeriod, v float64) string {
+	if !c.InScope() {
+		return pct.NA
 	}
-	return strconv.FormatFloat(math.Floor(pct*100)/100, 'f', 2, 64)
+	return pct.Format(v, 2)
+}
+
+// percentSign is percentOf with its unit, for text.
+func percentSign(c ControlPeriod, v float64) string {
+	if !c.InScope() {
+		return pct.NA
+	}
+	return pct.Format(v, 2) + "%"
 }
 
 func lastSeen(d DeviceRef) string {

@@ -12,6 +12,12 @@
 // longer lists it: the server can only attest what it saw, so the time open
 // is rounded up to the next observation.
 //
+// An update already listed in the first report the server holds (the
+// device's first, or the oldest left by retention) may have been pending
+// long before: its age is unknown. It counts as late or open past the SLA
+// when it was seen pending longer than the SLA, and otherwise as
+// AgeUnknown, never as on time.
+//
 // An update is identified by package name and candidate version. One that
 // disappears and comes back (a reinstall of an old version, a rollback) is a
 // new occurrence, counted again from when it reappeared. The collector lists
@@ -24,8 +30,10 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
+	"github.com/evident-dev/evident/internal/pct"
 	"github.com/evident-dev/evident/proto/evidence"
 	"github.com/evident-dev/evident/server/store"
 )
@@ -36,6 +44,10 @@ const (
 	Late        = "late"          // resolved, after the SLA
 	Open        = "open"          // still pending, within the SLA
 	OpenPastSLA = "open_past_sla" // still pending, past the SLA
+	// AgeUnknown: in the first report the server holds, and seen pending
+	// for less than the SLA (resolved or not); whether it met the SLA is
+	// unknown.
+	AgeUnknown = "age_unknown"
 )
 
 // Item is one occurrence of one pending security update.
@@ -49,6 +61,9 @@ type Item struct {
 	// FirstSeen is the collected_at of the first observation listing it.
 	FirstSeen    time.Time `json:"first_seen"`
 	FirstSeenSeq uint64    `json:"first_seen_seq"`
+	// InFirstReport: listed in the first report the server holds, so
+	// pending since some time before FirstSeen.
+	InFirstReport bool `json:"in_first_report,omitempty"`
 	// Resolved is the collected_at of the first observation no longer
 	// listing it, if that was at or before the end of the period.
 	Resolved    *time.Time `json:"resolved,omitempty"`
@@ -71,6 +86,9 @@ type Figures struct {
 	ResolvedLate   int `json:"resolved_late"`
 	StillOpen      int `json:"still_open"`    // at the end of the period, past the SLA or not
 	OpenPastSLA    int `json:"open_past_sla"` // of StillOpen
+	// AgeUnknown counts the occurrences of status AgeUnknown: neither
+	// due nor on time.
+	AgeUnknown int `json:"age_unknown"`
 	// Due counts the occurrences whose outcome is known at the end of the
 	// period: resolved, or open past the SLA.
 	Due int `json:"due"`
@@ -89,6 +107,42 @@ type Figures struct {
 	NoList       int `json:"no_list"`
 	// Truncated counts observations whose pending list was cut short.
 	Truncated int `json:"truncated"`
+	// Unlisted is the most pending security updates a report of the
+	// period left out of its list (the agent lists at most 50), summed
+	// over devices: updates pending but not counted in Updates.
+	Unlisted int `json:"unlisted"`
+}
+
+// Summary is the figures in one sentence, as reports print them: the
+// share on time (rounded down) of the updates whose outcome is known, and
+// what the share leaves out.
+func (f Figures) Summary() string {
+	var b strings.Builder
+	if f.Due > 0 {
+		fmt.Fprintf(&b, "%s%% on time: %d of %d due (%d resolved late, %d still open past the SLA); %d seen in all",
+			pct.Format(f.Percent, 1), f.ResolvedWithin, f.Due, f.ResolvedLate, f.OpenPastSLA, f.Updates)
+	} else {
+		fmt.Fprintf(&b, "n/a: %d security updates seen, none due yet", f.Updates)
+	}
+	if f.AgeUnknown > 0 {
+		fmt.Fprintf(&b, "; %d already pending in a device's first report, released on an unknown date, counted neither on time nor due", f.AgeUnknown)
+	}
+	if f.Unlisted > 0 {
+		fmt.Fprintf(&b, "; up to %d more pending were not listed (the agent lists at most 50 per report) and are not counted", f.Unlisted)
+	}
+	b.WriteString(".")
+	return b.String()
+}
+
+// Window says the SLA in words: "14 days", or a duration.
+func (f Figures) Window() string {
+	switch {
+	case f.Within == 24*time.Hour:
+		return "1 day"
+	case f.Within > 0 && f.Within%(24*time.Hour) == 0:
+		return fmt.Sprintf("%d days", f.Within/(24*time.Hour))
+	}
+	return f.Within.String()
 }
 
 type key struct{ name, version string }
@@ -127,6 +181,7 @@ func Compute(obs []store.Observation, from, to time.Time, within time.Duration) 
 	open := map[key]*occurrence{}
 	count := map[key]int{}
 	var all []*occurrence
+	first := true
 	for _, o := range sorted {
 		f.Observations++
 		if o.Status != "ok" {
@@ -145,7 +200,12 @@ func Compute(obs []store.Observation, from, to time.Time, within time.Duration) 
 		truncated := p.PendingSecurityUpdates > len(p.PendingSecurity)
 		if truncated {
 			f.Truncated++
+			if !o.CollectedAt.Before(from) {
+				f.Unlisted = max(f.Unlisted, p.PendingSecurityUpdates-len(p.PendingSecurity))
+			}
 		}
+		inFirst := first
+		first = false
 		listed := map[key]bool{}
 		for _, pk := range p.PendingSecurity {
 			k := key{pk.Name, pk.Version}
@@ -155,7 +215,7 @@ func Compute(obs []store.Observation, from, to time.Time, within time.Duration) 
 			}
 			count[k]++
 			oc := &occurrence{item: Item{Package: pk.Name, Version: pk.Version, Advisory: pk.Advisory, Severity: pk.Severity,
-				Occurrence: count[k], FirstSeen: o.CollectedAt, FirstSeenSeq: o.Seq}}
+				Occurrence: count[k], FirstSeen: o.CollectedAt, FirstSeenSeq: o.Seq, InFirstReport: inFirst}}
 			open[k] = oc
 			all = append(all, oc)
 		}
@@ -188,6 +248,12 @@ func Compute(obs []store.Observation, from, to time.Time, within time.Duration) 
 		it.Open = end.Sub(it.FirstSeen)
 		it.Days = float64(it.Open) / float64(24*time.Hour)
 		switch {
+		case it.InFirstReport && it.Open <= within:
+			it.Status = AgeUnknown
+			f.AgeUnknown++
+			if it.Resolved == nil {
+				f.StillOpen++
+			}
 		case it.Resolved != nil && it.Open <= within:
 			it.Status = OnTime
 			f.ResolvedWithin++
@@ -231,6 +297,8 @@ func Merge(devices ...Figures) Figures {
 		f.ResolvedLate += d.ResolvedLate
 		f.StillOpen += d.StillOpen
 		f.OpenPastSLA += d.OpenPastSLA
+		f.AgeUnknown += d.AgeUnknown
+		f.Unlisted += d.Unlisted
 		f.Observations += d.Observations
 		f.Failed += d.Failed
 		f.Undecodable += d.Undecodable

@@ -88,13 +88,14 @@ func TestCompute(t *testing.T) {
 		{
 			name: "on time, late, still open",
 			snaps: []snap{
+				{at: -day},
 				{at: 0, pending: []string{"openssl=3.0.13-1", "curl=8.5.0-2"}},
 				{at: 3 * day, pending: []string{"curl=8.5.0-2"}},                   // openssl fixed after 3 days
 				{at: 20 * day, pending: []string{"curl=8.5.0-2", "sudo=1.9.15-1"}}, // sudo appears
 				{at: 25 * day, pending: []string{"sudo=1.9.15-1"}},                 // curl fixed after 25 days: late
 				{at: 29 * day, pending: []string{"sudo=1.9.15-1"}},                 // sudo still open at the end (10 days)
 			},
-			want:  sla.Figures{Updates: 3, ResolvedWithin: 1, ResolvedLate: 1, StillOpen: 1, Due: 2, Percent: 50, Observations: 5},
+			want:  sla.Figures{Updates: 3, ResolvedWithin: 1, ResolvedLate: 1, StillOpen: 1, Due: 2, Percent: 50, Observations: 6},
 			items: []wantItem{{"openssl", 1, sla.OnTime, 3}, {"curl", 1, sla.Late, 25}, {"sudo", 1, sla.Open, 10}},
 		},
 		{
@@ -109,22 +110,24 @@ func TestCompute(t *testing.T) {
 		{
 			name: "reappearing update is a new occurrence",
 			snaps: []snap{
+				{at: -day},
 				{at: 0, pending: []string{"openssl=3.0.13-1"}},
 				{at: 1 * day},
 				{at: 10 * day, pending: []string{"openssl=3.0.13-1"}},
 				{at: 12 * day},
 			},
-			want:  sla.Figures{Updates: 2, ResolvedWithin: 2, Due: 2, Percent: 100, Observations: 4},
+			want:  sla.Figures{Updates: 2, ResolvedWithin: 2, Due: 2, Percent: 100, Observations: 5},
 			items: []wantItem{{"openssl", 1, sla.OnTime, 1}, {"openssl", 2, sla.OnTime, 2}},
 		},
 		{
 			name: "a new version is a new update",
 			snaps: []snap{
+				{at: -day},
 				{at: 0, pending: []string{"openssl=3.0.13-1"}},
 				{at: 2 * day, pending: []string{"openssl=3.0.13-2"}},
 				{at: 4 * day},
 			},
-			want:  sla.Figures{Updates: 2, ResolvedWithin: 2, Due: 2, Percent: 100, Observations: 3},
+			want:  sla.Figures{Updates: 2, ResolvedWithin: 2, Due: 2, Percent: 100, Observations: 4},
 			items: []wantItem{{"openssl", 1, sla.OnTime, 2}, {"openssl", 1, sla.OnTime, 2}},
 		},
 		{
@@ -143,23 +146,63 @@ func TestCompute(t *testing.T) {
 		{
 			name: "a truncated list does not resolve what it leaves out",
 			snaps: []snap{
+				{at: -day},
 				{at: 0, pending: []string{"a=1", "b=1"}},
 				{at: 1 * day, pending: []string{"a=1"}, extra: 1},
 				{at: 2 * day, pending: []string{"a=1"}},
 			},
-			want:  sla.Figures{Updates: 2, ResolvedWithin: 1, StillOpen: 1, OpenPastSLA: 1, Due: 2, Percent: 50, Observations: 3, Truncated: 1},
+			want:  sla.Figures{Updates: 2, ResolvedWithin: 1, StillOpen: 1, OpenPastSLA: 1, Due: 2, Percent: 50, Observations: 4, Truncated: 1, Unlisted: 1},
 			items: []wantItem{{"a", 1, sla.OpenPastSLA, 30}, {"b", 1, sla.OnTime, 2}},
 		},
 		{
 			name: "outside the period",
 			snaps: []snap{
+				{at: -11 * day},
 				{at: -10 * day, pending: []string{"old=1", "carried=1"}},
 				{at: -8 * day, pending: []string{"carried=1"}}, // old resolved before the period
 				{at: 2 * day}, // carried resolved in it, 12 days after first seen
 				{at: 31 * day, pending: []string{"after=1"}}, // after the period
 			},
-			want:  sla.Figures{Updates: 1, ResolvedWithin: 1, Due: 1, Percent: 100, Observations: 3},
+			want:  sla.Figures{Updates: 1, ResolvedWithin: 1, Due: 1, Percent: 100, Observations: 4},
 			items: []wantItem{{"carried", 1, sla.OnTime, 12}},
+		},
+		{
+			// A device that enrolls with updates pending: how long they
+			// were pending before is unknown, so they are not on time.
+			name: "pending in the first report: age unknown unless already late",
+			snaps: []snap{
+				{at: 0, pending: []string{"a=1", "b=1", "old=1"}},
+				{at: 3 * day, pending: []string{"b=1", "old=1"}},
+				{at: 5 * day, pending: []string{"b=1", "c=1", "old=1"}},
+				{at: 10 * day, pending: []string{"old=1"}},
+				{at: 20 * day},
+			},
+			want: sla.Figures{Updates: 4, ResolvedWithin: 1, ResolvedLate: 1, AgeUnknown: 2, Due: 2, Percent: 50, Observations: 5},
+			items: []wantItem{{"a", 1, sla.AgeUnknown, 3}, {"b", 1, sla.AgeUnknown, 10}, {"old", 1, sla.Late, 20},
+				{"c", 1, sla.OnTime, 5}},
+		},
+		{
+			name: "pending in the first report, open at the end within the SLA",
+			snaps: []snap{
+				{at: 20 * day, pending: []string{"x=1"}},
+				{at: 29 * day, pending: []string{"x=1"}},
+			},
+			want:  sla.Figures{Updates: 1, StillOpen: 1, AgeUnknown: 1, Percent: 100, Observations: 2},
+			items: []wantItem{{"x", 1, sla.AgeUnknown, 10}},
+		},
+		{
+			// The agent lists at most 50: the figures say how many more
+			// a report of the period had pending.
+			name: "updates left out of capped lists are counted",
+			snaps: []snap{
+				{at: -20 * day, pending: []string{"a=1"}, extra: 90}, // before the period
+				{at: -day},
+				{at: 1 * day, pending: []string{"a=1", "b=1"}, extra: 31},
+				{at: 2 * day, pending: []string{"a=1"}, extra: 12},
+				{at: 3 * day},
+			},
+			want:  sla.Figures{Updates: 2, ResolvedWithin: 2, Due: 2, Percent: 100, Observations: 5, Truncated: 3, Unlisted: 31, AgeUnknown: 0},
+			items: []wantItem{{"a", 2, sla.OnTime, 2}, {"b", 1, sla.OnTime, 2}},
 		},
 		{
 			name:  "nothing pending",
@@ -223,15 +266,15 @@ func (h fakeHistory) History(_ context.Context, id, collector string, limit int)
 
 func TestFleet(t *testing.T) {
 	h := fakeHistory{
-		"dev-a": history(t, snap{at: 0, pending: []string{"openssl=1"}}, snap{at: day}),
-		"dev-b": history(t, snap{at: 0, pending: []string{"curl=1"}}, snap{at: 20 * day}),
+		"dev-a": history(t, snap{at: -day}, snap{at: 0, pending: []string{"openssl=1"}}, snap{at: day}),
+		"dev-b": history(t, snap{at: -day}, snap{at: 0, pending: []string{"curl=1"}, extra: 4}, snap{at: 20 * day}),
 		"dev-c": nil,
 	}
 	total, per, err := sla.Fleet(context.Background(), h, []string{"dev-a", "dev-b", "dev-c"}, from, to, 14*day)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if total.Updates != 2 || total.ResolvedWithin != 1 || total.ResolvedLate != 1 || total.Percent != 50 || len(total.Items) != 2 {
+	if total.Updates != 2 || total.ResolvedWithin != 1 || total.ResolvedLate != 1 || total.Percent != 50 || len(total.Items) != 2 || total.Unlisted != 4 {
 		t.Errorf("total = %+v", total)
 	}
 	if per["dev-b"].Items[0].Device != "dev-b" || per["dev-c"].Updates != 0 || !total.To.Equal(to) {
@@ -253,4 +296,29 @@ func FuzzCompute(f *testing.F) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// TestSummary: the sentence reports print says what the share leaves out:
+// updates of unknown age and updates the agent's capped list did not name.
+func TestSummary(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		f    sla.Figures
+		want string
+	}{
+		{"nothing due", sla.Figures{Updates: 3, Percent: 100}, "n/a: 3 security updates seen, none due yet."},
+		{"rounded down", sla.Figures{Updates: 9, ResolvedWithin: 7, ResolvedLate: 2, Due: 9, Percent: 100.0 * 7 / 9},
+			"77.7% on time: 7 of 9 due (2 resolved late, 0 still open past the SLA); 9 seen in all."},
+		{"age unknown and unlisted", sla.Figures{Updates: 50, ResolvedWithin: 1, Due: 1, Percent: 100, AgeUnknown: 49, Unlisted: 31},
+			"100.0% on time: 1 of 1 due (0 resolved late, 0 still open past the SLA); 50 seen in all; 49 already pending in a device's first report, released on an unknown date, counted neither on time nor due; up to 31 more pending were not listed (the agent lists at most 50 per report) and are not counted."},
+	} {
+		if got := tc.f.Summary(); got != tc.want {
+			t.Errorf("%s:\n got %q\nwant %q", tc.name, got, tc.want)
+		}
+	}
+	for d, want := range map[time.Duration]string{14 * day: "14 days", day: "1 day", 36 * time.Hour: "36h0m0s"} {
+		if got := (sla.Figures{Within: d}).Window(); got != want {
+			t.Errorf("Window(%v) = %q, want %q", d, got, want)
+		}
+	}
 }

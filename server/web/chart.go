@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/evident-dev/evident/internal/pct"
 	"github.com/evident-dev/evident/server/report"
 	"github.com/evident-dev/evident/server/store"
 )
@@ -108,9 +109,9 @@ func complianceChart(c compliance) chart {
 			}
 			pts = append(pts, strconv.FormatFloat(x(i), 'f', 1, 64)+","+strconv.FormatFloat(y(v), 'f', 1, 64))
 			if dots {
-				s.Dots = append(s.Dots, dot{X: x(i), Y: y(v), Title: fmt.Sprintf("%s %s: %.1f%%", c.Times[i].Format("2006-01-02"), name, v)})
+				s.Dots = append(s.Dots, dot{X: x(i), Y: y(v), Title: c.Times[i].Format("2006-01-02") + " " + name + ": " + pct.Format(v, 1) + "%"})
 			}
-			s.Latest = fmt.Sprintf("%.1f%%", v)
+			s.Latest = pct.Format(v, 1) + "%"
 		}
 		s.Points = strings.Join(pts, " ")
 		return s

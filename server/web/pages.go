@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"github.com/evident-dev/evident/internal/safetext"
 	"html/template"
 	"io"
 	"io/fs"
-	"math"
 	"net/http"
 	"net/url"
 	"path"
@@ -17,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/evident-dev/evident/internal/pct"
+	"github.com/evident-dev/evident/internal/safetext"
 	"github.com/evident-dev/evident/server/admin"
 	"github.com/evident-dev/evident/server/period"
 	"github.com/evident-dev/evident/server/report"
@@ -55,8 +55,8 @@ var funcs = template.FuncMap{
 	"statusLabel": statusLabel,
 	"statusClass": func(s string) string { return "st-" + strings.ReplaceAll(s, "_", "-") },
 	"statusColor": statusColor,
-	// Rounded down: a control with any exception never shows 100%.
-	"pct":  func(f float64) string { return strconv.FormatFloat(math.Floor(f*10)/10, 'f', 1, 64) + "%" },
+	// Rounded down, as everywhere (package pct).
+	"pct":  func(f float64) string { return pct.Format(f, 1) + "%" },
 	"join": strings.Join,
 	"dur":  fmtDuration,
 	"secs": period.Duration,
