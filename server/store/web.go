@@ -34,6 +34,26 @@ type Web interface {
 	AddAudit(ctx context.Context, e AuditEntry) (int64, error)
 	// AuditLog returns up to limit entries, newest first.
 	AuditLog(ctx context.Context, limit int) ([]AuditEntry, error)
+	// AuditQuery returns the entries q selects, newest first, at most
+	// q.Limit (at most MaxAuditPage; 0 means MaxAuditPage).
+	AuditQuery(ctx context.Context, q AuditQuery) ([]AuditEntry, error)
+}
+
+// MaxAuditPage bounds one AuditQuery.
+const MaxAuditPage = 1000
+
+// AuditQuery selects audit entries; every field set must match.
+type AuditQuery struct {
+	// Action matches the action and its outcomes: "tpm-change" selects
+	// "tpm-change" and "tpm-change.denied".
+	Action string
+	// Actor matches actors containing it, ignoring ASCII case.
+	Actor string
+	// From and To bound the entries' time, [From, To); zero is open.
+	From, To time.Time
+	// BeforeID pages: entries older than that id (0: from the newest).
+	BeforeID int64
+	Limit    int
 }
 
 // Web roles (DESIGN §7).

@@ -58,6 +58,13 @@ var funcs = template.FuncMap{
 	// Rounded down, as everywhere (package pct).
 	"pct":  func(f float64) string { return pct.Format(f, 1) + "%" },
 	"join": strings.Join,
+	// lineCount says how long an evidence excerpt is, for its summary.
+	"lineCount": func(s string) string {
+		if n := strings.Count(strings.TrimRight(s, "\n"), "\n") + 1; n > 1 {
+			return strconv.Itoa(n) + " lines"
+		}
+		return "1 line"
+	},
 	"dur":  fmtDuration,
 	"secs": period.Duration,
 	"f1":   func(f float64) string { return strconv.FormatFloat(f, 'f', 1, 64) },
@@ -471,15 +478,6 @@ func (s *Server) devicePage(w http.ResponseWriter, r *http.Request, u *user) {
 }
 
 // --- audit log ---
-
-func (s *Server) auditPage(w http.ResponseWriter, r *http.Request, u *user) {
-	log, err := s.st.AuditLog(r.Context(), 200)
-	if err != nil {
-		s.internalError(w, r, u, "reading the audit log failed", err)
-		return
-	}
-	s.render(w, r, http.StatusOK, "audit.html", u, "Audit log", log)
-}
 
 // --- admin actions ---
 

@@ -162,6 +162,8 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /period.csv", s.page(s.periodCSV))
 	m.HandleFunc("GET /period.json", s.page(s.periodJSON))
 	m.HandleFunc("GET /audit", s.page(s.auditPage))
+	m.HandleFunc("GET /audit.csv", s.page(s.auditCSV))
+	m.HandleFunc("GET /audit.json", s.page(s.auditJSON))
 	m.HandleFunc("POST /admin/tpm-change", s.form(store.RoleAdmin, s.tpmChange))
 	m.HandleFunc("POST /admin/waiver", s.form(store.RoleAdmin, s.grantWaiver))
 	m.HandleFunc("POST /admin/collect", s.form(store.RoleAdmin, s.collectNow))

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/evident-dev/evident/server/store"
@@ -140,12 +141,39 @@ func (s *Store) AddAudit(ctx context.Context, e store.AuditEntry) (int64, error)
 	return id, err
 }
 
-// AuditLog implements store.Web.
-func (s *Store) AuditLog(ctx context.Context, limit int) ([]store.AuditEntry, error) {
-	if limit <= 0 {
-		return nil, nil
+// AuditQuery implements store.Web.
+func (s *Store) AuditQuery(ctx context.Context, q store.AuditQuery) ([]store.AuditEntry, error) {
+	if q.Limit <= 0 || q.Limit > store.MaxAuditPage {
+		q.Limit = store.MaxAuditPage
 	}
-	rows, err := s.rdb.QueryContext(ctx, `SELECT id, at, actor, action, detail FROM audit_log ORDER BY id DESC LIMIT ?`, limit)
+	where := []string{"1=1"}
+	var args []any
+	if q.Action != "" {
+		where = append(where, `(action = ? OR action LIKE ? ESCAPE '\')`)
+		args = append(args, q.Action, likeEscape(q.Action)+".%")
+	}
+	if q.Actor != "" {
+		where = append(where, `lower(actor) LIKE ? ESCAPE '\'`)
+		args = append(args, "%"+likeEscape(asciiLower(q.Actor))+"%")
+	}
+	if !q.From.IsZero() {
+		where = append(where, `at >= ?`)
+		args = append(args, nanos(q.From))
+	}
+	if !q.To.IsZero() {
+		where = append(where, `at < ?`)
+		args = append(args, nanos(q.To))
+	}
+	if q.BeforeID > 0 {
+		where = append(where, `id < ?`)
+		args = append(args, q.BeforeID)
+	}
+	return s.queryAudit(ctx, strings.Join(where, " AND "), args, q.Limit)
+}
+
+// queryAudit reads up to limit audit entries matching where, newest first.
+func (s *Store) queryAudit(ctx context.Context, where string, args []any, limit int) ([]store.AuditEntry, error) {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT id, at, actor, action, detail FROM audit_log WHERE `+where+` ORDER BY id DESC LIMIT ?`, append(args, limit)...)
 	if err != nil {
 		return nil, err
 	}
@@ -161,4 +189,27 @@ func (s *Store) AuditLog(ctx context.Context, limit int) ([]store.AuditEntry, er
 		out = append(out, e)
 	}
 	return out, rows.Err()
+}
+
+// likeEscape makes s match itself in a LIKE pattern with ESCAPE '\'.
+func likeEscape(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
+}
+
+// asciiLower lowers ASCII letters only, as SQLite's lower() does.
+func asciiLower(s string) string {
+	return strings.Map(func(r rune) rune {
+		if 'A' <= r && r <= 'Z' {
+			return r + 'a' - 'A'
+		}
+		return r
+	}, s)
+}
+
+// AuditLog implements store.Web.
+func (s *Store) AuditLog(ctx context.Context, limit int) ([]store.AuditEntry, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	return s.queryAudit(ctx, "1=1", nil, limit)
 }

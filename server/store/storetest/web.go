@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -154,5 +155,66 @@ func testWeb(t *testing.T, open func(*testing.T) store.Store) {
 	}
 	if log, err := s.AuditLog(ctx, 100); err != nil || len(log) != 3 {
 		t.Errorf("AuditLog(100) = %d entries, %v; want 3", len(log), err)
+	}
+
+	// Filtered and paged: a family of actions, an actor's substring in
+	// any ASCII case with LIKE's wildcards taken literally, a time range,
+	// and pages by id.
+	for _, e := range []store.AuditEntry{
+		{Time: at(3 * time.Minute), Actor: "tok_admin (alice)", Action: "tpm-change", Detail: "device=dev_1"},
+		{Time: at(4 * time.Minute), Actor: "tok_x (100%_sure)", Action: "tpm-changes"},
+		{Time: at(5 * time.Minute), Actor: "anonymous 192.0.2.1", Action: "login.failed"},
+	} {
+		if _, err := s.AddAudit(ctx, e); err != nil {
+			t.Fatalf("AddAudit: %v", err)
+		}
+	}
+	actions := func(es []store.AuditEntry) string {
+		var out []string
+		for _, e := range es {
+			out = append(out, e.Action)
+		}
+		return strings.Join(out, " ")
+	}
+	for _, tc := range []struct {
+		name string
+		q    store.AuditQuery
+		want string
+	}{
+		{"all", store.AuditQuery{}, "login.failed tpm-changes tpm-change logout tpm-change.denied login"},
+		{"action family", store.AuditQuery{Action: "tpm-change"}, "tpm-change tpm-change.denied"},
+		{"exact outcome", store.AuditQuery{Action: "tpm-change.denied"}, "tpm-change.denied"},
+		{"login family", store.AuditQuery{Action: "login"}, "login.failed login"},
+		{"actor, any case", store.AuditQuery{Actor: "ALICE"}, "tpm-change logout login"},
+		{"actor with wildcards taken literally", store.AuditQuery{Actor: "0%_s"}, "tpm-changes"},
+		{"an underscore is not any character", store.AuditQuery{Actor: "_"}, "tpm-changes tpm-change logout tpm-change.denied login"},
+		{"time range", store.AuditQuery{From: at(time.Minute), To: at(4 * time.Minute)}, "tpm-change logout tpm-change.denied"},
+		{"first page", store.AuditQuery{Limit: 2}, "login.failed tpm-changes"},
+		{"actor and action", store.AuditQuery{Actor: "bob", Action: "tpm-change"}, "tpm-change.denied"},
+		{"nothing", store.AuditQuery{Actor: "mallory"}, ""},
+	} {
+		got, err := s.AuditQuery(ctx, tc.q)
+		if err != nil {
+			t.Fatalf("AuditQuery %s: %v", tc.name, err)
+		}
+		if a := actions(got); a != tc.want {
+			t.Errorf("AuditQuery %s = %q, want %q", tc.name, a, tc.want)
+		}
+	}
+	var paged []store.AuditEntry
+	q := store.AuditQuery{Limit: 4}
+	for range 5 {
+		page, err := s.AuditQuery(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		paged = append(paged, page...)
+		q.BeforeID = page[len(page)-1].ID
+	}
+	if a := actions(paged); a != "login.failed tpm-changes tpm-change logout tpm-change.denied login" {
+		t.Errorf("paged by 4: %q, want every entry once, newest first", a)
 	}
 }
