@@ -22,72 +22,30 @@ import (
 // connection plan again) and vacuums; then it has nothing left to do.
 func TestMaintainReplansAndVacuums(t *testing.T) {
 	ctx := context.Background()
-	url := pgtest.URL(t)
-	s, err := postgres.Open(ctx, url, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin, err := sql.Open("pgx", url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	tables := []string{"devices", "observations", "latest_observations", "chain_heads"}
-	for _, tb := range tables {
-		if _, err := admin.Exec(`ALTER TABLE ` + tb + ` SET (autovacuum_enabled = false)`); err != nil {
-			t.Fatal(err)
-		}
-	}
-
-	// A connection that plans the latest-observations read on the empty
-	// tables, as the store's connections do on a new database.
-	conn, err := admin.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	for _, q := range []string{
-		`SET plan_cache_mode = force_generic_plan`,
-		`PREPARE latest(text) AS SELECT o.seq, o.payload FROM latest_observations l
-			JOIN observations o ON o.device_id = l.device_id AND o.seq = l.seq WHERE l.device_id = $1`,
-		`EXPLAIN EXECUTE latest('dev-0')`,
-	} {
-		if _, err := conn.ExecContext(ctx, q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
-
 	const devices, reports, collectors = 20, 60, 8
-	t0 := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
-	for d := range devices {
-		id := fmt.Sprintf("dev-%d", d)
-		if _, err := s.EnrollDevice(ctx, store.Device{ID: id, Hostname: id, GOOS: "linux", MachineID: fmt.Sprintf("%032x", d), EnrolledAt: t0}); err != nil {
-			t.Fatal(err)
+	// The stale plan is what this test starts from, and anything that
+	// resets the waiting connection's caches replans it early (other test
+	// packages' migrations on the same server can overflow its queue of
+	// catalog invalidations): then the scenario is set up again in a new
+	// schema, at most three times.
+	var url string
+	var admin *sql.DB
+	var conn *sql.Conn
+	for attempt := 1; ; attempt++ {
+		var n int64
+		url, admin, conn, n = stalePlanScenario(t, devices, reports, collectors)
+		if n > collectors {
+			break
 		}
-		seq := uint64(0)
-		for r := range reports {
-			at := t0.Add(time.Duration(r) * time.Minute)
-			var batch []store.Observation
-			for c := range collectors {
-				seq++
-				batch = append(batch, store.Observation{Seq: seq, Collector: fmt.Sprintf("c%d", c), CollectedAt: at,
-					Status: "ok", ParserVersion: 1, Payload: json.RawMessage(`{}`)})
-			}
-			if _, err := s.Ingest(ctx, id, batch, at); err != nil {
-				t.Fatal(err)
-			}
+		if attempt == 3 {
+			t.Fatalf("precondition: the plan made on empty tables reads %d observations for %d latest, %d times; want a plan that walks the history", n, collectors, attempt)
 		}
+		t.Logf("attempt %d: the connection was replanned before Maintain (reads %d observations): setting up again", attempt, n)
 	}
-	// The writers' statistics reach the server when their sessions end.
-	s.Close()
-
 	read := func() int64 { return observationsRead(t, conn) }
-	if n := read(); n <= collectors {
-		t.Fatalf("precondition: the plan made on empty tables reads %d observations for %d latest; want a plan that walks the history", n, collectors)
-	}
 	deadBefore := waitDead(t, admin, "devices", devices*reports/2)
 
-	s, err = postgres.Open(ctx, url, false)
+	s, err := postgres.Open(ctx, url, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +54,7 @@ func TestMaintainReplansAndVacuums(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Maintain: %v", err)
 	}
-	for _, tb := range tables {
+	for _, tb := range []string{"devices", "observations", "latest_observations", "chain_heads"} {
 		if !slices.Contains(m.Analyzed, tb) {
 			t.Errorf("analyzed %v, want %s among them", m.Analyzed, tb)
 		}
@@ -125,6 +83,75 @@ func TestMaintainReplansAndVacuums(t *testing.T) {
 	if len(again.Analyzed)+len(again.Vacuumed) != 0 {
 		t.Errorf("a second Maintain with nothing changed did %+v, want nothing", again)
 	}
+}
+
+// stalePlanScenario sets up a new deployment in a fresh schema: a
+// connection that prepared the latest-observations read on empty tables,
+// then devices × reports reports of collectors observations each, written
+// with autovacuum off for the store's tables. It returns the schema's URL,
+// an admin connection pool, the connection holding the prepared statement
+// and how many observations rows that statement reads for dev-0.
+func stalePlanScenario(t *testing.T, devices, reports, collectors int) (string, *sql.DB, *sql.Conn, int64) {
+	t.Helper()
+	ctx := context.Background()
+	url := pgtest.URL(t)
+	s, err := postgres.Open(ctx, url, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := sql.Open("pgx", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Close() })
+	tables := []string{"devices", "observations", "latest_observations", "chain_heads"}
+	for _, tb := range tables {
+		if _, err := admin.Exec(`ALTER TABLE ` + tb + ` SET (autovacuum_enabled = false)`); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// A connection that plans the latest-observations read on the empty
+	// tables, as the store's connections do on a new database.
+	conn, err := admin.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	for _, q := range []string{
+		`SET plan_cache_mode = force_generic_plan`,
+		`PREPARE latest(text) AS SELECT o.seq, o.payload FROM latest_observations l
+			JOIN observations o ON o.device_id = l.device_id AND o.seq = l.seq WHERE l.device_id = $1`,
+		`EXPLAIN EXECUTE latest('dev-0')`,
+	} {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+
+	t0 := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	for d := range devices {
+		id := fmt.Sprintf("dev-%d", d)
+		if _, err := s.EnrollDevice(ctx, store.Device{ID: id, Hostname: id, GOOS: "linux", MachineID: fmt.Sprintf("%032x", d), EnrolledAt: t0}); err != nil {
+			t.Fatal(err)
+		}
+		seq := uint64(0)
+		for r := range reports {
+			at := t0.Add(time.Duration(r) * time.Minute)
+			var batch []store.Observation
+			for c := range collectors {
+				seq++
+				batch = append(batch, store.Observation{Seq: seq, Collector: fmt.Sprintf("c%d", c), CollectedAt: at,
+					Status: "ok", ParserVersion: 1, Payload: json.RawMessage(`{}`)})
+			}
+			if _, err := s.Ingest(ctx, id, batch, at); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// The writers' statistics reach the server when their sessions end.
+	s.Close()
+	return url, admin, conn, observationsRead(t, conn)
 }
 
 // observationsRead runs the prepared statement latest for dev-0 and
