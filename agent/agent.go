@@ -40,9 +40,11 @@ type Config struct {
 	CollectorTimeout time.Duration // per collector
 	OutboxMaxBytes   int64
 	Version          string
-	Log              *slog.Logger
-	Host             platform.Host
-	Registry         *collectors.Registry
+	// Facts is what the agent says of its host in each Hello.
+	Facts    *evidentv1.HostFacts
+	Log      *slog.Logger
+	Host     platform.Host
+	Registry *collectors.Registry
 	// TPM and TPMEventLog override the TPM recorded at enrollment (a TPM
 	// spec as tpm.Open takes, and an event log path).
 	TPM         string
@@ -312,7 +314,7 @@ func Open(cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	a := &Agent{cfg: cfg, id: id, outbox: ob, clock: wallClock{}, watchdog: collectors.NewWatchdog(), startedAt: wall.Now(), metrics: newAgentMetrics()}
-	a.up = &uplink.Uplink{Outbox: ob, Server: id.Server, TLS: id.TLSConfig, AgentVersion: cfg.Version, Log: cfg.Log,
+	a.up = &uplink.Uplink{Outbox: ob, Server: id.Server, TLS: id.TLSConfig, AgentVersion: cfg.Version, Facts: cfg.Facts, Log: cfg.Log,
 		TrustHash: id.TrustHash, TrustBundle: func(b []byte) {
 			switch changed, err := id.SetTrust(b); {
 			case err != nil:

@@ -53,7 +53,10 @@ type Uplink struct {
 	Server       string
 	TLS          func() (*tls.Config, error)
 	AgentVersion string
-	Log          *slog.Logger
+	// Facts, when set, is sent in every Hello: the server refreshes the
+	// device's record from it.
+	Facts *evidentv1.HostFacts
+	Log   *slog.Logger
 	// CollectNow receives the server's requests to collect immediately.
 	CollectNow chan<- []string
 	// Challenges receives the server's attestation challenges; nil ignores
@@ -287,7 +290,7 @@ func (u *Uplink) session(ctx context.Context, client evidentv1.EvidenceClient) (
 	if err != nil {
 		return false, "", err
 	}
-	hello := &evidentv1.Hello{AgentVersion: u.AgentVersion, LastAckedSeq: st.LastAcked, AcceptsBusy: true}
+	hello := &evidentv1.Hello{AgentVersion: u.AgentVersion, LastAckedSeq: st.LastAcked, AcceptsBusy: true, Facts: u.Facts}
 	if u.TrustHash != nil {
 		hello.CaBundleSha256 = u.TrustHash()
 	}

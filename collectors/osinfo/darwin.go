@@ -53,6 +53,12 @@ func collectDarwin(ctx context.Context, h platform.Host) (collectors.Result, err
 	}
 	if out, ok := run("ioreg", "-rd1", "-c", "IOPlatformExpertDevice"); ok {
 		p.MachineID = parseIOPlatformUUID(out)
+		p.SerialNumber, p.HardwareModel, p.HardwareVendor = parseIOPlatformIdentity(out)
+	}
+	// The owner of /dev/console is the user at the screen (root at the
+	// login window).
+	if out, ok := run("stat", "-f", "%Su", "/dev/console"); ok {
+		p.ConsoleUser = consoleUser(out)
 	}
 	res.Payload = p
 	if p.Hostname == "" && p.PlatformVersion == "" {

@@ -36,12 +36,20 @@ func TestCollectDarwin(t *testing.T) {
 		"sysctl -n kern.boottime":       {Stdout: platformtest.ReadFixture(t, "darwin", "sysctl-kern.boottime.txt")},
 		"sysctl -n kern.hv_vmm_present": out("0\n"),
 		"ioreg":                         {Stdout: platformtest.ReadFixture(t, "darwin", "ioreg-platformexpert.txt")},
+		"stat -f %Su /dev/console":      out("ada\n"),
 	}
 	want := Payload{Hostname: "mbp-14", OS: "darwin", Platform: "macos", PlatformFamily: "darwin", PlatformVersion: "15.1",
-		KernelVersion: "24.1.0", KernelArch: "arm64", BootTime: time.Unix(1763543410, 0).UTC(), MachineID: "8A3C1F52-6E0B-5D7A-9B41-2F6C0D8E7A13"}
+		KernelVersion: "24.1.0", KernelArch: "arm64", BootTime: time.Unix(1763543410, 0).UTC(), MachineID: "8A3C1F52-6E0B-5D7A-9B41-2F6C0D8E7A13",
+		SerialNumber: "C02DEMO00001", HardwareVendor: "Apple Inc.", HardwareModel: "MacBookPro18,1", ConsoleUser: "ada"}
 	res, err := New().Collect(context.Background(), platformtest.Replay{Live: &platform.Live{Root: "testdata/darwin"}, OS: "darwin", Commands: full})
-	if err != nil || res.Payload.(Payload) != want || len(res.Sources) != 7 {
+	if err != nil || res.Payload.(Payload) != want || len(res.Sources) != 8 {
 		t.Errorf("got %+v, %v (%d sources)", res.Payload, err, len(res.Sources))
+	}
+	// At the login window /dev/console belongs to root: nobody is there.
+	full["stat -f %Su /dev/console"] = out("root\n")
+	res, _ = New().Collect(context.Background(), platformtest.Replay{Live: &platform.Live{Root: "testdata/darwin"}, OS: "darwin", Commands: full})
+	if p := res.Payload.(Payload); p.ConsoleUser != "" || p.SerialNumber != "C02DEMO00001" {
+		t.Errorf("login window: user %q serial %q", p.ConsoleUser, p.SerialNumber)
 	}
 
 	vm := map[string]platform.Result{"sysctl -n kern.hostname": out("ci-runner\n"), "sysctl -n kern.hv_vmm_present": out("1\n"),

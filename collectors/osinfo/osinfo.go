@@ -102,7 +102,9 @@ func collectLinux(ctx context.Context, h platform.Host) (collectors.Result, erro
 		res.Sources = append(res.Sources, collectors.FileSource("/proc/stat", []byte(line), nil))
 	}
 	p.MachineID, _ = r.file("/etc/machine-id")
-	p.Virtualization = virtualization(r)
+	linuxHardware(r, &p)
+	p.Virtualization = virtualization(r, p.HardwareVendor, p.HardwareModel)
+	p.ConsoleUser = linuxConsoleUser(ctx, h, r)
 	res.Payload = p
 	if p.Hostname == "" && p.Platform == "" {
 		return res, fmt.Errorf("neither a hostname nor /etc/os-release could be read")
@@ -123,9 +125,64 @@ func parseBootTime(stat string) (time.Time, string) {
 	return time.Time{}, ""
 }
 
+// linuxHardware reads the serial number, vendor and model from SMBIOS
+// (/sys/class/dmi/id; product_serial is readable by root only, as the
+// agent runs), else from the device tree (ARM boards).
+func linuxHardware(r reader, p *Payload) {
+	const dmi = "/sys/class/dmi/id/"
+	vendor, _ := r.file(dmi + "sys_vendor")
+	if !placeholderText(vendor) {
+		p.HardwareVendor = vendor
+	}
+	if name, ok := r.file(dmi + "product_name"); ok {
+		version, _ := r.file(dmi + "product_version")
+		p.HardwareModel = linuxModel(vendor, name, version)
+	}
+	for _, f := range []string{"product_serial", "chassis_serial", "board_serial"} {
+		if s, ok := r.file(dmi + f); ok {
+			if p.SerialNumber = realSerial(s); p.SerialNumber != "" {
+				return
+			}
+		}
+	}
+	const dt = "/sys/firmware/devicetree/base/"
+	if s, ok := r.file(dt + "serial-number"); ok {
+		p.SerialNumber = realSerial(s)
+	}
+	if p.HardwareModel == "" {
+		if m, ok := r.file(dt + "model"); ok {
+			p.HardwareModel = strings.Trim(m, "\x00")
+		}
+	}
+}
+
+// linuxConsoleUser names the user of seat0's active session (systemd-
+// logind), "" on a machine without a seat (a server) or nobody logged in.
+// The seat file gives a uid; `getent passwd UID` names it (one account's
+// line, where /etc/passwd would list them all).
+func linuxConsoleUser(ctx context.Context, h platform.Host, r reader) string {
+	seat, ok := r.file("/run/systemd/seats/seat0")
+	if !ok {
+		return ""
+	}
+	uid := parseSeatActiveUID([]byte(seat))
+	if uid == "" {
+		return ""
+	}
+	out, err := h.Run(ctx, "getent", "passwd", uid)
+	if err == nil && out.ExitCode == 0 {
+		r.res.Sources = append(r.res.Sources, collectors.CommandSource(out, out.Stdout))
+		if name := parsePasswdName(out.Stdout, uid); name != "" {
+			return consoleUser(name)
+		}
+	}
+	return "uid " + uid
+}
+
 // virtualization names a container runtime or hypervisor from marker files
-// and the DMI vendor strings, or "" on bare metal or when nothing says.
-func virtualization(r reader) string {
+// and the DMI vendor and product strings, or "" on bare metal or when
+// nothing says.
+func virtualization(r reader, vendor, product string) string {
 	if _, ok := r.file("/.dockerenv"); ok {
 		return "docker guest"
 	}
@@ -135,8 +192,6 @@ func virtualization(r reader) string {
 	if _, ok := r.file("/run/.containerenv"); ok {
 		return "podman guest"
 	}
-	vendor, _ := r.file("/sys/class/dmi/id/sys_vendor")
-	product, _ := r.file("/sys/class/dmi/id/product_name")
 	for _, hv := range []struct{ marker, name string }{
 		{"QEMU", "kvm"}, {"KVM", "kvm"}, {"VMware", "vmware"}, {"VirtualBox", "virtualbox"},
 		{"Xen", "xen"}, {"Amazon EC2", "kvm"}, {"Google", "kvm"}, {"Microsoft Corporation", "hyperv"},

@@ -17,7 +17,22 @@ const (
 	cimv2Namespace = `root\CIMV2`
 	winOSQuery     = "SELECT Caption, Version, BuildNumber, LastBootUpTime, OSArchitecture, CSName FROM Win32_OperatingSystem"
 	productQuery   = "SELECT UUID FROM Win32_ComputerSystemProduct"
+	biosQuery      = "SELECT SerialNumber FROM Win32_BIOS"
+	systemQuery    = "SELECT Manufacturer, Model, UserName FROM Win32_ComputerSystem"
 )
+
+// win32BIOS is one Win32_BIOS row.
+type win32BIOS struct {
+	SerialNumber string
+}
+
+// win32System is one Win32_ComputerSystem row. UserName is the user at the
+// console ("DOMAIN\user"), empty when nobody is logged in there.
+type win32System struct {
+	Manufacturer string
+	Model        string
+	UserName     string
+}
 
 // win32OS is one Win32_OperatingSystem row. LastBootUpTime is a CIM
 // datetime, which the WMI library decodes into a time.Time.
@@ -96,9 +111,33 @@ func collectWindows(ctx context.Context, h platform.Host) (collectors.Result, er
 	if err == nil && len(products) > 0 {
 		p.MachineID = windowsMachineID(products[0].UUID)
 	}
+	productErr := err
+	// Hardware identity (parser v3): a snapshot recorded by an older agent
+	// has neither query, and says nothing of them.
+	var bios []win32BIOS
+	if err := h.WMI(ctx, cimv2Namespace, biosQuery, &bios); !platform.IsNotExist(err) {
+		res.Sources = append(res.Sources, wmiSource(biosQuery, bios, err))
+		if err == nil && len(bios) > 0 {
+			p.SerialNumber = realSerial(bios[0].SerialNumber)
+		}
+	}
+	var systems []win32System
+	if err := h.WMI(ctx, cimv2Namespace, systemQuery, &systems); !platform.IsNotExist(err) {
+		res.Sources = append(res.Sources, wmiSource(systemQuery, systems, err))
+		if err == nil && len(systems) > 0 {
+			s := systems[0]
+			if !placeholderText(s.Manufacturer) {
+				p.HardwareVendor = strings.TrimSpace(s.Manufacturer)
+			}
+			if !placeholderText(s.Model) {
+				p.HardwareModel = strings.TrimSpace(s.Model)
+			}
+			p.ConsoleUser = consoleUser(s.UserName)
+		}
+	}
 	res.Payload = p
-	if err != nil && !platform.IsNotExist(err) {
-		return res, fmt.Errorf("read Win32_ComputerSystemProduct: %w", err)
+	if productErr != nil && !platform.IsNotExist(productErr) {
+		return res, fmt.Errorf("read Win32_ComputerSystemProduct: %w", productErr)
 	}
 	return res, nil
 }

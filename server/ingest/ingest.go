@@ -346,12 +346,8 @@ func (s *Server) enroll(ctx context.Context, req *evidentv1.EnrollRequest) (*evi
 		return nil, status.Error(codes.InvalidArgument, "csr is missing or larger than 8 KiB")
 	}
 	h := req.GetHost()
-	for _, f := range []string{h.GetHostname(), h.GetGoos(), h.GetGoarch(), h.GetOsVersion(), h.GetMachineId(), h.GetSerialNumber(), h.GetAgentVersion()} {
-		// What a device reports of itself ends up in auditors' terminals
-		// and spreadsheets: no control, escape or bidirectional character.
-		if len(f) > maxHostFieldBytes || !utf8.ValidString(f) || !safetext.Printable(f) {
-			return nil, status.Error(codes.InvalidArgument, "a host field is longer than 256 bytes, not UTF-8, or holds a control or escape character")
-		}
+	if err := checkHostFacts(h); err != nil {
+		return nil, err
 	}
 	// Check everything the caller sent before spending the secret: a bad
 	// request must not use up a single-use token.
@@ -379,6 +375,49 @@ func (s *Server) enroll(ctx context.Context, req *evidentv1.EnrollRequest) (*evi
 		return nil, err
 	}
 	return s.finishEnroll(ctx, req, nil)
+}
+
+// checkHostFacts refuses what a device says of itself when it could not be
+// shown as is: it ends up in auditors' terminals and spreadsheets, so no
+// control, escape or bidirectional character, and nothing long.
+func checkHostFacts(h *evidentv1.HostFacts) error {
+	for _, f := range []string{h.GetHostname(), h.GetGoos(), h.GetGoarch(), h.GetOsVersion(), h.GetMachineId(), h.GetSerialNumber(), h.GetAgentVersion()} {
+		if len(f) > maxHostFieldBytes || !utf8.ValidString(f) || !safetext.Printable(f) {
+			return status.Error(codes.InvalidArgument, "a host field is longer than 256 bytes, not UTF-8, or holds a control or escape character")
+		}
+	}
+	return nil
+}
+
+// refreshFacts records what the agent says of its host in its Hello when
+// it changed since enrollment (a serial number an older agent did not
+// send, a new hostname, an upgrade). Facts that cannot be shown end the
+// stream as enrollment refuses them.
+func (s *Server) refreshFacts(ctx context.Context, log *slog.Logger, deviceID string, h *evidentv1.HostFacts) error {
+	if h == nil {
+		return nil
+	}
+	if err := checkHostFacts(h); err != nil {
+		return err
+	}
+	f := store.DeviceFacts{Hostname: h.GetHostname(), OSVersion: h.GetOsVersion(), SerialNumber: h.GetSerialNumber(), AgentVersion: h.GetAgentVersion()}
+	if c, ok := callerFromContext(ctx); ok {
+		d := c.dev
+		if (f.Hostname == "" || f.Hostname == d.Hostname) && (f.OSVersion == "" || f.OSVersion == d.OSVersion) &&
+			(f.SerialNumber == "" || f.SerialNumber == d.SerialNumber) && (f.AgentVersion == "" || f.AgentVersion == d.AgentVersion) {
+			return nil // unchanged: no write
+		}
+	}
+	changed, err := s.Store.UpdateDeviceFacts(ctx, deviceID, f)
+	if err != nil {
+		// The facts are a convenience: evidence still flows without them.
+		log.Warn("device facts not recorded", "err", err)
+		return nil
+	}
+	if changed {
+		log.Info("device facts refreshed", "hostname", f.Hostname, "os_version", f.OSVersion, "agent_version", f.AgentVersion, "serial_number_set", f.SerialNumber != "")
+	}
+	return nil
 }
 
 func (s *Server) secretError(err error, h *evidentv1.HostFacts) error {
@@ -547,6 +586,9 @@ func (es *evidenceStream) handle(msg *evidentv1.AgentMessage) error {
 	case *evidentv1.AgentMessage_Hello:
 		log.Info("agent connected", "agent_version", m.Hello.GetAgentVersion(), "last_acked_seq", m.Hello.GetLastAckedSeq())
 		es.acceptsBusy = m.Hello.GetAcceptsBusy()
+		if err := s.refreshFacts(ctx, log, deviceID, m.Hello.GetFacts()); err != nil {
+			return err
+		}
 		if bundle := s.ca().PEM(); !bytes.Equal(m.Hello.GetCaBundleSha256(), sha256Of(bundle)) {
 			if err := out.send(&evidentv1.ServerMessage{Msg: &evidentv1.ServerMessage_TrustBundle{TrustBundle: &evidentv1.TrustBundle{CaBundle: bundle}}}); err != nil {
 				return err

@@ -291,3 +291,41 @@ func TestBuildNoInventory(t *testing.T) {
 		t.Errorf("JSON = %s\nwant %s", b, want)
 	}
 }
+
+// TestPopulationSerialsTellTwinsApart: three Windows laptops share the
+// hostname LAPTOP-7F3K (as recorded ones do). Enrolled without serial
+// numbers, hostnames cannot tell them apart: one silent laptop hides behind
+// the two that report. Once their agents send serial numbers (the Hello's
+// facts refresh the device), each inventory row matches its own laptop and
+// the silent one is named.
+func TestPopulationSerialsTellTwinsApart(t *testing.T) {
+	f := newFixture(t)
+	feb1 := day(2, 1)
+	serials := map[string]string{"dev-t1": "5CD1234XYZ", "dev-t2": "5CD1234XZA", "dev-t3": "PF2ABC12"}
+	for _, id := range []string{"dev-t1", "dev-t2", "dev-t3"} {
+		f.enroll(id, "LAPTOP-7F3K", "", feb1)
+	}
+	f.report("dev-t1", day(3, 3))
+	f.report("dev-t2", day(3, 4))
+	rows := []store.InventoryRow{{Line: 2, SerialNumber: "5CD1234XYZ", Hostname: "LAPTOP-7F3K", Owner: "ada"},
+		{Line: 3, SerialNumber: "5CD1234XZA", Hostname: "LAPTOP-7F3K", Owner: "bob"},
+		{Line: 4, SerialNumber: "PF2ABC12", Hostname: "LAPTOP-7F3K", Owner: "carol"}}
+	if _, err := f.st.ReplaceInventory(t.Context(), store.InventoryImport{ImportedAt: day(4, 1), Source: "Intune", Filename: "intune.csv"}, rows); err != nil {
+		t.Fatal(err)
+	}
+	before := build(t, f.st, period.Options{From: from, To: to, Now: now}).Population
+	if before.SilentCount != 0 {
+		t.Fatalf("by hostname, silent = %+v; want none seen (the twins cover for each other)", before.InInventorySilent)
+	}
+	for id, sn := range serials {
+		if _, err := f.st.UpdateDeviceFacts(t.Context(), id, store.DeviceFacts{SerialNumber: sn}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := build(t, f.st, period.Options{From: from, To: to, Now: now}).Population
+	if p.Matched != 3 || p.SilentCount != 1 || p.InInventorySilent[0].Device.ID != "dev-t3" || p.InInventorySilent[0].Row.Owner != "carol" ||
+		p.InInventorySilent[0].MatchedBy != "serial_number" || p.NotInInventoryCount != 0 {
+		t.Errorf("by serial: matched %d, silent %+v, not in inventory %d; want carol's laptop dev-t3 silent, matched by serial",
+			p.Matched, p.InInventorySilent, p.NotInInventoryCount)
+	}
+}

@@ -48,6 +48,8 @@ type Device struct {
 	// PreviousID is the earlier device of the same machine (by machine id).
 	PreviousID   string `json:"previous_id,omitempty"`
 	AgentVersion string `json:"agent_version,omitempty"`
+	// SerialNumber is the hardware's, as the agent last said it.
+	SerialNumber string `json:"serial_number,omitempty"`
 	// Groups are the policy's device groups this device is in.
 	Groups []string `json:"groups,omitempty"`
 }
@@ -205,7 +207,7 @@ func BuildDevice(ctx context.Context, st Store, p *controls.Policy, d store.Devi
 	}
 	rd := Device{
 		ID: d.ID, Hostname: d.Hostname, OS: d.OS(), EnrolledAt: d.EnrolledAt,
-		LastSeenAt: d.LastSeenAt, Compliant: true, Reenrolled: d.Reenrolled, PreviousID: d.PreviousID, AgentVersion: d.AgentVersion,
+		LastSeenAt: d.LastSeenAt, Compliant: true, Reenrolled: d.Reenrolled, PreviousID: d.PreviousID, AgentVersion: d.AgentVersion, SerialNumber: d.SerialNumber,
 		History: History{Observations: counts.Total, FirstSeq: counts.MinSeq, LastSeq: counts.MaxSeq,
 			Since: counts.First, Until: counts.Last, Intervals: len(hist)},
 	}
@@ -268,7 +270,11 @@ func WriteText(w io.Writer, f *Fleet) error {
 		case !d.Compliant:
 			verdict = "NOT COMPLIANT"
 		}
-		fmt.Fprintf(w, "\nDevice %s (%s, %s): %s\n", safetext.Args(d.Hostname, d.ID, d.OS, verdict)...)
+		serial := ""
+		if d.SerialNumber != "" {
+			serial = ", serial " + d.SerialNumber
+		}
+		fmt.Fprintf(w, "\nDevice %s (%s, %s%s): %s\n", safetext.Args(d.Hostname, d.ID, d.OS, serial, verdict)...)
 		seen := "never"
 		if d.LastSeenAt != nil {
 			seen = d.LastSeenAt.Format(time.RFC3339)

@@ -161,6 +161,11 @@ type Enrollment interface {
 	// A TPM names one live device: every earlier device with the same EK
 	// is superseded (SupersededBy) in the same transaction.
 	EnrollDevice(ctx context.Context, d Device) (Device, error)
+	// UpdateDeviceFacts refreshes what a device says of itself and
+	// reports whether anything changed. An empty field keeps what is
+	// stored: an agent that cannot read its serial number does not erase
+	// the one it enrolled with. ErrNotFound for an unknown device.
+	UpdateDeviceFacts(ctx context.Context, id string, f DeviceFacts) (bool, error)
 	Device(ctx context.Context, id string) (Device, error)
 	// DeviceByMachineID returns the newest device with this machine id;
 	// ErrNotFound when none.
@@ -301,6 +306,11 @@ type EnrollSecret struct {
 }
 
 // Device is an enrolled device.
+// DeviceFacts is what a connected agent says of its host.
+type DeviceFacts struct {
+	Hostname, OSVersion, SerialNumber, AgentVersion string
+}
+
 type Device struct {
 	ID           string
 	Hostname     string

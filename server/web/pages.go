@@ -17,6 +17,7 @@ import (
 
 	"github.com/evident-dev/evident/internal/pct"
 	"github.com/evident-dev/evident/internal/safetext"
+	"github.com/evident-dev/evident/proto/evidence"
 	"github.com/evident-dev/evident/server/admin"
 	"github.com/evident-dev/evident/server/period"
 	"github.com/evident-dev/evident/server/report"
@@ -410,6 +411,35 @@ type deviceView struct {
 	From, To    time.Time
 	Done        string
 	CanAdmin    bool
+	Hardware    hardwareView
+}
+
+// hardwareView is what identifies the machine: the serial number the
+// server holds (from enrollment or the agent's last Hello), and the
+// vendor, model and console user of the latest osinfo report.
+type hardwareView struct {
+	SerialNumber, Vendor, Model, ConsoleUser string
+	// At is when the osinfo report was collected (zero without one).
+	At time.Time
+}
+
+// hardware reads the device's newest osinfo report, if any; an error or
+// an undecodable payload leaves those facts out.
+func (s *Server) hardware(r *http.Request, d store.Device) hardwareView {
+	v := hardwareView{SerialNumber: d.SerialNumber}
+	obs, err := s.st.History(r.Context(), d.ID, evidence.OSInfo, 1)
+	if err != nil || len(obs) == 0 || obs[0].Status != "ok" {
+		return v
+	}
+	p, err := evidence.Decode[evidence.OSInfoPayload](evidence.OSInfo, obs[0].ParserVersion, obs[0].Payload)
+	if err != nil {
+		return v
+	}
+	v.Vendor, v.Model, v.ConsoleUser, v.At = p.HardwareVendor, p.HardwareModel, p.ConsoleUser, obs[0].CollectedAt
+	if v.SerialNumber == "" {
+		v.SerialNumber = p.SerialNumber
+	}
+	return v
 }
 
 func (s *Server) lookupDevice(w http.ResponseWriter, r *http.Request, u *user) (store.Device, bool) {
@@ -460,7 +490,7 @@ func (s *Server) devicePage(w http.ResponseWriter, r *http.Request, u *user) {
 	now := s.now().UTC()
 	from := now.Add(-chartDays * 24 * time.Hour)
 	v := deviceView{Device: rd, BarW: timelineW, BarH: timelineH, From: from, To: now, CanAdmin: u.IsAdmin(),
-		Axis: timelineAxis(from, now), Credentials: credentials(d, now)}
+		Axis: timelineAxis(from, now), Credentials: credentials(d, now), Hardware: s.hardware(r, d)}
 	switch r.URL.Query().Get("done") {
 	case "revoke":
 		v.Done = "Credentials cut: the device's streams close within seconds on every server replica, and it can no longer connect, renew or enroll with its key."

@@ -174,3 +174,31 @@ func TestAuditLogPagedFilteredExported(t *testing.T) {
 		t.Errorf("GET /audit.csv?to=never = %d, want 400", r.code)
 	}
 }
+
+// TestDevicePageHardware: the device page names the machine as IT's
+// inventory does: the serial number the server holds, and the vendor,
+// model and console user of the newest osinfo report.
+func TestDevicePageHardware(t *testing.T) {
+	e := newEnv(t, false)
+	ctx := context.Background()
+	b := e.browser()
+	b.login(e.fleet.AuditorToken)
+	if r := b.get("/devices/" + webtest.Alice); !strings.Contains(r.body, "not reported") || strings.Contains(r.body, `id="hardware"`) {
+		t.Errorf("device without a serial number or an osinfo report: the page should say none was reported")
+	}
+	if _, err := e.st.UpdateDeviceFacts(ctx, webtest.Alice, store.DeviceFacts{SerialNumber: "PF2ABC12"}); err != nil {
+		t.Fatal(err)
+	}
+	payload, _ := json.Marshal(map[string]any{"hostname": "laptop-alice", "os": "linux", "serial_number": "PF2ABC12",
+		"hardware_vendor": "LENOVO", "hardware_model": "ThinkPad X1 Carbon Gen 9 (20XW0055US)", "console_user": "alice"})
+	if _, err := e.st.Ingest(ctx, webtest.Alice, []store.Observation{{Seq: 100, Collector: "osinfo", CollectedAt: webtest.Now.Add(-time.Minute),
+		Status: "ok", ParserVersion: 3, Payload: payload}}, webtest.Now); err != nil {
+		t.Fatal(err)
+	}
+	r := b.get("/devices/" + webtest.Alice)
+	for _, want := range []string{`id="serial-number"><code>PF2ABC12</code>`, `id="hardware">LENOVO ThinkPad X1 Carbon Gen 9 (20XW0055US)`, `id="console-user">alice (as of 2026-03-31 11:59 UTC)`} {
+		if !strings.Contains(r.body, want) {
+			t.Errorf("device page lacks %s", want)
+		}
+	}
+}

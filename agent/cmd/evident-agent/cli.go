@@ -21,6 +21,7 @@ import (
 	"github.com/evident-dev/evident/agent/identity"
 	"github.com/evident-dev/evident/collectors"
 	"github.com/evident-dev/evident/collectors/all"
+	"github.com/evident-dev/evident/collectors/osinfo"
 	"github.com/evident-dev/evident/internal/cli"
 	"github.com/evident-dev/evident/internal/clock"
 	"github.com/evident-dev/evident/internal/version"
@@ -313,7 +314,21 @@ func hostFacts() *identity.HostFacts {
 		f.OsVersion = strings.TrimSpace(info.Platform + " " + info.PlatformVersion)
 		f.MachineId = info.HostID
 	}
+	f.SerialNumber = serialNumber(platform.NewLive())
 	return f
+}
+
+// serialNumber is the hardware serial number the osinfo collector reads on
+// h ("" when the firmware has none): what IT's inventory knows the
+// machine by, sent at enrollment and in every Hello.
+func serialNumber(h platform.Host) string {
+	ctx, cancel := context.WithTimeout(context.Background(), agent.DefaultCollectorTimeout)
+	defer cancel()
+	res, _ := osinfo.New().Collect(ctx, h)
+	if p, ok := res.Payload.(osinfo.Payload); ok {
+		return p.SerialNumber
+	}
+	return ""
 }
 
 func (a app) cmdSnapshot(args []string) error {

@@ -16,6 +16,7 @@ import (
 	"github.com/evident-dev/evident/agent/identity"
 	"github.com/evident-dev/evident/internal/cli"
 	"github.com/evident-dev/evident/internal/version"
+	"github.com/evident-dev/evident/platform"
 	"github.com/evident-dev/evident/platform/service"
 	"github.com/evident-dev/evident/platform/snapshot"
 )
@@ -56,8 +57,7 @@ func (a app) cmdEnroll(args []string) error {
 		if err != nil {
 			return err
 		}
-		m := h.Manifest()
-		facts = &identity.HostFacts{Hostname: m.Hostname, Goos: m.GOOS, Goarch: m.GOARCH, AgentVersion: version.Version}
+		facts = runFacts(h)
 	}
 	id, err := enroll(context.Background(), cfg, facts)
 	if err != nil {
@@ -204,6 +204,7 @@ func (a app) daemon(ctx context.Context, st *settings, o runOptions, wait bool) 
 		CollectorTimeout: cfg.Duration(config.CollectorTimeout, agent.DefaultCollectorTimeout),
 		OutboxMaxBytes:   cfg.Int64(config.OutboxMaxBytes, agent.DefaultOutboxMaxBytes),
 		Version:          version.Version,
+		Facts:            runFacts(h),
 		Log:              log,
 		Registry:         reg,
 		Host:             h,
@@ -302,4 +303,14 @@ func (a app) loadSettings(ctx context.Context, st *settings, wait bool) (*config
 func enrolled(cfg *config.Config) bool {
 	_, err := identity.Load(identity.Dir(cfg.Get(config.DataDir)))
 	return err == nil
+}
+
+// runFacts is what the agent says of the host it reads: the live
+// machine's facts, or a replayed snapshot's.
+func runFacts(h platform.Host) *identity.HostFacts {
+	if s, ok := h.(*snapshot.Host); ok {
+		m := s.Manifest()
+		return &identity.HostFacts{Hostname: m.Hostname, Goos: m.GOOS, Goarch: m.GOARCH, AgentVersion: version.Version, SerialNumber: serialNumber(h)}
+	}
+	return hostFacts()
 }

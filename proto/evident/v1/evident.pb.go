@@ -915,7 +915,12 @@ type Hello struct {
 	// cannot take with Busy and keeps the stream, instead of ending it with
 	// UNAVAILABLE (which makes the agent reconnect: a TLS handshake more for
 	// a server that is already short of CPU).
-	AcceptsBusy   bool `protobuf:"varint,4,opt,name=accepts_busy,json=acceptsBusy,proto3" json:"accepts_busy,omitempty"`
+	AcceptsBusy bool `protobuf:"varint,4,opt,name=accepts_busy,json=acceptsBusy,proto3" json:"accepts_busy,omitempty"`
+	// What the device says of itself now (hostname, OS version, serial
+	// number, agent version): the server refreshes the device's record
+	// when they changed since enrollment. Machine id, OS and architecture
+	// are identity and are not changed this way.
+	Facts         *HostFacts `protobuf:"bytes,5,opt,name=facts,proto3" json:"facts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -976,6 +981,13 @@ func (x *Hello) GetAcceptsBusy() bool {
 		return x.AcceptsBusy
 	}
 	return false
+}
+
+func (x *Hello) GetFacts() *HostFacts {
+	if x != nil {
+		return x.Facts
+	}
+	return nil
 }
 
 // Report carries a batch of observations in seq order.
@@ -2063,12 +2075,13 @@ const file_evident_v1_evident_proto_rawDesc = "" +
 	"\x06report\x18\x02 \x01(\v2\x12.evident.v1.ReportH\x00R\x06report\x125\n" +
 	"\theartbeat\x18\x03 \x01(\v2\x15.evident.v1.HeartbeatH\x00R\theartbeat\x12;\n" +
 	"\vattestation\x18\x04 \x01(\v2\x17.evident.v1.AttestationH\x00R\vattestationB\x05\n" +
-	"\x03msg\"\x9f\x01\n" +
+	"\x03msg\"\xcc\x01\n" +
 	"\x05Hello\x12#\n" +
 	"\ragent_version\x18\x01 \x01(\tR\fagentVersion\x12$\n" +
 	"\x0elast_acked_seq\x18\x02 \x01(\x04R\flastAckedSeq\x12(\n" +
 	"\x10ca_bundle_sha256\x18\x03 \x01(\fR\x0ecaBundleSha256\x12!\n" +
-	"\faccepts_busy\x18\x04 \x01(\bR\vacceptsBusy\"E\n" +
+	"\faccepts_busy\x18\x04 \x01(\bR\vacceptsBusy\x12+\n" +
+	"\x05facts\x18\x05 \x01(\v2\x15.evident.v1.HostFactsR\x05facts\"E\n" +
 	"\x06Report\x12;\n" +
 	"\fobservations\x18\x01 \x03(\v2\x17.evident.v1.ObservationR\fobservations\"\xeb\x01\n" +
 	"\vAttestation\x12\x14\n" +
@@ -2219,36 +2232,37 @@ var file_evident_v1_evident_proto_depIdxs = []int32{
 	14, // 10: evident.v1.AgentMessage.report:type_name -> evident.v1.Report
 	18, // 11: evident.v1.AgentMessage.heartbeat:type_name -> evident.v1.Heartbeat
 	15, // 12: evident.v1.AgentMessage.attestation:type_name -> evident.v1.Attestation
-	19, // 13: evident.v1.Report.observations:type_name -> evident.v1.Observation
-	16, // 14: evident.v1.Attestation.quotes:type_name -> evident.v1.Quote
-	17, // 15: evident.v1.Attestation.pcrs:type_name -> evident.v1.PCRValue
-	30, // 16: evident.v1.Heartbeat.sent_at:type_name -> google.protobuf.Timestamp
-	30, // 17: evident.v1.Observation.collected_at:type_name -> google.protobuf.Timestamp
-	0,  // 18: evident.v1.Observation.status:type_name -> evident.v1.Observation.Status
-	20, // 19: evident.v1.Observation.sources:type_name -> evident.v1.Source
-	26, // 20: evident.v1.ServerMessage.ack:type_name -> evident.v1.Ack
-	27, // 21: evident.v1.ServerMessage.collect_now:type_name -> evident.v1.CollectNow
-	28, // 22: evident.v1.ServerMessage.config:type_name -> evident.v1.Config
-	24, // 23: evident.v1.ServerMessage.attestation_challenge:type_name -> evident.v1.AttestationChallenge
-	25, // 24: evident.v1.ServerMessage.attestation_result:type_name -> evident.v1.AttestationResult
-	23, // 25: evident.v1.ServerMessage.trust_bundle:type_name -> evident.v1.TrustBundle
-	22, // 26: evident.v1.ServerMessage.busy:type_name -> evident.v1.Busy
-	31, // 27: evident.v1.Busy.retry_after:type_name -> google.protobuf.Duration
-	30, // 28: evident.v1.AttestationChallenge.expires_at:type_name -> google.protobuf.Timestamp
-	29, // 29: evident.v1.Config.collector_interval_seconds:type_name -> evident.v1.Config.CollectorIntervalSecondsEntry
-	1,  // 30: evident.v1.Enrollment.Enroll:input_type -> evident.v1.EnrollRequest
-	8,  // 31: evident.v1.Credentials.Renew:input_type -> evident.v1.RenewRequest
-	10, // 32: evident.v1.Credentials.Confirm:input_type -> evident.v1.ConfirmRequest
-	12, // 33: evident.v1.Evidence.Stream:input_type -> evident.v1.AgentMessage
-	7,  // 34: evident.v1.Enrollment.Enroll:output_type -> evident.v1.EnrollResponse
-	9,  // 35: evident.v1.Credentials.Renew:output_type -> evident.v1.RenewResponse
-	11, // 36: evident.v1.Credentials.Confirm:output_type -> evident.v1.ConfirmResponse
-	21, // 37: evident.v1.Evidence.Stream:output_type -> evident.v1.ServerMessage
-	34, // [34:38] is the sub-list for method output_type
-	30, // [30:34] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	2,  // 13: evident.v1.Hello.facts:type_name -> evident.v1.HostFacts
+	19, // 14: evident.v1.Report.observations:type_name -> evident.v1.Observation
+	16, // 15: evident.v1.Attestation.quotes:type_name -> evident.v1.Quote
+	17, // 16: evident.v1.Attestation.pcrs:type_name -> evident.v1.PCRValue
+	30, // 17: evident.v1.Heartbeat.sent_at:type_name -> google.protobuf.Timestamp
+	30, // 18: evident.v1.Observation.collected_at:type_name -> google.protobuf.Timestamp
+	0,  // 19: evident.v1.Observation.status:type_name -> evident.v1.Observation.Status
+	20, // 20: evident.v1.Observation.sources:type_name -> evident.v1.Source
+	26, // 21: evident.v1.ServerMessage.ack:type_name -> evident.v1.Ack
+	27, // 22: evident.v1.ServerMessage.collect_now:type_name -> evident.v1.CollectNow
+	28, // 23: evident.v1.ServerMessage.config:type_name -> evident.v1.Config
+	24, // 24: evident.v1.ServerMessage.attestation_challenge:type_name -> evident.v1.AttestationChallenge
+	25, // 25: evident.v1.ServerMessage.attestation_result:type_name -> evident.v1.AttestationResult
+	23, // 26: evident.v1.ServerMessage.trust_bundle:type_name -> evident.v1.TrustBundle
+	22, // 27: evident.v1.ServerMessage.busy:type_name -> evident.v1.Busy
+	31, // 28: evident.v1.Busy.retry_after:type_name -> google.protobuf.Duration
+	30, // 29: evident.v1.AttestationChallenge.expires_at:type_name -> google.protobuf.Timestamp
+	29, // 30: evident.v1.Config.collector_interval_seconds:type_name -> evident.v1.Config.CollectorIntervalSecondsEntry
+	1,  // 31: evident.v1.Enrollment.Enroll:input_type -> evident.v1.EnrollRequest
+	8,  // 32: evident.v1.Credentials.Renew:input_type -> evident.v1.RenewRequest
+	10, // 33: evident.v1.Credentials.Confirm:input_type -> evident.v1.ConfirmRequest
+	12, // 34: evident.v1.Evidence.Stream:input_type -> evident.v1.AgentMessage
+	7,  // 35: evident.v1.Enrollment.Enroll:output_type -> evident.v1.EnrollResponse
+	9,  // 36: evident.v1.Credentials.Renew:output_type -> evident.v1.RenewResponse
+	11, // 37: evident.v1.Credentials.Confirm:output_type -> evident.v1.ConfirmResponse
+	21, // 38: evident.v1.Evidence.Stream:output_type -> evident.v1.ServerMessage
+	35, // [35:39] is the sub-list for method output_type
+	31, // [31:35] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_evident_v1_evident_proto_init() }

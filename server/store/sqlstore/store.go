@@ -214,6 +214,38 @@ func (s *Store) EnrollDevice(ctx context.Context, d store.Device) (store.Device,
 	return stored, nil
 }
 
+// UpdateDeviceFacts implements store.Store.
+func (s *Store) UpdateDeviceFacts(ctx context.Context, id string, f store.DeviceFacts) (bool, error) {
+	var changed bool
+	err := s.write(ctx, func(tx Tx) error {
+		var d store.Device
+		err := tx.QueryRowContext(ctx, `SELECT hostname, os_version, serial_number, agent_version FROM devices WHERE id = ?`, id).
+			Scan(&d.Hostname, &d.OSVersion, &d.SerialNumber, &d.AgentVersion)
+		if errors.Is(err, sql.ErrNoRows) {
+			return store.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		keep := func(v *string, now string) {
+			if now != "" && now != *v {
+				*v, changed = now, true
+			}
+		}
+		keep(&d.Hostname, f.Hostname)
+		keep(&d.OSVersion, f.OSVersion)
+		keep(&d.SerialNumber, f.SerialNumber)
+		keep(&d.AgentVersion, f.AgentVersion)
+		if !changed {
+			return nil
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE devices SET hostname = ?, os_version = ?, serial_number = ?, agent_version = ? WHERE id = ?`,
+			d.Hostname, d.OSVersion, d.SerialNumber, d.AgentVersion, id)
+		return err
+	})
+	return changed, err
+}
+
 func (s *Store) enrollDevice(ctx context.Context, tx Tx, d store.Device) (store.Device, error) {
 	_, err := tx.ExecContext(ctx, `INSERT INTO devices (id, hostname, goos, goarch, os_version, machine_id, serial_number,
 		agent_version, secret_id, enrolled_at, previous_id, reenrolled) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`,

@@ -38,6 +38,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("EnrollSecretConflicts", func(t *testing.T) { testEnrollSecretConflicts(t, open) })
 	t.Run("Devices", func(t *testing.T) { testDevices(t, open) })
 	t.Run("Reenroll", func(t *testing.T) { testReenroll(t, open) })
+	t.Run("DeviceFacts", func(t *testing.T) { testDeviceFacts(t, open) })
 	t.Run("Ingest", func(t *testing.T) { testIngest(t, open) })
 	t.Run("IngestRoundTrip", func(t *testing.T) { testIngestRoundTrip(t, open) })
 	t.Run("IngestFailures", func(t *testing.T) { testIngestFailures(t, open) })
@@ -221,6 +222,49 @@ func device(id, machineID string) store.Device {
 		AgentVersion: "1.2.3",
 		SecretID:     "secret-1",
 		EnrolledAt:   t0,
+	}
+}
+
+// testDeviceFacts: a connected agent's facts refresh the device's record;
+// an empty fact keeps the stored one; nothing else changes.
+func testDeviceFacts(t *testing.T, open func(*testing.T) store.Store) {
+	s := open(t)
+	ctx := t.Context()
+	d := device("dev-f", "m-f")
+	d.SerialNumber = ""
+	mustEnroll(t, s, d)
+	for _, tc := range []struct {
+		name    string
+		f       store.DeviceFacts
+		changed bool
+		want    store.DeviceFacts
+	}{
+		{"a serial number read after enrollment", store.DeviceFacts{SerialNumber: "PF2ABC12"}, true,
+			store.DeviceFacts{Hostname: "host-dev-f", OSVersion: "Ubuntu 24.04", SerialNumber: "PF2ABC12", AgentVersion: "1.2.3"}},
+		{"the same again", store.DeviceFacts{Hostname: "host-dev-f", SerialNumber: "PF2ABC12", AgentVersion: "1.2.3"}, false,
+			store.DeviceFacts{Hostname: "host-dev-f", OSVersion: "Ubuntu 24.04", SerialNumber: "PF2ABC12", AgentVersion: "1.2.3"}},
+		{"renamed, upgraded", store.DeviceFacts{Hostname: "laptop-ada", OSVersion: "Ubuntu 26.04", AgentVersion: "1.3.0"}, true,
+			store.DeviceFacts{Hostname: "laptop-ada", OSVersion: "Ubuntu 26.04", SerialNumber: "PF2ABC12", AgentVersion: "1.3.0"}},
+		{"nothing said", store.DeviceFacts{}, false,
+			store.DeviceFacts{Hostname: "laptop-ada", OSVersion: "Ubuntu 26.04", SerialNumber: "PF2ABC12", AgentVersion: "1.3.0"}},
+	} {
+		changed, err := s.UpdateDeviceFacts(ctx, "dev-f", tc.f)
+		if err != nil || changed != tc.changed {
+			t.Errorf("%s: changed %v, %v; want %v", tc.name, changed, err, tc.changed)
+		}
+		got, err := s.Device(ctx, "dev-f")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f := (store.DeviceFacts{Hostname: got.Hostname, OSVersion: got.OSVersion, SerialNumber: got.SerialNumber, AgentVersion: got.AgentVersion}); f != tc.want {
+			t.Errorf("%s: device facts %+v, want %+v", tc.name, f, tc.want)
+		}
+		if got.MachineID != "m-f" || got.GOOS != "linux" || !got.EnrolledAt.Equal(t0) {
+			t.Errorf("%s: identity changed: %+v", tc.name, got)
+		}
+	}
+	if _, err := s.UpdateDeviceFacts(ctx, "dev-none", store.DeviceFacts{Hostname: "x"}); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("UpdateDeviceFacts of an unknown device: %v, want ErrNotFound", err)
 	}
 }
 
