@@ -70,7 +70,8 @@ pkg-macos: ## Build the macOS installer package into ./dist (on a Mac: pkgbuild,
 test: proto-check cross-check vulncheck ## Run every test (unit, conformance, end-to-end over loopback mTLS) and the vulnerability scan
 	$(GO) vet ./...
 	$(GO) vet -tags evidenttest ./internal/clock ./test/...
-	$(GO) test -count=1 ./...
+	$(GO) build -o bin/testsummary ./internal/testsummary
+	set -o pipefail; $(GO) test -count=1 -json ./... | bin/testsummary
 
 .PHONY: cross-check
 cross-check: ## Check with CGO_ENABLED=0 that the agent builds for darwin, windows and linux/arm64 and that every package vets on windows/amd64 and darwin/arm64

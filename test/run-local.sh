@@ -81,7 +81,7 @@ say "evident-server listening on $addr"
 if [ ! -f "$VAR/agent/identity/enrollment.json" ]; then
   say "creating a single-use enrollment secret and enrolling this machine"
   token=$("$BIN/evident-server" secret create --data-dir "$VAR/server" --label "make run" --single-use --expires 1h 2>/dev/null)
-  EVIDENT_ENROLL_TOKEN="$token" "$BIN/evident-agent" enroll --data-dir "$VAR/agent" --server "$addr" >&2
+  EVIDENT_ENROLL_SECRET="$token" "$BIN/evident-agent" enroll --data-dir "$VAR/agent" --server "$addr" >&2
 else
   say "this machine is already enrolled (reusing $VAR/agent)"
 fi

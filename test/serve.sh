@@ -13,7 +13,6 @@ if [ ! -f "$VAR/server/evident.db" ]; then
   say "no data in $VAR yet: running make run's script first"
   ./test/run-local.sh >/dev/null
 fi
-token=$("$BIN/evident-server" token create --data-dir "$VAR/server" --role auditor --label "make serve" --expires 12h 2>/dev/null)
 rm -f "$VAR/server/web.url"
 "$BIN/evident-server" run --data-dir "$VAR/server" --listen 127.0.0.1:0 --web-listen "$WEB" >>"$VAR/server.log" 2>&1 &
 pid=$!
@@ -24,6 +23,9 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 [ -s "$VAR/server/web.url" ] || { say "the web UI did not start within 10 s; see $VAR/server.log"; exit 1; }
+# Only once the server is up: a server that cannot start (a busy port)
+# leaves no token behind.
+token=$("$BIN/evident-server" token create --data-dir "$VAR/server" --role auditor --label "make serve" --expires 12h 2>/dev/null)
 say "web UI: $(cat "$VAR/server/web.url")"
 say "log in with this auditor token (read-only, valid 12 h):"
 printf '%s\n' "$token"

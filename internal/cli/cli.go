@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"reflect"
 	"strings"
 )
 
@@ -20,9 +21,60 @@ func NewFlagSet(name string, stderr io.Writer, help string) *flag.FlagSet {
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "%s\n\nFlags:\n", help)
-		fs.PrintDefaults()
+		PrintDefaults(fs)
 	}
 	return fs
+}
+
+// PrintDefaults prints fs's flags as flag.PrintDefaults does, except that a
+// back-quoted word in a usage stays in the text: the flag package would
+// take it for the value's placeholder ("-web-listen evident-server token
+// create"). The placeholder is the value's type ("string", "duration").
+func PrintDefaults(fs *flag.FlagSet) {
+	var b strings.Builder
+	fs.VisitAll(func(f *flag.Flag) {
+		plain := *f
+		plain.Usage = strings.ReplaceAll(f.Usage, "`", "")
+		name, _ := flag.UnquoteUsage(&plain)
+		fmt.Fprintf(&b, "  -%s", f.Name)
+		if name != "" {
+			b.WriteString(" " + name)
+		}
+		if b.Len() <= 4 { // a one-letter flag without a value fits before the tab
+			b.WriteString("\t")
+		} else {
+			b.WriteString("\n    \t")
+		}
+		b.WriteString(strings.ReplaceAll(f.Usage, "\n", "\n    \t"))
+		if !isZeroValue(f) {
+			if _, ok := f.Value.(interface{ Get() any }); ok && name == "string" {
+				fmt.Fprintf(&b, " (default %q)", f.DefValue)
+			} else {
+				fmt.Fprintf(&b, " (default %v)", f.DefValue)
+			}
+		}
+		b.WriteString("\n")
+		fmt.Fprint(fs.Output(), b.String())
+		b.Reset()
+	})
+}
+
+// isZeroValue reports whether f's default is its type's zero value, which
+// flag.PrintDefaults leaves unsaid.
+func isZeroValue(f *flag.Flag) bool {
+	t := reflect.TypeOf(f.Value)
+	var z reflect.Value
+	if t.Kind() == reflect.Pointer {
+		z = reflect.New(t.Elem())
+	} else {
+		z = reflect.Zero(t)
+	}
+	v, ok := z.Interface().(flag.Value)
+	if !ok {
+		return f.DefValue == ""
+	}
+	defer func() { recover() }() // a Value whose String needs fields set
+	return f.DefValue == v.String()
 }
 
 // Parse parses args, refusing positional arguments.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseAndExitCode(t *testing.T) {
@@ -70,5 +71,49 @@ func TestParseOne(t *testing.T) {
 		if !errors.Is(err, tc.wantErr) || (err == nil && (got != tc.want || *x != tc.wantX)) {
 			t.Errorf("ParseOne(%q) = %q, x=%q, %v; want %q, x=%q, %v", tc.args, got, *x, err, tc.want, tc.wantX, tc.wantErr)
 		}
+	}
+}
+
+// TestPrintDefaultsKeepsBackquotes: a back-quoted command in a flag's help
+// stays in the text instead of becoming the value's placeholder; without
+// back quotes the output is flag.PrintDefaults' own, defaults included.
+func TestPrintDefaultsKeepsBackquotes(t *testing.T) {
+	var out strings.Builder
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	fs.SetOutput(&out)
+	fs.String("web-listen", "", "serve the web UI here. Log in with a token\nfrom `evident-server token create`.")
+	PrintDefaults(fs)
+	want := "  -web-listen string\n    \tserve the web UI here. Log in with a token\n    \tfrom `evident-server token create`.\n"
+	if out.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", out.String(), want)
+	}
+
+	var help strings.Builder
+	cmd := NewFlagSet("run", &help, "evident-server run: serve.")
+	cmd.String("web-listen", "", "log in with a token from `evident-server token create`")
+	cmd.Usage()
+	if !strings.Contains(help.String(), "  -web-listen string\n") || strings.Contains(help.String(), "-web-listen evident-server") {
+		t.Errorf("-h prints\n%s", help.String())
+	}
+
+	var ours, theirs strings.Builder
+	build := func(w io.Writer) *flag.FlagSet {
+		fs := flag.NewFlagSet("y", flag.ContinueOnError)
+		fs.SetOutput(w)
+		fs.String("name", "evident", "a name")
+		fs.String("empty", "", "nothing by default\nover two lines")
+		fs.Bool("v", false, "verbose")
+		fs.Bool("force", true, "force")
+		fs.Duration("timeout", 30*time.Second, "how long")
+		fs.Duration("zero", 0, "no default")
+		fs.Int("n", 3, "count")
+		fs.Int64("max-bytes", 0, "bound")
+		fs.Func("each", "called for each", func(string) error { return nil })
+		return fs
+	}
+	PrintDefaults(build(&ours))
+	build(&theirs).PrintDefaults()
+	if ours.String() != theirs.String() {
+		t.Errorf("without back quotes, got\n%s\nflag.PrintDefaults prints\n%s", ours.String(), theirs.String())
 	}
 }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/evident-dev/evident/internal/swtpmtest"
 	"github.com/evident-dev/evident/server/controls"
+	"github.com/evident-dev/evident/server/store/sqlite"
 )
 
 // TestMakeRun runs the script behind `make run` twice on one ./var: each run
@@ -126,6 +128,34 @@ func TestMakeServe(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || !strings.Contains(string(body), `"devices_enrolled"`) {
 		t.Errorf("GET /api/v1/fleet with the printed token: %d %s", resp.StatusCode, body)
+	}
+}
+
+// TestMakeServeBusyPort: when the web UI cannot start (its port is taken),
+// `make serve` says so, fails, and leaves no login token behind (it used to
+// create one first).
+func TestMakeServeBusyPort(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	varDir := t.TempDir()
+	env := append(os.Environ(), "VAR="+varDir, "BIN="+filepath.Dir(agentBin), "WEB="+busy.Addr().String())
+	cmd := exec.Command("./test/serve.sh")
+	cmd.Dir, cmd.Env = "../..", env
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "evident-server exited") {
+		t.Fatalf("make serve on a busy port: %v\n%s", err, out)
+	}
+	st, err := sqlite.Open(filepath.Join(varDir, "server", "evident.db"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	toks, err := st.Tokens(t.Context())
+	if err != nil || len(toks) != 0 {
+		t.Errorf("tokens after a failed make serve: %+v, %v; want none", toks, err)
 	}
 }
 

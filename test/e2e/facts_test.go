@@ -1,4 +1,4 @@
-package ingest_test
+package e2e
 
 import (
 	"context"
