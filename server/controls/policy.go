@@ -91,6 +91,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
+
+	"github.com/evident-dev/evident/internal/safetext"
 )
 
 //go:embed default-policy.json
@@ -127,10 +130,28 @@ type Control struct {
 	// Grace is how long a newly failing control is reported as within its
 	// grace period (version 2).
 	Grace Duration `json:"grace,omitzero"`
+	// Remediation says how to fix a failing or unknown control, by OS
+	// ("linux", "darwin", "windows"), with "default" for the others. It is
+	// data: an organisation's policy replaces the default pack's texts
+	// with its own (its software, its MDM). Shown on the device page, in
+	// posture reports and exports.
+	Remediation map[string]string `json:"remediation,omitempty"`
 
 	// Set by Parse: the check with its params, and AppliesTo compiled.
 	eval  evaluator
 	scope *program
+}
+
+// maxRemediationBytes bounds one remediation text.
+const maxRemediationBytes = 1024
+
+// RemediationFor is how to fix c on goos: its own text, else the default,
+// else "".
+func (c Control) RemediationFor(goos string) string {
+	if t, ok := c.Remediation[goos]; ok {
+		return t
+	}
+	return c.Remediation["default"]
 }
 
 // Duration is a time.Duration spelled "48h" or "14d" in JSON.
@@ -299,6 +320,14 @@ func Parse(b []byte) (*Policy, error) {
 						add(fmt.Errorf("control %s: applies_to: group %q is not defined in groups", name, g))
 					}
 				}
+			}
+		}
+		for os, text := range c.Remediation {
+			switch {
+			case os != "linux" && os != "darwin" && os != "windows" && os != "default":
+				add(fmt.Errorf("control %s: remediation: unknown OS %q (want linux, darwin, windows or default)", name, os))
+			case strings.TrimSpace(text) == "" || len(text) > maxRemediationBytes || !utf8.ValidString(text) || !safetext.Printable(text):
+				add(fmt.Errorf("control %s: remediation for %s: want 1 to %d bytes of printable text", name, os, maxRemediationBytes))
 			}
 		}
 		mk := checks[c.Check]

@@ -169,3 +169,39 @@ func TestDurationJSON(t *testing.T) {
 		t.Fatalf("UnmarshalJSON(%s) = %v, %v", b, back, err)
 	}
 }
+
+// TestRemediation: how to fix a control is policy data, by OS with a
+// default; the default pack says it for every control on each OS; bad
+// texts are refused when the policy is read.
+func TestRemediation(t *testing.T) {
+	p, err := controls.Parse([]byte(policy(`{"id": "A", "check": "firewall", "remediation": {"linux": "ufw enable", "default": "turn the firewall on"}}`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for goos, want := range map[string]string{"linux": "ufw enable", "windows": "turn the firewall on", "plan9": "turn the firewall on"} {
+		if got := p.Controls[0].RemediationFor(goos); got != want {
+			t.Errorf("RemediationFor(%s) = %q, want %q", goos, got, want)
+		}
+	}
+	if got := (controls.Control{}).RemediationFor("linux"); got != "" {
+		t.Errorf("no remediation: %q", got)
+	}
+	for _, c := range controls.Default().Controls {
+		for _, goos := range []string{"linux", "darwin", "windows"} {
+			if c.RemediationFor(goos) == "" {
+				t.Errorf("default policy: %s says nothing of how to fix it on %s", c.ID, goos)
+			}
+		}
+	}
+	for name, tc := range map[string]struct{ remediation, want string }{
+		"unknown OS":    {`{"macos": "x"}`, `remediation: unknown OS "macos"`},
+		"empty":         {`{"linux": "  "}`, "remediation for linux: want 1 to 1024 bytes"},
+		"too long":      {`{"linux": "` + strings.Repeat("x", 1025) + `"}`, "remediation for linux: want 1 to 1024 bytes"},
+		"control chars": {`{"windows": "run \u001b[2Jthis"}`, "remediation for windows: want 1 to 1024 bytes of printable text"},
+	} {
+		_, err := controls.Parse([]byte(policy(`{"id": "A", "check": "firewall", "remediation": ` + tc.remediation + `}`)))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error containing %q", name, err, tc.want)
+		}
+	}
+}

@@ -80,6 +80,9 @@ type Control struct {
 	// Waiver is the waiver in force for this control on this device, if
 	// any: shown with the status, never changing it.
 	Waiver *Waiver `json:"waiver,omitempty"`
+	// Remediation is how to fix the control on this device's OS, from
+	// the policy, while it fails or is unknown.
+	Remediation string `json:"remediation,omitempty"`
 }
 
 // Waiver is an exception granted for a control, as reports show it.
@@ -230,6 +233,9 @@ func BuildDevice(ctx context.Context, st Store, p *controls.Policy, d store.Devi
 				rd.EvaluatedAt = s.EvaluatedAt
 			}
 		}
+		if c.Status == store.Fail || c.Status == store.Unknown {
+			c.Remediation = pc.RemediationFor(d.GOOS)
+		}
 		for _, w := range waivers {
 			// A waiver for this control wins over one for every control.
 			if w.Covers(pc.ID) && (c.Waiver == nil || w.ControlID != "") {
@@ -305,6 +311,17 @@ func WriteText(w io.Writer, f *Fleet) error {
 		}
 		if err := tw.Flush(); err != nil {
 			return err
+		}
+		fixes := false
+		for _, c := range d.Controls {
+			if c.Remediation == "" {
+				continue
+			}
+			if !fixes {
+				fmt.Fprintln(w, "\n  How to fix:")
+				fixes = true
+			}
+			fmt.Fprintf(w, "  %s  %s\n", safetext.Args(c.ID, c.Remediation)...)
 		}
 		fmt.Fprintln(w, "\n  Evidence:")
 		for _, c := range d.Controls {

@@ -202,3 +202,25 @@ func TestDevicePageHardware(t *testing.T) {
 		}
 	}
 }
+
+// TestDevicePageRemediation: a failing control says how to fix it on the
+// device's OS, from the policy; a passing one says nothing.
+func TestDevicePageRemediation(t *testing.T) {
+	e := newEnv(t, false)
+	b := e.browser()
+	b.login(e.fleet.AuditorToken)
+	section := func(body, id string) string {
+		m := regexp.MustCompile(`(?s)<section class="control" id="ctl-` + id + `">.*?</section>`).FindString(body)
+		if m == "" {
+			t.Fatalf("no section for %s", id)
+		}
+		return m
+	}
+	bob := section(b.get("/devices/"+webtest.Bob).body, "DC-FW-01")
+	if !strings.Contains(bob, `<p class="fix"><strong>How to fix:</strong> Turn on the firewall: System Settings &gt; Network &gt; Firewall.</p>`) {
+		t.Errorf("Bob's failing firewall (darwin) lacks the macOS fix:\n%s", bob)
+	}
+	if alice := section(b.get("/devices/"+webtest.Alice).body, "DC-FW-01"); strings.Contains(alice, "How to fix") {
+		t.Errorf("Alice's passing firewall shows a fix:\n%s", alice)
+	}
+}

@@ -33,7 +33,8 @@ const policyJSON = `{
   "name": "webtest controls",
   "groups": {"laptops": "device.os == 'darwin' || device.os == 'linux'", "desktops": "device.os == 'windows'"},
   "controls": [
-    {"id": "DC-FW-01", "title": "Host firewall enabled, inbound default deny", "criteria": ["CC6.6"], "check": "firewall", "max_age": "48h"},
+    {"id": "DC-FW-01", "title": "Host firewall enabled, inbound default deny", "criteria": ["CC6.6"], "check": "firewall", "max_age": "48h",
+     "remediation": {"darwin": "Turn on the firewall: System Settings > Network > Firewall.", "default": "Enable a firewall that drops inbound connections."}},
     {"id": "DC-BOOT-01", "title": "Secure Boot enabled", "criteria": ["CC6.8", "CC7.1"], "check": "secure_boot", "max_age": "48h"},
     {"id": "DC-AGENT-01", "title": "Evidence is fresh (agent reported within the window)", "criteria": ["CC7.2"], "check": "agent_fresh", "max_age": "24h"}
   ]
