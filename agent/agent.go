@@ -162,6 +162,8 @@ type Agent struct {
 	// lastAttestation is when the server last answered an attestation.
 	lastAttestation   time.Time
 	lastAttestationOK bool
+	// posture is the server's latest verdict (setPosture).
+	posture *Posture
 	// cycleStart is when the collection cycle in progress started (zero
 	// between cycles): what the cycle watchdog measures.
 	cycleStart time.Time
@@ -314,7 +316,7 @@ func Open(cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	a := &Agent{cfg: cfg, id: id, outbox: ob, clock: wallClock{}, watchdog: collectors.NewWatchdog(), startedAt: wall.Now(), metrics: newAgentMetrics()}
-	a.up = &uplink.Uplink{Outbox: ob, Server: id.Server, TLS: id.TLSConfig, AgentVersion: cfg.Version, Facts: cfg.Facts, Log: cfg.Log,
+	a.up = &uplink.Uplink{Outbox: ob, Server: id.Server, TLS: id.TLSConfig, AgentVersion: cfg.Version, Facts: cfg.Facts, Posture: a.setPosture, Log: cfg.Log,
 		TrustHash: id.TrustHash, TrustBundle: func(b []byte) {
 			switch changed, err := id.SetTrust(b); {
 			case err != nil:
@@ -478,6 +480,51 @@ type Status struct {
 	// observations the outbox could not store (disk full): the next stored
 	// cycle reports them to the server.
 	UnrecordedCycles int `json:"unrecorded_cycles,omitempty"`
+	// Posture is the server's latest verdict on this device, as it sent
+	// it after a report (nil until then, or from an older server).
+	Posture *Posture `json:"posture,omitempty"`
+}
+
+// Posture is what the server told the device of its compliance: the
+// controls that need attention, why, and how to fix them.
+type Posture struct {
+	Compliant   bool            `json:"compliant"`
+	EvaluatedAt time.Time       `json:"evaluated_at"`
+	Attention   []ControlStatus `json:"attention,omitempty"`
+}
+
+// ControlStatus is one control that fails or is unknown on this device.
+type ControlStatus struct {
+	ID          string `json:"id"`
+	Title       string `json:"title"`
+	Status      string `json:"status"`
+	Reason      string `json:"reason"`
+	Remediation string `json:"remediation,omitempty"`
+}
+
+// maxPostureText bounds each text of a Posture the agent keeps: it is shown
+// in a terminal, and a server is not trusted to bound it.
+const maxPostureText = 4096
+
+// setPosture keeps the server's posture for Status.
+func (a *Agent) setPosture(p *evidentv1.Posture) {
+	cut := func(s string) string {
+		if len(s) > maxPostureText {
+			return s[:maxPostureText] + "…"
+		}
+		return s
+	}
+	ps := &Posture{Compliant: p.GetCompliant(), EvaluatedAt: p.GetEvaluatedAt().AsTime().UTC()}
+	for i, c := range p.GetAttention() {
+		if i == 64 {
+			break
+		}
+		ps.Attention = append(ps.Attention, ControlStatus{ID: cut(c.GetId()), Title: cut(c.GetTitle()), Status: cut(c.GetStatus()),
+			Reason: cut(c.GetReason()), Remediation: cut(c.GetRemediation())})
+	}
+	a.mu.Lock()
+	a.posture = ps
+	a.mu.Unlock()
 }
 
 // HungCollector is a collector stuck in a run that outlived its timeout.
@@ -512,7 +559,7 @@ func (a *Agent) Status() Status {
 		Interval: interval, CollectorIntervals: perCollector, ScheduleFromServer: fromServer, Cycles: a.cycles, LastCycleAt: a.lastCycle, LastResults: a.lastResults,
 		Outbox: st, Uplink: a.up.State(), CertExpires: a.id.CertExpiry(),
 		TPM: a.id.TPM, LastAttestationAt: a.lastAttestation, LastAttestationOK: a.lastAttestationOK,
-		HungCollectors: hung, UnrecordedCycles: a.missed.Cycles,
+		HungCollectors: hung, UnrecordedCycles: a.missed.Cycles, Posture: a.posture,
 	}
 }
 

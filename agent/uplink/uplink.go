@@ -56,7 +56,11 @@ type Uplink struct {
 	// Facts, when set, is sent in every Hello: the server refreshes the
 	// device's record from it.
 	Facts *evidentv1.HostFacts
-	Log   *slog.Logger
+	// Posture, when set, receives the server's view of the device after
+	// a report changed it. Called on the receiving goroutine: it must not
+	// block.
+	Posture func(*evidentv1.Posture)
+	Log     *slog.Logger
 	// CollectNow receives the server's requests to collect immediately.
 	CollectNow chan<- []string
 	// Challenges receives the server's attestation challenges; nil ignores
@@ -371,6 +375,10 @@ func (u *Uplink) exchange(ctx context.Context, stream grpc.BidiStreamingClient[e
 						default:
 						}
 					}
+				}
+			case *evidentv1.ServerMessage_Posture:
+				if u.Posture != nil {
+					u.Posture(msg.Posture)
 				}
 			case *evidentv1.ServerMessage_CollectNow:
 				if u.CollectNow != nil {

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -32,6 +33,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/evident-dev/evident/internal/enrolltoken"
 	"github.com/evident-dev/evident/internal/safetext"
@@ -529,6 +531,8 @@ type evidenceStream struct {
 	acceptsBusy   bool
 	busyFrom      uint64
 	lastCollected time.Time
+	// postureSum digests the last Posture sent on the stream (0: none).
+	postureSum uint64
 }
 
 // openStream starts a stream of the authenticated device. It is not
@@ -669,7 +673,8 @@ func (es *evidenceStream) report(rep *evidentv1.Report) error {
 		return err
 	}
 	began := time.Now()
-	upTo, err := s.ingest(ctx, deviceID, rep.GetObservations(), &es.lastCollected)
+	var plan store.StatePlan
+	upTo, scored, err := s.ingestReport(ctx, deviceID, rep.GetObservations(), &es.lastCollected, &plan)
 	release()
 	if err != nil {
 		s.metrics().reports.WithLabelValues("failed").Inc()
@@ -678,7 +683,49 @@ func (es *evidenceStream) report(rep *evidentv1.Report) error {
 	}
 	s.metrics().reports.WithLabelValues("stored").Inc()
 	s.metrics().ingestSeconds.Observe(time.Since(began).Seconds())
-	return out.send(&evidentv1.ServerMessage{Msg: &evidentv1.ServerMessage_Ack{Ack: &evidentv1.Ack{UpToSeq: upTo}}})
+	if err := out.send(&evidentv1.ServerMessage{Msg: &evidentv1.ServerMessage_Ack{Ack: &evidentv1.Ack{UpToSeq: upTo}}}); err != nil {
+		return err
+	}
+	if !scored {
+		return nil
+	}
+	goos := ""
+	if c, ok := callerFromContext(ctx); ok {
+		goos = c.dev.GOOS
+	}
+	p, sum := s.posture(&plan, goos)
+	if sum == es.postureSum {
+		return nil
+	}
+	es.postureSum = sum
+	return out.send(&evidentv1.ServerMessage{Msg: &evidentv1.ServerMessage_Posture{Posture: p}})
+}
+
+// posture is what the device is told of an evaluation: whether it is
+// compliant, and each control that fails or is unknown with the reason and
+// how to fix it on goos; and a digest of that (never 0), so a stream sends
+// it again only when it changed.
+func (s *Server) posture(plan *store.StatePlan, goos string) (*evidentv1.Posture, uint64) {
+	now := make(map[string]*store.ControlState, len(plan.Confirm)+len(plan.Open))
+	for i := range plan.Confirm {
+		now[plan.Confirm[i].ControlID] = &plan.Confirm[i]
+	}
+	for i := range plan.Open {
+		now[plan.Open[i].ControlID] = &plan.Open[i]
+	}
+	p := &evidentv1.Posture{Compliant: plan.Compliant, EvaluatedAt: timestamppb.New(plan.At)}
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%t\x00", plan.Compliant)
+	for _, c := range s.Policy.Controls {
+		st := now[c.ID]
+		if st == nil || (st.Status != store.Fail && st.Status != store.Unknown) {
+			continue
+		}
+		p.Attention = append(p.Attention, &evidentv1.ControlStatus{Id: c.ID, Title: c.Title, Status: st.Status, Reason: st.Reason,
+			Remediation: c.RemediationFor(goos)})
+		fmt.Fprintf(h, "%s\x00%s\x00%s\x00", c.ID, st.Status, st.Reason)
+	}
+	return p, h.Sum64() | 1
 }
 
 // quotaLimits are the hourly allowances of one device.
@@ -718,11 +765,19 @@ func (s *Server) checkQuota(ctx context.Context, deviceID string, rep *evidentv1
 // ingest validates, stores and scores one report, and returns the seq to ack.
 // Nothing is acked unless the whole batch is durably stored.
 func (s *Server) ingest(ctx context.Context, deviceID string, in []*evidentv1.Observation, lastCollected *time.Time) (uint64, error) {
+	upTo, _, err := s.ingestReport(ctx, deviceID, in, lastCollected, nil)
+	return upTo, err
+}
+
+// ingestReport is ingest that also fills plan, when not nil, with the
+// evaluation recorded with the report, and reports whether there was one
+// (false when the report was scored on its own, or held nothing new).
+func (s *Server) ingestReport(ctx context.Context, deviceID string, in []*evidentv1.Observation, lastCollected *time.Time, plan *store.StatePlan) (uint64, bool, error) {
 	if len(in) == 0 {
-		return 0, status.Error(codes.InvalidArgument, "empty report")
+		return 0, false, status.Error(codes.InvalidArgument, "empty report")
 	}
 	if len(in) > MaxBatch {
-		return 0, status.Errorf(codes.InvalidArgument, "report holds %d observations; at most %d", len(in), MaxBatch)
+		return 0, false, status.Errorf(codes.InvalidArgument, "report holds %d observations; at most %d", len(in), MaxBatch)
 	}
 	received := s.now().UTC()
 	out := make([]store.Observation, 0, len(in))
@@ -730,7 +785,7 @@ func (s *Server) ingest(ctx context.Context, deviceID string, in []*evidentv1.Ob
 	var prevSeq uint64
 	for _, o := range in {
 		if o.GetSeq() <= prevSeq {
-			return 0, status.Errorf(codes.InvalidArgument, "observation seqs must increase within a report (%d after %d)", o.GetSeq(), prevSeq)
+			return 0, false, status.Errorf(codes.InvalidArgument, "observation seqs must increase within a report (%d after %d)", o.GetSeq(), prevSeq)
 		}
 		so, err := convert(o, received, lastCollected)
 		if err != nil {
@@ -741,7 +796,7 @@ func (s *Server) ingest(ctx context.Context, deviceID string, in []*evidentv1.Ob
 			so = rejected(o, received, err)
 		}
 		if so.Seq <= prevSeq {
-			return 0, status.Errorf(codes.InvalidArgument, "observation seqs must increase within a report (%d after %d)", so.Seq, prevSeq)
+			return 0, false, status.Errorf(codes.InvalidArgument, "observation seqs must increase within a report (%d after %d)", so.Seq, prevSeq)
 		}
 		prevSeq, upTo = so.Seq, so.Seq
 		out = append(out, so)
@@ -761,7 +816,11 @@ func (s *Server) ingest(ctx context.Context, deviceID string, in []*evidentv1.Ob
 	if si, ok := s.Store.(store.ScoredIngester); ok {
 		var scoreErr error
 		n, scoreErr, err = si.IngestScored(ctx, deviceID, out, received, func(ctx context.Context, r store.ScoreReader) (store.StatePlan, error) {
-			return scorer.Plan(ctx, r, s.Policy, deviceID, at)
+			p, err := scorer.Plan(ctx, r, s.Policy, deviceID, at)
+			if plan != nil && err == nil {
+				*plan = p // the last try is the one recorded
+			}
+			return p, err
 		})
 		scored = err == nil && n > 0 && scoreErr == nil
 		if scoreErr != nil {
@@ -783,7 +842,7 @@ func (s *Server) ingest(ctx context.Context, deviceID string, in []*evidentv1.Ob
 		// cause (a full disk, a lost database connection).
 		m.storeErrors.WithLabelValues("ingest").Inc()
 		s.Log.Error("storing a report failed", "device", deviceID, "observations", len(out), "err", err)
-		return 0, status.Error(codes.Unavailable, "store unavailable")
+		return 0, false, status.Error(codes.Unavailable, "store unavailable")
 	}
 	m.batchSize.Observe(float64(len(out)))
 	m.observations.WithLabelValues("received").Add(float64(len(out)))
@@ -799,7 +858,7 @@ func (s *Server) ingest(ctx context.Context, deviceID string, in []*evidentv1.Ob
 			s.Log.Error("scoring failed", "device", deviceID, "err", err)
 		}
 	}
-	return upTo, nil
+	return upTo, scored, nil
 }
 
 // Rescore evaluates every device as of now: at server start, when the

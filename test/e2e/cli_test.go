@@ -44,15 +44,28 @@ func TestStatusOfRunningAgent(t *testing.T) {
 	}
 	ag := start(t, "agent.log", agentBin, "run", "--data-dir", agentDir, "--collectors", "osinfo,tpm", "--interval", "1h")
 	var st agent.Status
-	waitFor(t, "status to report the first ack", time.Minute, func() bool {
+	waitFor(t, "status to report the first ack and the server's posture", time.Minute, func() bool {
 		out, _, err := run(t, nil, agentBin, "status", "--json", "--data-dir", agentDir)
-		return err == nil && json.Unmarshal([]byte(out), &st) == nil && st.Uplink.LastAckSeq >= 2
+		return err == nil && json.Unmarshal([]byte(out), &st) == nil && st.Uplink.LastAckSeq >= 2 && st.Posture != nil
 	})
+	// Only osinfo and tpm are collected: disk encryption, among others, is
+	// unknown, and the server says how to fix it on Linux.
+	var enc *agent.ControlStatus
+	for i, c := range st.Posture.Attention {
+		if c.ID == "DC-ENC-01" {
+			enc = &st.Posture.Attention[i]
+		}
+	}
+	if st.Posture.Compliant || enc == nil || enc.Status != "unknown" || !strings.Contains(enc.Reason, "no diskencryption evidence") ||
+		!strings.Contains(enc.Remediation, "LUKS2") {
+		t.Errorf("posture = %+v; want not compliant, DC-ENC-01 unknown with the Linux fix", st.Posture)
+	}
 	if st.DeviceID != device || st.Server != srv.addr || st.Cycles != 1 || st.Outbox.Depth != 0 || !st.Uplink.Connected {
 		t.Fatalf("status = %+v; want device %s, server %s, 1 cycle, empty outbox, connected", st, device, srv.addr)
 	}
 	out, _, err := run(t, nil, agentBin, "status", "--data-dir", agentDir)
-	if err != nil || !strings.Contains(out, device) || !strings.Contains(out, "connected") {
+	if err != nil || !strings.Contains(out, device) || !strings.Contains(out, "connected") || !strings.Contains(out, "needs attention:") ||
+		!strings.Contains(out, "  DC-ENC-01 UNKNOWN: ") || !strings.Contains(out, "how to fix: Encrypt every fixed volume with LUKS2") {
 		t.Fatalf("status text: err %v\n%s", err, out)
 	}
 	// While the daemon holds the outbox, a second daemon must refuse clearly.

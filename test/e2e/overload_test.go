@@ -207,15 +207,7 @@ func TestBusyKeepsTheStream(t *testing.T) {
 		}
 		return id, stream
 	}
-	// recv skips what the server sends after Hello (Config, TrustBundle).
-	recv := func(stream evidentv1.Evidence_StreamClient) (*evidentv1.ServerMessage, error) {
-		for {
-			m, err := stream.Recv()
-			if err != nil || m.GetAck() != nil || m.GetBusy() != nil {
-				return m, err
-			}
-		}
-	}
+	recv := recvAnswer
 
 	_, holder := open("holder", true)
 	if err := holder.Send(report(1)); err != nil {

@@ -58,7 +58,7 @@ func TestIngestQuota(t *testing.T) {
 		if err := stream.Send(&evidentv1.AgentMessage{Msg: &evidentv1.AgentMessage_Report{Report: rep}}); err != nil {
 			return err
 		}
-		m, err := stream.Recv()
+		m, err := recvAnswer(stream)
 		if err == nil && m.GetAck().GetUpToSeq() != seq {
 			t.Fatalf("answer %v, want an ack of %d", m, seq)
 		}

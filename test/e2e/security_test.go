@@ -60,11 +60,23 @@ func streamOnce(t *testing.T, addr string, tlsConf *tls.Config, seqs ...uint64) 
 		_, rerr := stream.Recv()
 		return 0, rerr
 	}
-	m, err := stream.Recv()
+	m, err := recvAnswer(stream)
 	if err != nil {
 		return 0, err
 	}
 	return m.GetAck().GetUpToSeq(), nil
+}
+
+// recvAnswer receives the server's answer to a report (an Ack or Busy),
+// skipping what it sends besides: Config and TrustBundle after a Hello, the
+// device's Posture after a scored report.
+func recvAnswer(stream evidentv1.Evidence_StreamClient) (*evidentv1.ServerMessage, error) {
+	for {
+		m, err := stream.Recv()
+		if err != nil || m.GetAck() != nil || m.GetBusy() != nil {
+			return m, err
+		}
+	}
 }
 
 // serverTLS trusts the server's CA, as an enrolled agent does, and presents
@@ -269,7 +281,7 @@ func TestSecurityBoundaries(t *testing.T) {
 		if err := stream.Send(&evidentv1.AgentMessage{Msg: &evidentv1.AgentMessage_Report{Report: rep}}); err != nil {
 			t.Fatal(err)
 		}
-		m, err := stream.Recv()
+		m, err := recvAnswer(stream)
 		if err != nil || m.GetAck().GetUpToSeq() != 11 {
 			t.Fatalf("ack %v, err %v; want ack 11", m, err)
 		}

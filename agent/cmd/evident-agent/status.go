@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/evident-dev/evident/agent/statusapi"
 	"github.com/evident-dev/evident/agent/tpm"
 	"github.com/evident-dev/evident/internal/cli"
+	"github.com/evident-dev/evident/internal/safetext"
 	"github.com/evident-dev/evident/platform/service"
 )
 
@@ -83,10 +85,32 @@ func (a app) cmdStatus(args []string) error {
 	if s.Uplink.LastError != "" {
 		rows = append(rows, [2]string{"last error", s.Uplink.LastError + " at " + s.Uplink.LastErrorAt.Format(time.RFC3339)})
 	}
+	if p := s.Posture; p != nil {
+		verdict := "yes"
+		if !p.Compliant {
+			verdict = fmt.Sprintf("no: %d controls need attention", len(p.Attention))
+		}
+		rows = append(rows, [2]string{"compliant", verdict + " (as the server judged at " + p.EvaluatedAt.Format(time.RFC3339) + ")"})
+	}
 	for _, r := range rows {
 		fmt.Fprintf(tw, "%s:\t%s\n", r[0], r[1])
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if p := s.Posture; p != nil && len(p.Attention) > 0 {
+		// The server's words, shown inert: no escape sequence reaches the
+		// terminal.
+		fmt.Fprintln(a.stdout, "\nneeds attention:")
+		for _, c := range p.Attention {
+			fmt.Fprintf(a.stdout, "  %s %s: %s\n", safetext.Terminal(c.ID), strings.ToUpper(safetext.Terminal(c.Status)), safetext.Terminal(c.Title))
+			fmt.Fprintf(a.stdout, "      why: %s\n", safetext.Terminal(c.Reason))
+			if c.Remediation != "" {
+				fmt.Fprintf(a.stdout, "      how to fix: %s\n", safetext.Terminal(c.Remediation))
+			}
+		}
+	}
+	return nil
 }
 
 func (a app) cmdTPM(args []string) error {

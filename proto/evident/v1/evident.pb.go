@@ -1502,6 +1502,7 @@ type ServerMessage struct {
 	//	*ServerMessage_AttestationResult
 	//	*ServerMessage_TrustBundle
 	//	*ServerMessage_Busy
+	//	*ServerMessage_Posture
 	Msg           isServerMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1607,6 +1608,15 @@ func (x *ServerMessage) GetBusy() *Busy {
 	return nil
 }
 
+func (x *ServerMessage) GetPosture() *Posture {
+	if x != nil {
+		if x, ok := x.Msg.(*ServerMessage_Posture); ok {
+			return x.Posture
+		}
+	}
+	return nil
+}
+
 type isServerMessage_Msg interface {
 	isServerMessage_Msg()
 }
@@ -1639,6 +1649,10 @@ type ServerMessage_Busy struct {
 	Busy *Busy `protobuf:"bytes,7,opt,name=busy,proto3,oneof"`
 }
 
+type ServerMessage_Posture struct {
+	Posture *Posture `protobuf:"bytes,8,opt,name=posture,proto3,oneof"`
+}
+
 func (*ServerMessage_Ack) isServerMessage_Msg() {}
 
 func (*ServerMessage_CollectNow) isServerMessage_Msg() {}
@@ -1652,6 +1666,153 @@ func (*ServerMessage_AttestationResult) isServerMessage_Msg() {}
 func (*ServerMessage_TrustBundle) isServerMessage_Msg() {}
 
 func (*ServerMessage_Busy) isServerMessage_Msg() {}
+
+func (*ServerMessage_Posture) isServerMessage_Msg() {}
+
+// Posture is the device's standing as the server scored its evidence: sent
+// after a report whose scoring changed which controls need attention (and
+// after the first report on each stream), so the person at the device can
+// see what is wrong and how to fix it (`evident-agent status`). Agents
+// that do not know it ignore it.
+type Posture struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Compliant: every control passes or does not apply.
+	Compliant bool `protobuf:"varint,1,opt,name=compliant,proto3" json:"compliant,omitempty"`
+	// The controls that fail or are unknown, in policy order.
+	Attention     []*ControlStatus       `protobuf:"bytes,2,rep,name=attention,proto3" json:"attention,omitempty"`
+	EvaluatedAt   *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=evaluated_at,json=evaluatedAt,proto3" json:"evaluated_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Posture) Reset() {
+	*x = Posture{}
+	mi := &file_evident_v1_evident_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Posture) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Posture) ProtoMessage() {}
+
+func (x *Posture) ProtoReflect() protoreflect.Message {
+	mi := &file_evident_v1_evident_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Posture.ProtoReflect.Descriptor instead.
+func (*Posture) Descriptor() ([]byte, []int) {
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *Posture) GetCompliant() bool {
+	if x != nil {
+		return x.Compliant
+	}
+	return false
+}
+
+func (x *Posture) GetAttention() []*ControlStatus {
+	if x != nil {
+		return x.Attention
+	}
+	return nil
+}
+
+func (x *Posture) GetEvaluatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EvaluatedAt
+	}
+	return nil
+}
+
+// ControlStatus is one control as the server judged it on this device.
+type ControlStatus struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Id     string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Title  string                 `protobuf:"bytes,2,opt,name=title,proto3" json:"title,omitempty"`
+	Status string                 `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"` // "fail" or "unknown"
+	Reason string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	// How to fix it on this device's OS, from the server's policy.
+	Remediation   string `protobuf:"bytes,5,opt,name=remediation,proto3" json:"remediation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ControlStatus) Reset() {
+	*x = ControlStatus{}
+	mi := &file_evident_v1_evident_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ControlStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ControlStatus) ProtoMessage() {}
+
+func (x *ControlStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_evident_v1_evident_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ControlStatus.ProtoReflect.Descriptor instead.
+func (*ControlStatus) Descriptor() ([]byte, []int) {
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ControlStatus) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ControlStatus) GetTitle() string {
+	if x != nil {
+		return x.Title
+	}
+	return ""
+}
+
+func (x *ControlStatus) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *ControlStatus) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ControlStatus) GetRemediation() string {
+	if x != nil {
+		return x.Remediation
+	}
+	return ""
+}
 
 // Busy says the server is overloaded: the report it answers was not
 // stored, and neither is any later report on the stream that starts after
@@ -1669,7 +1830,7 @@ type Busy struct {
 
 func (x *Busy) Reset() {
 	*x = Busy{}
-	mi := &file_evident_v1_evident_proto_msgTypes[21]
+	mi := &file_evident_v1_evident_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1681,7 +1842,7 @@ func (x *Busy) String() string {
 func (*Busy) ProtoMessage() {}
 
 func (x *Busy) ProtoReflect() protoreflect.Message {
-	mi := &file_evident_v1_evident_proto_msgTypes[21]
+	mi := &file_evident_v1_evident_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1694,7 +1855,7 @@ func (x *Busy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Busy.ProtoReflect.Descriptor instead.
 func (*Busy) Descriptor() ([]byte, []int) {
-	return file_evident_v1_evident_proto_rawDescGZIP(), []int{21}
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Busy) GetRetryAfter() *durationpb.Duration {
@@ -1718,7 +1879,7 @@ type TrustBundle struct {
 
 func (x *TrustBundle) Reset() {
 	*x = TrustBundle{}
-	mi := &file_evident_v1_evident_proto_msgTypes[22]
+	mi := &file_evident_v1_evident_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1730,7 +1891,7 @@ func (x *TrustBundle) String() string {
 func (*TrustBundle) ProtoMessage() {}
 
 func (x *TrustBundle) ProtoReflect() protoreflect.Message {
-	mi := &file_evident_v1_evident_proto_msgTypes[22]
+	mi := &file_evident_v1_evident_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1743,7 +1904,7 @@ func (x *TrustBundle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrustBundle.ProtoReflect.Descriptor instead.
 func (*TrustBundle) Descriptor() ([]byte, []int) {
-	return file_evident_v1_evident_proto_rawDescGZIP(), []int{22}
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *TrustBundle) GetCaBundle() []byte {
@@ -1764,7 +1925,7 @@ type AttestationChallenge struct {
 
 func (x *AttestationChallenge) Reset() {
 	*x = AttestationChallenge{}
-	mi := &file_evident_v1_evident_proto_msgTypes[23]
+	mi := &file_evident_v1_evident_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1776,7 +1937,7 @@ func (x *AttestationChallenge) String() string {
 func (*AttestationChallenge) ProtoMessage() {}
 
 func (x *AttestationChallenge) ProtoReflect() protoreflect.Message {
-	mi := &file_evident_v1_evident_proto_msgTypes[23]
+	mi := &file_evident_v1_evident_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1789,7 +1950,7 @@ func (x *AttestationChallenge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttestationChallenge.ProtoReflect.Descriptor instead.
 func (*AttestationChallenge) Descriptor() ([]byte, []int) {
-	return file_evident_v1_evident_proto_rawDescGZIP(), []int{23}
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *AttestationChallenge) GetNonce() []byte {
@@ -1818,7 +1979,7 @@ type AttestationResult struct {
 
 func (x *AttestationResult) Reset() {
 	*x = AttestationResult{}
-	mi := &file_evident_v1_evident_proto_msgTypes[24]
+	mi := &file_evident_v1_evident_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1830,7 +1991,7 @@ func (x *AttestationResult) String() string {
 func (*AttestationResult) ProtoMessage() {}
 
 func (x *AttestationResult) ProtoReflect() protoreflect.Message {
-	mi := &file_evident_v1_evident_proto_msgTypes[24]
+	mi := &file_evident_v1_evident_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1843,7 +2004,7 @@ func (x *AttestationResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttestationResult.ProtoReflect.Descriptor instead.
 func (*AttestationResult) Descriptor() ([]byte, []int) {
-	return file_evident_v1_evident_proto_rawDescGZIP(), []int{24}
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *AttestationResult) GetVerified() bool {
@@ -1869,7 +2030,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_evident_v1_evident_proto_msgTypes[25]
+	mi := &file_evident_v1_evident_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1881,7 +2042,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_evident_v1_evident_proto_msgTypes[25]
+	mi := &file_evident_v1_evident_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1894,7 +2055,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_evident_v1_evident_proto_rawDescGZIP(), []int{25}
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Ack) GetUpToSeq() uint64 {
@@ -1914,7 +2075,7 @@ type CollectNow struct {
 
 func (x *CollectNow) Reset() {
 	*x = CollectNow{}
-	mi := &file_evident_v1_evident_proto_msgTypes[26]
+	mi := &file_evident_v1_evident_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1926,7 +2087,7 @@ func (x *CollectNow) String() string {
 func (*CollectNow) ProtoMessage() {}
 
 func (x *CollectNow) ProtoReflect() protoreflect.Message {
-	mi := &file_evident_v1_evident_proto_msgTypes[26]
+	mi := &file_evident_v1_evident_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1939,7 +2100,7 @@ func (x *CollectNow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CollectNow.ProtoReflect.Descriptor instead.
 func (*CollectNow) Descriptor() ([]byte, []int) {
-	return file_evident_v1_evident_proto_rawDescGZIP(), []int{26}
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *CollectNow) GetCollectors() []string {
@@ -1966,7 +2127,7 @@ type Config struct {
 
 func (x *Config) Reset() {
 	*x = Config{}
-	mi := &file_evident_v1_evident_proto_msgTypes[27]
+	mi := &file_evident_v1_evident_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1978,7 +2139,7 @@ func (x *Config) String() string {
 func (*Config) ProtoMessage() {}
 
 func (x *Config) ProtoReflect() protoreflect.Message {
-	mi := &file_evident_v1_evident_proto_msgTypes[27]
+	mi := &file_evident_v1_evident_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1991,7 +2152,7 @@ func (x *Config) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Config.ProtoReflect.Descriptor instead.
 func (*Config) Descriptor() ([]byte, []int) {
-	return file_evident_v1_evident_proto_rawDescGZIP(), []int{27}
+	return file_evident_v1_evident_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Config) GetIntervalSeconds() uint32 {
@@ -2125,7 +2286,7 @@ const file_evident_v1_evident_proto_rawDesc = "" +
 	"\aexcerpt\x18\x04 \x01(\tR\aexcerpt\x12\x14\n" +
 	"\x05error\x18\x05 \x01(\tR\x05errorB\f\n" +
 	"\n" +
-	"_exit_code\"\xb3\x03\n" +
+	"_exit_code\"\xe4\x03\n" +
 	"\rServerMessage\x12#\n" +
 	"\x03ack\x18\x01 \x01(\v2\x0f.evident.v1.AckH\x00R\x03ack\x129\n" +
 	"\vcollect_now\x18\x02 \x01(\v2\x16.evident.v1.CollectNowH\x00R\n" +
@@ -2134,8 +2295,19 @@ const file_evident_v1_evident_proto_rawDesc = "" +
 	"\x15attestation_challenge\x18\x04 \x01(\v2 .evident.v1.AttestationChallengeH\x00R\x14attestationChallenge\x12N\n" +
 	"\x12attestation_result\x18\x05 \x01(\v2\x1d.evident.v1.AttestationResultH\x00R\x11attestationResult\x12<\n" +
 	"\ftrust_bundle\x18\x06 \x01(\v2\x17.evident.v1.TrustBundleH\x00R\vtrustBundle\x12&\n" +
-	"\x04busy\x18\a \x01(\v2\x10.evident.v1.BusyH\x00R\x04busyB\x05\n" +
-	"\x03msg\"B\n" +
+	"\x04busy\x18\a \x01(\v2\x10.evident.v1.BusyH\x00R\x04busy\x12/\n" +
+	"\aposture\x18\b \x01(\v2\x13.evident.v1.PostureH\x00R\apostureB\x05\n" +
+	"\x03msg\"\x9f\x01\n" +
+	"\aPosture\x12\x1c\n" +
+	"\tcompliant\x18\x01 \x01(\bR\tcompliant\x127\n" +
+	"\tattention\x18\x02 \x03(\v2\x19.evident.v1.ControlStatusR\tattention\x12=\n" +
+	"\fevaluated_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vevaluatedAt\"\x87\x01\n" +
+	"\rControlStatus\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05title\x18\x02 \x01(\tR\x05title\x12\x16\n" +
+	"\x06status\x18\x03 \x01(\tR\x06status\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12 \n" +
+	"\vremediation\x18\x05 \x01(\tR\vremediation\"B\n" +
 	"\x04Busy\x12:\n" +
 	"\vretry_after\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\n" +
 	"retryAfter\"*\n" +
@@ -2183,7 +2355,7 @@ func file_evident_v1_evident_proto_rawDescGZIP() []byte {
 }
 
 var file_evident_v1_evident_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_evident_v1_evident_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_evident_v1_evident_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_evident_v1_evident_proto_goTypes = []any{
 	(Observation_Status)(0),       // 0: evident.v1.Observation.Status
 	(*EnrollRequest)(nil),         // 1: evident.v1.EnrollRequest
@@ -2207,27 +2379,29 @@ var file_evident_v1_evident_proto_goTypes = []any{
 	(*Observation)(nil),           // 19: evident.v1.Observation
 	(*Source)(nil),                // 20: evident.v1.Source
 	(*ServerMessage)(nil),         // 21: evident.v1.ServerMessage
-	(*Busy)(nil),                  // 22: evident.v1.Busy
-	(*TrustBundle)(nil),           // 23: evident.v1.TrustBundle
-	(*AttestationChallenge)(nil),  // 24: evident.v1.AttestationChallenge
-	(*AttestationResult)(nil),     // 25: evident.v1.AttestationResult
-	(*Ack)(nil),                   // 26: evident.v1.Ack
-	(*CollectNow)(nil),            // 27: evident.v1.CollectNow
-	(*Config)(nil),                // 28: evident.v1.Config
-	nil,                           // 29: evident.v1.Config.CollectorIntervalSecondsEntry
-	(*timestamppb.Timestamp)(nil), // 30: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 31: google.protobuf.Duration
+	(*Posture)(nil),               // 22: evident.v1.Posture
+	(*ControlStatus)(nil),         // 23: evident.v1.ControlStatus
+	(*Busy)(nil),                  // 24: evident.v1.Busy
+	(*TrustBundle)(nil),           // 25: evident.v1.TrustBundle
+	(*AttestationChallenge)(nil),  // 26: evident.v1.AttestationChallenge
+	(*AttestationResult)(nil),     // 27: evident.v1.AttestationResult
+	(*Ack)(nil),                   // 28: evident.v1.Ack
+	(*CollectNow)(nil),            // 29: evident.v1.CollectNow
+	(*Config)(nil),                // 30: evident.v1.Config
+	nil,                           // 31: evident.v1.Config.CollectorIntervalSecondsEntry
+	(*timestamppb.Timestamp)(nil), // 32: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 33: google.protobuf.Duration
 }
 var file_evident_v1_evident_proto_depIdxs = []int32{
 	2,  // 0: evident.v1.EnrollRequest.host:type_name -> evident.v1.HostFacts
 	3,  // 1: evident.v1.EnrollRequest.tpm:type_name -> evident.v1.TPMIdentity
 	6,  // 2: evident.v1.EnrollRequest.activation:type_name -> evident.v1.ActivationProof
 	4,  // 3: evident.v1.TPMIdentity.ak:type_name -> evident.v1.AKParameters
-	30, // 4: evident.v1.ActivationChallenge.expires_at:type_name -> google.protobuf.Timestamp
+	32, // 4: evident.v1.ActivationChallenge.expires_at:type_name -> google.protobuf.Timestamp
 	5,  // 5: evident.v1.EnrollResponse.activation:type_name -> evident.v1.ActivationChallenge
 	15, // 6: evident.v1.RenewRequest.proof:type_name -> evident.v1.Attestation
-	24, // 7: evident.v1.RenewResponse.challenge:type_name -> evident.v1.AttestationChallenge
-	30, // 8: evident.v1.ConfirmResponse.not_after:type_name -> google.protobuf.Timestamp
+	26, // 7: evident.v1.RenewResponse.challenge:type_name -> evident.v1.AttestationChallenge
+	32, // 8: evident.v1.ConfirmResponse.not_after:type_name -> google.protobuf.Timestamp
 	13, // 9: evident.v1.AgentMessage.hello:type_name -> evident.v1.Hello
 	14, // 10: evident.v1.AgentMessage.report:type_name -> evident.v1.Report
 	18, // 11: evident.v1.AgentMessage.heartbeat:type_name -> evident.v1.Heartbeat
@@ -2236,33 +2410,36 @@ var file_evident_v1_evident_proto_depIdxs = []int32{
 	19, // 14: evident.v1.Report.observations:type_name -> evident.v1.Observation
 	16, // 15: evident.v1.Attestation.quotes:type_name -> evident.v1.Quote
 	17, // 16: evident.v1.Attestation.pcrs:type_name -> evident.v1.PCRValue
-	30, // 17: evident.v1.Heartbeat.sent_at:type_name -> google.protobuf.Timestamp
-	30, // 18: evident.v1.Observation.collected_at:type_name -> google.protobuf.Timestamp
+	32, // 17: evident.v1.Heartbeat.sent_at:type_name -> google.protobuf.Timestamp
+	32, // 18: evident.v1.Observation.collected_at:type_name -> google.protobuf.Timestamp
 	0,  // 19: evident.v1.Observation.status:type_name -> evident.v1.Observation.Status
 	20, // 20: evident.v1.Observation.sources:type_name -> evident.v1.Source
-	26, // 21: evident.v1.ServerMessage.ack:type_name -> evident.v1.Ack
-	27, // 22: evident.v1.ServerMessage.collect_now:type_name -> evident.v1.CollectNow
-	28, // 23: evident.v1.ServerMessage.config:type_name -> evident.v1.Config
-	24, // 24: evident.v1.ServerMessage.attestation_challenge:type_name -> evident.v1.AttestationChallenge
-	25, // 25: evident.v1.ServerMessage.attestation_result:type_name -> evident.v1.AttestationResult
-	23, // 26: evident.v1.ServerMessage.trust_bundle:type_name -> evident.v1.TrustBundle
-	22, // 27: evident.v1.ServerMessage.busy:type_name -> evident.v1.Busy
-	31, // 28: evident.v1.Busy.retry_after:type_name -> google.protobuf.Duration
-	30, // 29: evident.v1.AttestationChallenge.expires_at:type_name -> google.protobuf.Timestamp
-	29, // 30: evident.v1.Config.collector_interval_seconds:type_name -> evident.v1.Config.CollectorIntervalSecondsEntry
-	1,  // 31: evident.v1.Enrollment.Enroll:input_type -> evident.v1.EnrollRequest
-	8,  // 32: evident.v1.Credentials.Renew:input_type -> evident.v1.RenewRequest
-	10, // 33: evident.v1.Credentials.Confirm:input_type -> evident.v1.ConfirmRequest
-	12, // 34: evident.v1.Evidence.Stream:input_type -> evident.v1.AgentMessage
-	7,  // 35: evident.v1.Enrollment.Enroll:output_type -> evident.v1.EnrollResponse
-	9,  // 36: evident.v1.Credentials.Renew:output_type -> evident.v1.RenewResponse
-	11, // 37: evident.v1.Credentials.Confirm:output_type -> evident.v1.ConfirmResponse
-	21, // 38: evident.v1.Evidence.Stream:output_type -> evident.v1.ServerMessage
-	35, // [35:39] is the sub-list for method output_type
-	31, // [31:35] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	28, // 21: evident.v1.ServerMessage.ack:type_name -> evident.v1.Ack
+	29, // 22: evident.v1.ServerMessage.collect_now:type_name -> evident.v1.CollectNow
+	30, // 23: evident.v1.ServerMessage.config:type_name -> evident.v1.Config
+	26, // 24: evident.v1.ServerMessage.attestation_challenge:type_name -> evident.v1.AttestationChallenge
+	27, // 25: evident.v1.ServerMessage.attestation_result:type_name -> evident.v1.AttestationResult
+	25, // 26: evident.v1.ServerMessage.trust_bundle:type_name -> evident.v1.TrustBundle
+	24, // 27: evident.v1.ServerMessage.busy:type_name -> evident.v1.Busy
+	22, // 28: evident.v1.ServerMessage.posture:type_name -> evident.v1.Posture
+	23, // 29: evident.v1.Posture.attention:type_name -> evident.v1.ControlStatus
+	32, // 30: evident.v1.Posture.evaluated_at:type_name -> google.protobuf.Timestamp
+	33, // 31: evident.v1.Busy.retry_after:type_name -> google.protobuf.Duration
+	32, // 32: evident.v1.AttestationChallenge.expires_at:type_name -> google.protobuf.Timestamp
+	31, // 33: evident.v1.Config.collector_interval_seconds:type_name -> evident.v1.Config.CollectorIntervalSecondsEntry
+	1,  // 34: evident.v1.Enrollment.Enroll:input_type -> evident.v1.EnrollRequest
+	8,  // 35: evident.v1.Credentials.Renew:input_type -> evident.v1.RenewRequest
+	10, // 36: evident.v1.Credentials.Confirm:input_type -> evident.v1.ConfirmRequest
+	12, // 37: evident.v1.Evidence.Stream:input_type -> evident.v1.AgentMessage
+	7,  // 38: evident.v1.Enrollment.Enroll:output_type -> evident.v1.EnrollResponse
+	9,  // 39: evident.v1.Credentials.Renew:output_type -> evident.v1.RenewResponse
+	11, // 40: evident.v1.Credentials.Confirm:output_type -> evident.v1.ConfirmResponse
+	21, // 41: evident.v1.Evidence.Stream:output_type -> evident.v1.ServerMessage
+	38, // [38:42] is the sub-list for method output_type
+	34, // [34:38] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_evident_v1_evident_proto_init() }
@@ -2285,6 +2462,7 @@ func file_evident_v1_evident_proto_init() {
 		(*ServerMessage_AttestationResult)(nil),
 		(*ServerMessage_TrustBundle)(nil),
 		(*ServerMessage_Busy)(nil),
+		(*ServerMessage_Posture)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2292,7 +2470,7 @@ func file_evident_v1_evident_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_evident_v1_evident_proto_rawDesc), len(file_evident_v1_evident_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   29,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   3,
 		},
