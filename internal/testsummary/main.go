@@ -136,7 +136,7 @@ func printSkips(w io.Writer, skips []skip) {
 		}
 		return skips[i].Test < skips[j].Test
 	})
-	fmt.Fprintf(w, "\n%d tests skipped (set CI=true to make a missing required tool fail instead):\n", len(skips))
+	fmt.Fprintf(w, "\n%d tests skipped (a test whose required tool is missing fails instead under CI=true):\n", len(skips))
 	for _, s := range skips {
 		fmt.Fprintf(w, "  %s %s: %s\n", s.Package, s.Test, s.Reason)
 	}
