@@ -35,6 +35,7 @@ const (
 	Interval         = "interval"
 	CollectorTimeout = "collector_timeout"
 	LogLevel         = "log_level"
+	LogFormat        = "log_format"
 	OutboxMaxBytes   = "outbox_max_bytes"
 	MachineID        = "machine_id"
 	MetricsListen    = "metrics_listen"
@@ -77,6 +78,8 @@ var keys = []Key{
 		Help: "per-collector timeout"},
 	{Name: LogLevel, Env: "EVIDENT_LOG_LEVEL", Managed: "LogLevel", check: checkLogLevel,
 		Help: "debug, info, warn or error"},
+	{Name: LogFormat, Env: "EVIDENT_LOG_FORMAT", Managed: "LogFormat", check: checkLogFormat,
+		Help: "text, or json (one JSON object a line, for a SIEM)"},
 	{Name: OutboxMaxBytes, Env: "EVIDENT_OUTBOX_MAX_BYTES", Managed: "OutboxMaxBytes", check: checkBytes,
 		Help: "outbox size bound in bytes"},
 	{Name: MachineID, Env: "EVIDENT_MACHINE_ID", Managed: "MachineID",
@@ -444,6 +447,13 @@ func checkDuration(v string) error {
 		return errors.New("must be positive")
 	}
 	return nil
+}
+
+func checkLogFormat(v string) error {
+	if v == "text" || v == "json" {
+		return nil
+	}
+	return errors.New("want text or json")
 }
 
 func checkLogLevel(v string) error {

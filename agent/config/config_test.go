@@ -148,6 +148,7 @@ func TestLoadErrors(t *testing.T) {
 		{"bad duration from managed", Inputs{Env: Environment{Managed: mapManaged{"Interval": "soon"}}}, `interval "soon" from managed`, true},
 		{"negative duration", Inputs{Flags: map[string]string{CollectorTimeout: "-1s"}}, "must be positive", true},
 		{"bad log level", Inputs{Flags: map[string]string{LogLevel: "loud"}}, "want debug", true},
+		{"bad log format", Inputs{Flags: map[string]string{LogFormat: "xml"}}, "want text or json", true},
 		{"bad bytes", Inputs{Flags: map[string]string{OutboxMaxBytes: "lots"}}, "positive number", true},
 		{"bad secret is not echoed", Inputs{Flags: map[string]string{EnrollSecret: "hunter2-is-my-password"}}, "<redacted, 22 characters>", true},
 	} {

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"reflect"
 	"strings"
 )
@@ -24,6 +25,16 @@ func NewFlagSet(name string, stderr io.Writer, help string) *flag.FlagSet {
 		PrintDefaults(fs)
 	}
 	return fs
+}
+
+// LogHandler is the log handler of both binaries: slog's text format, or
+// with format "json" one JSON object a line (what a SIEM ingests).
+func LogHandler(w io.Writer, format string, level slog.Leveler) slog.Handler {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "json" {
+		return slog.NewJSONHandler(w, opts)
+	}
+	return slog.NewTextHandler(w, opts)
 }
 
 // PrintDefaults prints fs's flags as flag.PrintDefaults does, except that a

@@ -2,10 +2,12 @@ package cli
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -115,5 +117,23 @@ func TestPrintDefaultsKeepsBackquotes(t *testing.T) {
 	build(&theirs).PrintDefaults()
 	if ours.String() != theirs.String() {
 		t.Errorf("without back quotes, got\n%s\nflag.PrintDefaults prints\n%s", ours.String(), theirs.String())
+	}
+}
+
+// TestLogHandler: "json" logs one JSON object a line, with the level and
+// the attributes as fields; anything else is slog's text.
+func TestLogHandler(t *testing.T) {
+	var b strings.Builder
+	slog.New(LogHandler(&b, "json", slog.LevelInfo)).Info("agent connected", "agent_version", "1.0.0")
+	var rec map[string]any
+	if err := json.Unmarshal([]byte(b.String()), &rec); err != nil || rec["msg"] != "agent connected" || rec["level"] != "INFO" || rec["agent_version"] != "1.0.0" {
+		t.Errorf("json log line %q: %v", b.String(), err)
+	}
+	b.Reset()
+	log := slog.New(LogHandler(&b, "text", slog.LevelWarn))
+	log.Info("hidden")
+	log.Warn("shown", "k", "v")
+	if got := b.String(); strings.Contains(got, "hidden") || !strings.Contains(got, `level=WARN msg=shown k=v`) {
+		t.Errorf("text log %q", got)
 	}
 }

@@ -73,6 +73,7 @@ func defaults() map[string]string {
 		config.Interval:         agent.DefaultInterval.String(),
 		config.CollectorTimeout: agent.DefaultCollectorTimeout.String(),
 		config.LogLevel:         "info",
+		config.LogFormat:        "text",
 		config.OutboxMaxBytes:   strconv.FormatInt(agent.DefaultOutboxMaxBytes, 10),
 	}
 }
@@ -260,12 +261,12 @@ func hostFor(dir string) (platform.Host, error) {
 	return snapshot.Open(dir)
 }
 
-func logger(w io.Writer, level string) (*slog.Logger, error) {
+func logger(w io.Writer, level, format string) (*slog.Logger, error) {
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("--log-level: %w", err)
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lvl})), nil
+	return slog.New(cli.LogHandler(w, format, lvl)), nil
 }
 
 func (a app) cmdCollect(args []string) error {

@@ -108,7 +108,7 @@ func enroll(ctx context.Context, cfg *config.Config, facts *identity.HostFacts) 
 
 // runSettings are the settings the daemon reads.
 var runSettings = []string{config.Server, config.EnrollSecret, config.DataDir, config.TPM, config.TPMEventLog,
-	config.Interval, config.CollectorTimeout, config.LogLevel, config.OutboxMaxBytes, config.MachineID, config.MetricsListen}
+	config.Interval, config.CollectorTimeout, config.LogLevel, config.LogFormat, config.OutboxMaxBytes, config.MachineID, config.MetricsListen}
 
 // runOptions are run's own flags.
 type runOptions struct {
@@ -172,7 +172,7 @@ func (a app) daemon(ctx context.Context, st *settings, o runOptions, wait bool) 
 		}
 		return err
 	}
-	log, err := logger(a.stderr, cfg.Get(config.LogLevel))
+	log, err := logger(a.stderr, cfg.Get(config.LogLevel), cfg.Get(config.LogFormat))
 	if err != nil {
 		return cli.WithCode(exConfig, err)
 	}

@@ -229,6 +229,7 @@ func cmdRun(args []string, stderr io.Writer) error {
 	sans := fs.String("san", "", "extra comma-separated DNS names or IPs agents use to reach this server (localhost, 127.0.0.1, ::1 and the hostname are always included)")
 	policyPath := fs.String("policy", "", "control pack JSON file (default: the built-in SOC 2 device pack)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	logFormat := fs.String("log-format", "text", "text, or json (one JSON object a line, for a SIEM)")
 	rescore := fs.Duration("rescore-interval", 5*time.Minute, "how often every device is re-evaluated with the server clock, so silent devices go stale")
 	ekRoots := fs.String("ek-roots", "", "directory of TPM manufacturer root and intermediate CA certificates (PEM or DER) that EK certificates\nmust chain to (default: DATA_DIR/ek-roots when it exists; without roots or an allowlist TPM enrollments are refused)")
 	ekAllow := fs.String("ek-allowlist", "", "file of allowed EK public key SHA-256 hashes, one hex per line, for TPMs without a trusted EK certificate\n(default: DATA_DIR/ek-allowlist when it exists)")
@@ -258,7 +259,10 @@ func cmdRun(args []string, stderr io.Writer) error {
 	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+	if *logFormat != "text" && *logFormat != "json" {
+		return fmt.Errorf("--log-format %q: want text or json", *logFormat)
+	}
+	log := slog.New(cli.LogHandler(stderr, *logFormat, lvl))
 	policy, err := loadPolicy(*policyPath)
 	if err != nil {
 		return err

@@ -26,3 +26,11 @@ func TestRunRefusesBadLimits(t *testing.T) {
 		}
 	}
 }
+
+func TestRunRefusesBadLogFormat(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"run", "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0", "--log-format", "xml"}, &stdout, &stderr)
+	if code == 0 || !strings.Contains(stderr.String(), `--log-format "xml": want text or json`) {
+		t.Errorf("exit %d, stderr %q; want the format refused", code, stderr.String())
+	}
+}
