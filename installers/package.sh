@@ -87,6 +87,15 @@ if want deb || want rpm; then
 		mkdir -p "$stage"
 		ln -s "$root/installers" "$stage/installers"
 		cp README.md "$stage/README.md"
+		cp LICENSE "$stage/LICENSE"
+		# One changelog entry for the version built, release 1 as nfpm.yaml
+		# sets (chglog's format, which nfpm turns into the deb's and the
+		# rpm's), dated by its commit so a rebuild of the same commit is the
+		# same package.
+		commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+		when=$(git log -1 --format=%cI HEAD 2>/dev/null || date -u +%Y-%m-%dT%H:%M:%SZ)
+		printf -- '- semver: "%s-1"\n  date: %s\n  packager: Evident <evident@example.invalid>\n  deb:\n    urgency: medium\n    distributions: [stable]\n  changes:\n    - commit: %s\n      note: "Built from commit %s; the changes are in the project history."\n' \
+			"$version" "$when" "$commit" "$commit" >"$stage/changelog.yaml"
 		build linux "$arch" "$stage/evident-agent"
 		for fmt in deb rpm; do
 			want "$fmt" || continue
