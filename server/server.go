@@ -55,6 +55,11 @@ type Config struct {
 	AttestEvery, NonceTTL time.Duration
 	// WebListen serves the web UI and API when set.
 	WebListen string
+	// WebCert and WebKey, when set, are the organisation's certificate
+	// and key for the web UI (PEM files, picked up again when they
+	// change); without them a non-loopback web listener serves the
+	// server's own certificate, from Evident's private CA.
+	WebCert, WebKey string
 	// MaxInFlight and QueueWait bound the reports being stored at once
 	// and how long one may wait (ingest.Server; zero: the defaults).
 	MaxInFlight int
@@ -212,10 +217,19 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := atomicfile.WriteFile(filepath.Join(cfg.DataDir, "listen.addr"), []byte(lis.Addr().String()+"\n"), 0o644); err != nil {
 		return err
 	}
+	if (cfg.WebCert == "") != (cfg.WebKey == "") {
+		return errors.New("--web-cert and --web-key go together")
+	}
 	if cfg.WebListen != "" {
 		var webTLS *tls.Config
 		if host, _, err := net.SplitHostPort(cfg.WebListen); err != nil {
 			return fmt.Errorf("--web-listen %q: %w", cfg.WebListen, err)
+		} else if cfg.WebCert != "" {
+			files, err := loadCertFiles(cfg.WebCert, cfg.WebKey, log)
+			if err != nil {
+				return err
+			}
+			webTLS = &tls.Config{GetCertificate: files.Get}
 		} else if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
 			// Renewed without a restart (see ingest.Server.ServerCert).
 			webTLS = &tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return certs.Get() }}

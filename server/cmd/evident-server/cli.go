@@ -230,6 +230,8 @@ func cmdRun(args []string, stderr io.Writer) error {
 	policyPath := fs.String("policy", "", "control pack JSON file (default: the built-in SOC 2 device pack)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text, or json (one JSON object a line, for a SIEM)")
+	webCert := fs.String("web-cert", "", "the organisation's certificate for the web UI (PEM, with its chain), so browsers trust it;\nread again when it changes (a renewal needs no restart). Needs --web-key. Without them a web UI off\nloopback serves the server's own certificate, from Evident's private CA")
+	webKey := fs.String("web-key", "", "the private key of --web-cert (PEM)")
 	rescore := fs.Duration("rescore-interval", 5*time.Minute, "how often every device is re-evaluated with the server clock, so silent devices go stale")
 	ekRoots := fs.String("ek-roots", "", "directory of TPM manufacturer root and intermediate CA certificates (PEM or DER) that EK certificates\nmust chain to (default: DATA_DIR/ek-roots when it exists; without roots or an allowlist TPM enrollments are refused)")
 	ekAllow := fs.String("ek-allowlist", "", "file of allowed EK public key SHA-256 hashes, one hex per line, for TPMs without a trusted EK certificate\n(default: DATA_DIR/ek-allowlist when it exists)")
@@ -277,7 +279,7 @@ func cmdRun(args []string, stderr io.Writer) error {
 	defer stop()
 	return server.Run(ctx, server.Config{DataDir: dir.dir, Store: dir.store, Listen: *listen, SANs: names, Policy: policy, Log: log,
 		RescoreEvery: *rescore, EKRoots: *ekRoots, EKAllowlist: *ekAllow, AttestEvery: *attestEvery, NonceTTL: *nonceTTL,
-		WebListen: *webListen, MaxInFlight: *maxInFlight, QueueWait: *queueWait, BusyRetry: *busyRetry, DebugListen: *debugListen, MetricsListen: *metricsListen, RetainRaw: retain.Duration, HandshakesPerSource: *perSource,
+		WebListen: *webListen, WebCert: *webCert, WebKey: *webKey, MaxInFlight: *maxInFlight, QueueWait: *queueWait, BusyRetry: *busyRetry, DebugListen: *debugListen, MetricsListen: *metricsListen, RetainRaw: retain.Duration, HandshakesPerSource: *perSource,
 		QuotaObservations: *quotaObs, QuotaBytes: *quotaBytes})
 }
 

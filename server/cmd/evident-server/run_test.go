@@ -34,3 +34,18 @@ func TestRunRefusesBadLogFormat(t *testing.T) {
 		t.Errorf("exit %d, stderr %q; want the format refused", code, stderr.String())
 	}
 }
+
+func TestRunRefusesHalfAWebCertificate(t *testing.T) {
+	for _, args := range [][]string{{"--web-cert", "web.pem"}, {"--web-key", "web.key"}} {
+		var stdout, stderr bytes.Buffer
+		code := run(append([]string{"run", "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0", "--web-listen", "127.0.0.1:0"}, args...), &stdout, &stderr)
+		if code == 0 || !strings.Contains(stderr.String(), "--web-cert and --web-key go together") {
+			t.Errorf("run %v: exit %d, stderr %q", args, code, stderr.String())
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"run", "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0", "--web-listen", "127.0.0.1:0", "--web-cert", "missing.pem", "--web-key", "missing.key"}, &stdout, &stderr)
+	if code == 0 || !strings.Contains(stderr.String(), "missing.pem") {
+		t.Errorf("missing files: exit %d, stderr %q", code, stderr.String())
+	}
+}
