@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -509,10 +510,14 @@ const maxPostureText = 4096
 // setPosture keeps the server's posture for Status.
 func (a *Agent) setPosture(p *evidentv1.Posture) {
 	cut := func(s string) string {
-		if len(s) > maxPostureText {
-			return s[:maxPostureText] + "…"
+		if len(s) <= maxPostureText {
+			return s
 		}
-		return s
+		n := maxPostureText
+		for n > 0 && !utf8.RuneStart(s[n]) { // not in the middle of a character
+			n--
+		}
+		return s[:n] + "…"
 	}
 	ps := &Posture{Compliant: p.GetCompliant(), EvaluatedAt: p.GetEvaluatedAt().AsTime().UTC()}
 	for i, c := range p.GetAttention() {

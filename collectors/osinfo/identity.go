@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"regexp"
 	"strings"
+	"unicode/utf8"
+
+	"github.com/evident-dev/evident/internal/safetext"
 )
 
 // placeholderSerials are what firmware holds when the vendor wrote no
@@ -17,11 +20,14 @@ var placeholderSerials = map[string]bool{
 	"1234567890": true, "OEM": true, "O.E.M.": true, "EMPTY": true,
 }
 
-// realSerial returns s trimmed, or "" when it is a placeholder: a known
-// one, or one character repeated ("00000000", "XXXXXXXX", "........").
+// realSerial returns s trimmed, or "" when it is a placeholder (a known
+// one, or one character repeated: "00000000", "XXXXXXXX", "........") or
+// could not be shown as is (not UTF-8, a control character, over 256
+// bytes): the server refuses such host facts, and a serial is not worth
+// a device that cannot enroll.
 func realSerial(s string) string {
 	s = strings.TrimSpace(strings.Trim(s, "\x00"))
-	if placeholderSerials[strings.ToUpper(s)] {
+	if placeholderSerials[strings.ToUpper(s)] || len(s) > 256 || !utf8.ValidString(s) || !safetext.Printable(s) {
 		return ""
 	}
 	if strings.Count(s, s[:1]) == len(s) {

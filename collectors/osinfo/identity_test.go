@@ -2,6 +2,7 @@ package osinfo
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/evident-dev/evident/platform"
@@ -15,6 +16,8 @@ func TestRealSerial(t *testing.T) {
 		"To Be Filled By O.E.M.": "", "To be filled by O.E.M.": "", "Default string": "", "System Serial Number": "",
 		"Not Specified": "", "None": "", "0": "", "00000000": "", "XXXXXXXXXX": "", "..........": "", "0123456789": "",
 		"": "", " ": "", "\x00": "",
+		// What the server would refuse: a device must still enroll.
+		"SN123\xff": "", "SN\x1b[2J": "", strings.Repeat("A1", 129): "",
 	} {
 		if got := realSerial(in); got != want {
 			t.Errorf("realSerial(%q) = %q, want %q", in, got, want)

@@ -129,7 +129,10 @@ func newSecurityPatches(raw json.RawMessage) (evaluator, error) {
 		run := pendingSince(in, o, p)
 		pending := o.CollectedAt.Sub(run.since)
 		facts["pending_since"] = run.since.UTC().Format(time.RFC3339Nano)
-		facts["pending_since_bounded"] = run.bounded
+		facts["pending_after"] = ""
+		if !run.after.IsZero() {
+			facts["pending_after"] = run.after.UTC().Format(time.RFC3339Nano)
+		}
 		what := fmt.Sprintf("%d security updates pending (%s)", pl.PendingSecurityUpdates, pendingNames(pl))
 		seen := humanDays(pending)
 		if pl.OldestPendingSecurityDays != nil {
@@ -151,16 +154,25 @@ func newSecurityPatches(raw json.RawMessage) (evaluator, error) {
 		if pending > grace {
 			return decided(o, store.Fail, what+fmt.Sprintf(" for %s, longer than the %d-day window", seen, p.MaxDays), facts)
 		}
-		if !run.bounded && !p.UndatedAgeFromFirstSeen {
+		bounded := !run.after.IsZero()
+		switch {
+		case p.UndatedAgeFromFirstSeen:
+		case !bounded:
 			// Nothing bounds when these were released: the first report
 			// that the server still has already listed them.
 			return decided(o, store.Unknown, what+fmt.Sprintf(" for %s; released on an unknown date: %s does not date its updates, and the first report the server holds (%s) already listed them, so the %d-day window cannot be checked until they are installed or it has passed",
 				seen, pl.Manager, run.since.UTC().Format(time.DateOnly), p.MaxDays), facts)
+		case o.CollectedAt.Sub(run.after) > grace:
+			// Released after the last report with none pending, but that
+			// report is older than the window and none came in between
+			// (the device was off, say): they may be older than the window.
+			return decided(o, store.Unknown, what+fmt.Sprintf(" for %s; released after the report of %s that showed none pending, but the server has no report between it and %s, so whether they are older than the %d-day window is unknown",
+				seen, run.after.UTC().Format(time.DateOnly), run.since.UTC().Format(time.DateOnly), p.MaxDays), facts)
 		}
 		if !freshOK {
 			return decided(o, store.Unknown, what+fmt.Sprintf(" for %s, within the %d-day window, but %s", seen, p.MaxDays, fresh), facts)
 		}
-		if !run.bounded {
+		if !bounded {
 			return decided(o, store.Pass, what+fmt.Sprintf(", age unknown (%s does not date its updates), counted by policy from the first report listing them (%s): %s, within the %d-day window%s",
 				pl.Manager, run.since.UTC().Format(time.DateOnly), seen, p.MaxDays, indexNote(pl, o.CollectedAt)), facts)
 		}
@@ -204,10 +216,11 @@ func releasedDays(d int) string {
 type pendingRun struct {
 	// since is the collection time of the run's first report.
 	since time.Time
-	// bounded: a report with none pending by a fresh index precedes the
-	// run, so nothing pending now was released long before it.
-	// Without one, the updates may predate every report the server holds.
-	bounded bool
+	// after is the collection time of the report with none pending, read
+	// from a fresh package index, that precedes the run: nothing pending
+	// now was released long before it. Zero when the server holds none:
+	// the updates may predate every report it holds.
+	after time.Time
 }
 
 // pendingSince says since when security updates have been pending without a
@@ -215,8 +228,9 @@ type pendingRun struct {
 // forward from one evaluation to the next; only without one (the first
 // evaluation, or a policy change) is the history scanned, newest first, back
 // to the last report with none pending by a fresh package index. A failed,
-// undecodable or manager-less report, or one whose index was stale, says
-// nothing of pending updates and does not end the run.
+// undecodable or manager-less report, or one with none pending by a stale
+// index, says nothing of pending updates: it does not end the run, and it
+// belongs to it (updates may have been pending, unseen, then).
 func pendingSince(in Input, o store.Observation, p securityPatchParams) pendingRun {
 	var prev json.RawMessage
 	if in.prev != nil {
@@ -224,20 +238,30 @@ func pendingSince(in Input, o store.Observation, p securityPatchParams) pendingR
 	}
 	if len(prev) > 0 {
 		var ev struct {
-			Seq   uint64 `json:"seq"`
-			Facts struct {
+			Seq         uint64    `json:"seq"`
+			CollectedAt time.Time `json:"collected_at"`
+			Facts       struct {
 				Pending *int      `json:"pending_security_updates"`
 				Since   time.Time `json:"pending_since"`
-				Bounded *bool     `json:"pending_since_bounded"`
+				After   *string   `json:"pending_after"`
 			} `json:"facts"`
 		}
 		if json.Unmarshal(prev, &ev) == nil && ev.Facts.Pending != nil && ev.Seq <= o.Seq {
-			if *ev.Facts.Pending == 0 && in.prev.Status == store.Pass {
-				return pendingRun{since: o.CollectedAt, bounded: true}
+			// The previous evaluation passed on none pending (so by a
+			// fresh index): it bounds the run starting now.
+			if *ev.Facts.Pending == 0 && in.prev.Status == store.Pass && !ev.CollectedAt.IsZero() && !ev.CollectedAt.After(o.CollectedAt) {
+				return pendingRun{since: o.CollectedAt, after: ev.CollectedAt}
 			}
 			// Intervals stored before the bound was recorded are rescanned.
-			if ev.Facts.Bounded != nil && !ev.Facts.Since.IsZero() && !ev.Facts.Since.After(o.CollectedAt) {
-				return pendingRun{since: ev.Facts.Since, bounded: *ev.Facts.Bounded}
+			if *ev.Facts.Pending > 0 && ev.Facts.After != nil && !ev.Facts.Since.IsZero() && !ev.Facts.Since.After(o.CollectedAt) {
+				run := pendingRun{since: ev.Facts.Since}
+				if *ev.Facts.After != "" {
+					t, err := time.Parse(time.RFC3339Nano, *ev.Facts.After)
+					if err == nil && !t.After(run.since) {
+						run.after = t
+					}
+				}
+				return run
 			}
 		}
 	}
@@ -250,23 +274,19 @@ func pendingSince(in Input, o store.Observation, p securityPatchParams) pendingR
 		return run
 	}
 	for _, h := range hist {
-		if h.Status != "ok" || h.CollectedAt.After(o.CollectedAt) {
+		if h.CollectedAt.After(o.CollectedAt) {
 			continue
 		}
-		hp, err := evidence.Decode[evidence.PatchesPayload](evidence.Patches, h.ParserVersion, h.Payload)
-		if err != nil || hp.Manager == "" {
-			continue
+		if h.Status == "ok" {
+			hp, err := evidence.Decode[evidence.PatchesPayload](evidence.Patches, h.ParserVersion, h.Payload)
+			if err == nil && hp.Manager != "" && hp.PendingSecurityUpdates == 0 {
+				if _, fresh := indexFresh(hp, h.CollectedAt, p.MaxIndexAgeDays, p.AllowUnreportedIndexAge, map[string]any{}); fresh {
+					run.after = h.CollectedAt
+					break
+				}
+			}
 		}
-		if hp.PendingSecurityUpdates > 0 {
-			run.since = h.CollectedAt
-			continue
-		}
-		if _, fresh := indexFresh(hp, h.CollectedAt, p.MaxIndexAgeDays, p.AllowUnreportedIndexAge, map[string]any{}); fresh {
-			run.bounded = true
-			break
-		}
-		// None pending by a stale index: updates released before it
-		// may have been missed, so it bounds nothing.
+		run.since = h.CollectedAt
 	}
 	return run
 }
@@ -274,6 +294,9 @@ func pendingSince(in Input, o store.Observation, p securityPatchParams) pendingR
 func humanDays(d time.Duration) string {
 	if d < 24*time.Hour {
 		return "less than a day as seen by the server"
+	}
+	if d < 48*time.Hour {
+		return "1 day as seen by the server"
 	}
 	return fmt.Sprintf("%d days as seen by the server", int(d/(24*time.Hour)))
 }

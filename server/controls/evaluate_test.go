@@ -198,7 +198,17 @@ func TestSecurityPatches(t *testing.T) {
 			wantStatus: store.Fail, wantReason: "for 19 days as seen by the server, longer than", wantSeq: 50},
 		{name: "none pending by a stale index bounds nothing", in: controls.Input{Latest: latest(newest), History: history(newest, at(49, now.Add(-5*day), pl(2)),
 			okObs(t, evidence.Patches, 48, now.Add(-10*day), withIndex(pl(0), now.Add(-40*day))))},
-			wantStatus: store.Unknown, wantReason: "for 4 days as seen by the server; released on an unknown date", wantSeq: 50},
+			wantStatus: store.Unknown, wantReason: "for 9 days as seen by the server; released on an unknown date", wantSeq: 50},
+		// The device was off for a month after a report with none
+		// pending: what it lists now was released some time in between.
+		{name: "a month without reports after none pending", in: controls.Input{Latest: latest(newest), History: history(newest, at(49, now.Add(-2*day), pl(2)), at(48, now.Add(-30*day), pl(0)))},
+			wantStatus: store.Unknown, wantReason: "for 1 day as seen by the server; released after the report of 2026-01-30 that showed none pending, but the server has no report between it and 2026-02-27, so whether they are older than the 14-day window is unknown", wantSeq: 50},
+		// The apt timer broke: weeks of "none pending" from a stale index,
+		// then a refresh lists updates released meanwhile.
+		{name: "weeks of a stale index before the updates appear", in: controls.Input{Latest: latest(newest), History: history(newest,
+			okObs(t, evidence.Patches, 49, now.Add(-5*day), withIndex(pl(0), now.Add(-25*day))), okObs(t, evidence.Patches, 48, now.Add(-19*day), withIndex(pl(0), now.Add(-30*day))),
+			at(47, now.Add(-25*day), pl(0)))},
+			wantStatus: store.Fail, wantReason: "for 18 days as seen by the server, longer than the 14-day window", wantSeq: 50},
 		{name: "a report without a manager does not end the run", in: controls.Input{Latest: latest(newest), History: history(newest, at(49, now.Add(-5*day), pl(2)),
 			at(48, now.Add(-10*day), pl(0, func(p *evidence.PatchesPayload) { p.Manager = "" })), at(47, now.Add(-20*day), pl(4)))},
 			wantStatus: store.Fail, wantReason: "for 19 days", wantSeq: 50},
@@ -620,14 +630,15 @@ func TestSecurityPatchesCarriesPendingSince(t *testing.T) {
 		return evidence.PatchesPayload{Manager: "apt", OS: evidence.OSRelease{ID: "debian", VersionID: "12"}, PendingSecurityUpdates: pending}
 	}
 	newest := okObs(t, evidence.Patches, 50, collected, withIndex(pl(3), collected))
+	// A run that began at since, a day after a report with none pending.
 	prev := func(seq uint64, pending int, since time.Time) map[string]store.ControlState {
-		ev, _ := json.Marshal(map[string]any{"seq": seq, "facts": map[string]any{
-			"pending_security_updates": pending, "pending_since": since.Format(time.RFC3339Nano), "pending_since_bounded": true}})
+		ev, _ := json.Marshal(map[string]any{"seq": seq, "collected_at": since.Format(time.RFC3339Nano), "facts": map[string]any{
+			"pending_security_updates": pending, "pending_since": since.Format(time.RFC3339Nano), "pending_after": since.Add(-day).Format(time.RFC3339Nano)}})
 		return map[string]store.ControlState{"DC-PATCH-01": {ControlID: "DC-PATCH-01", Status: store.Pass, Evidence: ev}}
 	}
 	unbounded := func(seq uint64, since time.Time) map[string]store.ControlState {
 		ev, _ := json.Marshal(map[string]any{"seq": seq, "facts": map[string]any{
-			"pending_security_updates": 2, "pending_since": since.Format(time.RFC3339Nano), "pending_since_bounded": false}})
+			"pending_security_updates": 2, "pending_since": since.Format(time.RFC3339Nano), "pending_after": ""}})
 		return map[string]store.ControlState{"DC-PATCH-01": {ControlID: "DC-PATCH-01", Status: store.Unknown, Evidence: ev}}
 	}
 	// Stored before the bound was recorded: rescanned.
@@ -650,7 +661,7 @@ func TestSecurityPatchesCarriesPendingSince(t *testing.T) {
 			wantStatus: store.Fail, wantReason: "for 20 days as seen by the server, longer than", wantSeq: 50},
 		{name: "pending since 3 days, from the interval", in: controls.Input{Latest: latest(newest), Current: prev(49, 2, collected.Add(-3*day)), History: noHistory},
 			wantStatus: store.Pass, wantReason: "for 3 days", wantSeq: 50},
-		{name: "previous had none pending: starts now", in: controls.Input{Latest: latest(newest), Current: prev(49, 0, collected.Add(-30*day)), History: noHistory},
+		{name: "previous had none pending: starts now", in: controls.Input{Latest: latest(newest), Current: prev(49, 0, collected.Add(-time.Hour)), History: noHistory},
 			wantStatus: store.Pass, wantReason: "less than a day", wantSeq: 50},
 		{name: "interval from a newer observation is not trusted", in: controls.Input{Latest: latest(newest), Current: prev(60, 2, collected.Add(-30*day)),
 			History: history(newest, okObs(t, evidence.Patches, 49, collected.Add(-2*day), withIndex(pl(1), collected.Add(-2*day))), okObs(t, evidence.Patches, 48, collected.Add(-3*day), withIndex(pl(0), collected.Add(-3*day))))},

@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -393,20 +394,24 @@ func checkHostFacts(h *evidentv1.HostFacts) error {
 
 // refreshFacts records what the agent says of its host in its Hello when
 // it changed since enrollment (a serial number an older agent did not
-// send, a new hostname, an upgrade). Facts that cannot be shown end the
-// stream as enrollment refuses them.
+// send, a new hostname, an upgrade). Facts that could not be shown are
+// ignored (logged), as enrollment refuses them: evidence still flows. A
+// new hostname or OS version can move the device in or out of a control's
+// scope, so the change is audited.
 func (s *Server) refreshFacts(ctx context.Context, log *slog.Logger, deviceID string, h *evidentv1.HostFacts) error {
 	if h == nil {
 		return nil
 	}
 	if err := checkHostFacts(h); err != nil {
-		return err
+		log.Warn("device facts ignored", "err", err)
+		return nil
 	}
 	f := store.DeviceFacts{Hostname: h.GetHostname(), OSVersion: h.GetOsVersion(), SerialNumber: h.GetSerialNumber(), AgentVersion: h.GetAgentVersion()}
+	var was store.Device
 	if c, ok := callerFromContext(ctx); ok {
-		d := c.dev
-		if (f.Hostname == "" || f.Hostname == d.Hostname) && (f.OSVersion == "" || f.OSVersion == d.OSVersion) &&
-			(f.SerialNumber == "" || f.SerialNumber == d.SerialNumber) && (f.AgentVersion == "" || f.AgentVersion == d.AgentVersion) {
+		was = c.dev
+		if (f.Hostname == "" || f.Hostname == was.Hostname) && (f.OSVersion == "" || f.OSVersion == was.OSVersion) &&
+			(f.SerialNumber == "" || f.SerialNumber == was.SerialNumber) && (f.AgentVersion == "" || f.AgentVersion == was.AgentVersion) {
 			return nil // unchanged: no write
 		}
 	}
@@ -418,6 +423,20 @@ func (s *Server) refreshFacts(ctx context.Context, log *slog.Logger, deviceID st
 	}
 	if changed {
 		log.Info("device facts refreshed", "hostname", f.Hostname, "os_version", f.OSVersion, "agent_version", f.AgentVersion, "serial_number_set", f.SerialNumber != "")
+	}
+	var moved []string
+	if f.Hostname != "" && f.Hostname != was.Hostname {
+		moved = append(moved, fmt.Sprintf("hostname %q -> %q", was.Hostname, f.Hostname))
+	}
+	if f.OSVersion != "" && f.OSVersion != was.OSVersion {
+		moved = append(moved, fmt.Sprintf("os_version %q -> %q", was.OSVersion, f.OSVersion))
+	}
+	if changed && len(moved) > 0 {
+		entry := store.AuditEntry{Time: s.now().UTC(), Actor: "device " + deviceID, Action: "device.facts-changed",
+			Detail: "device_id=" + deviceID + " " + strings.Join(moved, " ")}
+		if _, err := s.Store.AddAudit(ctx, entry); err != nil {
+			log.Error("auditing changed device facts failed", "err", err)
+		}
 	}
 	return nil
 }

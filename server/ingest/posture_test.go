@@ -1,9 +1,13 @@
 package ingest
 
 import (
+	"io"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
+	evidentv1 "github.com/evident-dev/evident/proto/evident/v1"
 	"github.com/evident-dev/evident/server/controls"
 	"github.com/evident-dev/evident/server/store"
 )
@@ -39,5 +43,17 @@ func TestPosture(t *testing.T) {
 	all := &store.StatePlan{At: at, Compliant: true, Confirm: []store.ControlState{{ControlID: "DC-FW-01", Status: store.Pass}}}
 	if p, other := s.posture(all, "linux"); !p.GetCompliant() || len(p.GetAttention()) != 0 || other == sum || other == 0 {
 		t.Errorf("compliant: %v, digest %x", p, other)
+	}
+}
+
+// TestRefreshFactsIgnoresBadFacts: facts a device could not enroll with
+// are logged and ignored; the stream carries on (no error, no write).
+func TestRefreshFactsIgnoresBadFacts(t *testing.T) {
+	s := &Server{} // no store: a write would panic
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for _, h := range []*evidentv1.HostFacts{{SerialNumber: "SN\x1b[2J"}, {Hostname: "host\xff"}, {OsVersion: strings.Repeat("x", 300)}, nil} {
+		if err := s.refreshFacts(t.Context(), log, "dev-1", h); err != nil {
+			t.Errorf("facts %v: %v; want ignored", h, err)
+		}
 	}
 }

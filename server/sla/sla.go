@@ -13,8 +13,9 @@
 // is rounded up to the next observation.
 //
 // An update already listed in the first report the server holds (the
-// device's first, or the oldest left by retention) may have been pending
-// long before: its age is unknown. It counts as late or open past the SLA
+// device's first, or the oldest left by retention; a first report whose
+// list was cut short or whose "none pending" came from a stale index does
+// not count as one) may have been pending long before: its age is unknown. It counts as late or open past the SLA
 // when it was seen pending longer than the SLA, and otherwise as
 // AgeUnknown, never as on time.
 //
@@ -147,6 +148,14 @@ func (f Figures) Window() string {
 
 type key struct{ name, version string }
 
+// staleIndex is how old a package index may be for a report's "none
+// pending" to count (the default policy's max_index_age_days).
+const staleIndex = 7 * 24 * time.Hour
+
+func freshIndex(p evidence.PatchesPayload, at time.Time) bool {
+	return p.Index != nil && p.Index.Refreshed != nil && at.Sub(*p.Index.Refreshed) <= staleIndex
+}
+
 type occurrence struct {
 	item Item
 	done bool
@@ -205,7 +214,10 @@ func Compute(obs []store.Observation, from, to time.Time, within time.Duration) 
 			}
 		}
 		inFirst := first
-		first = false
+		// The first report bounds the ages of what later reports list only
+		// when it saw everything: a cut list leaves updates unnamed, and
+		// "none pending" from a stale index may have missed them.
+		first = inFirst && (truncated || p.PendingSecurityUpdates == 0 && !freshIndex(p, o.CollectedAt))
 		listed := map[key]bool{}
 		for _, pk := range p.PendingSecurity {
 			k := key{pk.Name, pk.Version}

@@ -32,6 +32,7 @@ type snap struct {
 	status  string // "" means ok
 	raw     string // payload as is, when set
 	manager string // "" means apt
+	stale   bool   // the package index was last refreshed 30 days before
 }
 
 func history(t *testing.T, snaps ...snap) []store.Observation {
@@ -46,7 +47,12 @@ func history(t *testing.T, snaps ...snap) []store.Observation {
 		case s.raw != "":
 			o.Payload = json.RawMessage(s.raw)
 		default:
-			p := evidence.PatchesPayload{Manager: "apt", OS: evidence.OSRelease{ID: "ubuntu", VersionID: "24.04"}}
+			refreshed := t0.Add(s.at - time.Hour)
+			if s.stale {
+				refreshed = t0.Add(s.at - 30*day)
+			}
+			p := evidence.PatchesPayload{Manager: "apt", OS: evidence.OSRelease{ID: "ubuntu", VersionID: "24.04"},
+				Index: &evidence.PackageIndex{Refreshed: &refreshed, Source: "/var/lib/apt/lists/x_noble-security_InRelease"}}
 			if s.manager == "none" {
 				p = evidence.PatchesPayload{OS: evidence.OSRelease{ID: "windows"}}
 			}
@@ -180,6 +186,19 @@ func TestCompute(t *testing.T) {
 			want: sla.Figures{Updates: 4, ResolvedWithin: 1, ResolvedLate: 1, AgeUnknown: 2, Due: 2, Percent: 50, Observations: 5},
 			items: []wantItem{{"a", 1, sla.AgeUnknown, 3}, {"b", 1, sla.AgeUnknown, 10}, {"old", 1, sla.Late, 20},
 				{"c", 1, sla.OnTime, 5}},
+		},
+		{
+			// A first report that could not see everything bounds nothing:
+			// "none pending" from a stale index, then a cut list.
+			name: "a stale or cut first report is not the bound",
+			snaps: []snap{
+				{at: -day, stale: true},
+				{at: 0, pending: []string{"a=1"}, extra: 20},
+				{at: 2 * day, pending: []string{"a=1", "b=1"}},
+				{at: 3 * day},
+			},
+			want:  sla.Figures{Updates: 2, AgeUnknown: 2, Percent: 100, Observations: 4, Truncated: 1, Unlisted: 20},
+			items: []wantItem{{"a", 1, sla.AgeUnknown, 3}, {"b", 1, sla.AgeUnknown, 1}},
 		},
 		{
 			name: "pending in the first report, open at the end within the SLA",

@@ -47,7 +47,8 @@ type AuditQuery struct {
 	// Action matches the action and its outcomes: "tpm-change" selects
 	// "tpm-change" and "tpm-change.denied".
 	Action string
-	// Actor matches actors containing it, ignoring ASCII case.
+	// Actor matches actors containing it, ignoring case (ASCII case on
+	// SQLite).
 	Actor string
 	// From and To bound the entries' time, [From, To); zero is open.
 	From, To time.Time

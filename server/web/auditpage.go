@@ -39,17 +39,26 @@ func parseAuditFilter(v url.Values) (auditFilter, error) {
 		return f, errors.New("the action filter is limited to 128 bytes and the actor filter to 256")
 	}
 	f.q = store.AuditQuery{Action: f.Action, Actor: f.Actor}
+	// Stored times are nanoseconds since 1970 in an int64: dates outside
+	// 1970-2261 would wrap.
+	day := func(name, v string) (time.Time, error) {
+		d, err := time.Parse(time.DateOnly, v)
+		if err != nil || d.Year() < 1970 || d.Year() > 2261 {
+			return time.Time{}, fmt.Errorf("%s %q: want a date, YYYY-MM-DD, from 1970 to 2261", name, v)
+		}
+		return d, nil
+	}
 	if f.FromDay != "" {
-		d, err := time.Parse(time.DateOnly, f.FromDay)
+		d, err := day("from", f.FromDay)
 		if err != nil {
-			return f, fmt.Errorf("from %q: want a date, YYYY-MM-DD", f.FromDay)
+			return f, err
 		}
 		f.q.From = d
 	}
 	if f.ToDay != "" {
-		d, err := time.Parse(time.DateOnly, f.ToDay)
+		d, err := day("to", f.ToDay)
 		if err != nil {
-			return f, fmt.Errorf("to %q: want a date, YYYY-MM-DD", f.ToDay)
+			return f, err
 		}
 		f.q.To = d.AddDate(0, 0, 1)
 	}
@@ -147,9 +156,11 @@ func (s *Server) auditExport(w http.ResponseWriter, r *http.Request, u *user, fo
 	}
 	q := f.q
 	q.BeforeID = 0
+	// One entry more than the bound tells a cut export from one of
+	// exactly maxAuditExport entries.
 	var all []store.AuditEntry
-	for len(all) < maxAuditExport {
-		q.Limit = min(store.MaxAuditPage, maxAuditExport-len(all))
+	for len(all) <= maxAuditExport {
+		q.Limit = min(store.MaxAuditPage, maxAuditExport+1-len(all))
 		page, err := s.st.AuditQuery(r.Context(), q)
 		if err != nil {
 			s.log.Error("web: audit export failed", "err", err)
@@ -162,7 +173,10 @@ func (s *Server) auditExport(w http.ResponseWriter, r *http.Request, u *user, fo
 		}
 		q.BeforeID = page[len(page)-1].ID
 	}
-	truncated := len(all) == maxAuditExport
+	truncated := len(all) > maxAuditExport
+	if truncated {
+		all = all[:maxAuditExport]
+	}
 	var buf bytes.Buffer
 	ctype := "text/csv; charset=utf-8"
 	switch format {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -67,6 +68,19 @@ func TestHelloRefreshesDeviceFacts(t *testing.T) {
 		if d.SerialNumber == "5CD1234XYZ" {
 			if d.Hostname != "laptop-ada" || d.AgentVersion != "1.0.0" || d.MachineID != "m-1" || d.GOOS != "windows" {
 				t.Errorf("device after the Hello: %+v; want the new hostname and agent version, the enrolled machine id", d)
+			}
+			// A new hostname can move the device in or out of a control's
+			// scope: it is audited.
+			log, err := st.AuditLog(ctx, 100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var audited bool
+			for _, e := range log {
+				audited = audited || (e.Action == "device.facts-changed" && strings.Contains(e.Detail, `hostname "LAPTOP-7F3K" -> "laptop-ada"`))
+			}
+			if !audited {
+				t.Errorf("the hostname change is not in the audit log: %+v", log)
 			}
 			break
 		}

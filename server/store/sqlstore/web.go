@@ -153,8 +153,10 @@ func (s *Store) AuditQuery(ctx context.Context, q store.AuditQuery) ([]store.Aud
 		args = append(args, q.Action, likeEscape(q.Action)+".%")
 	}
 	if q.Actor != "" {
-		where = append(where, `lower(actor) LIKE ? ESCAPE '\'`)
-		args = append(args, "%"+likeEscape(asciiLower(q.Actor))+"%")
+		// lower on both sides: the same case folding on SQLite (ASCII)
+		// and on PostgreSQL (Unicode).
+		where = append(where, `lower(actor) LIKE lower(?) ESCAPE '\'`)
+		args = append(args, "%"+likeEscape(q.Actor)+"%")
 	}
 	if !q.From.IsZero() {
 		where = append(where, `at >= ?`)
@@ -194,16 +196,6 @@ func (s *Store) queryAudit(ctx context.Context, where string, args []any, limit 
 // likeEscape makes s match itself in a LIKE pattern with ESCAPE '\'.
 func likeEscape(s string) string {
 	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
-}
-
-// asciiLower lowers ASCII letters only, as SQLite's lower() does.
-func asciiLower(s string) string {
-	return strings.Map(func(r rune) rune {
-		if 'A' <= r && r <= 'Z' {
-			return r + 'a' - 'A'
-		}
-		return r
-	}, s)
 }
 
 // AuditLog implements store.Web.
