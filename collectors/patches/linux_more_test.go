@@ -38,6 +38,12 @@ func TestParseZypperXML(t *testing.T) {
 			`<update name="p2" edition="1" kind="patch" category="security" status="not-needed"/>` +
 			`<update name="p3" edition="1" kind="patch" category="security" status="needed"><issue-date time="bogus"/></update>` +
 			`</update-list></update-status></stream>`), security: 2, firstSecurity: "p1"},
+		// One needed patch without a date: the dated one alone could make
+		// the oldest look too young, so none is reported.
+		{name: "one dated, one undated", in: []byte(`<stream><update-status version="0.6"><update-list>` +
+			`<update name="p1" edition="1" kind="patch" category="security" status="needed"><issue-date time="1790000000"/></update>` +
+			`<update name="p2" edition="1" kind="patch" category="security" status="needed"/>` +
+			`</update-list></update-status></stream>`), security: 2, firstSecurity: "p1"},
 		{name: "zypper error message", in: platformtest.ReadFixture(t, "zypper/error-no-repos.xml"), wantErr: "System management is locked"},
 		{name: "empty output", in: nil, wantErr: "no <update-status>"},
 		{name: "garbage", in: []byte("<stream><update-status><update name=\"x\" kind=\"package\"></stream>"), wantErr: "parse zypper xml"},
@@ -144,6 +150,9 @@ func TestParseDnfUpdateinfoDates(t *testing.T) {
 		"Issued : 2026-10-05\nUpdated : 2026-01-01 00:00:00\n":                  "2026-10-05", // Issued wins
 		"Issued : yesterday\n": "",
 		"":                     "",
+		// One advisory without a date: the oldest is unknown.
+		"  Update ID: A\n     Issued: 2026-10-01 12:00:00\n  Update ID: B\n   Severity: Important\n":           "",
+		"  Update ID: A\n     Issued: 2026-10-01 12:00:00\n  Update ID: B\n    Updated: 2026-09-01 00:00:00\n": "2026-09-01",
 	} {
 		got := ""
 		if d := parseDnfUpdateinfoDates([]byte(in)); d != nil {

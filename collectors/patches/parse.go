@@ -200,21 +200,34 @@ func parseDnfUpdateinfo(b []byte) []dnfAdvisory {
 // at least as old as its last update). Values are "2006-01-02 15:04:05",
 // read as UTC, or a bare date.
 func parseDnfUpdateinfoDates(b []byte) *time.Time {
-	var issued, updated *time.Time
+	// Each advisory ("Update ID:" starts one) is dated by its Issued
+	// line, else its Updated line. One without a date makes the oldest
+	// unknown: the age of the dated ones alone could be too young.
+	type block struct{ issued, updated *time.Time }
+	blocks := []*block{{}}
+	started := false
 	for _, line := range strings.Split(string(b), "\n") {
 		k, v, ok := strings.Cut(line, ":")
 		if !ok {
 			continue
 		}
+		cur := blocks[len(blocks)-1]
 		var dst **time.Time
 		switch strings.TrimSpace(k) {
+		case "Update ID":
+			if started {
+				blocks = append(blocks, &block{})
+			}
+			started = true
+			continue
 		case "Issued":
-			dst = &issued
+			dst = &cur.issued
 		case "Updated":
-			dst = &updated
+			dst = &cur.updated
 		default:
 			continue
 		}
+		started = true
 		v = strings.Join(strings.Fields(v), " ")
 		for _, layout := range []string{time.DateTime, time.DateOnly} {
 			if t, err := time.Parse(layout, v); err == nil {
@@ -225,10 +238,23 @@ func parseDnfUpdateinfoDates(b []byte) *time.Time {
 			}
 		}
 	}
-	if issued != nil {
-		return issued
+	if !started {
+		return nil
 	}
-	return updated
+	var oldest *time.Time
+	for _, bl := range blocks {
+		d := bl.issued
+		if d == nil {
+			d = bl.updated
+		}
+		if d == nil {
+			return nil
+		}
+		if oldest == nil || d.Before(*oldest) {
+			oldest = d
+		}
+	}
+	return oldest
 }
 
 // parseDnfCheckUpdate parses `dnf -q check-update` output (exit code 100

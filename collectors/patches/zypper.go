@@ -117,6 +117,7 @@ func zypperPackages(us []zypperUpdate) int {
 // bounded and sorted, and the issue date of the oldest one when zypper
 // dates them.
 func zypperSecurity(us []zypperUpdate) (n int, list []Package, oldest *time.Time) {
+	undated := false
 	for _, u := range us {
 		if u.Kind != "patch" || u.Status != "needed" || (u.Category != "" && u.Category != "security") {
 			continue
@@ -126,10 +127,12 @@ func zypperSecurity(us []zypperUpdate) (n int, list []Package, oldest *time.Time
 			list = append(list, Package{Name: u.Name, Version: u.Edition, Advisory: u.Name, Severity: u.Severity})
 		}
 		if u.IssueDate == nil {
+			undated = true
 			continue
 		}
 		sec, err := strconv.ParseInt(strings.TrimSpace(u.IssueDate.Time), 10, 64)
 		if err != nil || sec <= 0 {
+			undated = true
 			continue
 		}
 		t := time.Unix(sec, 0).UTC()
@@ -138,6 +141,10 @@ func zypperSecurity(us []zypperUpdate) (n int, list []Package, oldest *time.Time
 		}
 	}
 	sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
+	if undated {
+		// The dated patches alone could make the oldest look too young.
+		oldest = nil
+	}
 	return n, list, oldest
 }
 
