@@ -31,12 +31,3 @@ func Floor(v float64, decimals int) float64 {
 func Format(v float64, decimals int) string {
 	return strconv.FormatFloat(Floor(v, decimals), 'f', decimals, 64)
 }
-
-// Share shows part of whole as a percentage with decimals places, or NA
-// when whole is zero.
-func Share(part, whole int64, decimals int) string {
-	if whole == 0 {
-		return NA
-	}
-	return Format(100*float64(part)/float64(whole), decimals)
-}

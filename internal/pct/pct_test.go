@@ -28,22 +28,3 @@ func TestFormat(t *testing.T) {
 		}
 	}
 }
-
-func TestShare(t *testing.T) {
-	for _, tc := range []struct {
-		part, whole int64
-		decimals    int
-		want        string
-	}{
-		{0, 0, 1, pct.NA},
-		{0, 5, 1, "0.0"},
-		{7, 9, 1, "77.7"},
-		{7, 9, 2, "77.77"},
-		{9, 9, 2, "100.00"},
-		{4999, 5000, 1, "99.9"},
-	} {
-		if got := pct.Share(tc.part, tc.whole, tc.decimals); got != tc.want {
-			t.Errorf("Share(%d, %d, %d) = %q, want %q", tc.part, tc.whole, tc.decimals, got, tc.want)
-		}
-	}
-}

@@ -210,7 +210,7 @@ func percentSign(c ControlPeriod, v float64) string {
 	if !c.InScope() {
 		return pct.NA
 	}
-	return pct.Format(v, 2) + "%"
+	return percentOf(c, v) + "%"
 }
 
 func lastSeen(d DeviceRef) string {
