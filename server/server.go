@@ -33,6 +33,7 @@ import (
 	"github.com/evident-dev/evident/server/store/postgres"
 	"github.com/evident-dev/evident/server/store/sqlite"
 	"github.com/evident-dev/evident/server/web"
+	"github.com/evident-dev/evident/server/webhook"
 )
 
 // Config is what a running server needs.
@@ -85,6 +86,10 @@ type Config struct {
 	// CredentialCheck is how often open streams are checked against
 	// revocations and renewals (zero: ingest.DefaultCredentialCheck).
 	CredentialCheck time.Duration
+	// Webhooks, when it has an endpoint, turns alerting on: controls
+	// turning fail or unknown and groups crossing their thresholds are
+	// delivered to its endpoints (package webhook).
+	Webhooks *webhook.Config
 }
 
 // DBPath is the SQLite store's file under a data directory.
@@ -187,9 +192,32 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("server certificate: %w", err)
 	}
+	var alerts *webhook.Dispatcher
+	var whc webhook.Config
+	if wh := cfg.Webhooks; wh != nil && len(wh.Endpoints) > 0 {
+		whc = *wh
+		if whc.Log == nil {
+			whc.Log = log.With("component", "webhook")
+		}
+		if whc.Titles == nil {
+			whc.Titles = map[string]string{}
+			for _, ctl := range cfg.Policy.Controls {
+				whc.Titles[ctl.ID] = ctl.Title
+			}
+		}
+		if err := whc.Validate(); err != nil {
+			return err
+		}
+	}
 	st, err := OpenStore(cfg.Store, cfg.DataDir, false)
 	if err != nil {
 		return err
+	}
+	if len(whc.Endpoints) > 0 {
+		// On before the first evaluation, so no transition goes untold.
+		st.EnableAlerts()
+		alerts = webhook.New(st, whc)
+		log.Info("alerting on", "webhooks", len(whc.Endpoints), "thresholds", len(whc.Thresholds))
 	}
 	defer st.Close()
 	if fi, err := os.Stat(cfg.DataDir); err == nil && fi.Mode().Perm()&0o077 != 0 {
@@ -297,6 +325,13 @@ func Run(ctx context.Context, cfg Config) error {
 		defer bg.Done()
 		srv.WatchCommands(ctx, 0)
 	}()
+	if alerts != nil {
+		bg.Add(1)
+		go func() {
+			defer bg.Done()
+			alerts.Run(ctx, leaseHolder(cfg.DataDir))
+		}()
+	}
 	bg.Add(1)
 	go func() {
 		defer bg.Done()
@@ -360,7 +395,7 @@ func Run(ctx context.Context, cfg Config) error {
 				case err == nil:
 					lastPrune = now
 					log.Info("retention applied", "older_than", now.Add(-cfg.RetainRaw).Format(time.RFC3339),
-						"observations_pruned", res.Observations, "attestations_pruned", res.Attestations)
+						"observations_pruned", res.Observations, "attestations_pruned", res.Attestations, "alerts_deleted", res.Alerts)
 				}
 			}
 		}

@@ -38,13 +38,15 @@ type Store interface {
 	Leases
 	Credentials
 	Commands
+	Alerts
 	// Prune applies the retention rule: observations received before
 	// before lose their content (payload, sources, error text) but keep
 	// their row, times, status and chain hash, so hash chains and bundles
 	// over them still verify (the bundle marks them pruned); a device's
 	// latest observation of each collector is kept whole (it is what the
 	// device is scored on). Attestations received before before lose their
-	// raw message; their verdicts stay. Intervals are never touched.
+	// raw message; their verdicts stay. Alerts done before before are
+	// deleted. Intervals are never touched.
 	Prune(ctx context.Context, before, now time.Time) (PruneResult, error)
 	RecordStates(ctx context.Context, p StatePlan) error
 	// DevicesDue lists the devices whose recorded evaluation can have
@@ -132,6 +134,8 @@ type CollectRequest struct {
 // PruneResult counts what a Prune dropped the content of.
 type PruneResult struct {
 	Observations, Attestations int
+	// Alerts are done alerts deleted (store.Alerts).
+	Alerts int
 }
 
 // Certificate is a device certificate the CA issued.

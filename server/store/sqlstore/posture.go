@@ -329,6 +329,11 @@ func (s *Store) applyPlan(ctx context.Context, tx Tx, p store.StatePlan, complia
 		}
 		deltas[[2]string{o.ControlID, o.Status}]++
 	}
+	if s.alerting.Load() {
+		if err := s.alertsOf(ctx, tx, p); err != nil {
+			return err
+		}
+	}
 	var rescoreAt int64 // 0: every periodic rescore
 	if !p.RescoreAt.IsZero() {
 		rescoreAt = nanos(p.RescoreAt)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/evident-dev/evident/server/store"
@@ -22,6 +23,9 @@ type Store struct {
 
 	// group commits writes together (Dialect.GroupCommit, writable only).
 	group *group
+
+	// alerting: transitions to fail or unknown write alerts (EnableAlerts).
+	alerting atomic.Bool
 }
 
 var _ store.Store = (*Store)(nil)

@@ -60,6 +60,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("Leases", func(t *testing.T) { testLeases(t, open) })
 	t.Run("Credentials", func(t *testing.T) { testCredentials(t, open) })
 	t.Run("Commands", func(t *testing.T) { testCommands(t, open) })
+	t.Run("Alerts", func(t *testing.T) { testAlerts(t, open) })
 	t.Run("SecretList", func(t *testing.T) { testSecretList(t, open) })
 	t.Run("Prune", func(t *testing.T) { testPrune(t, open) })
 	t.Run("ConcurrentSecretUse", func(t *testing.T) { testConcurrentSecretUse(t, open) })
