@@ -2,9 +2,11 @@
 # Builds the agent's installable packages into dist/ (what `make package` runs).
 #
 #   installers/package.sh [--out DIR] [--version V] [--only deb|rpm|msi] [--arch "amd64 arm64"]
+#                         [--package agent|server]
 #
-# Linux: deb and rpm for each --arch (default amd64 and arm64) with nfpm,
-# from installers/linux/nfpm.yaml. Windows: the amd64 MSI with
+# Linux: deb and rpm for each --arch (default amd64 and arm64) with nfpm, of
+# the agent (installers/linux/nfpm.yaml) and of the server
+# (installers/linux/nfpm-server.yaml); --package builds one of them. Windows: the amd64 MSI with
 # installers/windows/build-msi.sh (needs wixl; skipped with a message when it
 # is missing, unless --only msi). The version comes from installers/version.sh
 # unless --version gives it. Binaries are static (CGO_ENABLED=0) and carry the
@@ -19,17 +21,18 @@ cd "$root"
 export GOWORK=off
 
 usage() {
-	echo "usage: $0 [--out DIR] [--version V] [--only deb|rpm|msi] [--arch \"amd64 arm64\"]" >&2
+	echo "usage: $0 [--out DIR] [--version V] [--only deb|rpm|msi] [--arch \"amd64 arm64\"] [--package agent|server]" >&2
 	exit 2
 }
 
-out=dist version="" only="" arches="amd64 arm64"
+out=dist version="" only="" arches="amd64 arm64" packages="agent server"
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--out) [ $# -ge 2 ] || usage; out=$2; shift 2 ;;
 	--version) [ $# -ge 2 ] || usage; version=$2; shift 2 ;;
 	--only) [ $# -ge 2 ] || usage; only=$2; shift 2 ;;
 	--arch) [ $# -ge 2 ] || usage; arches=$2; shift 2 ;;
+	--package) [ $# -ge 2 ] || usage; packages=$2; shift 2 ;;
 	-h | --help) usage ;;
 	*) echo "package.sh: unknown argument: $1" >&2; usage ;;
 	esac
@@ -38,6 +41,12 @@ case "$only" in
 "" | deb | rpm | msi) ;;
 *) echo "package.sh: --only takes deb, rpm or msi" >&2; usage ;;
 esac
+for p in $packages; do
+	case "$p" in
+	agent | server) ;;
+	*) echo "package.sh: --package takes agent or server" >&2; usage ;;
+	esac
+done
 for a in $arches; do
 	case "$a" in
 	amd64 | arm64) ;;
@@ -64,11 +73,16 @@ trap 'rm -rf "$work"' EXIT INT TERM
 
 want() { [ -z "$only" ] || [ "$only" = "$1" ]; }
 
-build() { # build GOOS GOARCH OUTPUT
-	echo "building evident-agent $version for $1/$2"
+build() { # build GOOS GOARCH OUTPUT [PROGRAM]
+	prog=${4:-evident-agent}
+	case "$prog" in
+	evident-agent) pkgdir=./agent/cmd/evident-agent ;;
+	evident-server) pkgdir=./server/cmd/evident-server ;;
+	esac
+	echo "building $prog $version for $1/$2"
 	CGO_ENABLED=0 GOOS=$1 GOARCH=$2 go build -trimpath \
 		-ldflags "-s -w -X github.com/evident-dev/evident/internal/version.Version=$version" \
-		-o "$3" ./agent/cmd/evident-agent
+		-o "$3" "$pkgdir"
 }
 
 nfpm() {
@@ -96,25 +110,30 @@ if want deb || want rpm; then
 		when=$(git log -1 --format=%cI HEAD 2>/dev/null || date -u +%Y-%m-%dT%H:%M:%SZ)
 		printf -- '- semver: "%s-1"\n  date: %s\n  packager: Evident <evident@example.invalid>\n  deb:\n    urgency: medium\n    distributions: [stable]\n  changes:\n    - commit: %s\n      note: "Built from commit %s; the changes are in the project history."\n' \
 			"$version" "$when" "$commit" "$commit" >"$stage/changelog.yaml"
-		build linux "$arch" "$stage/evident-agent"
-		for fmt in deb rpm; do
-			want "$fmt" || continue
-			case "$fmt/$arch" in
-			deb/*) f="$out/evident-agent_${version}_$arch.deb" ;;
-			rpm/amd64) f="$out/evident-agent-$version-1.x86_64.rpm" ;;
-			rpm/arm64) f="$out/evident-agent-$version-1.aarch64.rpm" ;;
-			esac
-			(cd "$stage" && VERSION=$version ARCH=$arch nfpm package --config installers/linux/nfpm.yaml --packager "$fmt" --target "$f") >"$work/nfpm.log" 2>&1 || {
-				cat "$work/nfpm.log" >&2
-				echo "package.sh: nfpm failed to make $f" >&2
-				exit 1
-			}
-			made="$made $f"
+		for p in $packages; do
+			name=evident-$p
+			conf=installers/linux/nfpm.yaml
+			[ "$p" = agent ] || conf=installers/linux/nfpm-$p.yaml
+			build linux "$arch" "$stage/$name" "$name"
+			for fmt in deb rpm; do
+				want "$fmt" || continue
+				case "$fmt/$arch" in
+				deb/*) f="$out/${name}_${version}_$arch.deb" ;;
+				rpm/amd64) f="$out/$name-$version-1.x86_64.rpm" ;;
+				rpm/arm64) f="$out/$name-$version-1.aarch64.rpm" ;;
+				esac
+				(cd "$stage" && VERSION=$version ARCH=$arch nfpm package --config "$conf" --packager "$fmt" --target "$f") >"$work/nfpm.log" 2>&1 || {
+					cat "$work/nfpm.log" >&2
+					echo "package.sh: nfpm failed to make $f" >&2
+					exit 1
+				}
+				made="$made $f"
+			done
 		done
 	done
 fi
 
-if want msi; then
+if want msi && echo " $packages " | grep -q ' agent '; then
 	skip=
 	if [ ! -x installers/windows/build-msi.sh ]; then
 		skip="installers/windows/build-msi.sh is not there"

@@ -59,34 +59,33 @@ func TestHelloRefreshesDeviceFacts(t *testing.T) {
 	go func() { done <- ag.Run(ctx, false, 0) }()
 	defer func() { cancel(); <-done; ag.Close() }()
 
+	// The device's record changes first, then the change is audited (a
+	// write of its own): wait for both.
 	deadline := time.Now().Add(30 * time.Second)
+	var d store.Device
+	var log []store.AuditEntry
 	for {
-		d, err := st.Device(ctx, id.DeviceID)
-		if err != nil {
+		if d, err = st.Device(ctx, id.DeviceID); err != nil {
 			t.Fatal(err)
 		}
-		if d.SerialNumber == "5CD1234XYZ" {
-			if d.Hostname != "laptop-ada" || d.AgentVersion != "1.0.0" || d.MachineID != "m-1" || d.GOOS != "windows" {
-				t.Errorf("device after the Hello: %+v; want the new hostname and agent version, the enrolled machine id", d)
-			}
-			// A new hostname can move the device in or out of a control's
-			// scope: it is audited.
-			log, err := st.AuditLog(ctx, 100)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var audited bool
-			for _, e := range log {
-				audited = audited || (e.Action == "device.facts-changed" && strings.Contains(e.Detail, `hostname "LAPTOP-7F3K" -> "laptop-ada"`))
-			}
-			if !audited {
-				t.Errorf("the hostname change is not in the audit log: %+v", log)
-			}
+		if log, err = st.AuditLog(ctx, 100); err != nil {
+			t.Fatal(err)
+		}
+		// A new hostname can move the device in or out of a control's
+		// scope: it is audited.
+		var audited bool
+		for _, e := range log {
+			audited = audited || (e.Action == "device.facts-changed" && strings.Contains(e.Detail, `hostname "LAPTOP-7F3K" -> "laptop-ada"`))
+		}
+		if d.SerialNumber == "5CD1234XYZ" && audited {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the serial number never reached the store: %+v", d)
+			t.Fatalf("after 30 s: device %+v (want serial 5CD1234XYZ), audit log %+v (want the hostname change)", d, log)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	if d.Hostname != "laptop-ada" || d.AgentVersion != "1.0.0" || d.MachineID != "m-1" || d.GOOS != "windows" {
+		t.Errorf("device after the Hello: %+v; want the new hostname and agent version, the enrolled machine id", d)
 	}
 }

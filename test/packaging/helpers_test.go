@@ -13,6 +13,17 @@ import (
 	"testing"
 )
 
+// cleanups run once every test of the package has (shared build output).
+var cleanups []func()
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	for _, f := range cleanups {
+		f()
+	}
+	os.Exit(code)
+}
+
 // repoRoot is the module root (this package lives in test/packaging).
 func repoRoot(t testing.TB) string {
 	t.Helper()

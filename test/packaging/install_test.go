@@ -181,7 +181,9 @@ func TestAgentInstallAfterPackage(t *testing.T) {
 	deb := buildLinuxPackage(t, "deb", "1.0.0")
 	root, calls := systemdRoot(t)
 	mustChroot(t, root, "dpkg", "-i", copyInto(t, root, deb))
-	wantCalls(t, "dpkg -i", calls(), []string{"enable evident-agent.service"}, []string{"start evident-agent.service"})
+	// The package enables through deb-systemd-helper (a preset on a first
+	// install) and starts nothing unconfigured.
+	wantCalls(t, "dpkg -i", calls(), []string{"preset evident-agent.service"}, []string{"start evident-agent.service"})
 	shipped := readIn(t, root, confPath)
 
 	out := mustChroot(t, root, binPath, "install", "--server", "evident.example.com:8443", "--enroll-secret", testSecret)
@@ -221,7 +223,10 @@ func TestAgentInstallAfterPackage(t *testing.T) {
 	if !exists(root, "/usr/lib/systemd/system/evident-agent.service") {
 		t.Error("uninstall removed the packaged unit")
 	}
-	// The package's removal still works (preremove stops and disables).
+	// The package's removal still works (prerm stops, postrm masks).
 	mustChroot(t, root, "dpkg", "-r", "evident-agent")
-	wantCalls(t, "remove", calls(), []string{"stop evident-agent.service", "disable evident-agent.service"}, nil)
+	wantCalls(t, "remove", calls(), []string{"stop evident-agent.service"}, nil)
+	if !masked(root, "evident-agent.service") {
+		t.Error("remove did not mask the unit")
+	}
 }

@@ -49,31 +49,49 @@ func checkLint(t *testing.T, linter string, errs []string, out string, justified
 	}
 }
 
-// TestDebLintian: lintian reports no error on the deb but the one
-// installers/README.md justifies (a Go binary built with CGO_ENABLED=0 is
-// static by design). It used to report no-copyright-file and no-changelog.
+// TestDebLintian: lintian reports no error on the debs (agent and server)
+// but the one installers/README.md justifies (a Go binary built with
+// CGO_ENABLED=0 is static by design). It used to report no-copyright-file
+// and no-changelog, and warn that the maintainer scripts call systemctl
+// instead of deb-systemd-helper and deb-systemd-invoke.
 func TestDebLintian(t *testing.T) {
 	lintian := needTool(t, "lintian")
-	deb := buildLinuxPackage(t, "deb", "1.2.3")
-	errs, out := lintErrors(t, regexp.MustCompile(`(?m)^E: evident-agent: (\S+)`), lintian, "--tag-display-limit", "0", deb)
-	checkLint(t, "lintian", errs, out, map[string]bool{"statically-linked-binary": true})
-	if strings.Contains(out, "no-copyright-file") || strings.Contains(out, "no-changelog") || strings.Contains(out, "debian-changelog") {
-		t.Errorf("lintian still finds the copyright or changelog wanting:\n%s", out)
+	for _, which := range []string{"agent", "server"} {
+		t.Run(which, func(t *testing.T) {
+			deb := buildPackage(t, which, "deb", "1.2.3")
+			errs, out := lintErrors(t, regexp.MustCompile(`(?m)^E: evident-`+which+`: (\S+)`), lintian, "--tag-display-limit", "0", deb)
+			checkLint(t, "lintian", errs, out, map[string]bool{"statically-linked-binary": true})
+			for _, gone := range []string{"no-copyright-file", "no-changelog", "debian-changelog", "maintainer-script-calls-systemctl", "command-with-path-in-maintainer-script"} {
+				if strings.Contains(out, gone) {
+					t.Errorf("lintian reports %s again:\n%s", gone, out)
+				}
+			}
+		})
 	}
 }
 
-// TestRPMLint: rpmlint reports no error on the rpm but those
+// TestRPMLint: rpmlint reports no error on the rpms but those
 // installers/README.md justifies: the configuration and data directories
 // are root-only on purpose (they hold the enrollment secret and the
-// device key), the build is unsigned (signing is the release's step),
-// and nfpm records no file classes, from which rpmlint would learn that
-// /usr/bin/evident-agent is an ELF binary.
+// device key, or the server's settings), the build is unsigned (signing is
+// the release's step), and nfpm records no file classes, from which rpmlint
+// would learn that the program is an ELF binary.
 func TestRPMLint(t *testing.T) {
 	rpmlint := needTool(t, "rpmlint")
-	rpm := buildLinuxPackage(t, "rpm", "1.2.3")
-	errs, out := lintErrors(t, regexp.MustCompile(`(?m)^evident-agent\.\S+: E: (\S+)`), rpmlint, rpm)
-	checkLint(t, "rpmlint", errs, out, map[string]bool{"non-standard-dir-perm": true, "non-readable": true, "no-signature": true, "no-binary": true})
-	if strings.Contains(out, "no-changelogname-tag") || strings.Contains(out, "not-listed-as-documentation") {
-		t.Errorf("rpmlint still finds the changelog or the documentation wanting:\n%s", out)
+	for _, tt := range []struct {
+		which     string
+		justified map[string]bool
+	}{
+		{"agent", map[string]bool{"non-standard-dir-perm": true, "non-readable": true, "no-signature": true, "no-binary": true}},
+		{"server", map[string]bool{"non-standard-dir-perm": true, "non-readable": true, "no-signature": true, "no-binary": true}},
+	} {
+		t.Run(tt.which, func(t *testing.T) {
+			rpm := buildPackage(t, tt.which, "rpm", "1.2.3")
+			errs, out := lintErrors(t, regexp.MustCompile(`(?m)^evident-`+tt.which+`\.\S+: E: (\S+)`), rpmlint, rpm)
+			checkLint(t, "rpmlint", errs, out, tt.justified)
+			if strings.Contains(out, "no-changelogname-tag") || strings.Contains(out, "not-listed-as-documentation") {
+				t.Errorf("rpmlint still finds the changelog or the documentation wanting:\n%s", out)
+			}
+		})
 	}
 }

@@ -18,20 +18,50 @@ import (
 )
 
 // buildLinuxPackage runs installers/package.sh (what `make package` runs) for
-// the host's architecture and returns the deb or rpm it made.
+// the host's architecture and returns the agent's deb or rpm it made.
 func buildLinuxPackage(t *testing.T, format, version string) string {
+	return buildPackage(t, "agent", format, version)
+}
+
+// built caches the packages made in this run by (which, format, version):
+// tests only read them, and each build is a Go build and an nfpm run.
+var built struct {
+	sync.Mutex
+	dir   string
+	files map[string]string
+}
+
+// buildPackage is buildLinuxPackage for the agent's or the server's package.
+func buildPackage(t *testing.T, which, format, version string) string {
 	t.Helper()
 	needTool(t, "go")
-	out := t.TempDir()
+	built.Lock()
+	defer built.Unlock()
+	key := which + "/" + format + "/" + version
+	if p, ok := built.files[key]; ok {
+		return p
+	}
+	if built.dir == "" {
+		dir, err := os.MkdirTemp("", "evident-packages-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		built.dir, built.files = dir, map[string]string{}
+		cleanups = append(cleanups, func() { os.RemoveAll(dir) })
+	}
+	out := filepath.Join(built.dir, strings.ReplaceAll(key, "/", "-"))
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	root := repoRoot(t)
 	run(t, root, "sh", filepath.Join(root, "installers", "package.sh"),
-		"--out", out, "--version", version, "--only", format, "--arch", runtime.GOARCH)
+		"--out", out, "--version", version, "--only", format, "--arch", runtime.GOARCH, "--package", which)
 	var name string
 	switch format {
 	case "deb":
-		name = fmt.Sprintf("evident-agent_%s_%s.deb", version, runtime.GOARCH)
+		name = fmt.Sprintf("evident-%s_%s_%s.deb", which, version, runtime.GOARCH)
 	case "rpm":
-		name = fmt.Sprintf("evident-agent-%s-1.%s.rpm", version, rpmArch(runtime.GOARCH))
+		name = fmt.Sprintf("evident-%s-%s-1.%s.rpm", which, version, rpmArch(runtime.GOARCH))
 	default:
 		t.Fatalf("unknown package format %q", format)
 	}
@@ -39,6 +69,7 @@ func buildLinuxPackage(t *testing.T, format, version string) string {
 	if _, err := os.Stat(p); err != nil {
 		t.Fatalf("package.sh did not make %s: %v", name, err)
 	}
+	built.files[key] = p
 	return p
 }
 
@@ -297,14 +328,31 @@ func TestDebInstallRemovePurge(t *testing.T) {
 
 // fakeSystemd makes root look like a running systemd to the maintainer
 // scripts (/run/systemd/system exists) with a systemctl that only appends its
-// arguments to /tmp/systemctl.log. PID 1 is not systemd here, so recording
-// what the scripts ask of systemctl is the way to check it.
+// arguments to /tmp/systemctl.log, says every unit is enabled and none is
+// active (what deb-systemd-invoke asks before it starts one) and applies the
+// default preset (enable) as systemd would. PID 1 is not
+// systemd here, so recording what the scripts ask of systemctl is the way to
+// check it. The calls are returned without their options (--system, --quiet,
+// --): "start evident-agent.service".
 func fakeSystemd(t *testing.T, root string) func() []string {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Join(root, "run/systemd/system"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	writeIn(t, root, "/usr/bin/systemctl", "#!/bin/sh\necho \"$*\" >> /tmp/systemctl.log\n", 0o755)
+	writeIn(t, root, "/usr/bin/systemctl", `#!/bin/sh
+echo "$*" >> /tmp/systemctl.log
+case " $* " in
+*" is-enabled "*) echo enabled ;;
+*" is-active "*) exit 3 ;;
+*" preset "*)
+	# systemd's default preset enables; deb-systemd-helper asks for it on
+	# a first install when systemctl is there.
+	for u; do :; done
+	mkdir -p /etc/systemd/system/multi-user.target.wants
+	ln -sf "/usr/lib/systemd/system/$u" "/etc/systemd/system/multi-user.target.wants/$u" ;;
+esac
+exit 0
+`, 0o755)
 	log := filepath.Join(root, "tmp/systemctl.log")
 	return func() []string {
 		b, err := os.ReadFile(log)
@@ -315,8 +363,31 @@ func fakeSystemd(t *testing.T, root string) func() []string {
 			t.Fatal(err)
 		}
 		_ = os.Remove(log)
-		return strings.Split(strings.TrimSpace(string(b)), "\n")
+		var calls []string
+		for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			var words []string
+			for _, w := range strings.Fields(l) {
+				if !strings.HasPrefix(w, "--") {
+					words = append(words, w)
+				}
+			}
+			calls = append(calls, strings.Join(words, " "))
+		}
+		return calls
 	}
+}
+
+// enabled reports whether unit is enabled in root the way systemctl (and
+// deb-systemd-helper) enable it: a link in multi-user.target.wants.
+func enabled(root, unit string) bool {
+	_, err := os.Lstat(filepath.Join(root, "etc/systemd/system/multi-user.target.wants", unit))
+	return err == nil
+}
+
+// masked reports whether unit is masked in root (a link to /dev/null).
+func masked(root, unit string) bool {
+	dst, err := os.Readlink(filepath.Join(root, "etc/systemd/system", unit))
+	return err == nil && dst == "/dev/null"
 }
 
 // wantCalls checks the systemctl calls: each of want made, none of forbid.
@@ -341,26 +412,40 @@ func wantCalls(t *testing.T, step string, calls, want, forbid []string) {
 const configured = "server: evident.example.com:8443\n" +
 	"enroll_secret: evt1.PACKAGINGTESTSECRET0000.1111111111111111111111111111111111111111111111111111111111111111\n"
 
-// TestDebSystemdCalls checks what the maintainer scripts ask of systemd.
+// TestDebSystemdCalls checks what the maintainer scripts ask of systemd:
+// enablement through deb-systemd-helper (links, no systemctl), starts and
+// stops through deb-systemd-invoke, and nothing started unless configured.
 func TestDebSystemdCalls(t *testing.T) {
 	v1 := buildLinuxPackage(t, "deb", "1.0.0")
 	v2 := buildLinuxPackage(t, "deb", "1.1.0")
 	const unit = "evident-agent.service"
 	starts := []string{"start " + unit, "try-restart " + unit, "restart " + unit}
+	// Enabling is deb-systemd-helper's: never a systemctl call.
+	direct := []string{"enable " + unit, "disable " + unit}
 
 	t.Run("unconfigured", func(t *testing.T) {
 		root := debianRoot(t)
 		calls := fakeSystemd(t, root)
 		out := mustChroot(t, root, "dpkg", "-i", copyInto(t, root, v1))
-		wantCalls(t, "install", calls(), []string{"daemon-reload", "enable " + unit}, starts)
+		wantCalls(t, "install", calls(), []string{"daemon-reload"}, append(starts, direct...))
+		if !enabled(root, unit) {
+			t.Error("install did not enable the unit")
+		}
 		if !strings.Contains(out, "evident-agent install --server HOST:PORT --enroll-secret TOKEN") {
 			t.Errorf("unconfigured install does not say how to configure:\n%s", out)
 		}
 		// An upgrade of an unconfigured agent starts nothing either.
 		mustChroot(t, root, "dpkg", "-i", copyInto(t, root, v2))
-		wantCalls(t, "upgrade", calls(), []string{"daemon-reload", "enable " + unit}, starts)
+		wantCalls(t, "upgrade", calls(), []string{"daemon-reload"}, append(starts, direct...))
 		mustChroot(t, root, "dpkg", "-r", "evident-agent")
-		wantCalls(t, "remove", calls(), []string{"stop " + unit, "disable " + unit, "daemon-reload"}, starts)
+		wantCalls(t, "remove", calls(), []string{"stop " + unit, "daemon-reload"}, append(starts, direct...))
+		if !masked(root, unit) {
+			t.Error("remove did not mask the unit")
+		}
+		mustChroot(t, root, "dpkg", "-P", "evident-agent")
+		if enabled(root, unit) || masked(root, unit) {
+			t.Error("purge left the unit enabled or masked")
+		}
 	})
 
 	t.Run("configured", func(t *testing.T) {
@@ -370,20 +455,40 @@ func TestDebSystemdCalls(t *testing.T) {
 		// build): --force-confold keeps it instead of asking.
 		writeIn(t, root, confPath, configured, 0o644)
 		mustChroot(t, root, "dpkg", "-i", "--force-confold", copyInto(t, root, v1))
-		wantMode(t, root, confPath, 0o600) // postinstall fixed the mode
-		wantCalls(t, "install", calls(), []string{"daemon-reload", "enable " + unit, "start " + unit},
+		wantMode(t, root, confPath, 0o600) // postinst fixed the mode
+		wantCalls(t, "install", calls(), []string{"daemon-reload", "start " + unit},
 			[]string{"try-restart " + unit})
 		mustChroot(t, root, "dpkg", "-i", copyInto(t, root, v2))
 		wantCalls(t, "upgrade", calls(), []string{"daemon-reload", "try-restart " + unit},
-			[]string{"start " + unit, "stop " + unit, "disable " + unit})
+			[]string{"start " + unit, "stop " + unit})
 		mustChroot(t, root, "dpkg", "-r", "evident-agent")
-		wantCalls(t, "remove", calls(), []string{"stop " + unit, "disable " + unit}, starts)
+		wantCalls(t, "remove", calls(), []string{"stop " + unit}, starts)
 		// Reinstalled after the removal (dpkg says "configure OLD-VERSION",
-		// as for an upgrade): started again, not just try-restarted.
+		// as for an upgrade): unmasked, enabled and started again, not just
+		// try-restarted.
 		mustChroot(t, root, "dpkg", "-i", copyInto(t, root, v2))
-		wantCalls(t, "reinstall", calls(), []string{"enable " + unit, "start " + unit}, []string{"try-restart " + unit})
+		wantCalls(t, "reinstall", calls(), []string{"start " + unit}, []string{"try-restart " + unit})
+		if !enabled(root, unit) || masked(root, unit) {
+			t.Errorf("after the reinstall: enabled %v, masked %v", enabled(root, unit), masked(root, unit))
+		}
 		if exists(root, "/var/lib/evident-agent/.package-removed") {
 			t.Error("the removal marker outlived the reinstall")
+		}
+	})
+
+	// An admin's `systemctl disable` survives an upgrade.
+	t.Run("disabled stays disabled", func(t *testing.T) {
+		root := debianRoot(t)
+		calls := fakeSystemd(t, root)
+		mustChroot(t, root, "dpkg", "-i", copyInto(t, root, v1))
+		calls()
+		// What `systemctl disable` does: the link goes.
+		if err := os.Remove(filepath.Join(root, "etc/systemd/system/multi-user.target.wants", unit)); err != nil {
+			t.Fatal(err)
+		}
+		mustChroot(t, root, "dpkg", "-i", copyInto(t, root, v2))
+		if enabled(root, unit) {
+			t.Error("the upgrade enabled a unit the admin disabled")
 		}
 	})
 
@@ -394,7 +499,7 @@ func TestDebSystemdCalls(t *testing.T) {
 		calls := fakeSystemd(t, root)
 		writeIn(t, root, confPath, "server: evident.example.com:8443\nenroll_secret: evt1.short.00\n", 0o600)
 		out := mustChroot(t, root, "dpkg", "-i", "--force-confold", copyInto(t, root, v1))
-		wantCalls(t, "install", calls(), []string{"daemon-reload", "enable " + unit}, starts)
+		wantCalls(t, "install", calls(), []string{"daemon-reload"}, starts)
 		if !strings.Contains(out, "invalid configuration") || !strings.Contains(out, "--enroll-secret TOKEN") {
 			t.Errorf("install with an invalid config does not say why and how to fix it:\n%s", out)
 		}
@@ -508,22 +613,41 @@ func TestUnitVerifies(t *testing.T) {
 		if err := os.WriteFile(p, []byte(local), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		// security exits non-zero when the score exceeds --threshold (default 100).
-		out := run(t, "", "systemd-analyze", "security", "--offline=true", p)
-		m := regexp.MustCompile(`Overall exposure level for evident-agent\.service: ([0-9.]+)`).FindStringSubmatch(out)
-		if m == nil {
-			t.Fatalf("no exposure level in:\n%s", tail([]byte(out), 2000))
-		}
-		score, err := strconv.ParseFloat(m[1], 64)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("systemd-analyze security exposure: %.1f", score)
+		score := exposure(t, p)
 		// 2.9 when written; a regression in the hardening raises it.
 		if score > 3.5 {
 			t.Errorf("exposure %.1f, want <= 3.5", score)
 		}
 	})
+}
+
+// exposure is systemd-analyze security's overall exposure of a unit file.
+func exposure(t *testing.T, unit string) float64 {
+	t.Helper()
+	// security exits non-zero when the score exceeds --threshold (default 100).
+	out := run(t, "", "systemd-analyze", "security", "--offline=true", unit)
+	m := regexp.MustCompile(`Overall exposure level for \S+\.service: ([0-9.]+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no exposure level in:\n%s", tail([]byte(out), 2000))
+	}
+	score, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("systemd-analyze security exposure of %s: %.1f", filepath.Base(unit), score)
+	return score
+}
+
+// rpmFiles lists an rpm's files: path to "mode flags user:group".
+func rpmFiles(t *testing.T, pkg string) map[string]string {
+	t.Helper()
+	files := map[string]string{}
+	out := run(t, "", "rpm", "-qp", "--qf", "[%{FILENAMES} %{FILEMODES:perms} %{FILEFLAGS:fflags} %{FILEUSERNAME}:%{FILEGROUPNAME}\n]", pkg)
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		name, rest, _ := strings.Cut(l, " ")
+		files[name] = rest
+	}
+	return files
 }
 
 // TestRPMContents inspects the rpm's metadata, files and scripts, then
@@ -540,11 +664,7 @@ func TestRPMContents(t *testing.T) {
 		t.Errorf("rpm header = %q, want %q", got, want)
 	}
 
-	files := map[string]string{}
-	for _, l := range strings.Split(strings.TrimSpace(q("--qf", "[%{FILENAMES} %{FILEMODES:perms} %{FILEFLAGS:fflags} %{FILEUSERNAME}:%{FILEGROUPNAME}\n]")), "\n") {
-		name, rest, _ := strings.Cut(l, " ")
-		files[name] = rest
-	}
+	files := rpmFiles(t, pkg)
 	for path, want := range map[string]string{
 		binPath:        "-rwxr-xr-x  root:root",
 		unitPath:       "-rw-r--r--  root:root",

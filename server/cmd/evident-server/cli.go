@@ -255,12 +255,13 @@ func cmdRun(args []string, stderr io.Writer) error {
 	}
 	var webhooks *webhook.Config
 	if *configPath != "" {
+		// A bad file exits 78 (EX_CONFIG): the unit does not restart it.
 		rf, err := readRunFile(*configPath, fs)
 		if err != nil {
-			return err
+			return cli.WithCode(78, err)
 		}
 		if err := rf.apply(fs); err != nil {
-			return err
+			return cli.WithCode(78, err)
 		}
 		webhooks = rf.webhooks
 	}
