@@ -90,6 +90,8 @@ type Config struct {
 	// turning fail or unknown and groups crossing their thresholds are
 	// delivered to its endpoints (package webhook).
 	Webhooks *webhook.Config
+	// OIDC, when set, adds single sign-on to the web UI (web.OIDCConfig).
+	OIDC *web.OIDCConfig
 }
 
 // DBPath is the SQLite store's file under a data directory.
@@ -262,7 +264,7 @@ func Run(ctx context.Context, cfg Config) error {
 			// Renewed without a restart (see ingest.Server.ServerCert).
 			webTLS = &tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return certs.Get() }}
 		}
-		stopWeb, url, err := startWeb(ctx, st, cfg.Policy, cfg.WebListen, log, webTLS)
+		stopWeb, url, err := startWeb(ctx, st, cfg.Policy, cfg.WebListen, log, webTLS, cfg.OIDC)
 		if err != nil {
 			return fmt.Errorf("web UI: %w", err)
 		}
@@ -508,7 +510,7 @@ func loadEKPolicy(dir, roots, allow string) (*attest.EKPolicy, string, error) {
 // session cookie is Secure; with nil it serves plain HTTP, allowed only on a
 // loopback address (put a TLS-terminating proxy in front for anything
 // else). url is the address actually listened on (port 0 picks one).
-func startWeb(ctx context.Context, st store.Store, pol *controls.Policy, addr string, log *slog.Logger, tlsConf *tls.Config) (stop func(), url string, err error) {
+func startWeb(ctx context.Context, st store.Store, pol *controls.Policy, addr string, log *slog.Logger, tlsConf *tls.Config, sso *web.OIDCConfig) (stop func(), url string, err error) {
 	if tlsConf == nil {
 		host, _, err := net.SplitHostPort(addr)
 		if err != nil {
@@ -518,7 +520,7 @@ func startWeb(ctx context.Context, st store.Store, pol *controls.Policy, addr st
 			return nil, "", fmt.Errorf("web listen address %q: plain HTTP is only served on loopback (127.0.0.1, ::1, localhost); serve it with TLS", addr)
 		}
 	}
-	h, err := web.New(web.Config{Store: st, Policy: pol, Log: log, Now: clock.Now})
+	h, err := web.New(web.Config{Store: st, Policy: pol, Log: log, Now: clock.Now, OIDC: sso})
 	if err != nil {
 		return nil, "", err
 	}

@@ -98,6 +98,8 @@ type Config struct {
 	// requests (behind a TLS-terminating proxy). Requests that arrive over
 	// TLS always get Secure cookies.
 	SecureCookies bool
+	// OIDC, when set, adds single sign-on beside token login.
+	OIDC *OIDCConfig
 }
 
 // Server is the web UI and API handler.
@@ -114,6 +116,8 @@ type Server struct {
 	cop    *http.CrossOriginProtection
 	// fails throttles failed logins and bearer tokens per source.
 	fails *throttle.Failures
+	// sso is single sign-on (nil: token login only).
+	sso *ssoLogin
 }
 
 // New builds the handler.
@@ -140,6 +144,13 @@ func New(cfg Config) (*Server, error) {
 		ids[i] = c.ID
 	}
 	s.adm = admin.New(cfg.Store, s.now, ids)
+	if cfg.OIDC != nil {
+		c := *cfg.OIDC
+		if err := c.Validate(); err != nil {
+			return nil, err
+		}
+		s.sso = &ssoLogin{cfg: c}
+	}
 	var err error
 	if s.pages, err = parsePages(); err != nil {
 		return nil, err
@@ -155,6 +166,8 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /login", s.loginPage)
 	m.HandleFunc("POST /login", s.login)
 	m.HandleFunc("POST /logout", s.form("", s.logout))
+	m.HandleFunc("GET /oidc/login", s.ssoStart)
+	m.HandleFunc("GET "+oidcCallback, s.ssoCallback)
 	m.HandleFunc("GET /{$}", s.page(s.fleetPage))
 	m.HandleFunc("GET /devices", s.page(s.devicesPage))
 	m.HandleFunc("GET /devices/{id}", s.page(s.devicePage))
@@ -426,8 +439,13 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, code int, msg string) {
 	csrf := randString(24)
 	s.setCookie(w, r, loginCookie, csrf, "/login", 3600)
+	next := safeNext(r.URL.Query().Get("next"))
+	sso := ""
+	if s.sso != nil {
+		sso = s.sso.cfg.Label
+	}
 	s.render(w, r, code, "login.html", nil, "Log in", map[string]string{
-		"CSRF": csrf, "Next": safeNext(r.URL.Query().Get("next")), "Error": msg})
+		"CSRF": csrf, "Next": next, "Error": msg, "SSO": sso, "SSONext": "/oidc/login?next=" + urlQueryEscape(next)})
 }
 
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {

@@ -27,6 +27,7 @@ import (
 	"github.com/evident-dev/evident/server/pki"
 	"github.com/evident-dev/evident/server/report"
 	"github.com/evident-dev/evident/server/store"
+	"github.com/evident-dev/evident/server/web"
 	"github.com/evident-dev/evident/server/webhook"
 )
 
@@ -249,11 +250,12 @@ func cmdRun(args []string, stderr io.Writer) error {
 	perSource := fs.Int("handshakes-per-source", ingest.DefaultHalfOpenPerSource, "connections one source address may have in their TLS handshake at once; more are closed at once\n(raise it for many agents behind one NAT address; each handshake is cut after 10 s)")
 	metricsListen := fs.String("metrics-listen", "", "serve Prometheus metrics (/metrics), /healthz and /readyz on this address, e.g. :9464 (empty: off)")
 	debugListen := fs.String("debug-listen", "", "serve Go runtime profiles (/debug/pprof/) on this loopback address, e.g. 127.0.0.1:6060 (empty: off)")
-	configPath := fs.String("config", "", "read settings from this YAML file (the packages install /etc/evident/server.yaml): any flag\nabove by name, plus webhooks, thresholds and public_url (docs/webhooks.md). A flag on the command\nline wins over the file")
+	configPath := fs.String("config", "", "read settings from this YAML file (the packages install /etc/evident/server.yaml): any flag\nabove by name, plus webhooks, thresholds, public_url (docs/webhooks.md) and oidc (docs/server.md). A flag on the command\nline wins over the file")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	var webhooks *webhook.Config
+	var sso *web.OIDCConfig
 	if *configPath != "" {
 		// A bad file exits 78 (EX_CONFIG): the unit does not restart it.
 		rf, err := readRunFile(*configPath, fs)
@@ -263,7 +265,7 @@ func cmdRun(args []string, stderr io.Writer) error {
 		if err := rf.apply(fs); err != nil {
 			return cli.WithCode(78, err)
 		}
-		webhooks = rf.webhooks
+		webhooks, sso = rf.webhooks, rf.oidc
 	}
 	if *rescore <= 0 || *attestEvery <= 0 || *nonceTTL <= 0 {
 		return errors.New("--rescore-interval, --attest-interval and --nonce-ttl must be positive")
@@ -294,7 +296,7 @@ func cmdRun(args []string, stderr io.Writer) error {
 	return server.Run(ctx, server.Config{DataDir: dir.dir, Store: dir.store, Listen: *listen, SANs: names, Policy: policy, Log: log,
 		RescoreEvery: *rescore, EKRoots: *ekRoots, EKAllowlist: *ekAllow, AttestEvery: *attestEvery, NonceTTL: *nonceTTL,
 		WebListen: *webListen, WebCert: *webCert, WebKey: *webKey, MaxInFlight: *maxInFlight, QueueWait: *queueWait, BusyRetry: *busyRetry, DebugListen: *debugListen, MetricsListen: *metricsListen, RetainRaw: retain.Duration, HandshakesPerSource: *perSource,
-		QuotaObservations: *quotaObs, QuotaBytes: *quotaBytes, Webhooks: webhooks})
+		QuotaObservations: *quotaObs, QuotaBytes: *quotaBytes, Webhooks: webhooks, OIDC: sso})
 }
 
 func cmdSecretCreate(args []string, stdout, stderr io.Writer) error {

@@ -13,6 +13,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/evident-dev/evident/server/web"
 	"github.com/evident-dev/evident/server/webhook"
 )
 
@@ -26,6 +27,7 @@ const maxConfigBytes = 256 << 10
 type runFile struct {
 	flags    map[string]string
 	webhooks *webhook.Config
+	oidc     *web.OIDCConfig
 }
 
 // webhookFile is one entry of the file's webhooks list.
@@ -36,6 +38,20 @@ type webhookFile struct {
 	Secret     string   `yaml:"secret"`
 	SecretFile string   `yaml:"secret_file"`
 	Events     []string `yaml:"events"`
+}
+
+// oidcFile is the file's oidc section: single sign-on for the web UI.
+type oidcFile struct {
+	Issuer           string   `yaml:"issuer"`
+	ClientID         string   `yaml:"client_id"`
+	ClientSecret     string   `yaml:"client_secret"`
+	ClientSecretFile string   `yaml:"client_secret_file"`
+	RedirectURL      string   `yaml:"redirect_url"`
+	Scopes           []string `yaml:"scopes"`
+	GroupsClaim      string   `yaml:"groups_claim"`
+	AdminGroups      []string `yaml:"admin_groups"`
+	AuditorGroups    []string `yaml:"auditor_groups"`
+	Label            string   `yaml:"label"`
 }
 
 type thresholdFile struct {
@@ -52,14 +68,15 @@ type alertsFile struct {
 	// Delivery tuning (webhook.Config): how often due alerts are sent,
 	// the first retry's wait (doubling up to an hour) and the attempts
 	// before giving up.
-	Interval    string `yaml:"webhook_interval"`
-	RetryBase   string `yaml:"webhook_retry_base"`
-	MaxAttempts int    `yaml:"webhook_max_attempts"`
+	Interval    string    `yaml:"webhook_interval"`
+	RetryBase   string    `yaml:"webhook_retry_base"`
+	MaxAttempts int       `yaml:"webhook_max_attempts"`
+	OIDC        *oidcFile `yaml:"oidc"`
 }
 
 // alertKeys are the file's keys that are not flags.
 var alertKeys = map[string]bool{"webhooks": true, "thresholds": true, "public_url": true,
-	"webhook_interval": true, "webhook_retry_base": true, "webhook_max_attempts": true}
+	"webhook_interval": true, "webhook_retry_base": true, "webhook_max_attempts": true, "oidc": true}
 
 // readRunFile reads and checks a server.yaml against the flags of fs.
 func readRunFile(path string, fs *flag.FlagSet) (*runFile, error) {
@@ -181,6 +198,32 @@ func parseRunFile(b []byte, fs *flag.FlagSet) (*runFile, error) {
 		return nil, err
 	}
 	rf.webhooks = wc
+	if o := af.OIDC; o != nil {
+		secret := o.ClientSecret
+		if o.ClientSecretFile != "" {
+			if secret != "" {
+				return nil, errors.New("oidc: client_secret and client_secret_file both set")
+			}
+			b, err := os.ReadFile(o.ClientSecretFile)
+			if err != nil {
+				return nil, fmt.Errorf("oidc: %w", err)
+			}
+			secret = string(bytes.TrimSpace(b))
+		}
+		redirect := o.RedirectURL
+		if redirect == "" && af.PublicURL != "" {
+			redirect = strings.TrimSuffix(af.PublicURL, "/") + "/oidc/callback"
+		}
+		c := &web.OIDCConfig{Issuer: o.Issuer, ClientID: o.ClientID, ClientSecret: secret, RedirectURL: redirect, Scopes: o.Scopes,
+			GroupsClaim: o.GroupsClaim, AdminGroups: o.AdminGroups, AuditorGroups: o.AuditorGroups, Label: o.Label}
+		if err := c.Validate(); err != nil {
+			if redirect == "" {
+				return nil, fmt.Errorf("%w (set public_url, or oidc.redirect_url)", err)
+			}
+			return nil, err
+		}
+		rf.oidc = c
+	}
 	return rf, nil
 }
 

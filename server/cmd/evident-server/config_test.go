@@ -54,6 +54,11 @@ func TestRunFile(t *testing.T) {
 		{"negative attempts", hook + "webhook_max_attempts: -1\n", "webhook_max_attempts"},
 		{"bad public url", hook + "public_url: evident.example.com\n", "public_url"},
 		{"bad yaml", "listen: [\n", "yaml"},
+		{"oidc", "public_url: https://evident.example.com/\noidc:\n  issuer: https://login.example.com\n  client_id: evident\n  client_secret_file: " + secretFile + "\n  admin_groups: [it]\n", ""},
+		{"oidc without a callback", "oidc:\n  issuer: https://login.example.com\n  client_id: evident\n  admin_groups: [it]\n", "set public_url"},
+		{"oidc without groups", "public_url: https://e.example.com\noidc:\n  issuer: https://login.example.com\n  client_id: evident\n", "nobody could log in"},
+		{"oidc two secrets", "public_url: https://e.example.com\noidc:\n  issuer: https://l.example.com\n  client_id: e\n  client_secret: a\n  client_secret_file: " + secretFile + "\n  admin_groups: [it]\n", "both set"},
+		{"oidc unknown key", "oidc:\n  issuer: https://l.example.com\n  admin_group: [it]\n", "admin_group"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			fs, _, _ := runFlags()
@@ -66,6 +71,11 @@ func TestRunFile(t *testing.T) {
 			}
 			if err != nil {
 				t.Fatal(err)
+			}
+			if tt.name == "oidc" {
+				if c := rf.oidc; c == nil || c.RedirectURL != "https://evident.example.com/oidc/callback" || c.ClientSecret != "s3cret-from-file" || c.GroupsClaim != "groups" {
+					t.Errorf("oidc %+v", rf.oidc)
+				}
 			}
 			if tt.name == "webhook" {
 				if rf.webhooks == nil || len(rf.webhooks.Endpoints) != 1 || string(rf.webhooks.Endpoints[0].Secret) != "s3cret-from-file" || rf.webhooks.Endpoints[0].Format != "json" {
