@@ -58,6 +58,14 @@ serve: build ## Keep the server of ./var up with the web UI on 127.0.0.1:8080 (W
 run-swtpm: build ## Like run, with the agent bound to a software TPM (swtpm) under ./var/swtpm-lab
 	VAR=var/swtpm-lab EVIDENT_TPM=swtpm ./test/run-local.sh
 
+.PHONY: release
+release: ## From the v* tag at HEAD: packages, binaries for 6 platforms, man pages and SHA256SUMS into ./dist/release-VERSION
+	./installers/release.sh
+
+.PHONY: man
+man: build ## Write the man pages and bash/zsh/fish completions, generated from the binaries' own help, into ./bin/docs
+	for p in evident-agent evident-server; do $(GO) run ./installers/docgen --bin bin/$$p --version "$$(./installers/version.sh)" --date "$$(git log -1 --format=%cs)" --out bin/docs || exit 1; done
+
 .PHONY: package
 package: ## Build the deb and rpm (amd64, arm64) and the Windows MSI (x64) into ./dist, versioned from git
 	./installers/package.sh --out dist

@@ -115,6 +115,16 @@ if want deb || want rpm; then
 			conf=installers/linux/nfpm.yaml
 			[ "$p" = agent ] || conf=installers/linux/nfpm-$p.yaml
 			build linux "$arch" "$stage/$name" "$name"
+			# The man page and shell completions, from the program's own help
+			# (installers/docgen), run on a build of this machine's arch.
+			if [ ! -f "$work/docs/$name.1.gz" ]; then
+				mkdir -p "$work/host" "$work/docs"
+				build "$(go env GOOS)" "$(go env GOARCH)" "$work/host/$name" "$name" >/dev/null
+				go run ./installers/docgen --bin "$work/host/$name" --version "$version" \
+					--date "$(printf '%.10s' "$when")" --out "$work/docs"
+				gzip -9n "$work/docs/$name.1"
+			fi
+			ln -sfn "$work/docs" "$stage/docs"
 			for fmt in deb rpm; do
 				want "$fmt" || continue
 				case "$fmt/$arch" in

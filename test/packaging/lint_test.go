@@ -61,7 +61,7 @@ func TestDebLintian(t *testing.T) {
 			deb := buildPackage(t, which, "deb", "1.2.3")
 			errs, out := lintErrors(t, regexp.MustCompile(`(?m)^E: evident-`+which+`: (\S+)`), lintian, "--tag-display-limit", "0", deb)
 			checkLint(t, "lintian", errs, out, map[string]bool{"statically-linked-binary": true})
-			for _, gone := range []string{"no-copyright-file", "no-changelog", "debian-changelog", "maintainer-script-calls-systemctl", "command-with-path-in-maintainer-script"} {
+			for _, gone := range []string{"no-copyright-file", "no-changelog", "debian-changelog", "maintainer-script-calls-systemctl", "command-with-path-in-maintainer-script", "no-manual-page"} {
 				if strings.Contains(out, gone) {
 					t.Errorf("lintian reports %s again:\n%s", gone, out)
 				}
