@@ -1,7 +1,7 @@
 #!/bin/sh
 # Builds a release from a git tag (what `make release` runs):
 #
-#   installers/release.sh [--out DIR] [--allow-untagged]
+#   installers/release.sh [--out DIR] [--allow-untagged] [--targets "linux/amd64 ..."]
 #
 # HEAD must be a v* tag (v1.2.3, v1.3.0-rc1) of a clean checkout: the version
 # comes from it (installers/version.sh), so a release can be rebuilt from its
@@ -14,19 +14,21 @@
 #   - SHA256SUMS over all of them (`sha256sum -c SHA256SUMS` checks a
 #     download).
 # --allow-untagged builds from an untagged commit (a rehearsal): the version
-# is then 0.0.0~gitN.gSHA or 1.2.3+N.gSHA and says so.
+# is then 0.0.0~gitN.gSHA or 1.2.3+N.gSHA and says so. --targets narrows the
+# platforms (default all six; the Linux ones decide the packages' arches).
 set -eu
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 export GOWORK=off
 
-out="" untagged=no
+out="" untagged=no targets="linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 windows/arm64"
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--out) [ $# -ge 2 ] || { echo "release.sh: --out needs a directory" >&2; exit 2; }; out=$2; shift 2 ;;
 	--allow-untagged) untagged=yes; shift ;;
-	-h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	--targets) [ $# -ge 2 ] || { echo "release.sh: --targets needs a list" >&2; exit 2; }; targets=$2; shift 2 ;;
+	-h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "release.sh: unknown argument: $1 (see --help)" >&2; exit 2 ;;
 	esac
 done
@@ -49,15 +51,26 @@ trap 'rm -rf "$work"' EXIT INT TERM
 when=$(git log -1 --format=%cI HEAD)
 stamp=$(git log -1 --format=%ct HEAD)
 
+arches=""
+for target in $targets; do
+	case "$target" in
+	linux/amd64 | linux/arm64) arches="$arches ${target#*/}" ;;
+	darwin/amd64 | darwin/arm64 | windows/amd64 | windows/arm64) ;;
+	*) echo "release.sh: unknown target $target" >&2; exit 2 ;;
+	esac
+done
+
 echo "release $version (${tag:-untagged} at $(git rev-parse --short HEAD)) into $out"
-sh installers/package.sh --out "$out" --version "$version"
+if [ -n "$arches" ]; then
+	sh installers/package.sh --out "$out" --version "$version" --arch "${arches# }"
+fi
 
 for prog in evident-agent evident-server; do
 	case "$prog" in
 	evident-agent) pkgdir=./agent/cmd/evident-agent ;;
 	evident-server) pkgdir=./server/cmd/evident-server ;;
 	esac
-	for target in linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 windows/arm64; do
+	for target in $targets; do
 		goos=${target%/*} goarch=${target#*/}
 		dir="$work/${prog}_${version}_${goos}_$goarch"
 		mkdir -p "$dir"
