@@ -134,10 +134,11 @@ fuzz: ## Run every fuzz target for FUZZTIME (default 10s) each
 	GO=$(GO) FUZZTIME=$(FUZZTIME) ./test/fuzz.sh
 
 .PHONY: bench
-bench: build ## Print performance figures: collection cycle, agent RSS/CPU, outbox vs raw bbolt, ingest vs raw SQLite and gRPC, TPM verification, period report, firewall evaluation
+bench: build ## Print performance figures: collection cycle, agent RSS/CPU, outbox vs raw bbolt, ingest vs raw SQLite and gRPC, TPM verification, period report, firewall evaluation, alerts vs raw loopback POSTs
 	$(GO) test -run '^$$' -bench . -benchtime 1s ./agent/outbox ./server/store/sqlite ./server/attest ./agent/tpm
 	$(GO) test -run '^$$' -bench PeriodReport -benchtime 1x ./server/period
 	$(GO) test -run '^$$' -bench Evaluate -benchtime 1s ./collectors/firewall
+	$(GO) test -run '^$$' -bench . -benchtime 2000x ./server/webhook
 	$(GO) run ./test/bench
 
 .PHONY: proto-tools

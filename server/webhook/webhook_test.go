@@ -35,7 +35,7 @@ type delivery struct {
 	code   int
 }
 
-func newReceiver(t *testing.T, codes ...int) *receiver {
+func newReceiver(t testing.TB, codes ...int) *receiver {
 	r := &receiver{codes: codes}
 	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		body, _ := io.ReadAll(req.Body)

@@ -250,7 +250,7 @@ func cmdRun(args []string, stderr io.Writer) error {
 	perSource := fs.Int("handshakes-per-source", ingest.DefaultHalfOpenPerSource, "connections one source address may have in their TLS handshake at once; more are closed at once\n(raise it for many agents behind one NAT address; each handshake is cut after 10 s)")
 	metricsListen := fs.String("metrics-listen", "", "serve Prometheus metrics (/metrics), /healthz and /readyz on this address, e.g. :9464 (empty: off)")
 	debugListen := fs.String("debug-listen", "", "serve Go runtime profiles (/debug/pprof/) on this loopback address, e.g. 127.0.0.1:6060 (empty: off)")
-	configPath := fs.String("config", "", "read settings from this YAML file (the packages install /etc/evident/server.yaml): any flag\nabove by name, plus webhooks, thresholds, public_url (docs/webhooks.md) and oidc (docs/server.md). A flag on the command\nline wins over the file")
+	configPath := fs.String("config", "", "read settings from this YAML file (the packages install /etc/evident/server.yaml): any flag\nabove by name, plus webhooks, thresholds, public_url (docs/webhooks.md) and oidc (docs/server.md).\nA flag on the command line wins over the file")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
