@@ -3,7 +3,7 @@
 // key (AK) under the storage root key across restarts, reports the
 // endorsement key (EK) and its certificate for enrollment, answers the
 // server's credential-activation challenge, and quotes PCRs 0-7 in every PCR
-// bank with the TCG firmware event log (DESIGN §4).
+// bank with the TCG firmware event log (README: TPM attestation).
 //
 // Open takes a spec: "" is the platform TPM (go-attestation's own discovery:
 // /dev/tpmrm0 on Linux, TBS on Windows; none on macOS), "swtpm:HOST:PORT" the
@@ -52,7 +52,7 @@ var (
 // up with ErrPCRsChanged.
 const quoteAttempts = 3
 
-// quotedPCRs are the PCRs Attest quotes: the firmware's (DESIGN §4).
+// quotedPCRs are the PCRs Attest quotes: the firmware's (README: TPM attestation).
 var quotedPCRs = []int{0, 1, 2, 3, 4, 5, 6, 7}
 
 // Device is an open TPM. Its methods may be called from several goroutines:

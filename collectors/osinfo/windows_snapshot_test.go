@@ -15,7 +15,7 @@ import (
 	"github.com/evident-dev/evident/platform/platformtest"
 )
 
-// windowsManifest is the part of a host snapshot manifest (DESIGN §2) the
+// windowsManifest is the part of a host snapshot manifest (README: Architecture, host snapshots) the
 // Windows collectors read.
 type windowsManifest struct {
 	GOOS string `json:"goos"`

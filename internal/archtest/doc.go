@@ -1,5 +1,5 @@
-// Package archtest only holds the test of the dependency rules of the
-// design (DESIGN.md §1, "Layers and dependency rules"): the server never
+// Package archtest only holds the test of the design's dependency rules
+// (README: Architecture): the server never
 // imports the agent, the collectors or the platform layer, and its binary
 // links none of the OS libraries they use; collectors never import the
 // agent or the server; the platform layer imports neither, nor installers

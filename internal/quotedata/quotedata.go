@@ -1,7 +1,7 @@
 // Package quotedata defines what a TPM quote's qualifying data (extraData)
 // binds, so the agent that quotes and the server that verifies compute it
 // the same way: SHA-256(nonce || SHA-256(report)), where report is the
-// serialized Report the quote covers (DESIGN §4). The nonce makes the quote
+// serialized Report the quote covers (README: TPM attestation). The nonce makes the quote
 // fresh; the report hash ties the evidence batch to the TPM that quoted.
 package quotedata
 

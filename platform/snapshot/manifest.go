@@ -3,8 +3,7 @@
 // directory, and replays such a directory as a platform.Host on any OS.
 //
 // A snapshot is both a support bundle (what the agent saw, when a result
-// looks wrong) and a test fixture (golden end-to-end tests). Its format is
-// DESIGN §2:
+// looks wrong) and a test fixture (golden end-to-end tests). Its format:
 //
 //	DIR/manifest.json   goos, goarch, hostname, and the commands, WMI queries
 //	                    and registry values with their results

@@ -1,4 +1,4 @@
-// Package admin is the server's one admin service (DESIGN §1, §7): every
+// Package admin is the server's one admin service (README: Architecture, For auditors): every
 // change an administrator makes (waivers, TPM-change allowances, web/API
 // tokens, enrollment secrets, inventory imports) goes through it, from the
 // command line and the web alike. It validates the input, so both front

@@ -17,7 +17,7 @@
 // ParsePCRFile reads `tpm2_quote -o quote.pcrs` (the "serialized" format that
 // `tpm2_checkquote -f` reads; see ParsePCRFile for its layout).
 //
-// The server's side of TPM attestation (DESIGN §4) builds on VerifyQuote:
+// The server's side of TPM attestation (README: TPM attestation) builds on VerifyQuote:
 //
 //   - Enrollment: LoadEKPolicy reads the trusted EK manufacturer roots and an
 //     allowlist of EK hashes into an EKPolicy. CheckTPMIdentity checks a
@@ -98,7 +98,7 @@ type BankSelection struct {
 // Selection is a PCR selection in TPML_PCR_SELECTION order.
 type Selection []BankSelection
 
-// DefaultSelection is PCRs 0-7 of the SHA-256 bank (DESIGN §4).
+// DefaultSelection is PCRs 0-7 of the SHA-256 bank (README: TPM attestation).
 var DefaultSelection = Selection{{Hash: tpm2.TPMAlgSHA256, PCRs: []uint32{0, 1, 2, 3, 4, 5, 6, 7}}}
 
 var algNames = map[tpm2.TPMAlgID]string{

@@ -48,7 +48,7 @@ const (
 	CheckClock          = "clock"           // the TPM clock moved forward since the previous quote
 )
 
-// quotedPCRs are the PCRs every quote must cover (DESIGN §4).
+// quotedPCRs are the PCRs every quote must cover (README: TPM attestation).
 var quotedPCRs = []uint32{0, 1, 2, 3, 4, 5, 6, 7}
 
 // ClockInfo is the TPM clock state of a verified quote. ResetCount and

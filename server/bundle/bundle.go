@@ -1,5 +1,5 @@
 // Package bundle writes and verifies evidence bundles: a signed, offline
-// verifiable export of what the server stored for a period (DESIGN §6,
+// verifiable export of what the server stored for a period (README: For auditors;
 // evidence integrity).
 //
 // A bundle is an uncompressed POSIX tar file, so an auditor can list and

@@ -25,7 +25,7 @@ import (
 	"github.com/evident-dev/evident/server/store"
 )
 
-// Defaults for TPM attestation (DESIGN §4).
+// Defaults for TPM attestation (README: TPM attestation).
 const (
 	DefaultNonceTTL      = 2 * time.Minute
 	DefaultActivationTTL = 5 * time.Minute

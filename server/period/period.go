@@ -1,4 +1,4 @@
-// Package period builds the SOC 2 Type II period report (DESIGN §6): for a
+// Package period builds the SOC 2 Type II period report (README: For auditors): for a
 // period [From, To), per control, the population of devices in scope, the
 // share of device-time that was compliant, every exception interval with
 // its duration and cause, the devices that never reported, and a

@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// Chain is the per-device hash chain over stored observations (DESIGN §6,
+// Chain is the per-device hash chain over stored observations (README: For auditors;
 // tamper evidence).
 //
 // Every observation a device's Ingest newly stores is appended to that

@@ -44,7 +44,7 @@ type InventoryRow struct {
 	Owner        string
 }
 
-// Waivers are exceptions an admin grants (DESIGN §7: admins own
+// Waivers are exceptions an admin grants (README: For auditors; admins own
 // exceptions): a device may fail a control, or every control, for a bounded
 // time, for a stated reason, with a named approver. Waivers are never
 // deleted: a revoked or expired waiver stays in the record.

@@ -184,7 +184,7 @@ type Enrollment interface {
 	RevokeEnrollSecret(ctx context.Context, id string, at time.Time) error
 }
 
-// TPM is what TPM-bound enrollment and attestation need (DESIGN §4).
+// TPM is what TPM-bound enrollment and attestation need (README: TPM attestation).
 type TPM interface {
 	// CreateActivation stores a pending credential activation.
 	CreateActivation(ctx context.Context, a Activation) error

@@ -6,7 +6,7 @@ import (
 )
 
 // Web is what the web UI and HTTP API need: role tokens, login sessions and
-// the audit log (DESIGN §7). Tokens and sessions are stored only as
+// the audit log (README: For auditors). Tokens and sessions are stored only as
 // SHA-256 hashes of their secrets.
 type Web interface {
 	// CreateToken stores a new role token.
@@ -57,7 +57,7 @@ type AuditQuery struct {
 	Limit    int
 }
 
-// Web roles (DESIGN §7).
+// Web roles (README: For auditors).
 const (
 	RoleAdmin   = "admin"   // enroll, policy, exceptions
 	RoleAuditor = "auditor" // read-only, exports

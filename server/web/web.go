@@ -1,5 +1,5 @@
 // Package web is the auditor-facing web UI and read-only JSON API
-// (DESIGN §6-§7): server-rendered html/template pages (fleet posture with a
+// (README: For auditors): server-rendered html/template pages (fleet posture with a
 // 30-day compliance chart, filtered device list, device detail with
 // per-control status timelines, the period report with CSV and JSON
 // exports) and admin-only forms, behind role tokens.
