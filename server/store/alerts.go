@@ -19,10 +19,16 @@ type Alerts interface {
 	// PendingAlerts lists up to limit alerts not done whose next attempt
 	// is due at now, oldest first.
 	PendingAlerts(ctx context.Context, now time.Time, limit int) ([]Alert, error)
-	// AlertAttempted records a delivery attempt of alert id: the endpoints
-	// that have it now, the attempt count, and either done (delivered to
-	// every endpoint, or given up) or when to try again. It changes
-	// nothing and returns false when the alert is done already.
+	// ClaimAlert claims a pending alert for one delivery attempt: its next
+	// attempt moves to until, so no other replica reads it as due while
+	// this one sends it. It returns false, changing nothing, when the alert
+	// is done or was claimed since it was read (its NextAt changed).
+	ClaimAlert(ctx context.Context, a Alert, until time.Time) (bool, error)
+	// AlertAttempted records a delivery attempt of alert a.ID: the
+	// endpoints that have it now, the attempt count (a.Attempts, one more
+	// than stored), and either done (delivered to every endpoint, or given
+	// up) or when to try again. It changes nothing and returns false when
+	// the alert is done already or another attempt was recorded since.
 	AlertAttempted(ctx context.Context, a Alert) (bool, error)
 	// GroupCompliance counts the enrolled devices of a policy group, and
 	// the compliant ones among them.

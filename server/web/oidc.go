@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -55,16 +56,17 @@ type OIDCConfig struct {
 
 // Validate checks c and fills its defaults.
 func (c *OIDCConfig) Validate() error {
-	u, err := url.Parse(c.Issuer)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return fmt.Errorf("oidc issuer %q: want the provider's https URL", c.Issuer)
+	// Discovery and the signing keys come from the issuer: over plain HTTP
+	// anyone on the path could swap the keys and forge an admin's ID token.
+	// HTTP is for a provider on this machine only (tests, a local proxy).
+	if !secureURL(c.Issuer) {
+		return fmt.Errorf("oidc issuer %q: want the provider's https URL (http only on loopback)", c.Issuer)
 	}
 	if c.ClientID == "" {
 		return errors.New("oidc: client_id is empty")
 	}
-	r, err := url.Parse(c.RedirectURL)
-	if err != nil || (r.Scheme != "https" && r.Scheme != "http") || r.Host == "" || r.Path != oidcCallback {
-		return fmt.Errorf("oidc redirect_url %q: want the web UI's address followed by %s", c.RedirectURL, oidcCallback)
+	if r, err := url.Parse(c.RedirectURL); err != nil || !secureURL(c.RedirectURL) || r.Path != oidcCallback {
+		return fmt.Errorf("oidc redirect_url %q: want the web UI's https address followed by %s (http only on loopback)", c.RedirectURL, oidcCallback)
 	}
 	if len(c.AdminGroups)+len(c.AuditorGroups) == 0 {
 		return errors.New("oidc: no admin_groups or auditor_groups: nobody could log in")
@@ -82,6 +84,23 @@ func (c *OIDCConfig) Validate() error {
 		c.HTTPClient = &http.Client{Timeout: 10 * time.Second}
 	}
 	return nil
+}
+
+// secureURL: an https URL, or an http one to a loopback host.
+func secureURL(raw string) bool {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	switch u.Scheme {
+	case "https":
+		return true
+	case "http":
+		h := u.Hostname()
+		ip := net.ParseIP(h)
+		return h == "localhost" || (ip != nil && ip.IsLoopback())
+	}
+	return false
 }
 
 const (
@@ -228,7 +247,11 @@ func (s *Server) ssoCallback(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+	// The email names the login only when the provider vouches for it.
 	who := claimString(claims, "email")
+	if v, ok := claims["email_verified"].(bool); ok && !v {
+		who = ""
+	}
 	if who == "" {
 		who = claimString(claims, "preferred_username")
 	}

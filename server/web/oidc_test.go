@@ -29,6 +29,12 @@ func TestOIDCConfigValidate(t *testing.T) {
 		{"no issuer", func(c *web.OIDCConfig) { c.Issuer = "" }, "issuer"},
 		{"issuer not a URL", func(c *web.OIDCConfig) { c.Issuer = "login.example.com" }, "issuer"},
 		{"no client", func(c *web.OIDCConfig) { c.ClientID = "" }, "client_id"},
+		{"http issuer", func(c *web.OIDCConfig) { c.Issuer = "http://login.example.com" }, "http only on loopback"},
+		{"http issuer on loopback", func(c *web.OIDCConfig) { c.Issuer = "http://127.0.0.1:9000" }, ""},
+		{"http localhost", func(c *web.OIDCConfig) {
+			c.Issuer, c.RedirectURL = "http://localhost:9000/", "http://localhost:8080/oidc/callback"
+		}, ""},
+		{"http callback", func(c *web.OIDCConfig) { c.RedirectURL = "http://evident.example.com/oidc/callback" }, "http only on loopback"},
 		{"wrong callback path", func(c *web.OIDCConfig) { c.RedirectURL = "https://evident.example.com/callback" }, "/oidc/callback"},
 		{"no groups", func(c *web.OIDCConfig) { c.AdminGroups = nil }, "nobody could log in"},
 	} {

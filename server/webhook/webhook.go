@@ -231,12 +231,25 @@ func (d *Dispatcher) Round(ctx context.Context, now time.Time) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	start := time.Now()
 	done := 0
 	for _, a := range due {
 		if ctx.Err() != nil {
 			return done, ctx.Err()
 		}
-		finished, err := d.attempt(ctx, a, now)
+		// The round's time, moved on by how long the round has taken: what
+		// the signature's t says, and when a retry is due from.
+		at := now.Add(time.Since(start))
+		// Claimed for as long as this attempt can take, so another replica
+		// (should the lease pass to it meanwhile) does not send it too.
+		ok, err := d.st.ClaimAlert(ctx, a, at.Add(time.Duration(len(d.cfg.Endpoints)+1)*d.cfg.Timeout))
+		if err != nil {
+			return done, err
+		}
+		if !ok {
+			continue
+		}
+		finished, err := d.attempt(ctx, a, now, at)
 		if err != nil {
 			return done, err
 		}
@@ -273,8 +286,9 @@ func (d *Dispatcher) checkGroup(ctx context.Context, t Threshold, now time.Time)
 func event(a store.Alert) string { return a.Kind + "." + a.Status }
 
 // attempt sends a to every endpoint that wants it and has not accepted it,
-// and records the outcome.
-func (d *Dispatcher) attempt(ctx context.Context, a store.Alert, now time.Time) (bool, error) {
+// and records the outcome: retries are due from the round's time now,
+// signatures say sent (now plus the time the round has taken).
+func (d *Dispatcher) attempt(ctx context.Context, a store.Alert, now, sent time.Time) (bool, error) {
 	ev := event(a)
 	var dev *store.Device
 	if a.Kind == store.AlertControl {
@@ -286,6 +300,7 @@ func (d *Dispatcher) attempt(ctx context.Context, a store.Alert, now time.Time) 
 	}
 	a.Attempts++
 	var failed []string
+	interrupted := false
 	for _, e := range d.cfg.Endpoints {
 		if !e.wants(ev) || slices.Contains(a.DeliveredTo, e.Name) {
 			continue
@@ -294,9 +309,10 @@ func (d *Dispatcher) attempt(ctx context.Context, a store.Alert, now time.Time) 
 		if err != nil {
 			return false, err
 		}
-		if err := d.post(ctx, e, a, body, now); err != nil {
+		if err := d.post(ctx, e, a, body, sent); err != nil {
 			if ctx.Err() != nil {
-				return false, ctx.Err()
+				interrupted = true // shutting down: record what was delivered
+				break
 			}
 			failed = append(failed, e.Name+": "+err.Error())
 			d.cfg.Log.Warn("webhook delivery failed", "endpoint", e.Name, "alert", a.ID, "event", ev, "attempt", a.Attempts, "err", err)
@@ -306,18 +322,25 @@ func (d *Dispatcher) attempt(ctx context.Context, a store.Alert, now time.Time) 
 		d.audit(ctx, now, "webhook.delivered", fmt.Sprintf("alert=%d event=%s subject=%s control=%s endpoint=%s attempt=%d", a.ID, ev, a.Subject, a.ControlID, e.Name, a.Attempts))
 	}
 	a.LastError = strings.Join(failed, "; ")
-	finished := len(failed) == 0 || a.Attempts >= d.cfg.MaxAttempts
+	finished := !interrupted && (len(failed) == 0 || a.Attempts >= d.cfg.MaxAttempts)
 	if finished {
 		a.DoneAt = &now
 		if len(failed) > 0 {
 			d.cfg.Log.Error("webhook delivery given up", "alert", a.ID, "event", ev, "attempts", a.Attempts, "err", a.LastError)
 			d.audit(ctx, now, "webhook.failed", fmt.Sprintf("alert=%d event=%s subject=%s control=%s attempts=%d: %s", a.ID, ev, a.Subject, a.ControlID, a.Attempts, a.LastError))
 		}
+	} else if interrupted {
+		a.NextAt = now // due again at the next round
 	} else {
 		a.NextAt = now.Add(d.backoff(a.Attempts))
 	}
-	if _, err := d.st.AlertAttempted(ctx, a); err != nil {
+	// Recorded even when ctx ends meanwhile (shutdown): the endpoints that
+	// accepted it are not sent it again.
+	if _, err := d.st.AlertAttempted(context.WithoutCancel(ctx), a); err != nil {
 		return false, err
+	}
+	if interrupted {
+		return false, ctx.Err()
 	}
 	return finished, nil
 }
@@ -420,6 +443,8 @@ func Verify(secret []byte, header string, body []byte, now time.Time, tolerance 
 	return nil
 }
 
+var slackEscape = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
+
 // Message is the JSON body (FormatJSON).
 type Message struct {
 	// ID is the alert's id, the same on every retry: a receiver drops a
@@ -504,9 +529,11 @@ func (d *Dispatcher) message(a store.Alert, dev *store.Device) Message {
 func (d *Dispatcher) body(e Endpoint, a store.Alert, dev *store.Device) ([]byte, error) {
 	m := d.message(a, dev)
 	if e.Format == FormatSlack {
+		// Slack reads <…> as links and mentions (<!channel>): text from a
+		// device (its hostname, a reason) must not become one.
 		return json.Marshal(struct {
 			Text string `json:"text"`
-		}{m.Text})
+		}{slackEscape.Replace(m.Text)})
 	}
 	return json.Marshal(m)
 }

@@ -457,3 +457,62 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+// A round slower than the lease (a receiver that hangs) must not let a
+// second replica send the same alerts: each is claimed before it is sent.
+func TestConcurrentRoundsClaim(t *testing.T) {
+	st := openStore(t)
+	var mu sync.Mutex
+	seen := map[string]int{}
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(50 * time.Millisecond)
+		mu.Lock()
+		seen[r.Header.Get("X-Evident-Delivery")]++
+		mu.Unlock()
+	}))
+	defer slow.Close()
+	for i := range 6 {
+		record(t, st, "dev-1", t0.Add(time.Duration(i)*time.Second), nil, "DC-FW-01", []string{store.Fail, store.Pass}[i%2])
+	}
+	var wg sync.WaitGroup
+	for range 2 {
+		d := dispatcher(t, st, webhook.Config{Endpoints: []webhook.Endpoint{{Name: "ops", URL: slow.URL}}})
+		wg.Add(1)
+		go func() { defer wg.Done(); round(t, d, t0.Add(time.Minute)) }()
+	}
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 3 {
+		t.Errorf("%d alerts delivered, want 3: %v", len(seen), seen)
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Errorf("alert %s delivered %d times by two concurrent rounds", id, n)
+		}
+	}
+}
+
+// Text from a device (its hostname, a reason) cannot become a Slack
+// mention or link.
+func TestSlackEscapesDeviceText(t *testing.T) {
+	st := openStore(t)
+	if _, err := st.EnrollDevice(context.Background(), store.Device{ID: "dev-x", Hostname: "<!channel> & <https://phish.example|login>", MachineID: "mx", EnrolledAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	slack := newReceiver(t)
+	d := dispatcher(t, st, webhook.Config{Endpoints: []webhook.Endpoint{{Name: "slack", URL: slack.srv.URL, Format: webhook.FormatSlack}}})
+	record(t, st, "dev-x", t0, nil, "DC-FW-01", store.Fail)
+	round(t, d, t0)
+	got := slack.deliveries()
+	if len(got) != 1 {
+		t.Fatalf("%d deliveries", len(got))
+	}
+	var m map[string]string
+	if err := json.Unmarshal(got[0].body, &m); err != nil {
+		t.Fatal(err)
+	}
+	if strings.ContainsAny(m["text"], "<>") || !strings.Contains(m["text"], "&lt;!channel&gt; &amp; &lt;https://phish.example|login&gt;") {
+		t.Errorf("slack text %q", m["text"])
+	}
+}

@@ -305,6 +305,10 @@ func TestServerUnitVerifies(t *testing.T) {
 	deb := buildPackage(t, "server", "deb", "1.0.0")
 	x := t.TempDir()
 	run(t, "", "dpkg-deb", "-x", deb, x)
+	// LoadCredential= needs systemd 247: an older one is refused.
+	if got := run(t, "", "dpkg-deb", "-f", deb, "Breaks"); got != "systemd (<< 247)" {
+		t.Errorf("Breaks: %q, want systemd (<< 247)", got)
+	}
 	shipped := readIn(t, x, srvUnitIn)
 	const exec0 = "ExecStart=" + srvBin + " "
 	if !strings.Contains(shipped, exec0) {
@@ -331,7 +335,7 @@ func TestServerUnitVerifies(t *testing.T) {
 		"User": srvUser, "Group": srvUser, "NoNewPrivileges": "yes", "ProtectSystem": "strict",
 		"StateDirectory": "evident-server", "StateDirectoryMode": "0700", "UMask": "0077",
 		"CapabilityBoundingSet": "CAP_NET_BIND_SERVICE", "LoadCredential": "server.yaml:" + srvConf,
-		"Restart": "on-failure", "RestartPreventExitStatus": "2 78",
+		"Restart": "on-failure", "RestartPreventExitStatus": "2 78 243",
 	} {
 		if got := svc[k]; len(got) != 1 || got[0] != want {
 			t.Errorf("%s=%q, want %q", k, got, want)
@@ -372,5 +376,8 @@ func TestServerRPMContents(t *testing.T) {
 	}
 	if req := q("--requires"); !strings.Contains(req, "shadow-utils") {
 		t.Errorf("rpm requires:\n%s", req)
+	}
+	if c := strings.TrimSpace(q("--conflicts")); c != "systemd < 247" {
+		t.Errorf("rpm conflicts: %q, want systemd < 247", c)
 	}
 }

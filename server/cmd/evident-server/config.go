@@ -227,6 +227,11 @@ func parseRunFile(b []byte, fs *flag.FlagSet) (*runFile, error) {
 	return rf, nil
 }
 
+// fromEnv are the flags whose default comes from the environment: a file
+// setting one too would silently win over the environment the command-line
+// tools (secret create, token create) follow, so the two must agree.
+var fromEnv = map[string]string{"data-dir": "EVIDENT_DATA_DIR", "store": "EVIDENT_STORE"}
+
 // apply sets on fs the file's values of the flags the command line did
 // not set.
 func (rf *runFile) apply(fs *flag.FlagSet) error {
@@ -235,6 +240,9 @@ func (rf *runFile) apply(fs *flag.FlagSet) error {
 	for name, v := range rf.flags {
 		if set[name] {
 			continue
+		}
+		if env := fromEnv[name]; env != "" && os.Getenv(env) != "" && os.Getenv(env) != v {
+			return fmt.Errorf("--config: %s is set both in the file and in %s, to different values: keep one", strings.ReplaceAll(name, "-", "_"), env)
 		}
 		if err := fs.Set(name, v); err != nil {
 			return fmt.Errorf("--config: %s: %w", name, err)

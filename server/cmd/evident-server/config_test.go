@@ -13,6 +13,7 @@ import (
 func runFlags() (*flag.FlagSet, *string, *time.Duration) {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
+	fs.String("store", os.Getenv("EVIDENT_STORE"), "")
 	listen := fs.String("listen", ":8443", "")
 	every := fs.Duration("rescore-interval", 5*time.Minute, "")
 	fs.String("web-listen", "", "")
@@ -109,6 +110,30 @@ func TestRunFileApply(t *testing.T) {
 	}
 	if err := rf.apply(fs); err == nil || !strings.Contains(err.Error(), "rescore-interval") {
 		t.Errorf("a bad value: %v", err)
+	}
+}
+
+// A store in the file and another in EVIDENT_STORE (where the packaged
+// unit's /etc/default file puts it) is refused, not silently overridden.
+func TestRunFileAgainstEnvironment(t *testing.T) {
+	for _, tt := range []struct {
+		env, file, want string
+	}{
+		{"", "store: postgres://a@db/evident\n", ""},
+		{"postgres://a@db/evident", "store: postgres://a@db/evident\n", ""},
+		{"postgres://a@db/evident", "listen: :1\n", ""},
+		{"postgres://a@db/evident", "store: postgres://b@other/evident\n", "EVIDENT_STORE"},
+	} {
+		t.Setenv("EVIDENT_STORE", tt.env)
+		fs, _, _ := runFlags()
+		rf, err := parseRunFile([]byte(tt.file), fs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = rf.apply(fs)
+		if (err == nil) != (tt.want == "") || (err != nil && !strings.Contains(err.Error(), tt.want)) {
+			t.Errorf("env %q, file %q: %v, want %q", tt.env, tt.file, err, tt.want)
+		}
 	}
 }
 

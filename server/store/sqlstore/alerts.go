@@ -90,11 +90,22 @@ func (s *Store) PendingAlerts(ctx context.Context, now time.Time, limit int) ([]
 	return out, rows.Err()
 }
 
+// ClaimAlert implements store.Alerts.
+func (s *Store) ClaimAlert(ctx context.Context, a store.Alert, until time.Time) (bool, error) {
+	res, err := s.db.ExecContext(ctx, `UPDATE alerts SET next_at = ? WHERE id = ? AND done_at IS NULL AND next_at = ?`,
+		nanos(until), a.ID, nanos(a.NextAt))
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
 // AlertAttempted implements store.Alerts.
 func (s *Store) AlertAttempted(ctx context.Context, a store.Alert) (bool, error) {
 	res, err := s.db.ExecContext(ctx, `UPDATE alerts SET delivered_to = ?, attempts = ?, next_at = ?, done_at = ?, last_error = ?
-		WHERE id = ? AND done_at IS NULL`,
-		strings.Join(a.DeliveredTo, ","), a.Attempts, nanos(a.NextAt), nullNanos(a.DoneAt), clip(a.LastError, maxAlertReason), a.ID)
+		WHERE id = ? AND done_at IS NULL AND attempts = ?`,
+		strings.Join(a.DeliveredTo, ","), a.Attempts, nanos(a.NextAt), nullNanos(a.DoneAt), clip(a.LastError, maxAlertReason), a.ID, a.Attempts-1)
 	if err != nil {
 		return false, err
 	}

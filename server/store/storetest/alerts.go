@@ -82,6 +82,22 @@ func testAlerts(t *testing.T, open func(*testing.T) store.Store) {
 			t.Fatalf("%d alerts, want 2", len(as))
 		}
 		a := as[0]
+		// A claim moves the alert out of the due ones; a second claim of
+		// what was read (another replica) fails.
+		if ok, err := s.ClaimAlert(ctx, a, at(2*time.Minute)); err != nil || !ok {
+			t.Fatalf("ClaimAlert = %v, %v", ok, err)
+		}
+		if ok, err := s.ClaimAlert(ctx, a, at(2*time.Minute)); err != nil || ok {
+			t.Fatalf("a second claim of the same read = %v, %v; want false", ok, err)
+		}
+		if got := pending(t, s, at(time.Minute)); len(got) != 1 || got[0].ID == a.ID {
+			t.Fatalf("a claimed alert is still due: %+v", got)
+		}
+		stale := a
+		stale.Attempts = 2 // an attempt counted from another read
+		if ok, err := s.AlertAttempted(ctx, stale); err != nil || ok {
+			t.Fatalf("AlertAttempted out of turn = %v, %v; want false", ok, err)
+		}
 		a.Attempts, a.DeliveredTo, a.NextAt, a.LastError = 1, []string{"ops"}, at(10*time.Minute), "slack: answered 500"
 		if ok, err := s.AlertAttempted(ctx, a); err != nil || !ok {
 			t.Fatalf("AlertAttempted = %v, %v", ok, err)
