@@ -79,7 +79,7 @@ test: proto-check cross-check vulncheck ## Run every test (unit, conformance, en
 	$(GO) vet ./...
 	$(GO) vet -tags evidenttest ./internal/clock ./test/...
 	$(GO) build -o bin/testsummary ./internal/testsummary
-	set -o pipefail; $(GO) test -count=1 -json ./... | bin/testsummary
+	set -o pipefail; $(GO) test -count=1 -timeout 20m -json ./... | bin/testsummary
 
 .PHONY: cross-check
 cross-check: ## Check with CGO_ENABLED=0 that the agent builds for darwin, windows and linux/arm64 and that every package vets on windows/amd64 and darwin/arm64
