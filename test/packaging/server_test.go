@@ -306,7 +306,7 @@ func TestServerUnitVerifies(t *testing.T) {
 	x := t.TempDir()
 	run(t, "", "dpkg-deb", "-x", deb, x)
 	// LoadCredential= needs systemd 247: an older one is refused.
-	if got := run(t, "", "dpkg-deb", "-f", deb, "Breaks"); got != "systemd (<< 247)" {
+	if got := strings.TrimSpace(run(t, "", "dpkg-deb", "-f", deb, "Breaks")); got != "systemd (<< 247)" {
 		t.Errorf("Breaks: %q, want systemd (<< 247)", got)
 	}
 	shipped := readIn(t, x, srvUnitIn)
