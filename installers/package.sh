@@ -75,10 +75,7 @@ want() { [ -z "$only" ] || [ "$only" = "$1" ]; }
 
 build() { # build GOOS GOARCH OUTPUT [PROGRAM]
 	prog=${4:-evident-agent}
-	case "$prog" in
-	evident-agent) pkgdir=./agent/cmd/evident-agent ;;
-	evident-server) pkgdir=./server/cmd/evident-server ;;
-	esac
+	pkgdir=./${prog#evident-}/cmd/$prog # ./agent/cmd/evident-agent, ./server/cmd/evident-server
 	echo "building $prog $version for $1/$2"
 	CGO_ENABLED=0 GOOS=$1 GOARCH=$2 go build -trimpath \
 		-ldflags "-s -w -X github.com/evident-dev/evident/internal/version.Version=$version" \

@@ -66,10 +66,7 @@ if [ -n "$arches" ]; then
 fi
 
 for prog in evident-agent evident-server; do
-	case "$prog" in
-	evident-agent) pkgdir=./agent/cmd/evident-agent ;;
-	evident-server) pkgdir=./server/cmd/evident-server ;;
-	esac
+	pkgdir=./${prog#evident-}/cmd/$prog
 	for target in $targets; do
 		goos=${target%/*} goarch=${target#*/}
 		dir="$work/${prog}_${version}_${goos}_$goarch"
@@ -98,10 +95,7 @@ done
 docs="$work/docs-$version"
 mkdir -p "$docs"
 for prog in evident-agent evident-server; do
-	case "$prog" in
-	evident-agent) pkgdir=./agent/cmd/evident-agent ;;
-	evident-server) pkgdir=./server/cmd/evident-server ;;
-	esac
+	pkgdir=./${prog#evident-}/cmd/$prog
 	go build -o "$work/$prog" "$pkgdir"
 	go run ./installers/docgen --bin "$work/$prog" --version "$version" --date "$(printf '%.10s' "$when")" --out "$docs"
 done

@@ -191,8 +191,8 @@ func (s *Server) ssoCallback(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, &http.Cookie{Name: oidcCookie, Value: "", Path: "/oidc/", MaxAge: -1, HttpOnly: true, Secure: s.secureReq(r), SameSite: http.SameSiteLaxMode})
 	q := r.URL.Query()
 	if e := q.Get("error"); e != "" {
-		s.ssoRefuse(w, r, http.StatusUnauthorized, "login.failed", "the provider answered "+clipText(e, 64),
-			"The sign-in provider refused or cancelled the login ("+clipText(e, 64)+").")
+		s.ssoRefuse(w, r, http.StatusUnauthorized, "login.failed", "the provider answered "+clip(e, 64),
+			"The sign-in provider refused or cancelled the login ("+clip(e, 64)+").")
 		return
 	}
 	var f flow
@@ -226,7 +226,7 @@ func (s *Server) ssoCallback(w http.ResponseWriter, r *http.Request) {
 			err = errors.New("nonce does not match")
 		}
 		s.log.Warn("web: ID token refused", "err", err)
-		s.ssoRefuse(w, r, http.StatusUnauthorized, "login.failed", "ID token refused: "+clipText(err.Error(), 200), "The sign-in could not be verified: please try again.")
+		s.ssoRefuse(w, r, http.StatusUnauthorized, "login.failed", "ID token refused: "+clip(err.Error(), 200), "The sign-in could not be verified: please try again.")
 		return
 	}
 	claims := map[string]any{}
@@ -258,7 +258,7 @@ func (s *Server) ssoCallback(w http.ResponseWriter, r *http.Request) {
 	if who == "" {
 		who = idt.Subject
 	}
-	who = clipText(who, 128)
+	who = clip(who, 128)
 	groups := claimStrings(claims[s.sso.cfg.GroupsClaim])
 	role := ""
 	switch {
@@ -269,7 +269,7 @@ func (s *Server) ssoCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	if role == "" {
 		s.ssoRefuse(w, r, http.StatusForbidden, "login.denied",
-			fmt.Sprintf("%s (subject %s) is in no group mapped to a role (groups: %s)", who, clipText(idt.Subject, 128), clipText(strings.Join(groups, ", "), 512)),
+			fmt.Sprintf("%s (subject %s) is in no group mapped to a role (groups: %s)", who, clip(idt.Subject, 128), clip(strings.Join(groups, ", "), 512)),
 			"Your account ("+who+") is not in a group allowed to use Evident. Ask an administrator.")
 		return
 	}
@@ -291,7 +291,7 @@ func (s *Server) ssoCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	u := &user{TokenID: t.ID, Role: role, Label: t.Label}
 	s.audit(r.Context(), u.actor(), "login", fmt.Sprintf("single sign-on, issuer %s, subject %s, from %s",
-		s.sso.cfg.Issuer, clipText(idt.Subject, 128), strings.TrimPrefix(anonymous(r), "anonymous ")))
+		s.sso.cfg.Issuer, clip(idt.Subject, 128), strings.TrimPrefix(anonymous(r), "anonymous ")))
 	s.setCookie(w, r, sessionCookie, secret, "/", int(exp.Sub(now)/time.Second))
 	// The session cookie is SameSite=Strict, so a redirect still in the
 	// chain that began at the provider would arrive without it: a page of
@@ -336,13 +336,4 @@ func intersects(a, b []string) bool {
 		}
 	}
 	return false
-}
-
-// clipText bounds text from outside (claims, error codes) put in pages
-// and the audit log.
-func clipText(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return strings.ToValidUTF8(s[:n], "") + "…"
 }

@@ -385,9 +385,11 @@ func formSummary(r *http.Request) string {
 	return strings.Join(parts, " ")
 }
 
+// clip bounds text from outside (a form value, a claim, an error code) put
+// in pages and the audit log to n bytes, never splitting a character.
 func clip(s string, n int) string {
 	if len(s) > n {
-		return s[:n]
+		return strings.ToValidUTF8(s[:n], "")
 	}
 	return s
 }
